@@ -1,0 +1,115 @@
+"""The partial shift operation of ShiftViT.
+
+``shift(x, gamma)`` moves ``g = floor(gamma * C)`` channels one pixel in each of the four directions
+(left, right, up, down; in that channel order) and copies the remaining ``C - 4g`` channels unchanged.
+Pixels pushed out are dropped and vacated rows/columns are zero, exactly as the official implementation.
+
+Why a hand-written autograd function: the official code builds the output with ``zeros_like`` followed by
+five slice copies and lets autograd differentiate through the indexing, which writes the tensor twice
+forward and allocates/zeros again backward. The shift is a permutation with zero fill, so its backward is
+the inverse shift, and both directions can write every output element exactly once. No library ships it.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Union
+
+import torch
+from timm.layers import register_notrace_function
+
+GammaLike = Union[Fraction, float, int, str]
+
+
+def parse_gamma(gamma: GammaLike) -> Fraction:
+    """Parse a shift ratio exactly: ``'1/12'``, ``0.0833``, ``Fraction(1, 12)`` (never ``eval``)."""
+    if isinstance(gamma, Fraction):
+        value = gamma
+    elif isinstance(gamma, bool):
+        raise ValueError(f"gamma={gamma!r} is not a number; give a fraction such as 1/12 or a float in (0, 1/4]")
+    elif isinstance(gamma, int):
+        value = Fraction(gamma)
+    elif isinstance(gamma, float):
+        # limit_denominator turns 1/12 given as 0.08333333333333333 back into Fraction(1, 12)
+        value = Fraction(gamma).limit_denominator(10_000)
+    elif isinstance(gamma, str):
+        try:
+            value = Fraction(gamma.strip())
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(
+                f"gamma={gamma!r} is not a number; give a fraction such as 1/12 or a float in (0, 1/4]"
+            ) from None
+    else:
+        raise ValueError(f"gamma={gamma!r} has type {type(gamma).__name__}; give a fraction such as 1/12 or a float")
+    if not 0 < value <= Fraction(1, 4):
+        raise ValueError(f"gamma={gamma} is outside (0, 1/4]: 4*gamma of the channels are shifted, at most all of them")
+    return value
+
+
+def shift_channels(num_channels: int, gamma: GammaLike) -> int:
+    """Channels moved per direction: ``floor(gamma * C)`` (the official ``C // n_div`` for gamma = 1/n_div)."""
+    return int(parse_gamma(gamma) * num_channels)
+
+
+def shift_reference(x: torch.Tensor, g: int) -> torch.Tensor:
+    """Plain, obviously-correct shift (the official algorithm); also the TorchScript path."""
+    out = torch.zeros_like(x)
+    out[:, 0 * g:1 * g, :, :-1] = x[:, 0 * g:1 * g, :, 1:]  # left
+    out[:, 1 * g:2 * g, :, 1:] = x[:, 1 * g:2 * g, :, :-1]  # right
+    out[:, 2 * g:3 * g, :-1, :] = x[:, 2 * g:3 * g, 1:, :]  # up
+    out[:, 3 * g:4 * g, 1:, :] = x[:, 3 * g:4 * g, :-1, :]  # down
+    out[:, 4 * g:] = x[:, 4 * g:]
+    return out
+
+
+def _shift_once(x: torch.Tensor, g: int, inverse: bool) -> torch.Tensor:
+    """Write each output element once: shifted slice copies plus one-pixel zero fills, no full zeroing."""
+    out = torch.empty_like(x)  # preserves channels_last
+    left, right = slice(0, g), slice(g, 2 * g)
+    up, down = slice(2 * g, 3 * g), slice(3 * g, 4 * g)
+    if inverse:  # the adjoint of a shift is the opposite shift
+        left, right, up, down = right, left, down, up
+    if x.shape[-1] > 1:
+        out[:, left, :, :-1] = x[:, left, :, 1:]
+        out[:, right, :, 1:] = x[:, right, :, :-1]
+    out[:, left, :, -1] = 0
+    out[:, right, :, 0] = 0
+    if x.shape[-2] > 1:
+        out[:, up, :-1, :] = x[:, up, 1:, :]
+        out[:, down, 1:, :] = x[:, down, :-1, :]
+    out[:, up, -1, :] = 0
+    out[:, down, 0, :] = 0
+    out[:, 4 * g:] = x[:, 4 * g:]
+    return out
+
+
+class _ShiftFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, g: int) -> torch.Tensor:
+        ctx.g = g
+        return _shift_once(x, g, inverse=False)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        return _shift_once(grad_out, ctx.g, inverse=True), None
+
+
+@torch.jit.unused
+def _shift_autograd(x: torch.Tensor, g: int) -> torch.Tensor:
+    return _ShiftFunction.apply(x, g)
+
+
+@register_notrace_function  # torch.fx: keep the shift as one leaf call instead of tracing the slice writes
+def shift_by(x: torch.Tensor, g: int) -> torch.Tensor:
+    """Shift ``g`` channels per direction of an NCHW (or channels-last) tensor."""
+    if g == 0:
+        return x
+    if torch.jit.is_scripting():
+        return shift_reference(x, g)
+    return _shift_autograd(x, g)
+
+
+def shift(x: torch.Tensor, gamma: GammaLike = Fraction(1, 12)) -> torch.Tensor:
+    """Partial shift of ``x`` (N, C, H, W): ``floor(gamma*C)`` channels per direction move by one pixel."""
+    if x.dim() != 4:
+        raise ValueError(f"shift expects a 4-D (N, C, H, W) tensor, got shape {tuple(x.shape)}")
+    return shift_by(x, shift_channels(x.shape[1], gamma))
