@@ -202,11 +202,9 @@ class _FixedResolutionMixer(TokenMixer):
 
     def _check_size(self, h: int, w: int) -> None:
         fh, fw = self.feat_size
-        torch._assert(
-            h == fh and w == fw,
-            f"mixer '{self.mixer_name}' is built for a {fh}x{fw} feature map and cannot take {h}x{w}; "
-            "build the model with the img_size you feed it",
-        )
+        if h != fh or w != fw:
+            raise ValueError(f"mixer '{self.mixer_name}' is built for a {fh}x{fw} feature map and cannot take "
+                             f"{h}x{w}; build the model with the img_size you feed it")
 
 
 @register_mixer("mlp")

@@ -7,14 +7,13 @@ token mixer is an argument (see ``mixers.py``), so comparisons change the mixer 
 Layout: ``patch_embed`` (conv k=p s=p + norm) -> ``layers[i]`` = blocks, then ``downsample`` (norm + conv k=2 s=2)
 for i < 3 -> ``norm`` -> global average pool -> ``head``.
 """
-from __future__ import annotations
 
 from fractions import Fraction
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, Mlp, trunc_normal_
+from timm.layers import DropPath, Mlp, register_notrace_function, trunc_normal_
 from timm.models import build_model_with_cfg, checkpoint_seq, register_model
 from timm.models._features import feature_take_indices
 from torch import nn
@@ -46,6 +45,13 @@ ALIASES: Dict[str, str] = {
     "shiftvit_tiny": "shiftvit_r2_tiny", "shiftvit_small": "shiftvit_r2_small", "shiftvit_base": "shiftvit_r2_base",
 }
 DEFAULT_GAMMA = Fraction(1, 12)
+
+
+@register_notrace_function  # a leaf for torch.fx: the check branches on the (symbolic) input shape
+def check_input_size(x: torch.Tensor, divisor: int) -> None:
+    h, w = x.shape[-2], x.shape[-1]
+    if h % divisor != 0 or w % divisor != 0:
+        raise ValueError(f"input {h}x{w} must be a multiple of {divisor} in height and width")
 
 
 class PatchEmbed(nn.Module):
@@ -229,9 +235,7 @@ class ShiftViT(nn.Module):
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def _check_input(self, x: torch.Tensor) -> None:
-        h, w = x.shape[-2], x.shape[-1]
-        torch._assert(h % self.size_divisor == 0 and w % self.size_divisor == 0,
-                      f"input {h}x{w} must be a multiple of {self.size_divisor} in height and width")
+        check_input_size(x, self.size_divisor)
 
     def forward_intermediates(
             self,

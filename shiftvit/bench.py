@@ -1,0 +1,110 @@
+"""Benchmarks that print tables of ratios measured in one run: ``python -m shiftvit.bench shift``.
+
+Ratios, not absolute times, are the numbers to compare: both sides of a ratio run interleaved in the same
+process on the same tensors, so machine load affects them alike.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional
+
+import torch
+
+from .ops import shift_channels, shift_reference, shift_by
+
+
+def time_interleaved(fns: Dict[str, Callable[[], None]], repeats: int, warmup: int = 2) -> Dict[str, List[float]]:
+    """Run each function ``warmup`` times, then ``repeats`` rounds in which every function runs once."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: Dict[str, List[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def bench_shift(shape=(64, 96, 56, 56), gamma: str = "1/12", repeats: int = 20, channels_last: bool = False,
+                threads: Optional[int] = None) -> Dict[str, object]:
+    """Shift forward+backward vs ``x.clone()`` + ``grad.clone()`` (the memory-traffic floor) vs official."""
+    if threads:
+        torch.set_num_threads(threads)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(*shape).contiguous(memory_format=fmt).requires_grad_(True)
+    grad = torch.randn(*shape).contiguous(memory_format=fmt)
+    g = shift_channels(shape[1], gamma)
+
+    def clone_floor() -> None:
+        x.detach().clone()
+        grad.clone()
+
+    def ours() -> None:
+        x.grad = None
+        shift_by(x, g).backward(grad)
+
+    def official() -> None:  # zeros_like + five slice copies, autograd through the indexing
+        x.grad = None
+        shift_reference(x, g).backward(grad)
+
+    times = time_interleaved({"clone": clone_floor, "shiftvit": ours, "official": official}, repeats)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    best = {k: min(v) for k, v in times.items()}
+    return dict(
+        benchmark="shift", shape=list(shape), gamma=gamma, channels_last=channels_last, repeats=repeats,
+        threads=torch.get_num_threads(), torch=torch.__version__, machine=platform.processor() or platform.machine(),
+        median_ms={k: 1e3 * v for k, v in med.items()}, min_ms={k: 1e3 * v for k, v in best.items()},
+        ratio_to_clone={k: med[k] / med["clone"] for k in med},
+        ratio_to_clone_min={k: best[k] / best["clone"] for k in best},
+    )
+
+
+def _print_shift(r: Dict[str, object]) -> None:
+    fmt = "channels_last" if r["channels_last"] else "NCHW"
+    print(f"shift fwd+bwd, shape {tuple(r['shape'])} {fmt} fp32, gamma={r['gamma']}, "
+          f"{r['threads']} threads, {r['repeats']} interleaved repeats")
+    print(f"{'impl':<10}{'median ms':>12}{'min ms':>10}{'x clone (median)':>18}{'x clone (min)':>15}")
+    for k in ("clone", "shiftvit", "official"):
+        print(f"{k:<10}{r['median_ms'][k]:>12.2f}{r['min_ms'][k]:>10.2f}"
+              f"{r['ratio_to_clone'][k]:>18.3f}{r['ratio_to_clone_min'][k]:>15.3f}")
+
+
+def _write(result: Dict[str, object], out: Optional[str]) -> None:
+    if out:
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2))
+        tmp.replace(path)
+        print(f"wrote {path}")
+
+
+def main(argv: Optional[Iterable[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m shiftvit.bench", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("shift", help="shift op forward+backward vs clone() and vs the official implementation")
+    s.add_argument("--shape", default="64,96,56,56", help="N,C,H,W (default: Shift-T stage 1 at batch 64)")
+    s.add_argument("--gamma", default="1/12")
+    s.add_argument("--repeats", type=int, default=20)
+    s.add_argument("--channels-last", action="store_true")
+    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--quick", action="store_true", help="tiny tensor, 3 repeats: checks the benchmark runs")
+    s.add_argument("--out", default="bench_results/shift.json", help="JSON output ('' to skip)")
+    args = p.parse_args(argv)
+    if args.command == "shift":
+        shape = (2, 24, 9, 7) if args.quick else tuple(int(v) for v in args.shape.split(","))
+        result = bench_shift(shape, args.gamma, 3 if args.quick else args.repeats, args.channels_last, args.threads)
+        _print_shift(result)
+        _write(result, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

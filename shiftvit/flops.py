@@ -1,0 +1,321 @@
+"""FLOP (MAC) and parameter accounting per component, and the matched-budget depth solver.
+
+Counting convention (the one the papers use): multiply-accumulates of convolutions, linear layers and matrix
+products (attention's ``QK^T`` and ``AV`` included); norms, activations, pooling and the shift count 0.
+The counter is PyTorch's ``torch.utils.flop_counter.FlopCounterMode`` (FLOPs = 2 x MACs), run on the
+``meta`` device, so counting Shift-T or Swin-T costs no arithmetic and no memory. It works for any timm model.
+
+The solver is analytic: a model's cost is ``fixed + sum_i depth_i * block_i``, with ``fixed`` (embed, merges,
+final norm, head) and ``block_i`` (one block of stage i) read off one counted model; candidates are then
+scored without building anything.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+COMPONENTS = ("embed", "mixer", "mlp", "norm", "merge", "head", "other")
+MATCHES = ("flops", "params", "none")
+DEFAULT_TOLERANCE = 0.02
+
+_SEGMENT_RULES: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
+    ("embed", ("patch_embed", "stem")),
+    ("merge", ("downsample", "merge", "reduction")),
+    ("head", ("head", "classifier", "fc_norm")),
+    ("mixer", ("token_mixer", "attn", "mixer")),
+    ("mlp", ("mlp",)),
+    ("norm", ("norm", "norm1", "norm2", "bn", "ln")),
+)
+
+
+def component_of(path: str) -> str:
+    """Component of a module/parameter path, e.g. ``layers.2.blocks.0.mlp.fc1`` -> ``mlp``."""
+    segments = path.split(".")
+    for component, names in _SEGMENT_RULES:
+        if any(s in names or (component == "norm" and s.startswith("norm")) for s in segments):
+            return component
+    if segments and segments[0] == "fc":  # ResNet-style classifier
+        return "head"
+    return "other"
+
+
+@dataclass(frozen=True)
+class Cost:
+    """MACs and parameters per component for one model at one input size (batch 1)."""
+    macs: Dict[str, int]
+    params: Dict[str, int]
+    img_size: Tuple[int, int]
+    blocks_macs: Tuple[int, ...] = field(default=())  # per stage: MACs of all blocks of the stage
+    blocks_params: Tuple[int, ...] = field(default=())
+
+    @property
+    def total_macs(self) -> int:
+        return sum(self.macs.values())
+
+    @property
+    def total_params(self) -> int:
+        return sum(self.params.values())
+
+    def total(self, match: str) -> int:
+        return self.total_macs if match == "flops" else self.total_params
+
+    def as_dict(self) -> Dict[str, int]:
+        """Flat record: ``macs``, ``params`` and ``macs_<component>`` / ``params_<component>``."""
+        out: Dict[str, int] = {"macs": self.total_macs, "params": self.total_params}
+        out.update({f"macs_{k}": v for k, v in self.macs.items()})
+        out.update({f"params_{k}": v for k, v in self.params.items()})
+        return out
+
+
+def _exclusive(counts: Dict[str, Dict[Any, int]]) -> Dict[str, int]:
+    """FlopCounterMode reports each module inclusive of its children; keep only each module's own ops."""
+    inclusive = {name: sum(ops.values()) for name, ops in counts.items() if name != "Global"}
+    own = dict(inclusive)
+    for name, value in inclusive.items():
+        parent = name.rsplit(".", 1)[0] if "." in name else None
+        if parent in own:
+            own[parent] -= value
+    return own
+
+
+def count_model(model: nn.Module, img_size: Sequence[int] = (224, 224), in_chans: int = 3) -> Cost:
+    """Count MACs/params per component of ``model`` (any device; use ``meta`` for free counting)."""
+    img_size = tuple(img_size)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    try:
+        with torch.no_grad(), counter:
+            model(torch.empty(1, in_chans, *img_size, device=device))
+    finally:
+        model.train(was_training)
+    macs = dict.fromkeys(COMPONENTS, 0)
+    root = type(model).__name__
+    stage_macs: Dict[int, int] = {}
+    for name, flops in _exclusive(counter.get_flop_counts()).items():
+        path = name[len(root) + 1:] if name.startswith(root + ".") else ""
+        macs[component_of(path)] += flops // 2
+        stage = _stage_of(path)
+        if stage is not None:
+            stage_macs[stage] = stage_macs.get(stage, 0) + flops // 2
+    params = dict.fromkeys(COMPONENTS, 0)
+    stage_params: Dict[int, int] = {}
+    for name, p in model.named_parameters():
+        params[component_of(name.rsplit(".", 1)[0])] += p.numel()
+        stage = _stage_of(name)
+        if stage is not None:
+            stage_params[stage] = stage_params.get(stage, 0) + p.numel()
+    n = 1 + max(stage_macs.keys() | stage_params.keys(), default=-1)
+    return Cost(macs=macs, params=params, img_size=img_size,
+                blocks_macs=tuple(stage_macs.get(i, 0) for i in range(n)),
+                blocks_params=tuple(stage_params.get(i, 0) for i in range(n)))
+
+
+def _stage_of(path: str) -> Optional[int]:
+    """Stage index of a path inside a stage's blocks (``layers.<i>.blocks...``), else None."""
+    parts = path.split(".")
+    if len(parts) >= 3 and parts[0] in ("layers", "stages") and parts[2] == "blocks":
+        return int(parts[1])
+    return None
+
+
+def _key(kwargs: Dict[str, Any]) -> str:
+    def norm(v: Any) -> Any:
+        if isinstance(v, dict):
+            return tuple(sorted((k, norm(x)) for k, x in v.items()))
+        if isinstance(v, (list, tuple)):
+            return tuple(norm(x) for x in v)
+        if isinstance(v, float):
+            return Fraction(v).limit_denominator(10_000)
+        return v
+    return repr(norm(kwargs))
+
+
+_CACHE: Dict[str, Cost] = {}
+
+
+def count(name: str, img_size: Optional[int] = None, **kwargs: Any) -> Cost:
+    """Cost of ``timm.create_model(name, **kwargs)`` at ``img_size`` (default: the model's own), cached."""
+    import timm
+
+    import shiftvit  # noqa: F401  (registers the models)
+
+    if img_size is None:
+        cfg = timm.models.get_pretrained_cfg(name)
+        img_size = kwargs.get("img_size") or (cfg.input_size[-1] if cfg else 224)
+    if name.startswith("shiftvit"):
+        kwargs.setdefault("img_size", img_size)
+    key = _key({"model": name, "input_size": img_size, **kwargs})
+    if key not in _CACHE:
+        with torch.device("meta"):
+            model = timm.create_model(name, **kwargs)
+        _CACHE[key] = count_model(model, (img_size, img_size), kwargs.get("in_chans", 3))
+    return _CACHE[key]
+
+
+# --- matched-budget solver ---------------------------------------------------------------------------------
+class BudgetError(ValueError):
+    """The requested budget cannot be met by any depth assignment."""
+
+
+@dataclass(frozen=True)
+class Solution:
+    depths: Tuple[int, ...]
+    match: str
+    reference: str
+    target: int           # the reference's MACs (match=flops) or params (match=params)
+    achieved: int
+    macs: int
+    params: int
+
+    @property
+    def error(self) -> float:
+        return self.achieved / self.target - 1 if self.target else 0.0
+
+
+def _unit(match: str, value: float) -> str:
+    return f"{value / 1e9:.3f} GMACs" if match == "flops" else f"{value / 1e6:.2f}M params"
+
+
+def solve_depths(
+        reference: str = "shiftvit_r2_tiny",
+        img_size: Optional[int] = None,
+        match: str = "flops",
+        tolerance: float = DEFAULT_TOLERANCE,
+        reference_kwargs: Optional[Dict[str, Any]] = None,
+        **variant: Any,
+) -> Solution:
+    """Stage depths for ``variant`` (mixer, gamma, mlp_ratio, ...) whose total MACs (or params) are within
+    ``tolerance`` of ``reference``'s, keeping the reference's stage proportions as closely as possible.
+
+    Raises ``BudgetError`` naming the budget and the closest reachable depths when it cannot be met.
+    """
+    from .models.shiftvit import variant_kwargs
+
+    if match not in MATCHES:
+        raise ValueError(f"match={match!r} is not one of: {', '.join(MATCHES)}")
+    reference_kwargs = dict(reference_kwargs or {})
+    ref_depths = tuple(reference_kwargs.get("depths") or variant_kwargs(reference)["depths"])
+    if "depths" in variant:
+        raise ValueError("depths are what the solver chooses; do not pass depths with match=flops|params")
+    ref_cost = count(reference, img_size, **reference_kwargs)
+    if match == "none":
+        cost = count(reference, img_size, **{**reference_kwargs, **variant})
+        return Solution(ref_depths, match, reference, ref_cost.total_macs, cost.total_macs,
+                        cost.total_macs, cost.total_params)
+    probe_depths = (2,) * len(ref_depths)
+    probe = count(reference, img_size, **{**reference_kwargs, **variant, "depths": probe_depths})
+    per_stage = probe.blocks_macs if match == "flops" else probe.blocks_params
+    block = [c / d for c, d in zip(per_stage, probe_depths)]
+    fixed = probe.total(match) - sum(per_stage)
+    target = ref_cost.total(match)
+
+    def total(depths: Sequence[int]) -> float:
+        return fixed + sum(d * b for d, b in zip(depths, block))
+
+    ref_share = [d / sum(ref_depths) for d in ref_depths]
+    deepest = max(range(len(ref_depths)), key=lambda i: ref_depths[i])
+    candidates = set()
+    scale = 1.0 / max(ref_depths)
+    while True:
+        base = [max(1, round(scale * d)) for d in ref_depths]
+        for offsets in itertools.product((-1, 0, 1), repeat=len(base)):
+            for extra in (-2, 0, 2):
+                cand = [max(1, b + o) for b, o in zip(base, offsets)]
+                cand[deepest] = max(1, cand[deepest] + extra)
+                candidates.add(tuple(cand))
+        if total(base) > target * (1 + tolerance) * 1.25 or scale > 64:
+            break
+        scale *= 1.03
+
+    def deviation(depths: Tuple[int, ...]) -> float:
+        return sum(abs(d / sum(depths) - s) for d, s in zip(depths, ref_share))
+
+    within = [c for c in candidates if abs(total(c) / target - 1) <= tolerance]
+    if not within:
+        closest = min(candidates, key=lambda c: (abs(total(c) - target), deviation(c)))
+        raise BudgetError(
+            f"cannot match the {match} budget of {reference} ({_unit(match, target)}) within "
+            f"±{tolerance:.0%} for {_describe(variant)}: the closest reachable is depths={list(closest)} "
+            f"at {_unit(match, total(closest))} ({total(closest) / target - 1:+.1%})")
+    best = min(within, key=lambda c: (round(deviation(c), 9), abs(total(c) - target), sum(c)))
+    macs = round(probe.total_macs + sum((d - p) * c / p for d, p, c in zip(best, probe_depths, probe.blocks_macs)))
+    params = round(probe.total_params
+                   + sum((d - p) * c / p for d, p, c in zip(best, probe_depths, probe.blocks_params)))
+    return Solution(best, match, reference, target, round(total(best)), macs, params)
+
+
+def _describe(variant: Dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in variant.items()) or "the reference itself"
+
+
+# --- CLI ----------------------------------------------------------------------------------------------------
+def format_table(costs: Dict[str, Cost]) -> str:
+    """Components as rows, one GMACs and one params column per model, plus each component's share."""
+    names = list(costs)
+    header = f"{'component':<10}" + "".join(f"{n[:26]:>28}{'':>16}" for n in names)
+    sub = f"{'':<10}" + "".join(f"{'GMACs':>14}{'%':>7}{'params(M)':>12}{'%':>11}" for _ in names)
+    lines = [header, sub]
+    for comp in (*COMPONENTS, "total"):
+        row = f"{comp:<10}"
+        for n in names:
+            c = costs[n]
+            m = c.total_macs if comp == "total" else c.macs[comp]
+            p = c.total_params if comp == "total" else c.params[comp]
+            row += (f"{m / 1e9:>14.3f}{100 * m / max(c.total_macs, 1):>6.1f}%"
+                    f"{p / 1e6:>12.3f}{100 * p / max(c.total_params, 1):>10.1f}%")
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def _parse_args(argv: Optional[Iterable[str]] = None) -> argparse.Namespace:
+    from .models.mixers import ACTS, MIXERS, NORMS
+
+    p = argparse.ArgumentParser(
+        prog="python -m shiftvit.flops",
+        description="MACs and parameters per component (mixer, mlp, norm, embed, merge, head) for timm models.")
+    p.add_argument("models", nargs="+", help="timm model names, e.g. shiftvit_r2_tiny swin_tiny_patch4_window7_224")
+    p.add_argument("--img-size", type=int, default=None, help="input size (default: each model's own)")
+    p.add_argument("--mixer", choices=sorted(MIXERS), help="token mixer for shiftvit models")
+    p.add_argument("--gamma", help="shift ratio per direction, e.g. 1/12")
+    p.add_argument("--mlp-ratio", type=float, help="MLP ratio tau")
+    p.add_argument("--norm", choices=sorted(NORMS))
+    p.add_argument("--act", choices=sorted(ACTS))
+    p.add_argument("--depths", help="four stage depths, e.g. 2,2,6,2")
+    p.add_argument("--match", choices=MATCHES, default="none",
+                   help="solve the depths of shiftvit models to match --reference's budget")
+    p.add_argument("--reference", default="shiftvit_r2_tiny", help="reference model for --match")
+    return p.parse_args(argv)
+
+
+def main(argv: Optional[Iterable[str]] = None) -> int:
+    args = _parse_args(argv)
+    overrides: Dict[str, Any] = {k: v for k, v in dict(
+        mixer=args.mixer, gamma=args.gamma, mlp_ratio=args.mlp_ratio, norm=args.norm, act=args.act).items()
+        if v is not None}
+    if args.depths:
+        overrides["depths"] = tuple(int(d) for d in args.depths.split(","))
+    costs: Dict[str, Cost] = {}
+    for name in args.models:
+        kwargs = dict(overrides) if name.startswith("shiftvit") else {}
+        label = name
+        if kwargs and args.match != "none":
+            sol = solve_depths(args.reference, args.img_size, args.match, **kwargs)
+            kwargs["depths"] = sol.depths
+            label = f"{name} d={','.join(map(str, sol.depths))}"
+        costs[label] = count(name, args.img_size, **kwargs)
+    print(format_table(costs))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,109 @@
+from fractions import Fraction
+
+import pytest
+import torch
+
+from shiftvit import parse_gamma, shift, shift_reference
+from shiftvit.ops import shift_by, shift_channels
+
+
+def naive_shift(x: torch.Tensor, g: int) -> torch.Tensor:
+    """Element-by-element definition from the paper/official semantics, written independently."""
+    n, c, h, w = x.shape
+    out = torch.zeros_like(x)
+    for ch in range(c):
+        for i in range(h):
+            for j in range(w):
+                if ch < g:          # left: out[i, j] = x[i, j + 1]
+                    src = (i, j + 1)
+                elif ch < 2 * g:    # right
+                    src = (i, j - 1)
+                elif ch < 3 * g:    # up: out[i, j] = x[i + 1, j]
+                    src = (i + 1, j)
+                elif ch < 4 * g:    # down
+                    src = (i - 1, j)
+                else:
+                    src = (i, j)
+                if 0 <= src[0] < h and 0 <= src[1] < w:
+                    out[:, ch, i, j] = x[:, ch, src[0], src[1]]
+    return out
+
+
+def test_anchor_example_left_shift():
+    x = torch.arange(9.0).view(1, 1, 3, 3).repeat(1, 4, 1, 1)
+    out = shift_by(x, 1)
+    assert out[0, 0].tolist() == [[1, 2, 0], [4, 5, 0], [7, 8, 0]]
+    assert out[0, 1].tolist() == [[0, 0, 1], [0, 3, 4], [0, 6, 7]]
+    assert out[0, 2].tolist() == [[3, 4, 5], [6, 7, 8], [0, 0, 0]]
+    assert out[0, 3].tolist() == [[0, 0, 0], [0, 1, 2], [3, 4, 5]]
+
+
+@pytest.mark.parametrize("shape", [(2, 12, 5, 7), (1, 13, 1, 4), (3, 7, 4, 1), (1, 30, 3, 3), (2, 96, 6, 5)])
+@pytest.mark.parametrize("gamma", ["1/4", "1/6", "1/12", "1/24", 0.0833, Fraction(1, 5)])
+def test_shift_matches_naive_definition(shape, gamma):
+    x = torch.randn(*shape)
+    g = shift_channels(shape[1], gamma)
+    if g == 0:
+        with pytest.raises(ValueError):
+            from shiftvit.models.mixers import ShiftMixer
+            ShiftMixer(shape[1], shape[2:], gamma=gamma)
+        return
+    expected = naive_shift(x, g)
+    assert torch.equal(shift_by(x, g), expected)
+    assert torch.equal(shift_reference(x, g), expected)
+
+
+def test_channels_not_multiple_of_four_groups():
+    x = torch.randn(2, 10, 4, 4)  # gamma=1/4 -> g=2, 4g=8, two channels pass through
+    out = shift(x, "1/4")
+    assert torch.equal(out, naive_shift(x, 2))
+    assert torch.equal(out[:, 8:], x[:, 8:])
+
+
+def test_channels_last_input_handled():
+    x = torch.randn(2, 24, 7, 9)
+    cl = x.contiguous(memory_format=torch.channels_last)
+    out = shift(cl, "1/12")
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(out, naive_shift(x, 2))
+    cl.requires_grad_(True)
+    grad = torch.randn_like(x)
+    shift(cl, "1/12").backward(grad)
+    ref = x.clone().requires_grad_(True)
+    shift_reference(ref, 2).backward(grad)
+    assert torch.equal(cl.grad, ref.grad)
+
+
+def test_backward_is_inverse_shift_and_matches_autograd_of_reference():
+    x = torch.randn(3, 20, 6, 5, requires_grad=True)
+    grad = torch.randn(3, 20, 6, 5)
+    shift_by(x, 3).backward(grad)
+    ref = x.detach().clone().requires_grad_(True)
+    shift_reference(ref, 3).backward(grad)
+    assert torch.equal(x.grad, ref.grad)
+
+
+@pytest.mark.parametrize("shape,g", [((2, 9, 4, 5), 2), ((1, 8, 1, 3), 1), ((1, 5, 3, 3), 1)])
+def test_gradcheck_float64(shape, g):
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: shift_by(t, g), (x,))
+    assert torch.autograd.gradgradcheck(lambda t: shift_by(t, g), (x,))
+
+
+def test_shift_rejects_non_4d():
+    with pytest.raises(ValueError, match="4-D"):
+        shift(torch.randn(3, 4, 5))
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("1/12", Fraction(1, 12)), (" 1/6 ", Fraction(1, 6)), ("0.25", Fraction(1, 4)), ("1e-1", Fraction(1, 10)),
+    (1 / 12, Fraction(1, 12)), (Fraction(1, 8), Fraction(1, 8)), (0.0833, Fraction(833, 10000)),
+])
+def test_parse_gamma_exact(text, expected):
+    assert parse_gamma(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["1/0", "abc", "1 / 12", "__import__('os')", 0, "0", "0.3", -0.1, "1/3", True, None])
+def test_parse_gamma_rejects(bad):
+    with pytest.raises(ValueError, match="gamma"):
+        parse_gamma(bad)
