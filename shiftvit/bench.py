@@ -15,7 +15,7 @@ from typing import Callable, Dict, Iterable, List, Optional
 
 import torch
 
-from .ops import shift_channels, shift_reference, shift_by
+from .ops import shift_by, shift_channels, shift_reference
 
 
 def time_interleaved(fns: Dict[str, Callable[[], None]], repeats: int, warmup: int = 2) -> Dict[str, List[float]]:

@@ -12,7 +12,6 @@ Adding a mixer is one class decorated with ``@register_mixer("name")`` (plus one
 from __future__ import annotations
 
 import inspect
-import math
 from fractions import Fraction
 from typing import Callable, Dict, List, Optional, Tuple, Type
 
@@ -24,7 +23,7 @@ from torch import nn
 
 from ..ops import GammaLike, parse_gamma, shift_by, shift_channels
 
-MIXERS: Dict[str, Type["TokenMixer"]] = {}
+MIXERS: Dict[str, Type[TokenMixer]] = {}
 
 NORMS: Dict[str, Callable[[int], nn.Module]] = {
     "gn1": GroupNorm1,  # GroupNorm(1, C): the official default, LayerNorm over C x H x W
@@ -48,12 +47,12 @@ def get_act(name: str) -> Type[nn.Module]:
     return _pick(ACTS, name, "act")
 
 
-def get_mixer(name: str) -> Type["TokenMixer"]:
+def get_mixer(name: str) -> Type[TokenMixer]:
     return _pick(MIXERS, name, "mixer")
 
 
 def register_mixer(name: str):
-    def wrap(cls: Type["TokenMixer"]) -> Type["TokenMixer"]:
+    def wrap(cls: Type[TokenMixer]) -> Type[TokenMixer]:
         cls.mixer_name = name
         MIXERS[name] = cls
         return cls
@@ -284,4 +283,4 @@ def describe_mixers() -> List[str]:
 
 
 __all__ = ["MIXERS", "NORMS", "ACTS", "TokenMixer", "register_mixer", "get_mixer", "get_norm", "get_act",
-           "mixer_options", "check_mixer_options", "describe_mixers", "math"]
+           "mixer_options", "check_mixer_options", "describe_mixers"]
