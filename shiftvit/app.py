@@ -1,0 +1,419 @@
+"""From a composed Hydra config to a recorded run: validate, resolve the budget, train, record.
+
+Also usable without Hydra: ``run_experiment(config_dict, run_dir)`` does everything ``run.py`` does.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import inspect
+import json
+import logging
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+log = logging.getLogger("shiftvit")
+
+MATCHES = ("flops", "params", "none")
+# settings that change how fast a run goes or where it reports, never its numbers: left out of the hash
+_NOT_HASHED_TRAIN = ("progress", "num_workers", "threads", "device", "eval_every")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message is one line naming the key, the value and what is allowed."""
+
+
+# --- validation -------------------------------------------------------------------------------------------------
+def _number(key: str, value: Any, *, positive: bool = False, integer: bool = False, minimum: Optional[float] = None):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{key}={value!r} must be {kind}")
+    if positive and not value > 0:
+        raise ConfigError(f"{key}={value!r} must be > 0")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{key}={value!r} must be >= {minimum}")
+    return value
+
+
+def _check_train(train: Dict[str, Any]) -> Dict[str, Any]:
+    from .engine import AMP_CHOICES, TrainSettings
+
+    fields = {f.name: f for f in dataclasses.fields(TrainSettings)}
+    for key, value in train.items():
+        if key not in fields:
+            raise ConfigError(f"train.{key} is not a training setting; known: {', '.join(sorted(fields))}")
+        default = fields[key].default
+        if value is None or default is None:
+            continue
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"train.{key}={value!r} must be true or false")
+        elif isinstance(default, int):
+            _number(f"train.{key}", value, integer=True)
+        elif isinstance(default, float):
+            _number(f"train.{key}", value)
+        elif isinstance(default, str) and not isinstance(value, str):
+            raise ConfigError(f"train.{key}={value!r} must be a string")
+    for key in ("epochs", "batch_size", "accum_steps", "eval_every"):
+        if key in train:
+            _number(f"train.{key}", train[key], integer=True, minimum=1)
+    for key in ("lr", "ema_decay"):
+        if key in train:
+            _number(f"train.{key}", train[key], positive=True)
+    if train.get("amp", "none") not in AMP_CHOICES:
+        raise ConfigError(f"train.amp={train['amp']!r} is not one of: {', '.join(AMP_CHOICES)}")
+    if train.get("progress", "auto") not in ("auto", "always", "never"):
+        raise ConfigError(f"train.progress={train['progress']!r} is not one of: auto, always, never")
+    if (train.get("mixup", 0) or train.get("cutmix", 0)) and train.get("batch_size", 2) % 2:
+        raise ConfigError(f"train.batch_size={train['batch_size']} must be even with mixup/cutmix")
+    return train
+
+
+def _check_gamma(value: Any) -> Optional[Fraction]:
+    from .ops import parse_gamma
+
+    if value is None:
+        return None
+    try:
+        return parse_gamma(value if isinstance(value, (int, float, str)) else str(value))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _check_depths(value: Any) -> Optional[List[int]]:
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) != 4 or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in value):
+        raise ConfigError(f"depths={value!r} must be four integers >= 1, e.g. depths=[2,2,6,2]")
+    return [int(d) for d in value]
+
+
+def _data_options(data: Dict[str, Any]) -> Dict[str, Any]:
+    from .data import BUILDERS
+
+    name = data.get("name")
+    if name not in BUILDERS:
+        raise ConfigError(f"data.name={name!r} is not one of: {', '.join(sorted(BUILDERS))}")
+    options = {k: v for k, v in data.items() if k != "name"}
+    builder = BUILDERS[name]
+    params = inspect.signature(builder).parameters
+    allowed = sorted(k for k, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD and k not in ("name", "aug"))
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(f"data.{unknown[0]} is not an option of data={name}; its options: {', '.join(allowed)}")
+    if "img_size" in options:
+        _number("data.img_size", options["img_size"], integer=True, minimum=1)
+    return options
+
+
+# --- effective configuration --------------------------------------------------------------------------------------
+def resolve(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """Validate a composed config (plain dict) and return the *effective* config: what the run really uses.
+
+    Knobs that do not apply are null (gamma for a mixer other than shift), defaults are filled in from the
+    variant table, and depths are solved when ``match`` asks for it. Raises ``ConfigError`` on bad input.
+    """
+    from .flops import BudgetError, solve_depths
+    from .models.mixers import ACTS, MIXERS, NORMS, mixer_options
+    from .models.shiftvit import variant_kwargs
+
+    model_cfg = dict(cfg.get("model") or {})
+    mixer_cfg = dict(cfg.get("mixer") or {})
+    name = model_cfg.get("name")
+    try:
+        table = variant_kwargs(name)
+    except ValueError as e:
+        raise ConfigError(f"model.name: {e}") from None
+    mixer = mixer_cfg.pop("name", "shift")
+    if mixer not in MIXERS:
+        raise ConfigError(f"mixer.name={mixer!r} is not one of: {', '.join(sorted(MIXERS))}")
+    allowed = mixer_options(mixer)
+    for key in mixer_cfg:
+        if key not in allowed or key == "gamma":
+            raise ConfigError(f"mixer.{key} is not an option of mixer={mixer}; its options: "
+                              f"{', '.join(k for k in allowed if k != 'gamma') or 'none'}")
+    for key, table_ in (("norm", NORMS), ("act", ACTS)):
+        if model_cfg.get(key, "gn1" if key == "norm" else "gelu") not in table_:
+            raise ConfigError(f"model.{key}={model_cfg[key]!r} is not one of: {', '.join(sorted(table_))}")
+    unknown_model = sorted(set(model_cfg) - {"name", "norm", "act", "drop_path_rate", "drop_rate"})
+    if unknown_model:
+        raise ConfigError(f"model.{unknown_model[0]} is not a model option; use the top-level gamma/tau/depths, "
+                          "or model.norm, model.act, model.drop_path_rate, model.drop_rate")
+
+    gamma = _check_gamma(cfg.get("gamma"))
+    gamma = (gamma or Fraction(table["gamma"])) if mixer == "shift" else None
+    tau = cfg.get("tau")
+    tau = table["mlp_ratio"] if tau is None else _number("tau", tau, positive=True)
+    depths = _check_depths(cfg.get("depths"))
+    match = cfg.get("match", "none")
+    if match not in MATCHES:
+        raise ConfigError(f"match={match!r} is not one of: {', '.join(MATCHES)}")
+    if match != "none" and depths is not None:
+        raise ConfigError(f"depths={depths} and match={match} conflict: the solver chooses depths; drop one")
+    tolerance = _number("tolerance", cfg.get("tolerance", 0.02), positive=True)
+    seed = _number("seed", cfg.get("seed", 0), integer=True, minimum=0)
+    data = dict(cfg.get("data") or {})
+    data_options = _data_options(data)
+    img_size = data_options.get("img_size", table.get("img_size", 224))
+    train = _check_train(dict(cfg.get("train") or {}))
+    reference = cfg.get("reference") or name
+
+    architecture = dict(mixer=mixer, mixer_kwargs=mixer_cfg, mlp_ratio=tau, norm=model_cfg.get("norm", "gn1"),
+                        act=model_cfg.get("act", "gelu"))
+    if gamma is not None:
+        architecture["gamma"] = str(gamma)
+    try:
+        if match != "none":
+            solution = solve_depths(reference, img_size, match=match, tolerance=tolerance, **architecture)
+            depths = list(solution.depths)
+        elif depths is None:
+            depths = list(table["depths"])
+    except BudgetError as e:
+        raise ConfigError(str(e)) from None
+    except ValueError as e:
+        raise ConfigError(f"{e}") from None
+
+    drop_path = model_cfg.get("drop_path_rate")
+    return {
+        "model": {"name": name, "norm": architecture["norm"], "act": architecture["act"], "img_size": img_size,
+                  "drop_path_rate": table["drop_path_rate"] if drop_path is None else drop_path,
+                  "drop_rate": model_cfg.get("drop_rate", 0.0), "embed_dim": table["embed_dim"]},
+        "mixer": {"name": mixer, **mixer_cfg},
+        "gamma": None if gamma is None else str(gamma),
+        "gamma_float": None if gamma is None else float(gamma),
+        "tau": tau,
+        "depths": depths,
+        "match": match,
+        "reference": reference if match != "none" else None,
+        "tolerance": tolerance if match != "none" else None,
+        "data": data,
+        "train": train,
+        "seed": seed,
+    }
+
+
+def config_hash(effective: Dict[str, Any]) -> str:
+    """Identity of a run's numbers: the effective config minus settings that only change speed/reporting."""
+    hashed = json.loads(json.dumps(effective, default=str))
+    for key in _NOT_HASHED_TRAIN:
+        hashed["train"].pop(key, None)
+    return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def model_kwargs(effective: Dict[str, Any], num_classes: int, in_chans: int) -> Dict[str, Any]:
+    m = effective["model"]
+    mixer = dict(effective["mixer"])
+    kwargs = dict(num_classes=num_classes, in_chans=in_chans, img_size=m["img_size"], mixer=mixer.pop("name"),
+                  mixer_kwargs=mixer, mlp_ratio=effective["tau"], depths=tuple(effective["depths"]),
+                  norm=m["norm"], act=m["act"], drop_path_rate=m["drop_path_rate"], drop_rate=m["drop_rate"])
+    if effective["gamma"] is not None:
+        kwargs["gamma"] = effective["gamma"]
+    return kwargs
+
+
+# --- provenance -----------------------------------------------------------------------------------------------------
+def git_commit() -> Optional[str]:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, text=True,
+                             capture_output=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> Dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "torchvision", "timm", "hydra-core", "wandb", "shiftvit"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+# --- the run ------------------------------------------------------------------------------------------------------
+def _claim(sweep_dir: Path, digest: str, run_dir: Path) -> Optional[Path]:
+    """First job of a sweep with this effective config claims it; later ones get the claimant's dir back."""
+    claims = sweep_dir / ".claims"
+    claims.mkdir(parents=True, exist_ok=True)
+    path = claims / digest
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        with os.fdopen(fd, "w") as f:
+            f.write(str(run_dir.resolve()))
+        return None
+    except FileExistsError:
+        owner = Path(path.read_text().strip())
+        return None if owner == run_dir.resolve() else owner
+
+
+def run_experiment(cfg: Dict[str, Any], run_dir: Path, *, sweep_dir: Optional[Path] = None,
+                   sweep_name: Optional[str] = None, overrides: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Validate, train and record one run in ``run_dir``; returns the summary. ``sweep_dir`` enables dedupe."""
+    import yaml
+
+    from . import distributed as dist_utils
+    from .records import CONFIG_FILE, read_summary, write_json
+    from .records import SUMMARY_FILE as _SUMMARY
+
+    started = time.time()
+    run_dir = Path(run_dir)
+    effective = resolve(cfg)
+    digest = config_hash(effective)
+    dist = dist_utils.info()
+    summary: Dict[str, Any] = {
+        "status": "running", "seed": effective["seed"], "config_hash": digest, "mixer": effective["mixer"]["name"],
+        "gamma": effective["gamma"], "tau": effective["tau"], "depths": effective["depths"],
+        "model": effective["model"]["name"], "data": effective["data"]["name"], "match": effective["match"],
+        "git_commit": git_commit(), "versions": versions(), "host": socket.gethostname(),
+        "run_dir": str(run_dir), "overrides": list(overrides or []), "sweep_name": sweep_name,
+        "world_size": dist.world_size,
+    }
+    previous = read_summary(run_dir)
+    if previous.get("status") in ("completed", "diverged", "duplicate") and previous.get("config_hash") == digest:
+        log.info("%s already holds a %s run of this config: nothing to do", run_dir, previous["status"])
+        return previous
+    if sweep_dir is not None and dist.is_main:
+        owner = _claim(Path(sweep_dir), digest, run_dir)
+        if owner is not None:
+            summary.update(status="duplicate", duplicate_of=os.path.relpath(owner, run_dir),
+                           wall_s=time.time() - started)
+            (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(effective, sort_keys=False))
+            write_json(run_dir / _SUMMARY, summary)
+            log.info("identical effective config already in this sweep (%s): not trained again", owner)
+            return summary
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(effective, sort_keys=False))
+        write_json(run_dir / _SUMMARY, summary)
+    tracker = None
+    try:
+        summary, tracker = _train(effective, dict(cfg.get("logger") or {}), run_dir, summary, sweep_name, dist)
+    except Exception as e:
+        summary.update(status="failed", error=f"{type(e).__name__}: {e}", wall_s=time.time() - started)
+        if dist.is_main:
+            write_json(run_dir / _SUMMARY, summary)
+        raise
+    finally:
+        if tracker is not None:
+            tracker.summary(summary)
+            tracker.finish(0 if summary["status"] in ("completed", "interrupted") else 1)
+    # wall time across every invocation of this run (a resumed run adds to the interrupted one's)
+    earlier = previous.get("wall_s") or 0.0 if previous.get("config_hash") == digest else 0.0
+    summary["wall_s"] = earlier + time.time() - started
+    if dist.is_main:
+        write_json(run_dir / _SUMMARY, summary)
+    return summary
+
+
+def _wandb_id(digest: str, run_dir: Path) -> str:
+    """Stable across resumes of the same run dir, distinct across run dirs."""
+    return f"{digest[:8]}-{hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:8]}"
+
+
+def _train(effective, logger_cfg, run_dir, summary, sweep_name, dist):
+    import timm
+
+    from . import distributed as dist_utils
+    from .data import DataError, build_data
+    from .engine import Interrupted, Trainer, TrainSettings, seed_everything
+    from .flops import count
+    from .records import SUMMARY_FILE, write_json
+    from .tracking import Tracker
+
+    settings = TrainSettings.from_dict(effective["train"])
+    seed_everything(effective["seed"], settings.deterministic)
+    data_cfg = dict(effective["data"])
+    aug = {k: effective["train"].get(k) for k in ("aa", "color_jitter", "reprob")}
+    try:
+        bundle = build_data(data_cfg.pop("name"), **data_cfg, **({"aug": aug} if "root" in data_cfg else {}))
+    except DataError as e:
+        raise ConfigError(str(e)) from None
+    kwargs = model_kwargs(effective, bundle.num_classes, bundle.in_chans)
+    try:
+        model = timm.create_model(effective["model"]["name"], **kwargs)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    cost = count(effective["model"]["name"], **kwargs)
+    summary.update(cost.as_dict())
+    tracker = Tracker(logger_cfg.get("name", "none") == "wandb" and dist.is_main, run_dir,
+                      {**effective, "config_hash": summary["config_hash"]},
+                      mode=logger_cfg.get("mode", "offline"), project=logger_cfg.get("project", "shiftvit"),
+                      entity=logger_cfg.get("entity"), group=sweep_name, job_type=effective["mixer"]["name"],
+                      name=run_dir.name if sweep_name else None, tags=list(logger_cfg.get("tags") or []),
+                      init_timeout=float(logger_cfg.get("init_timeout", 20)),
+                      run_id=_wandb_id(summary["config_hash"], run_dir))
+
+    def on_epoch(row: Dict[str, Any]) -> None:
+        tracker.log(row, step=row["epoch"])
+
+    trainer = Trainer(model, bundle, settings, run_dir, effective["seed"], on_epoch=on_epoch, dist=dist)
+    try:
+        result = trainer.fit()
+    except Interrupted as e:
+        summary.update(status="interrupted", interrupted_by=str(e), epochs_done=len(trainer.history))
+        if dist.is_main:
+            write_json(run_dir / SUMMARY_FILE, summary)
+        log.warning("stopped by %s: checkpoint written to %s; rerun the same command to resume", e,
+                    trainer.checkpoint_path)
+        tracker.finish(0)
+        dist_utils.barrier()
+        raise SystemExit(0) from None
+    history = result.history
+    last = next((r for r in reversed(history) if "val_top1" in r), {})
+    best = max((r for r in history if "val_top1" in r), key=lambda r: r["val_top1"], default={})
+    summary.update(
+        status=result.status, val_top1=last.get("val_top1"), val_top5=last.get("val_top5"),
+        val_loss=last.get("val_loss"), ema_val_top1=last.get("ema_val_top1"),
+        best_val_top1=best.get("val_top1"), best_epoch=best.get("epoch"),
+        train_images_per_s=result.train_images_per_s, eval_images_per_s=result.eval_images_per_s,
+        epochs_done=result.epochs_done, train_loss=history[-1]["train_loss"] if history else None,
+        finished=_dt.datetime.now().isoformat(timespec="seconds"),
+    )
+    return summary, tracker
+
+
+def main(cfg) -> Optional[float]:
+    """Hydra task function: one job. Returns the final val top-1 (for sweepers that optimise it)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue
+
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as e:
+        key = getattr(e, "full_key", None) or str(e)
+        _fail(f"{key} is required here and has no value: set {key}=... on the command line", multirun)
+    run_dir = Path(hc.runtime.output_dir)
+    sweep_dir = Path(hc.sweep.dir) if multirun else None
+    sweep_name = plain.get("sweep_name") or (sweep_dir.name if sweep_dir else None)
+    if sweep_dir is not None and plain.get("sweep_name") is None:
+        sweep_name = f"{sweep_dir.parent.name}/{sweep_dir.name}"
+    try:
+        summary = run_experiment(plain, run_dir, sweep_dir=sweep_dir, sweep_name=sweep_name,
+                                 overrides=list(hc.overrides.task))
+    except ConfigError as e:
+        _fail(str(e), multirun)
+    return summary.get("val_top1")
+
+
+def _fail(message: str, multirun: bool):
+    """A config error: one line on stderr; exit 2 for a single run, a failed job (others go on) in a sweep."""
+    print(f"error: {message}", file=sys.stderr)
+    if multirun:
+        raise ConfigError(message)
+    raise SystemExit(2)

@@ -1,0 +1,285 @@
+"""Datasets and loaders. One builder per source, all returning the same ``DataBundle``.
+
+Sources: ``digits`` (scikit-learn's bundled 8x8 handwritten digits, upsampled; the offline default),
+``relations`` (a seeded procedural set whose label is a long-range spatial relation), ``synthetic`` (random
+tensors, for throughput), ``cifar10`` / ``cifar100`` (torchvision, from a local root) and ``imagefolder``
+(ImageNet-style ``train/`` and ``val/`` folders through timm's dataset and transform factories).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, TensorDataset
+
+
+class DataError(ValueError):
+    """A dataset is missing, malformed or misconfigured."""
+
+
+@dataclass
+class DataBundle:
+    train: Dataset
+    val: Dataset
+    num_classes: int
+    in_chans: int
+    img_size: int
+    mean: Tuple[float, ...]
+    std: Tuple[float, ...]
+    # per-sample GPU/CPU-side augmentation for tensor datasets (None: the dataset transforms itself)
+    train_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+
+
+class EpochSampler(Sampler[int]):
+    """A permutation that depends only on (seed, epoch): a resumed run sees exactly the same order,
+    and ``skip`` batches can be dropped to resume in the middle of an epoch."""
+
+    def __init__(self, n: int, seed: int, shuffle: bool = True):
+        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def __iter__(self):
+        if not self.shuffle:
+            order = range(self.n)
+        else:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        return iter(list(order)[self.skip:])
+
+    def __len__(self) -> int:
+        return self.n - self.skip
+
+
+class ResumableDistributedSampler(DistributedSampler):
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:  # type: ignore[override]
+        super().set_epoch(epoch)
+        self.skip = skip
+
+    def __iter__(self):
+        return iter(list(super().__iter__())[getattr(self, "skip", 0):])
+
+    def __len__(self) -> int:
+        return self.num_samples - getattr(self, "skip", 0)
+
+
+# --- tensor sources -----------------------------------------------------------------------------------------
+def _split(x: np.ndarray, y: np.ndarray, val_fraction: float, seed: int):
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < val_fraction < 1:
+        raise DataError(f"data.val_fraction={val_fraction} must be in (0, 1)")
+    return train_test_split(x, y, test_size=val_fraction, random_state=seed, stratify=y)
+
+
+def _standardize(train: torch.Tensor, val: torch.Tensor):
+    mean = train.mean(dim=(0, 2, 3))
+    std = train.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    norm = lambda t: (t - mean[None, :, None, None]) / std[None, :, None, None]  # noqa: E731
+    return norm(train), norm(val), tuple(mean.tolist()), tuple(std.tolist())
+
+
+def random_translate(max_shift: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Random integer translation with zero fill (per sample), a light augmentation for tiny images."""
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        if max_shift <= 0:
+            return x
+        dy, dx = torch.randint(-max_shift, max_shift + 1, (2,)).tolist()
+        x = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+        if dy > 0:
+            x[..., :dy, :] = 0
+        elif dy < 0:
+            x[..., dy:, :] = 0
+        if dx > 0:
+            x[..., :, :dx] = 0
+        elif dx < 0:
+            x[..., :, dx:] = 0
+        return x
+    return apply
+
+
+class TransformedTensorDataset(TensorDataset):
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform=None):
+        super().__init__(images, labels)
+        self.transform = transform
+
+    def __getitem__(self, i):
+        x, y = super().__getitem__(i)
+        if self.transform is not None:
+            x = self.transform(x.clone())
+        return x, y
+
+
+def build_digits(img_size: int = 32, val_fraction: float = 0.2, split_seed: int = 0, translate: int = 2,
+                 **_: Any) -> DataBundle:
+    """scikit-learn's 1,797 8x8 digits, upsampled (bilinear) to ``img_size``; fixed stratified split."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x_tr, x_va, y_tr, y_va = _split(digits.images.astype(np.float32) / 16.0, digits.target, val_fraction, split_seed)
+
+    def up(a: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(a).unsqueeze(1)
+        return torch.nn.functional.interpolate(t, size=(img_size, img_size), mode="bilinear", align_corners=False)
+
+    tr, va, mean, std = _standardize(up(x_tr), up(x_va))
+    scale = max(1, img_size // 8)
+    return DataBundle(
+        train=TransformedTensorDataset(tr, torch.as_tensor(y_tr), random_translate(translate * scale // 4)),
+        val=TensorDataset(va, torch.as_tensor(y_va)), num_classes=10, in_chans=1, img_size=img_size,
+        mean=mean, std=std)
+
+
+def make_relations(num_samples: int, img_size: int = 32, seed: int = 0, mark: int = 3,
+                   min_distance: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Two marks at least ``min_distance`` apart horizontally; label 1 iff they lie on the same row.
+
+    The marks are identical squares on a noisy background, so nothing local tells the classes apart: a
+    mixer has to relate two positions half an image apart. Exactly balanced, reproducible from ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    min_distance = img_size // 2 if min_distance is None else min_distance
+    if min_distance + mark > img_size:
+        raise DataError(f"relations: min_distance={min_distance} + mark={mark} does not fit img_size={img_size}")
+    images = rng.normal(0.0, 0.1, size=(num_samples, 1, img_size, img_size)).astype(np.float32)
+    labels = np.arange(num_samples) % 2
+    rng.shuffle(labels)
+    rows = img_size - mark + 1
+    for i, same in enumerate(labels):
+        c1 = rng.integers(0, img_size - mark - min_distance + 1)
+        c2 = rng.integers(c1 + min_distance, img_size - mark + 1)
+        if rng.random() < 0.5:
+            c1, c2 = c2, c1
+        r1 = rng.integers(0, rows)
+        r2 = r1 if same else (r1 + rng.integers(mark, rows - mark + 1)) % rows  # rows at least `mark` apart
+        for r, c in ((r1, c1), (r2, c2)):
+            images[i, 0, r:r + mark, c:c + mark] += 1.0
+    return torch.from_numpy(images), torch.from_numpy(labels).long()
+
+
+def build_relations(img_size: int = 32, num_train: int = 4000, num_val: int = 1000, seed: int = 0,
+                    **_: Any) -> DataBundle:
+    x_tr, y_tr = make_relations(num_train, img_size, seed)
+    x_va, y_va = make_relations(num_val, img_size, seed + 1)
+    tr, va, mean, std = _standardize(x_tr, x_va)
+    return DataBundle(TensorDataset(tr, y_tr), TensorDataset(va, y_va), 2, 1, img_size, mean, std)
+
+
+def build_synthetic(img_size: int = 224, num_classes: int = 1000, num_train: int = 512, num_val: int = 128,
+                    in_chans: int = 3, seed: int = 0, **_: Any) -> DataBundle:
+    """Random images and labels: for throughput and plumbing, not for accuracy."""
+    g = torch.Generator().manual_seed(seed)
+    def make(n: int):
+        return TensorDataset(torch.randn(n, in_chans, img_size, img_size, generator=g),
+                             torch.randint(0, num_classes, (n,), generator=g))
+    return DataBundle(make(num_train), make(num_val), num_classes, in_chans, img_size,
+                      (0.0,) * in_chans, (1.0,) * in_chans)
+
+
+# --- file sources ---------------------------------------------------------------------------------------------
+def _require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise DataError(f"{what}: directory {str(path)!r} does not exist")
+    return path
+
+
+def _image_transforms(train_cfg: Dict[str, Any], img_size: int, is_training: bool, mean, std):
+    from timm.data import create_transform
+
+    aug = train_cfg or {}
+    return create_transform(
+        img_size, is_training=is_training, auto_augment=aug.get("aa") if is_training else None,
+        color_jitter=aug.get("color_jitter") or 0.0, re_prob=aug.get("reprob", 0.0) if is_training else 0.0,
+        interpolation="bicubic", mean=mean, std=std, crop_pct=aug.get("crop_pct", 0.875) if img_size >= 128 else 1.0,
+        scale=tuple(aug.get("scale", (0.08, 1.0))) if img_size >= 128 else (0.6, 1.0))
+
+
+def build_cifar(name: str = "cifar10", root: str = "", img_size: int = 32, download: bool = False,
+                aug: Optional[Dict[str, Any]] = None, **_: Any) -> DataBundle:
+    """torchvision's CIFAR-10/100 from ``root`` (the python pickled batches, as distributed)."""
+    from torchvision import datasets
+
+    if not root:
+        raise DataError(f"{name}: set data.root to the folder that holds cifar-10-batches-py / cifar-100-python")
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    mean, std = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)) if name == "cifar10" else \
+        ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
+    if not download:
+        _require_dir(Path(root), name)
+    try:
+        train = cls(root, train=True, download=download, transform=_image_transforms(aug, img_size, True, mean, std))
+        val = cls(root, train=False, download=False, transform=_image_transforms(aug, img_size, False, mean, std))
+    except RuntimeError as e:  # torchvision: "Dataset not found or corrupted."
+        raise DataError(f"{name}: no valid dataset under {str(root)!r} ({e}); "
+                        "set data.download=true where a network exists") from None
+    except Exception as e:  # unpickling a truncated or foreign file
+        raise DataError(f"{name}: cannot read the dataset under {str(root)!r}: {type(e).__name__}: {e}") from None
+    return DataBundle(train, val, 10 if name == "cifar10" else 100, 3, img_size, mean, std)
+
+
+def build_imagefolder(root: str = "", train_split: str = "train", val_split: str = "val", img_size: int = 224,
+                      aug: Optional[Dict[str, Any]] = None, **_: Any) -> DataBundle:
+    """ImageNet-style ``root/train/<class>/*.jpg`` and ``root/val/<class>/*.jpg`` via timm's factories."""
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_dataset
+
+    if not root:
+        raise DataError("imagefolder: set data.root to the folder that holds the train/ and val/ class folders")
+    base = _require_dir(Path(root), "imagefolder")
+    splits = {}
+    for split in (train_split, val_split):
+        folder = _require_dir(base / split, "imagefolder")
+        try:
+            splits[split] = create_dataset("", root=str(folder), split=split, is_training=split == train_split)
+        except Exception as e:
+            raise DataError(f"imagefolder: cannot read {str(folder)!r}: {e}") from None
+        if len(splits[split]) == 0:
+            raise DataError(f"imagefolder: no images found under {str(folder)!r}")
+    train, val = splits[train_split], splits[val_split]
+    classes = len(train.reader.class_to_idx)
+    if val.reader.class_to_idx != train.reader.class_to_idx:
+        raise DataError(f"imagefolder: the class folders of {str(base / val_split)!r} differ from "
+                        f"those of {str(base / train_split)!r}")
+    mean, std = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+    train.transform = _image_transforms(aug, img_size, True, mean, std)
+    val.transform = _image_transforms(aug, img_size, False, mean, std)
+    return DataBundle(train, val, classes, 3, img_size, mean, std)
+
+
+BUILDERS: Dict[str, Callable[..., DataBundle]] = {
+    "digits": build_digits,
+    "relations": build_relations,
+    "synthetic": build_synthetic,
+    "cifar10": lambda **kw: build_cifar(**{**kw, "name": "cifar10"}),
+    "cifar100": lambda **kw: build_cifar(**{**kw, "name": "cifar100"}),
+    "imagefolder": build_imagefolder,
+}
+
+
+def build_data(name: str, **options: Any) -> DataBundle:
+    if name not in BUILDERS:
+        raise DataError(f"unknown data {name!r}; choose one of: {', '.join(sorted(BUILDERS))}")
+    return BUILDERS[name](**options)
+
+
+def make_loaders(bundle: DataBundle, batch_size: int, seed: int, num_workers: int = 0,
+                 distributed: bool = False, drop_last: bool = True):
+    """Train/val loaders; the train order is a function of (seed, epoch) only (see ``EpochSampler``)."""
+    if distributed:
+        train_sampler: Sampler = ResumableDistributedSampler(bundle.train, shuffle=True, seed=seed, drop_last=True)
+        val_sampler: Optional[Sampler] = DistributedSampler(bundle.val, shuffle=False)
+    else:
+        train_sampler, val_sampler = EpochSampler(len(bundle.train), seed), None
+    batch_size = min(batch_size, max(1, len(bundle.train) // (2 if drop_last else 1)))
+    common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(),
+                  persistent_workers=num_workers > 0)
+    train = DataLoader(bundle.train, batch_size=batch_size, sampler=train_sampler, drop_last=drop_last, **common)
+    val = DataLoader(bundle.val, batch_size=batch_size, sampler=val_sampler, shuffle=False, **common)
+    return train, val
+
+
+__all__ = ["BUILDERS", "DataBundle", "DataError", "EpochSampler", "build_data", "make_loaders", "make_relations"]

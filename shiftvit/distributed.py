@@ -1,0 +1,70 @@
+"""torchrun support: process-group set-up before Hydra starts, so all ranks share one run directory."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def info() -> DistInfo:
+    return DistInfo(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                    int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def init_from_env() -> DistInfo:
+    """Join the torchrun group (gloo for CPU tensors, NCCL for CUDA ones) and agree on a run stamp.
+
+    The stamp (rank 0's clock, broadcast) goes into ``SHIFTVIT_RUN_STAMP``, which the Hydra run dir uses, so
+    every rank of a job writes into the same directory.
+    """
+    d = info()
+    if not d.enabled:
+        return d
+    if not dist.is_initialized():
+        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+        if torch.cuda.is_available():
+            torch.cuda.set_device(d.local_rank)
+        dist.init_process_group(backend=backend)
+    stamp = [time.strftime("%Y-%m-%d/%H-%M-%S") + f"-{time.time_ns() % 1_000_000:06d}" if d.is_main else None]
+    dist.broadcast_object_list(stamp, src=0)
+    os.environ["SHIFTVIT_RUN_STAMP"] = stamp[0]
+    return d
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        values = values.clone()
+        dist.all_reduce(values)
+    return values
+
+
+def broadcast_flag(flag: bool) -> bool:
+    """True on every rank if it is True on any rank (e.g. a preemption signal seen by one process)."""
+    if dist.is_available() and dist.is_initialized():
+        t = torch.tensor([1.0 if flag else 0.0])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+    return flag

@@ -1,0 +1,410 @@
+"""Training and evaluation built from timm's parts, with exact resume and preemption handling.
+
+timm provides the optimizer (AdamW without weight decay on norms, biases and the relative-position tables),
+the per-iteration cosine schedule with warm-up, Mixup/CutMix, the losses, model EMA and gradient clipping.
+What is written here is only what no library offers in this shape: a loop that checkpoints atomically,
+resumes *bit-exactly* on CPU (data order from (seed, epoch), all RNG states saved, mid-epoch position
+included), stops cleanly on SIGTERM/SIGUSR1, and records a NaN loss as a diverged run instead of crashing.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import distributed as dist_utils
+from .data import DataBundle, make_loaders
+from .records import CHECKPOINT_FILE, atomic_write_bytes, read_metrics, write_metrics
+
+log = logging.getLogger(__name__)
+
+AMP_CHOICES = ("none", "bf16", "fp16")
+
+
+@dataclass
+class TrainSettings:
+    """Everything that shapes optimisation (the ``train`` config group). Defaults: the CPU digits recipe."""
+    epochs: int = 20
+    batch_size: int = 64
+    opt: str = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    opt_eps: float = 1e-8
+    momentum: float = 0.9
+    sched: str = "cosine"
+    warmup_epochs: int = 2
+    warmup_lr: float = 1e-6
+    min_lr: float = 1e-5
+    label_smoothing: float = 0.1
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
+    aa: Optional[str] = None
+    color_jitter: Optional[float] = None
+    reprob: float = 0.0
+    clip_grad: Optional[float] = None
+    accum_steps: int = 1
+    ema: bool = True
+    ema_decay: float = 0.998
+    amp: str = "none"
+    channels_last: bool = False
+    compile: bool = False
+    device: str = "auto"
+    deterministic: bool = True
+    threads: Optional[int] = None
+    num_workers: int = 0
+    eval_every: int = 1
+    progress: str = "auto"
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]) -> TrainSettings:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"train.{unknown[0]} is not a training setting; known: {', '.join(sorted(names))}")
+        return cls(**values)
+
+
+class Interrupted(Exception):
+    """Raised after a preemption signal once the checkpoint is on disk."""
+
+
+@dataclass
+class FitResult:
+    status: str
+    history: List[Dict[str, Any]]
+    train_images_per_s: Optional[float]
+    eval_images_per_s: Optional[float]
+    epochs_done: int
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    elif name == "cuda":
+        name = f"cuda:{local_rank}"
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device={name!r} but no CUDA device is available; use auto or cpu")
+    return device
+
+
+def _rng_state() -> Dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                       "has_gauss": int(np_state[3]), "cached": float(np_state[4])}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class _SignalCatcher:
+    """SIGTERM / SIGUSR1 (SLURM's preemption notices) set a flag that the loop checks after each step."""
+
+    SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s)
+
+    def __init__(self):
+        self.received: Optional[int] = None
+        self._previous: Dict[int, Any] = {}
+
+    def __enter__(self):
+        try:
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread (e.g. some launchers): preemption is then the launcher's job
+            self._previous.clear()
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.received = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, data: DataBundle, settings: TrainSettings, run_dir: Path, seed: int,
+                 on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None,
+                 dist: Optional[dist_utils.DistInfo] = None):
+        from timm.data import Mixup
+        from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+        from timm.optim import create_optimizer_v2
+        from timm.scheduler import create_scheduler_v2
+        from timm.utils import ModelEmaV3
+
+        s = self.settings = settings
+        self.dist = dist or dist_utils.info()
+        self.run_dir = Path(run_dir)
+        self.seed = seed
+        self.on_epoch = on_epoch
+        if s.amp not in AMP_CHOICES:
+            raise ValueError(f"train.amp={s.amp!r} is not one of: {', '.join(AMP_CHOICES)}")
+        if s.accum_steps < 1:
+            raise ValueError(f"train.accum_steps={s.accum_steps} must be >= 1")
+        if s.threads:
+            torch.set_num_threads(s.threads)
+        self.device = resolve_device(s.device, self.dist.local_rank)
+        if s.amp == "fp16" and self.device.type != "cuda":
+            raise ValueError("train.amp=fp16 needs a CUDA device; use bf16 on CPU")
+        self.memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=self.memory_format)
+        self.data = data
+        self.train_loader, self.val_loader = make_loaders(
+            data, s.batch_size, seed, s.num_workers, distributed=self.dist.enabled)
+        self.updates_per_epoch = math.ceil(len(self.train_loader) / s.accum_steps)
+        self.optimizer = create_optimizer_v2(self.model, s.opt, lr=s.lr, weight_decay=s.weight_decay,
+                                             eps=s.opt_eps, momentum=s.momentum)
+        self.scheduler, _ = create_scheduler_v2(
+            self.optimizer, sched=s.sched, num_epochs=s.epochs, warmup_epochs=s.warmup_epochs,
+            warmup_lr=s.warmup_lr, min_lr=s.min_lr, step_on_epochs=False, updates_per_epoch=self.updates_per_epoch)
+        mixing = s.mixup > 0 or s.cutmix > 0
+        self.mixup = Mixup(mixup_alpha=s.mixup, cutmix_alpha=s.cutmix, prob=s.mixup_prob,
+                           switch_prob=s.mixup_switch_prob, label_smoothing=s.label_smoothing,
+                           num_classes=data.num_classes) if mixing else None
+        if mixing:
+            self.criterion: nn.Module = SoftTargetCrossEntropy()
+        elif s.label_smoothing > 0:
+            self.criterion = LabelSmoothingCrossEntropy(s.label_smoothing)
+        else:
+            self.criterion = nn.CrossEntropyLoss()
+        self.eval_criterion = nn.CrossEntropyLoss()
+        self.scaler = torch.amp.GradScaler("cuda") if s.amp == "fp16" else None
+        self.ema = ModelEmaV3(self.model, decay=s.ema_decay, use_warmup=True) if s.ema else None
+        self.train_model: nn.Module = self.model
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if s.compile:
+            self.train_model = torch.compile(self.train_model)
+        self.history: List[Dict[str, Any]] = []
+        self.start_epoch, self.start_batch = 0, 0
+        self.partial: Dict[str, float] = {"loss_sum": 0.0, "samples": 0.0, "seconds": 0.0}
+        self.num_updates = 0
+        self.best_val_top1 = -math.inf
+
+    # --- checkpointing --------------------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT_FILE
+
+    def save_checkpoint(self, epoch: int, batch: int) -> None:
+        """``epoch``/``batch``: where training continues (batch > 0 means in the middle of ``epoch``)."""
+        if not self.dist.is_main:
+            return
+        import io
+
+        state = {
+            "epoch": epoch, "batch": batch, "num_updates": self.num_updates, "partial": dict(self.partial),
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "rng": _rng_state(), "best_val_top1": self.best_val_top1,
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+            "ema": self.ema.module.state_dict() if self.ema else None,
+        }
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        atomic_write_bytes(self.checkpoint_path, buffer.getvalue())
+
+    def load_checkpoint(self) -> bool:
+        if not self.checkpoint_path.exists():
+            return False
+        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        if self.ema and state["ema"]:
+            self.ema.module.load_state_dict(state["ema"])
+        _set_rng_state(state["rng"])
+        self.start_epoch, self.start_batch = state["epoch"], state["batch"]
+        self.num_updates = state["num_updates"]
+        self.partial = dict(state["partial"])
+        self.best_val_top1 = state["best_val_top1"]
+        self.history = [r for r in read_metrics(self.run_dir) if r["epoch"] < self.start_epoch]
+        log.info("resumed from %s at epoch %d batch %d", self.checkpoint_path, self.start_epoch, self.start_batch)
+        return True
+
+    # --- loops ----------------------------------------------------------------------------------------------
+    def _autocast(self):
+        if self.settings.amp == "none":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.settings.amp == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def _to_device(self, x: torch.Tensor, y: torch.Tensor):
+        x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        return x, y.to(self.device, non_blocking=True)
+
+    def _progress(self, total: int, desc: str):
+        from tqdm.auto import tqdm
+
+        mode = self.settings.progress
+        show = (mode == "always") or (mode == "auto" and sys.stderr.isatty())
+        return tqdm(total=total, desc=desc, disable=not (show and self.dist.is_main), leave=False,
+                    dynamic_ncols=True)
+
+    def train_one_epoch(self, epoch: int, catcher: _SignalCatcher) -> Optional[float]:
+        """Returns the mean train loss, or None if the loss stopped being finite."""
+        s = self.settings
+        sampler = self.train_loader.sampler
+        sampler.set_epoch(epoch, skip=self.start_batch * self.train_loader.batch_size)
+        self.train_model.train()
+        bar = self._progress(len(self.train_loader) + self.start_batch, f"epoch {epoch + 1}/{s.epochs}")
+        bar.update(self.start_batch)
+        batch = self.start_batch
+        self.start_batch = 0
+        started = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        for x, y in self.train_loader:
+            x, y = self._to_device(x, y)
+            if self.data.train_transform is not None:
+                x = self.data.train_transform(x)
+            if self.mixup is not None:
+                x, y = self.mixup(x, y)
+            with self._autocast():
+                loss = self.criterion(self.train_model(x), y)
+            if not torch.isfinite(loss.detach()).item():
+                bar.close()
+                return None
+            scaled = loss / s.accum_steps
+            if self.scaler:
+                self.scaler.scale(scaled).backward()
+            else:
+                scaled.backward()
+            batch += 1
+            if batch % s.accum_steps == 0 or batch == len(self.train_loader):
+                self._optimizer_step()
+            self.partial["loss_sum"] += loss.item() * x.shape[0]
+            self.partial["samples"] += x.shape[0]
+            if not bar.disable:
+                elapsed = self.partial["seconds"] + time.perf_counter() - started
+                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}",
+                                img_s=f"{self.partial['samples'] / max(elapsed, 1e-9):.0f}")
+            bar.update(1)
+            if dist_utils.broadcast_flag(catcher.received is not None):
+                self.partial["seconds"] += time.perf_counter() - started
+                bar.close()
+                self.save_checkpoint(epoch, batch)
+                raise Interrupted(signal.Signals(catcher.received or signal.SIGTERM).name)
+        bar.close()
+        self.partial["seconds"] += time.perf_counter() - started
+        return self.partial["loss_sum"] / max(self.partial["samples"], 1)
+
+    def _optimizer_step(self) -> None:
+        from timm.utils import dispatch_clip_grad
+
+        s = self.settings
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        if s.clip_grad:
+            dispatch_clip_grad(self.model.parameters(), s.clip_grad)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.num_updates += 1
+        self.scheduler.step_update(num_updates=self.num_updates)
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.num_updates)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> Dict[str, float]:
+        model.eval()
+        totals = torch.zeros(4, dtype=torch.float64)  # loss_sum, top1, top5, n
+        started = time.perf_counter()
+        k = min(5, self.data.num_classes)
+        for x, y in self.val_loader:
+            x, y = self._to_device(x, y)
+            with self._autocast():
+                out = model(x)
+            out = out.float()
+            totals[0] += self.eval_criterion(out, y).item() * x.shape[0]
+            top = out.topk(k, dim=1).indices
+            totals[1] += (top[:, 0] == y).sum().item()
+            totals[2] += (top == y[:, None]).any(dim=1).sum().item()
+            totals[3] += x.shape[0]
+        seconds = time.perf_counter() - started
+        totals = dist_utils.all_reduce_sum(totals)
+        n = max(totals[3].item(), 1.0)
+        return {"val_loss": totals[0].item() / n, "val_top1": 100 * totals[1].item() / n,
+                "val_top5": 100 * totals[2].item() / n, "images_per_s": totals[3].item() / max(seconds, 1e-9)}
+
+    def fit(self) -> FitResult:
+        s = self.settings
+        self.load_checkpoint()
+        status = "completed"
+        with _SignalCatcher() as catcher:
+            for epoch in range(self.start_epoch, s.epochs):
+                mean_loss = self.train_one_epoch(epoch, catcher)
+                if mean_loss is None:
+                    status = "diverged"
+                    log.warning("loss is not finite at epoch %d: run marked diverged", epoch + 1)
+                    break
+                row: Dict[str, Any] = {"epoch": epoch, "train_loss": mean_loss,
+                                       "lr": self.optimizer.param_groups[0]["lr"],
+                                       "train_images_per_s": self.partial["samples"] * self.dist.world_size
+                                       / max(self.partial["seconds"], 1e-9),
+                                       "epoch_s": self.partial["seconds"]}
+                if (epoch + 1) % s.eval_every == 0 or epoch + 1 == s.epochs:
+                    metrics = self.evaluate(self.model)
+                    row["eval_images_per_s"] = metrics.pop("images_per_s")
+                    row.update(metrics)
+                    if self.ema is not None:
+                        row["ema_val_top1"] = self.evaluate(self.ema.module)["val_top1"]
+                    if not math.isfinite(metrics["val_loss"]):
+                        status = "diverged"
+                    self.best_val_top1 = max(self.best_val_top1, metrics["val_top1"])
+                self.history.append(row)
+                self.partial = {"loss_sum": 0.0, "samples": 0.0, "seconds": 0.0}
+                self.save_checkpoint(epoch + 1, 0)
+                if self.dist.is_main:
+                    write_metrics(self.run_dir, self.history)
+                log.info("epoch %d/%d %s", epoch + 1, s.epochs, " ".join(
+                    f"{k}={v:.4g}" for k, v in row.items() if k != "epoch" and isinstance(v, float)))
+                if self.on_epoch is not None:
+                    self.on_epoch(row)
+                if status == "diverged":
+                    break
+        return FitResult(status, self.history, _median(self.history, "train_images_per_s"),
+                         _median(self.history, "eval_images_per_s"), len(self.history))
+
+
+def _median(rows: List[Dict[str, Any]], key: str) -> Optional[float]:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return float(np.median(values)) if values else None

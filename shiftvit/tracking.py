@@ -1,0 +1,102 @@
+"""wandb as a mirror of the run record: offline by default, online opt-in, never fatal.
+
+wandb is imported lazily (it costs about a second), only when a run actually logs to it. Any failure (no API
+key, no network, a broken install) warns once and the run goes on with its local record.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+log = logging.getLogger(__name__)
+MODES = ("offline", "online", "disabled")
+
+
+def flatten(cfg: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}`` (wandb's tables and filters want flat keys)."""
+    out: Dict[str, Any] = {}
+    for k, v in cfg.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+class Tracker:
+    """Logs to wandb if it can; every method is a no-op after the first failure."""
+
+    def __init__(self, enabled: bool, run_dir: Path, config: Dict[str, Any], *, mode: str = "offline",
+                 project: str = "shiftvit", entity: Optional[str] = None, group: Optional[str] = None,
+                 job_type: Optional[str] = None, name: Optional[str] = None, tags: Optional[List[str]] = None,
+                 init_timeout: float = 20.0, run_id: Optional[str] = None):
+        self.run = None
+        self.warned = False
+        if not enabled or mode == "disabled":
+            return
+        if mode not in MODES:
+            raise ValueError(f"logger.mode={mode!r} is not one of: {', '.join(MODES)}")
+        kwargs = dict(project=project, entity=entity, group=group, job_type=job_type, name=name, tags=tags or None,
+                      config=flatten(config), dir=str(run_dir), id=run_id, resume="allow", reinit=True)
+        try:
+            import wandb
+
+            try:
+                self.run = wandb.init(mode=mode, settings=wandb.Settings(init_timeout=init_timeout, silent=True),
+                                      **kwargs)
+            except Exception as e:
+                if mode != "online":
+                    raise
+                self._warn(f"wandb online init failed ({type(e).__name__}: {e}); logging offline instead")
+                self.run = wandb.init(mode="offline", settings=wandb.Settings(silent=True), **kwargs)
+        except Exception as e:  # never let tracking cost a run
+            self._warn(f"wandb disabled for this run ({type(e).__name__}: {e}); the local record is complete")
+            self.run = None
+
+    def _warn(self, message: str) -> None:
+        if not self.warned:
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            log.warning(message)
+            self.warned = True
+
+    def log(self, metrics: Dict[str, Any], step: Optional[int] = None) -> None:
+        if self.run is None:
+            return
+        try:
+            self.run.log({k: v for k, v in metrics.items() if v is not None}, step=step)
+        except Exception as e:
+            self._warn(f"wandb.log failed ({e}); continuing with local records only")
+            self.run = None
+
+    def summary(self, values: Dict[str, Any]) -> None:
+        if self.run is None:
+            return
+        try:
+            for k, v in flatten(values).items():
+                if isinstance(v, (int, float, str, bool)) or v is None:
+                    self.run.summary[k] = v
+        except Exception as e:
+            self._warn(f"wandb summary failed ({e}); continuing with local records only")
+
+    def finish(self, exit_code: int = 0) -> None:
+        if self.run is None:
+            return
+        try:
+            self.run.finish(exit_code=exit_code)
+        except Exception as e:
+            self._warn(f"wandb.finish failed ({e})")
+        self.run = None
+
+    @property
+    def run_id(self) -> Optional[str]:
+        return getattr(self.run, "id", None)
+
+
+def offline_dirs(run_dir: Path) -> List[Path]:
+    return sorted((Path(run_dir) / "wandb").glob("offline-run-*"))
+
+
+__all__ = ["Tracker", "flatten", "offline_dirs"]
