@@ -106,7 +106,8 @@ def _data_options(data: Dict[str, Any]) -> Dict[str, Any]:
     options = {k: v for k, v in data.items() if k != "name"}
     builder = BUILDERS[name]
     params = inspect.signature(builder).parameters
-    allowed = sorted(k for k, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD and k not in ("name", "aug"))
+    allowed = sorted(k for k, p in params.items()
+                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and k not in ("name", "aug"))
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ConfigError(f"data.{unknown[0]} is not an option of data={name}; its options: {', '.join(allowed)}")

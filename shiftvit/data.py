@@ -7,6 +7,7 @@ tensors, for throughput), ``cifar10`` / ``cifar100`` (torchvision, from a local 
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -199,14 +200,29 @@ def _image_transforms(train_cfg: Dict[str, Any], img_size: int, is_training: boo
         scale=tuple(aug.get("scale", (0.08, 1.0))) if img_size >= 128 else (0.6, 1.0))
 
 
+def _local_cifar(name: str):
+    from torchvision import datasets
+
+    base = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+
+    class LocalCIFAR(base):  # type: ignore[misc, valid-type]
+        """torchvision's reader, minus its md5 re-hash of ~170 MB at every start (which also refuses any
+        re-packed copy): we require every batch file to be present; unpickling validates the content."""
+
+        def _check_integrity(self) -> bool:
+            folder = Path(self.root) / self.base_folder
+            return all((folder / f).is_file() for f, _ in (*self.train_list, *self.test_list))
+
+    LocalCIFAR.__name__ = base.__name__
+    return LocalCIFAR
+
+
 def build_cifar(name: str = "cifar10", root: str = "", img_size: int = 32, download: bool = False,
                 aug: Optional[Dict[str, Any]] = None, **_: Any) -> DataBundle:
     """torchvision's CIFAR-10/100 from ``root`` (the python pickled batches, as distributed)."""
-    from torchvision import datasets
-
     if not root:
         raise DataError(f"{name}: set data.root to the folder that holds cifar-10-batches-py / cifar-100-python")
-    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    cls = _local_cifar(name)
     mean, std = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)) if name == "cifar10" else \
         ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
     if not download:
@@ -254,8 +270,8 @@ BUILDERS: Dict[str, Callable[..., DataBundle]] = {
     "digits": build_digits,
     "relations": build_relations,
     "synthetic": build_synthetic,
-    "cifar10": lambda **kw: build_cifar(**{**kw, "name": "cifar10"}),
-    "cifar100": lambda **kw: build_cifar(**{**kw, "name": "cifar100"}),
+    "cifar10": functools.partial(build_cifar, name="cifar10"),
+    "cifar100": functools.partial(build_cifar, name="cifar100"),
     "imagefolder": build_imagefolder,
 }
 
@@ -275,8 +291,10 @@ def make_loaders(bundle: DataBundle, batch_size: int, seed: int, num_workers: in
     else:
         train_sampler, val_sampler = EpochSampler(len(bundle.train), seed), None
     batch_size = min(batch_size, max(1, len(bundle.train) // (2 if drop_last else 1)))
+    # A loader-owned generator: creating an iterator must not draw from the global RNG, or resuming in the
+    # middle of an epoch (a fresh iterator) would shift every random number drawn afterwards.
     common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(),
-                  persistent_workers=num_workers > 0)
+                  persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed))
     train = DataLoader(bundle.train, batch_size=batch_size, sampler=train_sampler, drop_last=drop_last, **common)
     val = DataLoader(bundle.val, batch_size=batch_size, sampler=val_sampler, shuffle=False, **common)
     return train, val

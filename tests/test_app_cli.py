@@ -1,0 +1,186 @@
+"""End-to-end runs through run.py: real Hydra composition, real training, real files, offline wandb."""
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from helpers import ROOT, popen_cli, run_cli
+from wandb_log import history
+
+from shiftvit.records import read_metrics, read_summary
+
+REQUIRED = ("status", "val_top1", "val_top5", "best_val_top1", "ema_val_top1", "params", "macs",
+            "train_images_per_s", "eval_images_per_s", "wall_s", "seed", "git_commit")
+
+
+def test_default_run_records_itself_and_reaches_97(tmp_path):
+    """The README's default experiment, unchanged: digits, shiftvit_nano, 20 epochs, wandb offline."""
+    run_dir = tmp_path / "default"
+    proc = run_cli([f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = read_summary(run_dir)
+    for key in REQUIRED:
+        assert summary.get(key) is not None, key
+    assert summary["status"] == "completed"
+    assert summary["val_top1"] >= 97.0
+    assert summary["macs"] == summary["macs_mlp"] + summary["macs_merge"] + summary["macs_embed"] + \
+        summary["macs_head"] + summary["macs_mixer"] + summary["macs_norm"] + summary["macs_other"]
+    rows = read_metrics(run_dir)
+    assert [r["epoch"] for r in rows] == list(range(20))
+    assert rows[-1]["val_top1"] == summary["val_top1"]
+    assert max(r["val_top1"] for r in rows) == summary["best_val_top1"]
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["mixer"] == {"name": "shift"} and config["gamma"] == "1/12" and config["depths"] == [1, 1, 3, 1]
+    # wandb offline mirror holds the per-epoch metrics
+    logs = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(logs) == 1
+    mirrored = history(logs[0])
+    assert [h["epoch"] for h in mirrored] == list(range(20))
+    assert mirrored[-1]["val_top1"] == pytest.approx(summary["val_top1"])
+    assert not (tmp_path / "wandb").exists()  # nothing written relative to the launch directory
+
+
+def test_four_job_sweep_with_exact_gamma_and_dedupe(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(["-m", "mixer=shift,attn", "gamma=1/12,1/6", "train.epochs=1", "logger=none",
+                    f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted((p for p in sweep.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    assert len(jobs) == 4  # num-named subdirs: '1/12' does not nest folders
+    records = {}
+    for job in jobs:
+        overrides = [o for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
+                     if o.startswith(("mixer=", "gamma="))]
+        records[tuple(overrides)] = (job, read_summary(job), yaml.safe_load((job / "config.yaml").read_text()))
+    shift_12 = records[("mixer=shift", "gamma=1/12")]
+    shift_6 = records[("mixer=shift", "gamma=1/6")]
+    attn_12 = records[("mixer=attn", "gamma=1/12")]
+    attn_6 = records[("mixer=attn", "gamma=1/6")]
+    assert shift_12[2]["gamma"] == "1/12" and shift_6[2]["gamma"] == "1/6"
+    assert shift_12[1]["status"] == shift_6[1]["status"] == "completed"
+    assert attn_12[2]["gamma"] is None and attn_6[2]["gamma"] is None
+    statuses = sorted([attn_12[1]["status"], attn_6[1]["status"]])
+    assert statuses == ["completed", "duplicate"]
+    dup, orig = (attn_6, attn_12) if attn_6[1]["status"] == "duplicate" else (attn_12, attn_6)
+    assert (dup[0] / dup[1]["duplicate_of"]).resolve() == orig[0].resolve()
+    assert dup[1]["config_hash"] == orig[1]["config_hash"]
+    assert not (dup[0] / "checkpoint.pt").exists()
+    assert shift_12[1]["val_top1"] != shift_6[1]["val_top1"] or shift_12[1]["config_hash"] != shift_6[1]["config_hash"]
+
+
+def _metrics_only(rows):
+    keys = ("epoch", "train_loss", "val_loss", "val_top1", "val_top5", "ema_val_top1", "lr")
+    return [{k: r.get(k) for k in keys} for r in rows]
+
+
+def _wait_for(predicate, proc, timeout=300):
+    start = time.time()
+    while not predicate():
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        assert time.time() - start < timeout
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    base = tmp_path_factory.mktemp("resume")
+    run_dir = base / "reference"
+    proc = run_cli(["train.epochs=4", "logger=none", f"hydra.run.dir={run_dir}"], cwd=base)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return base, run_dir
+
+
+def test_resume_after_kill_gives_identical_metrics(uninterrupted):
+    base, reference = uninterrupted
+    run_dir = base / "killed"
+    args = ["train.epochs=4", "logger=none", f"hydra.run.dir={run_dir}"]
+    proc = popen_cli(args, cwd=base)
+    _wait_for(lambda: len(read_metrics(run_dir)) >= 2, proc)
+    proc.kill()  # SIGKILL: no chance to clean up
+    proc.wait()
+    assert read_summary(run_dir)["status"] == "running"
+    resumed = run_cli(args, cwd=base)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stdout + resumed.stderr
+    assert _metrics_only(read_metrics(run_dir)) == _metrics_only(read_metrics(reference))
+    assert read_summary(run_dir)["val_top1"] == read_summary(reference)["val_top1"]
+    # a finished run is not trained again
+    again = run_cli(args, cwd=base)
+    assert again.returncode == 0 and "nothing to do" in again.stdout + again.stderr
+
+
+def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(uninterrupted):
+    base, reference = uninterrupted
+    run_dir = base / "preempted"
+    args = ["train.epochs=4", "logger=none", f"hydra.run.dir={run_dir}"]
+    proc = popen_cli(args, cwd=base)
+    _wait_for(lambda: len(read_metrics(run_dir)) >= 1, proc)
+    time.sleep(0.3)  # land inside epoch 2
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out[-3000:]
+    summary = read_summary(run_dir)
+    assert summary["status"] == "interrupted" and summary["interrupted_by"] == "SIGTERM"
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert {"model", "optimizer", "scheduler", "ema", "rng", "epoch", "batch"} <= set(state)
+    assert (state["epoch"], state["batch"]) > (1, 0) or state["epoch"] >= 2
+    resumed = run_cli(args, cwd=base)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _metrics_only(read_metrics(run_dir)) == _metrics_only(read_metrics(reference))
+    assert read_summary(run_dir)["status"] == "completed"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["gamma=1/0"], "error: gamma='1/0' is not a number"),
+    (["tau=0"], "error: tau=0 must be > 0"),
+    (["match=macs"], "error: match='macs' is not one of: flops, params, none"),
+    (["mixer=attn", "match=flops"], "error: cannot match the flops budget of shiftvit_nano"),
+    (["data=cifar10"], "error: data.root is required here and has no value"),
+    (["data.img_size=40"], "error: img_size=40x40 must be a multiple of 16"),
+])
+def test_bad_config_fails_with_one_line(tmp_path, args, message):
+    proc = run_cli([*args, "logger=none", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_help_lists_groups_and_options(tmp_path):
+    proc = run_cli(["--help"], cwd=tmp_path)
+    assert proc.returncode == 0
+    assert "mixer: attn, dwconv, global_attn, identity, mlp, pool, random, shift" in proc.stdout
+    assert "data: cifar10, cifar100, digits, imagefolder, relations, synthetic" in proc.stdout
+    assert "gamma" in proc.stdout and "match" in proc.stdout
+
+
+def test_every_config_group_option_composes(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    conf = ROOT / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        for group in ("model", "mixer", "data", "train", "logger"):
+            for option in sorted(p.stem for p in (conf / group).glob("*.yaml")):
+                cfg = compose("config", overrides=[f"{group}={option}"])
+                assert cfg[group] is not None
+        cfg = compose("config", overrides=["+experiment=imagenet_300ep"])
+        assert cfg.model.name == "shiftvit_r2_tiny" and cfg.train.epochs == 300 and cfg.data.name == "imagefolder"
+        assert cfg.train.mixup == 0.8 and cfg.train.aa == "rand-m9-mstd0.5-inc1" and cfg.train.ema_decay == 0.99996
+
+
+def test_torchrun_two_processes_gloo(tmp_path):
+    import shutil
+    import sys
+
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    run_dir = tmp_path / "ddp"
+    proc = run_cli(["train.epochs=1", "logger=none", f"hydra.run.dir={run_dir}"], cwd=tmp_path,
+                   command=[torchrun, "--standalone", "--nproc_per_node=2", str(ROOT / "run.py")])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = read_summary(run_dir)
+    assert summary["status"] == "completed" and summary["world_size"] == 2
+    assert len(read_metrics(run_dir)) == 1
+    assert json.loads((run_dir / "summary.json").read_text())["val_top1"] > 10

@@ -1,0 +1,54 @@
+"""Read the history rows of an offline ``run-*.wandb`` file (wandb's LevelDB-style record log).
+
+wandb >= 0.19 no longer ships a Python reader for its transaction log, so the tests parse the documented
+format here: a 7-byte file header (":W&B", magic 0xBEE1, version), then 32 KiB blocks of records, each with a
+7-byte header (crc32, length, type: 1 full, 2 first, 3 middle, 4 last), payloads being protobuf ``Record``s.
+"""
+import json
+import struct
+from pathlib import Path
+from typing import Dict, List
+
+from wandb.proto import wandb_internal_pb2
+
+BLOCK = 32768
+HEADER = 7
+
+
+def records(path: Path) -> List[bytes]:
+    data = Path(path).read_bytes()
+    ident, magic, version = struct.unpack("<4sHB", data[:HEADER])
+    assert ident == b":W&B" and magic == 0xBEE1, (ident, magic)
+    out, pending, pos = [], b"", HEADER
+    while pos + HEADER <= len(data):
+        left_in_block = BLOCK - pos % BLOCK
+        if left_in_block < HEADER:
+            pos += left_in_block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + HEADER])
+        payload = data[pos + HEADER:pos + HEADER + length]
+        pos += HEADER + length
+        if kind == 0 and length == 0:
+            pos += BLOCK - pos % BLOCK if pos % BLOCK else 0
+            continue
+        if kind == 1:
+            out.append(payload)
+        elif kind == 2:
+            pending = payload
+        elif kind == 3:
+            pending += payload
+        elif kind == 4:
+            out.append(pending + payload)
+            pending = b""
+    return out
+
+
+def history(path: Path) -> List[Dict[str, object]]:
+    rows = []
+    for raw in records(path):
+        rec = wandb_internal_pb2.Record()
+        rec.ParseFromString(raw)
+        if rec.WhichOneof("record_type") == "history":
+            rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                         for item in rec.history.item})
+    return rows
