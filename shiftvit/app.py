@@ -123,7 +123,7 @@ def resolve(cfg: Dict[str, Any]) -> Dict[str, Any]:
     Knobs that do not apply are null (gamma for a mixer other than shift), defaults are filled in from the
     variant table, and depths are solved when ``match`` asks for it. Raises ``ConfigError`` on bad input.
     """
-    from .flops import BudgetError, solve_depths
+    from .flops import BudgetError, count, solve_depths
     from .models.mixers import ACTS, MIXERS, NORMS, mixer_options
     from .models.shiftvit import variant_kwargs
 
@@ -178,6 +178,8 @@ def resolve(cfg: Dict[str, Any]) -> Dict[str, Any]:
             depths = list(solution.depths)
         elif depths is None:
             depths = list(table["depths"])
+        # build it once on the meta device (free): every architecture error surfaces here, before any data
+        count(name, img_size, depths=tuple(depths), **architecture)
     except BudgetError as e:
         raise ConfigError(str(e)) from None
     except ValueError as e:

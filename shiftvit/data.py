@@ -213,6 +213,16 @@ def _local_cifar(name: str):
             folder = Path(self.root) / self.base_folder
             return all((folder / f).is_file() for f, _ in (*self.train_list, *self.test_list))
 
+        def _load_meta(self) -> None:  # same as torchvision's, without the md5 check
+            import pickle
+
+            path = Path(self.root) / self.base_folder / self.meta["filename"]
+            if not path.is_file():
+                raise RuntimeError(f"metadata file {path} not found")
+            with open(path, "rb") as f:
+                self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
     LocalCIFAR.__name__ = base.__name__
     return LocalCIFAR
 
@@ -247,8 +257,8 @@ def build_imagefolder(root: str = "", train_split: str = "train", val_split: str
         raise DataError("imagefolder: set data.root to the folder that holds the train/ and val/ class folders")
     base = _require_dir(Path(root), "imagefolder")
     splits = {}
-    for split in (train_split, val_split):
-        folder = _require_dir(base / split, "imagefolder")
+    folders = {split: _require_dir(base / split, "imagefolder") for split in (train_split, val_split)}
+    for split, folder in folders.items():
         try:
             splits[split] = create_dataset("", root=str(folder), split=split, is_training=split == train_split)
         except Exception as e:

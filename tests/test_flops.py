@@ -85,7 +85,7 @@ def test_solver_match_params():
 
 def test_solver_match_none_keeps_depths():
     sol = solve_depths("shiftvit_micro", 32, match="none", mixer="attn")
-    assert sol.depths == (2, 2, 4, 2)
+    assert sol.depths == (4, 4, 12, 4)
 
 
 def test_solver_small_model_and_32px():

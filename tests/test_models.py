@@ -243,10 +243,12 @@ def test_window_attention_masks_padding():
 
 def test_window_clamped_when_larger_than_feature_map():
     model = timm.create_model("shiftvit_nano", mixer="attn", mixer_kwargs={"window_size": 7})
-    assert model.layers[3].blocks[0].token_mixer.window_size == 2  # 2x2 map at stage 4
-    assert model.layers[0].blocks[0].token_mixer.window_size == 7  # 16x16 map at stage 1
+    assert model.layers[3].blocks[0].token_mixer.window_size == 2  # 2x2 map at stage 4: the whole map
+    assert model.layers[0].blocks[0].token_mixer.window_size == 4  # 16x16 map: largest window <= 7 tiling it
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
-    assert model(torch.randn(1, 3, 48, 48)).shape == (1, 10)  # 24x24 stage-1 map: padded windows
+    assert model(torch.randn(1, 3, 48, 48)).shape == (1, 10)  # 6x6 stage-3 map in 4x4 windows: padded
+    big = timm.create_model("shiftvit_light_tiny", mixer="attn", depths=(1, 1, 1, 1))
+    assert [s.blocks[0].token_mixer.window_size for s in big.layers] == [7, 7, 7, 7]  # Swin's at 224
 
 
 # --- bad input -------------------------------------------------------------------------------------------

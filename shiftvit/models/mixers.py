@@ -115,12 +115,22 @@ class IdentityMixer(TokenMixer):
         return x
 
 
+def fit_window(window_size: int, feat_size: Tuple[int, int]) -> int:
+    """Largest window <= ``window_size`` that tiles an H x W map (padding would waste compute on zeros)."""
+    h, w = feat_size
+    if min(h, w) <= window_size:
+        return min(h, w)
+    return max(k for k in range(1, window_size + 1) if h % k == 0 and w % k == 0)
+
+
 @register_mixer("attn")
 class WindowAttentionMixer(TokenMixer):
     """Swin's window attention (timm's ``WindowAttention``, relative position bias), shifted on odd blocks.
 
-    The window is clamped to the feature map it was built for (as Swin does); at run time an input whose
-    map is not a multiple of the window is zero-padded and the padding is masked out of the keys.
+    ``window_size`` is an upper bound: each stage uses the largest window <= it that tiles the map the model
+    was built for (7 at 224 px, as Swin; 4 on the 16/8/4-pixel maps of 32 px models; the whole map when it is
+    smaller, as Swin clamps). At run time a map that the window does not tile is zero-padded and the padding
+    is masked out of the keys.
     """
 
     def __init__(self, dim: int, feat_size: Tuple[int, int], block_idx: int = 0, window_size: int = 7,
@@ -128,8 +138,8 @@ class WindowAttentionMixer(TokenMixer):
         super().__init__(dim, feat_size, block_idx)
         if window_size < 1 or head_dim < 1:
             raise ValueError(f"attn needs window_size >= 1 and head_dim >= 1, got {window_size} and {head_dim}")
-        fits = min(feat_size) > window_size
-        self.window_size = window_size if fits else min(feat_size)
+        self.window_size = fit_window(window_size, feat_size)
+        fits = min(feat_size) > self.window_size
         self.shift_size = self.window_size // 2 if (fits and block_idx % 2 == 1) else 0
         self.attn = WindowAttention(dim, num_heads=max(1, dim // head_dim), window_size=self.window_size,
                                     qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop)

@@ -38,7 +38,7 @@ VARIANTS: Dict[str, Dict[str, Any]] = {
     # CPU-sized research variants (32x32 input, patch 2)
     "shiftvit_nano": dict(embed_dim=32, depths=(1, 1, 3, 1), mlp_ratio=2, drop_path_rate=0.0, gamma="1/12",
                           patch_size=2, img_size=32, num_classes=10),
-    "shiftvit_micro": dict(embed_dim=48, depths=(2, 2, 4, 2), mlp_ratio=2, drop_path_rate=0.1, gamma="1/12",
+    "shiftvit_micro": dict(embed_dim=24, depths=(4, 4, 12, 4), mlp_ratio=2, drop_path_rate=0.1, gamma="1/12",
                            patch_size=2, img_size=32, num_classes=10),
 }
 ALIASES: Dict[str, str] = {

@@ -1,0 +1,198 @@
+"""The same application, called from Python (no subprocess): configs composed by Hydra's compose API."""
+import pickle
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from shiftvit.app import ConfigError, config_hash, resolve, run_experiment
+from shiftvit.data import DataError, EpochSampler, build_data, make_relations
+from shiftvit.records import read_metrics, read_summary
+from shiftvit.tracking import Tracker
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def composed(*overrides: str) -> dict:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides))
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+FAST = ("train.epochs=1", "logger=none", "train.ema=false")
+
+
+def test_nan_loss_is_recorded_as_diverged(tmp_path):
+    summary = run_experiment(composed(*FAST, "train.lr=1e30", "train.warmup_epochs=0", "train.epochs=3"), tmp_path)
+    assert summary["status"] == "diverged"
+    assert read_summary(tmp_path)["status"] == "diverged"
+    assert summary["epochs_done"] < 3
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["gamma=abc"], "gamma='abc' is not a number"),
+    (["gamma=0.3"], "gamma=0.3 is outside (0, 1/4]"),
+    (["gamma=1/48"], "shifts floor(1/48*32) = 0 channels at a stage of width 32"),
+    (["tau=-1"], "tau=-1 must be > 0"),
+    (["tau=abc"], "tau='abc' must be a number"),
+    (["depths=[1,2]"], "depths=[1, 2] must be four integers >= 1"),
+    (["depths=[2,2,6,2]", "match=flops"], "depths=[2, 2, 6, 2] and match=flops conflict"),
+    (["train.epochs=0"], "train.epochs=0 must be >= 1"),
+    (["train.epochs=1.5"], "train.epochs=1.5 must be an integer"),
+    (["+train.foo=1"], "train.foo is not a training setting"),
+    (["train.amp=fp8"], "train.amp='fp8' is not one of: none, bf16, fp16"),
+    (["+mixer.window_size=7"], "mixer.window_size is not an option of mixer=shift"),
+    (["mixer=attn", "+mixer.gamma=1/6"], "mixer.gamma is not an option of mixer=attn"),
+    (["model.norm=layer"], "model.norm='layer' is not one of: bn, gn1, ln"),
+    (["+data.colour=1"], "data.colour is not an option of data=digits"),
+    (["seed=-1"], "seed=-1 must be >= 0"),
+    (["mixer=attn", "match=flops"], "closest reachable is depths=[1, 1, 1, 1]"),
+])
+def test_resolve_rejects_bad_values_in_one_line(overrides, message):
+    with pytest.raises((ConfigError, ValueError)) as err:
+        resolve(composed(*overrides))
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_gamma_forms_and_effective_config():
+    assert resolve(composed("gamma=1/12"))["gamma"] == "1/12"
+    assert resolve(composed("gamma=0.0833"))["gamma"] == "833/10000"
+    assert resolve(composed("gamma=0.25"))["gamma"] == "1/4"
+    assert resolve(composed())["gamma"] == "1/12"  # the variant's own
+    attn = resolve(composed("mixer=attn", "gamma=1/6"))
+    assert attn["gamma"] is None and attn["gamma_float"] is None
+    assert config_hash(attn) == config_hash(resolve(composed("mixer=attn", "gamma=1/12")))
+    assert config_hash(resolve(composed("gamma=1/6"))) != config_hash(resolve(composed("gamma=1/12")))
+    # speed-only settings do not change the identity of a run
+    assert config_hash(resolve(composed("train.num_workers=2"))) == config_hash(resolve(composed()))
+
+
+def test_match_flops_solves_depths_on_micro():
+    eff = resolve(composed("model=shiftvit_micro", "mixer=attn", "match=flops"))
+    assert eff["depths"] != [4, 4, 12, 4] and eff["match"] == "flops" and eff["reference"] == "shiftvit_micro"
+    from shiftvit.flops import count
+    ref = count("shiftvit_micro", 32).total_macs
+    got = count("shiftvit_micro", 32, mixer="attn", depths=tuple(eff["depths"])).total_macs
+    assert abs(got / ref - 1) <= 0.02
+
+
+def test_cpu_paths_bf16_channels_last_accumulation_mixup_clip(tmp_path):
+    summary = run_experiment(composed(
+        *FAST, "train.amp=bf16", "train.channels_last=true", "train.accum_steps=2", "train.mixup=0.2",
+        "train.cutmix=1.0", "train.clip_grad=1.0", "train.ema=true", "mixer=dwconv"), tmp_path)
+    assert summary["status"] == "completed" and summary["ema_val_top1"] is not None
+    assert summary["val_top1"] > 10
+
+
+def write_cifar10(root: Path, per_batch: int = 20) -> None:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        # the distributed files are Python-2 pickles whose keys unpickle as str under latin1
+        batch = {"batch_label": name, "labels": rng.integers(0, 10, per_batch).tolist(),
+                 "data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+                 "filenames": [f"{i}.png" for i in range(per_batch)]}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f, protocol=2)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [f"c{i}" for i in range(10)], "num_cases_per_batch": per_batch,
+                     "num_vis": 3072}, f, protocol=2)
+
+
+def test_cifar10_from_local_files_trains(tmp_path):
+    write_cifar10(tmp_path / "cifar")
+    bundle = build_data("cifar10", root=str(tmp_path / "cifar"))
+    assert len(bundle.train) == 100 and len(bundle.val) == 20 and bundle.num_classes == 10
+    x, y = bundle.train[0]
+    assert x.shape == (3, 32, 32)
+    summary = run_experiment(composed(*FAST, "data=cifar10", f"data.root={tmp_path / 'cifar'}",
+                                      "train.batch_size=16"), tmp_path / "run")
+    assert summary["status"] == "completed" and summary["epochs_done"] == 1
+
+
+def test_cifar_missing_or_malformed_names_the_path(tmp_path):
+    with pytest.raises(DataError, match=f"directory '{tmp_path / 'nope'}' does not exist"):
+        build_data("cifar10", root=str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=f"no valid dataset under '{tmp_path / 'empty'}'"):
+        build_data("cifar10", root=str(tmp_path / "empty"))
+    write_cifar10(tmp_path / "bad")
+    (tmp_path / "bad" / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")
+    with pytest.raises(DataError, match="cannot read the dataset under"):
+        build_data("cifar10", root=str(tmp_path / "bad"))
+
+
+def write_imagefolder(root: Path, classes=("cat", "dog"), per_class: int = 6) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
+
+
+def test_imagefolder_trains_a_step(tmp_path):
+    write_imagefolder(tmp_path / "imgs")
+    bundle = build_data("imagefolder", root=str(tmp_path / "imgs"), img_size=32)
+    assert bundle.num_classes == 2 and len(bundle.train) == 12
+    assert bundle.train[0][0].shape == (3, 32, 32)
+    summary = run_experiment(composed(*FAST, "data=imagefolder", f"data.root={tmp_path / 'imgs'}",
+                                      "data.img_size=32", "train.batch_size=4"), tmp_path / "run")
+    assert summary["status"] == "completed"
+    assert len(read_metrics(tmp_path / "run")) == 1
+
+
+def test_imagefolder_errors_name_the_path(tmp_path):
+    with pytest.raises(DataError, match="set data.root"):
+        build_data("imagefolder", root="")
+    (tmp_path / "imgs" / "train").mkdir(parents=True)
+    with pytest.raises(DataError, match=f"directory '{tmp_path / 'imgs' / 'val'}' does not exist"):
+        build_data("imagefolder", root=str(tmp_path / "imgs"))
+
+
+def test_relations_is_balanced_reproducible_and_long_range():
+    x1, y1 = make_relations(200, 32, seed=3)
+    x2, y2 = make_relations(200, 32, seed=3)
+    assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    assert y1.sum().item() == 100
+    for img, label in zip(x1[:50], y1[:50]):
+        rows, cols = torch.nonzero(img[0] > 0.6, as_tuple=True)
+        assert (cols.max() - cols.min()).item() >= 16
+        same_row = (rows.max() - rows.min()).item() < 3
+        assert same_row == bool(label)
+
+
+def test_epoch_sampler_depends_only_on_seed_and_epoch():
+    a, b = EpochSampler(50, seed=1), EpochSampler(50, seed=1)
+    a.set_epoch(3)
+    b.set_epoch(3, skip=20)
+    assert list(a)[20:] == list(b) and len(b) == 30
+    a.set_epoch(4)
+    assert list(a) != list(b)
+
+
+def test_wandb_online_without_key_warns_once_and_falls_back(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc with a key
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tracker = Tracker(True, tmp_path, {"a": {"b": 1}}, mode="online", init_timeout=5)
+        tracker.log({"x": 1.0}, step=0)
+        tracker.finish()
+    ours = [w for w in caught if "wandb" in str(w.message) and issubclass(w.category, RuntimeWarning)]
+    assert len(ours) == 1
+
+
+def test_tracker_rejects_unknown_mode(tmp_path):
+    with pytest.raises(ValueError, match="logger.mode='sometimes' is not one of: offline, online, disabled"):
+        Tracker(True, tmp_path, {}, mode="sometimes")
