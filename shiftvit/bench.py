@@ -11,7 +11,7 @@ import platform
 import statistics
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
 
@@ -86,6 +86,32 @@ def _write(result: Dict[str, object], out: Optional[str]) -> None:
         print(f"wrote {path}")
 
 
+def bench_solver(reference: str = "shiftvit_r2_tiny", img_size: int = 224,
+                 mixers: Sequence[str] = ("attn", "global_attn", "mlp", "dwconv", "pool", "identity", "random"),
+                 ) -> Dict[str, object]:
+    """Seconds per ``solve_depths`` call: first (counts a probe model) and repeated (cached)."""
+    from .flops import _CACHE, solve_depths
+
+    _CACHE.clear()
+    rows = {}
+    for mixer in mixers:
+        t0 = time.perf_counter()
+        sol = solve_depths(reference, img_size, mixer=mixer)
+        t1 = time.perf_counter()
+        solve_depths(reference, img_size, mixer=mixer)
+        t2 = time.perf_counter()
+        rows[mixer] = {"depths": list(sol.depths), "first_s": t1 - t0, "cached_s": t2 - t1, "error": sol.error}
+    return dict(benchmark="solver", reference=reference, img_size=img_size, rows=rows)
+
+
+def _print_solver(r: Dict[str, object]) -> None:
+    print(f"solve_depths at the budget of {r['reference']} ({r['img_size']} px), match=flops")
+    print(f"{'mixer':<13}{'depths':>12}{'error':>9}{'first s':>10}{'cached s':>10}")
+    for mixer, row in r["rows"].items():
+        print(f"{mixer:<13}{','.join(map(str, row['depths'])):>12}{row['error']:>+9.2%}"
+              f"{row['first_s']:>10.3f}{row['cached_s']:>10.3f}")
+
+
 def main(argv: Optional[Iterable[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m shiftvit.bench", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -97,11 +123,19 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     s.add_argument("--threads", type=int, default=None)
     s.add_argument("--quick", action="store_true", help="tiny tensor, 3 repeats: checks the benchmark runs")
     s.add_argument("--out", default="bench_results/shift.json", help="JSON output ('' to skip)")
+    v = sub.add_parser("solver", help="time the matched-FLOPs depth solver (uncached and cached)")
+    v.add_argument("--reference", default="shiftvit_r2_tiny")
+    v.add_argument("--img-size", type=int, default=224)
+    v.add_argument("--out", default="bench_results/solver.json")
     args = p.parse_args(argv)
     if args.command == "shift":
         shape = (2, 24, 9, 7) if args.quick else tuple(int(v) for v in args.shape.split(","))
         result = bench_shift(shape, args.gamma, 3 if args.quick else args.repeats, args.channels_last, args.threads)
         _print_shift(result)
+        _write(result, args.out)
+    elif args.command == "solver":
+        result = bench_solver(args.reference, args.img_size)
+        _print_solver(result)
         _write(result, args.out)
     return 0
 

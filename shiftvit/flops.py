@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
@@ -261,7 +262,7 @@ def _describe(variant: Dict[str, Any]) -> str:
 def format_table(costs: Dict[str, Cost]) -> str:
     """Components as rows, one GMACs and one params column per model, plus each component's share."""
     names = list(costs)
-    header = f"{'component':<10}" + "".join(f"{n[:26]:>28}{'':>16}" for n in names)
+    header = f"{'component':<10}" + "".join(f"{n[:42]:>44}" for n in names)
     sub = f"{'':<10}" + "".join(f"{'GMACs':>14}{'%':>7}{'params(M)':>12}{'%':>11}" for _ in names)
     lines = [header, sub]
     for comp in (*COMPONENTS, "total"):
@@ -284,7 +285,7 @@ def _parse_args(argv: Optional[Iterable[str]] = None) -> argparse.Namespace:
         description="MACs and parameters per component (mixer, mlp, norm, embed, merge, head) for timm models.")
     p.add_argument("models", nargs="+", help="timm model names, e.g. shiftvit_r2_tiny swin_tiny_patch4_window7_224")
     p.add_argument("--img-size", type=int, default=None, help="input size (default: each model's own)")
-    p.add_argument("--mixer", choices=sorted(MIXERS), help="token mixer for shiftvit models")
+    p.add_argument("--mixer", help=f"token mixer(s) for shiftvit models, comma-separated: {', '.join(sorted(MIXERS))}")
     p.add_argument("--gamma", help="shift ratio per direction, e.g. 1/12")
     p.add_argument("--mlp-ratio", type=float, help="MLP ratio tau")
     p.add_argument("--norm", choices=sorted(NORMS))
@@ -292,27 +293,70 @@ def _parse_args(argv: Optional[Iterable[str]] = None) -> argparse.Namespace:
     p.add_argument("--depths", help="four stage depths, e.g. 2,2,6,2")
     p.add_argument("--match", choices=MATCHES, default="none",
                    help="solve the depths of shiftvit models to match --reference's budget")
-    p.add_argument("--reference", default="shiftvit_r2_tiny", help="reference model for --match")
+    p.add_argument("--reference", default=None, help="reference model for --match (default: the model itself)")
+    p.add_argument("--rows", action="store_true", help="one row per model/mixer instead of per component")
+    p.add_argument("--variants", action="store_true", help="list every registered ShiftViT variant")
     return p.parse_args(argv)
+
+
+def format_rows(costs: Dict[str, Cost], depths: Dict[str, Tuple[int, ...]]) -> str:
+    lines = [f"{'model':<30}{'depths':>14}{'GMACs':>9}{'params(M)':>11}{'mixer %':>9}{'mlp %':>7}"]
+    for label, c in costs.items():
+        d = ",".join(map(str, depths.get(label, ()))) or "-"
+        lines.append(f"{label:<30}{d:>14}{c.total_macs / 1e9:>9.4f}{c.total_params / 1e6:>11.2f}"
+                     f"{100 * c.macs['mixer'] / c.total_macs:>9.1f}{100 * c.macs['mlp'] / c.total_macs:>7.1f}")
+    return "\n".join(lines)
+
+
+def format_variants() -> str:
+    from .models.shiftvit import ALIASES, VARIANTS
+
+    lines = [f"{'variant':<22}{'C':>5}{'depths':>14}{'tau':>5}{'gamma':>7}{'input':>7}{'params(M)':>11}{'GMACs':>9}"]
+    for name, v in VARIANTS.items():
+        size = v.get("img_size", 224)
+        c = count(name, size)
+        lines.append(f"{name:<22}{v['embed_dim']:>5}{','.join(map(str, v['depths'])):>14}{v['mlp_ratio']:>5}"
+                     f"{v['gamma']:>7}{size:>7}{c.total_params / 1e6:>11.2f}{c.total_macs / 1e9:>9.4f}")
+    lines.append("aliases: " + ", ".join(f"{a} = {t}" for a, t in ALIASES.items()))
+    return "\n".join(lines)
 
 
 def main(argv: Optional[Iterable[str]] = None) -> int:
     args = _parse_args(argv)
+    if args.variants:
+        print(format_variants())
+        if args.models == ["-"]:
+            return 0
     overrides: Dict[str, Any] = {k: v for k, v in dict(
-        mixer=args.mixer, gamma=args.gamma, mlp_ratio=args.mlp_ratio, norm=args.norm, act=args.act).items()
-        if v is not None}
+        gamma=args.gamma, mlp_ratio=args.mlp_ratio, norm=args.norm, act=args.act).items() if v is not None}
     if args.depths:
         overrides["depths"] = tuple(int(d) for d in args.depths.split(","))
+    mixers = args.mixer.split(",") if args.mixer else [None]
     costs: Dict[str, Cost] = {}
+    depths: Dict[str, Tuple[int, ...]] = {}
     for name in args.models:
-        kwargs = dict(overrides) if name.startswith("shiftvit") else {}
-        label = name
-        if kwargs and args.match != "none":
-            sol = solve_depths(args.reference, args.img_size, args.match, **kwargs)
-            kwargs["depths"] = sol.depths
-            label = f"{name} d={','.join(map(str, sol.depths))}"
-        costs[label] = count(name, args.img_size, **kwargs)
-    print(format_table(costs))
+        for mixer in mixers if name.startswith("shiftvit") else [None]:
+            kwargs = dict(overrides) if name.startswith("shiftvit") else {}
+            if mixer:
+                kwargs["mixer"] = mixer
+            if mixer != "shift" and "gamma" in kwargs:
+                kwargs.pop("gamma") if mixer else None
+            label = f"{name}[{mixer}]" if mixer else name
+            try:
+                if kwargs and args.match != "none":
+                    sol = solve_depths(args.reference or name, args.img_size, args.match, **kwargs)
+                    kwargs["depths"] = sol.depths
+                    if not args.rows:
+                        label += " d=" + ",".join(map(str, sol.depths))
+                costs[label] = count(name, args.img_size, **kwargs)
+            except ValueError as e:
+                print(f"error: {label}: {e}", file=sys.stderr)
+                return 2
+            if name.startswith("shiftvit"):
+                from .models.shiftvit import variant_kwargs
+
+                depths[label] = tuple(kwargs.get("depths") or variant_kwargs(name)["depths"])
+    print(format_rows(costs, depths) if args.rows else format_table(costs))
     return 0
 
 

@@ -124,3 +124,21 @@ def test_cli_match_flops(capsys):
     assert "d=" in out
     total = float(out.splitlines()[-1].split()[1])
     assert abs(total / 4.582 - 1) <= 0.02
+
+
+def test_cli_rows_and_variants(capsys):
+    assert main(["shiftvit_micro", "--mixer", "shift,attn,dwconv", "--match", "flops", "--rows"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["model", "depths", "GMACs"]
+    assert [line.split()[0] for line in out[1:]] == ["shiftvit_micro[shift]", "shiftvit_micro[attn]",
+                                                     "shiftvit_micro[dwconv]"]
+    assert out[1].split()[1] == "4,4,12,4"
+    assert main(["-", "--variants"]) == 0
+    listing = capsys.readouterr().out
+    assert "shiftvit_r2_tiny" in listing and "28.57" in listing and "4.5816" in listing
+
+
+def test_cli_unreachable_budget_is_one_line_error(capsys):
+    assert main(["shiftvit_nano", "--mixer", "attn", "--match", "flops"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: shiftvit_nano[attn]: cannot match the flops budget")
