@@ -267,8 +267,8 @@ def run_experiment(cfg: Dict[str, Any], run_dir: Path, *, sweep_dir: Optional[Pa
     import yaml
 
     from . import distributed as dist_utils
-    from .records import CONFIG_FILE, read_summary, write_json
-    from .records import SUMMARY_FILE as _SUMMARY
+    from .engine import Interrupted
+    from .records import CONFIG_FILE, SUMMARY_FILE, read_summary, write_json
 
     started = time.time()
     run_dir = Path(run_dir)
@@ -284,56 +284,67 @@ def run_experiment(cfg: Dict[str, Any], run_dir: Path, *, sweep_dir: Optional[Pa
         "world_size": dist.world_size,
     }
     previous = read_summary(run_dir)
-    if previous.get("status") in ("completed", "diverged", "duplicate") and previous.get("config_hash") == digest:
+    same_run = previous.get("config_hash") == digest
+    if same_run and previous.get("status") in ("completed", "diverged", "duplicate"):
         log.info("%s already holds a %s run of this config: nothing to do", run_dir, previous["status"])
         return previous
-    if sweep_dir is not None and dist.is_main:
-        owner = _claim(Path(sweep_dir), digest, run_dir)
-        if owner is not None:
-            summary.update(status="duplicate", duplicate_of=os.path.relpath(owner, run_dir),
-                           wall_s=time.time() - started)
-            (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(effective, sort_keys=False))
-            write_json(run_dir / _SUMMARY, summary)
-            log.info("identical effective config already in this sweep (%s): not trained again", owner)
-            return summary
+    # wall time across every invocation of this run (a resumed run adds to the interrupted one's)
+    earlier = (previous.get("wall_s") or 0.0) if same_run else 0.0
+
+    def record(**updates: Any) -> None:
+        summary.update(updates, wall_s=earlier + time.time() - started)
+        if dist.is_main:
+            write_json(run_dir / SUMMARY_FILE, summary)
+
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(effective, sort_keys=False))
-        write_json(run_dir / _SUMMARY, summary)
-    tracker = None
+    if sweep_dir is not None and dist.is_main:
+        owner = _claim(Path(sweep_dir), digest, run_dir)
+        if owner is not None:
+            record(status="duplicate", duplicate_of=os.path.relpath(owner, run_dir))
+            log.info("identical effective config already in this sweep (%s): not trained again", owner)
+            return summary
+    record()
+    tracker = _tracker(dict(cfg.get("logger") or {}), effective, run_dir, digest, sweep_name, dist)
     try:
-        summary, tracker = _train(effective, dict(cfg.get("logger") or {}), run_dir, summary, sweep_name, dist)
+        record(**_train(effective, run_dir, summary, tracker, dist))
+    except Interrupted as e:
+        record(status="interrupted", interrupted_by=str(e))
+        log.warning("stopped by %s: checkpoint written; rerun the same command to resume", e)
+        tracker.finish(0)
+        dist_utils.barrier()
+        raise SystemExit(0) from None
     except Exception as e:
-        summary.update(status="failed", error=f"{type(e).__name__}: {e}", wall_s=time.time() - started)
-        if dist.is_main:
-            write_json(run_dir / _SUMMARY, summary)
+        record(status="failed", error=f"{type(e).__name__}: {e}")
+        tracker.finish(1)
         raise
-    finally:
-        if tracker is not None:
-            tracker.summary(summary)
-            tracker.finish(0 if summary["status"] in ("completed", "interrupted") else 1)
-    # wall time across every invocation of this run (a resumed run adds to the interrupted one's)
-    earlier = previous.get("wall_s") or 0.0 if previous.get("config_hash") == digest else 0.0
-    summary["wall_s"] = earlier + time.time() - started
-    if dist.is_main:
-        write_json(run_dir / _SUMMARY, summary)
+    tracker.summary(summary)
+    tracker.finish(0 if summary["status"] == "completed" else 1)
     return summary
 
 
-def _wandb_id(digest: str, run_dir: Path) -> str:
-    """Stable across resumes of the same run dir, distinct across run dirs."""
-    return f"{digest[:8]}-{hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:8]}"
+def _tracker(logger_cfg: Dict[str, Any], effective: Dict[str, Any], run_dir: Path, digest: str,
+             sweep_name: Optional[str], dist):
+    from .tracking import Tracker
+
+    return Tracker(
+        logger_cfg.get("name", "none") == "wandb" and dist.is_main, run_dir, {**effective, "config_hash": digest},
+        mode=logger_cfg.get("mode", "offline"), project=logger_cfg.get("project", "shiftvit"),
+        entity=logger_cfg.get("entity"), group=sweep_name, job_type=effective["mixer"]["name"],
+        name=run_dir.name if sweep_name else None, tags=list(logger_cfg.get("tags") or []),
+        init_timeout=float(logger_cfg.get("init_timeout", 20)),
+        # stable across resumes of the same run dir, distinct across run dirs
+        run_id=f"{digest[:8]}-{hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:8]}")
 
 
-def _train(effective, logger_cfg, run_dir, summary, sweep_name, dist):
+def _train(effective: Dict[str, Any], run_dir: Path, summary: Dict[str, Any], tracker, dist) -> Dict[str, Any]:
+    """Build data and model, fit, and return the summary fields the run produced."""
     import timm
 
-    from . import distributed as dist_utils
     from .data import DataError, build_data
-    from .engine import Interrupted, Trainer, TrainSettings, seed_everything
+    from .engine import Trainer, TrainSettings, seed_everything
     from .flops import count
-    from .records import SUMMARY_FILE, write_json
-    from .tracking import Tracker
 
     settings = TrainSettings.from_dict(effective["train"])
     seed_everything(effective["seed"], settings.deterministic)
@@ -348,35 +359,15 @@ def _train(effective, logger_cfg, run_dir, summary, sweep_name, dist):
         model = timm.create_model(effective["model"]["name"], **kwargs)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    cost = count(effective["model"]["name"], **kwargs)
-    summary.update(cost.as_dict())
-    tracker = Tracker(logger_cfg.get("name", "none") == "wandb" and dist.is_main, run_dir,
-                      {**effective, "config_hash": summary["config_hash"]},
-                      mode=logger_cfg.get("mode", "offline"), project=logger_cfg.get("project", "shiftvit"),
-                      entity=logger_cfg.get("entity"), group=sweep_name, job_type=effective["mixer"]["name"],
-                      name=run_dir.name if sweep_name else None, tags=list(logger_cfg.get("tags") or []),
-                      init_timeout=float(logger_cfg.get("init_timeout", 20)),
-                      run_id=_wandb_id(summary["config_hash"], run_dir))
+    summary.update(count(effective["model"]["name"], **kwargs).as_dict())
 
-    def on_epoch(row: Dict[str, Any]) -> None:
-        tracker.log(row, step=row["epoch"])
-
-    trainer = Trainer(model, bundle, settings, run_dir, effective["seed"], on_epoch=on_epoch, dist=dist)
-    try:
-        result = trainer.fit()
-    except Interrupted as e:
-        summary.update(status="interrupted", interrupted_by=str(e), epochs_done=len(trainer.history))
-        if dist.is_main:
-            write_json(run_dir / SUMMARY_FILE, summary)
-        log.warning("stopped by %s: checkpoint written to %s; rerun the same command to resume", e,
-                    trainer.checkpoint_path)
-        tracker.finish(0)
-        dist_utils.barrier()
-        raise SystemExit(0) from None
+    trainer = Trainer(model, bundle, settings, run_dir, effective["seed"],
+                      on_epoch=lambda row: tracker.log(row, step=row["epoch"]), dist=dist)
+    result = trainer.fit()
     history = result.history
     last = next((r for r in reversed(history) if "val_top1" in r), {})
     best = max((r for r in history if "val_top1" in r), key=lambda r: r["val_top1"], default={})
-    summary.update(
+    return dict(
         status=result.status, val_top1=last.get("val_top1"), val_top5=last.get("val_top5"),
         val_loss=last.get("val_loss"), ema_val_top1=last.get("ema_val_top1"),
         best_val_top1=best.get("val_top1"), best_epoch=best.get("epoch"),
@@ -384,7 +375,6 @@ def _train(effective, logger_cfg, run_dir, summary, sweep_name, dist):
         epochs_done=result.epochs_done, train_loss=history[-1]["train_loss"] if history else None,
         finished=_dt.datetime.now().isoformat(timespec="seconds"),
     )
-    return summary, tracker
 
 
 def main(cfg) -> Optional[float]:

@@ -108,9 +108,8 @@ def test_every_mixer_norm_act_small_32px_forward_backward(mixer, norm, act):
     assert not missing, missing
 
 
-@pytest.mark.parametrize("mixer", sorted(MIXERS))
-@pytest.mark.parametrize("norm,act", [("gn1", "gelu"), ("ln", "relu"), ("bn", "gelu")])
-def test_every_mixer_at_224_forward_backward(mixer, norm, act):
+@pytest.mark.parametrize("mixer,norm,act", list(itertools.product(sorted(MIXERS), sorted(NORMS), sorted(ACTS))))
+def test_every_mixer_norm_act_at_224_forward_backward(mixer, norm, act):
     model = timm.create_model("shiftvit_light_tiny", mixer=mixer, norm=norm, act=act, depths=(1, 1, 1, 1),
                               num_classes=5)
     x = torch.randn(2 if norm == "bn" else 1, 3, 224, 224)
