@@ -394,14 +394,26 @@ def main(cfg) -> Optional[float]:
     run_dir = Path(hc.runtime.output_dir)
     sweep_dir = Path(hc.sweep.dir) if multirun else None
     sweep_name = plain.get("sweep_name") or (sweep_dir.name if sweep_dir else None)
-    if sweep_dir is not None and plain.get("sweep_name") is None:
-        sweep_name = f"{sweep_dir.parent.name}/{sweep_dir.name}"
+    threads = _threads_per_job(hc)
+    if threads and plain["train"].get("threads") is None:
+        plain["train"]["threads"] = threads
     try:
         summary = run_experiment(plain, run_dir, sweep_dir=sweep_dir, sweep_name=sweep_name,
                                  overrides=list(hc.overrides.task))
     except ConfigError as e:
         _fail(str(e), multirun)
     return summary.get("val_top1")
+
+
+def _threads_per_job(hc) -> Optional[int]:
+    """Parallel local launchers share the cores: give each job its share instead of all of them."""
+    target = str(hc.launcher.get("_target_", ""))
+    n_jobs = hc.launcher.get("n_jobs")
+    if "joblib" in target.lower():
+        cores = os.cpu_count() or 1
+        n_jobs = cores if n_jobs in (None, -1) else n_jobs
+        return max(1, cores // max(1, n_jobs))
+    return None
 
 
 def _fail(message: str, multirun: bool):

@@ -6,6 +6,7 @@ key, no network, a broken install) warns once and the run goes on with its local
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -41,6 +42,9 @@ class Tracker:
             raise ValueError(f"logger.mode={mode!r} is not one of: {', '.join(MODES)}")
         kwargs = dict(project=project, entity=entity, group=group, job_type=job_type, name=name, tags=tags or None,
                       config=flatten(config), dir=str(run_dir), id=run_id, resume="allow", reinit=True)
+        if os.environ.get("WANDB_SWEEP_ID"):  # started by `wandb agent`: the agent owns run id and project
+            for key in ("id", "resume", "project", "entity"):
+                kwargs.pop(key)
         try:
             import wandb
 

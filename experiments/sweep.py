@@ -1,0 +1,150 @@
+"""wandb sweeps for run.py: check a sweep file, show the agent's command lines, create and run it.
+
+    python -m experiments.sweep check experiments/sweeps/*.yaml        # every parameter names a config key
+    python -m experiments.sweep commands experiments/sweeps/mixers.yaml   # what the agent will execute
+    python -m experiments.sweep create experiments/sweeps/mixers.yaml --project shiftvit [--entity ME]
+    wandb agent ME/shiftvit/SWEEP_ID                                     # on each machine, from the repo root
+
+Command lines are rendered with wandb's own agent code (``create_sweep_command_args``), so what is checked
+here is what the agent runs. ``create`` refuses a sweep whose parameters name no config key before any job
+starts.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import random
+import sys
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+class SweepError(ValueError):
+    """A sweep file that would launch jobs that cannot compose."""
+
+
+def load(path: Path) -> Dict[str, Any]:
+    try:
+        sweep = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise SweepError(f"{path}: cannot read the sweep file ({e})") from None
+    if not isinstance(sweep, dict) or "parameters" not in sweep:
+        raise SweepError(f"{path}: a sweep file needs a 'parameters' mapping")
+    return sweep
+
+
+def _sample(spec: Dict[str, Any], rng: random.Random) -> Any:
+    if "value" in spec:
+        return spec["value"]
+    if "values" in spec:
+        return rng.choice(spec["values"])
+    dist = spec.get("distribution", "uniform")
+    lo, hi = spec["min"], spec["max"]
+    if dist in ("int_uniform",):
+        return rng.randint(lo, hi)
+    if dist in ("log_uniform_values",):
+        return math.exp(rng.uniform(math.log(lo), math.log(hi)))
+    if dist in ("log_uniform",):
+        return math.exp(rng.uniform(lo, hi))
+    return rng.uniform(lo, hi)
+
+
+def parameter_sets(sweep: Dict[str, Any], limit: Optional[int] = None, seed: int = 0) -> List[Dict[str, Any]]:
+    """The grid (``method: grid``) or ``limit`` samples of the search space (random / bayes)."""
+    params = sweep["parameters"]
+    if sweep.get("method", "grid") == "grid":
+        keys = list(params)
+        choices = [params[k]["values"] if "values" in params[k] else [params[k]["value"]] for k in keys]
+        sets = [dict(zip(keys, combo)) for combo in itertools.product(*choices)]
+        return sets[:limit] if limit else sets
+    rng = random.Random(seed)
+    return [{k: _sample(v, rng) for k, v in params.items()} for _ in range(limit or 5)]
+
+
+def agent_command(sweep: Dict[str, Any], values: Dict[str, Any]) -> List[str]:
+    """The argv the wandb agent would execute for one parameter set (mirrors ``wandb.wandb_agent``)."""
+    from wandb.sdk.launch.sweeps import utils as sweep_utils
+
+    command = sweep_utils.create_sweep_command(sweep.get("command"))
+    variables = sweep_utils.create_sweep_command_args({"args": {k: {"value": v} for k, v in values.items()}})
+    variables.update(interpreter=["python"], program=[sweep.get("program", "run.py")], env=["/usr/bin/env"])
+    argv: List[str] = []
+    for item in map(str, command):
+        argv += (variables.get(item[2:-1]) or []) if item.startswith("${") and item.endswith("}") else [item]
+    return argv
+
+
+def _groups() -> Dict[str, List[str]]:
+    folders = [p for p in CONF.iterdir() if p.is_dir() and p.name != "hydra"]
+    return {p.name: sorted(f.stem for f in p.glob("*.yaml")) for p in folders}
+
+
+def check(path: Path) -> Dict[str, Any]:
+    """Refuse parameters that name no config key (or a group option that does not exist)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    sweep = load(path)
+    if sweep.get("program", "run.py") != "run.py":
+        raise SweepError(f"{path}: program must be run.py, not {sweep.get('program')!r}")
+    groups = _groups()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config")
+    for key, spec in sweep["parameters"].items():
+        if key in groups:
+            values = spec.get("values", [spec.get("value")])
+            bad = [v for v in values if str(v) not in groups[key]]
+            if bad:
+                raise SweepError(f"{path}: parameter {key}={bad[0]!r} is not an option of group {key!r} "
+                                 f"({', '.join(groups[key])})")
+            continue
+        if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+            raise SweepError(f"{path}: parameter {key!r} names no config key (groups: {', '.join(sorted(groups))}; "
+                             f"top-level keys: {', '.join(k for k in cfg if k not in groups)})")
+    return sweep
+
+
+def main(argv: Optional[Iterable[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m experiments.sweep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("check", help="validate sweep files against the configs")
+    c.add_argument("files", nargs="+", type=Path)
+    s = sub.add_parser("commands", help="print the command lines the agent would run")
+    s.add_argument("file", type=Path)
+    s.add_argument("--limit", type=int, default=None)
+    k = sub.add_parser("create", help="check, then register the sweep with wandb (needs an account)")
+    k.add_argument("file", type=Path)
+    k.add_argument("--project", default="shiftvit")
+    k.add_argument("--entity", default=None)
+    args = p.parse_args(argv)
+    try:
+        if args.command == "check":
+            for f in args.files:
+                check(f)
+                print(f"ok {f}")
+        elif args.command == "commands":
+            sweep = check(args.file)
+            for values in parameter_sets(sweep, args.limit):
+                print(" ".join(agent_command(sweep, values)))
+        elif args.command == "create":
+            import wandb
+
+            sweep = check(args.file)
+            sweep_id = wandb.sweep(sweep=sweep, project=args.project, entity=args.entity)
+            print(f"created sweep {sweep_id}; run agents from {ROOT} with:\n  wandb agent "
+                  f"{(args.entity + '/') if args.entity else ''}{args.project}/{sweep_id}")
+    except SweepError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
