@@ -314,6 +314,11 @@ def run_experiment(cfg: Dict[str, Any], run_dir: Path, *, sweep_dir: Optional[Pa
         log.warning("stopped by %s: checkpoint written; rerun the same command to resume", e)
         tracker.finish(0)
         dist_utils.barrier()
+        import signal
+
+        signum = signal.Signals[str(e)]
+        if callable(signal.getsignal(signum)):  # e.g. submitit's requeue handler: let it act now
+            signal.raise_signal(signum)
         raise SystemExit(0) from None
     except Exception as e:
         record(status="failed", error=f"{type(e).__name__}: {e}")
@@ -384,8 +389,11 @@ def main(cfg) -> Optional[float]:
     from omegaconf import OmegaConf
     from omegaconf.errors import MissingMandatoryValue
 
+    from . import distributed
+
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
+    distributed.init_from_slurm()
     try:
         plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as e:

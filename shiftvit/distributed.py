@@ -49,6 +49,22 @@ def init_from_env() -> DistInfo:
     return d
 
 
+def init_from_slurm() -> DistInfo:
+    """Inside a multi-task SLURM job started by submitit (``hydra.launcher.tasks_per_node=N``): export the
+    torch.distributed variables from SLURM's (submitit's helper) and join the group. No-op elsewhere."""
+    if info().enabled or int(os.environ.get("SLURM_NTASKS", "1")) <= 1 or "SUBMITIT_EXECUTOR" not in os.environ:
+        return info()
+    from submitit.helpers import TorchDistributedEnvironment
+
+    TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    d = info()
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(d.local_rank)
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
+    return d
+
+
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

@@ -132,9 +132,14 @@ def _set_rng_state(state: Dict[str, Any]) -> None:
 
 
 class _SignalCatcher:
-    """SIGTERM / SIGUSR1 (SLURM's preemption notices) set a flag that the loop checks after each step."""
+    """SIGTERM / SIGUSR1 (SLURM's preemption notices) set a flag that the loop checks after each step.
 
-    SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s)
+    SIGUSR2 is caught too when a handler is already installed for it (submitit's timeout/preemption
+    handler, which requeues the job): the checkpoint is written first, then that handler is called.
+    """
+
+    SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None),
+                                getattr(signal, "SIGUSR2", None)) if s)
 
     def __init__(self):
         self.received: Optional[int] = None
@@ -143,6 +148,8 @@ class _SignalCatcher:
     def __enter__(self):
         try:
             for sig in self.SIGNALS:
+                if sig == getattr(signal, "SIGUSR2", None) and not callable(signal.getsignal(sig)):
+                    continue
                 self._previous[sig] = signal.signal(sig, self._handle)
         except ValueError:  # not the main thread (e.g. some launchers): preemption is then the launcher's job
             self._previous.clear()

@@ -1,0 +1,177 @@
+"""Sweeps: experiment configs, wandb sweep files, Hydra launchers, relaunch and resume of a sweep."""
+import csv
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import ROOT, cli_env, run_cli
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from experiments import sweep as wandb_sweep
+from shiftvit.app import resolve
+from shiftvit.records import read_metrics, read_summary
+from shiftvit.sweeps import expected_jobs, job_status, write_sweep_csv
+
+CONF = ROOT / "conf"
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+ABLATIONS = ["mixers", "gamma", "tau_depth", "norm_act", "shift_vs_swin"]
+
+
+def _compose(overrides, hydra: bool = True):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=hydra)
+
+
+@pytest.mark.parametrize("experiment", ABLATIONS)
+def test_cpu_ablation_every_job_resolves_at_matched_flops(experiment):
+    cfg = _compose([f"+experiment={experiment}"])
+    params = dict(cfg.hydra.sweeper.params)
+    assert params["seed"] == "0,1,2" and cfg.match == "flops"
+    assert cfg.model.name == "shiftvit_micro" and cfg.data.name == "digits"
+    grid = [[f"{k}={v}" for v in str(values).split(",")] for k, values in params.items() if k != "seed"]
+    from shiftvit.flops import count
+
+    reference = count("shiftvit_micro", 32).total_macs
+    for combo in itertools.product(*grid):
+        job = _compose([f"+experiment={experiment}", *combo], hydra=False)
+        eff = resolve(OmegaConf.to_container(job, resolve=True))
+        kwargs = dict(mixer=eff["mixer"]["name"], depths=tuple(eff["depths"]), mlp_ratio=eff["tau"],
+                      mixer_kwargs={k: v for k, v in eff["mixer"].items() if k != "name"},
+                      norm=eff["model"]["norm"], act=eff["model"]["act"])
+        if eff["gamma"]:
+            kwargs["gamma"] = eff["gamma"]
+        assert abs(count("shiftvit_micro", 32, **kwargs).total_macs / reference - 1) <= 0.02, combo
+
+
+@pytest.mark.parametrize("experiment", ABLATIONS)
+def test_paper_scale_shares_everything_but_model_data_schedule(experiment):
+    cpu = _compose([f"+experiment={experiment}"])
+    paper = _compose([f"+experiment={experiment}", "scale=paper"])
+    assert paper.model.name == "shiftvit_r2_tiny" and paper.data.name == "imagefolder"
+    assert paper.train.epochs == 300 and paper.data.img_size == 224
+    assert dict(paper.hydra.sweeper.params) == dict(cpu.hydra.sweeper.params)
+    assert paper.match == cpu.match and paper.mixer == cpu.mixer
+
+
+def test_expected_jobs_counts_the_grid():
+    assert expected_jobs(["mixer=shift,attn", "gamma=1/12,1/6", "train.epochs=1"], None) == 4
+    assert expected_jobs(["+experiment=mixers"], {"mixer": "shift,attn,dwconv", "seed": "0,1,2"}) == 9
+    assert expected_jobs(["seed=range(0,3)"], None) == 3
+
+
+# --- wandb sweep files ------------------------------------------------------------------------------------------
+SWEEPS = sorted((ROOT / "experiments" / "sweeps").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.stem)
+def test_wandb_sweep_renders_agent_commands_that_compose(path):
+    sweep = wandb_sweep.check(path)
+    assert sweep["metric"]["name"] == "val_top1"
+    if sweep["method"] == "bayes":
+        assert "early_terminate" in sweep
+    commands = [wandb_sweep.agent_command(sweep, v) for v in wandb_sweep.parameter_sets(sweep, limit=None)]
+    assert commands and all(c[:3] == ["/usr/bin/env", "python", "run.py"] for c in commands)
+    for argv in commands:
+        assert all("=" in a and not a.startswith("-") for a in argv[3:])  # args_no_hyphens: key=value
+        cfg = _compose(argv[3:])
+        assert cfg.logger.mode == "online"
+    # the first command through run.py itself, as the agent runs it
+    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *commands[0][3:], "--cfg", "job"],
+                          capture_output=True, text=True, cwd=ROOT, env=cli_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    composed = yaml.safe_load(proc.stdout)
+    for arg in commands[0][3:]:
+        key, value = arg.split("=", 1)
+        if "." in key:
+            node = composed
+            for part in key.split("."):
+                node = node[part]
+            assert str(node) == value or float(node) == pytest.approx(float(value))
+
+
+def test_gamma_sweep_passes_exact_fractions():
+    sweep = wandb_sweep.load(ROOT / "experiments" / "sweeps" / "gamma.yaml")
+    argv = wandb_sweep.agent_command(sweep, {"gamma": "1/12", "seed": 0})
+    assert "gamma=1/12" in argv
+
+
+def test_sweep_with_unknown_key_is_refused_before_anything_starts(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"program": "run.py", "method": "grid", "metric": {"name": "val_top1"},
+                                   "parameters": {"mixr": {"values": ["shift"]}}}))
+    with pytest.raises(wandb_sweep.SweepError, match="parameter 'mixr' names no config key"):
+        wandb_sweep.check(bad)
+    assert wandb_sweep.main(["create", str(bad)]) == 2  # refused before contacting wandb
+    assert "names no config key" in capsys.readouterr().err
+    bad.write_text(yaml.safe_dump({"program": "run.py", "parameters": {"mixer": {"values": ["shift", "conv"]}}}))
+    with pytest.raises(wandb_sweep.SweepError, match="parameter mixer='conv' is not an option of group 'mixer'"):
+        wandb_sweep.check(bad)
+
+
+# --- launchers, relaunch, resume -----------------------------------------------------------------------------------
+def _rows(sweep_dir: Path):
+    with open(sweep_dir / "sweep.csv") as f:
+        return list(csv.DictReader(f))
+
+
+SMALL = ["mixer=shift,identity", "train.epochs=1", "logger=none"]
+
+
+def test_joblib_two_jobs_then_relaunch_trains_nothing(tmp_path):
+    sweep = tmp_path / "joblib"
+    args = ["-m", *SMALL, f"hydra.sweep.dir={sweep}"]
+    proc = run_cli([*args, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = _rows(sweep)
+    assert [r["status"] for r in rows] == ["completed", "completed"]
+    assert {r["mixer"] for r in rows} == {"shift", "identity"}
+    for job in ("0", "1"):
+        assert yaml.safe_load((sweep / job / "config.yaml").read_text())["train"]["threads"] == max(
+            1, (os.cpu_count() or 1) // 2)
+    stamps = {job: (sweep / job / "checkpoint.pt").stat().st_mtime_ns for job in ("0", "1")}
+    again = run_cli(args, cwd=tmp_path)  # same sweep, basic launcher this time
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (again.stdout + again.stderr).count("nothing to do") == 2
+    assert {job: (sweep / job / "checkpoint.pt").stat().st_mtime_ns for job in ("0", "1")} == stamps
+
+
+def test_submitit_local_two_jobs(tmp_path):
+    sweep = tmp_path / "submitit"
+    proc = run_cli(["-m", *SMALL, f"hydra.sweep.dir={sweep}", "hydra/launcher=submitit_local",
+                    "hydra.launcher.timeout_min=10"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [read_summary(sweep / j)["status"] for j in ("0", "1")] == ["completed", "completed"]
+    assert (sweep / ".submitit").is_dir()
+    assert [r["status"] for r in _rows(sweep)] == ["completed", "completed"]
+
+
+def test_cut_off_sweep_resumes_with_the_same_command(tmp_path):
+    sweep = tmp_path / "cut"
+    args = ["-m", "mixer=shift,identity", "train.epochs=3", "logger=none", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=tmp_path, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    start = time.time()
+    while len(read_metrics(sweep / "1")) < 1:
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        assert time.time() - start < 600
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole sweep dies, job 1 in the middle
+    proc.wait()
+    assert read_summary(sweep / "0")["status"] == "completed"
+    assert read_summary(sweep / "1")["status"] == "running"
+    assert job_status(sweep / "1").startswith("running epoch ")
+    write_sweep_csv(sweep)
+    assert [r["status"] for r in _rows(sweep)] == ["completed", "running"]
+    again = run_cli(args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    out = again.stdout + again.stderr
+    assert out.count("nothing to do") == 1 and "resumed from" in out
+    assert [r["status"] for r in _rows(sweep)] == ["completed", "completed"]
+    assert [r["epoch"] for r in read_metrics(sweep / "1")] == [0, 1, 2]
