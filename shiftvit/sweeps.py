@@ -161,6 +161,11 @@ class SweepCallback(Callback):
         self.poll_s, self.live = poll_s, live
         self.monitor: Optional[SweepMonitor] = None
 
+    def __getstate__(self) -> Dict[str, Any]:
+        # parallel launchers (joblib, submitit) pickle Hydra's callbacks into each job: the monitor thread
+        # belongs to the launching process only
+        return {**self.__dict__, "monitor": None}
+
     def on_multirun_start(self, config, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         total = expected_jobs(list(config.hydra.overrides.task), config.hydra.sweeper.get("params"))
