@@ -112,6 +112,103 @@ def _print_solver(r: Dict[str, object]) -> None:
               f"{row['first_s']:>10.3f}{row['cached_s']:>10.3f}")
 
 
+DEFAULT_MODELS = ("shiftvit_r2_tiny", "shiftvit_light_tiny", "swin_tiny_patch4_window7_224", "resnet50",
+                  "convnext_tiny", "poolformer_s24")
+MATCHED_MIXERS = ("attn", "global_attn", "mlp", "dwconv", "pool", "identity")
+
+
+def _build(spec: str, img_size: int):
+    """``name`` or ``name[mixer]`` (a ShiftViT with that mixer, depths solved to the name's FLOPs)."""
+    import timm
+
+    import shiftvit  # noqa: F401
+
+    from .flops import count, solve_depths
+
+    kwargs: Dict[str, object] = {}
+    name = spec
+    if "[" in spec:
+        name, mixer = spec[:-1].split("[")
+        kwargs = dict(mixer=mixer, depths=solve_depths(name, img_size, mixer=mixer).depths)
+    if name.startswith("shiftvit"):
+        kwargs["img_size"] = img_size
+    model = timm.create_model(name, **kwargs)
+    cost = count(name, img_size, **kwargs)
+    return model, cost
+
+
+def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int = 224, repeats: int = 5,
+                     steps: int = 3, warmup: int = 2, device: str = "cpu", channels_last: bool = False,
+                     compile: bool = False, train: bool = True) -> Dict[str, object]:
+    """Images/s in eval (fp32, no grad) and in training (forward + backward + AdamW step); for each model the
+    minimum and median over ``repeats`` rounds of ``steps`` batches, after ``warmup`` batches."""
+    dev = torch.device(device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(batch_size, 3, img_size, img_size, device=dev).contiguous(memory_format=fmt)
+    target = torch.randint(0, 1000, (batch_size,), device=dev)
+    rows: Dict[str, Dict[str, object]] = {}
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    def rates(call: Callable[[], object]) -> List[float]:
+        for _ in range(warmup):
+            call()
+        sync()
+        out = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                call()
+            sync()
+            out.append(steps * batch_size / (time.perf_counter() - t0))
+        return out
+
+    for spec in models:
+        model, cost = _build(spec, img_size)
+        model = model.to(dev, memory_format=fmt)
+        forward = torch.compile(model) if compile else model
+        row: Dict[str, object] = {"macs": cost.total_macs, "params": cost.total_params}
+        model.eval()
+        with torch.no_grad():
+            measured = rates(lambda f=forward: f(x))
+        row.update(eval_median=statistics.median(measured), eval_min=min(measured))
+        if train:
+            model.train()
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+            def step(f=forward, opt=optimizer) -> None:
+                opt.zero_grad(set_to_none=True)
+                torch.nn.functional.cross_entropy(f(x), target).backward()
+                opt.step()
+
+            measured = rates(step)
+            row.update(train_median=statistics.median(measured), train_min=min(measured))
+        rows[spec] = row
+        del model, forward
+    base = rows.get(models[0], {})
+    for row in rows.values():
+        for key in ("eval_median", "train_median"):
+            if key in row and base.get(key):
+                row[key.replace("median", "ratio")] = row[key] / base[key]
+    return dict(benchmark="throughput", batch_size=batch_size, img_size=img_size, repeats=repeats, steps=steps,
+                device=str(dev), channels_last=channels_last, compile=compile, threads=torch.get_num_threads(),
+                torch=torch.__version__, reference=models[0], rows=rows)
+
+
+def _print_throughput(r: Dict[str, object]) -> None:
+    print(f"throughput, batch {r['batch_size']}, {r['img_size']} px, {r['device']}, {r['threads']} threads, "
+          f"channels_last={r['channels_last']}, compile={r['compile']}; ratios to {r['reference']} (median)")
+    print(f"{'model':<34}{'GMACs':>7}{'params M':>9}{'eval img/s':>11}{'(min)':>8}{'ratio':>7}"
+          f"{'train img/s':>12}{'(min)':>8}{'ratio':>7}")
+    for name, row in r["rows"].items():
+        train = (f"{row['train_median']:>12.1f}{row['train_min']:>8.1f}{row.get('train_ratio', float('nan')):>7.2f}"
+                 if "train_median" in row else "")
+        print(f"{name:<34}{row['macs'] / 1e9:>7.2f}{row['params'] / 1e6:>9.2f}{row['eval_median']:>11.1f}"
+              f"{row['eval_min']:>8.1f}{row.get('eval_ratio', float('nan')):>7.2f}{train}")
+
+
 def bare_loop_images_per_s(model_name: str = "shiftvit_nano", epochs: int = 3, batch_size: int = 64,
                            seed: int = 0) -> List[float]:
     """What a researcher would write by hand: same model, same digits loader, AdamW, cross-entropy."""
@@ -192,6 +289,19 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     s.add_argument("--threads", type=int, default=None)
     s.add_argument("--quick", action="store_true", help="tiny tensor, 3 repeats: checks the benchmark runs")
     s.add_argument("--out", default="bench_results/shift.json", help="JSON output ('' to skip)")
+    t = sub.add_parser("throughput", help="eval and training images/s of timm models and of every mixer")
+    t.add_argument("models", nargs="*", help="timm names or shiftvit_r2_tiny[mixer] (FLOPs-matched); default: "
+                   "Shift-T, light-T, Swin-T, ResNet-50, ConvNeXt-T, PoolFormer-S24 and every mixer at Shift-T")
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--img-size", type=int, default=224)
+    t.add_argument("--repeats", type=int, default=5)
+    t.add_argument("--steps", type=int, default=3)
+    t.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    t.add_argument("--channels-last", action="store_true")
+    t.add_argument("--compile", action="store_true")
+    t.add_argument("--no-train", action="store_true", help="inference only")
+    t.add_argument("--quick", action="store_true", help="two small models, batch 2, 64 px: checks it runs")
+    t.add_argument("--out", default="bench_results/throughput.json")
     v = sub.add_parser("solver", help="time the matched-FLOPs depth solver (uncached and cached)")
     v.add_argument("--reference", default="shiftvit_r2_tiny")
     v.add_argument("--img-size", type=int, default=224)
@@ -205,6 +315,18 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
         shape = (2, 24, 9, 7) if args.quick else tuple(int(v) for v in args.shape.split(","))
         result = bench_shift(shape, args.gamma, 3 if args.quick else args.repeats, args.channels_last, args.threads)
         _print_shift(result)
+        _write(result, args.out)
+    elif args.command == "throughput":
+        if args.quick:
+            models = args.models or ["shiftvit_light_tiny", "shiftvit_light_tiny[attn]"]
+            result = bench_throughput(models, batch_size=2, img_size=64, repeats=2, steps=1, warmup=1,
+                                      device=args.device, train=not args.no_train)
+        else:
+            models = args.models or [*DEFAULT_MODELS, *(f"shiftvit_r2_tiny[{m}]" for m in MATCHED_MIXERS)]
+            result = bench_throughput(models, args.batch_size, args.img_size, args.repeats, args.steps,
+                                      device=args.device, channels_last=args.channels_last, compile=args.compile,
+                                      train=not args.no_train)
+        _print_throughput(result)
         _write(result, args.out)
     elif args.command == "overhead":
         result = bench_overhead(args.epochs, args.model)

@@ -93,12 +93,18 @@ def uninterrupted(tmp_path_factory):
     return base, run_dir
 
 
-def test_resume_after_kill_gives_identical_metrics(uninterrupted):
-    base, reference = uninterrupted
-    run_dir = base / "killed"
+def _start_and_wait(base: Path, name: str, epochs_done: int):
+    """Start the reference command in a new run dir and return once ``epochs_done`` epochs are recorded."""
+    run_dir = base / name
     args = ["train.epochs=4", "logger=none", f"hydra.run.dir={run_dir}"]
     proc = popen_cli(args, cwd=base)
-    _wait_for(lambda: len(read_metrics(run_dir)) >= 2, proc)
+    _wait_for(lambda: len(read_metrics(run_dir)) >= epochs_done, proc)
+    return run_dir, args, proc
+
+
+def test_resume_after_kill_gives_identical_metrics(uninterrupted):
+    base, reference = uninterrupted
+    run_dir, args, proc = _start_and_wait(base, "killed", epochs_done=2)
     proc.kill()  # SIGKILL: no chance to clean up
     proc.wait()
     assert read_summary(run_dir)["status"] == "running"
@@ -111,10 +117,7 @@ def test_resume_after_kill_gives_identical_metrics(uninterrupted):
 
 def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(uninterrupted):
     base, reference = uninterrupted
-    run_dir = base / "preempted"
-    args = ["train.epochs=4", "logger=none", f"hydra.run.dir={run_dir}"]
-    proc = popen_cli(args, cwd=base)
-    _wait_for(lambda: len(read_metrics(run_dir)) >= 1, proc)
+    run_dir, args, proc = _start_and_wait(base, "preempted", epochs_done=1)
     time.sleep(0.3)  # land inside epoch 2
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)

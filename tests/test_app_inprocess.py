@@ -203,3 +203,35 @@ def test_wandb_online_without_key_warns_once_and_falls_back(tmp_path, monkeypatc
 def test_tracker_rejects_unknown_mode(tmp_path):
     with pytest.raises(ValueError, match="logger.mode='sometimes' is not one of: offline, online, disabled"):
         Tracker(True, tmp_path, {}, mode="sometimes")
+
+
+def test_sigusr2_checkpoints_then_hands_over_to_the_installed_handler(tmp_path):
+    """submitit installs a SIGUSR2 handler that requeues the job: we checkpoint first, then call it."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import torch
+
+    received = []
+    previous = signal.signal(signal.SIGUSR2, lambda signum, frame: received.append(signum))
+
+    def send_after_first_epoch():
+        deadline = time.time() + 300
+        while not read_metrics(tmp_path) and time.time() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGUSR2)
+
+    threading.Thread(target=send_after_first_epoch, daemon=True).start()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            run_experiment(composed("train.epochs=6", "logger=none", "train.ema=false"), tmp_path)
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert exit_info.value.code == 0
+    assert received == [signal.SIGUSR2]  # the previous handler ran after our checkpoint
+    summary = read_summary(tmp_path)
+    assert summary["status"] == "interrupted" and summary["interrupted_by"] == "SIGUSR2"
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] >= 1
