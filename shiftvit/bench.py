@@ -130,11 +130,10 @@ def _build(spec: str, img_size: int):
     if "[" in spec:
         name, mixer = spec[:-1].split("[")
         kwargs = dict(mixer=mixer, depths=solve_depths(name, img_size, mixer=mixer).depths)
+    cost = count(name, img_size, **kwargs)  # count() passes img_size on to ShiftViT models itself
     if name.startswith("shiftvit"):
         kwargs["img_size"] = img_size
-    model = timm.create_model(name, **kwargs)
-    cost = count(name, img_size, **kwargs)
-    return model, cost
+    return timm.create_model(name, **kwargs), cost
 
 
 def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int = 224, repeats: int = 5,
@@ -207,6 +206,56 @@ def _print_throughput(r: Dict[str, object]) -> None:
                  if "train_median" in row else "")
         print(f"{name:<34}{row['macs'] / 1e9:>7.2f}{row['params'] / 1e6:>9.2f}{row['eval_median']:>11.1f}"
               f"{row['eval_min']:>8.1f}{row.get('eval_ratio', float('nan')):>7.2f}{train}")
+
+
+class OfficialShift(torch.nn.Module):
+    """The official shift, rebuilt for the baseline: zeros_like + five slice copies, autograd through them."""
+
+    def __init__(self, g: int):
+        super().__init__()
+        self.g = g
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return shift_reference(x, self.g)
+
+
+def official_structure(model: torch.nn.Module) -> torch.nn.Module:
+    """The same weights in the official implementation's structure: NCHW 1x1 convs, GroupNorm, and the
+    official shift in place of ours (the blocks are otherwise identical by construction)."""
+    from .models.mixers import ShiftMixer
+
+    for module in model.modules():
+        if hasattr(module, "token_mixer") and isinstance(module.token_mixer, ShiftMixer):
+            module.token_mixer = OfficialShift(module.token_mixer.shift_size)
+    return model
+
+
+def bench_fast(model_name: str = "shiftvit_r2_tiny", batch_size: int = 64, img_size: int = 224,
+               repeats: int = 3) -> Dict[str, object]:
+    """Inference images/s of Shift-T: official structure vs ours (NCHW) vs ours (channels-last), same weights."""
+    import timm
+
+    import shiftvit  # noqa: F401
+
+    official = official_structure(timm.create_model(model_name, img_size=img_size)).eval()
+    ours = timm.create_model(model_name, img_size=img_size).eval()
+    ours.load_state_dict(official.state_dict())
+    ours_cl = timm.create_model(model_name, img_size=img_size).eval()
+    ours_cl.load_state_dict(official.state_dict())
+    ours_cl = ours_cl.to(memory_format=torch.channels_last)
+    x = torch.randn(batch_size, 3, img_size, img_size)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        reference = official(x)
+        diffs = {"ours_nchw": (ours(x) - reference).abs().max().item(),
+                 "ours_channels_last": (ours_cl(x_cl) - reference).abs().max().item()}
+        times = time_interleaved({"official": lambda: official(x), "ours_nchw": lambda: ours(x),
+                                  "ours_channels_last": lambda: ours_cl(x_cl)}, repeats, warmup=1)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return dict(benchmark="fast", model=model_name, batch_size=batch_size, img_size=img_size, repeats=repeats,
+                threads=torch.get_num_threads(), max_abs_diff=diffs,
+                images_per_s={k: batch_size / v for k, v in med.items()},
+                speedup={k: med["official"] / v for k, v in med.items()})
 
 
 def bare_loop_images_per_s(model_name: str = "shiftvit_nano", epochs: int = 3, batch_size: int = 64,
@@ -302,6 +351,12 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     t.add_argument("--no-train", action="store_true", help="inference only")
     t.add_argument("--quick", action="store_true", help="two small models, batch 2, 64 px: checks it runs")
     t.add_argument("--out", default="bench_results/throughput.json")
+    f = sub.add_parser("fast", help="Shift-T inference: official structure vs ours, same weights, same outputs")
+    f.add_argument("--model", default="shiftvit_r2_tiny")
+    f.add_argument("--batch-size", type=int, default=64)
+    f.add_argument("--img-size", type=int, default=224)
+    f.add_argument("--repeats", type=int, default=3)
+    f.add_argument("--out", default="bench_results/fast.json")
     v = sub.add_parser("solver", help="time the matched-FLOPs depth solver (uncached and cached)")
     v.add_argument("--reference", default="shiftvit_r2_tiny")
     v.add_argument("--img-size", type=int, default=224)
@@ -327,6 +382,14 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
                                       device=args.device, channels_last=args.channels_last, compile=args.compile,
                                       train=not args.no_train)
         _print_throughput(result)
+        _write(result, args.out)
+    elif args.command == "fast":
+        result = bench_fast(args.model, args.batch_size, args.img_size, args.repeats)
+        print(f"{result['model']} eval, batch {result['batch_size']}, {result['img_size']} px, "
+              f"{result['threads']} threads (median of {result['repeats']})")
+        for k, v in result["images_per_s"].items():
+            diff = result["max_abs_diff"].get(k, 0.0)
+            print(f"  {k:<20}{v:>9.1f} img/s  x{result['speedup'][k]:.2f}  max|diff| {diff:.2e}")
         _write(result, args.out)
     elif args.command == "overhead":
         result = bench_overhead(args.epochs, args.model)

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from shiftvit.bench import main
 
 
@@ -32,3 +34,23 @@ def test_throughput_quick_shape(tmp_path):
         assert row["eval_median"] > 0 and row["train_median"] > 0 and row["macs"] > 0
     # the attention model was solved to the shift model's FLOPs at the benchmark's input size
     assert abs(rows["shiftvit_light_tiny[attn]"]["macs"] / rows["shiftvit_light_tiny"]["macs"] - 1) <= 0.02
+
+
+@pytest.mark.parametrize("name,size", [("shiftvit_nano", 32), ("shiftvit_light_tiny", 64)])
+def test_ours_equals_official_structure_with_same_weights(name, size):
+    from shiftvit.bench import bench_fast
+
+    result = bench_fast(name, batch_size=2, img_size=size, repeats=1)
+    assert set(result["max_abs_diff"]) == {"ours_nchw", "ours_channels_last"}
+    assert all(d <= 1e-4 for d in result["max_abs_diff"].values()), result["max_abs_diff"]
+    assert result["speedup"]["official"] == 1.0
+
+
+def test_official_structure_really_uses_the_official_shift():
+    import timm
+
+    from shiftvit.bench import OfficialShift, official_structure
+
+    model = official_structure(timm.create_model("shiftvit_nano"))
+    mixers = [b.token_mixer for s in model.layers for b in s.blocks]
+    assert mixers and all(isinstance(m, OfficialShift) for m in mixers)
