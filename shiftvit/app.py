@@ -268,7 +268,7 @@ def run_experiment(cfg: Dict[str, Any], run_dir: Path, *, sweep_dir: Optional[Pa
 
     from . import distributed as dist_utils
     from .engine import Interrupted
-    from .records import CONFIG_FILE, SUMMARY_FILE, read_summary, write_json
+    from .records import CONFIG_FILE, SUMMARY_FILE, atomic_write_bytes, read_summary, write_json
 
     started = time.time()
     run_dir = Path(run_dir)
@@ -298,7 +298,7 @@ def run_experiment(cfg: Dict[str, Any], run_dir: Path, *, sweep_dir: Optional[Pa
 
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(effective, sort_keys=False))
+        atomic_write_bytes(run_dir / CONFIG_FILE, yaml.safe_dump(effective, sort_keys=False).encode())
     if sweep_dir is not None and dist.is_main:
         owner = _claim(Path(sweep_dir), digest, run_dir)
         if owner is not None:

@@ -78,11 +78,10 @@ def _print_shift(r: Dict[str, object]) -> None:
 
 def _write(result: Dict[str, object], out: Optional[str]) -> None:
     if out:
+        from .records import atomic_write_bytes
+
         path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        tmp.replace(path)
+        atomic_write_bytes(path, json.dumps(result, indent=2).encode())
         print(f"wrote {path}")
 
 
