@@ -10,7 +10,7 @@ import yaml
 from helpers import ROOT, popen_cli, run_cli
 from wandb_log import history
 
-from shiftvit.records import read_metrics, read_summary
+from shiftvit.records import METRIC_KEYS, SUMMARY_KEYS, read_metrics, read_summary
 
 REQUIRED = ("status", "val_top1", "val_top5", "best_val_top1", "ema_val_top1", "params", "macs",
             "train_images_per_s", "eval_images_per_s", "wall_s", "seed", "git_commit")
@@ -25,10 +25,12 @@ def test_default_run_records_itself_and_reaches_97(tmp_path):
     for key in REQUIRED:
         assert summary.get(key) is not None, key
     assert summary["status"] == "completed"
+    assert set(SUMMARY_KEYS) <= set(summary)  # the schema records.py documents
     assert summary["val_top1"] >= 97.0
     assert summary["macs"] == summary["macs_mlp"] + summary["macs_merge"] + summary["macs_embed"] + \
         summary["macs_head"] + summary["macs_mixer"] + summary["macs_norm"] + summary["macs_other"]
     rows = read_metrics(run_dir)
+    assert all(set(METRIC_KEYS) <= set(r) for r in rows)
     assert [r["epoch"] for r in rows] == list(range(20))
     assert rows[-1]["val_top1"] == summary["val_top1"]
     assert max(r["val_top1"] for r in rows) == summary["best_val_top1"]

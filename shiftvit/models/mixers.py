@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 from fractions import Fraction
-from typing import Callable, Dict, List, Optional, Tuple, Type
+from typing import Callable, Dict, Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
@@ -282,15 +282,5 @@ class PoolMixer(TokenMixer):
         return self.pool(x) - x
 
 
-def describe_mixers() -> List[str]:
-    """One line per mixer with its options, for CLIs and error messages."""
-    lines = []
-    for name in sorted(MIXERS):
-        opts = ", ".join(f"{k}={v}" for k, v in mixer_options(name).items()) or "no options"
-        doc = (MIXERS[name].__doc__ or "").strip().splitlines()[0]
-        lines.append(f"{name:12s} {doc} [{opts}]")
-    return lines
-
-
 __all__ = ["MIXERS", "NORMS", "ACTS", "TokenMixer", "register_mixer", "get_mixer", "get_norm", "get_act",
-           "mixer_options", "check_mixer_options", "describe_mixers"]
+           "mixer_options", "check_mixer_options"]
