@@ -18,28 +18,40 @@ import torch
 from .ops import shift_by, shift_channels, shift_reference
 
 
-def time_interleaved(fns: Dict[str, Callable[[], None]], repeats: int, warmup: int = 2) -> Dict[str, List[float]]:
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    """Wait for queued kernels (CUDA launches are asynchronous: a timer must stop after the work, not the call)."""
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def time_interleaved(fns: Dict[str, Callable[[], None]], repeats: int, warmup: int = 2,
+                     device: torch.device = torch.device("cpu")) -> Dict[str, List[float]]:
     """Run each function ``warmup`` times, then ``repeats`` rounds in which every function runs once."""
+    sync = synchronizer(device)
     for fn in fns.values():
         for _ in range(warmup):
             fn()
+    sync()
     times: Dict[str, List[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             start = time.perf_counter()
             fn()
+            sync()
             times[name].append(time.perf_counter() - start)
     return times
 
 
 def bench_shift(shape=(64, 96, 56, 56), gamma: str = "1/12", repeats: int = 20, channels_last: bool = False,
-                threads: Optional[int] = None) -> Dict[str, object]:
+                threads: Optional[int] = None, device: str = "cpu") -> Dict[str, object]:
     """Shift forward+backward vs ``x.clone()`` + ``grad.clone()`` (the memory-traffic floor) vs official."""
     if threads:
         torch.set_num_threads(threads)
+    dev = torch.device(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x = torch.randn(*shape).contiguous(memory_format=fmt).requires_grad_(True)
-    grad = torch.randn(*shape).contiguous(memory_format=fmt)
+    x = torch.randn(*shape, device=dev).contiguous(memory_format=fmt).requires_grad_(True)
+    grad = torch.randn(*shape, device=dev).contiguous(memory_format=fmt)
     g = shift_channels(shape[1], gamma)
 
     def clone_floor() -> None:
@@ -54,11 +66,12 @@ def bench_shift(shape=(64, 96, 56, 56), gamma: str = "1/12", repeats: int = 20, 
         x.grad = None
         shift_reference(x, g).backward(grad)
 
-    times = time_interleaved({"clone": clone_floor, "shiftvit": ours, "official": official}, repeats)
+    times = time_interleaved({"clone": clone_floor, "shiftvit": ours, "official": official}, repeats, device=dev)
     med = {k: statistics.median(v) for k, v in times.items()}
     best = {k: min(v) for k, v in times.items()}
     return dict(
         benchmark="shift", shape=list(shape), gamma=gamma, channels_last=channels_last, repeats=repeats,
+        device=_device_name(dev),
         threads=torch.get_num_threads(), torch=torch.__version__, machine=platform.processor() or platform.machine(),
         median_ms={k: 1e3 * v for k, v in med.items()}, min_ms={k: 1e3 * v for k, v in best.items()},
         ratio_to_clone={k: med[k] / med["clone"] for k in med},
@@ -68,12 +81,18 @@ def bench_shift(shape=(64, 96, 56, 56), gamma: str = "1/12", repeats: int = 20, 
 
 def _print_shift(r: Dict[str, object]) -> None:
     fmt = "channels_last" if r["channels_last"] else "NCHW"
-    print(f"shift fwd+bwd, shape {tuple(r['shape'])} {fmt} fp32, gamma={r['gamma']}, "
+    print(f"shift fwd+bwd, shape {tuple(r['shape'])} {fmt} fp32, gamma={r['gamma']}, {r['device']}, "
           f"{r['threads']} threads, {r['repeats']} interleaved repeats")
     print(f"{'impl':<10}{'median ms':>12}{'min ms':>10}{'x clone (median)':>18}{'x clone (min)':>15}")
     for k in ("clone", "shiftvit", "official"):
         print(f"{k:<10}{r['median_ms'][k]:>12.2f}{r['min_ms'][k]:>10.2f}"
               f"{r['ratio_to_clone'][k]:>18.3f}{r['ratio_to_clone_min'][k]:>15.3f}")
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()})"
 
 
 def _write(result: Dict[str, object], out: Optional[str]) -> None:
@@ -135,20 +154,25 @@ def _build(spec: str, img_size: int):
     return timm.create_model(name, **kwargs), cost
 
 
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int = 224, repeats: int = 5,
                      steps: int = 3, warmup: int = 2, device: str = "cpu", channels_last: bool = False,
-                     compile: bool = False, train: bool = True) -> Dict[str, object]:
-    """Images/s in eval (fp32, no grad) and in training (forward + backward + AdamW step); for each model the
-    minimum and median over ``repeats`` rounds of ``steps`` batches, after ``warmup`` batches."""
+                     compile: bool = False, train: bool = True, amp: str = "none") -> Dict[str, object]:
+    """Images/s in eval (no grad) and in training (forward + backward + AdamW step); for each model the
+    minimum and median over ``repeats`` rounds of ``steps`` batches, after ``warmup`` batches.
+    ``amp`` runs the forward passes under autocast (bf16 or fp16, as ``run.py``'s ``train.amp``)."""
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"amp={amp!r} is not one of: {', '.join(AMP_DTYPES)}")
     dev = torch.device(device)
+    sync = synchronizer(dev)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(batch_size, 3, img_size, img_size, device=dev).contiguous(memory_format=fmt)
     target = torch.randint(0, 1000, (batch_size,), device=dev)
+    autocast = torch.autocast(dev.type, dtype=AMP_DTYPES[amp], enabled=amp != "none")
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp == "fp16")
     rows: Dict[str, Dict[str, object]] = {}
-
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
 
     def rates(call: Callable[[], object]) -> List[float]:
         for _ in range(warmup):
@@ -169,8 +193,12 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
         forward = torch.compile(model) if compile else model
         row: Dict[str, object] = {"macs": cost.total_macs, "params": cost.total_params}
         model.eval()
-        with torch.no_grad():
-            measured = rates(lambda f=forward: f(x))
+
+        def infer(f=forward) -> None:
+            with torch.no_grad(), autocast:
+                f(x)
+
+        measured = rates(infer)
         row.update(eval_median=statistics.median(measured), eval_min=min(measured))
         if train:
             model.train()
@@ -178,26 +206,32 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
 
             def step(f=forward, opt=optimizer) -> None:
                 opt.zero_grad(set_to_none=True)
-                torch.nn.functional.cross_entropy(f(x), target).backward()
-                opt.step()
+                with autocast:
+                    loss = torch.nn.functional.cross_entropy(f(x), target)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
 
             measured = rates(step)
             row.update(train_median=statistics.median(measured), train_min=min(measured))
         rows[spec] = row
         del model, forward
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
     base = rows.get(models[0], {})
     for row in rows.values():
         for key in ("eval_median", "train_median"):
             if key in row and base.get(key):
                 row[key.replace("median", "ratio")] = row[key] / base[key]
     return dict(benchmark="throughput", batch_size=batch_size, img_size=img_size, repeats=repeats, steps=steps,
-                device=str(dev), channels_last=channels_last, compile=compile, threads=torch.get_num_threads(),
-                torch=torch.__version__, reference=models[0], rows=rows)
+                device=_device_name(dev), channels_last=channels_last, compile=compile, amp=amp,
+                threads=torch.get_num_threads(), torch=torch.__version__, reference=models[0], rows=rows)
 
 
 def _print_throughput(r: Dict[str, object]) -> None:
     print(f"throughput, batch {r['batch_size']}, {r['img_size']} px, {r['device']}, {r['threads']} threads, "
-          f"channels_last={r['channels_last']}, compile={r['compile']}; ratios to {r['reference']} (median)")
+          f"amp={r['amp']}, channels_last={r['channels_last']}, compile={r['compile']}; "
+          f"ratios to {r['reference']} (median)")
     print(f"{'model':<34}{'GMACs':>7}{'params M':>9}{'eval img/s':>11}{'(min)':>8}{'ratio':>7}"
           f"{'train img/s':>12}{'(min)':>8}{'ratio':>7}")
     for name, row in r["rows"].items():
@@ -230,28 +264,31 @@ def official_structure(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def bench_fast(model_name: str = "shiftvit_r2_tiny", batch_size: int = 64, img_size: int = 224,
-               repeats: int = 3) -> Dict[str, object]:
+               repeats: int = 3, device: str = "cpu") -> Dict[str, object]:
     """Inference images/s of Shift-T: official structure vs ours (NCHW) vs ours (channels-last), same weights."""
     import timm
 
     import shiftvit  # noqa: F401
 
-    official = official_structure(timm.create_model(model_name, img_size=img_size)).eval()
+    dev = torch.device(device)
+    official = official_structure(timm.create_model(model_name, img_size=img_size)).eval().to(dev)
     ours = timm.create_model(model_name, img_size=img_size).eval()
     ours.load_state_dict(official.state_dict())
+    ours = ours.to(dev)
     ours_cl = timm.create_model(model_name, img_size=img_size).eval()
     ours_cl.load_state_dict(official.state_dict())
-    ours_cl = ours_cl.to(memory_format=torch.channels_last)
-    x = torch.randn(batch_size, 3, img_size, img_size)
+    ours_cl = ours_cl.to(dev, memory_format=torch.channels_last)
+    x = torch.randn(batch_size, 3, img_size, img_size, device=dev)
     x_cl = x.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         reference = official(x)
         diffs = {"ours_nchw": (ours(x) - reference).abs().max().item(),
                  "ours_channels_last": (ours_cl(x_cl) - reference).abs().max().item()}
         times = time_interleaved({"official": lambda: official(x), "ours_nchw": lambda: ours(x),
-                                  "ours_channels_last": lambda: ours_cl(x_cl)}, repeats, warmup=1)
+                                  "ours_channels_last": lambda: ours_cl(x_cl)}, repeats, warmup=1, device=dev)
     med = {k: statistics.median(v) for k, v in times.items()}
     return dict(benchmark="fast", model=model_name, batch_size=batch_size, img_size=img_size, repeats=repeats,
+                device=_device_name(dev),
                 threads=torch.get_num_threads(), max_abs_diff=diffs,
                 images_per_s={k: batch_size / v for k, v in med.items()},
                 speedup={k: med["official"] / v for k, v in med.items()})
@@ -335,6 +372,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     s.add_argument("--repeats", type=int, default=20)
     s.add_argument("--channels-last", action="store_true")
     s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     s.add_argument("--quick", action="store_true", help="tiny tensor, 3 repeats: checks the benchmark runs")
     s.add_argument("--out", default="bench_results/shift.json", help="JSON output ('' to skip)")
     t = sub.add_parser("throughput", help="eval and training images/s of timm models and of every mixer")
@@ -347,6 +385,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     t.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     t.add_argument("--channels-last", action="store_true")
     t.add_argument("--compile", action="store_true")
+    t.add_argument("--amp", default="none", choices=sorted(AMP_DTYPES), help="autocast dtype (default: fp32)")
     t.add_argument("--no-train", action="store_true", help="inference only")
     t.add_argument("--quick", action="store_true", help="two small models, batch 2, 64 px: checks it runs")
     t.add_argument("--out", default="bench_results/throughput.json")
@@ -355,6 +394,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     f.add_argument("--batch-size", type=int, default=64)
     f.add_argument("--img-size", type=int, default=224)
     f.add_argument("--repeats", type=int, default=3)
+    f.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     f.add_argument("--out", default="bench_results/fast.json")
     v = sub.add_parser("solver", help="time the matched-FLOPs depth solver (uncached and cached)")
     v.add_argument("--reference", default="shiftvit_r2_tiny")
@@ -367,24 +407,26 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     args = p.parse_args(argv)
     if args.command == "shift":
         shape = (2, 24, 9, 7) if args.quick else tuple(int(v) for v in args.shape.split(","))
-        result = bench_shift(shape, args.gamma, 3 if args.quick else args.repeats, args.channels_last, args.threads)
+        result = bench_shift(shape, args.gamma, 3 if args.quick else args.repeats, args.channels_last, args.threads,
+                             args.device)
         _print_shift(result)
         _write(result, args.out)
     elif args.command == "throughput":
         if args.quick:
             models = args.models or ["shiftvit_light_tiny", "shiftvit_light_tiny[attn]"]
             result = bench_throughput(models, batch_size=2, img_size=64, repeats=2, steps=1, warmup=1,
-                                      device=args.device, train=not args.no_train)
+                                      device=args.device, channels_last=args.channels_last, compile=args.compile,
+                                      train=not args.no_train, amp=args.amp)
         else:
             models = args.models or [*DEFAULT_MODELS, *(f"shiftvit_r2_tiny[{m}]" for m in MATCHED_MIXERS)]
             result = bench_throughput(models, args.batch_size, args.img_size, args.repeats, args.steps,
                                       device=args.device, channels_last=args.channels_last, compile=args.compile,
-                                      train=not args.no_train)
+                                      train=not args.no_train, amp=args.amp)
         _print_throughput(result)
         _write(result, args.out)
     elif args.command == "fast":
-        result = bench_fast(args.model, args.batch_size, args.img_size, args.repeats)
-        print(f"{result['model']} eval, batch {result['batch_size']}, {result['img_size']} px, "
+        result = bench_fast(args.model, args.batch_size, args.img_size, args.repeats, args.device)
+        print(f"{result['model']} eval, batch {result['batch_size']}, {result['img_size']} px, {result['device']}, "
               f"{result['threads']} threads (median of {result['repeats']})")
         for k, v in result["images_per_s"].items():
             diff = result["max_abs_diff"].get(k, 0.0)

@@ -1,0 +1,151 @@
+"""CUDA paths (AMP fp16/bf16, channels_last, torch.compile, NCCL): these run where a GPU exists and are skipped,
+with that reason, on CPU-only machines. The CPU equivalents run everywhere in the other test files."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from helpers import ROOT, cli_env, run_cli
+
+import shiftvit  # noqa: F401
+from shiftvit.bench import bench_fast, bench_throughput
+from shiftvit.ops import shift_by, shift_reference
+from shiftvit.records import read_metrics, read_summary
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture(autouse=True)
+def _exact_fp32():
+    """TF32 convolutions would differ from the CPU by ~1e-3; the equality tests compare true fp32."""
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_shift_on_cuda_equals_reference_forward_and_backward(memory_format):
+    x = torch.randn(4, 48, 9, 7, device="cuda").contiguous(memory_format=memory_format).requires_grad_(True)
+    grad = torch.randn_like(x)
+    ours = shift_by(x, 4)
+    (g_ours,) = torch.autograd.grad(ours, x, grad)
+    ref = shift_reference(x, 4)
+    (g_ref,) = torch.autograd.grad(ref, x, grad)
+    assert torch.equal(ours, ref) and torch.equal(g_ours, g_ref)
+    assert ours.is_contiguous(memory_format=memory_format)
+
+
+@pytest.mark.parametrize("mixer", ["shift", "attn", "dwconv", "pool"])
+def test_model_on_cuda_equals_cpu_in_both_memory_formats(mixer):
+    model = timm.create_model("shiftvit_light_tiny", mixer=mixer, img_size=64).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+        model = model.cuda()
+        nchw = model(x.cuda()).cpu()
+        model = model.to(memory_format=torch.channels_last)
+        nhwc = model(x.cuda().contiguous(memory_format=torch.channels_last)).cpu()
+    assert (nchw - expected).abs().max().item() <= 1e-4
+    assert (nhwc - expected).abs().max().item() <= 1e-4
+
+
+def test_compiled_model_on_cuda_equals_eager():
+    model = timm.create_model("shiftvit_nano").cuda().eval()
+    x = torch.randn(8, 3, 32, 32, device="cuda")
+    compiled = torch.compile(model)
+    with torch.no_grad():
+        assert (compiled(x) - model(x)).abs().max().item() <= 1e-4
+
+
+def test_fast_model_equals_official_structure_on_cuda():
+    result = bench_fast("shiftvit_light_tiny", batch_size=4, img_size=64, repeats=1, device="cuda")
+    assert max(result["max_abs_diff"].values()) <= 1e-4
+    assert result["device"] == torch.cuda.get_device_name(0)
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_throughput_bench_runs_on_cuda(amp):
+    result = bench_throughput(["shiftvit_light_tiny", "shiftvit_light_tiny[attn]"], batch_size=4, img_size=64,
+                              repeats=2, steps=1, warmup=1, device="cuda", channels_last=True, amp=amp)
+    assert result["device"] == torch.cuda.get_device_name(0)
+    for row in result["rows"].values():
+        assert row["eval_median"] > 0 and row["train_median"] > 0
+
+
+@pytest.mark.parametrize("extra", [
+    ["train.amp=fp16", "train.channels_last=true"],
+    ["train.amp=bf16", "train.compile=true"],
+])
+def test_run_py_trains_on_cuda(tmp_path, extra):
+    run_dir = tmp_path / "run"
+    proc = run_cli(["train.device=cuda", "train.epochs=4", "logger=none", f"hydra.run.dir={run_dir}", *extra],
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = read_summary(run_dir)
+    assert summary["status"] == "completed" and summary["val_top1"] > 80, summary
+    assert len(read_metrics(run_dir)) == 4
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert "cuda" in state["rng"]
+    assert (state["scaler"] is not None) == ("train.amp=fp16" in extra)
+
+
+def test_resume_on_cuda_continues_the_checkpoint(tmp_path, device="cuda", amp="fp16"):
+    """A CUDA checkpoint (with its CUDA RNG state and fp16 scaler) is resumed, not restarted."""
+    run_dir = tmp_path / "run"
+    args = [f"train.device={device}", f"train.amp={amp}", "logger=none", f"hydra.run.dir={run_dir}"]
+    first = run_cli([*args, "train.epochs=2"], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    state["epoch"], state["batch"] = 1, 0  # as if stopped after the first epoch
+    torch.save(state, run_dir / "checkpoint.pt")
+    (run_dir / "metrics.jsonl").write_text((run_dir / "metrics.jsonl").read_text().splitlines()[0] + "\n")
+    summary = read_summary(run_dir)
+    (run_dir / "summary.json").write_text(json.dumps({**summary, "status": "running"}))
+    again = run_cli([*args, "train.epochs=2"], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resumed from" in again.stdout + again.stderr
+    assert [r["epoch"] for r in read_metrics(run_dir)] == [0, 1]
+
+
+NCCL_SCRIPT = """
+import os, sys, torch, torch.distributed as dist
+from shiftvit import distributed as d
+os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[1])
+torch.cuda.set_device(0)
+dist.init_process_group(backend="cpu:gloo,cuda:nccl")
+assert d.all_reduce_sum(torch.ones(3, device="cuda")).tolist() == [1.0, 1.0, 1.0]
+assert d.broadcast_flag(True) is True  # a CPU tensor: the gloo half of the backend
+model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 2).cuda(), device_ids=[0])
+model(torch.randn(8, 4, device="cuda")).sum().backward()
+print("backend", dist.get_backend(), "grad", float(model.module.weight.grad.abs().sum()) > 0)
+dist.destroy_process_group()
+"""
+
+
+def test_nccl_group_with_gloo_for_cpu_tensors(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.run([sys.executable, "-c", NCCL_SCRIPT, str(port)], capture_output=True, text=True,
+                          timeout=300, env=cli_env(), cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "grad True" in proc.stdout
+
+
+def test_run_py_under_torchrun_on_cuda(tmp_path):
+    import shutil
+
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    n = torch.cuda.device_count()
+    run_dir = tmp_path / "ddp"
+    proc = run_cli(["train.device=cuda", "train.epochs=2", "logger=none", f"hydra.run.dir={run_dir}"],
+                   cwd=tmp_path, command=[torchrun, "--standalone", f"--nproc_per_node={n}", str(ROOT / "run.py")])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["world_size"] == n
