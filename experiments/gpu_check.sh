@@ -41,7 +41,7 @@ step throughput_fp32 160 "$py" -m shiftvit.bench throughput --device "$device" "
     --out "$out/throughput_fp32.json"
 step throughput_bf16_channels_last 140 "$py" -m shiftvit.bench throughput --device "$device" --amp bf16 \
     --channels-last "${tp_args[@]}" --out "$out/throughput_bf16_channels_last.json"
-step throughput_compiled 150 "$py" -m shiftvit.bench throughput shiftvit_r2_tiny swin_tiny_patch4_window7_224 \
+step throughput_compiled 200 "$py" -m shiftvit.bench throughput shiftvit_r2_tiny swin_tiny_patch4_window7_224 \
     --device "$device" --amp bf16 --channels-last --compile "${tp_args[@]}" --out "$out/throughput_compiled.json"
 grep -h "^=== .* rc=" "$log" | grep -v " rc=0 " && exit 1
 exit 0

@@ -169,7 +169,6 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
     sync = synchronizer(dev)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(batch_size, 3, img_size, img_size, device=dev).contiguous(memory_format=fmt)
-    target = torch.randint(0, 1000, (batch_size,), device=dev)
     autocast = torch.autocast(dev.type, dtype=AMP_DTYPES[amp], enabled=amp != "none")
     scaler = torch.amp.GradScaler(dev.type, enabled=amp == "fp16")
     rows: Dict[str, Dict[str, object]] = {}
@@ -203,11 +202,12 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
         if train:
             model.train()
             optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+            target = torch.randint(0, model.num_classes, (batch_size,), device=dev)
 
-            def step(f=forward, opt=optimizer) -> None:
+            def step(f=forward, opt=optimizer, y=target) -> None:
                 opt.zero_grad(set_to_none=True)
                 with autocast:
-                    loss = torch.nn.functional.cross_entropy(f(x), target)
+                    loss = torch.nn.functional.cross_entropy(f(x), y)
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
