@@ -61,13 +61,19 @@ def shift_reference(x: torch.Tensor, g: int) -> torch.Tensor:
     return out
 
 
-def _shift_once(x: torch.Tensor, g: int, inverse: bool) -> torch.Tensor:
-    """Write each output element once: shifted slice copies plus one-pixel zero fills, no full zeroing."""
-    out = torch.empty_like(x)  # preserves channels_last
+def _directions(g: int, inverse: bool):
     left, right = slice(0, g), slice(g, 2 * g)
     up, down = slice(2 * g, 3 * g), slice(3 * g, 4 * g)
     if inverse:  # the adjoint of a shift is the opposite shift
         left, right, up, down = right, left, down, up
+    return left, right, up, down
+
+
+def _shift_write_once(x: torch.Tensor, g: int, inverse: bool = False) -> torch.Tensor:
+    """Write each output element once: shifted slice copies plus one-pixel zero fills, no full zeroing.
+    Fewest bytes moved (9 small ops): the fastest on CPUs, where the shift is bound by memory traffic."""
+    out = torch.empty_like(x)  # preserves channels_last
+    left, right, up, down = _directions(g, inverse)
     if x.shape[-1] > 1:
         out[:, left, :, :-1] = x[:, left, :, 1:]
         out[:, right, :, 1:] = x[:, right, :, :-1]
@@ -80,6 +86,26 @@ def _shift_once(x: torch.Tensor, g: int, inverse: bool) -> torch.Tensor:
     out[:, down, 0, :] = 0
     out[:, 4 * g:] = x[:, 4 * g:]
     return out
+
+
+def _shift_few_launches(x: torch.Tensor, g: int, inverse: bool = False) -> torch.Tensor:
+    """Zero the output, then five slice copies: 6 kernel launches instead of 9. On a GPU the late stages'
+    tensors are small enough that launches, not bytes, set the time (the official algorithm, which is
+    this one, ran Shift-T inference 1.14x faster than the write-once one on an H200; README, Performance)."""
+    out = torch.zeros_like(x)
+    left, right, up, down = _directions(g, inverse)
+    out[:, left, :, :-1] = x[:, left, :, 1:]
+    out[:, right, :, 1:] = x[:, right, :, :-1]
+    out[:, up, :-1, :] = x[:, up, 1:, :]
+    out[:, down, 1:, :] = x[:, down, :-1, :]
+    out[:, 4 * g:] = x[:, 4 * g:]
+    return out
+
+
+def _shift_once(x: torch.Tensor, g: int, inverse: bool) -> torch.Tensor:
+    if x.device.type == "cpu":
+        return _shift_write_once(x, g, inverse)
+    return _shift_few_launches(x, g, inverse)
 
 
 class _ShiftFunction(torch.autograd.Function):
@@ -105,6 +131,8 @@ def shift_by(x: torch.Tensor, g: int) -> torch.Tensor:
         return x
     if torch.jit.is_scripting():
         return shift_reference(x, g)
+    if not (x.requires_grad and torch.is_grad_enabled()):
+        return _shift_once(x, g, inverse=False)  # inference: no autograd.Function bookkeeping per call
     return _shift_autograd(x, g)
 
 

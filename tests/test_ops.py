@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from shiftvit import parse_gamma, shift, shift_reference
-from shiftvit.ops import shift_by, shift_channels
+from shiftvit.ops import _shift_few_launches, _shift_write_once, shift_by, shift_channels
 
 
 def naive_shift(x: torch.Tensor, g: int) -> torch.Tensor:
@@ -88,6 +88,27 @@ def test_gradcheck_float64(shape, g):
     x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: shift_by(t, g), (x,))
     assert torch.autograd.gradgradcheck(lambda t: shift_by(t, g), (x,))
+
+
+@pytest.mark.parametrize("impl", [_shift_write_once, _shift_few_launches])
+@pytest.mark.parametrize("shape,g", [((2, 12, 5, 7), 3), ((1, 13, 1, 4), 3), ((3, 7, 4, 1), 1), ((2, 9, 2, 2), 2)])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_both_kernels_shift_and_unshift_exactly(impl, shape, g, memory_format):
+    """The CPU kernel (write-once) and the GPU one (fewer launches) are checked here on CPU, both ways."""
+    x = torch.randn(*shape).contiguous(memory_format=memory_format)
+    out = impl(x, g)
+    assert torch.equal(out, naive_shift(x, g)) and out.is_contiguous(memory_format=memory_format)
+    # inverse=True is the adjoint: <shift(x), y> == <x, unshift(y)> for every x, y
+    y = torch.randn(*shape, dtype=torch.float64)
+    x64 = x.double()
+    assert torch.allclose((impl(x64, g) * y).sum(), (x64 * impl(y, g, inverse=True)).sum(), rtol=1e-12)
+
+
+def test_inference_path_equals_autograd_path():
+    x = torch.randn(2, 24, 5, 6)
+    with torch.no_grad():
+        fast = shift_by(x, 2)
+    assert torch.equal(fast, shift_by(x.requires_grad_(True), 2).detach())
 
 
 def test_shift_rejects_non_4d():
