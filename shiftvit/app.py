@@ -24,7 +24,7 @@ log = logging.getLogger("shiftvit")
 
 MATCHES = ("flops", "params", "none")
 # settings that change how fast a run goes or where it reports, never its numbers: left out of the hash
-_NOT_HASHED_TRAIN = ("progress", "num_workers", "threads", "device", "eval_every")
+_NOT_HASHED_TRAIN = ("progress", "num_workers", "threads", "device", "eval_every", "malloc")
 
 
 class ConfigError(ValueError):
@@ -70,6 +70,10 @@ def _check_train(train: Dict[str, Any]) -> Dict[str, Any]:
             _number(f"train.{key}", train[key], positive=True)
     if train.get("amp", "none") not in AMP_CHOICES:
         raise ConfigError(f"train.amp={train['amp']!r} is not one of: {', '.join(AMP_CHOICES)}")
+    from .allocator import MODES as MALLOC_MODES
+
+    if train.get("malloc", "retain") not in MALLOC_MODES:
+        raise ConfigError(f"train.malloc={train['malloc']!r} is not one of: {', '.join(MALLOC_MODES)}")
     if train.get("progress", "auto") not in ("auto", "always", "never"):
         raise ConfigError(f"train.progress={train['progress']!r} is not one of: auto, always, never")
     if (train.get("mixup", 0) or train.get("cutmix", 0)) and train.get("batch_size", 2) % 2:
@@ -347,11 +351,13 @@ def _train(effective: Dict[str, Any], run_dir: Path, summary: Dict[str, Any], tr
     """Build data and model, fit, and return the summary fields the run produced."""
     import timm
 
+    from .allocator import configure as configure_malloc
     from .data import DataError, build_data
     from .engine import Trainer, TrainSettings, seed_everything
     from .flops import count
 
     settings = TrainSettings.from_dict(effective["train"])
+    summary["malloc"] = configure_malloc(settings.malloc)  # before the first large tensor
     seed_everything(effective["seed"], settings.deterministic)
     data_cfg = dict(effective["data"])
     aug = {k: effective["train"].get(k) for k in ("aa", "color_jitter", "reprob")}

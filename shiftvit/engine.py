@@ -66,6 +66,7 @@ class TrainSettings:
     device: str = "auto"
     deterministic: bool = True
     threads: Optional[int] = None
+    malloc: str = "retain"  # retain | system: see allocator.py
     num_workers: int = 0
     eval_every: int = 1
     progress: str = "auto"
