@@ -41,7 +41,7 @@ class Tracker:
         if mode not in MODES:
             raise ValueError(f"logger.mode={mode!r} is not one of: {', '.join(MODES)}")
         kwargs = dict(project=project, entity=entity, group=group, job_type=job_type, name=name, tags=tags or None,
-                      config=flatten(config), dir=str(run_dir), id=run_id, resume="allow", reinit=True)
+                      config=flatten(config), dir=str(run_dir), id=run_id, resume="allow", reinit="finish_previous")
         if os.environ.get("WANDB_SWEEP_ID"):  # started by `wandb agent`: the agent owns run id and project
             for key in ("id", "resume", "project", "entity"):
                 kwargs.pop(key)
