@@ -31,7 +31,7 @@ step() {  # step NAME LIMIT_S COMMAND...: append the output to the log, note the
 step env 60 bash -c "nvidia-smi || true; $py -c 'import torch, timm, hydra; print(torch.__version__, timm.__version__, \
 hydra.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))'"
 if [ "$device" = cuda ]; then
-    step tests 240 "$py" -m pytest -q -p no:cacheprovider tests/test_cuda.py
+    step tests 300 "$py" -m pytest -v --durations=0 -p no:cacheprovider tests/test_cuda.py
 fi
 step fast 60 "$py" -m shiftvit.bench fast --device "$device" "${fast_args[@]}" --out "$out/fast.json"
 step shift 40 "$py" -m shiftvit.bench shift --device "$device" "${shift_args[@]}" --out "$out/shift.json"

@@ -9,10 +9,26 @@ def test_shift_bench_quick_writes_ratios(tmp_path, capsys):
     out = tmp_path / "shift.json"
     assert main(["shift", "--quick", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert set(result["ratio_to_clone"]) == {"clone", "shiftvit", "official"}
+    assert set(result["ratio_to_clone"]) == {"clone", "shiftvit", "official", "write_once", "few_launches"}
+    assert result["malloc"] == "retain" and result["device"].startswith("cpu")
     assert result["ratio_to_clone"]["clone"] == 1.0
     assert all(v > 0 for v in result["median_ms"].values())
     assert "x clone (median)" in capsys.readouterr().out
+
+
+def test_shift_bench_refuses_an_unknown_allocator(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["shift", "--quick", "--malloc", "jemalloc", "--out", ""])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'jemalloc'" in capsys.readouterr().err
+
+
+def test_throughput_quick_with_autocast_and_channels_last(tmp_path):
+    out = tmp_path / "throughput.json"
+    assert main(["throughput", "shiftvit_nano", "--quick", "--amp", "bf16", "--channels-last", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert (result["amp"], result["channels_last"], result["malloc"]) == ("bf16", True, "retain")
+    assert result["rows"]["shiftvit_nano"]["train_median"] > 0
 
 
 def test_solver_bench_writes_depths(tmp_path):
