@@ -11,7 +11,7 @@ FAULTS = """
 import resource, sys, torch
 from shiftvit import allocator
 print(allocator.configure(sys.argv[1]))
-for i in range(8):
+for i in range(12):
     if i == 4:  # count the steady state only: the first rounds fault in both modes
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     a = torch.ones(16, 1024, 1024)  # 64 MiB: above glibc's largest mmap threshold
@@ -32,9 +32,10 @@ def test_retain_makes_page_faults_one_off():
     system_mode, system_faults = _faults("system")
     retain_mode, retain_faults = _faults("retain")
     assert (system_mode, retain_mode) == ("system", "retain")
-    # system: each of the 4 counted rounds faults its 2 blocks of 16k pages again; retain: reuses them
-    assert system_faults > 4 * 2 * 16384 * 0.9
-    assert retain_faults < system_faults / 10
+    # system: each of the 8 counted rounds faults its 2 blocks of 16k pages again; retain reuses them (a
+    # block now and then still lands on fresh heap pages: seen up to 2 in 8 rounds, hence the margin)
+    assert system_faults > 8 * 2 * 16384 * 0.9
+    assert retain_faults < system_faults / 4
 
 
 def test_bad_mode_is_named():
