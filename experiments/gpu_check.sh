@@ -14,9 +14,10 @@ log="$out/log.txt"
 export PYTHONUNBUFFERED=1 WANDB_MODE=offline WANDB_SILENT=true
 if [ "${QUICK:-0}" = 1 ]; then
     shift_args=(--quick) fast_args=(--batch-size 2 --img-size 64 --model shiftvit_light_tiny --repeats 1)
-    tp_args=(--quick)
+    tp_args=(--quick) compiled=(shiftvit_nano --no-train)
 else
     shift_args=(--repeats 50) fast_args=(--repeats 10) tp_args=(--repeats 5 --steps 5)
+    compiled=(shiftvit_r2_tiny swin_tiny_patch4_window7_224)
 fi
 
 step() {  # step NAME LIMIT_S COMMAND...: append the output to the log, note the exit status, carry on
@@ -41,7 +42,7 @@ step throughput_fp32 160 "$py" -m shiftvit.bench throughput --device "$device" "
     --out "$out/throughput_fp32.json"
 step throughput_bf16_channels_last 140 "$py" -m shiftvit.bench throughput --device "$device" --amp bf16 \
     --channels-last "${tp_args[@]}" --out "$out/throughput_bf16_channels_last.json"
-step throughput_compiled 200 "$py" -m shiftvit.bench throughput shiftvit_r2_tiny swin_tiny_patch4_window7_224 \
+step throughput_compiled 200 "$py" -m shiftvit.bench throughput "${compiled[@]}" \
     --device "$device" --amp bf16 --channels-last --compile "${tp_args[@]}" --out "$out/throughput_compiled.json"
 grep -h "^=== .* rc=" "$log" | grep -v " rc=0 " && exit 1
 exit 0

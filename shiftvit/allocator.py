@@ -37,11 +37,6 @@ def configure(mode: str) -> str:
     return _state["mode"]
 
 
-def current() -> str:
-    """The mode in effect in this process."""
-    return _state["mode"]
-
-
 def _glibc():
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None

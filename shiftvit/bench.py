@@ -17,7 +17,7 @@ import torch
 
 from .allocator import MODES as MALLOC_MODES
 from .allocator import configure as configure_malloc
-from .ops import _shift_few_launches, _shift_write_once, shift_by, shift_channels, shift_reference
+from .ops import _shift_write_once, shift_by, shift_channels, shift_reference
 
 
 def synchronizer(device: torch.device) -> Callable[[], None]:
@@ -72,7 +72,7 @@ def bench_shift(shape=(64, 96, 56, 56), gamma: str = "1/12", repeats: int = 20, 
         return lambda: (impl(x.detach(), g), impl(grad, g, inverse=True))  # what forward + backward run
 
     fns = {"clone": clone_floor, "shiftvit": ours, "official": official,
-           "write_once": kernel(_shift_write_once), "few_launches": kernel(_shift_few_launches)}
+           "write_once": kernel(_shift_write_once), "few_launches": kernel(shift_reference)}
     times = time_interleaved(fns, repeats, device=dev)
     med = {k: statistics.median(v) for k, v in times.items()}
     best = {k: min(v) for k, v in times.items()}
@@ -372,6 +372,7 @@ def _print_overhead(r: Dict[str, object]) -> None:
 
 def main(argv: Optional[Iterable[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m shiftvit.bench", description=__doc__)
+    default_device = "cuda" if torch.cuda.is_available() else "cpu"
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--malloc", default="retain", choices=MALLOC_MODES,
                         help="CPU allocator mode, as run.py's train.malloc (default: retain, as run.py)")
@@ -383,7 +384,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     s.add_argument("--repeats", type=int, default=20)
     s.add_argument("--channels-last", action="store_true")
     s.add_argument("--threads", type=int, default=None)
-    s.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    s.add_argument("--device", default=default_device, help="cpu | cuda | cuda:N (default: cuda if present)")
     s.add_argument("--quick", action="store_true", help="tiny tensor, 3 repeats: checks the benchmark runs")
     s.add_argument("--out", default="bench_results/shift.json", help="JSON output ('' to skip)")
     t = sub.add_parser("throughput", parents=[common],
@@ -394,7 +395,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     t.add_argument("--img-size", type=int, default=224)
     t.add_argument("--repeats", type=int, default=5)
     t.add_argument("--steps", type=int, default=3)
-    t.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    t.add_argument("--device", default=default_device, help="cpu | cuda | cuda:N (default: cuda if present)")
     t.add_argument("--channels-last", action="store_true")
     t.add_argument("--compile", action="store_true")
     t.add_argument("--amp", default="none", choices=sorted(AMP_DTYPES), help="autocast dtype (default: fp32)")
@@ -407,7 +408,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     f.add_argument("--batch-size", type=int, default=64)
     f.add_argument("--img-size", type=int, default=224)
     f.add_argument("--repeats", type=int, default=3)
-    f.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    f.add_argument("--device", default=default_device, help="cpu | cuda | cuda:N (default: cuda if present)")
     f.add_argument("--out", default="bench_results/fast.json")
     v = sub.add_parser("solver", parents=[common], help="time the matched-FLOPs depth solver (uncached and cached)")
     v.add_argument("--reference", default="shiftvit_r2_tiny")

@@ -70,3 +70,21 @@ def test_official_structure_really_uses_the_official_shift():
     model = official_structure(timm.create_model("shiftvit_nano"))
     mixers = [b.token_mixer for s in model.layers for b in s.blocks]
     assert mixers and all(isinstance(m, OfficialShift) for m in mixers)
+
+
+def test_gpu_check_script_runs_end_to_end_in_quick_cpu_mode(tmp_path):
+    """The script a GPU session runs must not rot between GPU sessions: its CPU dry run, every step."""
+    import subprocess
+
+    from helpers import ROOT, cli_env
+
+    out = tmp_path / "gpu_check"
+    proc = subprocess.run(["bash", str(ROOT / "experiments" / "gpu_check.sh"), str(out)], cwd=ROOT, text=True,
+                          capture_output=True, timeout=900, env=cli_env(DEVICE="cpu", QUICK="1"))
+    assert proc.returncode == 0, (proc.stdout + (out / "log.txt").read_text())[-3000:]
+    steps = [line for line in proc.stdout.splitlines() if line.startswith("=== ")]
+    assert [s.split()[1] for s in steps] == ["env", "fast", "shift", "shift_channels_last", "throughput_fp32",
+                                             "throughput_bf16_channels_last", "throughput_compiled"]
+    assert all(" rc=0 " in s for s in steps)
+    for name in ("fast", "shift", "throughput_fp32", "throughput_bf16_channels_last", "throughput_compiled"):
+        assert json.loads((out / f"{name}.json").read_text())["malloc"] == "retain"
