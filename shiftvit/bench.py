@@ -17,7 +17,7 @@ import torch
 
 from .allocator import MODES as MALLOC_MODES
 from .allocator import configure as configure_malloc
-from .ops import _shift_write_once, shift_by, shift_channels, shift_reference
+from .ops import _shift_write_once, set_gpu_kernel, shift_by, shift_channels, shift_reference
 
 
 def synchronizer(device: torch.device) -> Callable[[], None]:
@@ -73,6 +73,10 @@ def bench_shift(shape=(64, 96, 56, 56), gamma: str = "1/12", repeats: int = 20, 
 
     fns = {"clone": clone_floor, "shiftvit": ours, "official": official,
            "write_once": kernel(_shift_write_once), "few_launches": kernel(shift_reference)}
+    if _triton_usable(dev):
+        from .shift_triton import shift_triton
+
+        fns["triton"] = kernel(shift_triton)
     times = time_interleaved(fns, repeats, device=dev)
     med = {k: statistics.median(v) for k, v in times.items()}
     best = {k: min(v) for k, v in times.items()}
@@ -94,6 +98,17 @@ def _print_shift(r: Dict[str, object]) -> None:
     for k in r["median_ms"]:
         print(f"{k:<14}{r['median_ms'][k]:>12.2f}{r['min_ms'][k]:>10.2f}"
               f"{r['ratio_to_clone'][k]:>18.3f}{r['ratio_to_clone_min'][k]:>15.3f}")
+
+
+def _triton_usable(device: torch.device) -> bool:
+    """The one-launch Triton shift is benchmarked beside the others on CUDA, where Triton is installed."""
+    if device.type != "cuda":
+        return False
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _device_name(device: torch.device) -> str:
@@ -291,8 +306,23 @@ def bench_fast(model_name: str = "shiftvit_r2_tiny", batch_size: int = 64, img_s
         reference = official(x)
         diffs = {"ours_nchw": (ours(x) - reference).abs().max().item(),
                  "ours_channels_last": (ours_cl(x_cl) - reference).abs().max().item()}
-        times = time_interleaved({"official": lambda: official(x), "ours_nchw": lambda: ours(x),
-                                  "ours_channels_last": lambda: ours_cl(x_cl)}, repeats, warmup=1, device=dev)
+        fns = {"official": lambda: official(x), "ours_nchw": lambda: ours(x),
+               "ours_channels_last": lambda: ours_cl(x_cl)}
+        if _triton_usable(dev):  # the same model with the one-launch shift kernel (opt-in until measured)
+            def with_triton(call: Callable[[], object]) -> Callable[[], object]:
+                def run() -> object:
+                    previous = set_gpu_kernel("triton")
+                    try:
+                        return call()
+                    finally:
+                        set_gpu_kernel(previous)
+                return run
+
+            fns.update(ours_triton_nchw=with_triton(lambda: ours(x)),
+                       ours_triton_channels_last=with_triton(lambda: ours_cl(x_cl)))
+            diffs.update(ours_triton_nchw=(fns["ours_triton_nchw"]() - reference).abs().max().item(),
+                         ours_triton_channels_last=(fns["ours_triton_channels_last"]() - reference).abs().max().item())
+        times = time_interleaved(fns, repeats, warmup=1, device=dev)
     med = {k: statistics.median(v) for k, v in times.items()}
     return dict(benchmark="fast", model=model_name, batch_size=batch_size, img_size=img_size, repeats=repeats,
                 device=_device_name(dev),

@@ -13,6 +13,7 @@ launches. No library ships it.
 """
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from typing import Union
 
@@ -89,9 +90,30 @@ def _shift_write_once(x: torch.Tensor, g: int, inverse: bool = False) -> torch.T
     return out
 
 
+GPU_KERNELS = ("torch", "triton")
+_gpu_kernel = {"name": "torch"}
+
+
+def set_gpu_kernel(name: str) -> str:
+    """The shift kernel for GPU tensors: ``torch`` (the six-launch official algorithm, the default) or
+    ``triton`` (one launch, ``shift_triton.py``; opt-in until measured on a GPU). CPU tensors always use
+    the write-once kernel. ``SHIFTVIT_GPU_SHIFT_KERNEL`` sets it for a whole process, ``run.py`` included.
+    Returns the kernel it replaces."""
+    if name not in GPU_KERNELS:
+        raise ValueError(f"GPU shift kernel {name!r} is not one of: {', '.join(GPU_KERNELS)}")
+    if name == "triton":
+        from . import shift_triton  # noqa: F401  fail here, not at the first forward, if Triton is missing
+    previous, _gpu_kernel["name"] = _gpu_kernel["name"], name
+    return previous
+
+
 def _shift_once(x: torch.Tensor, g: int, inverse: bool) -> torch.Tensor:
     if x.device.type == "cpu":
         return _shift_write_once(x, g, inverse)
+    if _gpu_kernel["name"] == "triton":
+        from .shift_triton import shift_triton
+
+        return shift_triton(x, g, inverse)
     return shift_reference(x, g, inverse)
 
 
@@ -121,6 +143,10 @@ def shift_by(x: torch.Tensor, g: int) -> torch.Tensor:
     if not (x.requires_grad and torch.is_grad_enabled()):
         return _shift_once(x, g, inverse=False)  # inference: no autograd.Function bookkeeping per call
     return _shift_autograd(x, g)
+
+
+if os.environ.get("SHIFTVIT_GPU_SHIFT_KERNEL"):
+    set_gpu_kernel(os.environ["SHIFTVIT_GPU_SHIFT_KERNEL"])
 
 
 def shift(x: torch.Tensor, gamma: GammaLike = Fraction(1, 12)) -> torch.Tensor:

@@ -7,7 +7,7 @@ from shiftvit.bench import main
 
 def test_shift_bench_quick_writes_ratios(tmp_path, capsys):
     out = tmp_path / "shift.json"
-    assert main(["shift", "--quick", "--out", str(out)]) == 0
+    assert main(["shift", "--quick", "--device", "cpu", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert set(result["ratio_to_clone"]) == {"clone", "shiftvit", "official", "write_once", "few_launches"}
     assert result["malloc"] == "retain" and result["device"].startswith("cpu")

@@ -39,6 +39,32 @@ def test_shift_on_cuda_equals_reference_forward_and_backward(memory_format):
     assert ours.is_contiguous(memory_format=memory_format)
 
 
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_triton_shift_kernel_on_cuda(memory_format):
+    pytest.importorskip("triton")
+    from shiftvit.ops import set_gpu_kernel
+
+    x = torch.randn(4, 48, 9, 7, device="cuda").contiguous(memory_format=memory_format).requires_grad_(True)
+    grad = torch.randn_like(x)
+    ref = shift_reference(x, 4)
+    (g_ref,) = torch.autograd.grad(ref, x, grad)
+    model = timm.create_model("shiftvit_light_tiny", img_size=64).cuda().eval().to(memory_format=memory_format)
+    image = torch.randn(2, 3, 64, 64, device="cuda").contiguous(memory_format=memory_format)
+    with torch.no_grad():
+        expected = model(image)
+    previous = set_gpu_kernel("triton")
+    try:
+        ours = shift_by(x, 4)
+        (g_ours,) = torch.autograd.grad(ours, x, grad)
+        with torch.no_grad():
+            logits = model(image)
+    finally:
+        set_gpu_kernel(previous)
+    assert torch.equal(ours, ref) and torch.equal(g_ours, g_ref)
+    assert ours.is_contiguous(memory_format=memory_format)
+    assert (logits - expected).abs().max().item() <= 1e-5
+
+
 @pytest.mark.parametrize("mixer", ["shift", "attn", "dwconv", "pool"])
 def test_model_on_cuda_equals_cpu_in_both_memory_formats(mixer):
     model = timm.create_model("shiftvit_light_tiny", mixer=mixer, img_size=64).eval()

@@ -1,3 +1,4 @@
+import importlib.util
 from fractions import Fraction
 
 import pytest
@@ -128,3 +129,59 @@ def test_parse_gamma_exact(text, expected):
 def test_parse_gamma_rejects(bad):
     with pytest.raises(ValueError, match="gamma"):
         parse_gamma(bad)
+
+
+TRITON_CHECK = """
+import torch
+from shiftvit.ops import shift_reference
+from shiftvit.shift_triton import shift_triton
+cases = [((2, 12, 5, 7), 3), ((1, 13, 1, 4), 3), ((3, 7, 4, 1), 1), ((2, 9, 2, 2), 2), ((1, 40, 3, 3), 10)]
+for shape, g in cases:
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(*shape).contiguous(memory_format=fmt)
+        for inverse in (False, True):
+            out = shift_triton(x, g, inverse)
+            assert torch.equal(out, shift_reference(x, g, inverse)), (shape, fmt, inverse)
+            assert out.is_contiguous(memory_format=fmt)
+print("checked", len(cases) * 4)
+"""
+
+
+def test_triton_kernel_equals_reference_in_the_interpreter():
+    """The one-launch GPU kernel, run by Triton's CPU interpreter: same outputs, both ways, both layouts."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("triton")
+    from helpers import ROOT, cli_env
+
+    proc = subprocess.run([sys.executable, "-c", TRITON_CHECK], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env=cli_env(TRITON_INTERPRET="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "checked 20" in proc.stdout
+
+
+def test_gpu_kernel_setting_is_validated_and_leaves_cpu_tensors_alone():
+    import subprocess
+    import sys
+
+    from helpers import ROOT, cli_env
+
+    from shiftvit.ops import set_gpu_kernel
+
+    with pytest.raises(ValueError, match="GPU shift kernel 'cuda' is not one of: torch, triton"):
+        set_gpu_kernel("cuda")
+    proc = subprocess.run([sys.executable, "-c", "import shiftvit"], cwd=ROOT, capture_output=True, text=True,
+                          env=cli_env(SHIFTVIT_GPU_SHIFT_KERNEL="cuda"))
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1] == \
+        "ValueError: GPU shift kernel 'cuda' is not one of: torch, triton"
+    x = torch.randn(2, 24, 5, 6)
+    expected = shift_by(x, 2)
+    if importlib.util.find_spec("triton") is None:
+        return
+    previous = set_gpu_kernel("triton")
+    try:
+        assert previous == "torch" and torch.equal(shift_by(x, 2), expected)  # CPU: the write-once kernel still
+    finally:
+        set_gpu_kernel(previous)
