@@ -100,6 +100,17 @@ def _print_shift(r: Dict[str, object]) -> None:
               f"{r['ratio_to_clone'][k]:>18.3f}{r['ratio_to_clone_min'][k]:>15.3f}")
 
 
+def _minor_faults(call: Callable[[], object]) -> Optional[int]:
+    """Page faults the kernel served during one call (each one maps and zeroes a fresh 4 KiB page)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    call()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
 def _triton_usable(device: torch.device) -> bool:
     """The one-launch Triton shift is benchmarked beside the others on CUDA, where Triton is installed."""
     if device.type != "cuda":
@@ -323,10 +334,11 @@ def bench_fast(model_name: str = "shiftvit_r2_tiny", batch_size: int = 64, img_s
             diffs.update(ours_triton_nchw=(fns["ours_triton_nchw"]() - reference).abs().max().item(),
                          ours_triton_channels_last=(fns["ours_triton_channels_last"]() - reference).abs().max().item())
         times = time_interleaved(fns, repeats, warmup=1, device=dev)
+        faults = {k: _minor_faults(fn) for k, fn in fns.items()}
     med = {k: statistics.median(v) for k, v in times.items()}
     return dict(benchmark="fast", model=model_name, batch_size=batch_size, img_size=img_size, repeats=repeats,
                 device=_device_name(dev),
-                threads=torch.get_num_threads(), max_abs_diff=diffs,
+                threads=torch.get_num_threads(), max_abs_diff=diffs, minor_page_faults_per_pass=faults,
                 images_per_s={k: batch_size / v for k, v in med.items()},
                 speedup={k: med["official"] / v for k, v in med.items()})
 
@@ -479,7 +491,8 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
               f"{result['threads']} threads (median of {result['repeats']})")
         for k, v in result["images_per_s"].items():
             diff = result["max_abs_diff"].get(k, 0.0)
-            print(f"  {k:<20}{v:>9.1f} img/s  x{result['speedup'][k]:.2f}  max|diff| {diff:.2e}")
+            print(f"  {k:<26}{v:>9.1f} img/s  x{result['speedup'][k]:.2f}  max|diff| {diff:.2e}  "
+                  f"page faults/pass {result['minor_page_faults_per_pass'][k]}")
         write(result, args.out)
     elif args.command == "overhead":
         result = bench_overhead(args.epochs, args.model)

@@ -60,6 +60,8 @@ def test_ours_equals_official_structure_with_same_weights(name, size):
     assert set(result["max_abs_diff"]) == {"ours_nchw", "ours_channels_last"}
     assert all(d <= 1e-4 for d in result["max_abs_diff"].values()), result["max_abs_diff"]
     assert result["speedup"]["official"] == 1.0
+    faults = result["minor_page_faults_per_pass"]
+    assert set(faults) == {"official", "ours_nchw", "ours_channels_last"} and all(f >= 0 for f in faults.values())
 
 
 def test_official_structure_really_uses_the_official_shift():
