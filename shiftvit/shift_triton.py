@@ -14,24 +14,21 @@ BLOCK = 1024
 
 
 @triton.jit
+def _unravel(offs, inner, middle, outer):
+    """Indices of a dense 4-D tensor from its memory offset, innermost dimension first."""
+    t = offs // inner
+    return offs % inner, t % middle, (t // middle) % outer, t // middle // outer
+
+
+@triton.jit
 def _shift_kernel(x_ptr, out_ptr, numel, C, H, W, g, s_n, s_c, s_h, s_w,
                   INVERSE: tl.constexpr, CHANNELS_LAST: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)  # the output's memory order
     mask = offs < numel
     if CHANNELS_LAST:
-        c = offs % C
-        t = offs // C
-        w = t % W
-        t = t // W
-        h = t % H
-        n = t // H
+        c, w, h, n = _unravel(offs, C, W, H)
     else:
-        w = offs % W
-        t = offs // W
-        h = t % H
-        t = t // H
-        c = t % C
-        n = t // C
+        w, h, c, n = _unravel(offs, W, H, C)
     group = c // g  # 0 left, 1 right, 2 up, 3 down, 4 and up: not shifted
     dx = tl.where(group == 0, 1, tl.where(group == 1, -1, 0))
     dy = tl.where(group == 2, 1, tl.where(group == 3, -1, 0))
