@@ -122,6 +122,17 @@ def _triton_usable(device: torch.device) -> bool:
     return True
 
 
+def _with_gpu_kernel(name: str, call: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+    """``call`` run with the given GPU shift kernel, the process's own restored afterwards."""
+    def run() -> torch.Tensor:
+        previous = set_gpu_kernel(name)
+        try:
+            return call()
+        finally:
+            set_gpu_kernel(previous)
+    return run
+
+
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -305,34 +316,22 @@ def bench_fast(model_name: str = "shiftvit_r2_tiny", batch_size: int = 64, img_s
 
     dev = torch.device(device)
     official = official_structure(timm.create_model(model_name, img_size=img_size)).eval().to(dev)
-    ours = timm.create_model(model_name, img_size=img_size).eval()
-    ours.load_state_dict(official.state_dict())
-    ours = ours.to(dev)
-    ours_cl = timm.create_model(model_name, img_size=img_size).eval()
-    ours_cl.load_state_dict(official.state_dict())
-    ours_cl = ours_cl.to(dev, memory_format=torch.channels_last)
+
+    def same_weights(memory_format: torch.memory_format) -> torch.nn.Module:
+        model = timm.create_model(model_name, img_size=img_size).eval()
+        model.load_state_dict(official.state_dict())
+        return model.to(dev, memory_format=memory_format)
+
+    ours, ours_cl = same_weights(torch.contiguous_format), same_weights(torch.channels_last)
     x = torch.randn(batch_size, 3, img_size, img_size, device=dev)
     x_cl = x.contiguous(memory_format=torch.channels_last)
+    fns = {"official": lambda: official(x), "ours_nchw": lambda: ours(x), "ours_channels_last": lambda: ours_cl(x_cl)}
+    if _triton_usable(dev):  # the same models with the one-launch shift kernel (opt-in until measured)
+        fns.update(ours_triton_nchw=_with_gpu_kernel("triton", fns["ours_nchw"]),
+                   ours_triton_channels_last=_with_gpu_kernel("triton", fns["ours_channels_last"]))
     with torch.no_grad():
         reference = official(x)
-        diffs = {"ours_nchw": (ours(x) - reference).abs().max().item(),
-                 "ours_channels_last": (ours_cl(x_cl) - reference).abs().max().item()}
-        fns = {"official": lambda: official(x), "ours_nchw": lambda: ours(x),
-               "ours_channels_last": lambda: ours_cl(x_cl)}
-        if _triton_usable(dev):  # the same model with the one-launch shift kernel (opt-in until measured)
-            def with_triton(call: Callable[[], object]) -> Callable[[], object]:
-                def run() -> object:
-                    previous = set_gpu_kernel("triton")
-                    try:
-                        return call()
-                    finally:
-                        set_gpu_kernel(previous)
-                return run
-
-            fns.update(ours_triton_nchw=with_triton(lambda: ours(x)),
-                       ours_triton_channels_last=with_triton(lambda: ours_cl(x_cl)))
-            diffs.update(ours_triton_nchw=(fns["ours_triton_nchw"]() - reference).abs().max().item(),
-                         ours_triton_channels_last=(fns["ours_triton_channels_last"]() - reference).abs().max().item())
+        diffs = {k: (fn() - reference).abs().max().item() for k, fn in fns.items() if k != "official"}
         times = time_interleaved(fns, repeats, warmup=1, device=dev)
         faults = {k: _minor_faults(fn) for k, fn in fns.items()}
     med = {k: statistics.median(v) for k, v in times.items()}

@@ -91,7 +91,7 @@ def _shift_write_once(x: torch.Tensor, g: int, inverse: bool = False) -> torch.T
 
 
 GPU_KERNELS = ("torch", "triton")
-_gpu_kernel = {"name": "torch"}
+_gpu_kernel = {"name": "torch", "fn": shift_reference}  # the name and the function it stands for
 
 
 def set_gpu_kernel(name: str) -> str:
@@ -101,20 +101,18 @@ def set_gpu_kernel(name: str) -> str:
     Returns the kernel it replaces."""
     if name not in GPU_KERNELS:
         raise ValueError(f"GPU shift kernel {name!r} is not one of: {', '.join(GPU_KERNELS)}")
-    if name == "triton":
-        from . import shift_triton  # noqa: F401  fail here, not at the first forward, if Triton is missing
-    previous, _gpu_kernel["name"] = _gpu_kernel["name"], name
+    fn = shift_reference
+    if name == "triton":  # imported here, so a missing Triton fails now rather than at the first forward
+        from .shift_triton import shift_triton as fn
+    previous = _gpu_kernel["name"]
+    _gpu_kernel.update(name=name, fn=fn)
     return previous
 
 
 def _shift_once(x: torch.Tensor, g: int, inverse: bool) -> torch.Tensor:
     if x.device.type == "cpu":
         return _shift_write_once(x, g, inverse)
-    if _gpu_kernel["name"] == "triton":
-        from .shift_triton import shift_triton
-
-        return shift_triton(x, g, inverse)
-    return shift_reference(x, g, inverse)
+    return _gpu_kernel["fn"](x, g, inverse)
 
 
 class _ShiftFunction(torch.autograd.Function):
