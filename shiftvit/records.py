@@ -23,6 +23,10 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
+# held (flock) by the process that owns the run while it runs: readers tell a live run from a dead one
+LOCK_FILE = ".lock"
+# where train.resume=fresh moves an old record; dot-named so that no loader takes it for a run
+ARCHIVE_DIR = ".archive"
 
 STATUSES = ("running", "completed", "diverged", "failed", "duplicate", "interrupted")
 METRIC_KEYS = ("epoch", "train_loss", "val_loss", "val_top1", "val_top5", "ema_val_top1", "lr",
@@ -83,3 +87,33 @@ def read_metrics(run_dir: Path) -> List[Dict[str, Any]]:
 def read_summary(run_dir: Path) -> Dict[str, Any]:
     path = Path(run_dir) / SUMMARY_FILE
     return read_json(path) if path.exists() else {}
+
+
+def process_alive(run_dir: Path) -> bool:
+    """True while a process holds the run directory's lock (flock: released by the kernel when the holder
+    dies, kill -9 included, so a stale 'running' is never mistaken for a live one)."""
+    import fcntl
+
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def run_status(run_dir: Path, summary: Dict[str, Any] | None = None) -> str | None:
+    """The status a reader should believe: a recorded ``running`` whose process is gone is ``interrupted``."""
+    summary = read_summary(run_dir) if summary is None else summary
+    status = summary.get("status")
+    if status == "running" and not process_alive(run_dir):
+        return "interrupted"
+    return status
