@@ -7,9 +7,10 @@ import hashlib
 import os
 import re
 import sys
+from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 
 def sweep_id(argv) -> str:
@@ -21,7 +22,30 @@ def sweep_id(argv) -> str:
     return f"{slug}-{hashlib.sha256(repr(items).encode()).hexdigest()[:8]}"
 
 
+def output_dir_error(argv) -> str:
+    """Why the run (or sweep) directory cannot be written, or '' when it can: answered here in one line,
+    before Hydra fails on it with a traceback (it creates the directory and its log file first)."""
+    multirun = any(a in ("-m", "--multirun") for a in argv[1:])
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given = [a.split("=", 1)[1] for a in argv[1:] if a.startswith(f"{key}=")]
+    directory = given[-1] if given else ("multirun" if multirun else "outputs")
+    directory = directory.split("$", 1)[0] or "."  # interpolated parts (${now:...}) are created below this
+    path = Path(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        return f"cannot write to {path} ({e.strerror or e}): choose a writable {key}=DIR"
+    return ""
+
+
 os.environ.setdefault("SHIFTVIT_SWEEP_ID", sweep_id(sys.argv))
+# sweep job directories are named by their overrides (shiftvit.sweeps.job_dir_name); resolved lazily so that
+# single runs and --help never import the package
+OmegaConf.register_new_resolver(
+    "shiftvit_job_dir", lambda overrides: __import__("shiftvit.sweeps").sweeps.job_dir_name(overrides))
 
 if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: join the group before Hydra picks a run dir
     from shiftvit import distributed
@@ -38,4 +62,13 @@ def main(cfg: DictConfig):
 
 
 if __name__ == "__main__":
-    main()
+    if not any(a in ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info") for a in sys.argv[1:]):
+        problem = output_dir_error(sys.argv)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            raise SystemExit(2)
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C outside a training loop (which checkpoints and exits 130 itself)
+        print("interrupted by SIGINT: rerun the same command to resume", file=sys.stderr)
+        raise SystemExit(130) from None

@@ -18,13 +18,15 @@ import sys
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 log = logging.getLogger("shiftvit")
 
 MATCHES = ("flops", "params", "none")
+# statuses of a record that a rerun of the same config leaves as they are
+FINISHED_STATUSES = ("completed", "diverged", "duplicate")
 # settings that change how fast a run goes or where it reports, never its numbers: left out of the hash
-_NOT_HASHED_TRAIN = ("progress", "num_workers", "threads", "device", "eval_every", "malloc")
+_NOT_HASHED_TRAIN = ("progress", "num_workers", "threads", "device", "eval_every", "malloc", "resume")
 
 
 class ConfigError(ValueError):
@@ -74,6 +76,10 @@ def _check_train(train: Dict[str, Any]) -> Dict[str, Any]:
 
     if train.get("malloc", "retain") not in MALLOC_MODES:
         raise ConfigError(f"train.malloc={train['malloc']!r} is not one of: {', '.join(MALLOC_MODES)}")
+    from .records import RESUME_MODES
+
+    if train.get("resume", "auto") not in RESUME_MODES:
+        raise ConfigError(f"train.resume={train['resume']!r} is not one of: {', '.join(RESUME_MODES)}")
     if train.get("progress", "auto") not in ("auto", "always", "never"):
         raise ConfigError(f"train.progress={train['progress']!r} is not one of: auto, always, never")
     if (train.get("mixup", 0) or train.get("cutmix", 0)) and train.get("batch_size", 2) % 2:
@@ -212,7 +218,7 @@ def config_hash(effective: Dict[str, Any]) -> str:
     """Identity of a run's numbers: the effective config minus settings that only change speed/reporting."""
     hashed = json.loads(json.dumps(effective, default=str))
     for key in _NOT_HASHED_TRAIN:
-        hashed["train"].pop(key, None)
+        (hashed.get("train") or {}).pop(key, None)
     return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -250,83 +256,238 @@ def versions() -> Dict[str, str]:
 
 
 # --- the run ------------------------------------------------------------------------------------------------------
+def _flatten(tree: Any, prefix: str = "") -> Dict[str, Any]:
+    if isinstance(tree, dict):
+        out: Dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def config_difference(old: Dict[str, Any], new: Dict[str, Any], shown: int = 3) -> str:
+    """``train.lr: 0.002 -> 0.0001, seed: 0 -> 1`` for the keys that change a run's numbers."""
+    ignored = {f"train.{k}" for k in _NOT_HASHED_TRAIN}
+    a, b = _flatten(json.loads(json.dumps(old, default=str))), _flatten(json.loads(json.dumps(new, default=str)))
+    keys = sorted(k for k in set(a) | set(b) if k not in ignored and a.get(k, "<absent>") != b.get(k, "<absent>"))
+    parts = [f"{k}: {a.get(k, '<absent>')} -> {b.get(k, '<absent>')}" for k in keys[:shown]]
+    if len(keys) > shown:
+        parts.append(f"{len(keys) - shown} more")
+    return ", ".join(parts) or "the same values under another config hash"
+
+
+def _take_over(run_dir: Path, effective: Dict[str, Any], digest: str) -> Dict[str, Any]:
+    """Check that ``run_dir`` holds nothing or a record of this very config; return that record's summary.
+
+    Called with the run lock held. A record of another config is never resumed or relabelled: the run stops
+    with the differing keys, unless ``train.resume=fresh`` asks to archive it and start over.
+    """
+    import yaml
+
+    from .records import (
+        CHECKPOINT_FILE,
+        CONFIG_FILE,
+        METRICS_FILE,
+        SUMMARY_FILE,
+        RecordError,
+        archive_record,
+        read_summary,
+    )
+
+    held = [name for name in (CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, CHECKPOINT_FILE) if (run_dir / name).exists()]
+    if not held:
+        return {}
+    if effective["train"].get("resume", "auto") == "fresh":
+        log.info("train.resume=fresh: archived the previous record to %s", archive_record(run_dir))
+        return {}
+    config_path = run_dir / CONFIG_FILE
+    try:
+        old = yaml.safe_load(config_path.read_text()) if config_path.exists() else None
+    except (OSError, yaml.YAMLError) as e:
+        raise RecordError(f"{config_path} is unreadable ({type(e).__name__}): train.resume=fresh archives the "
+                          "record and starts over, or use another hydra.run.dir") from None
+    if not isinstance(old, dict):
+        raise ConfigError(f"{run_dir} holds {', '.join(held)} but no readable {CONFIG_FILE}, so it cannot be "
+                          "resumed safely: use another hydra.run.dir, or train.resume=fresh to archive it and "
+                          "start over")
+    if config_hash(old) != digest:
+        raise ConfigError(f"{run_dir} holds a run of another config ({config_difference(old, effective)}): use "
+                          "another hydra.run.dir, or train.resume=fresh to archive that record and start over")
+    return read_summary(run_dir)
+
+
 def _claim(sweep_dir: Path, digest: str, run_dir: Path) -> Optional[Path]:
-    """First job of a sweep with this effective config claims it; later ones get the claimant's dir back."""
+    """First job of a sweep with this effective config claims it; later ones get the claimant's dir back.
+
+    The claim file appears with its content in one step (a link of a complete temporary file), so a crash can
+    never leave an empty claim behind. A claim whose owner no longer holds a record of this config (archived
+    or deleted) passes to the claimant.
+    """
+    import yaml
+
+    from .records import CONFIG_FILE, fault_point
+
     claims = sweep_dir / ".claims"
     claims.mkdir(parents=True, exist_ok=True)
     path = claims / digest
+    me = run_dir.resolve()
+    tmp = claims / f".{digest}.{hashlib.sha256(str(me).encode()).hexdigest()[:8]}.tmp"
+    tmp.write_text(str(me))
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        with os.fdopen(fd, "w") as f:
-            f.write(str(run_dir.resolve()))
+        fault_point("before_rename", path)
+        try:
+            os.link(tmp, path)
+            return None
+        except FileExistsError:
+            owner = Path(path.read_text().strip())
+        if owner == me:
+            return None
+        try:
+            owner_holds_it = config_hash(yaml.safe_load((owner / CONFIG_FILE).read_text())) == digest
+        except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError):
+            owner_holds_it = False
+        if owner_holds_it:
+            return owner
+        os.replace(tmp, path)
         return None
-    except FileExistsError:
-        owner = Path(path.read_text().strip())
-        return None if owner == run_dir.resolve() else owner
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _own_run_dir(run_dir: Path, effective: Dict[str, Any], digest: str, dist):
+    """Lock the run directory and check what it holds (main process); every process learns the outcome.
+
+    Returns ``(lock, previous_summary)``; raises the main process's error (other ranks exit quietly)."""
+    from . import distributed as dist_utils
+    from .records import RecordError, RunLock, remove_stale_temporaries
+
+    lock, previous, error = None, {}, None
+    if dist.is_main:
+        try:
+            lock = RunLock(run_dir, "running this record", "wait for it to finish, or use another hydra.run.dir")
+            lock.acquire()
+            previous = _take_over(run_dir, effective, digest)
+            remove_stale_temporaries(run_dir)
+        except (ConfigError, RecordError) as e:
+            error = e
+        except OSError as e:
+            error = RecordError(f"cannot write to {run_dir} ({e.strerror or e}): choose a writable hydra.run.dir")
+        if error is not None and lock is not None:
+            lock.release()
+    if dist_utils.broadcast_flag(error is not None):
+        raise error if error is not None else SystemExit(2)
+    finished = dist_utils.broadcast_flag(previous.get("status") in FINISHED_STATUSES)
+    return lock, previous if dist.is_main else ({"status": "completed"} if finished else {})
 
 
 def run_experiment(cfg: Dict[str, Any], run_dir: Path, *, sweep_dir: Optional[Path] = None,
                    sweep_name: Optional[str] = None, overrides: Optional[List[str]] = None) -> Dict[str, Any]:
-    """Validate, train and record one run in ``run_dir``; returns the summary. ``sweep_dir`` enables dedupe."""
-    import yaml
+    """Validate, train and record one run in ``run_dir``; returns the summary. ``sweep_dir`` enables dedupe.
 
+    ``run_dir`` belongs to one effective config: a record of another config there stops the run before
+    anything is written (``ConfigError``); a finished record of the same config is returned untouched; an
+    unfinished one is resumed. The directory is locked while the run lives (``records.RunLock``).
+    """
     from . import distributed as dist_utils
-    from .engine import Interrupted
-    from .records import CONFIG_FILE, SUMMARY_FILE, atomic_write_bytes, read_summary, write_json
 
     started = time.time()
     run_dir = Path(run_dir)
     effective = resolve(cfg)
     digest = config_hash(effective)
     dist = dist_utils.info()
+    lock, previous = _own_run_dir(run_dir, effective, digest, dist)
+    try:
+        if previous.get("status") in FINISHED_STATUSES:
+            log.info("%s already holds a %s run of this config: nothing to do", run_dir, previous["status"])
+            return previous
+        return _run_owned(cfg, effective, digest, run_dir, previous, started, dist, sweep_dir, sweep_name,
+                          overrides)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_dir: Path,
+               previous: Dict[str, Any], started: float, dist, sweep_dir: Optional[Path],
+               sweep_name: Optional[str], overrides: Optional[List[str]]) -> Dict[str, Any]:
+    import signal
+
+    import yaml
+
+    from . import distributed as dist_utils
+    from .engine import Interrupted
+    from .records import CONFIG_FILE, SUMMARY_FILE, RecordError, atomic_write_bytes, write_json
+
     summary: Dict[str, Any] = {
         "status": "running", "seed": effective["seed"], "config_hash": digest, "mixer": effective["mixer"]["name"],
         "gamma": effective["gamma"], "tau": effective["tau"], "depths": effective["depths"],
         "model": effective["model"]["name"], "data": effective["data"]["name"], "match": effective["match"],
         "git_commit": git_commit(), "versions": versions(), "host": socket.gethostname(),
         "run_dir": str(run_dir), "overrides": list(overrides or []), "sweep_name": sweep_name,
-        "world_size": dist.world_size,
+        "world_size": dist.world_size, "attempts": int(previous.get("attempts") or 0) + 1,
     }
-    previous = read_summary(run_dir)
-    same_run = previous.get("config_hash") == digest
-    if same_run and previous.get("status") in ("completed", "diverged", "duplicate"):
-        log.info("%s already holds a %s run of this config: nothing to do", run_dir, previous["status"])
-        return previous
-    # wall time across every invocation of this run (a resumed run adds to the interrupted one's)
-    earlier = (previous.get("wall_s") or 0.0) if same_run else 0.0
+    # wall time across every attempt at this run (an interrupted one recorded its time up to its last epoch)
+    earlier = previous.get("wall_s") or 0.0
 
     def record(**updates: Any) -> None:
         summary.update(updates, wall_s=earlier + time.time() - started)
         if dist.is_main:
             write_json(run_dir / SUMMARY_FILE, summary)
 
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(run_dir / CONFIG_FILE, yaml.safe_dump(effective, sort_keys=False).encode())
-    if sweep_dir is not None and dist.is_main:
-        owner = _claim(Path(sweep_dir), digest, run_dir)
-        if owner is not None:
-            record(status="duplicate", duplicate_of=os.path.relpath(owner, run_dir))
-            log.info("identical effective config already in this sweep (%s): not trained again", owner)
-            return summary
-    record()
-    tracker = _tracker(dict(cfg.get("logger") or {}), effective, run_dir, digest, sweep_name, dist)
-    try:
-        record(**_train(effective, run_dir, summary, tracker, dist))
-    except Interrupted as e:
-        record(status="interrupted", interrupted_by=str(e))
-        log.warning("stopped by %s: checkpoint written; rerun the same command to resume", e)
-        tracker.finish(0)
-        dist_utils.barrier()
-        import signal
+    def record_failure(status: str, **fields: Any) -> None:
+        try:  # best effort: the disk that failed the run may fail this write too (readers then see the
+            record(status=status, **fields)  # dead process's 'running' as interrupted, see run_status)
+        except OSError:
+            log.warning("could not record status %s in %s", status, run_dir / SUMMARY_FILE)
 
-        signum = signal.Signals[str(e)]
+    tracker = None
+    try:
+        if dist.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(run_dir / CONFIG_FILE, yaml.safe_dump(effective, sort_keys=False).encode())
+        if sweep_dir is not None and dist.is_main:
+            owner = _claim(Path(sweep_dir), digest, run_dir)
+            if owner is not None:
+                record(status="duplicate", duplicate_of=os.path.relpath(owner, run_dir))
+                log.info("identical effective config already in this sweep (%s): not trained again", owner)
+                return summary
+        record()
+        tracker = _tracker(dict(cfg.get("logger") or {}), effective, run_dir, digest, sweep_name, dist)
+
+        def on_epoch(row: Dict[str, Any]) -> None:
+            tracker.log(row, step=row["epoch"])
+            record(epochs_done=row["epoch"] + 1)
+
+        record(**_train(effective, run_dir, summary, on_epoch, dist))
+    except (Interrupted, KeyboardInterrupt) as e:
+        by = str(e) if isinstance(e, Interrupted) else "SIGINT"
+        record_failure("interrupted", interrupted_by=by)
+        print(f"interrupted by {by}: {run_dir} holds the checkpoint; rerun the same command to resume",
+              file=sys.stderr, flush=True)
+        if tracker is not None:
+            tracker.finish(0)
+        dist_utils.barrier()
+        signum = signal.Signals[by]
+        if signum == signal.SIGINT:
+            raise SystemExit(130) from None
         if callable(signal.getsignal(signum)):  # e.g. submitit's requeue handler: let it act now
             signal.raise_signal(signum)
         raise SystemExit(0) from None
+    except (ConfigError, RecordError) as e:
+        record_failure("failed", error=str(e))
+        if tracker is not None:
+            tracker.finish(1)
+        raise
+    except OSError as e:
+        record_failure("failed", error=f"{type(e).__name__}: {e}")
+        if tracker is not None:
+            tracker.finish(1)
+        raise RecordError(f"cannot write {e.filename or run_dir} ({e.strerror or e}): free space or fix the "
+                          "permissions, then rerun the same command to resume") from None
     except Exception as e:
-        record(status="failed", error=f"{type(e).__name__}: {e}")
-        tracker.finish(1)
+        record_failure("failed", error=f"{type(e).__name__}: {e}")
+        if tracker is not None:
+            tracker.finish(1)
         raise
     tracker.summary(summary)
     tracker.finish(0 if summary["status"] == "completed" else 1)
@@ -347,7 +508,8 @@ def _tracker(logger_cfg: Dict[str, Any], effective: Dict[str, Any], run_dir: Pat
         run_id=f"{digest[:8]}-{hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:8]}")
 
 
-def _train(effective: Dict[str, Any], run_dir: Path, summary: Dict[str, Any], tracker, dist) -> Dict[str, Any]:
+def _train(effective: Dict[str, Any], run_dir: Path, summary: Dict[str, Any],
+           on_epoch: Callable[[Dict[str, Any]], None], dist) -> Dict[str, Any]:
     """Build data and model, fit, and return the summary fields the run produced."""
     import timm
 
@@ -372,8 +534,7 @@ def _train(effective: Dict[str, Any], run_dir: Path, summary: Dict[str, Any], tr
         raise ConfigError(str(e)) from None
     summary.update(count(effective["model"]["name"], **kwargs).as_dict())
 
-    trainer = Trainer(model, bundle, settings, run_dir, effective["seed"],
-                      on_epoch=lambda row: tracker.log(row, step=row["epoch"]), dist=dist)
+    trainer = Trainer(model, bundle, settings, run_dir, effective["seed"], on_epoch=on_epoch, dist=dist)
     result = trainer.fit()
     history = result.history
     last = next((r for r in reversed(history) if "val_top1" in r), {})
@@ -389,23 +550,32 @@ def _train(effective: Dict[str, Any], run_dir: Path, summary: Dict[str, Any], tr
 
 
 def main(cfg) -> Optional[float]:
-    """Hydra task function: one job. Returns the final val top-1 (for sweepers that optimise it)."""
+    """Hydra task function: one job. Returns the final val top-1 (for sweepers that optimise it).
+
+    In a sweep a failed job never stops the others: its error is one line on stderr (and in
+    ``.launch_error`` beside its record when the record could not say it), and the sweep ends with its
+    sweep.csv and exit code 1 (see ``sweeps.SweepCallback``)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
     from omegaconf import OmegaConf
     from omegaconf.errors import MissingMandatoryValue
 
     from . import distributed
+    from .records import RecordError
+    from .sweeps import LAUNCH_ERROR_FILE
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
+    run_dir = Path(hc.runtime.output_dir)
+    launch_error = run_dir / LAUNCH_ERROR_FILE
+    launch_error.unlink(missing_ok=True)
     distributed.init_from_slurm()
     try:
         plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as e:
         key = getattr(e, "full_key", None) or str(e)
-        _fail(f"{key} is required here and has no value: set {key}=... on the command line", multirun)
-    run_dir = Path(hc.runtime.output_dir)
+        return _fail(f"{key} is required here and has no value: set {key}=... on the command line", multirun,
+                     launch_error)
     sweep_dir = Path(hc.sweep.dir) if multirun else None
     sweep_name = plain.get("sweep_name") or (sweep_dir.name if sweep_dir else None)
     threads = _threads_per_job(hc)
@@ -414,8 +584,13 @@ def main(cfg) -> Optional[float]:
     try:
         summary = run_experiment(plain, run_dir, sweep_dir=sweep_dir, sweep_name=sweep_name,
                                  overrides=list(hc.overrides.task))
-    except ConfigError as e:
-        _fail(str(e), multirun)
+    except (ConfigError, RecordError) as e:
+        return _fail(str(e), multirun, launch_error)
+    except Exception as e:
+        if not multirun:
+            raise
+        log.exception("job failed")  # the traceback goes to this job's run.log
+        return _fail(f"{type(e).__name__}: {e} (traceback in {run_dir / 'run.log'})", multirun, launch_error)
     return summary.get("val_top1")
 
 
@@ -430,9 +605,15 @@ def _threads_per_job(hc) -> Optional[int]:
     return None
 
 
-def _fail(message: str, multirun: bool):
-    """A config error: one line on stderr; exit 2 for a single run, a failed job (others go on) in a sweep."""
-    print(f"error: {message}", file=sys.stderr)
-    if multirun:
-        raise ConfigError(message)
-    raise SystemExit(2)
+def _fail(message: str, multirun: bool, launch_error: Path) -> None:
+    """A job that cannot run: one line on stderr; exit 2 for a single run; in a sweep the others go on."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    if not multirun:
+        raise SystemExit(2)
+    from .records import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(launch_error, (message + "\n").encode())
+    except OSError:
+        pass  # the job directory itself is unwritable: the line above is all that can be said
+    return None

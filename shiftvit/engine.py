@@ -4,7 +4,7 @@ timm provides the optimizer (AdamW without weight decay on norms, biases and the
 the per-iteration cosine schedule with warm-up, Mixup/CutMix, the losses, model EMA and gradient clipping.
 What is written here is only what no library offers in this shape: a loop that checkpoints atomically,
 resumes *bit-exactly* on CPU (data order from (seed, epoch), all RNG states saved, mid-epoch position
-included), stops cleanly on SIGTERM/SIGUSR1, and records a NaN loss as a diverged run instead of crashing.
+included), stops cleanly on SIGINT/SIGTERM/SIGUSR1, and records a NaN loss as a diverged run instead of crashing.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from torch import nn
 
 from . import distributed as dist_utils
 from .data import DataBundle, make_loaders
-from .records import CHECKPOINT_FILE, atomic_write_bytes, read_metrics, write_metrics
+from .records import CHECKPOINT_FILE, RecordError, atomic_write_bytes, read_metrics, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class TrainSettings:
     num_workers: int = 0
     eval_every: int = 1
     progress: str = "auto"
+    resume: str = "auto"  # see records.RESUME_MODES
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> TrainSettings:
@@ -136,13 +137,14 @@ def _set_rng_state(state: Dict[str, Any]) -> None:
 
 
 class _SignalCatcher:
-    """SIGTERM / SIGUSR1 (SLURM's preemption notices) set a flag that the loop checks after each step.
+    """SIGINT (Ctrl-C), SIGTERM / SIGUSR1 (SLURM's preemption notices) set a flag that the loop checks after
+    each step, so every interruption ends with a checkpoint and an ``interrupted`` record.
 
     SIGUSR2 is caught too when a handler is already installed for it (submitit's timeout/preemption
     handler, which requeues the job): the checkpoint is written first, then that handler is called.
     """
 
-    SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None),
+    SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None),
                                 getattr(signal, "SIGUSR2", None)) if s)
 
     def __init__(self):
@@ -226,6 +228,7 @@ class Trainer:
         self.partial: Dict[str, float] = {"loss_sum": 0.0, "samples": 0.0, "seconds": 0.0}
         self.num_updates = 0
         self.best_val_top1 = -math.inf
+        self.diverged = False
 
     # --- checkpointing --------------------------------------------------------------------------------------
     @property
@@ -243,7 +246,7 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "rng": _rng_state(), "best_val_top1": self.best_val_top1,
             "scaler": self.scaler.state_dict() if self.scaler else None,
-            "ema": self.ema.module.state_dict() if self.ema else None,
+            "ema": self.ema.module.state_dict() if self.ema else None, "diverged": self.diverged,
         }
         buffer = io.BytesIO()
         torch.save(state, buffer)
@@ -252,7 +255,16 @@ class Trainer:
     def load_checkpoint(self) -> bool:
         if not self.checkpoint_path.exists():
             return False
-        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        # read the metrics first: a checkpoint is never ahead of its metrics rows (see fit), so resuming
+        # from it and dropping the rows at or after its epoch rewrites each epoch's row exactly once
+        metrics = read_metrics(self.run_dir)
+        try:
+            state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError ... for a damaged file
+            raise RecordError(
+                f"{self.checkpoint_path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0][:80]}): "
+                "delete it to restart this run from epoch 1, or train.resume=fresh to archive the record "
+                "and start over") from None
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -265,7 +277,8 @@ class Trainer:
         self.num_updates = state["num_updates"]
         self.partial = dict(state["partial"])
         self.best_val_top1 = state["best_val_top1"]
-        self.history = [r for r in read_metrics(self.run_dir) if r["epoch"] < self.start_epoch]
+        self.diverged = bool(state.get("diverged", False))
+        self.history = [r for r in metrics if r["epoch"] < self.start_epoch]
         log.info("resumed from %s at epoch %d batch %d", self.checkpoint_path, self.start_epoch, self.start_batch)
         return True
 
@@ -379,9 +392,9 @@ class Trainer:
     def fit(self) -> FitResult:
         s = self.settings
         self.load_checkpoint()
-        status = "completed"
+        status = "diverged" if self.diverged else "completed"
         with _SignalCatcher() as catcher:
-            for epoch in range(self.start_epoch, s.epochs):
+            for epoch in range(self.start_epoch, s.epochs if status == "completed" else self.start_epoch):
                 mean_loss = self.train_one_epoch(epoch, catcher)
                 if mean_loss is None:
                     status = "diverged"
@@ -400,12 +413,15 @@ class Trainer:
                         row["ema_val_top1"] = self.evaluate(self.ema.module)["val_top1"]
                     if not math.isfinite(metrics["val_loss"]):
                         status = "diverged"
+                        self.diverged = True
                     self.best_val_top1 = max(self.best_val_top1, metrics["val_top1"])
                 self.history.append(row)
                 self.partial = {"loss_sum": 0.0, "samples": 0.0, "seconds": 0.0}
-                self.save_checkpoint(epoch + 1, 0)
+                # the row before the checkpoint that moves past it: a kill between the two retrains this
+                # epoch and rewrites its row, never skips it
                 if self.dist.is_main:
                     write_metrics(self.run_dir, self.history)
+                self.save_checkpoint(epoch + 1, 0)
                 log.info("epoch %d/%d %s", epoch + 1, s.epochs, " ".join(
                     f"{k}={v:.4g}" for k, v in row.items() if k != "epoch" and isinstance(v, float)))
                 if self.on_epoch is not None:

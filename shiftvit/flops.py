@@ -331,6 +331,15 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
         gamma=args.gamma, mlp_ratio=args.mlp_ratio, norm=args.norm, act=args.act).items() if v is not None}
     if args.depths:
         overrides["depths"] = tuple(int(d) for d in args.depths.split(","))
+    import timm
+
+    import shiftvit  # noqa: F401  (registers the models)
+
+    unknown = [name for name in args.models if not timm.is_model(name)]
+    if unknown:
+        print(f"error: unknown model {unknown[0]!r}: ShiftViT variants are listed by `python -m shiftvit.flops "
+              "--variants -`, other timm models by timm.list_models()", file=sys.stderr)
+        return 2
     mixers = args.mixer.split(",") if args.mixer else [None]
     costs: Dict[str, Cost] = {}
     depths: Dict[str, Tuple[int, ...]] = {}

@@ -8,16 +8,24 @@ Layout of a run directory (the Hydra output dir of the job)::
     checkpoint.pt     latest checkpoint (weights_only-loadable), rewritten atomically each epoch
 
 Every write goes to a temporary file in the same directory and is renamed over the target, so a crash or a
-kill never leaves a half-written record.
+kill never leaves a half-written record; files get the process umask's permissions, as ``open`` would give.
+The order of the writes is what makes a rerun after a kill at any point end with the records of an
+uninterrupted run: an epoch's metrics row is written before the checkpoint that moves past it (see
+``engine.Trainer.fit``), and the process that runs a record holds ``.lock`` so that readers can tell a live
+run from a dead one (``run_status``) and a second process cannot write the same record.
 """
 from __future__ import annotations
 
+import datetime as _dt
+import errno
 import json
 import math
 import os
+import signal
+import socket
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Optional
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -29,6 +37,43 @@ LOCK_FILE = ".lock"
 ARCHIVE_DIR = ".archive"
 
 STATUSES = ("running", "completed", "diverged", "failed", "duplicate", "interrupted")
+# what train.resume may be: auto = continue a record of the same config (refuse another config's record);
+# fresh = archive whatever the run directory holds and start over
+RESUME_MODES = ("auto", "fresh")
+# fault injection for tests/test_faults.py: "<stage>:<file>[:<nth>[:<action>]]", e.g.
+# "before_rename:checkpoint.pt:2:kill"; unset in normal use (then each write point costs one dict lookup)
+FAULT_ENV = "SHIFTVIT_FAULT"
+FAULT_STAGES = ("before_rename", "after_rename")
+_TEMP_SUFFIX = ".tmp"
+_fault_counts: Dict[str, int] = {}
+
+
+class RecordError(RuntimeError):
+    """A run record that cannot be read or written; the message is one line naming the file and the way out."""
+
+
+def fault_point(stage: str, path: Path) -> None:
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    want_stage, want_name, *rest = spec.split(":")
+    if (want_stage, want_name) != (stage, Path(path).name):
+        return
+    nth = int(rest[0]) if rest else 1
+    action = rest[1] if len(rest) > 1 else "kill"
+    key = f"{stage}:{want_name}"
+    _fault_counts[key] = _fault_counts.get(key, 0) + 1
+    if action == "kill" and _fault_counts[key] == nth:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if action == "enospc" and _fault_counts[key] >= nth:  # the disk stays full from the nth write on
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
+def _file_mode() -> int:
+    # mkstemp creates 0600 whatever the umask: give records the mode open() would, so colleagues can read them
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 METRIC_KEYS = ("epoch", "train_loss", "val_loss", "val_top1", "val_top5", "ema_val_top1", "lr",
                "train_images_per_s", "eval_images_per_s", "epoch_s")
 SUMMARY_KEYS = ("status", "val_top1", "val_top5", "best_val_top1", "best_epoch", "ema_val_top1", "params", "macs",
@@ -39,13 +84,16 @@ SUMMARY_KEYS = ("status", "val_top1", "val_top5", "best_val_top1", "best_epoch",
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMP_SUFFIX)
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        fault_point("before_rename", path)
         os.replace(tmp, path)
+        fault_point("after_rename", path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -81,12 +129,94 @@ def read_metrics(run_dir: Path) -> List[Dict[str, Any]]:
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError) as e:
+        raise RecordError(f"{path} is unreadable ({e}): delete it to retrain this run's epochs from the "
+                          "checkpoint's start, or train.resume=fresh to archive the record and start over") from None
 
 
 def read_summary(run_dir: Path) -> Dict[str, Any]:
     path = Path(run_dir) / SUMMARY_FILE
-    return read_json(path) if path.exists() else {}
+    try:
+        return read_json(path) if path.exists() else {}
+    except (OSError, ValueError) as e:
+        raise RecordError(f"{path} is unreadable ({e}): train.resume=fresh archives the record and starts over, "
+                          "or use another hydra.run.dir") from None
+
+
+def remove_stale_temporaries(run_dir: Path) -> List[Path]:
+    """Temporaries of atomic writes that a killed process left behind (only call while holding the lock)."""
+    removed = []
+    for path in Path(run_dir).glob(f".*{_TEMP_SUFFIX}"):
+        if any(path.name.startswith(f".{name}.") for name in (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE,
+                                                              CHECKPOINT_FILE)):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def archive_record(run_dir: Path) -> Path:
+    """Move a run's record into ``.archive/<time>/`` (train.resume=fresh): kept, but never read as a run.
+
+    config.yaml moves last, so a kill in the middle leaves a directory that still names its config."""
+    run_dir = Path(run_dir)
+    dest = run_dir / ARCHIVE_DIR / _dt.datetime.now().strftime("%Y%m%dT%H%M%S%f")
+    dest.mkdir(parents=True)
+    for name in (SUMMARY_FILE, CHECKPOINT_FILE, METRICS_FILE, CONFIG_FILE):
+        if (run_dir / name).exists():
+            os.replace(run_dir / name, dest / name)
+    return dest
+
+
+class RunLock:
+    """Exclusive ownership of a run directory for as long as the process lives (``flock`` on ``.lock``).
+
+    The kernel drops the lock when the holder dies (kill -9 included), so a lock is never stale. The file
+    holds the holder's pid and host for the message a second process gets. flock is local to one host on
+    some network file systems: two launches on two hosts sharing the directory are not excluded there.
+    """
+
+    def __init__(self, directory: Path, what: str, way_out: str, name: str = LOCK_FILE):
+        self.path = Path(directory) / name
+        self.what, self.way_out = what, way_out
+        self.fd: Optional[int] = None
+
+    def acquire(self, wait_s: float = 2.0) -> RunLock:
+        import fcntl
+        import time
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, _file_mode())
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                # readers (run_status) take the lock shared for microseconds: retry briefly before giving up
+                if time.monotonic() > deadline:
+                    holder = self.path.read_text().strip() or "another process"
+                    os.close(fd)
+                    raise RecordError(f"{self.path.parent} is in use by {holder} ({self.what}): "
+                                      f"{self.way_out}") from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        stamp = _dt.datetime.now().isoformat(timespec="seconds")
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {stamp}\n".encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
 
 
 def process_alive(run_dir: Path) -> bool:
@@ -110,7 +240,7 @@ def process_alive(run_dir: Path) -> bool:
         os.close(fd)
 
 
-def run_status(run_dir: Path, summary: Dict[str, Any] | None = None) -> str | None:
+def run_status(run_dir: Path, summary: Optional[Dict[str, Any]] = None) -> Optional[str]:
     """The status a reader should believe: a recorded ``running`` whose process is gone is ``interrupted``."""
     summary = read_summary(run_dir) if summary is None else summary
     status = summary.get("status")

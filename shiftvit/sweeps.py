@@ -1,4 +1,9 @@
-"""Sweep bookkeeping for Hydra multiruns: a live one-line-per-job status and ``sweep.csv`` at the end.
+"""Sweep bookkeeping for Hydra multiruns: job identity, one launcher at a time, a live one-line-per-job
+status, and ``sweep.csv`` whatever way the sweep ends.
+
+A job's directory is named after its overrides (``job_dir_name``, resolved by Hydra for
+``hydra.sweep.subdir``), not its number: relaunching a sweep with its arguments in another order, or with jobs
+added or removed, maps every job to its own record.
 
 Registered as a Hydra callback (``hydra.callbacks.sweep`` in ``conf/config.yaml``); it runs in the launching
 process whatever the launcher (basic, joblib, submitit), and reads only the run records the jobs write, so it
@@ -6,7 +11,9 @@ sees jobs running in other processes or on other machines sharing the file syste
 """
 from __future__ import annotations
 
+import atexit
 import csv
+import hashlib
 import io
 import json
 import re
@@ -17,21 +24,52 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
 
-from .records import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, atomic_write_bytes
+from .records import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, RecordError, RunLock, atomic_write_bytes, run_status
 
 SWEEP_CSV = "sweep.csv"
+SWEEP_LOCK_FILE = ".sweep.lock"
+# one line: why the latest launch of a job did not run it (a config error, another config's record ...);
+# beside the record, not in it, so that a refused launch changes nothing the record says
+LAUNCH_ERROR_FILE = ".launch_error"
+JOB_DIR_RESOLVER = "shiftvit_job_dir"
 CSV_COLUMNS = ("job", "overrides", "status", "val_top1", "best_val_top1", "ema_val_top1", "val_top5", "macs",
                "params", "train_images_per_s", "eval_images_per_s", "wall_s", "mixer", "gamma", "tau", "depths",
-               "seed", "epochs_done", "config_hash", "duplicate_of", "error", "run_dir")
+               "seed", "epochs_done", "config_hash", "duplicate_of", "error", "launch_error", "run_dir")
+FAILED = "failed"
+
+
+def job_dir_name(override_dirname: str) -> str:
+    """A job's directory name from Hydra's ``override_dirname`` (its overrides, sorted): the same overrides
+    give the same directory whatever their order on the command line. Characters that would nest folders
+    ('/' in gamma=1/12) or trouble a shell are replaced, and a hash of the exact overrides is appended
+    whenever the name had to change, so two different jobs never share a directory."""
+    if not override_dirname:
+        return "defaults"
+    slug = re.sub(r"[^A-Za-z0-9=,.+_-]+", "_", override_dirname)
+    if slug == override_dirname and len(slug) <= 120:
+        return slug
+    return f"{slug[:100]}-{hashlib.sha256(override_dirname.encode()).hexdigest()[:8]}"
+
+
+def register_resolver() -> None:
+    if not OmegaConf.has_resolver(JOB_DIR_RESOLVER):
+        OmegaConf.register_new_resolver(JOB_DIR_RESOLVER, job_dir_name)
+
+
+# jobs of parallel launchers resolve their directory in their own process, which imports this module when
+# it unpickles the callback
+register_resolver()
 
 
 def job_dirs(sweep_dir: Path) -> List[Path]:
-    """Job directories of a sweep (Hydra names them by job number)."""
+    """Job directories of a sweep: every visible sub-directory that Hydra or a run wrote into."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         return []
-    return sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+    return sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and ((p / ".hydra").is_dir() or (p / SUMMARY_FILE).exists()))
 
 
 def _read_json(path: Path) -> Dict[str, Any]:
@@ -42,38 +80,59 @@ def _read_json(path: Path) -> Dict[str, Any]:
 
 
 def job_overrides(job_dir: Path) -> List[str]:
+    """The overrides of the run recorded in ``job_dir`` (Hydra's own copy is rewritten by every launch)."""
+    overrides = _read_json(job_dir / SUMMARY_FILE).get("overrides")
+    if isinstance(overrides, list):
+        return [str(o) for o in overrides]
     try:
         return [str(o) for o in yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []]
     except (OSError, yaml.YAMLError):
         return []
 
 
+def launch_error(job_dir: Path) -> Optional[str]:
+    try:
+        return (job_dir / LAUNCH_ERROR_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
 def job_row(job_dir: Path) -> Dict[str, Any]:
     summary = _read_json(job_dir / SUMMARY_FILE)
     row: Dict[str, Any] = {k: summary.get(k) for k in CSV_COLUMNS}
-    row.update(job=int(job_dir.name), overrides=" ".join(job_overrides(job_dir)), run_dir=str(job_dir),
-               status=summary.get("status", "queued"))
+    refused = launch_error(job_dir)
+    status = run_status(job_dir, summary) if summary else (FAILED if refused else "queued")
+    row.update(job=job_dir.name, overrides=" ".join(job_overrides(job_dir)), run_dir=str(job_dir), status=status,
+               launch_error=refused)
     if isinstance(row["depths"], list):
         row["depths"] = ",".join(map(str, row["depths"]))
     return row
 
 
-def write_sweep_csv(sweep_dir: Path) -> Path:
+def sweep_rows(sweep_dir: Path) -> List[Dict[str, Any]]:
+    return [job_row(job) for job in job_dirs(sweep_dir)]
+
+
+def write_sweep_csv(sweep_dir: Path, rows: Optional[List[Dict[str, Any]]] = None) -> Path:
     """One row per job (overrides, status, top-1, MACs, params, throughput, run dir), written atomically."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
     writer.writeheader()
-    for job in job_dirs(sweep_dir):
-        writer.writerow(job_row(job))
+    for row in sweep_rows(sweep_dir) if rows is None else rows:
+        writer.writerow(row)
     path = Path(sweep_dir) / SWEEP_CSV
     atomic_write_bytes(path, buffer.getvalue().encode())
     return path
 
 
 def job_status(job_dir: Path) -> str:
-    """``queued`` / ``running epoch k/N`` / ``completed top-1 ..`` / ``diverged`` / ``failed`` / ``duplicate``."""
+    """``starting`` / ``running epoch k/N`` / ``completed top-1 ..`` / ``diverged`` / ``failed`` / ``duplicate``
+    / ``interrupted`` (a recorded ``running`` whose process is gone)."""
     summary = _read_json(job_dir / SUMMARY_FILE)
-    status = summary.get("status")
+    refused = launch_error(job_dir)
+    if refused:
+        return f"{FAILED}: {refused}"
+    status = run_status(job_dir, summary) if summary else None
     if status is None:
         return "starting"
     if status == "running":
@@ -142,7 +201,7 @@ class SweepMonitor:
             status = job_status(job)
             if self.seen.get(job.name) != status:
                 self.seen[job.name] = status
-                lines.append(f"[sweep] job {job.name:>3} {_short(job_overrides(job))}: {status}")
+                lines.append(f"[sweep] {_short(job_overrides(job))}: {status}")
         if lines:
             finished = sum(1 for s in self.seen.values() if not s.startswith(("running", "starting")))
             total = self.total if self.total is not None else "?"
@@ -155,28 +214,71 @@ class SweepMonitor:
 
 
 class SweepCallback(Callback):
-    """Hydra callback: live per-job status while a multirun goes, ``sweep.csv`` when it ends."""
+    """Hydra callback: one launcher per sweep, live per-job status, ``sweep.csv`` after every job and at the
+    end however the sweep ends (all done, a failed job, Ctrl-C), and exit code 1 when a job failed."""
 
     def __init__(self, poll_s: float = 2.0, live: bool = True):
         self.poll_s, self.live = poll_s, live
         self.monitor: Optional[SweepMonitor] = None
+        self.lock: Optional[RunLock] = None
+        self.sweep_dir: Optional[Path] = None
 
     def __getstate__(self) -> Dict[str, Any]:
-        # parallel launchers (joblib, submitit) pickle Hydra's callbacks into each job: the monitor thread
-        # belongs to the launching process only
-        return {**self.__dict__, "monitor": None}
+        # parallel launchers (joblib, submitit) pickle Hydra's callbacks into each job: the monitor thread and
+        # the sweep lock belong to the launching process only
+        return {**self.__dict__, "monitor": None, "lock": None, "sweep_dir": None}
 
     def on_multirun_start(self, config, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            self.lock = RunLock(sweep_dir, "launching this sweep", "wait for it to end, or stop it and launch "
+                                "again (its jobs resume where they stopped)", name=SWEEP_LOCK_FILE).acquire()
+        except (RecordError, OSError) as e:
+            message = e if isinstance(e, RecordError) else f"cannot write to {sweep_dir} ({e.strerror or e}): " \
+                "choose a writable hydra.sweep.dir"
+            print(f"error: {message}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+        self.sweep_dir = sweep_dir
+        atexit.register(self._finish)  # Ctrl-C or a crash of the launcher still leaves sweep.csv
         total = expected_jobs(list(config.hydra.overrides.task), config.hydra.sweeper.get("params"))
         if self.live:
             self.monitor = SweepMonitor(sweep_dir, total, self.poll_s)
             self.monitor.start()
 
+    def on_job_end(self, config, job_return, **kwargs: Any) -> None:
+        if self.sweep_dir is not None:  # the launching process (basic launcher): keep sweep.csv current
+            write_sweep_csv(self.sweep_dir)
+
     def on_multirun_end(self, config, **kwargs: Any) -> None:
+        failed = self._finish()
+        if failed:
+            raise SystemExit(1)
+
+    def _finish(self) -> List[str]:
+        """Write sweep.csv, say how the jobs ended, release the lock; returns the failed jobs' names."""
+        if self.sweep_dir is None:
+            return []
+        sweep_dir, self.sweep_dir = self.sweep_dir, None
+        atexit.unregister(self._finish)
         if self.monitor is not None:
             self.monitor.stop()
-        sweep_dir = Path(config.hydra.sweep.dir)
-        if sweep_dir.is_dir():
-            path = write_sweep_csv(sweep_dir)
-            print(f"[sweep] wrote {path}", flush=True)
+        failed: List[str] = []
+        try:
+            if sweep_dir.is_dir():
+                rows = sweep_rows(sweep_dir)
+                path = write_sweep_csv(sweep_dir, rows)
+                counts: Dict[str, int] = {}
+                for row in rows:
+                    counts[row["status"]] = counts.get(row["status"], 0) + 1
+                failed = [row["job"] for row in rows if row["status"] == FAILED or row["launch_error"]]
+                tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+                print(f"[sweep] wrote {path} ({tally})", flush=True)
+                if failed:
+                    print(f"[sweep] {len(failed)} of {len(rows)} jobs failed: {', '.join(failed)} "
+                          f"(their errors: the 'error' and 'launch_error' columns of {path.name})",
+                          file=sys.stderr, flush=True)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
+        return failed

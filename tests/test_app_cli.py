@@ -11,6 +11,7 @@ from helpers import ROOT, popen_cli, run_cli
 from wandb_log import history
 
 from shiftvit.records import METRIC_KEYS, SUMMARY_KEYS, read_metrics, read_summary
+from shiftvit.sweeps import job_dirs
 
 REQUIRED = ("status", "val_top1", "val_top5", "best_val_top1", "ema_val_top1", "params", "macs",
             "train_images_per_s", "eval_images_per_s", "wall_s", "seed", "git_commit")
@@ -50,8 +51,9 @@ def test_four_job_sweep_with_exact_gamma_and_dedupe(tmp_path):
     proc = run_cli(["-m", "mixer=shift,attn", "gamma=1/12,1/6", "train.epochs=1", "logger=none",
                     f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    jobs = sorted((p for p in sweep.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-    assert len(jobs) == 4  # num-named subdirs: '1/12' does not nest folders
+    jobs = job_dirs(sweep)
+    assert len(jobs) == 4  # named after the overrides: '1/12' does not nest folders
+    assert all(job.parent == sweep for job in jobs)
     records = {}
     for job in jobs:
         overrides = [o for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())

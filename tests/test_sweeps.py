@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from experiments import sweep as wandb_sweep
 from shiftvit.app import resolve
 from shiftvit.records import read_metrics, read_summary
-from shiftvit.sweeps import expected_jobs, job_status, write_sweep_csv
+from shiftvit.sweeps import expected_jobs, job_dirs, job_status, write_sweep_csv
 
 CONF = ROOT / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -121,6 +121,12 @@ def _rows(sweep_dir: Path):
         return list(csv.DictReader(f))
 
 
+def _job(sweep_dir: Path, override: str) -> Path:
+    """The job directory of the job with this override (directories are named after their overrides)."""
+    [job] = [j for j in job_dirs(sweep_dir) if override in j.name.split(",")]
+    return job
+
+
 SMALL = ["mixer=shift,identity", "train.epochs=1", "logger=none"]
 
 
@@ -132,14 +138,16 @@ def test_joblib_two_jobs_then_relaunch_trains_nothing(tmp_path):
     rows = _rows(sweep)
     assert [r["status"] for r in rows] == ["completed", "completed"]
     assert {r["mixer"] for r in rows} == {"shift", "identity"}
-    for job in ("0", "1"):
-        assert yaml.safe_load((sweep / job / "config.yaml").read_text())["train"]["threads"] == max(
+    jobs = job_dirs(sweep)
+    assert len(jobs) == 2
+    for job in jobs:
+        assert yaml.safe_load((job / "config.yaml").read_text())["train"]["threads"] == max(
             1, (os.cpu_count() or 1) // 2)
-    stamps = {job: (sweep / job / "checkpoint.pt").stat().st_mtime_ns for job in ("0", "1")}
+    stamps = {job: (job / "checkpoint.pt").stat().st_mtime_ns for job in jobs}
     again = run_cli(args, cwd=tmp_path)  # same sweep, basic launcher this time
     assert again.returncode == 0, again.stderr[-3000:]
     assert (again.stdout + again.stderr).count("nothing to do") == 2
-    assert {job: (sweep / job / "checkpoint.pt").stat().st_mtime_ns for job in ("0", "1")} == stamps
+    assert {job: (job / "checkpoint.pt").stat().st_mtime_ns for job in jobs} == stamps
 
 
 def test_submitit_local_two_jobs(tmp_path):
@@ -147,7 +155,7 @@ def test_submitit_local_two_jobs(tmp_path):
     proc = run_cli(["-m", *SMALL, f"hydra.sweep.dir={sweep}", "hydra/launcher=submitit_local",
                     "hydra.launcher.timeout_min=10"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert [read_summary(sweep / j)["status"] for j in ("0", "1")] == ["completed", "completed"]
+    assert [read_summary(j)["status"] for j in job_dirs(sweep)] == ["completed", "completed"]
     assert (sweep / ".submitit").is_dir()
     assert [r["status"] for r in _rows(sweep)] == ["completed", "completed"]
 
@@ -158,20 +166,22 @@ def test_cut_off_sweep_resumes_with_the_same_command(tmp_path):
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=tmp_path, env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     start = time.time()
-    while len(read_metrics(sweep / "1")) < 1:
+    while not (sweep / "logger=none,mixer=identity,train.epochs=3").is_dir() or \
+            len(read_metrics(_job(sweep, "mixer=identity"))) < 1:
         assert proc.poll() is None, proc.stdout.read()[-3000:]
         assert time.time() - start < 600
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the whole sweep dies, job 1 in the middle
     proc.wait()
-    assert read_summary(sweep / "0")["status"] == "completed"
-    assert read_summary(sweep / "1")["status"] == "running"
-    assert job_status(sweep / "1").startswith("running epoch ")
+    shift, identity = _job(sweep, "mixer=shift"), _job(sweep, "mixer=identity")
+    assert read_summary(shift)["status"] == "completed"
+    assert read_summary(identity)["status"] == "running"  # as recorded; its process is gone:
+    assert job_status(identity) == "interrupted"
     write_sweep_csv(sweep)
-    assert [r["status"] for r in _rows(sweep)] == ["completed", "running"]
+    assert [r["status"] for r in _rows(sweep)] == ["interrupted", "completed"]  # identity, shift
     again = run_cli(args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     out = again.stdout + again.stderr
     assert out.count("nothing to do") == 1 and "resumed from" in out
     assert [r["status"] for r in _rows(sweep)] == ["completed", "completed"]
-    assert [r["epoch"] for r in read_metrics(sweep / "1")] == [0, 1, 2]
+    assert [r["epoch"] for r in read_metrics(identity)] == [0, 1, 2]

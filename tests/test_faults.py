@@ -1,0 +1,384 @@
+"""Fault injection: kills at every write point, a full disk, damaged files, reused and reordered directories,
+concurrent launches and another user reading the records. Each case ends by comparing the final records
+with those of an uninterrupted run.
+
+Kills happen in real processes: each run is a fork of this test process (so torch is imported once), which
+``SHIFTVIT_FAULT`` makes SIGKILL itself at the named write point (see ``shiftvit.records.fault_point``).
+"""
+import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from helpers import ROOT, cli_env, popen_cli, run_cli
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from shiftvit.app import ConfigError, config_hash, resolve, run_experiment
+from shiftvit.records import (
+    ARCHIVE_DIR,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    FAULT_ENV,
+    LOCK_FILE,
+    METRICS_FILE,
+    SUMMARY_FILE,
+    RecordError,
+    RunLock,
+    read_metrics,
+    read_summary,
+    run_status,
+)
+from shiftvit.sweeps import SWEEP_CSV, job_dirs, sweep_rows
+
+CONF = ROOT / "conf"
+def small(epochs: int = 3, num_train: int = 64) -> list:
+    """A run of a few seconds: 4 batches per epoch by default."""
+    return ["logger=none", "data=synthetic", "data.img_size=32", "data.num_classes=4", f"data.num_train={num_train}",
+            "data.num_val=32", "train.batch_size=16", f"train.epochs={epochs}", "train.warmup_epochs=1"]
+
+
+SMALL = tuple(small())
+TIMING = ("train_images_per_s", "eval_images_per_s", "epoch_s")
+
+
+def composed(*overrides: str) -> dict:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return OmegaConf.to_container(compose("config", overrides=list(overrides)), resolve=True)
+
+
+def _child(cfg: dict, run_dir: str, fault: str, sweep_dir) -> None:
+    os.environ.pop(FAULT_ENV, None)
+    if fault:
+        os.environ[FAULT_ENV] = fault
+    os.umask(0o022)
+    torch.set_num_threads(1)  # the same in every run, so that metrics compare bit for bit
+    try:
+        run_experiment(cfg, Path(run_dir), sweep_dir=Path(sweep_dir) if sweep_dir else None)
+    except BaseException as e:  # noqa: BLE001 - the exit code carries it to the test
+        print(f"child: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        os._exit(3)
+    os._exit(0)
+
+
+def run_forked(cfg: dict, run_dir: Path, fault: str = "", sweep_dir=None) -> int:
+    process = multiprocessing.get_context("fork").Process(target=_child,
+                                                          args=(cfg, str(run_dir), fault, sweep_dir))
+    process.start()
+    process.join(300)
+    assert process.exitcode is not None, "the run did not end"
+    return process.exitcode
+
+
+def metrics_without_timing(run_dir: Path):
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in read_metrics(run_dir)]
+
+
+def temporaries(run_dir: Path):
+    return sorted(p.name for p in Path(run_dir).glob(".*.tmp"))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run every faulted run must end up equal to."""
+    run_dir = tmp_path_factory.mktemp("faults") / "reference"
+    cfg = composed(*SMALL)
+    assert run_forked(cfg, run_dir) == 0
+    return cfg, run_dir
+
+
+def assert_same_records(run_dir: Path, reference_dir: Path):
+    rows = read_metrics(run_dir)
+    assert [r["epoch"] for r in rows] == [0, 1, 2], "every epoch's row exactly once"
+    assert metrics_without_timing(run_dir) == metrics_without_timing(reference_dir)
+    summary, expected = read_summary(run_dir), read_summary(reference_dir)
+    assert summary["status"] == "completed" and run_status(run_dir) == "completed"
+    for key in ("val_top1", "best_val_top1", "best_epoch", "ema_val_top1", "epochs_done", "config_hash"):
+        assert summary[key] == expected[key], key
+    assert temporaries(run_dir) == []
+
+
+# --- 3. kill -9 at every write point ----------------------------------------------------------------------------
+# (stage, file, which write): the 2nd checkpoint/metrics write is epoch 2's; summary.json is written at the start
+# (1), after each epoch (2-4) and at the end (5)
+WRITE_POINTS = [
+    ("before_rename", CONFIG_FILE, 1),
+    ("before_rename", CHECKPOINT_FILE, 2),
+    ("after_rename", CHECKPOINT_FILE, 2),
+    ("before_rename", METRICS_FILE, 2),
+    ("after_rename", METRICS_FILE, 2),
+    ("before_rename", SUMMARY_FILE, 3),
+    ("before_rename", SUMMARY_FILE, 5),
+    ("after_rename", CHECKPOINT_FILE, 3),
+]
+
+
+@pytest.mark.parametrize("stage,name,nth", WRITE_POINTS, ids=[f"{s}-{n}-{k}" for s, n, k in WRITE_POINTS])
+def test_kill_at_write_point_then_rerun_equals_uninterrupted(reference, tmp_path, stage, name, nth):
+    cfg, reference_dir = reference
+    run_dir = tmp_path / "run"
+    assert run_forked(cfg, run_dir, f"{stage}:{name}:{nth}") == -signal.SIGKILL
+    if (run_dir / SUMMARY_FILE).exists():
+        assert read_summary(run_dir)["status"] == "running"
+        assert run_status(run_dir) == "interrupted", "a dead process's run must not read as running"
+    assert run_forked(cfg, run_dir) == 0
+    assert_same_records(run_dir, reference_dir)
+
+
+def test_kill_between_claim_and_its_content_does_not_make_a_self_duplicate(reference, tmp_path):
+    cfg, reference_dir = reference
+    sweep_dir, run_dir = tmp_path / "sweep", tmp_path / "sweep" / "job"
+    claim = config_hash(resolve(cfg))
+    assert run_forked(cfg, run_dir, f"before_rename:{claim}:1", sweep_dir=sweep_dir) == -signal.SIGKILL
+    assert run_forked(cfg, run_dir, sweep_dir=sweep_dir) == 0
+    assert read_summary(run_dir).get("duplicate_of") is None
+    assert_same_records(run_dir, reference_dir)
+    # a second job of the same config in the sweep is the duplicate, pointing at the first
+    other = tmp_path / "sweep" / "other"
+    assert run_forked(cfg, other, sweep_dir=sweep_dir) == 0
+    assert read_summary(other)["status"] == "duplicate"
+    assert (other / read_summary(other)["duplicate_of"]).resolve() == run_dir.resolve()
+
+
+def test_wall_time_sums_every_attempt(reference, tmp_path):
+    cfg, _ = reference
+    run_dir = tmp_path / "run"
+    assert run_forked(cfg, run_dir, f"after_rename:{METRICS_FILE}:2") == -signal.SIGKILL
+    first_attempt = read_summary(run_dir)["wall_s"]
+    first_epoch = read_metrics(run_dir)[0]["epoch_s"]
+    assert first_attempt >= first_epoch, "the killed attempt's time up to its last epoch is recorded"
+    assert run_forked(cfg, run_dir) == 0
+    summary = read_summary(run_dir)
+    retrained = sum(r["epoch_s"] for r in read_metrics(run_dir)[1:])  # epochs 2 and 3 ran in the 2nd attempt
+    assert summary["wall_s"] >= first_attempt + retrained
+    assert summary["attempts"] == 2
+
+
+# --- 5. a full disk -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fault,stays_running", [
+    (f"before_rename:{CHECKPOINT_FILE}:2:enospc", False),  # the summary can still say 'failed'
+    (f"before_rename:{SUMMARY_FILE}:3:enospc", True),      # nothing can be written any more
+])
+def test_full_disk_fails_with_one_line_and_rerun_recovers(reference, tmp_path, capfd, fault, stays_running):
+    cfg, reference_dir = reference
+    run_dir = tmp_path / "run"
+    assert run_forked(cfg, run_dir, fault) == 3
+    err = capfd.readouterr().err
+    line = next(line for line in err.splitlines() if line.startswith("child: "))
+    assert line.startswith("child: RecordError: cannot write ") and "No space left on device" in line
+    assert "rerun the same command" in line
+    recorded = read_summary(run_dir)["status"]
+    assert recorded == ("running" if stays_running else "failed")
+    assert run_status(run_dir) == ("interrupted" if stays_running else "failed")
+    assert run_forked(cfg, run_dir) == 0
+    assert_same_records(run_dir, reference_dir)
+
+
+# --- 4. records readable by others --------------------------------------------------------------------------------
+def test_records_have_the_umask_mode_and_another_user_can_analyse_them(reference):
+    _, reference_dir = reference
+    for name in (CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, CHECKPOINT_FILE):
+        assert (reference_dir / name).stat().st_mode & 0o777 == 0o644, name  # umask 022 in the run
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("reading as another uid needs root and setpriv (the modes above were checked)")
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable]
+    probe = subprocess.run([*nobody, "-c", "import analysis.load"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=120, env=cli_env(PYTHONPATH=str(ROOT)))
+    if probe.returncode != 0:
+        pytest.skip(f"uid 65534 cannot run this checkout's python here (the modes above were checked): "
+                    f"{probe.stderr.strip().splitlines()[-1:]}")
+    shared = Path(tempfile.mkdtemp(prefix="shiftvit-shared-"))
+    try:
+        shared.chmod(0o755)
+        shutil.copytree(reference_dir, shared / "run", copy_function=shutil.copy2)
+        code = ("import sys, warnings; warnings.simplefilter('error'); from analysis.load import load_runs; "
+                "df = load_runs(sys.argv[1]); print(len(df), list(df['status']))")
+        proc = subprocess.run([*nobody, "-c", code, str(shared)], cwd=ROOT, capture_output=True, text=True,
+                              timeout=120, env=cli_env(PYTHONPATH=str(ROOT)))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.strip() == "1 ['completed']"
+    finally:
+        shutil.rmtree(shared)
+
+
+# --- 1. a run directory belongs to one config ---------------------------------------------------------------------
+def test_reused_run_dir_with_another_config_is_refused_untouched(reference, tmp_path):
+    cfg, reference_dir = reference
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference_dir, run_dir)
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file() and p.name != LOCK_FILE}
+    for change, shown in (("train.lr=0.0001", "train.lr: 0.002 -> 0.0001"), ("seed=1", "seed: 0 -> 1")):
+        with pytest.raises(ConfigError) as error:
+            run_experiment(composed(*SMALL, change), run_dir)
+        message = str(error.value)
+        assert shown in message and "train.resume=fresh" in message and "hydra.run.dir" in message
+        assert "\n" not in message
+        after = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file() and p.name != LOCK_FILE}
+        assert after == before, "a refused run touches nothing"
+    # the same config again: finished stays finished, nothing retrained
+    assert run_experiment(cfg, run_dir) == read_summary(reference_dir)
+    # fresh: the old record is archived (and never found by the loaders), the new one is the new config's
+    new_cfg = composed(*SMALL, "train.lr=0.0001", "train.epochs=1", "train.resume=fresh")
+    summary = run_experiment(new_cfg, run_dir)
+    assert summary["status"] == "completed" and summary["config_hash"] == config_hash(resolve(new_cfg))
+    assert yaml.safe_load((run_dir / CONFIG_FILE).read_text())["train"]["lr"] == 0.0001
+    [archived] = list((run_dir / ARCHIVE_DIR).iterdir())
+    assert (archived / SUMMARY_FILE).read_bytes() == before[SUMMARY_FILE]
+    from analysis.load import find_run_dirs
+
+    assert find_run_dirs(tmp_path) == [run_dir.resolve()]
+
+
+def test_changed_default_in_a_relaunched_sweep_keeps_every_record(tmp_path):
+    """A default edited in conf/train/cpu.yaml, the same -m command again: every job refuses, nothing lies."""
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    sweep = tmp_path / "sweep"
+    args = ["-m", "seed=0,1", *small(epochs=1), f"hydra.sweep.dir={sweep}", "--config-path", str(conf)]
+    first = run_cli(args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    records = {job.name: (job / SUMMARY_FILE).read_bytes() for job in job_dirs(sweep)}
+    cpu = conf / "train" / "cpu.yaml"
+    cpu.write_text(cpu.read_text().replace("lr: 2.0e-3", "lr: 1.0e-3"))
+    second = run_cli(args, cwd=tmp_path)
+    assert second.returncode == 1
+    assert second.stderr.count("holds a run of another config (train.lr: 0.002 -> 0.001)") == 2
+    assert "Traceback" not in second.stderr
+    assert {job.name: (job / SUMMARY_FILE).read_bytes() for job in job_dirs(sweep)} == records
+    rows = sweep_rows(sweep)
+    assert [r["status"] for r in rows] == ["completed", "completed"]  # what the records say, of their config
+    assert all("another config" in r["launch_error"] for r in rows)
+    assert (sweep / SWEEP_CSV).read_text().count("another config") == 2
+
+
+# --- 2. a sweep job is its overrides --------------------------------------------------------------------------
+def test_reordered_and_extended_sweep_maps_each_job_to_its_record(tmp_path):
+    sweep = tmp_path / "sweep"
+    base = [*small(epochs=1), f"hydra.sweep.dir={sweep}"]
+    first = run_cli(["-m", "seed=0,1", "train.lr=0.002,0.001", *base], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    records = {job.name: (job / SUMMARY_FILE).read_bytes() for job in job_dirs(sweep)}
+    assert len(records) == 4
+    second = run_cli(["-m", "train.lr=0.002,0.001,0.0005", "seed=0,1", *base], cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    jobs = job_dirs(sweep)
+    assert len(jobs) == 6
+    for job in jobs:
+        summary = read_summary(job)
+        assert summary["status"] == "completed", (job.name, summary["status"])
+        lr = next(o for o in summary["overrides"] if o.startswith("train.lr="))
+        assert yaml.safe_load((job / CONFIG_FILE).read_text())["train"]["lr"] == float(lr.split("=")[1])
+        if job.name in records:
+            assert (job / SUMMARY_FILE).read_bytes() == records[job.name], "a finished record was rewritten"
+    assert [r["status"] for r in sweep_rows(sweep)] == ["completed"] * 6
+
+
+# --- 6 and 7. one launcher per sweep; Ctrl-C; a failed job ---------------------------------------------------
+def test_second_launch_is_refused_and_ctrl_c_leaves_sweep_csv(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "seed=0,1", *small(epochs=2, num_train=1024), f"hydra.sweep.dir={sweep}"]
+    first = popen_cli(args, cwd=tmp_path)
+    deadline = time.time() + 300
+    while not any(read_metrics(job) for job in job_dirs(sweep)):
+        assert first.poll() is None and time.time() < deadline, first.stdout.read()[-3000:]
+        time.sleep(0.05)
+    second = run_cli(args, cwd=tmp_path)
+    assert second.returncode == 2
+    lines = [line for line in second.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"in use by pid {first.pid} " in lines[0], second.stderr
+    first.send_signal(signal.SIGINT)
+    out, _ = first.communicate(timeout=120)
+    assert first.returncode == 130, out[-3000:]
+    assert "Traceback" not in out
+    rows = sweep_rows(sweep)
+    assert (sweep / SWEEP_CSV).exists() and "interrupted" in [r["status"] for r in rows]
+    relaunch = run_cli(args, cwd=tmp_path)
+    assert relaunch.returncode == 0, relaunch.stderr[-3000:]
+    assert "resumed from" in relaunch.stdout + relaunch.stderr
+    for job in job_dirs(sweep):
+        assert [r["epoch"] for r in read_metrics(job)] == [0, 1]
+        assert read_summary(job)["status"] == "completed"
+
+
+def test_failed_job_does_not_stop_the_sweep_and_sweep_csv_is_written(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(["-m", "gamma=0.5,1/12", *small(epochs=1), f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.count("error: gamma=0.5 is outside (0, 1/4]") == 1
+    rows = {r["overrides"].split()[0]: r for r in sweep_rows(sweep)}
+    assert rows["gamma=0.5"]["status"] == "failed" and "outside" in rows["gamma=0.5"]["launch_error"]
+    assert rows["gamma=1/12"]["status"] == "completed"
+    assert (sweep / SWEEP_CSV).read_text().count("\n") == 3
+
+
+def test_sigint_in_a_single_run_checkpoints_and_says_one_line(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = popen_cli([*small(num_train=1024), f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    deadline = time.time() + 300
+    while not read_metrics(run_dir):
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-3000:]
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-3000:]
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out
+    assert sum(line.startswith("interrupted by SIGINT") for line in out.splitlines()) == 1
+    summary = read_summary(run_dir)
+    assert summary["status"] == "interrupted" and summary["interrupted_by"] == "SIGINT"
+    assert (run_dir / CHECKPOINT_FILE).exists()
+
+
+# --- 6 (single runs) and 8. a busy directory, damaged files, unwritable places ---------------------------------
+def test_busy_run_dir_is_refused_with_the_holder(reference, tmp_path):
+    cfg, _ = reference
+    with RunLock(tmp_path, "a test", "wait"):
+        with pytest.raises(RecordError, match=rf"in use by pid {os.getpid()} on .*: wait for it to finish"):
+            run_experiment(cfg, tmp_path)
+    assert not (tmp_path / SUMMARY_FILE).exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "metrics"])
+def test_damaged_record_gives_one_line_naming_the_file(reference, tmp_path, damage):
+    cfg, _ = reference
+    run_dir = tmp_path / "run"
+    assert run_forked(cfg, run_dir, f"after_rename:{METRICS_FILE}:2") == -signal.SIGKILL
+    checkpoint, metrics = run_dir / CHECKPOINT_FILE, run_dir / METRICS_FILE
+    if damage == "truncate":
+        checkpoint.write_bytes(checkpoint.read_bytes()[:4096])
+    elif damage == "empty":
+        checkpoint.write_bytes(b"")
+    else:
+        metrics.write_text(metrics.read_text()[:-20])
+    with pytest.raises(RecordError) as error:
+        run_experiment(cfg, run_dir)
+    message = str(error.value)
+    damaged = metrics if damage == "metrics" else checkpoint
+    assert message.startswith(f"{damaged} is unreadable") and "train.resume=fresh" in message
+    assert "\n" not in message and "weights_only" not in message
+
+
+@pytest.mark.parametrize("args", [["hydra.run.dir=/proc/shiftvit-run"], ["-m", "seed=0,1",
+                                                                         "hydra.sweep.dir=/proc/shiftvit-sweep"]])
+def test_unwritable_output_dir_is_one_line(tmp_path, args):
+    proc = run_cli(args, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: cannot write to /proc/shiftvit-"), proc.stderr
+    assert "=DIR" in lines[0]
+
+
+def test_flops_cli_unknown_model_is_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "shiftvit.flops", "bogus_model"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, env=cli_env())
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "unknown model 'bogus_model'" in lines[0] and "--variants" in lines[0]
