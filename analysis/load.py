@@ -1,7 +1,10 @@
 """Run records -> tidy pandas DataFrames (one row per run; one row per run x epoch x metric).
 
 Reads only what the runs wrote (``config.yaml``, ``summary.json``, ``metrics.jsonl``), never training state.
-Corrupt, partial or still-running run directories are skipped with a warning naming them.
+Every run gets its ``arm`` (see ``arms``): the configuration it ran, seed excluded. Runs that finished
+(``USED_STATUSES``) enter means and tests; diverged, failed and interrupted runs (``FAILED_STATUSES``) are
+loaded too, so that each arm can say how many of its seeds failed. Anything else (corrupt records, live runs,
+duplicates) is skipped with a warning naming the directory and why.
 """
 from __future__ import annotations
 
@@ -15,11 +18,21 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 import pandas as pd
 import yaml
 
+from shiftvit.records import CONFIG_FILE, METRICS_FILE, STATUSES, SUMMARY_FILE, run_status
+
+from .arms import MIXER_ORDER, assign_arms, flatten_config
+
 PathLike = Union[str, Path]
-FINISHED = ("completed", "diverged")
+# statuses whose accuracy is a result: they, and only they, enter means and tests
+USED_STATUSES = ("completed",)
+# statuses that are findings about an arm (counted and named per arm), never averaged
+FAILED_STATUSES = ("diverged", "failed", "interrupted")
+LOADED_STATUSES = (*USED_STATUSES, *FAILED_STATUSES)
+assert set(LOADED_STATUSES) <= set(STATUSES), "analysis statuses must be statuses the records write"
 SUMMARY_COLUMNS = ("status", "val_top1", "val_top5", "best_val_top1", "ema_val_top1", "val_loss", "macs", "params",
                    "train_images_per_s", "eval_images_per_s", "wall_s", "epochs_done", "config_hash", "git_commit",
-                   "duplicate_of")
+                   "duplicate_of", "error")
+METRICS = ("val_top1", "val_top5", "best_val_top1", "ema_val_top1")
 
 
 class SkippedRun(UserWarning):
@@ -27,17 +40,22 @@ class SkippedRun(UserWarning):
 
 
 def find_run_dirs(paths: Union[PathLike, Iterable[PathLike]]) -> List[Path]:
-    """Every directory holding a ``summary.json`` under the given paths or glob patterns."""
+    """Every directory holding a run record under the given paths or glob patterns. Directories below a
+    given root whose path has a part starting with '.' (``.archive`` of old records, ``.hydra``) or named
+    ``wandb`` are not runs and are never searched."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     found = set()
     for pattern in paths:
         matches = [Path(p) for p in glob.glob(str(pattern))] or [Path(pattern)]
         for base in matches:
-            if (base / "summary.json").exists() or (base / "config.yaml").exists():
+            if (base / SUMMARY_FILE).exists() or (base / CONFIG_FILE).exists():
                 found.add(base.resolve())
             if base.is_dir():
-                found.update(p.parent.resolve() for p in base.rglob("summary.json") if "wandb" not in p.parts)
+                for summary in base.rglob(SUMMARY_FILE):
+                    below = summary.parent.relative_to(base).parts
+                    if not any(part.startswith(".") or part == "wandb" for part in below):
+                        found.add(summary.parent.resolve())
     return sorted(found)
 
 
@@ -45,51 +63,76 @@ def _gamma_float(value: Any) -> Optional[float]:
     return None if value in (None, "") else float(Fraction(str(value)))
 
 
-def run_row(run_dir: Path) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
-    """One run as a flat dict, or (None, why) when it cannot be used."""
+def _read_record(run_dir: Path) -> Tuple[Optional[Dict[str, Any]], Optional[Dict[str, Any]], Optional[str]]:
+    """(summary, config, None) or (None, None, why)."""
     try:
-        summary = json.loads((run_dir / "summary.json").read_text())
+        summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     except FileNotFoundError:
-        return None, "no summary.json"
+        return None, None, "no summary.json"
     except (OSError, ValueError) as e:
-        return None, f"corrupt summary.json ({e})"
+        return None, None, f"corrupt summary.json ({e})"
     try:
-        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        config = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
     except FileNotFoundError:
-        return None, "no config.yaml"
+        return None, None, "no config.yaml"
     except (OSError, yaml.YAMLError) as e:
-        return None, f"corrupt config.yaml ({e})"
-    status = summary.get("status")
-    if status not in (*FINISHED, "duplicate", "failed", "interrupted"):
-        return None, f"status {status!r} (still running, or cut off)"
+        return None, None, f"corrupt config.yaml ({e})"
+    if not isinstance(summary, dict) or not isinstance(config, dict):
+        return None, None, "summary.json or config.yaml is not a mapping"
+    return summary, config, None
+
+
+def run_row(run_dir: Path) -> Tuple[Optional[Dict[str, Any]], Optional[Dict[str, Any]], Optional[str]]:
+    """One run as (flat row, flat effective config, None), or (None, None, why) when it cannot be used."""
+    summary, config, why = _read_record(run_dir)
+    if why:
+        return None, None, why
+    status = run_status(run_dir, summary)
+    if status == "running":
+        return None, None, "status 'running' (still running)"
+    if status == "duplicate":
+        return None, None, f"duplicate of {summary.get('duplicate_of')} (the same run twice)"
+    if status not in LOADED_STATUSES:
+        return None, None, f"status {status!r} (cut off before it recorded a result)"
     try:
         model, mixer, train, data = config["model"], config["mixer"], config["train"], config["data"]
         depths = list(config["depths"])
     except (KeyError, TypeError) as e:
-        return None, f"config.yaml lacks {e}"
+        return None, None, f"config.yaml lacks {e}"
     row: Dict[str, Any] = {
-        "run_dir": str(run_dir), "sweep": run_dir.parent.name, "job": run_dir.name,
+        "run_dir": str(run_dir), "sweep": summary.get("sweep_name") or run_dir.parent.name, "job": run_dir.name,
         "mixer": mixer.get("name"), "gamma": config.get("gamma"), "gamma_float": _gamma_float(config.get("gamma")),
         "tau": config.get("tau"), "depths": ",".join(map(str, depths)), "total_depth": sum(depths),
-        "match": config.get("match"), "reference": config.get("reference"), "seed": config.get("seed"),
-        "model": model.get("name"), "norm": model.get("norm"), "act": model.get("act"),
+        "match": config.get("match"), "reference": config.get("reference"), "tolerance": config.get("tolerance"),
+        "seed": config.get("seed"), "model": model.get("name"), "norm": model.get("norm"), "act": model.get("act"),
         "img_size": model.get("img_size"), "data": data.get("name"), "epochs": train.get("epochs"),
-        "lr": train.get("lr"),
+        "lr": train.get("lr"), "data_config": json.dumps(data, sort_keys=True, default=str),
     }
     row.update({k: summary.get(k) for k in SUMMARY_COLUMNS})
+    row["status"] = status
     row.update({k: v for k, v in summary.items() if k.startswith(("macs_", "params_"))})
-    return row, None
+    return row, flatten_config(config), None
 
 
-def load_runs(paths: Union[PathLike, Iterable[PathLike]], include: Tuple[str, ...] = FINISHED,
-              warn: bool = True) -> pd.DataFrame:
-    """One row per run under ``paths`` (directories, sweep directories or globs) whose status is in
-    ``include`` (default: completed and diverged; duplicates are the same run twice and left out).
-    Everything else is skipped with a ``SkippedRun`` warning naming the directory; ``df.attrs['skipped']``
-    lists them."""
-    rows, skipped = [], []
+def _sort(df: pd.DataFrame) -> pd.DataFrame:
+    rank = df["mixer"].map(lambda m: MIXER_ORDER.index(m) if m in MIXER_ORDER else len(MIXER_ORDER))
+    return (df.assign(_rank=rank).sort_values(["_rank", "mixer", "gamma_float", "tau", "arm", "seed"],
+                                              na_position="first", kind="stable")
+            .drop(columns="_rank").reset_index(drop=True))
+
+
+def load_runs(paths: Union[PathLike, Iterable[PathLike]], include: Tuple[str, ...] = LOADED_STATUSES,
+              warn: bool = True, testbeds: bool = True) -> pd.DataFrame:
+    """One row per run under ``paths`` (run or sweep directories, or globs) whose status is in ``include``.
+
+    Columns: the run's config and summary, ``arm`` and the columns that define it (``df.attrs['arm_columns']``),
+    ``used`` (its accuracy enters means and tests) and, where the validation set's size is known
+    (``testbeds``, see ``headroom.validation_size``), ``val_images`` and the binomial standard error of each
+    accuracy (``<metric>_se``, in points). Skipped directories: ``SkippedRun`` warnings and
+    ``df.attrs['skipped']`` [(run_dir, why)]."""
+    rows, configs, skipped = [], [], []
     for run_dir in find_run_dirs(paths):
-        row, why = run_row(run_dir)
+        row, config, why = run_row(run_dir)
         if row is not None and row["status"] not in include:
             row, why = None, f"status {row['status']!r}"
         if row is None:
@@ -98,56 +141,112 @@ def load_runs(paths: Union[PathLike, Iterable[PathLike]], include: Tuple[str, ..
                 warnings.warn(f"skipped {run_dir}: {why}", SkippedRun, stacklevel=2)
             continue
         rows.append(row)
+        configs.append(config)
+    arm_columns = assign_arms(rows, configs) if rows else []
     df = pd.DataFrame(rows)
     if not df.empty:
-        df = df.sort_values(["sweep", "mixer", "gamma_float", "tau", "seed"], na_position="first",
-                            kind="stable").reset_index(drop=True)
+        df["used"] = df["status"].isin(USED_STATUSES)
+        if testbeds:
+            _attach_standard_errors(df)
+        df = _sort(df)
     df.attrs["skipped"] = skipped
+    df.attrs["arm_columns"] = arm_columns
     return df
 
 
-def load_curves(paths: Union[PathLike, Iterable[PathLike]], warn: bool = True) -> pd.DataFrame:
-    """Per-epoch metrics, long format: run columns + ``epoch``, ``metric``, ``value``."""
-    runs = load_runs(paths, warn=warn)
-    frames = []
-    keys = ["run_dir", "mixer", "gamma", "tau", "depths", "seed", "model", "norm", "act"]
-    for _, run in runs.iterrows():
-        path = Path(run["run_dir"]) / "metrics.jsonl"
+def _attach_standard_errors(df: pd.DataFrame) -> None:
+    from statsmodels.stats.proportion import std_prop
+
+    from .headroom import validation_size
+
+    sizes = {key: validation_size(json.loads(key)) for key in df["data_config"].unique()}
+    df["val_images"] = df["data_config"].map(sizes).astype("Float64")
+    for metric in METRICS:
+        if metric in df:
+            share = pd.to_numeric(df[metric], errors="coerce") / 100
+            df[f"{metric}_se"] = (100 * std_prop(share, df["val_images"].astype(float))).astype(float)
+
+
+def read_curve_rows(run_dir: Path, epochs_done: Optional[int] = None) -> Tuple[List[Dict[str, Any]], Optional[str]]:
+    """The readable rows of a run's ``metrics.jsonl`` and, when the file is not whole, what is wrong with it
+    (unreadable, truncated last line, corrupt lines, fewer epochs than the summary says were done)."""
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return [], "no metrics.jsonl" if epochs_done else None
+    except (OSError, UnicodeDecodeError) as e:
+        return [], f"unreadable metrics.jsonl ({e})"
+    lines = [line for line in text.splitlines() if line.strip()]
+    rows, bad = [], []
+    for number, line in enumerate(lines, 1):
         try:
-            lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        except (OSError, ValueError) as e:
+            row = json.loads(line)
+            if not isinstance(row, dict) or "epoch" not in row:
+                raise ValueError("not an epoch record")
+            rows.append(row)
+        except ValueError:
+            bad.append(number)
+    if bad == [len(lines)]:
+        return rows, f"truncated metrics.jsonl (last line cut off; kept {len(rows)} epochs)"
+    if bad:
+        return rows, f"corrupt metrics.jsonl (unreadable lines {', '.join(map(str, bad))}; kept {len(rows)})"
+    if epochs_done and len(rows) < epochs_done:
+        return rows, f"truncated metrics.jsonl ({len(rows)} of {epochs_done} epochs)"
+    return rows, None
+
+
+def load_curves(paths: Union[PathLike, Iterable[PathLike]], warn: bool = True,
+                runs: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+    """Per-epoch metrics, long format: run columns + ``epoch``, ``metric``, ``value``. Runs whose curves are
+    unreadable or truncated keep their readable rows and are named in ``df.attrs['curve_problems']``."""
+    runs = load_runs(paths, warn=warn) if runs is None else runs
+    keys = ["run_dir", "arm", "mixer", "gamma", "tau", "depths", "seed", "model", "norm", "act", "status"]
+    frames, problems = [], []
+    for _, run in runs.iterrows():
+        epochs_done = run.get("epochs_done")
+        rows, problem = read_curve_rows(Path(run["run_dir"]), None if pd.isna(epochs_done) else int(epochs_done))
+        if problem:
+            problems.append((run["run_dir"], problem))
             if warn:
-                warnings.warn(f"skipped curves of {run['run_dir']}: {e}", SkippedRun, stacklevel=2)
+                warnings.warn(f"curves of {run['run_dir']}: {problem}", SkippedRun, stacklevel=2)
+        if not rows:
             continue
-        wide = pd.DataFrame(lines)
-        if wide.empty:
-            continue
-        long = wide.melt(id_vars=["epoch"], var_name="metric", value_name="value")
+        long = pd.DataFrame(rows).melt(id_vars=["epoch"], var_name="metric", value_name="value")
+        long["value"] = pd.to_numeric(long["value"], errors="coerce")  # null (a NaN loss) stays missing
         for k in keys:
-            long[k] = run[k]
+            long[k] = run.get(k)
         frames.append(long)
-    if not frames:
-        return pd.DataFrame(columns=[*keys, "epoch", "metric", "value"])
-    return pd.concat(frames, ignore_index=True)
+    df = (pd.concat(frames, ignore_index=True) if frames
+          else pd.DataFrame(columns=[*keys, "epoch", "metric", "value"]))
+    df.attrs["curve_problems"] = problems
+    return df
 
 
 def load_wandb(project: str, entity: Optional[str] = None, filters: Optional[Dict[str, Any]] = None
                ) -> pd.DataFrame:
-    """The same run table from a wandb project (online; needs an API key): config + summary per run."""
+    """The same run table from a wandb project (online; needs an API key): config + summary per run, with arms
+    from the logged effective config."""
     import wandb
 
     api = wandb.Api()
-    rows = []
+    rows, configs = [], []
     for run in api.runs(f"{entity}/{project}" if entity else project, filters=filters or {}):
-        config = {k: v for k, v in run.config.items() if not k.startswith("_")}
+        config = {k: v for k, v in run.config.items() if not k.startswith("_") and k != "config_hash"}
+        flat = flatten_config(config)
         summary = {k: v for k, v in run.summary.items() if not k.startswith("_")}
-        gamma = config.get("gamma")
+        gamma = flat.get("gamma")
         rows.append({
-            "run_dir": run.url, "sweep": run.group, "job": run.name, "mixer": config.get("mixer.name"),
-            "gamma": gamma, "gamma_float": _gamma_float(gamma), "tau": config.get("tau"),
-            "depths": ",".join(map(str, config.get("depths") or [])), "match": config.get("match"),
-            "seed": config.get("seed"), "model": config.get("model.name"), "norm": config.get("model.norm"),
-            "act": config.get("model.act"), "data": config.get("data.name"),
+            "run_dir": run.url, "sweep": run.group, "job": run.name, "mixer": flat.get("mixer.name"),
+            "gamma": gamma, "gamma_float": _gamma_float(gamma), "tau": flat.get("tau"), "depths": flat.get("depths"),
+            "match": flat.get("match"), "seed": flat.get("seed"), "model": flat.get("model.name"),
+            "norm": flat.get("model.norm"), "act": flat.get("model.act"), "data": flat.get("data.name"),
             **{k: summary.get(k) for k in SUMMARY_COLUMNS},
         })
-    return pd.DataFrame(rows)
+        configs.append(flat)
+    arm_columns = assign_arms(rows, configs) if rows else []
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df["used"] = df["status"].isin(USED_STATUSES)
+    df.attrs["arm_columns"] = arm_columns
+    return df

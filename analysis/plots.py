@@ -1,9 +1,15 @@
-"""Figures for the ablations, in one consistent style; each function saves PNG and SVG and returns the paths.
+"""Figures per arm, in one style: ``figure_*`` build a matplotlib Figure, ``plot_*`` save it as PNG and SVG and
+return the paths; ``all_figures`` makes every figure the runs support.
 
-Headless: the Agg backend is selected here, so plots work on servers and in CI.
+Conventions, the same in every figure: a colour means a mixer (``mixer_color``); black dots are single runs;
+a black dotted line is the 100 % ceiling and a grey dashed line the better raw-pixel baseline of the dataset
+(``headroom``); MACs read in M MACs and speed in images/s. A title or legend names only what is drawn: no CI
+where an arm has one run, no Pareto front unless it has two points. Headless: the Agg backend is selected here.
 """
 from __future__ import annotations
 
+import json
+import zlib
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -13,22 +19,49 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 
-from .stats import DISPLAY, summarize  # noqa: E402
+from .arms import DISPLAY  # noqa: E402
+from .headroom import CEILING, Testbed  # noqa: E402
+from .stats import FACTORS, finished_values, summarize  # noqa: E402
 
 STYLE = {"figure.dpi": 110, "savefig.dpi": 130, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
-         "axes.spines.right": False, "font.size": 10, "legend.frameon": False}
-MIXER_ORDER = ["shift", "attn", "global_attn", "mlp", "dwconv", "pool", "identity", "random"]
+         "axes.spines.right": False, "font.size": 10, "legend.frameon": False, "svg.fonttype": "none",
+         "axes.formatter.useoffset": False}
+# fixed, so that a mixer has the same colour in every figure and every process (no hash())
+MIXER_COLORS = {"shift": "#1f77b4", "attn": "#ff7f0e", "global_attn": "#d62728", "mlp": "#2ca02c",
+                "dwconv": "#9467bd", "pool": "#8c564b", "identity": "#e377c2", "random": "#bcbd22"}
+SPARE_COLORS = ["#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"]
+RUN_DOT = {"s": 14, "color": "black", "zorder": 3}
+CEILING_LINE = {"color": "black", "ls": ":", "lw": 1}
+BASELINE_LINE = {"color": "0.45", "ls": "--", "lw": 1}
+MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
+LINESTYLES = ["-", "--", "-.", ":"]
 FORMATS = ("png", "svg")
+PARETO_LABEL = "Pareto front (arm means)"
+AXIS_LABELS = {"macs": "M MACs per image", "train_images_per_s": "train images/s (measured)",
+               "eval_images_per_s": "eval images/s (measured)", "gamma_float": "shift ratio γ (per direction)",
+               "tau": "MLP ratio τ"}
+AXIS_SCALE = {"macs": 1e-6}
 
 
 def mixer_color(mixer: str) -> str:
-    palette = plt.get_cmap("tab10").colors
-    index = MIXER_ORDER.index(mixer) if mixer in MIXER_ORDER else len(MIXER_ORDER) + hash(mixer) % 2
-    return matplotlib.colors.to_hex(palette[index % len(palette)])
+    return MIXER_COLORS.get(mixer) or SPARE_COLORS[zlib.crc32(str(mixer).encode()) % len(SPARE_COLORS)]
 
 
-def _save(fig, out_dir: Path, name: str) -> List[Path]:
+def _arm_styles(runs: pd.DataFrame) -> Dict[str, Dict[str, str]]:
+    """Colour by mixer; arms of one mixer told apart by marker and line style."""
+    styles, seen = {}, {}
+    for arm, mixer in runs.groupby("arm", sort=False)["mixer"].first().items():
+        k = seen.get(mixer, 0)
+        seen[mixer] = k + 1
+        styles[arm] = {"color": mixer_color(mixer), "marker": MARKERS[k % len(MARKERS)],
+                       "ls": LINESTYLES[k % len(LINESTYLES)]}
+    return styles
+
+
+def _save(fig: Figure, out_dir: Path, name: str) -> List[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.{fmt}" for fmt in FORMATS]
@@ -38,144 +71,287 @@ def _save(fig, out_dir: Path, name: str) -> List[Path]:
     return paths
 
 
-def _ordered(mixers: Sequence[str]) -> List[str]:
-    return sorted(set(mixers), key=lambda m: (MIXER_ORDER.index(m) if m in MIXER_ORDER else 99, m))
+def _references(ax, runs: pd.DataFrame, testbeds: Optional[Dict[str, Testbed]]) -> None:
+    """The ceiling, and per dataset the better raw-pixel baseline, as horizontal reference lines."""
+    ax.axhline(CEILING, label=f"{CEILING:g} % (ceiling)", **CEILING_LINE)
+    if not testbeds or "data_config" not in runs:
+        return
+    beds = [testbeds[k] for k in runs["data_config"].unique() if k in testbeds]
+    for i, bed in enumerate(beds):
+        best = bed.best_baseline
+        if best is not None:
+            where = f"{bed.data}, " if len(beds) > 1 else ""
+            ax.axhline(best[1], label=f"raw-pixel {best[0]} ({where}{best[1]:.2f} %)",
+                       **{**BASELINE_LINE, "ls": LINESTYLES[(i + 1) % len(LINESTYLES)]})
 
 
-def plot_mixers(runs: pd.DataFrame, out_dir: Path, metric: str = "val_top1") -> List[Path]:
-    """Top-1 by mixer at matched FLOPs: mean with 95% CI and every seed as a dot."""
+def _plain_axes(ax) -> None:
+    for axis in (ax.xaxis, ax.yaxis):
+        if isinstance(axis.get_major_formatter(), ScalarFormatter):
+            axis.get_major_formatter().set_useOffset(False)
+            axis.get_major_formatter().set_scientific(False)
+
+
+def figure_arms(runs: pd.DataFrame, testbeds: Optional[Dict[str, Testbed]] = None, metric: str = "val_top1"
+                ) -> Figure:
+    """Per arm: every finished run as a dot and the mean with its 95 % CI (arms with 2 or more finished runs).
+    Runs that did not finish are marked apart when they recorded an accuracy; they are not in the mean."""
+    table = summarize(runs, metric=metric).set_index("arm")
+    styles = _arm_styles(runs)
     with plt.rc_context(STYLE):
-        table = summarize(runs, by=["mixer"], metric=metric).set_index("mixer")
-        order = _ordered(table.index)
-        fig, ax = plt.subplots(figsize=(1.1 * len(order) + 2, 3.6))
-        for i, mixer in enumerate(order):
-            row = table.loc[mixer]
-            err = None if np.isnan(row["ci_high"]) else [[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]]
-            ax.bar(i, row["mean"], color=mixer_color(mixer), alpha=0.75, yerr=err, capsize=4)
-            seeds = runs.loc[runs["mixer"] == mixer, metric]
-            ax.scatter(np.full(len(seeds), i) + np.linspace(-0.15, 0.15, len(seeds)), seeds, s=12, color="black",
-                       zorder=3)
-        ax.set_xticks(range(len(order)), [DISPLAY.get(m, m) for m in order], rotation=20)
-        low = runs[metric].min()
-        ax.set_ylim(max(0, low - 0.2 * (100 - low) - 1), min(100, runs[metric].max() + 1))
+        fig, ax = plt.subplots(figsize=(1.3 * len(table) + 2.5, 3.8))
+        drew_ci = drew_failed = drew_dots = False
+        for i, (arm, row) in enumerate(table.iterrows()):
+            values = finished_values(runs, arm, metric).to_numpy()
+            if len(values):
+                ax.scatter(i + np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else [i], values,
+                           label=None if drew_dots else "finished run", **RUN_DOT)
+                drew_dots = True
+            failed = runs[(runs["arm"] == arm) & ~runs["used"]]
+            failed_values = pd.to_numeric(failed[metric], errors="coerce").dropna()
+            if len(failed_values):
+                ax.scatter([i + 0.25] * len(failed_values), failed_values, marker="x", color="black", s=24,
+                           label=None if drew_failed else "diverged/failed/interrupted (not in the mean)")
+                drew_failed = True
+            if row["n"] >= 2:
+                ax.errorbar(i + 0.3, row["mean"], yerr=[[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]],
+                            fmt=styles[arm]["marker"], color=styles[arm]["color"], capsize=4, ms=7,
+                            label=None if drew_ci else "mean, 95 % CI over seeds")
+                drew_ci = True
+        _references(ax, runs, testbeds)
+        ax.set_xticks(range(len(table)), [a.replace(" ", "\n") for a in table.index], fontsize=8)
+        for tick, arm in zip(ax.get_xticklabels(), table.index):
+            tick.set_color(styles[arm]["color"])
         ax.set_ylabel(f"{metric} (%)")
-        matched = "match" in runs and set(runs["match"]) == {"flops"}
-        ax.set_title(f"Top-1 by token mixer{' at matched FLOPs' if matched else ''} (mean, 95% CI, seeds)")
-        return _save(fig, out_dir, "mixers")
+        _plain_axes(ax)
+        what = "mean and 95 % CI over finished seeds, dots: runs" if drew_ci else \
+            "one finished run or fewer per arm (no CI), dots: runs"
+        ax.set_title(f"{metric} per arm ({what})", fontsize=9)
+        ax.legend(fontsize=7, loc="best")
+        return fig
 
 
-def plot_param_curve(runs: pd.DataFrame, out_dir: Path, param: str, name: str, metric: str = "val_top1",
-                     annotate_depths: bool = False) -> List[Path]:
-    """Top-1 against a numeric knob (gamma_float, tau), mean with 95% CI; optionally the solved depths."""
+def figure_factor(runs: pd.DataFrame, factor: str, testbeds: Optional[Dict[str, Testbed]] = None,
+                  metric: str = "val_top1", annotate_depths: bool = False) -> Figure:
+    """``metric`` against a numeric knob (γ, τ, a mixer size): one line per group of arms that differ only in
+    it, the mean per arm with its 95 % CI as a band (where an arm has 2 or more finished runs), runs as dots."""
+    sub = runs[pd.to_numeric(runs[factor], errors="coerce").notna()]
+    table = summarize(sub, metric=metric)
+    factor_values = sub.groupby("arm", sort=False)[factor].first().astype(float)
+    table["x"] = table["arm"].map(factor_values)
+    factor_column = next((k for k, v in FACTORS.items() if v == factor), factor)
+    others = [c for c in sub.attrs.get("arm_columns", []) if c in sub and c not in (factor_column, factor)]
+    firsts = sub.groupby("arm", sort=False).first()
+    table["group"] = table["arm"].map(lambda arm: " ".join(
+        f"{c}={firsts.loc[arm, c]}" for c in others if pd.notna(firsts.loc[arm, c])))
     with plt.rc_context(STYLE):
-        table = summarize(runs, by=[param], metric=metric).sort_values(param)
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        ax.errorbar(table[param], table["mean"], yerr=[table["mean"] - table["ci_low"],
-                    table["ci_high"] - table["mean"]], marker="o", capsize=4, color=mixer_color("shift"))
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        drew_band = drew_dots = False
+        for k, (group, rows) in enumerate(table.sort_values("x").groupby("group", sort=False)):
+            mixer = sub.loc[sub["arm"] == rows["arm"].iloc[0], "mixer"].iloc[0]
+            color = mixer_color(mixer)
+            ax.plot(rows["x"], rows["mean"], marker=MARKERS[k % len(MARKERS)], ls=LINESTYLES[k % len(LINESTYLES)],
+                    color=color, label=group.replace("mixer=", "") or DISPLAY.get(mixer, mixer))
+            has_ci = rows["n"] >= 2
+            if has_ci.sum() >= 2:
+                ax.fill_between(rows["x"][has_ci], rows["ci_low"][has_ci], rows["ci_high"][has_ci], color=color,
+                                alpha=0.18, lw=0, label=None if drew_band else "95 % CI over seeds")
+                drew_band = True
+            for _, row in rows.iterrows():
+                values = finished_values(sub, row["arm"], metric)
+                if len(values):
+                    ax.scatter([row["x"]] * len(values), values, label=None if drew_dots else "finished run",
+                               **{**RUN_DOT, "s": 8})
+                    drew_dots = True
         if annotate_depths:
-            depths = runs.groupby(param)["depths"].first()
-            for x, y in zip(table[param], table["mean"]):
-                ax.annotate(f"d={depths.loc[x]}", (x, y), textcoords="offset points", xytext=(4, 6), fontsize=8)
-        ax.set_xlabel({"gamma_float": "shift ratio γ (per direction)", "tau": "MLP ratio τ"}.get(param, param))
+            depths = sub.groupby("arm", sort=False)["depths"].first()
+            for _, row in table.iterrows():
+                ax.annotate(f"d={depths[row['arm']]}", (row["x"], row["mean"]), textcoords="offset points",
+                            xytext=(4, 6), fontsize=7)
+        _references(ax, sub, testbeds)
+        if factor == "gamma_float":  # read γ as the fractions the runs were given
+            levels = sub.groupby("gamma_float")["gamma"].first()
+            ax.set_xticks(levels.index.to_numpy(dtype=float), levels.astype(str).tolist())
+        ax.set_xlabel(AXIS_LABELS.get(factor, factor))
         ax.set_ylabel(f"{metric} (%)")
-        ax.set_title(f"Top-1 vs {param.replace('_float', '')} (mean, 95% CI)")
-        return _save(fig, out_dir, name)
+        _plain_axes(ax)
+        name = AXIS_LABELS.get(factor, factor).split(" (")[0]
+        ax.set_title(f"{metric} vs {name}: mean per arm{', band: 95 % CI' if drew_band else ''}, dots: runs",
+                     fontsize=9)
+        ax.legend(fontsize=7)
+        return fig
 
 
-def _pareto(points: np.ndarray, larger_x_better: bool) -> np.ndarray:
-    order = np.argsort(-points[:, 0] if larger_x_better else points[:, 0])
+def pareto_front(x: np.ndarray, y: np.ndarray, larger_x_better: bool) -> np.ndarray:
+    """Indices of the points no other point beats on both axes (higher y, and lower or higher x)."""
+    # best x first; among equal x the higher y first, so a point tied on x with a better one is dominated
+    order = np.lexsort((-y, -x if larger_x_better else x))
     front, best = [], -np.inf
     for i in order:
-        if points[i, 1] > best:
+        if y[i] > best:
             front.append(i)
-            best = points[i, 1]
+            best = y[i]
     return np.array(front, dtype=int)
 
 
-def plot_tradeoff(runs: pd.DataFrame, out_dir: Path, x: str, name: str, metric: str = "val_top1") -> List[Path]:
-    """Accuracy against MACs (smaller is better) or measured images/s (larger is better), Pareto front."""
-    larger_better = "images_per_s" in x
+def figure_tradeoff(runs: pd.DataFrame, x: str, testbeds: Optional[Dict[str, Testbed]] = None,
+                    metric: str = "val_top1") -> Figure:
+    """Accuracy against MACs (fewer is better) or measured images/s (more is better): the arm means, runs as
+    faint dots, and the Pareto front of the arm means when it has two or more points."""
+    used = runs[runs["used"]].copy()
+    scale = AXIS_SCALE.get(x, 1.0)
+    used["_x"] = pd.to_numeric(used[x], errors="coerce") * scale
+    used["_y"] = pd.to_numeric(used[metric], errors="coerce")
+    means = used.groupby("arm", sort=False)[["_x", "_y"]].mean().dropna()
+    styles = _arm_styles(runs)
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(5.5, 3.8))
-        means = runs.groupby("mixer").agg(x=(x, "mean"), y=(metric, "mean")).dropna()
-        for mixer, row in means.iterrows():
-            sub = runs[runs["mixer"] == mixer]
-            ax.scatter(sub[x], sub[metric], s=10, alpha=0.4, color=mixer_color(mixer))
-            ax.scatter(row["x"], row["y"], s=60, color=mixer_color(mixer), label=DISPLAY.get(mixer, mixer),
-                       edgecolor="black")
-        if len(means) > 1:
-            front = means.iloc[_pareto(means[["x", "y"]].to_numpy(), larger_better)].sort_values("x")
-            ax.plot(front["x"], front["y"], "--", color="gray", lw=1, label="Pareto front")
-        ax.set_xlabel({"macs": "MACs", "train_images_per_s": "train images/s (measured)",
-                       "eval_images_per_s": "eval images/s (measured)"}.get(x, x))
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for arm, row in means.iterrows():
+            dots = used[used["arm"] == arm]
+            ax.scatter(dots["_x"], dots["_y"], s=10, alpha=0.4, color=styles[arm]["color"])
+            ax.scatter(row["_x"], row["_y"], s=60, color=styles[arm]["color"], marker=styles[arm]["marker"],
+                       edgecolor="black", label=arm, zorder=4)
+        larger_better = "images_per_s" in x
+        front = means.iloc[pareto_front(means["_x"].to_numpy(), means["_y"].to_numpy(), larger_better)] \
+            .sort_values("_x") if len(means) else means
+        if len(front) >= 2:
+            ax.plot(front["_x"], front["_y"], "-", color="black", lw=0.8, alpha=0.6, label=PARETO_LABEL, zorder=2)
+        _references(ax, runs, testbeds)
+        ax.set_xlabel(AXIS_LABELS.get(x, x))
         ax.set_ylabel(f"{metric} (%)")
-        ax.legend(fontsize=8)
-        ax.set_title(f"Accuracy vs {'measured speed' if larger_better else 'FLOPs'}")
-        return _save(fig, out_dir, name)
+        _plain_axes(ax)
+        what = "measured speed" if larger_better else "MACs"
+        ax.set_title(f"{metric} vs {what}: arm means (large), runs (small)"
+                     f"{', Pareto front' if len(front) >= 2 else ''}", fontsize=9)
+        ax.legend(fontsize=7, loc="best")
+        return fig
 
 
-def plot_curves(curves: pd.DataFrame, out_dir: Path, metric: str = "val_top1", by: str = "mixer") -> List[Path]:
-    """Per-epoch ``metric``: mean over seeds with min-max band, one line per mixer."""
+def figure_curves(curves: pd.DataFrame, runs: pd.DataFrame, metric: str = "val_top1") -> Figure:
+    """Per-epoch ``metric`` of the finished runs: the mean per arm, and the min-max band over its seeds where
+    it has two or more."""
+    data = curves[(curves["metric"] == metric) & curves["run_dir"].isin(runs.loc[runs["used"], "run_dir"])]
+    styles = _arm_styles(runs)
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(5.5, 3.6))
-        data = curves[curves["metric"] == metric]
-        for key, group in data.groupby(by):
-            stats = group.groupby("epoch")["value"].agg(["mean", "min", "max"])
-            color = mixer_color(key) if by == "mixer" else None
-            ax.plot(stats.index + 1, stats["mean"], label=DISPLAY.get(key, str(key)), color=color)
-            ax.fill_between(stats.index + 1, stats["min"], stats["max"], alpha=0.15, color=color)
+        fig, ax = plt.subplots(figsize=(6, 3.8))
+        drew_band = False
+        for arm, group in data.groupby("arm", sort=False):
+            stats = group.groupby("epoch")["value"].agg(["mean", "min", "max", "count"])
+            epochs = stats.index.to_numpy() + 1
+            ax.plot(epochs, stats["mean"], color=styles[arm]["color"], ls=styles[arm]["ls"],
+                    marker=styles[arm]["marker"] if len(epochs) < 3 else None, label=arm)
+            if group["run_dir"].nunique() >= 2:
+                ax.fill_between(epochs, stats["min"], stats["max"], color=styles[arm]["color"], alpha=0.15, lw=0,
+                                label=None if drew_band else "min–max over seeds")
+                drew_band = True
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(metric)
-        ax.legend(fontsize=8)
-        ax.set_title(f"Training curves ({metric}, mean and range over seeds)")
-        return _save(fig, out_dir, f"curves_{metric}")
+        _plain_axes(ax)
+        ax.set_title(f"per-epoch {metric}: mean over each arm's finished runs"
+                     f"{', band: min–max over seeds' if drew_band else ''}", fontsize=9)
+        ax.legend(fontsize=7)
+        return fig
 
 
-def plot_flop_breakdown(costs: Dict[str, Dict[str, float]], out_dir: Path, name: str = "flop_breakdown"
-                        ) -> List[Path]:
-    """Stacked MACs per component (mixer, MLP, the rest) for each model: where the compute goes."""
-    parts = [("mixer", "token mixer"), ("mlp", "MLP"), ("rest", "embed + merge + head")]
+def figure_breakdown(runs: pd.DataFrame) -> Figure:
+    """MACs per component and arm: the token mixer in its mixer's colour, MLP and the rest hatched."""
+    arms = list(dict.fromkeys(runs["arm"]))
+    styles = _arm_styles(runs)
+
+    def mean(arm: str, column: str) -> float:
+        values = pd.to_numeric(runs.loc[runs["arm"] == arm, column], errors="coerce") if column in runs else None
+        return float(values.mean()) * 1e-6 if values is not None and values.notna().any() else 0.0
+
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(1.2 * len(costs) + 2, 3.6))
-        bottom = np.zeros(len(costs))
-        for key, label in parts:
-            values = np.array([c.get(key, 0.0) for c in costs.values()]) / 1e9
-            ax.bar(range(len(costs)), values, bottom=bottom, label=label)
-            bottom += values
-        ax.set_xticks(range(len(costs)), list(costs), rotation=20)
-        ax.set_ylabel("GMACs")
-        ax.legend(fontsize=8)
-        ax.set_title("Where the FLOPs go")
-        return _save(fig, out_dir, name)
+        fig, ax = plt.subplots(figsize=(1.3 * len(arms) + 2.5, 3.8))
+        mixer = np.array([mean(a, "macs_mixer") for a in arms])
+        mlp = np.array([mean(a, "macs_mlp") for a in arms])
+        rest = np.array([mean(a, "macs") for a in arms]) - mixer - mlp
+        positions = np.arange(len(arms))
+        ax.bar(positions, mixer, color=[styles[a]["color"] for a in arms], edgecolor="black",
+               label="token mixer (colour: its mixer)" if mixer.any() else None)  # shift's mixer costs 0
+        ax.bar(positions, mlp, bottom=mixer, color="white", edgecolor="black", hatch="///", label="MLP")
+        ax.bar(positions, rest, bottom=mixer + mlp, color="white", edgecolor="black", hatch="..",
+               label="embed + merge + head + norms")
+        ax.set_xticks(positions, [a.replace(" ", "\n") for a in arms], fontsize=8)
+        ax.set_ylabel("M MACs per image")
+        _plain_axes(ax)
+        ax.legend(fontsize=7)
+        ax.set_title("Where the MACs go, per arm", fontsize=9)
+        return fig
 
 
-def breakdown_from_runs(runs: pd.DataFrame) -> Dict[str, Dict[str, float]]:
-    """Mean MACs per component and mixer, from the run records."""
-    out: Dict[str, Dict[str, float]] = {}
-    for mixer, group in runs.groupby("mixer"):
-        mixer_macs = float(group.get("macs_mixer", pd.Series([0.0])).mean())
-        mlp = float(group.get("macs_mlp", pd.Series([0.0])).mean())
-        out[DISPLAY.get(mixer, mixer)] = {"mixer": mixer_macs, "mlp": mlp,
-                                          "rest": float(group["macs"].mean()) - mixer_macs - mlp}
+def _testbeds_of(runs: pd.DataFrame) -> Dict[str, Testbed]:
+    from .headroom import headroom_of
+
+    return {key: headroom_of(json.loads(key)) for key in runs["data_config"].unique()} if "data_config" in runs else {}
+
+
+def factor_columns(runs: pd.DataFrame) -> List[str]:
+    """Numeric knobs (``FACTORS``) that take two or more values among the arms: one line figure each."""
+    names = set(runs.attrs.get("arm_columns", []))
+    out = []
+    for column, numeric in FACTORS.items():
+        if column in names and numeric in runs and \
+                pd.to_numeric(runs[numeric], errors="coerce").dropna().nunique() > 1:
+            out.append(numeric)
     return out
 
 
-def all_figures(runs: pd.DataFrame, curves: Optional[pd.DataFrame], out_dir: Path) -> Dict[str, List[Path]]:
-    """Every figure the data supports (a gamma plot needs several gammas, and so on)."""
-    figures: Dict[str, List[Path]] = {}
-    if runs.empty:
+def build_figures(runs: pd.DataFrame, curves: Optional[pd.DataFrame] = None,
+                  testbeds: Optional[Dict[str, Testbed]] = None, metric: str = "val_top1") -> Dict[str, Figure]:
+    """Every figure the runs support, as open Figures (name -> Figure)."""
+    figures: Dict[str, Figure] = {}
+    if runs.empty or not runs["used"].any():
         return figures
-    if runs["mixer"].nunique() > 1:
-        figures["mixers"] = plot_mixers(runs, out_dir)
-    shift = runs[runs["mixer"] == "shift"]
-    if shift["gamma_float"].nunique() > 1:
-        figures["gamma"] = plot_param_curve(shift, out_dir, "gamma_float", "gamma")
-    if runs["tau"].nunique() > 1:
-        figures["tau"] = plot_param_curve(runs, out_dir, "tau", "tau_depth", annotate_depths=True)
-    figures["acc_vs_macs"] = plot_tradeoff(runs, out_dir, "macs", "acc_vs_macs")
-    if runs["train_images_per_s"].notna().any():
-        figures["acc_vs_speed"] = plot_tradeoff(runs, out_dir, "train_images_per_s", "acc_vs_speed")
+    testbeds = _testbeds_of(runs) if testbeds is None else testbeds
+    figures["arms"] = figure_arms(runs, testbeds, metric)
+    for factor in factor_columns(runs):
+        name = {"gamma_float": "gamma", "tau": "tau_depth"}.get(factor, factor.replace(".", "_"))
+        figures[name] = figure_factor(runs, factor, testbeds, metric, annotate_depths=factor == "tau")
+    if pd.to_numeric(runs.get("macs"), errors="coerce").notna().any():
+        figures["acc_vs_macs"] = figure_tradeoff(runs, "macs", testbeds, metric)
+    if "train_images_per_s" in runs and pd.to_numeric(runs["train_images_per_s"], errors="coerce").notna().any():
+        figures["acc_vs_speed"] = figure_tradeoff(runs, "train_images_per_s", testbeds, metric)
     if curves is not None and not curves.empty:
-        figures["curves"] = plot_curves(curves, out_dir)
-    figures["flops"] = plot_flop_breakdown(breakdown_from_runs(runs), out_dir)
+        figures[f"curves_{metric}"] = figure_curves(curves, runs, metric)
+    if "macs_mixer" in runs:
+        figures["macs_breakdown"] = figure_breakdown(runs)
     return figures
+
+
+def save_figures(figures: Dict[str, Figure], out_dir: Path) -> Dict[str, List[Path]]:
+    return {name: _save(fig, out_dir, name) for name, fig in figures.items()}
+
+
+def all_figures(runs: pd.DataFrame, curves: Optional[pd.DataFrame], out_dir: Path,
+                testbeds: Optional[Dict[str, Testbed]] = None, metric: str = "val_top1") -> Dict[str, List[Path]]:
+    """Build and save every figure the runs support; name -> [png, svg]."""
+    return save_figures(build_figures(runs, curves, testbeds, metric), out_dir)
+
+
+def plot_arms(runs: pd.DataFrame, out_dir: Path, metric: str = "val_top1") -> List[Path]:
+    return _save(figure_arms(runs, _testbeds_of(runs), metric), out_dir, "arms")
+
+
+def plot_factor(runs: pd.DataFrame, out_dir: Path, factor: str, name: str, metric: str = "val_top1",
+                annotate_depths: bool = False) -> List[Path]:
+    return _save(figure_factor(runs, factor, _testbeds_of(runs), metric, annotate_depths), out_dir, name)
+
+
+def plot_tradeoff(runs: pd.DataFrame, out_dir: Path, x: str, name: str, metric: str = "val_top1") -> List[Path]:
+    return _save(figure_tradeoff(runs, x, _testbeds_of(runs), metric), out_dir, name)
+
+
+def plot_curves(curves: pd.DataFrame, runs: pd.DataFrame, out_dir: Path, metric: str = "val_top1") -> List[Path]:
+    return _save(figure_curves(curves, runs, metric), out_dir, f"curves_{metric}")
+
+
+def plot_breakdown(runs: pd.DataFrame, out_dir: Path) -> List[Path]:
+    return _save(figure_breakdown(runs), out_dir, "macs_breakdown")
+
+
+def legend_entries(fig: Figure) -> Sequence[tuple]:
+    """(label, artist) of every legend entry in ``fig``: what a reader is told is drawn."""
+    return [(label, handle) for ax in fig.axes for handle, label in zip(*ax.get_legend_handles_labels())]

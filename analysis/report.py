@@ -1,64 +1,209 @@
-"""``python -m analysis.report SWEEP_DIR [--out DIR]``: a self-contained report of a sweep.
+"""``python -m analysis.report SWEEP_DIR [SWEEP_DIR ...] [--out DIR] [--baseline ARM]``: a self-contained report.
 
-Writes ``report.md`` (figures as files next to it) and ``report.html`` (figures embedded), with the runs used
-and the runs skipped (and why), mean +- 95% CI per configuration, the verdict of every comparison against
-the treatment mixer (``shift`` by default), and every figure the runs support.
+Writes ``report.md`` (figures as files next to it) and ``report.html`` (figures embedded): what the testbed can
+resolve (chance, raw-pixel baselines on the same split, validation-set size, binomial SE), one row per arm
+(a configuration; runs that differ in anything but the seed are never pooled) with its MACs, params and failed
+seeds, the verdict of every arm against the baseline arm (default: the attn arm) with Holm-corrected Welch
+tests, or the trend of a one-factor sweep, runs with broken curves, every figure the runs support, and the
+runs used and skipped (with why).
 """
 from __future__ import annotations
 
 import argparse
 import base64
 import html
+import json
+import math
+import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import pandas as pd
 
-from .load import SkippedRun, load_curves, load_runs
-from .plots import all_figures
-from .stats import DEFAULT_MARGIN, summarize, verdicts
+from .arms import ArmSpec, describe
+from .headroom import METHOD, Testbed, headroom_line, headroom_of
+from .load import FAILED_STATUSES, USED_STATUSES, SkippedRun, load_curves, load_runs
+from .plots import build_figures, save_figures
+from .stats import (
+    ALPHA,
+    DEFAULT_BASELINE,
+    DEFAULT_MARGIN,
+    NOT_MATCHED,
+    budget_difference,
+    one_factor,
+    summarize,
+    trend,
+    verdicts,
+)
 
-KNOBS = ["mixer", "gamma", "tau", "depths", "norm", "act", "model", "data"]
-RUN_COLUMNS = ["job", "mixer", "gamma", "tau", "depths", "norm", "act", "seed", "status", "val_top1", "macs",
-               "params", "train_images_per_s"]
+RUN_COLUMNS = ["sweep", "job", "arm", "seed", "status", "val_top1", "val_top1_se", "macs", "params",
+               "train_images_per_s", "epochs_done"]
+Section = Tuple[str, Any]
 
 
-def varying(runs: pd.DataFrame) -> List[str]:
-    knobs = [k for k in KNOBS if k in runs and runs[k].astype(str).nunique() > 1]
-    return knobs or ["mixer"]
+def _points(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.2f}"
 
 
-def build(sweep_dirs: Iterable[Path], out: Path, treatment: str = "shift", margin: float = DEFAULT_MARGIN,
-          metric: str = "val_top1") -> Tuple[Path, Path]:
+def _p(value: Any) -> str:
+    if value is None or not math.isfinite(value):
+        return ""
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _millions(value: Any) -> str:
+    return "" if value is None or not math.isfinite(value) else f"{value / 1e6:.2f} M"
+
+
+def arms_table(runs: pd.DataFrame, metric: str, baselines: Dict[str, str], tolerance: Optional[float]
+               ) -> pd.DataFrame:
+    """The per-arm table as printed: accuracy beside its noise, budget, and the budget flag against the arm's
+    baseline (``baselines``: arm -> baseline arm)."""
+    table = summarize(runs, metric=metric)
+    rows = []
+    for _, row in table.iterrows():
+        budget = ""
+        if row["arm"] in baselines:
+            text, matched = budget_difference(runs, row["arm"], baselines[row["arm"]], tolerance)
+            budget = f"{text} ⚠ {NOT_MATCHED}" if matched is False else text
+        elif row["arm"] in baselines.values():
+            budget = "baseline"
+        rows.append({
+            "arm": row["arm"], "finished": f"{row['n']} of {row['runs']}", "failed": row["failures"],
+            f"mean {metric}": _points(row["mean"]),
+            "95% CI (seeds)": f"{_points(row['ci_low'])} – {_points(row['ci_high'])}" if row["n"] >= 2 else "",
+            "seed SD": _points(row["seed_sd"]), "binomial SE": _points(row["binomial_se"]),
+            "noise dominated by": row["noise"], "MACs": _millions(row["macs"]), "params": _millions(row["params"]),
+            "budget vs baseline": budget})
+    return pd.DataFrame(rows)
+
+
+def verdict_table(table: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "treatment": table["treatment"], "baseline": table["baseline"],
+        "n": [f"{a} vs {b}" for a, b in zip(table["n_treatment"], table["n_baseline"])],
+        "difference": [(f"{d:+.2f}" if math.isfinite(d) else "") for d in table["diff"]],
+        "95% CI": [f"{lo:+.2f} – {hi:+.2f}" if math.isfinite(lo) else "" for lo, hi in
+                   zip(table["ci_low"], table["ci_high"])],
+        "p equivalence (Holm)": [_p(p) for p in table["p_equivalence_adj"]],
+        "p difference (Holm)": [_p(p) for p in table["p_difference_adj"]],
+        "budget": table["budget"], "verdict": table["verdict"]})
+
+
+def _testbed_sections(runs: pd.DataFrame, metric: str) -> Tuple[List[Section], Dict[str, Testbed]]:
+    beds: Dict[str, Testbed] = {}
+    lines = []
+    for key in runs["data_config"].unique():
+        beds[key] = headroom_of(json.loads(key))
+        on_it = runs[(runs["data_config"] == key)]
+        means = summarize(on_it, metric=metric)["mean"].dropna()
+        lines.append(headroom_line(beds[key], sorted({float(means.min()), float(means.max())}) if len(means) else []))
+    text = ("What the testbed can resolve. A mixer comparison needs arms that beat a classifier which mixes no "
+            "tokens at all, and a gap larger than the test-set noise. Baselines: " + METHOD + ".")
+    return [("h2", "Testbed headroom"), ("p", text), *[("p", line) for line in lines]], beds
+
+
+def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: Optional[ArmSpec],
+                      treatment: Optional[ArmSpec], pair_by: Optional[str], tolerance: Optional[float],
+                      beds: Dict[str, Testbed]) -> Tuple[List[Section], Dict[str, str]]:
+    """Verdicts against the baseline arm, or, without one, the trend of a one-factor sweep."""
+    sections: List[Section] = []
+    pairs: Dict[str, str] = {}
+    spec = DEFAULT_BASELINE if baseline is None else baseline
+    try:
+        table = verdicts(runs, treatment=treatment, baseline=baseline, metric=metric, margin=margin,
+                         pair_by=pair_by, tolerance=tolerance, testbeds=beds)
+    except ValueError as e:
+        if baseline is not None or treatment is not None:
+            raise
+        table, why = None, str(e)
+    if table is not None and len(table):
+        pairs = dict(zip(table["treatment"], table["baseline"]))
+        k = table.attrs["comparisons"]
+        family = (f"Holm-corrected over the {k} comparison{'s' if k != 1 else ''} with enough data for a test"
+                  if k else "no comparison has enough data for a test")
+        sections += [
+            ("h2", f"Verdicts: every arm against the baseline arm ({describe(spec)})"),
+            ("p", f"{table.attrs['test']} tests of d = treatment − baseline ({metric}, points): equivalence within "
+                  f"±{margin:g} (TOST) and any difference (two-sided), each at α = {ALPHA:g}; {family}. "
+                  f"95% CIs are not adjusted. Only finished runs ({', '.join(USED_STATUSES)}) enter the tests."),
+            ("table", verdict_table(table))]
+        for _, row in table.iterrows():
+            if row["ceiling"]:
+                sections.append(("p", f"{row['treatment']} vs {row['baseline']}: testbed at ceiling, "
+                                      f"{row['ceiling']}."))
+            if row["verdict"].startswith("inconclusive"):
+                sections.append(("p", f"{row['treatment']} vs {row['baseline']}: {row['outcome']}."))
+    elif table is not None:
+        sections.append(("p", "Only the baseline arm is present: nothing to compare."))
+    factor = one_factor(runs)
+    if factor is not None:
+        result = trend(runs, factor, metric)
+        text = (f"Least-squares slope of {metric} on {factor} over {result['runs']} finished runs at "
+                f"{result['levels']} levels: {result['slope']:+.3g} points per unit [95% CI {result['ci_low']:+.3g}, "
+                f"{result['ci_high']:+.3g}], p = {_p(result['p'])}." if math.isfinite(result["slope"]) else
+                f"Too few finished runs ({result['runs']}) or levels ({result['levels']}) for a trend over {factor}.")
+        sections += [("h2", f"Trend over {factor} (one-factor sweep)"), ("p", text)]
+    elif table is None:
+        sections += [("h2", "Verdicts"), ("p", f"No comparison: {why}. The arms differ in more than one knob; "
+                                               "name a baseline arm with --baseline.")]
+    return sections, pairs
+
+
+def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = None,
+          treatment: Optional[ArmSpec] = None, margin: float = DEFAULT_MARGIN, metric: str = "val_top1",
+          pair_by: Optional[str] = None, tolerance: Optional[float] = None) -> Tuple[Path, Path]:
+    """Write ``report.md`` and ``report.html`` (and the figures) into ``out``; returns their paths."""
+    sweep_dirs = [Path(s) for s in sweep_dirs]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SkippedRun)  # listed in the report instead
-        runs = load_runs(list(sweep_dirs))
-        curves = load_curves(list(sweep_dirs), warn=False)
+        runs = load_runs(sweep_dirs)
+        curves = load_curves(sweep_dirs, runs=runs) if not runs.empty else None
     skipped = runs.attrs.get("skipped", [])
-    sections: List[Tuple[str, object]] = [("h1", "shiftvit report"),
-                                          ("p", f"Sources: {', '.join(str(s) for s in sweep_dirs)}. "
-                                                f"{len(runs)} runs used, {len(skipped)} skipped.")]
+    counts = runs["status"].value_counts().to_dict() if not runs.empty else {}
+    by_status = ", ".join(f"{counts[s]} {s}" for s in (*USED_STATUSES, *FAILED_STATUSES) if s in counts)
+    sections: List[Section] = [
+        ("h1", "shiftvit report"),
+        ("p", f"Sources: {', '.join(str(s) for s in sweep_dirs)}. {len(runs)} runs loaded"
+              f"{f' ({by_status})' if by_status else ''} in {runs['arm'].nunique() if len(runs) else 0} arms; "
+              f"{len(skipped)} record{'s' if len(skipped) != 1 else ''} skipped (listed at the end).")]
     if runs.empty:
         sections.append(("p", "No finished runs found: nothing to analyse."))
     else:
-        by = varying(runs)
-        table = summarize(runs, by=by, metric=metric)
-        sections += [("h2", f"{metric} per configuration (mean, 95% CI over seeds)"), ("table", table.round(3))]
-        if runs["mixer"].nunique() > 1 and treatment in set(runs["mixer"]):
-            v = verdicts(runs, treatment=treatment, metric=metric, margin=margin)
-            cols = ["treatment", "control", "n", "mean_diff", "ci95_low", "ci95_high", "p_tost", "verdict"]
-            sections += [("h2", f"Verdicts: {treatment} vs each mixer (paired by seed, equivalence margin "
-                                f"±{margin} top-1 points, TOST at alpha 0.05)"), ("table", v[cols].round(4))]
-        else:
-            sections.append(("p", f"No comparison of '{treatment}' against other mixers in these runs."))
-        figures = all_figures(runs, curves, out)
+        head, beds = _testbed_sections(runs, metric)
+        verdict_part, pairs = _verdict_sections(runs, metric, margin, baseline, treatment, pair_by, tolerance, beds)
+        arm_columns = runs.attrs.get("arm_columns", [])
+        sections += head + [
+            ("h2", f"Arms: {metric} per configuration"),
+            ("p", f"An arm is one configuration: runs differ only in their seed (arms differ in: "
+                  f"{', '.join(arm_columns)}). Mean and 95% t-interval over the finished seeds; seed SD next to "
+                  f"the binomial SE of one run's accuracy on the validation set. Diverged, failed and interrupted "
+                  f"runs are counted and never enter a mean or a test. Budgets are flagged when they differ from "
+                  f"the baseline arm's by more than the tolerance."),
+            ("table", arms_table(runs, metric, pairs, tolerance))] + verdict_part
+        problems = curves.attrs.get("curve_problems", []) if curves is not None else []
+        sections += [("h2", "Curves"),
+                     ("p", f"{len(problems)} run{'s' if len(problems) != 1 else ''} with unreadable or truncated "
+                           f"curves (metrics.jsonl); their readable epochs are kept." if problems else
+                           "Every run's curves (metrics.jsonl) read whole.")]
+        if problems:
+            sections.append(("table", pd.DataFrame(problems, columns=["run_dir", "problem"])))
+        figures = save_figures(build_figures(runs, curves, beds, metric), out)
         sections.append(("h2", "Figures"))
         sections += [("figure", paths[0]) for paths in figures.values()]
-        sections += [("h2", "Runs used"), ("table", runs[[c for c in RUN_COLUMNS if c in runs]])]
+        shown = runs[[c for c in RUN_COLUMNS if c in runs]].copy()
+        for column in ("val_top1", "val_top1_se"):
+            if column in shown:
+                shown[column] = shown[column].map(lambda v: _points(float(v)) if pd.notna(v) else "")
+        for column in ("macs", "params"):
+            shown[column] = shown[column].map(lambda v: _millions(float(v)) if pd.notna(v) else "")
+        if "train_images_per_s" in shown:
+            shown["train_images_per_s"] = shown["train_images_per_s"].map(lambda v: f"{v:.0f}" if pd.notna(v) else "")
+        sections += [("h2", "Runs loaded"), ("table", shown)]
     sections.append(("h2", "Runs skipped"))
     sections.append(("table", pd.DataFrame(skipped, columns=["run_dir", "reason"])) if skipped
                     else ("p", "None."))
@@ -68,7 +213,7 @@ def build(sweep_dirs: Iterable[Path], out: Path, treatment: str = "shift", margi
     return md_path, html_path
 
 
-def _markdown(sections, out: Path) -> str:
+def _markdown(sections: List[Section], out: Path) -> str:
     lines = []
     for kind, value in sections:
         if kind == "h1":
@@ -78,22 +223,23 @@ def _markdown(sections, out: Path) -> str:
         elif kind == "p":
             lines.append(f"{value}\n")
         elif kind == "table":
-            lines.append(_md_table(value) + "\n")
+            lines.append(markdown_table(value) + "\n")
         elif kind == "figure":
             lines.append(f"![{Path(value).stem}]({Path(value).relative_to(out)})\n")
     return "\n".join(lines)
 
 
-def _md_table(df: pd.DataFrame) -> str:
+def markdown_table(df: pd.DataFrame) -> str:
     if df.empty:
         return "(empty)"
     head = "| " + " | ".join(map(str, df.columns)) + " |"
     rule = "|" + "---|" * len(df.columns)
-    body = ["| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    body = ["| " + " | ".join("" if pd.isna(v) else str(v).replace("|", "\\|") for v in row) + " |"
+            for row in df.itertuples(index=False)]
     return "\n".join([head, rule, *body])
 
 
-def _html(sections) -> str:
+def _html(sections: List[Section]) -> str:
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>shiftvit report</title><style>"
              "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
              "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}img{max-width:100%}</style></head><body>"]
@@ -111,20 +257,51 @@ def _html(sections) -> str:
     return "\n".join(parts)
 
 
+def _writable(out: Path) -> Optional[str]:
+    """None when a report can be written into ``out``, else why not."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return e.strerror or str(e)
+    return None if os.access(out, os.W_OK | os.X_OK) else "Permission denied"
+
+
 def main(argv: Optional[Iterable[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweeps", nargs="+", type=Path, help="sweep or run directories (e.g. multirun/<sweep>)")
     p.add_argument("--out", type=Path, default=None, help="output directory (default: <first sweep>/report)")
-    p.add_argument("--treatment", default="shift", help="the mixer compared against every other (default shift)")
+    p.add_argument("--baseline", default=None,
+                   help="the arm every other is compared with: a mixer name, an arm label or key=value filters "
+                        "('mixer=shift gamma=1/12'); default: the attn arm where there is one")
+    p.add_argument("--treatment", default=None, help="compare only the arms this matches (same forms)")
     p.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="equivalence margin, top-1 points")
     p.add_argument("--metric", default="val_top1")
+    p.add_argument("--pair-by", choices=["seed"], default=None,
+                   help="pair runs by seed (complete pairs only) instead of Welch's unpaired test")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="relative budget tolerance (default: the runs' recorded one, else the project default)")
     args = p.parse_args(argv)
     missing = [s for s in args.sweeps if not s.exists()]
     if missing:
         print(f"error: {missing[0]} does not exist", file=sys.stderr)
         return 2
-    md, page = build(args.sweeps, args.out or args.sweeps[0] / "report", args.treatment, args.margin, args.metric)
+    out = args.out or args.sweeps[0] / "report"
+    why = _writable(out)
+    if why:
+        print(f"error: cannot write the report to {out} ({why}); choose a writable directory with --out DIR",
+              file=sys.stderr)
+        return 2
+    try:
+        md, page = build(args.sweeps, out, args.baseline, args.treatment, args.margin, args.metric, args.pair_by,
+                         args.tolerance)
+    except ValueError as e:  # a baseline/treatment that names no arm, or several
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except PermissionError as e:
+        print(f"error: cannot write the report to {out} ({e.strerror}); choose a writable directory with --out DIR",
+              file=sys.stderr)
+        return 2
     print(f"wrote {md}\nwrote {page}")
     return 0
 

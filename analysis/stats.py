@@ -1,136 +1,384 @@
-"""Statistics over seeds: means with 95% confidence intervals, paired differences, and an equivalence test
-(two one-sided t-tests, statsmodels) that turns into a plain verdict per comparison.
+"""Statistics over seeds, per arm (one configuration, see ``arms``), and a verdict per comparison of two arms.
 
-Verdicts, for the paired difference d = treatment - control (top-1 points) and margin m:
+* ``summarize``: per arm, the finished runs' mean with a t-interval over seeds, the seed SD beside the
+  binomial SE of one run's accuracy on the validation set (whichever is larger dominates the noise), how many
+  seeds diverged, failed or were interrupted (never averaged), and the arm's MACs and params.
+* ``verdicts``: each treatment arm against a baseline arm. Unpaired Welch by default; paired by seed only when
+  asked (``pair_by="seed"``) and only over complete pairs: two mixers with the same seed share the data order,
+  not the initialisation. Two tests on d = treatment - baseline (top-1 points), both statsmodels/scipy:
+  equivalence within ±margin (TOST) and a two-sided test of any difference, each Holm-corrected over the
+  comparisons of one call. The verdict states both:
 
-* ``equivalent``: the 90% CI of d lies inside (-m, +m) (TOST at alpha = 0.05);
-* ``<treatment> better`` / ``<control> better``: the 95% CI of d excludes 0 and d is not equivalent;
-* ``inconclusive - need more seeds``: neither, with an estimate of how many seeds would settle it
-  (statsmodels' t-test power, 80% power).
+  - ``equivalent within ±m``: TOST rejects, the difference test does not;
+  - ``X better by d [95 % CI]``: the difference test rejects, TOST does not;
+  - ``equivalent within ±m, yet different``: both reject (a real but small difference);
+  - ``inconclusive``: neither, with the seeds per arm that would settle it at 80 % power, as a range from the
+    95 % interval of the variance estimate;
+  - ``insufficient data``: fewer than 2 finished runs in an arm (or complete pairs), or no variance at all;
+  - ``testbed at ceiling: cannot separate the arms`` replaces an equivalence or an inconclusive outcome when
+    the testbed cannot resolve the arms (``headroom.ceiling_reason``);
+  - ``not budget-matched (+87 % MACs)`` replaces any outcome when the arms' budgets differ by more than the
+    tolerance: the comparison is then not the one the ablation asks about.
 """
 from __future__ import annotations
 
+import json
 import math
+import warnings
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional, Sequence
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
+import yaml
 from scipy import stats as st
-from statsmodels.stats.power import TTestPower
-from statsmodels.stats.weightstats import DescrStatsW
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestIndPower, TTestPower
+from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttost_ind, ttost_paired
+
+from .arms import DISPLAY, ArmSpec, arms_matching, column_name, describe, select_arm
+from .headroom import Testbed, ceiling_reason, headroom_of
+from .load import FAILED_STATUSES
 
 DEFAULT_MARGIN = 1.0
 ALPHA = 0.05
 POWER = 0.8
-DISPLAY = {"attn": "attention", "global_attn": "global attention", "mlp": "token-MLP", "dwconv": "depthwise conv",
-           "pool": "pooling", "identity": "identity", "random": "random mixing", "shift": "shift"}
+CORRECTION = "holm"
+# beyond this many seeds per arm a seeds count stops being advice
+MAX_SEEDS = 1000
+INSUFFICIENT = "insufficient data"
+AT_CEILING = "testbed at ceiling: cannot separate the arms"
+NOT_MATCHED = "not budget-matched"
+DEFAULT_BASELINE = {"mixer": "attn"}
+# one-factor sweeps report a trend: the arm column -> the numeric column it is plotted and fitted on
+FACTORS = {"gamma": "gamma_float", "tau": "tau", "mixer.shift_size": "mixer.shift_size",
+           "mixer.kernel_size": "mixer.kernel_size", "mixer.window_size": "mixer.window_size"}
+SUMMARY_COLUMNS = ["arm", "runs", "n", "failures", "mean", "ci_low", "ci_high", "seed_sd", "binomial_se", "noise",
+                   "macs", "params", "val_images"]
 
 
-def summarize(df: pd.DataFrame, by: Sequence[str] = ("mixer",), metric: str = "val_top1",
-              confidence: float = 0.95) -> pd.DataFrame:
-    """Mean, std, n and a t-based confidence interval of ``metric`` per configuration."""
+def default_tolerance() -> Optional[float]:
+    """The project's default budget tolerance (``tolerance`` in ``conf/config.yaml``), for runs that recorded
+    none (``match=none``); None where the config is not at hand."""
+    try:
+        return float(yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "config.yaml").read_text())
+                     ["tolerance"])
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        return None
+
+
+def _require_arms(runs: pd.DataFrame) -> None:
+    if "arm" not in runs or "used" not in runs:
+        raise ValueError("runs need 'arm' and 'used' columns: load them with analysis.load_runs")
+
+
+def finished_values(runs: pd.DataFrame, arm: str, metric: str = "val_top1") -> pd.Series:
+    """The arm's accuracies that may enter a mean or a test (finished runs only), indexed by seed."""
+    rows = runs[(runs["arm"] == arm) & runs["used"]]
+    values = pd.to_numeric(rows[metric], errors="coerce")
+    return pd.Series(values.to_numpy(dtype=float), index=rows["seed"].to_numpy()).dropna()
+
+
+def failures_text(statuses: Sequence[str]) -> str:
+    """``1 of 3 seeds diverged; 1 of 3 seeds interrupted`` (empty when every seed finished)."""
+    statuses = list(statuses)
+    return "; ".join(f"{statuses.count(s)} of {len(statuses)} seeds {s}" for s in FAILED_STATUSES if s in statuses)
+
+
+def summarize(runs: pd.DataFrame, metric: str = "val_top1", confidence: float = 0.95) -> pd.DataFrame:
+    """One row per arm: the columns that define it, ``runs`` (all seeds), ``n`` (finished, used), ``failures``,
+    mean and t-interval of ``metric`` over the finished seeds, ``seed_sd``, ``binomial_se`` (one run's accuracy
+    at the arm's mean, on its validation set), ``noise`` (which of the two is larger), MACs and params."""
+    _require_arms(runs)
+    arm_columns = [c for c in runs.attrs.get("arm_columns", []) if c in runs]
     rows = []
-    for key, group in df.groupby(list(by), dropna=False, sort=True):
-        values = group[metric].dropna().to_numpy(dtype=float)
+    for arm, group in runs.groupby("arm", sort=False):
+        values = finished_values(runs, arm, metric).to_numpy()
         n = len(values)
         mean = float(values.mean()) if n else math.nan
         sd = float(values.std(ddof=1)) if n > 1 else math.nan
-        half = float(st.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)) if n > 1 else math.nan
-        key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(by, key)), "n": n, "mean": mean, "std": sd, "ci_low": mean - half,
-                     "ci_high": mean + half, "macs": group["macs"].mean() if "macs" in group else math.nan,
-                     "params": group["params"].mean() if "params" in group else math.nan})
+        low, high = DescrStatsW(values).tconfint_mean(alpha=1 - confidence) if n > 1 else (math.nan, math.nan)
+        val_images = group["val_images"].dropna().iloc[0] if "val_images" in group and \
+            group["val_images"].notna().any() else None
+        se = Testbed(data="", data_config="", val_images=int(val_images) if val_images else None).binomial_se(mean)
+        noise = ("seed variance" if sd > se else "test-set size") if math.isfinite(sd) and math.isfinite(se) else ""
+        rows.append({"arm": arm, **{c: group[c].iloc[0] for c in arm_columns}, "runs": len(group), "n": n,
+                     "failures": failures_text(group["status"].tolist()), "mean": mean, "ci_low": float(low),
+                     "ci_high": float(high), "seed_sd": sd, "binomial_se": se, "noise": noise,
+                     "macs": _mean(group, "macs"), "params": _mean(group, "params"),
+                     "val_images": val_images})
     return pd.DataFrame(rows)
 
 
-def paired_differences(df: pd.DataFrame, treatment: str, control: str, by: str = "mixer", pair_on: str = "seed",
-                       metric: str = "val_top1") -> pd.DataFrame:
-    """``treatment - control`` per value of ``pair_on`` (seed), only where both exist."""
-    a = df[df[by] == treatment].set_index(pair_on)[metric]
-    b = df[df[by] == control].set_index(pair_on)[metric]
-    both = sorted(set(a.dropna().index) & set(b.dropna().index))
-    return pd.DataFrame({pair_on: both, "treatment": a.loc[both].to_numpy(), "control": b.loc[both].to_numpy(),
-                         "diff": (a.loc[both] - b.loc[both]).to_numpy()})
+def _mean(group: pd.DataFrame, column: str) -> float:
+    return float(pd.to_numeric(group[column], errors="coerce").mean()) if column in group else math.nan
 
 
+# --- one comparison ----------------------------------------------------------------------------------------------
 @dataclass
-class Equivalence:
+class Comparison:
     treatment: str
-    control: str
-    n: int
-    mean_diff: float
-    sd_diff: float
-    ci95_low: float
-    ci95_high: float
-    ci90_low: float
-    ci90_high: float
-    p_tost: float
-    p_difference: float
-    margin: float
-    verdict: str
-    seeds_needed: Optional[int]
+    baseline: str
+    test: str
+    n_treatment: int
+    n_baseline: int
+    diff: float = math.nan
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    p_equivalence: float = math.nan
+    p_difference: float = math.nan
+    p_equivalence_adj: float = math.nan
+    p_difference_adj: float = math.nan
+    margin: float = DEFAULT_MARGIN
+    seeds_low: Optional[int] = None
+    seeds_high: Optional[int] = None
+    budget: str = ""
+    budget_matched: Optional[bool] = None
+    ceiling: str = ""
+    outcome: str = ""
+    verdict: str = ""
 
 
-def _seeds_needed(mean: float, sd: float, margin: float) -> Optional[int]:
-    """Seeds for 80% power: to show equivalence if |d| < margin, else to show the difference."""
-    if not np.isfinite(sd) or sd == 0:
+def _seeds_for(diff: float, sd: float, margin: float, paired: bool) -> Optional[int]:
+    """Seeds per arm (pairs when paired) for 80 % power: to show equivalence when |d| < margin, else the
+    difference. None when no finite number would do."""
+    if not (math.isfinite(sd) and sd > 0):
         return None
-    power = TTestPower()
-    try:
-        if abs(mean) < margin:
-            n = power.solve_power(effect_size=(margin - abs(mean)) / sd, alpha=ALPHA, power=POWER,
-                                  alternative="larger")
-        elif mean != 0:
-            n = power.solve_power(effect_size=abs(mean) / sd, alpha=ALPHA, power=POWER, alternative="two-sided")
-        else:
+    power = TTestPower() if paired else TTestIndPower()
+    equivalence_side = abs(diff) < margin
+    effect = (margin - abs(diff)) / sd if equivalence_side else abs(diff) / sd
+    if effect <= 0:
+        return None
+    alternative = "larger" if equivalence_side else "two-sided"
+    if power.power(effect, 2, ALPHA, alternative=alternative) >= POWER:  # (effect, n per arm, alpha)
+        return 2  # the smallest sample a t-test has; the solver does not converge below it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # statsmodels warns, then returns NaN, when no n solves it
+        try:
+            n = float(power.solve_power(effect_size=effect, alpha=ALPHA, power=POWER, alternative=alternative))
+        except (ValueError, RuntimeError, ArithmeticError):
             return None
-    except (ValueError, RuntimeError):
+    return int(math.ceil(n)) if math.isfinite(n) and n <= MAX_SEEDS else None
+
+
+def _seeds_range(diff: float, sd: float, df: int, margin: float, paired: bool) -> Tuple[Optional[int], Optional[int]]:
+    """Seeds needed at the two ends of the 95 % interval of the SD estimate (chi-square, ``df`` dof)."""
+    sd_low = sd * math.sqrt(df / st.chi2.ppf(1 - ALPHA / 2, df))
+    sd_high = sd * math.sqrt(df / st.chi2.ppf(ALPHA / 2, df))
+    return _seeds_for(diff, sd_low, margin, paired), _seeds_for(diff, sd_high, margin, paired)
+
+
+def compare(treatment: pd.Series, baseline: pd.Series, margin: float = DEFAULT_MARGIN, paired: bool = False,
+            names: Tuple[str, str] = ("treatment", "baseline")) -> Comparison:
+    """The raw tests of ``treatment - baseline`` (values indexed by seed): Welch (unpaired) or paired over the
+    seeds both have. No correction and no verdict yet (see ``verdicts``); degenerate inputs get ``outcome``
+    ``insufficient data`` and no p-values."""
+    t = pd.Series(treatment, dtype=float).dropna()
+    b = pd.Series(baseline, dtype=float).dropna()
+    if paired:
+        common = sorted(set(t.index) & set(b.index))
+        t, b = t.loc[common], b.loc[common]
+    result = Comparison(names[0], names[1], "paired by seed" if paired else "Welch (unpaired)", len(t), len(b),
+                        margin=margin)
+    result.diff = float(t.mean() - b.mean()) if len(t) and len(b) else math.nan
+    if paired:
+        d = (t.to_numpy() - b.to_numpy())
+        if len(d) < 2 or np.std(d) == 0:
+            result.outcome = f"{INSUFFICIENT} ({len(d)} complete pairs{', no variance' if len(d) >= 2 else ''})"
+            return result
+        result.ci_low, result.ci_high = DescrStatsW(d).tconfint_mean(alpha=ALPHA)
+        result.p_equivalence = float(ttost_paired(t.to_numpy(), b.to_numpy(), -margin, margin)[0])
+        result.p_difference = float(st.ttest_rel(t.to_numpy(), b.to_numpy()).pvalue)
+        sd, df = float(np.std(d, ddof=1)), len(d) - 1
+    else:
+        if len(t) < 2 or len(b) < 2:
+            result.outcome = f"{INSUFFICIENT} ({len(t)} and {len(b)} finished runs; need 2 or more each)"
+            return result
+        if t.std() == 0 and b.std() == 0:
+            result.outcome = f"{INSUFFICIENT} (no variance within either arm)"
+            return result
+        result.ci_low, result.ci_high = CompareMeans(DescrStatsW(t.to_numpy()), DescrStatsW(b.to_numpy())) \
+            .tconfint_diff(alpha=ALPHA, usevar="unequal")
+        result.p_equivalence = float(ttost_ind(t.to_numpy(), b.to_numpy(), -margin, margin, usevar="unequal")[0])
+        result.p_difference = float(st.ttest_ind(t.to_numpy(), b.to_numpy(), equal_var=False).pvalue)
+        sd, df = math.sqrt((t.var() + b.var()) / 2), len(t) + len(b) - 2
+    result.ci_low, result.ci_high = float(result.ci_low), float(result.ci_high)
+    result.seeds_low, result.seeds_high = _seeds_range(result.diff, sd, df, margin, paired)
+    return result
+
+
+def _name(arm: str, runs: pd.DataFrame) -> str:
+    """``attention`` for the arm ``mixer=attn``; any longer label as it is."""
+    mixer = runs.loc[runs["arm"] == arm, "mixer"].iloc[0] if "mixer" in runs else None
+    return DISPLAY.get(mixer, arm) if arm == f"mixer={mixer}" else arm
+
+
+def outcome_text(c: Comparison, names: Tuple[str, str]) -> str:
+    """The statistical outcome of a corrected comparison (``p_*_adj`` filled)."""
+    if c.outcome.startswith(INSUFFICIENT):
+        return c.outcome
+    equivalent, different = c.p_equivalence_adj < ALPHA, c.p_difference_adj < ALPHA
+    if different:
+        winner, d, lo, hi = (names[0], c.diff, c.ci_low, c.ci_high) if c.diff > 0 else \
+            (names[1], -c.diff, -c.ci_high, -c.ci_low)
+        better = f"{winner} better by {d:.2f} [{lo:.2f}, {hi:.2f}]"
+        return f"equivalent within ±{c.margin:g}, yet different ({better})" if equivalent else better
+    if equivalent:
+        return f"equivalent within ±{c.margin:g}"
+    if c.seeds_low is None and c.seeds_high is None:
+        return f"inconclusive: more than {MAX_SEEDS} seeds per arm would be needed"
+    low = c.seeds_low if c.seeds_low is not None else f">{MAX_SEEDS}"
+    high = c.seeds_high if c.seeds_high is not None else f">{MAX_SEEDS}"
+    span = str(low) if low == high else f"{low}–{high}"
+    unit = "pairs" if c.test.startswith("paired") else "seeds per arm"
+    return f"inconclusive: about {span} {unit} would settle it (80 % power)"
+
+
+def verdict_text(c: Comparison) -> str:
+    """What the comparison can claim: the outcome, unless the budget or the testbed forbids the claim."""
+    if c.outcome.startswith(INSUFFICIENT):
+        return INSUFFICIENT + (f"; {NOT_MATCHED} ({c.budget})" if c.budget_matched is False else "")
+    if c.budget_matched is False:
+        return f"{NOT_MATCHED} ({c.budget})"
+    if c.ceiling:
+        if c.p_difference_adj < ALPHA:  # a real difference survives a ceiling; say where it was measured
+            return f"{c.outcome}; testbed at ceiling"
+        return AT_CEILING
+    return c.outcome
+
+
+# --- budgets, baselines ------------------------------------------------------------------------------------------
+def budget_difference(runs: pd.DataFrame, treatment: str, baseline: str, tolerance: Optional[float] = None
+                      ) -> Tuple[str, Optional[bool]]:
+    """(``-47 % MACs``, matched?) of the treatment arm's budget against the baseline's. The budget is what
+    the runs matched (``match=params``: parameters; otherwise MACs); the tolerance is the runs' recorded one,
+    else ``default_tolerance()``."""
+    t_runs, b_runs = runs[runs["arm"] == treatment], runs[runs["arm"] == baseline]
+    quantity = "params" if set(t_runs.get("match", [])) == {"params"} else "macs"
+    t_cost, b_cost = _mean(t_runs, quantity), _mean(b_runs, quantity)
+    if not (math.isfinite(t_cost) and math.isfinite(b_cost) and b_cost > 0):
+        return "", None
+    if tolerance is None:
+        recorded = pd.to_numeric(t_runs.get("tolerance", pd.Series(dtype=float)), errors="coerce").dropna()
+        tolerance = float(recorded.iloc[0]) if len(recorded) else default_tolerance()
+    relative = t_cost / b_cost - 1
+    label = "MACs" if quantity == "macs" else "params"
+    text = f"{relative * 100:+.0f} % {label}".replace("-", "−")
+    return text, (None if tolerance is None else abs(relative) <= tolerance)
+
+
+def _differing_keys(runs: pd.DataFrame, a: str, b: str) -> int:
+    columns = [c for c in runs.attrs.get("arm_columns", []) if c in runs]
+    ra, rb = runs[runs["arm"] == a].iloc[0], runs[runs["arm"] == b].iloc[0]
+    return sum(str(ra[c]) != str(rb[c]) for c in columns)
+
+
+def pair_arms(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: Optional[ArmSpec] = None
+              ) -> List[Tuple[str, str]]:
+    """(treatment arm, baseline arm) pairs. ``baseline`` (default: the ``attn`` arm) may match several arms
+    (e.g. one per dataset): each treatment arm is compared with the one on the same data that differs from it
+    in the fewest keys; a tie is an error asking for a narrower filter."""
+    _require_arms(runs)
+    spec = DEFAULT_BASELINE if baseline is None else baseline
+    baselines = arms_matching(runs, spec)
+    if not baselines:
+        raise ValueError(f"no baseline arm: nothing matches {describe(spec)}; name one with baseline=...")
+    treatments = arms_matching(runs, treatment)
+    if treatment is not None and not treatments:
+        select_arm(runs, treatment)  # raises the one-line error naming the arms
+    treatments = [a for a in treatments if a not in baselines]
+    data_of = runs.groupby("arm", sort=False)["data_config"].first() if "data_config" in runs else None
+    pairs = []
+    for arm in treatments:
+        candidates = [b for b in baselines if data_of is None or data_of[b] == data_of[arm]] or baselines
+        distance = {b: _differing_keys(runs, arm, b) for b in candidates}
+        best = min(distance.values())
+        nearest = [b for b, d in distance.items() if d == best]
+        if len(nearest) > 1:
+            raise ValueError(f"baseline {describe(spec)} is ambiguous for {arm}: {'; '.join(nearest)}; "
+                             "narrow it with a filter")
+        pairs.append((arm, nearest[0]))
+    return pairs
+
+
+def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: Optional[ArmSpec] = None,
+             metric: str = "val_top1", margin: float = DEFAULT_MARGIN, pair_by: Optional[str] = None,
+             tolerance: Optional[float] = None, correction: Optional[str] = CORRECTION,
+             testbeds: Optional[Dict[str, Testbed]] = None) -> pd.DataFrame:
+    """One row per comparison of a treatment arm with its baseline arm (see ``pair_arms``), p-values
+    corrected over all rows (Holm), the budget and the testbed's headroom checked. ``treatment``/``baseline``:
+    an arm label, a mixer name or a filter (``{"mixer": "shift", "gamma": "1/12"}``); ``pair_by="seed"``
+    pairs complete seeds instead of Welch's unpaired test; ``testbeds`` maps a run's ``data_config`` to its
+    ``headroom.Testbed`` (computed and cached when not given)."""
+    if pair_by not in (None, "seed"):
+        raise ValueError(f"pair_by={pair_by!r}: only 'seed' (or None, unpaired) is supported")
+    if margin <= 0:
+        raise ValueError(f"margin={margin} must be > 0 (top-1 points)")
+    comparisons, names = [], []
+    for t_arm, b_arm in pair_arms(runs, treatment, baseline):
+        pair_names = (_name(t_arm, runs), _name(b_arm, runs))
+        c = compare(finished_values(runs, t_arm, metric), finished_values(runs, b_arm, metric), margin,
+                    paired=pair_by == "seed", names=(t_arm, b_arm))
+        c.budget, c.budget_matched = budget_difference(runs, t_arm, b_arm, tolerance)
+        c.ceiling = _ceiling(runs, t_arm, b_arm, metric, margin, testbeds) or ""
+        comparisons.append(c)
+        names.append(pair_names)
+    tested = [c for c in comparisons if not c.outcome.startswith(INSUFFICIENT)]
+    if tested:
+        for field in ("p_equivalence", "p_difference"):
+            raw = [getattr(c, field) for c in tested]
+            adjusted = multipletests(raw, alpha=ALPHA, method=correction)[1] if correction else raw
+            for c, p in zip(tested, adjusted):
+                setattr(c, f"{field}_adj", float(p))
+    for c, pair_names in zip(comparisons, names):
+        c.outcome = outcome_text(c, pair_names)
+        c.verdict = verdict_text(c)
+    table = pd.DataFrame([asdict(c) for c in comparisons], columns=list(Comparison.__dataclass_fields__))
+    table.attrs.update(correction=correction, comparisons=len(tested), margin=margin, metric=metric,
+                       test="paired by seed" if pair_by else "Welch (unpaired)")
+    return table
+
+
+def _ceiling(runs: pd.DataFrame, t_arm: str, b_arm: str, metric: str, margin: float,
+             testbeds: Optional[Dict[str, Testbed]]) -> Optional[str]:
+    if "data_config" not in runs:
         return None
-    return int(math.ceil(float(n))) if np.isfinite(n) else None
+    configs = set(runs.loc[runs["arm"].isin([t_arm, b_arm]), "data_config"])
+    if len(configs) != 1:
+        return None
+    key = configs.pop()
+    bed = (testbeds or {}).get(key) or headroom_of(json.loads(key))
+    means = [finished_values(runs, arm, metric).mean() for arm in (t_arm, b_arm)]
+    return ceiling_reason(means, bed, margin)
 
 
-def equivalence(diffs: Sequence[float], treatment: str = "shift", control: str = "attn",
-                margin: float = DEFAULT_MARGIN) -> Equivalence:
-    """TOST on paired differences with a symmetric margin, plus a two-sided test of any difference."""
-    d = np.asarray([x for x in diffs if x is not None and np.isfinite(x)], dtype=float)
-    n = len(d)
-    t_name, c_name = DISPLAY.get(treatment, treatment), DISPLAY.get(control, control)
-    if n < 2:
-        return Equivalence(treatment, control, n, float(d.mean()) if n else math.nan, math.nan, math.nan,
-                           math.nan, math.nan, math.nan, math.nan, math.nan, margin,
-                           f"inconclusive - need more seeds (have {n}, need at least 2)", None)
-    stats = DescrStatsW(d)
-    mean, sd = float(d.mean()), float(d.std(ddof=1))
-    if sd == 0:  # identical differences: the intervals collapse to the point
-        lo95 = hi95 = lo90 = hi90 = mean
-        p_tost = 0.0 if abs(mean) < margin else 1.0
-        p_diff = 0.0 if mean != 0 else 1.0
-    else:
-        lo95, hi95 = stats.tconfint_mean(alpha=ALPHA)
-        lo90, hi90 = stats.tconfint_mean(alpha=2 * ALPHA)
-        p_tost = float(stats.ttost_mean(-margin, margin)[0])
-        p_diff = float(stats.ttest_mean(0.0)[1])
-    if -margin < lo90 and hi90 < margin:
-        verdict, needed = "equivalent", None
-    elif lo95 > 0:
-        verdict, needed = f"{t_name} better", None
-    elif hi95 < 0:
-        verdict, needed = f"{c_name} better", None
-    else:
-        needed = _seeds_needed(mean, sd, margin)
-        verdict = f"inconclusive - need more seeds (about {needed})" if needed else "inconclusive - need more seeds"
-    return Equivalence(treatment, control, n, mean, sd, float(lo95), float(hi95), float(lo90), float(hi90),
-                       p_tost, p_diff, margin, verdict, needed)
+# --- one-factor sweeps --------------------------------------------------------------------------------------------
+def one_factor(runs: pd.DataFrame) -> Optional[str]:
+    """The numeric column of the one knob the arms differ in (``gamma_float`` for γ, ``tau``, a mixer size),
+    or None when the arms differ in several knobs or in a non-numeric one."""
+    columns = [c for c in runs.attrs.get("arm_columns", []) if c in runs and runs[c].astype(str).nunique() > 1]
+    if len(columns) != 1:
+        return None
+    factor = FACTORS.get(columns[0]) or FACTORS.get(next((k for k, v in FACTORS.items()
+                                                         if column_name(k) == columns[0]), ""), None)
+    return factor if factor in runs and pd.to_numeric(runs[factor], errors="coerce").notna().all() else None
 
 
-def verdicts(df: pd.DataFrame, treatment: str = "shift", controls: Optional[List[str]] = None,
-             by: str = "mixer", metric: str = "val_top1", margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
-    """One verdict row per ``treatment`` vs control comparison (paired by seed)."""
-    present = list(dict.fromkeys(df[by].dropna()))
-    controls = controls or [c for c in present if c != treatment]
-    rows: List[Dict[str, object]] = []
-    for control in controls:
-        diffs = paired_differences(df, treatment, control, by=by, metric=metric)["diff"]
-        rows.append(asdict(equivalence(diffs.tolist(), treatment, control, margin)))
-    return pd.DataFrame(rows)
+def trend(runs: pd.DataFrame, factor: str, metric: str = "val_top1") -> Dict[str, Any]:
+    """Least-squares slope of ``metric`` on ``factor`` over the finished runs (statsmodels OLS) with its 95 %
+    CI and p-value; NaN fields when fewer than 3 runs or 2 levels."""
+    import statsmodels.api as sm
+
+    used = runs[runs["used"]]
+    x = pd.to_numeric(used[factor], errors="coerce")
+    y = pd.to_numeric(used[metric], errors="coerce")
+    keep = x.notna() & y.notna()
+    x, y = x[keep].to_numpy(dtype=float), y[keep].to_numpy(dtype=float)
+    result = {"factor": factor, "runs": len(x), "levels": len(set(x)), "slope": math.nan, "ci_low": math.nan,
+              "ci_high": math.nan, "p": math.nan}
+    if len(x) >= 3 and len(set(x)) >= 2:
+        fit = sm.OLS(y, sm.add_constant(x)).fit()
+        low, high = fit.conf_int(alpha=ALPHA)[1]
+        result.update(slope=float(fit.params[1]), ci_low=float(low), ci_high=float(high), p=float(fit.pvalues[1]))
+    return result

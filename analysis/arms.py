@@ -1,0 +1,147 @@
+"""Arms: an arm is one configuration, i.e. every effective config value that differs between the analysed runs,
+the seed excluded. Runs of one arm differ only in their seed, so they (and only they) may be averaged.
+
+Read from each run's ``config.yaml`` (the effective config), never guessed from a mixer name: two runs of
+``mixer=shift`` at different γ, epochs or learning rates are different arms, and two sweeps holding the same
+configuration share an arm.
+"""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+
+import pandas as pd
+
+from shiftvit.app import _NOT_HASHED_TRAIN
+
+# Settings that change how fast a run goes, never its numbers (the run's config hash leaves them out too):
+# runs that differ only in these are the same arm.
+NOT_ARM_KEYS = ("seed", *(f"train.{k}" for k in _NOT_HASHED_TRAIN))
+# Values computed from other keys: they belong to an arm's identity but would only repeat its label.
+DERIVED_KEYS = ("gamma_float", "model.img_size", "model.embed_dim", "reference", "tolerance")
+# Short column names for the config keys the analysis talks about most; every other key keeps its dotted name.
+COLUMN_NAMES = {"mixer.name": "mixer", "model.name": "model", "data.name": "data", "model.norm": "norm",
+                "model.act": "act", "train.epochs": "epochs", "train.lr": "lr"}
+# Label order: the question first (mixer), then the knobs of the ablations, then the rest alphabetically.
+LABEL_ORDER = ("mixer", "gamma", "tau", "depths", "norm", "act", "model", "data", "epochs", "lr")
+ArmSpec = Union[str, Mapping[str, Any]]
+# Display order and names of the mixers: shift (the question) first, then attention (the usual baseline).
+MIXER_ORDER = ["shift", "attn", "global_attn", "mlp", "dwconv", "pool", "identity", "random"]
+DISPLAY = {"attn": "attention", "global_attn": "global attention", "mlp": "token-MLP", "dwconv": "depthwise conv",
+           "pool": "pooling", "identity": "identity", "random": "random mixing", "shift": "shift"}
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """Nested config -> ``{"train.lr": 0.002, "depths": "1,1,3,1", ...}`` (lists joined with commas)."""
+    flat: Dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_config(value, f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            flat[name] = ",".join(map(str, value))
+        else:
+            flat[name] = value
+    return flat
+
+
+def column_name(key: str) -> str:
+    return COLUMN_NAMES.get(key, key)
+
+
+def _text(value: Any) -> str:
+    return "null" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+
+
+def arm_identity(flat_config: Mapping[str, Any]) -> tuple:
+    """What makes two runs the same arm: their whole effective config minus the seed and speed settings."""
+    return tuple(sorted((k, _text(v)) for k, v in flat_config.items() if k not in NOT_ARM_KEYS))
+
+
+def label_keys(flat_configs: Sequence[Mapping[str, Any]]) -> List[str]:
+    """The config keys (dotted) that take two or more values between runs, minus derived ones, mixer always
+    first. A key that is null where it does not apply (gamma of attn, the options of one mixer) and constant
+    elsewhere says nothing the mixer does not: it stays out of the label (but not out of the arm's identity)."""
+    keys = sorted({k for c in flat_configs for k in c} - set(NOT_ARM_KEYS))
+    varying = [k for k in keys if len({_text(c.get(k)) for c in flat_configs if c.get(k) is not None}) > 1]
+    solved_depths = all(c.get("match") not in (None, "none") for c in flat_configs)
+    shown = [k for k in varying if k not in DERIVED_KEYS and not (k == "depths" and solved_depths)]
+    if "mixer.name" not in shown:
+        shown.append("mixer.name")
+    rank = {name: i for i, name in enumerate(LABEL_ORDER)}
+    return sorted(shown, key=lambda k: (rank.get(column_name(k), len(rank)), k))
+
+
+def arm_label(flat_config: Mapping[str, Any], keys: Iterable[str]) -> str:
+    """``mixer=shift gamma=1/12``; a key whose value is null (gamma of attn) is left out."""
+    parts = [f"{column_name(k)}={_text(flat_config.get(k))}" for k in keys if flat_config.get(k) is not None]
+    return " ".join(parts) or "all runs"
+
+
+def assign_arms(rows: List[Dict[str, Any]], flat_configs: List[Dict[str, Any]]) -> List[str]:
+    """Fill each row's ``arm`` (and the columns that define it); returns those column names."""
+    keys = label_keys(flat_configs)
+    identities = [arm_identity(c) for c in flat_configs]
+    labels = [arm_label(c, keys) for c in flat_configs]
+    if len(set(zip(identities, labels))) != len(set(labels)):  # two configs, one label: show every difference
+        every = sorted({k for c in flat_configs for k in c} - set(NOT_ARM_KEYS))
+        keys = [k for k in every if len({_text(c.get(k)) for c in flat_configs}) > 1]
+        labels = [arm_label(c, keys) for c in flat_configs]
+    for row, config, label in zip(rows, flat_configs, labels):
+        row["arm"] = label
+        for key in keys:
+            row.setdefault(column_name(key), config.get(key))
+    return [column_name(k) for k in keys]
+
+
+def _same(value: Any, wanted: Any) -> bool:
+    if _text(value) == _text(wanted):
+        return True
+    try:  # 1/12 == "1/12" == 0.0833..., 2 == 2.0
+        return math.isclose(float(Fraction(str(value))), float(Fraction(str(wanted))), rel_tol=1e-9)
+    except (ValueError, ZeroDivisionError):
+        return False
+
+
+def arms_matching(runs: pd.DataFrame, spec: Optional[ArmSpec]) -> List[str]:
+    """Every arm that ``spec`` matches (all arms for None). ``spec``: an arm label, a mixer name, or a filter
+    such as ``{"mixer": "shift", "gamma": "1/12"}`` (keys: column names or dotted config keys)."""
+    arms = list(dict.fromkeys(runs["arm"])) if "arm" in runs else []
+    if spec is None or (isinstance(spec, str) and spec in arms):
+        return arms if spec is None else [spec]
+    spec = parse_spec(spec) if isinstance(spec, str) else dict(spec)
+    mask = pd.Series(True, index=runs.index)
+    for key, wanted in spec.items():
+        if column_name(key) not in runs:
+            raise ValueError(f"unknown key {key!r} in the arm filter; known: {', '.join(map(str, runs.columns))}")
+        mask &= runs[column_name(key)].map(lambda v, w=wanted: _same(v, w))
+    return list(dict.fromkeys(runs.loc[mask, "arm"]))
+
+
+def parse_spec(text: str) -> Dict[str, str]:
+    """``"shift"`` -> ``{"mixer": "shift"}``; ``"mixer=shift gamma=1/12"`` (an arm label) -> a filter."""
+    if "=" not in text:
+        return {"mixer": text}
+    pairs = [item.split("=", 1) for item in text.split()]
+    if any(len(p) != 2 or not p[0] for p in pairs):
+        raise ValueError(f"arm filter {text!r}: write key=value pairs separated by spaces, e.g. 'mixer=shift "
+                         "gamma=1/12'")
+    return dict(pairs)
+
+
+def describe(spec: ArmSpec) -> str:
+    spec = parse_spec(spec) if isinstance(spec, str) else spec
+    return " ".join(f"{k}={v}" for k, v in spec.items())
+
+
+def select_arm(runs: pd.DataFrame, spec: ArmSpec) -> str:
+    """The one arm ``spec`` names (see ``arms_matching``); matching no arm or several is an error."""
+    matched = arms_matching(runs, spec)
+    if not matched:
+        arms = "; ".join(dict.fromkeys(runs["arm"])) if "arm" in runs else ""
+        raise ValueError(f"no arm matches {describe(spec)}; arms: {arms or 'none'}")
+    if len(matched) > 1:
+        raise ValueError(f"{describe(spec)} matches {len(matched)} arms ({'; '.join(matched)}): "
+                         "add a key to the filter")
+    return matched[0]

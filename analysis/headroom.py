@@ -1,0 +1,200 @@
+"""What a testbed can resolve: chance, a raw-pixel baseline on the same split, the validation-set size and the
+binomial standard error of an accuracy measured on it.
+
+A comparison of token mixers means little when a classifier that never mixes tokens (1-nearest-neighbour or
+logistic regression on the raw pixels) already scores as well as the models, or when every model is within
+the test-set noise of 100 %. The baselines are computed with scikit-learn on the very train/val split the runs
+used (``shiftvit.data``'s builders, unaugmented) and cached on disk per data config, so a report computes them
+once per dataset.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+from scipy import stats as st
+
+CEILING = 100.0
+# two-sided 95 %: "within the noise" of the ceiling means within this many binomial standard errors
+Z95 = float(st.norm.ppf(0.975))
+# images larger than this are area-downsampled (per side) before the raw-pixel baselines, which keeps them to
+# seconds on a CPU; the report says so
+BASELINE_MAX_SIDE = 32
+# bump when the baseline method changes: old cache entries are then ignored
+METHOD = (f"raw-pixel baselines v1: 1-NN (euclidean) and logistic regression (standardised pixels, lbfgs) on the "
+          f"builder's unaugmented images, area-downsampled to at most {BASELINE_MAX_SIDE} px")
+BASELINE_NAMES = {"nearest_neighbour": "1-NN", "logistic_regression": "logistic regression"}
+
+
+@dataclass
+class Testbed:
+    data: str
+    data_config: str
+    num_classes: Optional[int] = None
+    train_images: Optional[int] = None
+    val_images: Optional[int] = None
+    chance: Optional[float] = None
+    nearest_neighbour: Optional[float] = None
+    logistic_regression: Optional[float] = None
+    baselines_done: bool = False
+    note: str = ""
+
+    @property
+    def best_baseline(self) -> Optional[tuple]:
+        """(name, accuracy in %) of the better raw-pixel baseline, or None when none was computed."""
+        scored = [(BASELINE_NAMES[k], getattr(self, k)) for k in BASELINE_NAMES if getattr(self, k) is not None]
+        return max(scored, key=lambda x: x[1]) if scored else None
+
+    def binomial_se(self, accuracy: float) -> float:
+        """Standard error (points) of an accuracy of ``accuracy`` % measured on this validation set."""
+        from statsmodels.stats.proportion import std_prop
+
+        if not self.val_images or accuracy is None or not math.isfinite(accuracy):
+            return math.nan
+        return float(100 * std_prop(accuracy / 100, self.val_images))
+
+
+def cache_dir() -> Path:
+    """``$SHIFTVIT_CACHE`` or ``$XDG_CACHE_HOME/shiftvit`` (``~/.cache/shiftvit``), subfolder ``testbeds``."""
+    root = os.environ.get("SHIFTVIT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / \
+        "shiftvit"
+    return Path(root) / "testbeds"
+
+
+def _cache_path(data_config: Mapping[str, Any]) -> Path:
+    key = json.dumps({"data": dict(data_config), "method": METHOD}, sort_keys=True, default=str)
+    return cache_dir() / f"{data_config.get('name', 'data')}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+def _read_cache(data_config: Mapping[str, Any]) -> Optional[Testbed]:
+    try:
+        return Testbed(**json.loads(_cache_path(data_config).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _write_cache(data_config: Mapping[str, Any], bed: Testbed) -> None:
+    from shiftvit.records import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(_cache_path(data_config), json.dumps(asdict(bed), indent=1).encode())
+    except OSError:  # a cache that cannot be written only costs a recomputation next time
+        pass
+
+
+def _arrays(dataset) -> Optional[tuple]:
+    """(images NCHW float tensor, labels) of a dataset held in memory, else None."""
+    import numpy as np
+    import torch
+
+    if hasattr(dataset, "tensors"):  # digits, relations, synthetic: the builder's tensors, before augmentation
+        images, labels = dataset.tensors
+        return images.float(), labels.numpy()
+    if hasattr(dataset, "data") and hasattr(dataset, "targets"):  # torchvision CIFAR: uint8 NHWC
+        images = torch.from_numpy(np.asarray(dataset.data)).permute(0, 3, 1, 2).float() / 255
+        return images, np.asarray(dataset.targets)
+    return None
+
+
+def _pixels(images) -> Any:
+    import torch
+
+    if max(images.shape[-2:]) > BASELINE_MAX_SIDE:
+        images = torch.nn.functional.adaptive_avg_pool2d(images, BASELINE_MAX_SIDE)
+    return images.flatten(1).numpy()
+
+
+def _fit_baselines(bundle) -> Dict[str, float]:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    train, val = _arrays(bundle.train), _arrays(bundle.val)
+    if train is None or val is None:
+        return {}
+    x_train, y_train = _pixels(train[0]), train[1]
+    x_val, y_val = _pixels(val[0]), val[1]
+    knn = KNeighborsClassifier(n_neighbors=1).fit(x_train, y_train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # a capped fit is still a fair lower bound
+        logreg = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(x_train, y_train)
+    return {"nearest_neighbour": 100 * float(knn.score(x_val, y_val)),
+            "logistic_regression": 100 * float(logreg.score(x_val, y_val))}
+
+
+def headroom_of(data_config: Mapping[str, Any], baselines: bool = True) -> Testbed:
+    """The testbed of one data config (as recorded in a run's ``config.yaml``): sizes, chance and (with
+    ``baselines``) the raw-pixel baselines. Cached on disk; a dataset that cannot be built here (missing root)
+    gives a ``Testbed`` whose ``note`` says why and whose unknown fields are None."""
+    cached = _read_cache(data_config)
+    if cached is not None and (cached.baselines_done or not baselines):
+        return cached
+    from shiftvit.data import build_data
+
+    options = {k: v for k, v in data_config.items() if k != "name"}
+    name = str(data_config.get("name"))
+    result = Testbed(data=name, data_config=json.dumps(dict(data_config), sort_keys=True, default=str))
+    try:
+        bundle = build_data(name, **options)
+    except Exception as e:  # any failure to build (no root, unknown data) is reported, not raised
+        result.note = f"dataset not available here ({type(e).__name__}: {e})"
+        return result
+    result.num_classes, result.chance = bundle.num_classes, CEILING / bundle.num_classes
+    result.train_images, result.val_images = len(bundle.train), len(bundle.val)
+    if baselines:
+        scores = _fit_baselines(bundle)
+        result.nearest_neighbour = scores.get("nearest_neighbour")
+        result.logistic_regression = scores.get("logistic_regression")
+        result.baselines_done = True
+        if not scores:
+            result.note = f"no raw-pixel baseline for {name} (its images are not held in memory)"
+        elif bundle.img_size > BASELINE_MAX_SIDE:
+            result.note = f"baselines on images area-downsampled to {BASELINE_MAX_SIDE} px"
+    _write_cache(data_config, result)
+    return result
+
+
+def validation_size(data_config: Mapping[str, Any]) -> Optional[int]:
+    return headroom_of(data_config, baselines=False).val_images
+
+
+def ceiling_reason(accuracies: Sequence[float], bed: Testbed, margin: float) -> Optional[str]:
+    """Why the testbed cannot separate arms scoring ``accuracies`` (%), or None when it can.
+
+    Either every arm is within the test-set noise of 100 % (Z95 binomial SEs), or no arm beats the better
+    raw-pixel baseline by more than the equivalence margin."""
+    accuracies = [a for a in accuracies if a is not None and math.isfinite(a)]
+    if not accuracies:
+        return None
+    if bed.val_images and all(CEILING - a <= Z95 * bed.binomial_se(a) for a in accuracies):
+        return f"every arm is within {Z95:.2f} binomial SEs of {CEILING:g} % on {bed.val_images} images"
+    best = bed.best_baseline
+    if best is not None and all(a - best[1] <= margin for a in accuracies):
+        return f"no arm beats raw-pixel {best[0]} ({best[1]:.2f} %) by more than ±{margin:g}"
+    return None
+
+
+def headroom_line(bed: Testbed, observed: Sequence[float] = ()) -> str:
+    """One sentence: what this testbed can resolve (binomial SEs at the ``observed`` accuracies, e.g. the
+    lowest and the highest arm mean)."""
+    if bed.val_images is None:
+        return f"{bed.data}: {bed.note or 'validation set unknown'}; headroom not computed."
+    parts = [f"{bed.data}: {bed.val_images} validation images ({bed.train_images} train), {bed.num_classes} "
+             f"classes; chance {bed.chance:.1f} %"]
+    raw = [f"{BASELINE_NAMES[k]} {getattr(bed, k):.2f} %" for k in BASELINE_NAMES if getattr(bed, k) is not None]
+    if raw:
+        parts.append(f"raw pixels, same split: {', '.join(raw)}")
+    parts.append(f"one image = {CEILING / bed.val_images:.2f} points")
+    observed = [a for a in observed if a is not None and math.isfinite(a)]
+    if observed:
+        at = ", ".join(f"±{bed.binomial_se(a):.2f} points at {a:.2f} %" for a in observed)
+        parts.append(f"binomial SE of one run's accuracy: {at}")
+    return "; ".join(parts) + (f" ({bed.note})" if bed.note else "") + "."
