@@ -85,6 +85,11 @@ def _references(ax, runs: pd.DataFrame, testbeds: Optional[Dict[str, Testbed]]) 
                        **{**BASELINE_LINE, "ls": LINESTYLES[(i + 1) % len(LINESTYLES)]})
 
 
+def _legend(ax) -> None:
+    """Outside the axes, on the right: it never hides a point or a reference line."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
 def _plain_axes(ax) -> None:
     for axis in (ax.xaxis, ax.yaxis):
         if isinstance(axis.get_major_formatter(), ScalarFormatter):
@@ -127,7 +132,7 @@ def figure_arms(runs: pd.DataFrame, testbeds: Optional[Dict[str, Testbed]] = Non
         what = "mean and 95 % CI over finished seeds, dots: runs" if drew_ci else \
             "one finished run or fewer per arm (no CI), dots: runs"
         ax.set_title(f"{metric} per arm ({what})", fontsize=9)
-        ax.legend(fontsize=7, loc="best")
+        _legend(ax)
         return fig
 
 
@@ -178,7 +183,7 @@ def figure_factor(runs: pd.DataFrame, factor: str, testbeds: Optional[Dict[str, 
         name = AXIS_LABELS.get(factor, factor).split(" (")[0]
         ax.set_title(f"{metric} vs {name}: mean per arm{', band: 95 % CI' if drew_band else ''}, dots: runs",
                      fontsize=9)
-        ax.legend(fontsize=7)
+        _legend(ax)
         return fig
 
 
@@ -223,7 +228,7 @@ def figure_tradeoff(runs: pd.DataFrame, x: str, testbeds: Optional[Dict[str, Tes
         what = "measured speed" if larger_better else "MACs"
         ax.set_title(f"{metric} vs {what}: arm means (large), runs (small)"
                      f"{', Pareto front' if len(front) >= 2 else ''}", fontsize=9)
-        ax.legend(fontsize=7, loc="best")
+        _legend(ax)
         return fig
 
 
@@ -246,11 +251,11 @@ def figure_curves(curves: pd.DataFrame, runs: pd.DataFrame, metric: str = "val_t
                 drew_band = True
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(metric)
+        ax.set_ylabel(f"{metric} (%)" if "top" in metric else metric)
         _plain_axes(ax)
         ax.set_title(f"per-epoch {metric}: mean over each arm's finished runs"
                      f"{', band: min–max over seeds' if drew_band else ''}", fontsize=9)
-        ax.legend(fontsize=7)
+        _legend(ax)
         return fig
 
 
@@ -277,7 +282,7 @@ def figure_breakdown(runs: pd.DataFrame) -> Figure:
         ax.set_xticks(positions, [a.replace(" ", "\n") for a in arms], fontsize=8)
         ax.set_ylabel("M MACs per image")
         _plain_axes(ax)
-        ax.legend(fontsize=7)
+        _legend(ax)
         ax.set_title("Where the MACs go, per arm", fontsize=9)
         return fig
 

@@ -25,7 +25,6 @@ import pandas as pd
 from .arms import ArmSpec, describe
 from .headroom import METHOD, Testbed, headroom_line, headroom_of
 from .load import FAILED_STATUSES, USED_STATUSES, SkippedRun, load_curves, load_runs
-from .plots import build_figures, save_figures
 from .stats import (
     ALPHA,
     DEFAULT_BASELINE,
@@ -192,10 +191,13 @@ def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = N
                            "Every run's curves (metrics.jsonl) read whole.")]
         if problems:
             sections.append(("table", pd.DataFrame(problems, columns=["run_dir", "problem"])))
+        from .plots import build_figures, save_figures  # matplotlib only once there is something to draw
+
         figures = save_figures(build_figures(runs, curves, beds, metric), out)
         sections.append(("h2", "Figures"))
         sections += [("figure", paths[0]) for paths in figures.values()]
-        shown = runs[[c for c in RUN_COLUMNS if c in runs]].copy()
+        columns = [c for c in RUN_COLUMNS if c in runs and not (c == "sweep" and runs["sweep"].nunique() == 1)]
+        shown = runs[columns].copy()
         for column in ("val_top1", "val_top1_se"):
             if column in shown:
                 shown[column] = shown[column].map(lambda v: _points(float(v)) if pd.notna(v) else "")

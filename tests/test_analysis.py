@@ -1,184 +1,203 @@
-"""Analysis on a small real sweep made here: loaders against the records, report, notebooks, verdicts."""
+"""Analysis on a small real sweep made here (the README's first command, one epoch): loaders against the records,
+the report, broken records, notebooks."""
+import fcntl
 import json
-import math
 import os
-import warnings
+import shutil
+import subprocess
+import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import numpy as np
 import pytest
-from helpers import ROOT, run_cli
+from analysis_records import testbed_cache  # noqa: F401
+from helpers import ROOT, cli_env, run_cli
 from PIL import Image
-from scipy import stats as st
 
-from analysis import equivalence, load_curves, load_runs, paired_differences, summarize, verdicts
+from analysis import load_curves, load_runs, summarize, verdicts
 from analysis.load import SkippedRun
 from analysis.report import main as report_main
+from shiftvit.records import ARCHIVE_DIR, LOCK_FILE, METRICS_FILE
+
+pytestmark = pytest.mark.usefixtures("testbed_cache")
+HEADLINE = ["-m", "mixer=shift,attn", "gamma=1/12,1/6", "train.epochs=1", "logger=none"]
+ARMS = {"mixer=shift gamma=1/12", "mixer=shift gamma=1/6", "mixer=attn"}
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
+    """``python run.py -m mixer=shift,attn gamma=1/12,1/6 train.epochs=1 logger=none``: 4 jobs, of which the
+    two attn jobs share one effective config (γ does not apply to attn), so the second is a duplicate."""
     base = tmp_path_factory.mktemp("analysis")
     sweep_dir = base / "sweep"
-    proc = run_cli(["-m", "mixer=shift,attn", "seed=0,1", "train.epochs=2", "logger=none",
-                    f"hydra.sweep.dir={sweep_dir}"], cwd=base)
+    proc = run_cli([*HEADLINE, f"hydra.sweep.dir={sweep_dir}"], cwd=base)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return sweep_dir
 
 
 def test_load_runs_matches_the_records(sweep):
-    runs = load_runs(sweep)
-    assert len(runs) == 4
+    with pytest.warns(SkippedRun, match="duplicate of"):
+        runs = load_runs(sweep)
+    assert len(runs) == 3 and set(runs["arm"]) == ARMS
+    assert runs.attrs["arm_columns"] == ["mixer", "gamma"]
     for _, row in runs.iterrows():
         summary = json.loads((Path(row["run_dir"]) / "summary.json").read_text())
         assert row["val_top1"] == summary["val_top1"] and row["macs"] == summary["macs"]
         assert row["seed"] == summary["seed"] and row["mixer"] == summary["mixer"]
-        assert row["depths"] == ",".join(map(str, summary["depths"]))
-        assert row["macs_mlp"] == summary["macs_mlp"]
-    shift = runs[runs["mixer"] == "shift"]
-    assert set(shift["gamma"]) == {"1/12"} and np.allclose(shift["gamma_float"], 1 / 12)
+        assert row["depths"] == ",".join(map(str, summary["depths"])) and row["macs_mlp"] == summary["macs_mlp"]
+        assert row["val_images"] == 360 and row["val_top1_se"] > 0
     assert runs.loc[runs["mixer"] == "attn", "gamma"].isna().all()
-    assert sorted(runs["seed"]) == [0, 0, 1, 1]
-    for column in ("tau", "match", "model", "data", "norm", "act", "status", "best_val_top1", "ema_val_top1",
-                   "params", "train_images_per_s", "eval_images_per_s", "wall_s"):
-        assert column in runs
 
 
 def test_load_curves_long_format(sweep):
-    curves = load_curves(sweep)
+    curves = load_curves(sweep, warn=False)
     top1 = curves[curves["metric"] == "val_top1"]
-    assert len(top1) == 4 * 2 and sorted(top1["epoch"].unique()) == [0, 1]
+    assert len(top1) == 3 and set(top1["epoch"]) == {0} and set(top1["arm"]) == ARMS
     for run_dir, group in top1.groupby("run_dir"):
-        lines = [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
-        assert group.sort_values("epoch")["value"].tolist() == [x["val_top1"] for x in lines]
+        lines = [json.loads(x) for x in (Path(run_dir) / METRICS_FILE).read_text().splitlines()]
+        assert group["value"].tolist() == [x["val_top1"] for x in lines]
+    assert curves.attrs["curve_problems"] == []
 
 
-def test_broken_run_dirs_are_skipped_with_a_warning(sweep, tmp_path):
-    import shutil
-
-    mixed = tmp_path / "mixed"
-    shutil.copytree(sweep / "0", mixed / "good")
-    (mixed / "corrupt").mkdir()
-    (mixed / "corrupt" / "summary.json").write_text("{not json")
-    (mixed / "corrupt" / "config.yaml").write_text("a: 1")
-    shutil.copytree(sweep / "1", mixed / "running")
-    summary = json.loads((mixed / "running" / "summary.json").read_text())
-    (mixed / "running" / "summary.json").write_text(json.dumps({**summary, "status": "running"}))
-    shutil.copytree(sweep / "2", mixed / "noconfig")
-    (mixed / "noconfig" / "config.yaml").unlink()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        runs = load_runs(mixed)
-    assert len(runs) == 1
-    messages = " ".join(str(w.message) for w in caught if issubclass(w.category, SkippedRun))
-    for name, why in [("corrupt", "corrupt summary.json"), ("running", "still running"),
-                      ("noconfig", "no config.yaml")]:
-        assert str(mixed / name) in messages and why in messages
-    assert len(runs.attrs["skipped"]) == 3
-
-
-def _valid_image(path: Path) -> None:
-    if path.suffix == ".png":
-        with Image.open(path) as im:
-            im.verify()
-            assert im.size[0] > 100
-    else:
-        assert ET.parse(path).getroot().tag.endswith("svg")
-
-
-def test_report_end_to_end(sweep, tmp_path):
+def test_headline_report_three_arms_no_pooling_and_the_budget_flag(sweep, tmp_path):
     out = tmp_path / "report"
     assert report_main([str(sweep), "--out", str(out)]) == 0
     md, page = (out / "report.md").read_text(), (out / "report.html").read_text()
-    assert "4 runs used, 0 skipped" in md and "## Verdicts: shift vs each mixer" in md
-    assert "| shift | attn | 2 |" in md
+    assert "3 runs loaded (3 completed) in 3 arms; 1 record skipped" in md
+    arm_rows = [line for line in md.splitlines() if line.startswith("| mixer=") and "| 1 of 1 |" in line]
+    assert {row.split(" | ")[0].lstrip("| ") for row in arm_rows} == ARMS  # one run per arm: nothing pooled
+    assert md.count("−47 % MACs ⚠ not budget-matched") == 2  # attn costs 14.79 M MACs, shift 7.90 M
+    assert md.count("insufficient data; not budget-matched (−47 % MACs)") == 2
+    assert "digits: 360 validation images (1437 train), 10 classes; chance 10.0 %" in md
     assert page.count("data:image/png;base64,") >= 5 and "<table" in page
-    names = {"mixers", "acc_vs_macs", "acc_vs_speed", "curves_val_top1", "flop_breakdown"}
-    for name in names:
-        for ext in ("png", "svg"):
-            _valid_image(out / f"{name}.{ext}")
-            assert f"({name}.png)" in md
+    for name in ("arms", "gamma", "acc_vs_macs", "acc_vs_speed", "curves_val_top1", "macs_breakdown"):
+        assert f"({name}.png)" in md
+        with Image.open(out / f"{name}.png") as im:
+            im.verify()
+        assert ET.parse(out / f"{name}.svg").getroot().tag.endswith("svg")
+    table = verdicts(load_runs(sweep, warn=False))
+    assert set(table["treatment"]) == ARMS - {"mixer=attn"} and set(table["baseline"]) == {"mixer=attn"}
     assert report_main([str(tmp_path / "missing")]) == 2
 
 
+def test_report_on_a_read_only_sweep_says_where_to_write(sweep):
+    """Root ignores permissions: the report then runs as nobody, as a colleague reading the sweep would."""
+    shared, home = Path(tempfile.mkdtemp(prefix="shiftvit-ro-")), Path(tempfile.mkdtemp(prefix="shiftvit-home-"))
+    home.chmod(0o777)  # the reader's own home, writable to them
+    try:
+        copy = shared / "sweep"
+        shutil.copytree(sweep, copy, ignore=shutil.ignore_patterns(LOCK_FILE))
+        for path in [shared, *copy.rglob("*"), copy]:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+        command = [sys.executable, "-m", "analysis.report", str(copy)]
+        if os.geteuid() == 0:
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              env=cli_env(HOME=str(home)))
+        assert proc.returncode == 2
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and str(copy / "report") in lines[0] and "--out DIR" in lines[0], proc.stderr
+        assert not (copy / "report").exists()
+    finally:
+        for path in [shared, *shared.rglob("*")]:
+            path.chmod(0o755)
+        shutil.rmtree(shared)
+        shutil.rmtree(home)
+
+
+def test_broken_and_archived_records(sweep, tmp_path):
+    loaded = load_runs(sweep, warn=False)  # job directories by arm, whatever names the sweep gave them
+    by_arm = dict(zip(loaded["arm"], loaded["run_dir"].map(Path)))
+    mixed = tmp_path / "mixed"
+    shutil.copytree(by_arm["mixer=shift gamma=1/12"], mixed / "good")
+    shutil.copytree(by_arm["mixer=shift gamma=1/12"], mixed / "good" / ARCHIVE_DIR / "old")  # never a run
+    (mixed / "corrupt").mkdir()
+    (mixed / "corrupt" / "summary.json").write_text("{not json")
+    (mixed / "corrupt" / "config.yaml").write_text("a: 1")
+    for name, source in (("live", "mixer=shift gamma=1/6"), ("dead", "mixer=shift gamma=1/6"),
+                         ("noconfig", "mixer=attn"), ("truncated", "mixer=attn")):
+        shutil.copytree(by_arm[source], mixed / name)
+    for name in ("live", "dead"):
+        summary = json.loads((mixed / name / "summary.json").read_text())
+        (mixed / name / "summary.json").write_text(json.dumps({**summary, "status": "running"}))
+    (mixed / "noconfig" / "config.yaml").unlink()
+    metrics = mixed / "truncated" / METRICS_FILE
+    metrics.write_text(metrics.read_text() + '{"epoch": 1, "val_top1": 9')  # a second epoch cut off mid-line
+    with open(mixed / "live" / LOCK_FILE, "w") as lock:  # a live process holds the lock of 'live'
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with pytest.warns(SkippedRun) as caught:
+            runs = load_runs(mixed)
+        curves = load_curves(mixed, warn=False, runs=runs)
+        out = tmp_path / "report"
+        assert report_main([str(mixed), "--out", str(out)]) == 0
+    messages = " ".join(str(w.message) for w in caught)
+    for name, why in [("corrupt", "corrupt summary.json"), ("live", "still running"), ("noconfig", "no config.yaml")]:
+        assert str(mixed / name) in messages and why in messages
+    assert len(runs.attrs["skipped"]) == 3 and ARCHIVE_DIR not in messages
+    assert sorted(Path(d).name for d in runs["run_dir"]) == ["dead", "good", "truncated"]
+    assert runs.set_index(runs["run_dir"].map(lambda d: Path(d).name)).loc["dead", "status"] == "interrupted"
+    assert not any(ARCHIVE_DIR in d for d in runs["run_dir"])
+    assert curves.attrs["curve_problems"] == [(str(mixed / "truncated"),
+                                               "truncated metrics.jsonl (last line cut off; kept 1 epochs)")]
+    assert len(curves[(curves["run_dir"] == str(mixed / "truncated")) & (curves["metric"] == "val_top1")]) == 1
+    md = (out / "report.md").read_text()
+    assert "1 run with unreadable or truncated curves" in md and "truncated metrics.jsonl (last line cut off" in md
+    assert "1 of 1 seeds interrupted" in md
+    assert summarize(runs).set_index("arm").loc["mixer=shift gamma=1/6", "n"] == 0
+
+
 @pytest.mark.parametrize("notebook", sorted((ROOT / "analysis" / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
-def test_notebooks_execute_headless(notebook, sweep, tmp_path, monkeypatch):
+def test_notebooks_execute_headless(notebook, sweep, tmp_path):
     import nbformat
     from nbclient import NotebookClient
 
-    monkeypatch.setenv("SHIFTVIT_SWEEP", str(sweep))
-    monkeypatch.setenv("SHIFTVIT_FIGURES", str(tmp_path / "figures"))
-    nb = nbformat.read(notebook, as_version=4)
+    sys.path.insert(0, str(ROOT / "analysis" / "notebooks"))
+    try:
+        from build import inject_parameters
+    finally:
+        sys.path.pop(0)
+    nb = inject_parameters(nbformat.read(notebook, as_version=4), SWEEPS=[str(sweep)],
+                           FIGURES=str(tmp_path / "figures"))
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
-    assert any("4 runs from" in o.get("text", "") for o in outputs)
+    assert any("3 runs in 3 arms from" in o.get("text", "") for o in outputs)
     if notebook.stem in ("mixers", "gamma", "tau_depth"):
         assert any(p.suffix == ".png" for p in (tmp_path / "figures").iterdir())
 
 
+def test_notebook_without_sweeps_says_so(tmp_path):
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    nb = nbformat.read(ROOT / "analysis" / "notebooks" / "norm_act.ipynb", as_version=4)
+    with pytest.raises(CellExecutionError, match="set SWEEPS in the parameters cell"):
+        NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+                       ).execute()
+
+
 def test_notebooks_are_what_build_py_generates(tmp_path, monkeypatch):
     import importlib.util
+
+    import nbformat
 
     spec = importlib.util.spec_from_file_location("build_nb", ROOT / "analysis" / "notebooks" / "build.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     monkeypatch.setattr(module, "HERE", tmp_path)
     module.build()
-    import nbformat
-
     built = sorted(tmp_path.glob("*.ipynb"))
     assert [p.name for p in built] == sorted(p.name for p in (ROOT / "analysis" / "notebooks").glob("*.ipynb"))
     for path in built:
         fresh, committed = (nbformat.read(p, as_version=4) for p in (path, ROOT / "analysis" / "notebooks" / path.name))
-        assert [(c.cell_type, c.source) for c in fresh.cells] == [(c.cell_type, c.source) for c in committed.cells]
-
-
-# --- statistics on constructed inputs ------------------------------------------------------------------------------
-def test_summarize_ci_is_the_t_interval():
-    import pandas as pd
-
-    df = pd.DataFrame({"mixer": ["a"] * 3 + ["b"] * 2, "val_top1": [1.0, 2.0, 3.0, 5.0, 7.0]})
-    table = summarize(df).set_index("mixer")
-    half = st.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)
-    assert table.loc["a", "mean"] == 2.0 and table.loc["a", "ci_low"] == pytest.approx(2 - half)
-    assert table.loc["b", "n"] == 2
-    assert table.loc["b", "ci_high"] == pytest.approx(6 + st.t.ppf(0.975, 1) * math.sqrt(2) / math.sqrt(2))
-
-
-def test_verdict_equivalent():
-    result = equivalence([0.1, -0.2, 0.15, 0.0, -0.05], "shift", "attn", margin=1.0)
-    assert result.verdict == "equivalent" and result.p_tost < 0.05
-
-
-def test_verdict_clearly_different_both_ways():
-    assert equivalence([3.0, 2.5, 3.4, 2.8], "shift", "attn").verdict == "shift better"
-    assert equivalence([-3.0, -2.5, -3.4, -2.8], "shift", "attn").verdict == "attention better"
-    assert equivalence([-3.0, -2.5, -3.4], "shift", "dwconv").verdict == "depthwise conv better"
-
-
-def test_verdict_too_few_seeds():
-    one = equivalence([0.3], "shift", "attn")
-    assert one.verdict.startswith("inconclusive - need more seeds") and "have 1" in one.verdict
-    noisy = equivalence([2.0, -1.5, 0.8], "shift", "attn")
-    assert noisy.verdict.startswith("inconclusive - need more seeds (about ")
-    assert noisy.seeds_needed is not None and noisy.seeds_needed > 3
-
-
-def test_paired_differences_pair_by_seed_and_verdict_table():
-    import pandas as pd
-
-    df = pd.DataFrame({"mixer": ["shift", "shift", "shift", "attn", "attn"], "seed": [0, 1, 2, 0, 2],
-                       "val_top1": [90.0, 91.0, 92.0, 89.0, 91.5]})
-    diffs = paired_differences(df, "shift", "attn")
-    assert diffs["seed"].tolist() == [0, 2] and diffs["diff"].tolist() == [1.0, 0.5]
-    table = verdicts(df)
-    assert table["control"].tolist() == ["attn"] and table["n"].tolist() == [2]
+        assert [(c.cell_type, c.source, c.metadata.get("tags")) for c in fresh.cells] == \
+            [(c.cell_type, c.source, c.metadata.get("tags")) for c in committed.cells]
 
 
 def test_empty_sweep_report(tmp_path):
     (tmp_path / "empty").mkdir()
     assert report_main([str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 0
     assert "No finished runs" in (tmp_path / "r" / "report.md").read_text()
-    assert os.path.exists(tmp_path / "r" / "report.html")
+    assert (tmp_path / "r" / "report.html").exists()
