@@ -262,7 +262,8 @@ class Trainer:
             state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
         except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError ... for a damaged file
             raise RecordError(
-                f"{self.checkpoint_path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0][:80]}): "
+                f"{self.checkpoint_path} is unreadable ({type(e).__name__}{': ' if str(e) else ''}"
+                f"{(str(e).splitlines() or [''])[0][:80]}): "
                 "delete it to restart this run from epoch 1, or train.resume=fresh to archive the record "
                 "and start over") from None
         self.model.load_state_dict(state["model"])

@@ -40,10 +40,10 @@ from shiftvit.records import (
 from shiftvit.sweeps import SWEEP_CSV, job_dirs, sweep_rows
 
 CONF = ROOT / "conf"
-def small(epochs: int = 3, num_train: int = 64) -> list:
-    """A run of a few seconds: 4 batches per epoch by default."""
+def small(epochs: int = 3, num_train: int = 32) -> list:
+    """A run of a second or two: 4 batches per epoch by default."""
     return ["logger=none", "data=synthetic", "data.img_size=32", "data.num_classes=4", f"data.num_train={num_train}",
-            "data.num_val=32", "train.batch_size=16", f"train.epochs={epochs}", "train.warmup_epochs=1"]
+            "data.num_val=16", "train.batch_size=8", f"train.epochs={epochs}", "train.warmup_epochs=1"]
 
 
 SMALL = tuple(small())
@@ -148,10 +148,19 @@ def test_kill_between_claim_and_its_content_does_not_make_a_self_duplicate(refer
     assert (other / read_summary(other)["duplicate_of"]).resolve() == run_dir.resolve()
 
 
-def test_wall_time_sums_every_attempt(reference, tmp_path):
+@pytest.fixture(scope="module")
+def killed(reference, tmp_path_factory):
+    """A run killed after epoch 2's metrics row, before its checkpoint: copy it, then damage or resume it."""
+    cfg, _ = reference
+    run_dir = tmp_path_factory.mktemp("killed") / "run"
+    assert run_forked(cfg, run_dir, f"after_rename:{METRICS_FILE}:2") == -signal.SIGKILL
+    return run_dir
+
+
+def test_wall_time_sums_every_attempt(reference, killed, tmp_path):
     cfg, _ = reference
     run_dir = tmp_path / "run"
-    assert run_forked(cfg, run_dir, f"after_rename:{METRICS_FILE}:2") == -signal.SIGKILL
+    shutil.copytree(killed, run_dir)
     first_attempt = read_summary(run_dir)["wall_s"]
     first_epoch = read_metrics(run_dir)[0]["epoch_s"]
     assert first_attempt >= first_epoch, "the killed attempt's time up to its last epoch is recorded"
@@ -284,7 +293,7 @@ def test_reordered_and_extended_sweep_maps_each_job_to_its_record(tmp_path):
 # --- 6 and 7. one launcher per sweep; Ctrl-C; a failed job ---------------------------------------------------
 def test_second_launch_is_refused_and_ctrl_c_leaves_sweep_csv(tmp_path):
     sweep = tmp_path / "sweep"
-    args = ["-m", "seed=0,1", *small(epochs=2, num_train=1024), f"hydra.sweep.dir={sweep}"]
+    args = ["-m", "seed=0,1", *small(epochs=3, num_train=512), f"hydra.sweep.dir={sweep}"]
     first = popen_cli(args, cwd=tmp_path)
     deadline = time.time() + 300
     while not any(read_metrics(job) for job in job_dirs(sweep)):
@@ -304,7 +313,7 @@ def test_second_launch_is_refused_and_ctrl_c_leaves_sweep_csv(tmp_path):
     assert relaunch.returncode == 0, relaunch.stderr[-3000:]
     assert "resumed from" in relaunch.stdout + relaunch.stderr
     for job in job_dirs(sweep):
-        assert [r["epoch"] for r in read_metrics(job)] == [0, 1]
+        assert [r["epoch"] for r in read_metrics(job)] == [0, 1, 2]
         assert read_summary(job)["status"] == "completed"
 
 
@@ -322,7 +331,7 @@ def test_failed_job_does_not_stop_the_sweep_and_sweep_csv_is_written(tmp_path):
 
 def test_sigint_in_a_single_run_checkpoints_and_says_one_line(tmp_path):
     run_dir = tmp_path / "run"
-    proc = popen_cli([*small(num_train=1024), f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    proc = popen_cli([*small(num_train=512), f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     deadline = time.time() + 300
     while not read_metrics(run_dir):
         assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-3000:]
@@ -347,10 +356,10 @@ def test_busy_run_dir_is_refused_with_the_holder(reference, tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["truncate", "empty", "metrics"])
-def test_damaged_record_gives_one_line_naming_the_file(reference, tmp_path, damage):
+def test_damaged_record_gives_one_line_naming_the_file(reference, killed, tmp_path, damage):
     cfg, _ = reference
     run_dir = tmp_path / "run"
-    assert run_forked(cfg, run_dir, f"after_rename:{METRICS_FILE}:2") == -signal.SIGKILL
+    shutil.copytree(killed, run_dir)
     checkpoint, metrics = run_dir / CHECKPOINT_FILE, run_dir / METRICS_FILE
     if damage == "truncate":
         checkpoint.write_bytes(checkpoint.read_bytes()[:4096])
