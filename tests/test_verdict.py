@@ -263,3 +263,17 @@ def test_report_numbers_are_rounded(two_sweeps, tmp_path):
     md = (tmp_path / "r" / "report.md").read_text()
     assert not re.search(r"\d\.\d{5,}", md)
     assert "Holm-corrected over the 3 comparisons" in md
+
+
+def test_one_factor_sweep_reports_the_trend(tmp_path):
+    import statsmodels.api as sm
+
+    gammas = {"1/24": [88.0, 88.6], "1/12": [89.1, 89.9], "1/6": [90.2, 90.6]}
+    for gamma, values in gammas.items():
+        write_arm(tmp_path, f"g{gamma.replace('/', '_')}", values, gamma=gamma)
+    assert report_main([str(tmp_path), "--out", str(tmp_path / "r")]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    x = [1 / 24] * 2 + [1 / 12] * 2 + [1 / 6] * 2
+    fit = sm.OLS([v for vs in gammas.values() for v in vs], sm.add_constant(x)).fit()
+    assert "## Trend over gamma_float (one-factor sweep)" in md and "Verdicts" not in md
+    assert f"over 6 finished runs at 3 levels: {fit.params[1]:+.3g} points per unit" in md
