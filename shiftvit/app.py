@@ -452,6 +452,11 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
                 log.info("identical effective config already in this sweep (%s): not trained again", owner)
                 return summary
         record()
+        if dist.is_main:
+            gamma = f" gamma={effective['gamma']}" if effective["gamma"] else ""
+            log.info("run %s mixer=%s%s tau=%s depths=%s on %s, %d epochs, seed %d -> %s", effective["model"]["name"],
+                     effective["mixer"]["name"], gamma, effective["tau"], ",".join(map(str, effective["depths"])),
+                     effective["data"]["name"], effective["train"].get("epochs", 0), effective["seed"], run_dir)
         tracker = _tracker(dict(cfg.get("logger") or {}), effective, run_dir, digest, sweep_name, dist)
 
         def on_epoch(row: Dict[str, Any]) -> None:
@@ -491,6 +496,12 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
         raise
     tracker.summary(summary)
     tracker.finish(0 if summary["status"] == "completed" else 1)
+    if dist.is_main:
+        top1 = summary.get("val_top1")
+        best, best_epoch = summary.get("best_val_top1"), summary.get("best_epoch")
+        log.info("%s: val_top1 %s%s, %.0f s -> %s", summary["status"], "-" if top1 is None else f"{top1:.2f}",
+                 "" if best is None else f" (best {best:.2f} after epoch {best_epoch + 1}, as numbered above)",
+                 summary["wall_s"], run_dir / SUMMARY_FILE)
     return summary
 
 
@@ -533,6 +544,10 @@ def _train(effective: Dict[str, Any], run_dir: Path, summary: Dict[str, Any],
     except ValueError as e:
         raise ConfigError(str(e)) from None
     summary.update(count(effective["model"]["name"], **kwargs).as_dict())
+    if dist.is_main:
+        log.info("data: %s, %d train / %d val images of %d px, %d classes", effective["data"]["name"],
+                 len(bundle.train), len(bundle.val), bundle.img_size, bundle.num_classes)
+        log.info("model: %.2f M params, %.2f M MACs per image", summary["params"] / 1e6, summary["macs"] / 1e6)
 
     trainer = Trainer(model, bundle, settings, run_dir, effective["seed"], on_epoch=on_epoch, dist=dist)
     result = trainer.fit()
