@@ -13,11 +13,11 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import pandas as pd
 
-from shiftvit.app import _NOT_HASHED_TRAIN
+from shiftvit.app import SPEED_ONLY_TRAIN_KEYS
 
 # Settings that change how fast a run goes, never its numbers (the run's config hash leaves them out too):
 # runs that differ only in these are the same arm.
-NOT_ARM_KEYS = ("seed", *(f"train.{k}" for k in _NOT_HASHED_TRAIN))
+NOT_ARM_KEYS = ("seed", *(f"train.{k}" for k in SPEED_ONLY_TRAIN_KEYS))
 # Values computed from other keys: they belong to an arm's identity but would only repeat its label.
 DERIVED_KEYS = ("gamma_float", "model.img_size", "model.embed_dim", "reference", "tolerance")
 # Short column names for the config keys the analysis talks about most; every other key keeps its dotted name.

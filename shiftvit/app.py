@@ -26,7 +26,7 @@ MATCHES = ("flops", "params", "none")
 # statuses of a record that a rerun of the same config leaves as they are
 FINISHED_STATUSES = ("completed", "diverged", "duplicate")
 # settings that change how fast a run goes or where it reports, never its numbers: left out of the hash
-_NOT_HASHED_TRAIN = ("progress", "num_workers", "threads", "device", "eval_every", "malloc", "resume")
+SPEED_ONLY_TRAIN_KEYS = ("progress", "num_workers", "threads", "device", "eval_every", "malloc", "resume")
 
 
 class ConfigError(ValueError):
@@ -217,7 +217,7 @@ def resolve(cfg: Dict[str, Any]) -> Dict[str, Any]:
 def config_hash(effective: Dict[str, Any]) -> str:
     """Identity of a run's numbers: the effective config minus settings that only change speed/reporting."""
     hashed = json.loads(json.dumps(effective, default=str))
-    for key in _NOT_HASHED_TRAIN:
+    for key in SPEED_ONLY_TRAIN_KEYS:
         (hashed.get("train") or {}).pop(key, None)
     return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -267,7 +267,7 @@ def _flatten(tree: Any, prefix: str = "") -> Dict[str, Any]:
 
 def config_difference(old: Dict[str, Any], new: Dict[str, Any], shown: int = 3) -> str:
     """``train.lr: 0.002 -> 0.0001, seed: 0 -> 1`` for the keys that change a run's numbers."""
-    ignored = {f"train.{k}" for k in _NOT_HASHED_TRAIN}
+    ignored = {f"train.{k}" for k in SPEED_ONLY_TRAIN_KEYS}
     a, b = _flatten(json.loads(json.dumps(old, default=str))), _flatten(json.loads(json.dumps(new, default=str)))
     keys = sorted(k for k in set(a) | set(b) if k not in ignored and a.get(k, "<absent>") != b.get(k, "<absent>"))
     parts = [f"{k}: {a.get(k, '<absent>')} -> {b.get(k, '<absent>')}" for k in keys[:shown]]

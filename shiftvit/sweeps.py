@@ -154,11 +154,12 @@ def expected_jobs(task_overrides: List[str], sweeper_params: Optional[Dict[str, 
     """Size of the grid the basic sweeper will run (None when it cannot be known up front)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    items = list(task_overrides) + [f"{k}={v}" for k, v in (sweeper_params or {}).items()]
+    # the command line wins over an experiment's own sweeper params for the same key, as in Hydra's sweeper
+    items = [f"{k}={v}" for k, v in (sweeper_params or {}).items()] + list(task_overrides)
     try:
-        parsed = OverridesParser.create().parse_overrides(items)
+        by_key = {o.get_key_element(): o for o in OverridesParser.create().parse_overrides(items)}
         total = 1
-        for override in parsed:
+        for override in by_key.values():
             if override.is_sweep_override():
                 total *= len(list(override.sweep_string_iterator()))
         return total

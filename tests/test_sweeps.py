@@ -64,6 +64,8 @@ def test_expected_jobs_counts_the_grid():
     assert expected_jobs(["mixer=shift,attn", "gamma=1/12,1/6", "train.epochs=1"], None) == 4
     assert expected_jobs(["+experiment=mixers"], {"mixer": "shift,attn,dwconv", "seed": "0,1,2"}) == 9
     assert expected_jobs(["seed=range(0,3)"], None) == 3
+    # the command line's seed replaces the experiment's own, it does not multiply it
+    assert expected_jobs(["+experiment=mixers", "seed=0,1,2,3"], {"mixer": "shift,attn", "seed": "0,1,2"}) == 8
 
 
 # --- wandb sweep files ------------------------------------------------------------------------------------------
