@@ -102,7 +102,8 @@ def _start_and_wait(base: Path, name: str, epochs_done: int):
     run_dir = base / name
     args = ["train.epochs=4", "logger=none", f"hydra.run.dir={run_dir}"]
     proc = popen_cli(args, cwd=base)
-    _wait_for(lambda: len(read_metrics(run_dir)) >= epochs_done, proc)
+    # an epoch's metrics row is written just before its checkpoint: wait for both
+    _wait_for(lambda: len(read_metrics(run_dir)) >= epochs_done and (run_dir / "checkpoint.pt").exists(), proc)
     return run_dir, args, proc
 
 

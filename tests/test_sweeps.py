@@ -168,8 +168,9 @@ def test_cut_off_sweep_resumes_with_the_same_command(tmp_path):
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=tmp_path, env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     start = time.time()
-    while not (sweep / "logger=none,mixer=identity,train.epochs=3").is_dir() or \
-            len(read_metrics(_job(sweep, "mixer=identity"))) < 1:
+    identity_dir = sweep / "logger=none,mixer=identity,train.epochs=3"
+    # an epoch's metrics row is written just before its checkpoint: wait for both
+    while len(read_metrics(identity_dir)) < 1 or not (identity_dir / "checkpoint.pt").exists():
         assert proc.poll() is None, proc.stdout.read()[-3000:]
         assert time.time() - start < 600
         time.sleep(0.05)
