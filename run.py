@@ -41,6 +41,64 @@ def output_dir_error(argv) -> str:
     return ""
 
 
+def one_line_config_error(message: str) -> str:
+    """Hydra's multi-line composition errors as one line in the app's own style, nothing dropped but the
+    search path and debugging hints: ``mixer=atn`` -> "Could not find 'mixer/atn': available options in
+    'mixer': attn, dwconv, ..."."""
+    noise = ("full_key:", "object_type=", "reference_type=", "Set the environment variable", "See https://",
+             "Config search path", "provider=")
+    parts: list = []
+    options: list = []
+    for line in (line.strip() for line in message.strip().splitlines()):
+        if not line or line.startswith(noise):
+            continue
+        if line.startswith("In '") and "': " in line:  # "In 'config': Could not find 'mixer/atn'"
+            line = line.split("': ", 1)[1]
+        if line.startswith("Available options in"):
+            parts.append(line[0].lower() + line[1:].rstrip(":"))
+            options = []
+            parts.append(options)
+        elif options is parts[-1] if parts else False:
+            options.append(line)
+        else:
+            parts.append(line.rstrip("."))
+    text = ""
+    for part in parts:
+        if isinstance(part, list):
+            text += " " + ", ".join(part)
+        else:
+            text += ("; " if text and not text.endswith(":") else "") + part
+            if part.startswith("available options"):
+                text += ":"
+    return text.replace("; available options", ": available options")
+
+
+def _one_line_hydra_errors() -> None:
+    """Config-composition errors (unknown group option, unknown key, bad override syntax) end like the app's
+    own: one line, exit code 2. Hydra has no hook for this, so its reporter is wrapped; every other
+    exception keeps Hydra's own report."""
+    from hydra._internal import utils as hydra_utils
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+
+    report = hydra_utils.run_and_report
+
+    def run_and_report(func):
+        def guarded():
+            try:
+                return func()
+            except (ConfigCompositionException, MissingConfigException, OverrideParseException) as e:
+                if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                    raise
+                cause = f"\n{e.__cause__}" if e.__cause__ is not None else ""
+                where = f"cannot parse {e.override!r}: " if getattr(e, "override", None) else ""
+                print(f"error: {where}{one_line_config_error(str(e) + cause)}", file=sys.stderr)
+                raise SystemExit(2) from None
+
+        return report(guarded)
+
+    hydra_utils.run_and_report = run_and_report
+
+
 os.environ.setdefault("SHIFTVIT_SWEEP_ID", sweep_id(sys.argv))
 # sweep job directories are named by their overrides (shiftvit.sweeps.job_dir_name); resolved lazily so that
 # single runs and --help never import the package
@@ -67,6 +125,7 @@ if __name__ == "__main__":
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             raise SystemExit(2)
+    _one_line_hydra_errors()
     try:
         main()
     except KeyboardInterrupt:  # Ctrl-C outside a training loop (which checkpoints and exits 130 itself)

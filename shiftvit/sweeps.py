@@ -272,7 +272,7 @@ class SweepCallback(Callback):
                 for row in rows:
                     counts[row["status"]] = counts.get(row["status"], 0) + 1
                 failed = [row["job"] for row in rows if row["status"] == FAILED or row["launch_error"]]
-                tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+                tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no jobs"
                 print(f"[sweep] wrote {path} ({tally})", flush=True)
                 if failed:
                     print(f"[sweep] {len(failed)} of {len(rows)} jobs failed: {', '.join(failed)} "

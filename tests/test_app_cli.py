@@ -1,6 +1,7 @@
 """End-to-end runs through run.py: real Hydra composition, real training, real files, offline wandb."""
 import json
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -143,6 +144,9 @@ def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(uninterrupted):
     (["gamma=1/0"], "error: gamma='1/0' is not a number"),
     (["mixer=attn", "match=flops"], "error: cannot match the flops budget of shiftvit_nano"),
     (["data=cifar10"], "error: data.root is required here and has no value"),
+    # Hydra's own composition errors, in the same form
+    (["mixer=atn"], "error: Could not find 'mixer/atn': available options in 'mixer': attn, dwconv,"),
+    (["train.lr_typo=1"], "error: Could not override 'train.lr_typo'"),
 ])
 def test_bad_config_fails_with_one_line(tmp_path, args, message):
     proc = run_cli([*args, "logger=none", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
@@ -150,6 +154,16 @@ def test_bad_config_fails_with_one_line(tmp_path, args, message):
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_hydra_config_errors_answer_without_torch(tmp_path):
+    """An unknown option or key is answered before torch (seconds to import) is loaded."""
+    code = ("import runpy, sys\n"
+            f"sys.argv = [{str(ROOT / 'run.py')!r}, 'mixer=atn', 'hydra.run.dir={tmp_path / 'run'}']\n"
+            "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+            "except SystemExit as e:\n    print('exit', e.code, 'torch' in sys.modules)\n")
+    proc = run_cli([], cwd=tmp_path, command=[sys.executable, "-c", code])
+    assert proc.stdout.strip().splitlines()[-1] == "exit 2 False", proc.stdout + proc.stderr
 
 
 def test_help_lists_groups_and_options(tmp_path):
