@@ -107,6 +107,27 @@ def _check_depths(value: Any) -> Optional[List[int]]:
     return [int(d) for d in value]
 
 
+def _input_size(model: str, table: Dict[str, Any], chosen: Any, data_name: str, data_size: Optional[int]) -> int:
+    """The size the model is built for. A variant runs at the size it was designed for unless the user says
+    otherwise (``model.img_size``): at another size its stages shrink (a 224-px model on 32-px data ends
+    in 1x1 maps) and it is no longer the model its name promises."""
+    from .models.shiftvit import VARIANTS
+
+    native = table.get("img_size", 224)
+    if chosen is not None:
+        _number("model.img_size", chosen, integer=True, minimum=1)
+        if data_size is not None and data_size != chosen:
+            raise ConfigError(f"model.img_size={chosen} but data={data_name} gives {data_size} px: "
+                              f"set data.img_size={chosen} as well")
+        return chosen
+    if data_size is None or data_size == native:
+        return native
+    designed = [n for n, v in VARIANTS.items() if v.get("img_size", 224) == data_size]
+    raise ConfigError(f"model {model} is designed for {native} px but data={data_name} gives {data_size} px: use a "
+                      f"model designed for {data_size} px ({', '.join(designed) or 'none registered'}), "
+                      f"data.img_size={native}, or model.img_size={data_size} to build {model} at {data_size} px")
+
+
 def _data_options(data: Dict[str, Any]) -> Dict[str, Any]:
     from .data import BUILDERS
 
@@ -155,10 +176,10 @@ def resolve(cfg: Dict[str, Any]) -> Dict[str, Any]:
     for key, table_ in (("norm", NORMS), ("act", ACTS)):
         if model_cfg.get(key, "gn1" if key == "norm" else "gelu") not in table_:
             raise ConfigError(f"model.{key}={model_cfg[key]!r} is not one of: {', '.join(sorted(table_))}")
-    unknown_model = sorted(set(model_cfg) - {"name", "norm", "act", "drop_path_rate", "drop_rate"})
+    unknown_model = sorted(set(model_cfg) - {"name", "norm", "act", "drop_path_rate", "drop_rate", "img_size"})
     if unknown_model:
         raise ConfigError(f"model.{unknown_model[0]} is not a model option; use the top-level gamma/tau/depths, "
-                          "or model.norm, model.act, model.drop_path_rate, model.drop_rate")
+                          "or model.norm, model.act, model.drop_path_rate, model.drop_rate, model.img_size")
 
     gamma = _check_gamma(cfg.get("gamma"))
     gamma = (gamma or Fraction(table["gamma"])) if mixer == "shift" else None
@@ -174,7 +195,7 @@ def resolve(cfg: Dict[str, Any]) -> Dict[str, Any]:
     seed = _number("seed", cfg.get("seed", 0), integer=True, minimum=0)
     data = dict(cfg.get("data") or {})
     data_options = _data_options(data)
-    img_size = data_options.get("img_size", table.get("img_size", 224))
+    img_size = _input_size(name, table, model_cfg.get("img_size"), data.get("name"), data_options.get("img_size"))
     train = _check_train(dict(cfg.get("train") or {}))
     reference = cfg.get("reference") or name
 
@@ -457,6 +478,12 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
             log.info("run %s mixer=%s%s tau=%s depths=%s on %s, %d epochs, seed %d -> %s", effective["model"]["name"],
                      effective["mixer"]["name"], gamma, effective["tau"], ",".join(map(str, effective["depths"])),
                      effective["data"]["name"], effective["train"].get("epochs", 0), effective["seed"], run_dir)
+            from .models.shiftvit import variant_kwargs
+
+            native = variant_kwargs(effective["model"]["name"]).get("img_size", 224)
+            if effective["model"]["img_size"] != native:
+                log.info("%s is designed for %d px; built at %d px, as model.img_size asks",
+                         effective["model"]["name"], native, effective["model"]["img_size"])
         tracker = _tracker(dict(cfg.get("logger") or {}), effective, run_dir, digest, sweep_name, dist)
 
         def on_epoch(row: Dict[str, Any]) -> None:

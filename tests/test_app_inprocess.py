@@ -53,7 +53,8 @@ def test_nan_loss_is_recorded_as_diverged(tmp_path):
     (["seed=-1"], "seed=-1 must be >= 0"),
     (["tau=0"], "tau=0 must be > 0"),
     (["match=macs"], "match='macs' is not one of: flops, params, none"),
-    (["data.img_size=40"], "img_size=40x40 must be a multiple of 16"),
+    (["data.img_size=40", "model.img_size=40"], "img_size=40x40 must be a multiple of 16"),
+    (["data.img_size=64"], "model shiftvit_nano is designed for 32 px but data=digits gives 64 px"),
     (["mixer=attn", "match=flops"], "closest reachable is depths=[1, 1, 1, 1]"),
 ])
 def test_resolve_rejects_bad_values_in_one_line(overrides, message):
@@ -236,3 +237,16 @@ def test_sigusr2_checkpoints_then_hands_over_to_the_installed_handler(tmp_path):
     assert summary["status"] == "interrupted" and summary["interrupted_by"] == "SIGUSR2"
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["epoch"] >= 1
+
+
+def test_model_and_data_sizes_must_agree_or_the_adaptation_is_asked_for():
+    with pytest.raises(ConfigError, match=r"model shiftvit_tiny is designed for 224 px but data=digits gives 32 px: "
+                                          r"use a model designed for 32 px \(shiftvit_nano, shiftvit_micro\), "
+                                          r"data.img_size=224, or model.img_size=32"):
+        resolve(composed("model=shiftvit_tiny"))
+    adapted = resolve(composed("model=shiftvit_tiny", "model.img_size=32"))
+    assert adapted["model"]["img_size"] == 32
+    with pytest.raises(ConfigError, match=r"model.img_size=64 but data=digits gives 32 px: set data.img_size=64"):
+        resolve(composed("model=shiftvit_tiny", "model.img_size=64"))
+    assert resolve(composed("model=shiftvit_tiny", "model.img_size=64", "data.img_size=64"))["model"]["img_size"] == 64
+    assert resolve(composed())["model"]["img_size"] == 32  # the default pair agrees
