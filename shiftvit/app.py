@@ -488,7 +488,7 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
 
         def on_epoch(row: Dict[str, Any]) -> None:
             tracker.log(row, step=row["epoch"])
-            record(epochs_done=row["epoch"] + 1)
+            record(epochs_done=row["epoch"])
 
         record(**_train(effective, run_dir, summary, on_epoch, dist))
     except (Interrupted, KeyboardInterrupt) as e:
@@ -527,7 +527,7 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
         top1 = summary.get("val_top1")
         best, best_epoch = summary.get("best_val_top1"), summary.get("best_epoch")
         log.info("%s: val_top1 %s%s, %.0f s -> %s", summary["status"], "-" if top1 is None else f"{top1:.2f}",
-                 "" if best is None else f" (best {best:.2f} after epoch {best_epoch + 1}, as numbered above)",
+                 "" if best is None else f" (best {best:.2f} after epoch {best_epoch})",
                  summary["wall_s"], run_dir / SUMMARY_FILE)
     return summary
 

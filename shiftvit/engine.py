@@ -279,7 +279,10 @@ class Trainer:
         self.partial = dict(state["partial"])
         self.best_val_top1 = state["best_val_top1"]
         self.diverged = bool(state.get("diverged", False))
-        self.history = [r for r in metrics if r["epoch"] < self.start_epoch]
+        if metrics and metrics[0].get("epoch") == 0:  # a record begun before epochs were numbered from 1
+            metrics = [{**r, "epoch": r["epoch"] + 1} for r in metrics]
+        # rows are numbered from 1, as printed; the checkpoint counts the epochs done
+        self.history = [r for r in metrics if r["epoch"] <= self.start_epoch]
         log.info("resumed from %s at epoch %d batch %d", self.checkpoint_path, self.start_epoch, self.start_batch)
         return True
 
@@ -401,7 +404,7 @@ class Trainer:
                     status = "diverged"
                     log.warning("loss is not finite at epoch %d: run marked diverged", epoch + 1)
                     break
-                row: Dict[str, Any] = {"epoch": epoch, "train_loss": mean_loss,
+                row: Dict[str, Any] = {"epoch": epoch + 1, "train_loss": mean_loss,
                                        "lr": self.optimizer.param_groups[0]["lr"],
                                        "train_images_per_s": self.partial["samples"] * self.dist.world_size
                                        / max(self.partial["seconds"], 1e-9),

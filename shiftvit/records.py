@@ -3,7 +3,8 @@
 Layout of a run directory (the Hydra output dir of the job)::
 
     config.yaml       the resolved, effective config (non-applicable knobs such as gamma for attn are null)
-    metrics.jsonl     one JSON object per finished epoch (keys: METRIC_KEYS)
+    metrics.jsonl     one JSON object per finished epoch (keys: METRIC_KEYS), epochs numbered from 1 as the
+                      log prints them (summary.json's best_epoch too)
     summary.json      final state of the run (keys: SUMMARY_KEYS, plus macs_*/params_* per component)
     checkpoint.pt     latest checkpoint (weights_only-loadable), rewritten atomically each epoch
 

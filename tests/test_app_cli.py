@@ -33,7 +33,7 @@ def test_default_run_records_itself_and_reaches_97(tmp_path):
         summary["macs_head"] + summary["macs_mixer"] + summary["macs_norm"] + summary["macs_other"]
     rows = read_metrics(run_dir)
     assert all(set(METRIC_KEYS) <= set(r) for r in rows)
-    assert [r["epoch"] for r in rows] == list(range(20))
+    assert [r["epoch"] for r in rows] == list(range(1, 21))  # numbered as the log prints them
     assert rows[-1]["val_top1"] == summary["val_top1"]
     assert max(r["val_top1"] for r in rows) == summary["best_val_top1"]
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -42,7 +42,7 @@ def test_default_run_records_itself_and_reaches_97(tmp_path):
     logs = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(logs) == 1
     mirrored = history(logs[0])
-    assert [h["epoch"] for h in mirrored] == list(range(20))
+    assert [h["epoch"] for h in mirrored] == list(range(1, 21))
     assert mirrored[-1]["val_top1"] == pytest.approx(summary["val_top1"])
     assert not (tmp_path / "wandb").exists()  # nothing written relative to the launch directory
 

@@ -134,7 +134,7 @@ def test_resume_on_cuda_continues_the_checkpoint(tmp_path, device="cuda", amp="f
     again = run_cli([*args, "train.epochs=2"], cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resumed from" in again.stdout + again.stderr
-    assert [r["epoch"] for r in read_metrics(run_dir)] == [0, 1]
+    assert [r["epoch"] for r in read_metrics(run_dir)] == [1, 2]
 
 
 NCCL_SCRIPT = """

@@ -97,7 +97,7 @@ def reference(tmp_path_factory):
 
 def assert_same_records(run_dir: Path, reference_dir: Path):
     rows = read_metrics(run_dir)
-    assert [r["epoch"] for r in rows] == [0, 1, 2], "every epoch's row exactly once"
+    assert [r["epoch"] for r in rows] == [1, 2, 3], "every epoch's row exactly once"
     assert metrics_without_timing(run_dir) == metrics_without_timing(reference_dir)
     summary, expected = read_summary(run_dir), read_summary(reference_dir)
     assert summary["status"] == "completed" and run_status(run_dir) == "completed"
@@ -313,7 +313,7 @@ def test_second_launch_is_refused_and_ctrl_c_leaves_sweep_csv(tmp_path):
     assert relaunch.returncode == 0, relaunch.stderr[-3000:]
     assert "resumed from" in relaunch.stdout + relaunch.stderr
     for job in job_dirs(sweep):
-        assert [r["epoch"] for r in read_metrics(job)] == [0, 1, 2]
+        assert [r["epoch"] for r in read_metrics(job)] == [1, 2, 3]
         assert read_summary(job)["status"] == "completed"
 
 

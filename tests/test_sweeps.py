@@ -187,4 +187,4 @@ def test_cut_off_sweep_resumes_with_the_same_command(tmp_path):
     out = again.stdout + again.stderr
     assert out.count("nothing to do") == 1 and "resumed from" in out
     assert [r["status"] for r in _rows(sweep)] == ["completed", "completed"]
-    assert [r["epoch"] for r in read_metrics(identity)] == [0, 1, 2]
+    assert [r["epoch"] for r in read_metrics(identity)] == [1, 2, 3]
