@@ -183,7 +183,10 @@ class Solution:
 
 
 def _unit(match: str, value: float) -> str:
-    return f"{value / 1e9:.3f} GMACs" if match == "flops" else f"{value / 1e6:.2f}M params"
+    """Four significant digits whatever the scale, so that two budgets that differ can be told apart."""
+    if match == "flops":
+        return f"{value / 1e9:.4g} GMACs" if value >= 1e9 else f"{value / 1e6:.4g} M MACs"
+    return f"{value / 1e6:.4g} M params"
 
 
 def solve_depths(
@@ -243,15 +246,42 @@ def solve_depths(
     within = [c for c in candidates if abs(total(c) / target - 1) <= tolerance]
     if not within:
         closest = min(candidates, key=lambda c: (abs(total(c) - target), deviation(c)))
+        below = [total(c) for c in candidates if total(c) < target]
+        above = [total(c) for c in candidates if total(c) > target]
+        if below and above:
+            low, high = max(below), min(above)
+            reach = (f"; the reachable budgets nearest to it: {_unit(match, low)} ({low / target - 1:+.1%}) "
+                     f"and {_unit(match, high)} ({high / target - 1:+.1%})")
+        else:
+            reach = "; no depths cost less" if above else "; no depths cost more"
         raise BudgetError(
             f"cannot match the {match} budget of {reference} ({_unit(match, target)}) within "
             f"±{tolerance:.0%} for {_describe(variant)}: the closest reachable is depths={list(closest)} "
-            f"at {_unit(match, total(closest))} ({total(closest) / target - 1:+.1%})")
+            f"at {_unit(match, total(closest))} ({total(closest) / target - 1:+.1%}){reach}"
+            f"{_where_it_fits(reference, img_size, match, tolerance, variant)}")
     best = min(within, key=lambda c: (round(deviation(c), 9), abs(total(c) - target), sum(c)))
     macs = round(probe.total_macs + sum((d - p) * c / p for d, p, c in zip(best, probe_depths, probe.blocks_macs)))
     params = round(probe.total_params
                    + sum((d - p) * c / p for d, p, c in zip(best, probe_depths, probe.blocks_params)))
     return Solution(best, match, reference, target, round(total(best)), macs, params)
+
+
+def _where_it_fits(reference: str, img_size: Optional[int], match: str, tolerance: float,
+                   variant: Dict[str, Any]) -> str:
+    """'; it can be met at the budget of shiftvit_micro (depths=[...])': the first other variant designed for
+    the same input size whose budget this architecture can match (an error path: a few meta-device counts)."""
+    from .models.shiftvit import VARIANTS
+
+    native = VARIANTS.get(reference, {}).get("img_size", 224)
+    for name, spec in VARIANTS.items():
+        if name == reference or spec.get("img_size", 224) != native:
+            continue
+        try:
+            solution = solve_depths(name, img_size, match, tolerance, **variant)
+        except (BudgetError, ValueError):
+            continue
+        return f"; it can be met at the budget of {name} (depths={list(solution.depths)})"
+    return ""
 
 
 def _describe(variant: Dict[str, Any]) -> str:

@@ -98,8 +98,13 @@ def test_solver_unreachable_budget_names_budget_and_closest():
     with pytest.raises(BudgetError) as err:
         solve_depths("shiftvit_nano", 32, mixer="attn")
     msg = str(err.value)
-    assert "flops budget of shiftvit_nano" in msg and "GMACs" in msg
+    budget = count("shiftvit_nano", 32).total_macs
+    assert f"flops budget of shiftvit_nano ({budget / 1e6:.4g} M MACs)" in msg  # digits enough to compare
     assert "closest reachable is depths=[1, 1, 1, 1]" in msg and "\n" not in msg
+    assert "no depths cost less" in msg
+    # where the same architecture can be matched: the micro model's budget, and the solver agrees
+    fits = solve_depths("shiftvit_micro", 32, mixer="attn")
+    assert msg.endswith(f"it can be met at the budget of shiftvit_micro (depths={list(fits.depths)})")
 
 
 def test_solver_rejects_bad_match_and_depths():
