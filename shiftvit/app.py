@@ -22,7 +22,6 @@ from typing import Any, Callable, Dict, List, Optional
 
 log = logging.getLogger("shiftvit")
 
-MATCHES = ("flops", "params", "none")
 # statuses of a record that a rerun of the same config leaves as they are
 FINISHED_STATUSES = ("completed", "diverged", "duplicate")
 # settings that change how fast a run goes or where it reports, never its numbers: left out of the hash
@@ -154,7 +153,7 @@ def resolve(cfg: Dict[str, Any]) -> Dict[str, Any]:
     Knobs that do not apply are null (gamma for a mixer other than shift), defaults are filled in from the
     variant table, and depths are solved when ``match`` asks for it. Raises ``ConfigError`` on bad input.
     """
-    from .flops import BudgetError, count, solve_depths
+    from .flops import DEFAULT_TOLERANCE, MATCHES, BudgetError, count, solve_depths
     from .models.mixers import ACTS, MIXERS, NORMS, mixer_options
     from .models.shiftvit import variant_kwargs
 
@@ -191,7 +190,7 @@ def resolve(cfg: Dict[str, Any]) -> Dict[str, Any]:
         raise ConfigError(f"match={match!r} is not one of: {', '.join(MATCHES)}")
     if match != "none" and depths is not None:
         raise ConfigError(f"depths={depths} and match={match} conflict: the solver chooses depths; drop one")
-    tolerance = _number("tolerance", cfg.get("tolerance", 0.02), positive=True)
+    tolerance = _number("tolerance", cfg.get("tolerance", DEFAULT_TOLERANCE), positive=True)
     seed = _number("seed", cfg.get("seed", 0), integer=True, minimum=0)
     data = dict(cfg.get("data") or {})
     data_options = _data_options(data)

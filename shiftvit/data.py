@@ -30,8 +30,6 @@ class DataBundle:
     img_size: int
     mean: Tuple[float, ...]
     std: Tuple[float, ...]
-    # per-sample GPU/CPU-side augmentation for tensor datasets (None: the dataset transforms itself)
-    train_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
 
 
 class EpochSampler(Sampler[int]):

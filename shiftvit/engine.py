@@ -227,7 +227,6 @@ class Trainer:
         self.start_epoch, self.start_batch = 0, 0
         self.partial: Dict[str, float] = {"loss_sum": 0.0, "samples": 0.0, "seconds": 0.0}
         self.num_updates = 0
-        self.best_val_top1 = -math.inf
         self.diverged = False
 
     # --- checkpointing --------------------------------------------------------------------------------------
@@ -244,7 +243,7 @@ class Trainer:
         state = {
             "epoch": epoch, "batch": batch, "num_updates": self.num_updates, "partial": dict(self.partial),
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "rng": _rng_state(), "best_val_top1": self.best_val_top1,
+            "scheduler": self.scheduler.state_dict(), "rng": _rng_state(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "ema": self.ema.module.state_dict() if self.ema else None, "diverged": self.diverged,
         }
@@ -277,7 +276,6 @@ class Trainer:
         self.start_epoch, self.start_batch = state["epoch"], state["batch"]
         self.num_updates = state["num_updates"]
         self.partial = dict(state["partial"])
-        self.best_val_top1 = state["best_val_top1"]
         self.diverged = bool(state.get("diverged", False))
         if metrics and metrics[0].get("epoch") == 0:  # a record begun before epochs were numbered from 1
             metrics = [{**r, "epoch": r["epoch"] + 1} for r in metrics]
@@ -319,8 +317,6 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         for x, y in self.train_loader:
             x, y = self._to_device(x, y)
-            if self.data.train_transform is not None:
-                x = self.data.train_transform(x)
             if self.mixup is not None:
                 x, y = self.mixup(x, y)
             with self._autocast():
@@ -418,7 +414,6 @@ class Trainer:
                     if not math.isfinite(metrics["val_loss"]):
                         status = "diverged"
                         self.diverged = True
-                    self.best_val_top1 = max(self.best_val_top1, metrics["val_top1"])
                 self.history.append(row)
                 self.partial = {"loss_sum": 0.0, "samples": 0.0, "seconds": 0.0}
                 # the row before the checkpoint that moves past it: a kill between the two retrains this

@@ -94,13 +94,5 @@ class Tracker:
             self._warn(f"wandb.finish failed ({e})")
         self.run = None
 
-    @property
-    def run_id(self) -> Optional[str]:
-        return getattr(self.run, "id", None)
 
-
-def offline_dirs(run_dir: Path) -> List[Path]:
-    return sorted((Path(run_dir) / "wandb").glob("offline-run-*"))
-
-
-__all__ = ["Tracker", "flatten", "offline_dirs"]
+__all__ = ["Tracker", "flatten"]

@@ -250,3 +250,18 @@ def test_model_and_data_sizes_must_agree_or_the_adaptation_is_asked_for():
         resolve(composed("model=shiftvit_tiny", "model.img_size=64"))
     assert resolve(composed("model=shiftvit_tiny", "model.img_size=64", "data.img_size=64"))["model"]["img_size"] == 64
     assert resolve(composed())["model"]["img_size"] == 32  # the default pair agrees
+
+
+def test_yaml_defaults_equal_the_code_defaults_they_repeat():
+    """conf/ repeats some defaults of the code for --help and --cfg; they must not drift apart."""
+    import dataclasses
+
+    import yaml
+
+    from shiftvit.engine import TrainSettings
+    from shiftvit.flops import DEFAULT_TOLERANCE
+
+    cpu = yaml.safe_load((CONF / "train" / "cpu.yaml").read_text())
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainSettings)}
+    assert cpu == defaults
+    assert composed()["tolerance"] == DEFAULT_TOLERANCE

@@ -8,7 +8,6 @@ Layout: ``patch_embed`` (conv k=p s=p + norm) -> ``layers[i]`` = blocks, then ``
 for i < 3 -> ``norm`` -> global average pool -> ``head``.
 """
 
-from fractions import Fraction
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -44,7 +43,6 @@ VARIANTS: Dict[str, Dict[str, Any]] = {
 ALIASES: Dict[str, str] = {
     "shiftvit_tiny": "shiftvit_r2_tiny", "shiftvit_small": "shiftvit_r2_small", "shiftvit_base": "shiftvit_r2_base",
 }
-DEFAULT_GAMMA = Fraction(1, 12)
 
 
 @register_notrace_function  # a leaf for torch.fx: the check branches on the (symbolic) input shape
