@@ -268,6 +268,12 @@ def _writable(out: Path) -> Optional[str]:
     return None if os.access(out, os.W_OK | os.X_OK) else "Permission denied"
 
 
+def default_out(sweeps: Iterable[Any]) -> Path:
+    """Where a report on ``sweeps`` goes unless told: beside the first sweep's runs. The notebooks put their
+    figures under it too, so that everything read off a sweep stays with that sweep."""
+    return Path(next(iter(sweeps))) / "report"
+
+
 def main(argv: Optional[Iterable[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -288,7 +294,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     if missing:
         print(f"error: {missing[0]} does not exist", file=sys.stderr)
         return 2
-    out = args.out or args.sweeps[0] / "report"
+    out = args.out or default_out(args.sweeps)
     why = _writable(out)
     if why:
         print(f"error: cannot write the report to {out} ({why}); choose a writable directory with --out DIR",

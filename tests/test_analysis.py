@@ -18,7 +18,7 @@ from PIL import Image
 from analysis import load_curves, load_runs, summarize, verdicts
 from analysis.load import SkippedRun
 from analysis.report import main as report_main
-from shiftvit.records import ARCHIVE_DIR, LOCK_FILE, METRICS_FILE
+from shiftvit.records import ARCHIVE_DIR, CHECKPOINT_FILE, LOCK_FILE, METRICS_FILE
 
 pytestmark = pytest.mark.usefixtures("testbed_cache")
 HEADLINE = ["-m", "mixer=shift,attn", "gamma=1/12,1/6", "train.epochs=1", "logger=none"]
@@ -167,11 +167,39 @@ def test_notebooks_execute_headless(notebook, sweep, tmp_path):
         assert any(p.suffix == ".png" for p in (tmp_path / "figures").iterdir())
 
 
-def test_notebook_without_sweeps_says_so(tmp_path):
+def test_notebook_run_as_a_user_runs_it_writes_beside_the_report(sweep, tmp_path):
+    """The README's command from the repository root, with the dev extras' jupyter: the notebook unedited, the
+    sweep named relative to the root in $SHIFTVIT_SWEEPS. The kernel starts in analysis/notebooks/, as under
+    jupyter lab; nothing may land there, and the figures go where the README says."""
+    copy = tmp_path / "sweep"  # a copy without checkpoints, so that the shared sweep keeps no report of ours
+    shutil.copytree(sweep, copy, ignore=shutil.ignore_patterns(CHECKPOINT_FILE, LOCK_FILE))
+    notebooks = ROOT / "analysis" / "notebooks"
+    # __pycache__ holds bytecode of build.py, written by whichever test imports it, not by a notebook
+    before = {p for p in notebooks.rglob("*") if "__pycache__" not in p.parts}
+    proc = subprocess.run([str(Path(sys.executable).parent / "jupyter"), "nbconvert", "--to", "notebook", "--execute",
+                           "analysis/notebooks/mixers.ipynb", "--output", str(tmp_path / "executed")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=cli_env(SHIFTVIT_SWEEPS=os.path.relpath(copy, ROOT)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {p for p in notebooks.rglob("*") if "__pycache__" not in p.parts} == before
+    assert "`<first sweep>/report/<notebook>/`" in (ROOT / "README.md").read_text()
+    figures = copy / "report" / "mixers"
+    for name in ("arms", "acc_vs_macs", "acc_vs_speed", "macs_breakdown", "curves_val_top1"):
+        with Image.open(figures / f"{name}.png") as im:
+            im.verify()
+    import nbformat
+
+    executed = nbformat.read(tmp_path / "executed.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "3 runs in 3 arms from" in text and f"figures go to {figures.resolve()}" in text
+
+
+def test_notebook_without_sweeps_says_so(tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
+    monkeypatch.delenv("SHIFTVIT_SWEEPS", raising=False)  # the kernel inherits it, and would read it
     nb = nbformat.read(ROOT / "analysis" / "notebooks" / "norm_act.ipynb", as_version=4)
     with pytest.raises(CellExecutionError, match="set SWEEPS in the parameters cell"):
         NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}

@@ -2,8 +2,13 @@
 
 The notebooks only call functions of the ``analysis`` package (no logic lives only in a notebook). Each takes
 the sweep(s) to analyse from its parameters cell (tagged ``parameters``, as papermill expects): set ``SWEEPS``
-there, or headless with ``papermill -p SWEEPS ...`` or ``inject_parameters`` below. There is no default: a
-notebook never guesses which runs it is about. Figures go to ``FIGURES`` (default ``figures/`` next to it).
+there, or headless with ``papermill -p SWEEPS ...`` or ``inject_parameters`` below. Left empty, ``SWEEPS`` is read
+from ``$SHIFTVIT_SWEEPS`` (``os.pathsep``-separated), so that ``jupyter nbconvert`` and ``jupyter lab`` run a
+notebook unedited (an edited one no longer equals what this script builds, which a test checks). There is no
+default: a notebook never guesses which runs it is about. Relative paths are read from the repository root
+(where ``multirun/`` is), whichever directory the kernel starts in. Figures go to ``FIGURES``, by default beside
+the sweep's report (``<first sweep>/report/<notebook>/``, see ``analysis.report.default_out``), never into the
+source tree, so running a notebook leaves the checkout as it was.
 """
 from pathlib import Path
 from typing import Any
@@ -11,28 +16,40 @@ from typing import Any
 import nbformat as nbf
 
 HERE = Path(__file__).resolve().parent
+SWEEPS_ENV = "SHIFTVIT_SWEEPS"  # read when the parameters cell leaves SWEEPS empty
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
 
-PARAMETERS = '''# parameters: the sweep or run directories to analyse (set before running; see build.py)
+PARAMETERS = '''# parameters: the sweep or run directories to analyse, e.g. ["multirun/<sweep>"] (relative to the
+# repository root; empty: ${env}), and where the figures go (None: <first sweep>/report/{name}/)
 SWEEPS = []
-FIGURES = "figures"'''
+FIGURES = None'''
 
-SETUP = '''import sys
+# The kernel starts in the notebook's directory (jupyter lab, nbconvert) or wherever papermill was called: the
+# checkout is found from there, else the installed package (`pip install -e .`) says where it is.
+SETUP = '''import os
+import sys
+from glob import glob
 from pathlib import Path
-ROOT = Path.cwd()
-while not (ROOT / "analysis").is_dir() and ROOT != ROOT.parent:
-    ROOT = ROOT.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(p) for p in (Path.cwd(), *Path.cwd().parents) if (p / "analysis" / "__init__.py").is_file()][:1]
+import analysis
 from analysis import load_runs, load_curves, summarize, verdicts, trend, headroom_of
 from analysis import plots
 from analysis.headroom import headroom_line
+from analysis.report import default_out
+ROOT = Path(analysis.__file__).resolve().parents[1]
+SWEEPS = [SWEEPS] if isinstance(SWEEPS, (str, Path)) else list(SWEEPS)  # papermill -p SWEEPS gives one string
+SWEEPS = SWEEPS or [s for s in os.environ.get("{env}", "").split(os.pathsep) if s]
 if not SWEEPS:
-    raise ValueError("set SWEEPS in the parameters cell to the sweep directories to analyse")
-FIGURES = Path(FIGURES)
+    raise ValueError("set SWEEPS in the parameters cell (or {env}, paths separated by "
+                     f"{{os.pathsep!r}}) to the sweep directories to analyse")
+SWEEPS = [(ROOT / Path(s).expanduser()).resolve() for s in SWEEPS]  # relative to the repository root
+SWEEPS = [Path(p) for s in SWEEPS for p in sorted(glob(str(s))) or [s]]  # patterns expanded as the shell would
+FIGURES = (ROOT / Path(FIGURES).expanduser()).resolve() if FIGURES else default_out(SWEEPS) / "{name}"
 runs = load_runs(SWEEPS)
-print(f"{len(runs)} runs in {runs['arm'].nunique()} arms from {', '.join(map(str, SWEEPS))}; "
-      f"skipped: {runs.attrs['skipped']}")'''
+print(f"{{len(runs)}} runs in {{runs['arm'].nunique()}} arms from {{', '.join(map(str, SWEEPS))}}; "
+      f"skipped: {{runs.attrs['skipped']}}")
+print(f"figures go to {{FIGURES}}")'''
 
 HEADROOM = '''import json
 for key in runs["data_config"].unique():
@@ -84,11 +101,13 @@ def build() -> None:
         nb = nbf.v4.new_notebook()
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         experiment = name if name != "claim" else "mixers"
+        fill = dict(name=name, env=SWEEPS_ENV)
         nb.cells = [nbf.v4.new_markdown_cell(f"# {title}\n\n{question}\n\nRun a sweep first, e.g. "
                                              f"`python run.py -m +experiment={experiment}`, then set `SWEEPS` in "
-                                             "the parameters cell to its directory."),
-                    nbf.v4.new_code_cell(PARAMETERS, metadata={"tags": [PARAMETERS_TAG]}),
-                    nbf.v4.new_code_cell(SETUP)] + [nbf.v4.new_code_cell(c) for c in cells]
+                                             f"the parameters cell to its directory (or start jupyter with "
+                                             f"`{SWEEPS_ENV}=<dir>`)."),
+                    nbf.v4.new_code_cell(PARAMETERS.format(**fill), metadata={"tags": [PARAMETERS_TAG]}),
+                    nbf.v4.new_code_cell(SETUP.format(**fill))] + [nbf.v4.new_code_cell(c) for c in cells]
         nbf.write(nb, HERE / f"{name}.ipynb")
 
 
