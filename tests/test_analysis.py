@@ -53,7 +53,7 @@ def test_load_runs_matches_the_records(sweep):
 def test_load_curves_long_format(sweep):
     curves = load_curves(sweep, warn=False)
     top1 = curves[curves["metric"] == "val_top1"]
-    assert len(top1) == 3 and set(top1["epoch"]) == {0} and set(top1["arm"]) == ARMS
+    assert len(top1) == 3 and set(top1["epoch"]) == {1} and set(top1["arm"]) == ARMS
     for run_dir, group in top1.groupby("run_dir"):
         lines = [json.loads(x) for x in (Path(run_dir) / METRICS_FILE).read_text().splitlines()]
         assert group["value"].tolist() == [x["val_top1"] for x in lines]
