@@ -76,6 +76,39 @@ def _split(x: np.ndarray, y: np.ndarray, val_fraction: float, seed: int):
     return train_test_split(x, y, test_size=val_fraction, random_state=seed, stratify=y)
 
 
+def _subsample(x: np.ndarray, y: np.ndarray, train_fraction: float, seed: int):
+    """A stratified, seeded fraction of the training set: a small-data regime in which a testbed that is at
+    its ceiling with all its images has headroom again (the validation set is left whole)."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < train_fraction <= 1:
+        raise DataError(f"data.train_fraction={train_fraction} must be in (0, 1]")
+    if train_fraction == 1:
+        return x, y
+    n_classes = len(np.unique(y))
+    if round(train_fraction * len(y)) < n_classes:
+        raise DataError(f"data.train_fraction={train_fraction} keeps fewer than one image per class "
+                        f"({len(y)} training images, {n_classes} classes): use at least {n_classes / len(y):.3g}")
+    x, _, y, _ = train_test_split(x, y, train_size=train_fraction, random_state=seed, stratify=y)
+    return x, y
+
+
+def _tensor_bundle(x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray, img_size: int,
+                   num_classes: int, translate: int) -> DataBundle:
+    """Grey images in [0, 1] (N, H, W) -> upsampled to ``img_size``, standardised on the training set, with a
+    random translation of ``translate`` pixels of a 32-px image (scaled to ``img_size``) for training."""
+    def up(a: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).unsqueeze(1)
+        return torch.nn.functional.interpolate(t, size=(img_size, img_size), mode="bilinear", align_corners=False)
+
+    tr, va, mean, std = _standardize(up(x_tr), up(x_va))
+    scale = max(1, img_size // 8)
+    return DataBundle(
+        train=TransformedTensorDataset(tr, torch.as_tensor(y_tr), random_translate(translate * scale // 4)),
+        val=TensorDataset(va, torch.as_tensor(y_va)), num_classes=num_classes, in_chans=1, img_size=img_size,
+        mean=mean, std=std)
+
+
 def _standardize(train: torch.Tensor, val: torch.Tensor):
     mean = train.mean(dim=(0, 2, 3))
     std = train.std(dim=(0, 2, 3)).clamp_min(1e-6)
@@ -115,23 +148,42 @@ class TransformedTensorDataset(TensorDataset):
 
 
 def build_digits(img_size: int = 32, val_fraction: float = 0.2, split_seed: int = 0, translate: int = 2,
-                 **_: Any) -> DataBundle:
-    """scikit-learn's 1,797 8x8 digits, upsampled (bilinear) to ``img_size``; fixed stratified split."""
+                 train_fraction: float = 1.0, **_: Any) -> DataBundle:
+    """scikit-learn's 1,797 8x8 digits, upsampled (bilinear) to ``img_size``; fixed stratified split, of whose
+    training part ``train_fraction`` is kept (stratified, seeded by ``split_seed``)."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     x_tr, x_va, y_tr, y_va = _split(digits.images.astype(np.float32) / 16.0, digits.target, val_fraction, split_seed)
+    x_tr, y_tr = _subsample(x_tr, y_tr, train_fraction, split_seed)
+    return _tensor_bundle(x_tr, y_tr, x_va, y_va, img_size, 10, translate)
 
-    def up(a: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(a).unsqueeze(1)
-        return torch.nn.functional.interpolate(t, size=(img_size, img_size), mode="bilinear", align_corners=False)
 
-    tr, va, mean, std = _standardize(up(x_tr), up(x_va))
-    scale = max(1, img_size // 8)
-    return DataBundle(
-        train=TransformedTensorDataset(tr, torch.as_tensor(y_tr), random_translate(translate * scale // 4)),
-        val=TensorDataset(va, torch.as_tensor(y_va)), num_classes=10, in_chans=1, img_size=img_size,
-        mean=mean, std=std)
+# torchvision's class for each MNIST-like set: its files are read from root/<class name>/raw/
+MNIST_LIKE = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}
+
+
+def build_mnist_like(name: str = "mnist", root: str = "", img_size: int = 32, train_fraction: float = 1.0,
+                     split_seed: int = 0, translate: int = 2, **_: Any) -> DataBundle:
+    """MNIST, Fashion-MNIST or KMNIST from local files in torchvision's layout
+    (``root/MNIST/raw/train-images-idx3-ubyte`` ...; never downloaded), 28 px upsampled to ``img_size``,
+    the official test set as validation, ``train_fraction`` of the training set (stratified, seeded)."""
+    from torchvision import datasets
+
+    cls = getattr(datasets, MNIST_LIKE[name])
+    if not root:
+        raise DataError(f"{name}: set data.root to the folder that holds {cls.__name__}/raw/")
+    _require_dir(Path(root), name)
+    try:
+        train, val = (cls(root, train=split, download=False) for split in (True, False))
+    except RuntimeError as e:  # torchvision: "Dataset not found. You can use download=True to download it"
+        raise DataError(f"{name}: no dataset under {str(Path(root) / cls.__name__ / 'raw')!r} ({e})") from None
+    except Exception as e:  # a truncated or foreign idx file
+        raise DataError(f"{name}: cannot read {str(Path(root) / cls.__name__ / 'raw')!r}: "
+                        f"{type(e).__name__}: {e}") from None
+    x_tr, y_tr = _subsample(train.data.numpy() / 255.0, train.targets.numpy(), train_fraction, split_seed)
+    return _tensor_bundle(x_tr, y_tr, val.data.numpy() / 255.0, val.targets.numpy(), img_size, len(cls.classes),
+                          translate)
 
 
 def make_relations(num_samples: int, img_size: int = 32, seed: int = 0, mark: int = 3,
@@ -281,6 +333,7 @@ BUILDERS: Dict[str, Callable[..., DataBundle]] = {
     "cifar10": functools.partial(build_cifar, name="cifar10"),
     "cifar100": functools.partial(build_cifar, name="cifar100"),
     "imagefolder": build_imagefolder,
+    **{name: functools.partial(build_mnist_like, name=name) for name in MNIST_LIKE},
 }
 
 

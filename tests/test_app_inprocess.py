@@ -265,3 +265,58 @@ def test_yaml_defaults_equal_the_code_defaults_they_repeat():
     defaults = {f.name: f.default for f in dataclasses.fields(TrainSettings)}
     assert cpu == defaults
     assert composed()["tolerance"] == DEFAULT_TOLERANCE
+
+
+def write_idx(folder: Path, split: str, n: int, classes: int = 10, seed: int = 0) -> None:
+    """MNIST's idx format, uncompressed, as torchvision keeps it in <root>/<Class>/raw/."""
+    import struct
+
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    images = (rng.random((n, 28, 28)) * 60).astype(np.uint8)
+    images[np.arange(n), labels * 2, :] = 255  # a row that tells the class
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{split}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, 28, 28) + images.tobytes())
+    (folder / f"{split}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n) + labels.astype(np.uint8).tobytes())
+
+
+@pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST"), ("kmnist", "KMNIST")])
+def test_mnist_like_sets_read_torchvision_layout_with_a_training_fraction(tmp_path, name, folder):
+    write_idx(tmp_path / folder / "raw", "train", 200)
+    write_idx(tmp_path / folder / "raw", "t10k", 50, seed=1)
+    bundle = build_data(name, root=str(tmp_path))
+    assert (len(bundle.train), len(bundle.val), bundle.num_classes, bundle.in_chans) == (200, 50, 10, 1)
+    assert bundle.train[0][0].shape == (1, 32, 32)
+    part = build_data(name, root=str(tmp_path), train_fraction=0.25)
+    labels = [int(y) for _, y in part.train]
+    assert len(labels) == 50 and sorted(set(labels)) == list(range(10)) and len(part.val) == 50  # stratified
+
+
+def test_mnist_like_missing_files_name_the_folder(tmp_path):
+    (tmp_path / "data").mkdir()
+    with pytest.raises(DataError, match=f"mnist: no dataset under '{tmp_path / 'data' / 'MNIST' / 'raw'}'"):
+        build_data("mnist", root=str(tmp_path / "data"))
+
+
+def test_mnist_trains_end_to_end(tmp_path):
+    write_idx(tmp_path / "data" / "MNIST" / "raw", "train", 64)
+    write_idx(tmp_path / "data" / "MNIST" / "raw", "t10k", 32, seed=1)
+    summary = run_experiment(composed(*FAST, "data=mnist", f"data.root={tmp_path / 'data'}", "train.batch_size=16"),
+                             tmp_path / "run")
+    assert summary["status"] == "completed" and summary["data"] == "mnist"
+
+
+def test_digits_training_fraction_is_stratified_seeded_and_checked():
+    full = build_data("digits")
+    tenth = build_data("digits", train_fraction=0.1)
+    labels = [int(y) for _, y in tenth.train]
+    assert len(labels) == int(0.1 * len(full.train)) and sorted(set(labels)) == list(range(10))  # sklearn floors
+    assert len(tenth.val) == len(full.val)  # the validation set stays whole
+    again = build_data("digits", train_fraction=0.1)
+    assert torch.equal(tenth.train.tensors[0], again.train.tensors[0])  # the same images for the same seed
+    other = build_data("digits", train_fraction=0.1, split_seed=1)
+    assert not torch.equal(tenth.train.tensors[1], other.train.tensors[1])
+    with pytest.raises(DataError, match=r"data.train_fraction=0 must be in \(0, 1\]"):
+        build_data("digits", train_fraction=0)
+    with pytest.raises(DataError, match="keeps fewer than one image per class"):
+        build_data("digits", train_fraction=0.001)
