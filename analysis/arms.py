@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 import pandas as pd
 
 from shiftvit.app import SPEED_ONLY_TRAIN_KEYS
+from shiftvit.tracking import flatten
 
 # Settings that change how fast a run goes, never its numbers (the run's config hash leaves them out too):
 # runs that differ only in these are the same arm.
@@ -34,16 +35,8 @@ DISPLAY = {"attn": "attention", "global_attn": "global attention", "mlp": "token
 
 def flatten_config(config: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
     """Nested config -> ``{"train.lr": 0.002, "depths": "1,1,3,1", ...}`` (lists joined with commas)."""
-    flat: Dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_config(value, f"{name}."))
-        elif isinstance(value, (list, tuple)):
-            flat[name] = ",".join(map(str, value))
-        else:
-            flat[name] = value
-    return flat
+    return {key: ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+            for key, value in flatten(dict(config), prefix).items()}
 
 
 def column_name(key: str) -> str:

@@ -276,19 +276,12 @@ def versions() -> Dict[str, str]:
 
 
 # --- the run ------------------------------------------------------------------------------------------------------
-def _flatten(tree: Any, prefix: str = "") -> Dict[str, Any]:
-    if isinstance(tree, dict):
-        out: Dict[str, Any] = {}
-        for key, value in tree.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: tree}
-
-
 def config_difference(old: Dict[str, Any], new: Dict[str, Any], shown: int = 3) -> str:
     """``train.lr: 0.002 -> 0.0001, seed: 0 -> 1`` for the keys that change a run's numbers."""
+    from .tracking import flatten
+
     ignored = {f"train.{k}" for k in SPEED_ONLY_TRAIN_KEYS}
-    a, b = _flatten(json.loads(json.dumps(old, default=str))), _flatten(json.loads(json.dumps(new, default=str)))
+    a, b = flatten(json.loads(json.dumps(old, default=str))), flatten(json.loads(json.dumps(new, default=str)))
     keys = sorted(k for k in set(a) | set(b) if k not in ignored and a.get(k, "<absent>") != b.get(k, "<absent>"))
     parts = [f"{k}: {a.get(k, '<absent>')} -> {b.get(k, '<absent>')}" for k in keys[:shown]]
     if len(keys) > shown:
