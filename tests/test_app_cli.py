@@ -170,7 +170,8 @@ def test_help_lists_groups_and_options(tmp_path):
     proc = run_cli(["--help"], cwd=tmp_path)
     assert proc.returncode == 0
     assert "mixer: attn, dwconv, global_attn, identity, mlp, pool, random, shift" in proc.stdout
-    assert "data: cifar10, cifar100, digits, fashion_mnist, imagefolder, kmnist, mnist, relations, synthetic" in proc.stdout
+    data = "data: cifar10, cifar100, digits, fashion_mnist, imagefolder, kmnist, mnist, relations, synthetic"
+    assert data in proc.stdout
     assert "gamma" in proc.stdout and "match" in proc.stdout
 
 
