@@ -447,11 +447,14 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
         if dist.is_main:
             write_json(run_dir / SUMMARY_FILE, summary)
 
-    def record_failure(status: str, **fields: Any) -> None:
+    def end_early(status: str, exit_code: int, **fields: Any) -> None:
+        """Record how the run stopped and close its tracker."""
         try:  # best effort: the disk that failed the run may fail this write too (readers then see the
             record(status=status, **fields)  # dead process's 'running' as interrupted, see run_status)
         except OSError:
             log.warning("could not record status %s in %s", status, run_dir / SUMMARY_FILE)
+        if tracker is not None:
+            tracker.finish(exit_code)
 
     tracker = None
     try:
@@ -485,11 +488,9 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
         record(**_train(effective, run_dir, summary, on_epoch, dist))
     except (Interrupted, KeyboardInterrupt) as e:
         by = str(e) if isinstance(e, Interrupted) else "SIGINT"
-        record_failure("interrupted", interrupted_by=by)
+        end_early("interrupted", 0, interrupted_by=by)
         print(f"interrupted by {by}: {run_dir} holds the checkpoint; rerun the same command to resume",
               file=sys.stderr, flush=True)
-        if tracker is not None:
-            tracker.finish(0)
         dist_utils.barrier()
         signum = signal.Signals[by]
         if signum == signal.SIGINT:
@@ -498,20 +499,14 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
             signal.raise_signal(signum)
         raise SystemExit(0) from None
     except (ConfigError, RecordError) as e:
-        record_failure("failed", error=str(e))
-        if tracker is not None:
-            tracker.finish(1)
+        end_early("failed", 1, error=str(e))
         raise
     except OSError as e:
-        record_failure("failed", error=f"{type(e).__name__}: {e}")
-        if tracker is not None:
-            tracker.finish(1)
+        end_early("failed", 1, error=f"{type(e).__name__}: {e}")
         raise RecordError(f"cannot write {e.filename or run_dir} ({e.strerror or e}): free space or fix the "
                           "permissions, then rerun the same command to resume") from None
     except Exception as e:
-        record_failure("failed", error=f"{type(e).__name__}: {e}")
-        if tracker is not None:
-            tracker.finish(1)
+        end_early("failed", 1, error=f"{type(e).__name__}: {e}")
         raise
     tracker.summary(summary)
     tracker.finish(0 if summary["status"] == "completed" else 1)

@@ -392,12 +392,13 @@ class Trainer:
     def fit(self) -> FitResult:
         s = self.settings
         self.load_checkpoint()
-        status = "diverged" if self.diverged else "completed"
+        # a run whose checkpoint says it diverged is never trained past that point
+        last_epoch = self.start_epoch if self.diverged else s.epochs
         with _SignalCatcher() as catcher:
-            for epoch in range(self.start_epoch, s.epochs if status == "completed" else self.start_epoch):
+            for epoch in range(self.start_epoch, last_epoch):
                 mean_loss = self.train_one_epoch(epoch, catcher)
                 if mean_loss is None:
-                    status = "diverged"
+                    self.diverged = True
                     log.warning("loss is not finite at epoch %d: run marked diverged", epoch + 1)
                     break
                 row: Dict[str, Any] = {"epoch": epoch + 1, "train_loss": mean_loss,
@@ -412,7 +413,6 @@ class Trainer:
                     if self.ema is not None:
                         row["ema_val_top1"] = self.evaluate(self.ema.module)["val_top1"]
                     if not math.isfinite(metrics["val_loss"]):
-                        status = "diverged"
                         self.diverged = True
                 self.history.append(row)
                 self.partial = {"loss_sum": 0.0, "samples": 0.0, "seconds": 0.0}
@@ -425,10 +425,11 @@ class Trainer:
                     f"{k}={v:.4g}" for k, v in row.items() if k != "epoch" and isinstance(v, float)))
                 if self.on_epoch is not None:
                     self.on_epoch(row)
-                if status == "diverged":
+                if self.diverged:
                     break
-        return FitResult(status, self.history, _median(self.history, "train_images_per_s"),
-                         _median(self.history, "eval_images_per_s"), len(self.history))
+        return FitResult("diverged" if self.diverged else "completed", self.history,
+                         _median(self.history, "train_images_per_s"), _median(self.history, "eval_images_per_s"),
+                         len(self.history))
 
 
 def _median(rows: List[Dict[str, Any]], key: str) -> Optional[float]:

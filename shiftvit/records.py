@@ -44,7 +44,6 @@ RESUME_MODES = ("auto", "fresh")
 # fault injection for tests/test_faults.py: "<stage>:<file>[:<nth>[:<action>]]", e.g.
 # "before_rename:checkpoint.pt:2:kill"; unset in normal use (then each write point costs one dict lookup)
 FAULT_ENV = "SHIFTVIT_FAULT"
-FAULT_STAGES = ("before_rename", "after_rename")
 _TEMP_SUFFIX = ".tmp"
 _fault_counts: Dict[str, int] = {}
 

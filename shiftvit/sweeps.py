@@ -19,6 +19,7 @@ import json
 import re
 import sys
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -268,9 +269,7 @@ class SweepCallback(Callback):
             if sweep_dir.is_dir():
                 rows = sweep_rows(sweep_dir)
                 path = write_sweep_csv(sweep_dir, rows)
-                counts: Dict[str, int] = {}
-                for row in rows:
-                    counts[row["status"]] = counts.get(row["status"], 0) + 1
+                counts = Counter(row["status"] for row in rows)
                 failed = [row["job"] for row in rows if row["status"] == FAILED or row["launch_error"]]
                 tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no jobs"
                 print(f"[sweep] wrote {path} ({tally})", flush=True)
