@@ -47,29 +47,21 @@ def one_line_config_error(message: str) -> str:
     'mixer': attn, dwconv, ..."."""
     noise = ("full_key:", "object_type=", "reference_type=", "Set the environment variable", "See https://",
              "Config search path", "provider=")
-    parts: list = []
-    options: list = []
+    parts: list = []  # (text, options listed under it or None)
+    options = None
     for line in (line.strip() for line in message.strip().splitlines()):
         if not line or line.startswith(noise):
             continue
         if line.startswith("In '") and "': " in line:  # "In 'config': Could not find 'mixer/atn'"
             line = line.split("': ", 1)[1]
         if line.startswith("Available options in"):
-            parts.append(line[0].lower() + line[1:].rstrip(":"))
             options = []
-            parts.append(options)
-        elif options is parts[-1] if parts else False:
+            parts.append((line[0].lower() + line[1:].rstrip(":"), options))
+        elif options is not None:
             options.append(line)
         else:
-            parts.append(line.rstrip("."))
-    text = ""
-    for part in parts:
-        if isinstance(part, list):
-            text += " " + ", ".join(part)
-        else:
-            text += ("; " if text and not text.endswith(":") else "") + part
-            if part.startswith("available options"):
-                text += ":"
+            parts.append((line.rstrip("."), None))
+    text = "; ".join(head if listed is None else f"{head}: {', '.join(listed)}" for head, listed in parts)
     return text.replace("; available options", ": available options")
 
 
