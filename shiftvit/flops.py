@@ -200,8 +200,17 @@ def solve_depths(
     """Stage depths for ``variant`` (mixer, gamma, mlp_ratio, ...) whose total MACs (or params) are within
     ``tolerance`` of ``reference``'s, keeping the reference's stage proportions as closely as possible.
 
-    Raises ``BudgetError`` naming the budget and the closest reachable depths when it cannot be met.
+    Raises ``BudgetError`` naming the budget, the closest reachable depths and, where there is one, another
+    variant whose budget this architecture can match.
     """
+    try:
+        return _solve_depths(reference, img_size, match, tolerance, reference_kwargs, **variant)
+    except BudgetError as e:
+        raise BudgetError(f"{e}{_where_it_fits(reference, img_size, match, tolerance, variant)}") from None
+
+
+def _solve_depths(reference: str, img_size: Optional[int], match: str, tolerance: float,
+                  reference_kwargs: Optional[Dict[str, Any]], **variant: Any) -> Solution:
     from .models.shiftvit import variant_kwargs
 
     if match not in MATCHES:
@@ -257,8 +266,7 @@ def solve_depths(
         raise BudgetError(
             f"cannot match the {match} budget of {reference} ({_unit(match, target)}) within "
             f"±{tolerance:.0%} for {_describe(variant)}: the closest reachable is depths={list(closest)} "
-            f"at {_unit(match, total(closest))} ({total(closest) / target - 1:+.1%}){reach}"
-            f"{_where_it_fits(reference, img_size, match, tolerance, variant)}")
+            f"at {_unit(match, total(closest))} ({total(closest) / target - 1:+.1%}){reach}")
     best = min(within, key=lambda c: (round(deviation(c), 9), abs(total(c) - target), sum(c)))
     macs = round(probe.total_macs + sum((d - p) * c / p for d, p, c in zip(best, probe_depths, probe.blocks_macs)))
     params = round(probe.total_params
@@ -276,8 +284,8 @@ def _where_it_fits(reference: str, img_size: Optional[int], match: str, toleranc
     for name, spec in VARIANTS.items():
         if name == reference or spec.get("img_size", 224) != native:
             continue
-        try:
-            solution = solve_depths(name, img_size, match, tolerance, **variant)
+        try:  # the core solver: a failure here must not search for alternatives in turn
+            solution = _solve_depths(name, img_size, match, tolerance, None, **variant)
         except (BudgetError, ValueError):
             continue
         return f"; it can be met at the budget of {name} (depths={list(solution.depths)})"
