@@ -23,3 +23,20 @@ def run_cli(args: List[str], cwd: Path, timeout: int = 600, command: Optional[Li
 def popen_cli(args: List[str], cwd: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+# root ignores file permissions: tests of what another user can (not) do switch to uid 65534
+AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def nobody_cannot_run_checkout() -> Optional[str]:
+    """Why uid 65534 cannot run this checkout's Python here (a private parent folder, no setpriv), or None."""
+    import shutil
+
+    if shutil.which("setpriv") is None:
+        return "setpriv is not installed"
+    probe = subprocess.run([*AS_NOBODY, sys.executable, "-c", "import analysis.load"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120, env=cli_env(PYTHONPATH=str(ROOT)))
+    if probe.returncode != 0:
+        return f"uid 65534 cannot run this checkout's python: {(probe.stderr.strip().splitlines() or [''])[-1]}"
+    return None
