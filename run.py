@@ -1,7 +1,7 @@
 """Hydra entry point: ``python run.py [group=option ...] [key=value ...]`` (``-m`` for sweeps, ``--help``).
 
-Kept thin and import-light: torch, timm and wandb load only once a job actually runs, so ``--help`` and
-config errors answer fast.
+Kept thin and import-light: torch, timm and wandb load only once a job actually runs; the config is checked
+before that (``shiftvit.config.check``), so ``--help`` and config errors answer fast.
 """
 import hashlib
 import os
@@ -11,6 +11,8 @@ from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
+
+from shiftvit.config import register_configs
 
 
 def sweep_id(argv) -> str:
@@ -46,7 +48,8 @@ def one_line_config_error(message: str) -> str:
     search path and debugging hints: ``mixer=atn`` -> "Could not find 'mixer/atn': available options in
     'mixer': attn, dwconv, ..."."""
     noise = ("full_key:", "object_type=", "reference_type=", "Set the environment variable", "See https://",
-             "Config search path", "provider=")
+             "Config search path", "provider=",
+             "To append to your config use")  # Hydra suggests +key=value, but the schema refuses new keys anyway
     parts: list = []  # (text, options listed under it or None)
     options = None
     for line in (line.strip() for line in message.strip().splitlines()):
@@ -92,6 +95,7 @@ def _one_line_hydra_errors() -> None:
 
 
 os.environ.setdefault("SHIFTVIT_SWEEP_ID", sweep_id(sys.argv))
+register_configs()  # the schema and group options (shiftvit/config.py); torch-free
 # sweep job directories are named by their overrides (shiftvit.sweeps.job_dir_name); resolved lazily so that
 # single runs and --help never import the package
 OmegaConf.register_new_resolver(

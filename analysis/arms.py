@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import pandas as pd
 
-from shiftvit.app import SPEED_ONLY_TRAIN_KEYS
+from shiftvit.config import SPEED_ONLY_TRAIN_KEYS
 from shiftvit.tracking import flatten
 
 # Settings that change how fast a run goes, never its numbers (the run's config hash leaves them out too):

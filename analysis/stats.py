@@ -26,12 +26,10 @@ import json
 import math
 import warnings
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
-import yaml
 from scipy import stats as st
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestIndPower, TTestPower
@@ -58,14 +56,11 @@ SUMMARY_COLUMNS = ["arm", "runs", "n", "failures", "mean", "ci_low", "ci_high", 
                    "macs", "params", "val_images"]
 
 
-def default_tolerance() -> Optional[float]:
-    """The project's default budget tolerance (``tolerance`` in ``conf/config.yaml``), for runs that recorded
-    none (``match=none``); None where the config is not at hand."""
-    try:
-        return float(yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "config.yaml").read_text())
-                     ["tolerance"])
-    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
-        return None
+def default_tolerance() -> float:
+    """The project's default budget tolerance, for runs that recorded none (``match=none``)."""
+    from shiftvit.config import DEFAULT_TOLERANCE
+
+    return DEFAULT_TOLERANCE
 
 
 def _require_arms(runs: pd.DataFrame) -> None:

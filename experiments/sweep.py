@@ -21,6 +21,8 @@ from typing import Any, Dict, Iterable, List, Optional
 
 import yaml
 
+from shiftvit.config import group_options
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
@@ -80,11 +82,6 @@ def agent_command(sweep: Dict[str, Any], values: Dict[str, Any]) -> List[str]:
     return argv
 
 
-def _groups() -> Dict[str, List[str]]:
-    folders = [p for p in CONF.iterdir() if p.is_dir() and p.name != "hydra"]
-    return {p.name: sorted(f.stem for f in p.glob("*.yaml")) for p in folders}
-
-
 def check(path: Path) -> Dict[str, Any]:
     """Refuse parameters that name no config key (or a group option that does not exist)."""
     from hydra import compose, initialize_config_dir
@@ -93,7 +90,7 @@ def check(path: Path) -> Dict[str, Any]:
     sweep = load(path)
     if sweep.get("program", "run.py") != "run.py":
         raise SweepError(f"{path}: program must be run.py, not {sweep.get('program')!r}")
-    groups = _groups()
+    groups = group_options()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config")
     for key, spec in sweep["parameters"].items():

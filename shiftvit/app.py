@@ -1,13 +1,12 @@
-"""From a composed Hydra config to a recorded run: validate, resolve the budget, train, record.
+"""A run's lifecycle: own its directory, train, record, stop cleanly (the config is checked and resolved by
+``shiftvit.config``).
 
 Also usable without Hydra: ``run_experiment(config_dict, run_dir)`` does everything ``run.py`` does.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import hashlib
-import inspect
 import json
 import logging
 import os
@@ -16,241 +15,15 @@ import socket
 import subprocess
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
+
+from .config import SPEED_ONLY_TRAIN_KEYS, ConfigError, check, config_hash, model_kwargs, resolve
 
 log = logging.getLogger("shiftvit")
 
 # statuses of a record that a rerun of the same config leaves as they are
 FINISHED_STATUSES = ("completed", "diverged", "duplicate")
-# settings that change how fast a run goes or where it reports, never its numbers: left out of the hash
-SPEED_ONLY_TRAIN_KEYS = ("progress", "num_workers", "threads", "device", "eval_every", "malloc", "resume")
-
-
-class ConfigError(ValueError):
-    """A bad configuration value; the message is one line naming the key, the value and what is allowed."""
-
-
-# --- validation -------------------------------------------------------------------------------------------------
-def _number(key: str, value: Any, *, positive: bool = False, integer: bool = False, minimum: Optional[float] = None):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-        kind = "an integer" if integer else "a number"
-        raise ConfigError(f"{key}={value!r} must be {kind}")
-    if positive and not value > 0:
-        raise ConfigError(f"{key}={value!r} must be > 0")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{key}={value!r} must be >= {minimum}")
-    return value
-
-
-def _check_train(train: Dict[str, Any]) -> Dict[str, Any]:
-    from .engine import AMP_CHOICES, TrainSettings
-
-    fields = {f.name: f for f in dataclasses.fields(TrainSettings)}
-    for key, value in train.items():
-        if key not in fields:
-            raise ConfigError(f"train.{key} is not a training setting; known: {', '.join(sorted(fields))}")
-        default = fields[key].default
-        if value is None or default is None:
-            continue
-        if isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ConfigError(f"train.{key}={value!r} must be true or false")
-        elif isinstance(default, int):
-            _number(f"train.{key}", value, integer=True)
-        elif isinstance(default, float):
-            _number(f"train.{key}", value)
-        elif isinstance(default, str) and not isinstance(value, str):
-            raise ConfigError(f"train.{key}={value!r} must be a string")
-    for key in ("epochs", "batch_size", "accum_steps", "eval_every"):
-        if key in train:
-            _number(f"train.{key}", train[key], integer=True, minimum=1)
-    for key in ("lr", "ema_decay"):
-        if key in train:
-            _number(f"train.{key}", train[key], positive=True)
-    if train.get("amp", "none") not in AMP_CHOICES:
-        raise ConfigError(f"train.amp={train['amp']!r} is not one of: {', '.join(AMP_CHOICES)}")
-    from .allocator import MODES as MALLOC_MODES
-
-    if train.get("malloc", "retain") not in MALLOC_MODES:
-        raise ConfigError(f"train.malloc={train['malloc']!r} is not one of: {', '.join(MALLOC_MODES)}")
-    from .records import RESUME_MODES
-
-    if train.get("resume", "auto") not in RESUME_MODES:
-        raise ConfigError(f"train.resume={train['resume']!r} is not one of: {', '.join(RESUME_MODES)}")
-    if train.get("progress", "auto") not in ("auto", "always", "never"):
-        raise ConfigError(f"train.progress={train['progress']!r} is not one of: auto, always, never")
-    if (train.get("mixup", 0) or train.get("cutmix", 0)) and train.get("batch_size", 2) % 2:
-        raise ConfigError(f"train.batch_size={train['batch_size']} must be even with mixup/cutmix")
-    return train
-
-
-def _check_gamma(value: Any) -> Optional[Fraction]:
-    from .ops import parse_gamma
-
-    if value is None:
-        return None
-    try:
-        return parse_gamma(value if isinstance(value, (int, float, str)) else str(value))
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-
-
-def _check_depths(value: Any) -> Optional[List[int]]:
-    if value is None:
-        return None
-    if not isinstance(value, (list, tuple)) or len(value) != 4 or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in value):
-        raise ConfigError(f"depths={value!r} must be four integers >= 1, e.g. depths=[2,2,6,2]")
-    return [int(d) for d in value]
-
-
-def _input_size(model: str, table: Dict[str, Any], chosen: Any, data_name: str, data_size: Optional[int]) -> int:
-    """The size the model is built for. A variant runs at the size it was designed for unless the user says
-    otherwise (``model.img_size``): at another size its stages shrink (a 224-px model on 32-px data ends
-    in 1x1 maps) and it is no longer the model its name promises."""
-    from .models.shiftvit import VARIANTS
-
-    native = table.get("img_size", 224)
-    if chosen is not None:
-        _number("model.img_size", chosen, integer=True, minimum=1)
-        if data_size is not None and data_size != chosen:
-            raise ConfigError(f"model.img_size={chosen} but data={data_name} gives {data_size} px: "
-                              f"set data.img_size={chosen} as well")
-        return chosen
-    if data_size is None or data_size == native:
-        return native
-    designed = [n for n, v in VARIANTS.items() if v.get("img_size", 224) == data_size]
-    raise ConfigError(f"model {model} is designed for {native} px but data={data_name} gives {data_size} px: use a "
-                      f"model designed for {data_size} px ({', '.join(designed) or 'none registered'}), "
-                      f"data.img_size={native}, or model.img_size={data_size} to build {model} at {data_size} px")
-
-
-def _data_options(data: Dict[str, Any]) -> Dict[str, Any]:
-    from .data import BUILDERS
-
-    name = data.get("name")
-    if name not in BUILDERS:
-        raise ConfigError(f"data.name={name!r} is not one of: {', '.join(sorted(BUILDERS))}")
-    options = {k: v for k, v in data.items() if k != "name"}
-    builder = BUILDERS[name]
-    params = inspect.signature(builder).parameters
-    allowed = sorted(k for k, p in params.items()
-                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and k not in ("name", "aug"))
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ConfigError(f"data.{unknown[0]} is not an option of data={name}; its options: {', '.join(allowed)}")
-    if "img_size" in options:
-        _number("data.img_size", options["img_size"], integer=True, minimum=1)
-    return options
-
-
-# --- effective configuration --------------------------------------------------------------------------------------
-def resolve(cfg: Dict[str, Any]) -> Dict[str, Any]:
-    """Validate a composed config (plain dict) and return the *effective* config: what the run really uses.
-
-    Knobs that do not apply are null (gamma for a mixer other than shift), defaults are filled in from the
-    variant table, and depths are solved when ``match`` asks for it. Raises ``ConfigError`` on bad input.
-    """
-    from .flops import DEFAULT_TOLERANCE, MATCHES, BudgetError, count, solve_depths
-    from .models.mixers import ACTS, MIXERS, NORMS, mixer_options
-    from .models.shiftvit import variant_kwargs
-
-    model_cfg = dict(cfg.get("model") or {})
-    mixer_cfg = dict(cfg.get("mixer") or {})
-    name = model_cfg.get("name")
-    try:
-        table = variant_kwargs(name)
-    except ValueError as e:
-        raise ConfigError(f"model.name: {e}") from None
-    mixer = mixer_cfg.pop("name", "shift")
-    if mixer not in MIXERS:
-        raise ConfigError(f"mixer.name={mixer!r} is not one of: {', '.join(sorted(MIXERS))}")
-    allowed = mixer_options(mixer)
-    for key in mixer_cfg:
-        if key not in allowed or key == "gamma":
-            raise ConfigError(f"mixer.{key} is not an option of mixer={mixer}; its options: "
-                              f"{', '.join(k for k in allowed if k != 'gamma') or 'none'}")
-    for key, table_ in (("norm", NORMS), ("act", ACTS)):
-        if model_cfg.get(key, "gn1" if key == "norm" else "gelu") not in table_:
-            raise ConfigError(f"model.{key}={model_cfg[key]!r} is not one of: {', '.join(sorted(table_))}")
-    unknown_model = sorted(set(model_cfg) - {"name", "norm", "act", "drop_path_rate", "drop_rate", "img_size"})
-    if unknown_model:
-        raise ConfigError(f"model.{unknown_model[0]} is not a model option; use the top-level gamma/tau/depths, "
-                          "or model.norm, model.act, model.drop_path_rate, model.drop_rate, model.img_size")
-
-    gamma = _check_gamma(cfg.get("gamma"))
-    gamma = (gamma or Fraction(table["gamma"])) if mixer == "shift" else None
-    tau = cfg.get("tau")
-    tau = table["mlp_ratio"] if tau is None else _number("tau", tau, positive=True)
-    depths = _check_depths(cfg.get("depths"))
-    match = cfg.get("match", "none")
-    if match not in MATCHES:
-        raise ConfigError(f"match={match!r} is not one of: {', '.join(MATCHES)}")
-    if match != "none" and depths is not None:
-        raise ConfigError(f"depths={depths} and match={match} conflict: the solver chooses depths; drop one")
-    tolerance = _number("tolerance", cfg.get("tolerance", DEFAULT_TOLERANCE), positive=True)
-    seed = _number("seed", cfg.get("seed", 0), integer=True, minimum=0)
-    data = dict(cfg.get("data") or {})
-    data_options = _data_options(data)
-    img_size = _input_size(name, table, model_cfg.get("img_size"), data.get("name"), data_options.get("img_size"))
-    train = _check_train(dict(cfg.get("train") or {}))
-    reference = cfg.get("reference") or name
-
-    architecture = dict(mixer=mixer, mixer_kwargs=mixer_cfg, mlp_ratio=tau, norm=model_cfg.get("norm", "gn1"),
-                        act=model_cfg.get("act", "gelu"))
-    if gamma is not None:
-        architecture["gamma"] = str(gamma)
-    try:
-        if match != "none":
-            solution = solve_depths(reference, img_size, match=match, tolerance=tolerance, **architecture)
-            depths = list(solution.depths)
-        elif depths is None:
-            depths = list(table["depths"])
-        # build it once on the meta device (free): every architecture error surfaces here, before any data
-        count(name, img_size, depths=tuple(depths), **architecture)
-    except BudgetError as e:
-        raise ConfigError(str(e)) from None
-    except ValueError as e:
-        raise ConfigError(f"{e}") from None
-
-    drop_path = model_cfg.get("drop_path_rate")
-    return {
-        "model": {"name": name, "norm": architecture["norm"], "act": architecture["act"], "img_size": img_size,
-                  "drop_path_rate": table["drop_path_rate"] if drop_path is None else drop_path,
-                  "drop_rate": model_cfg.get("drop_rate", 0.0), "embed_dim": table["embed_dim"]},
-        "mixer": {"name": mixer, **mixer_cfg},
-        "gamma": None if gamma is None else str(gamma),
-        "gamma_float": None if gamma is None else float(gamma),
-        "tau": tau,
-        "depths": depths,
-        "match": match,
-        "reference": reference if match != "none" else None,
-        "tolerance": tolerance if match != "none" else None,
-        "data": data,
-        "train": train,
-        "seed": seed,
-    }
-
-
-def config_hash(effective: Dict[str, Any]) -> str:
-    """Identity of a run's numbers: the effective config minus settings that only change speed/reporting."""
-    hashed = json.loads(json.dumps(effective, default=str))
-    for key in SPEED_ONLY_TRAIN_KEYS:
-        (hashed.get("train") or {}).pop(key, None)
-    return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def model_kwargs(effective: Dict[str, Any], num_classes: int, in_chans: int) -> Dict[str, Any]:
-    m = effective["model"]
-    mixer = dict(effective["mixer"])
-    kwargs = dict(num_classes=num_classes, in_chans=in_chans, img_size=m["img_size"], mixer=mixer.pop("name"),
-                  mixer_kwargs=mixer, mlp_ratio=effective["tau"], depths=tuple(effective["depths"]),
-                  norm=m["norm"], act=m["act"], drop_path_rate=m["drop_path_rate"], drop_rate=m["drop_rate"])
-    if effective["gamma"] is not None:
-        kwargs["gamma"] = effective["gamma"]
-    return kwargs
 
 
 # --- provenance -----------------------------------------------------------------------------------------------------
@@ -473,9 +246,9 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
             log.info("run %s mixer=%s%s tau=%s depths=%s on %s, %d epochs, seed %d -> %s", effective["model"]["name"],
                      effective["mixer"]["name"], gamma, effective["tau"], ",".join(map(str, effective["depths"])),
                      effective["data"]["name"], effective["train"].get("epochs", 0), effective["seed"], run_dir)
-            from .models.shiftvit import variant_kwargs
+            from .spec import native_img_size
 
-            native = variant_kwargs(effective["model"]["name"]).get("img_size", 224)
+            native = native_img_size(effective["model"]["name"])
             if effective["model"]["img_size"] != native:
                 log.info("%s is designed for %d px; built at %d px, as model.img_size asks",
                          effective["model"]["name"], native, effective["model"]["img_size"])
@@ -539,8 +312,9 @@ def _train(effective: Dict[str, Any], run_dir: Path, summary: Dict[str, Any],
     import timm
 
     from .allocator import configure as configure_malloc
+    from .config import TrainSettings
     from .data import DataError, build_data
-    from .engine import Trainer, TrainSettings, seed_everything
+    from .engine import Trainer, seed_everything
     from .flops import count
 
     settings = TrainSettings.from_dict(effective["train"])
@@ -589,7 +363,6 @@ def main(cfg) -> Optional[float]:
     from omegaconf import OmegaConf
     from omegaconf.errors import MissingMandatoryValue
 
-    from . import distributed
     from .records import RecordError
     from .sweeps import LAUNCH_ERROR_FILE
 
@@ -598,15 +371,21 @@ def main(cfg) -> Optional[float]:
     run_dir = Path(hc.runtime.output_dir)
     launch_error = run_dir / LAUNCH_ERROR_FILE
     launch_error.unlink(missing_ok=True)
-    distributed.init_from_slurm()
     try:
         plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as e:
         key = getattr(e, "full_key", None) or str(e)
         return _fail(f"{key} is required here and has no value: set {key}=... on the command line", multirun,
                      launch_error)
+    try:
+        check(plain)  # before torch loads: a bad value answers at once
+    except ConfigError as e:
+        return _fail(str(e), multirun, launch_error)
     sweep_dir = Path(hc.sweep.dir) if multirun else None
     sweep_name = plain.get("sweep_name") or (sweep_dir.name if sweep_dir else None)
+    from . import distributed
+
+    distributed.init_from_slurm()
     threads = _threads_per_job(hc)
     if threads and plain["train"].get("threads") is None:
         plain["train"]["threads"] = threads

@@ -183,7 +183,7 @@ def _build(spec: str, img_size: int):
     """``name`` or ``name[mixer]`` (a ShiftViT with that mixer, depths solved to the name's FLOPs)."""
     import timm
 
-    import shiftvit  # noqa: F401
+    import shiftvit.models  # noqa: F401  (registers the models with timm)
 
     from .flops import count, solve_depths
 
@@ -312,7 +312,7 @@ def bench_fast(model_name: str = "shiftvit_r2_tiny", batch_size: int = 64, img_s
     """Inference images/s of Shift-T: official structure vs ours (NCHW) vs ours (channels-last), same weights."""
     import timm
 
-    import shiftvit  # noqa: F401
+    import shiftvit.models  # noqa: F401  (registers the models with timm)
 
     dev = torch.device(device)
     official = official_structure(timm.create_model(model_name, img_size=img_size)).eval().to(dev)

@@ -16,6 +16,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, TensorDataset
 
+from .config import DATASETS
+from .config import Cifar10Data as C
+from .config import DigitsData as D
+from .config import ImageFolderData as I
+from .config import MnistData as M
+from .config import RelationsData as R
+from .config import SyntheticData as S
+
+# each builder's defaults are its data set's config (shiftvit/config.py), so the two cannot drift apart
+
 
 class DataError(ValueError):
     """A dataset is missing, malformed or misconfigured."""
@@ -147,8 +157,8 @@ class TransformedTensorDataset(TensorDataset):
         return x, y
 
 
-def build_digits(img_size: int = 32, val_fraction: float = 0.2, split_seed: int = 0, translate: int = 2,
-                 train_fraction: float = 1.0, **_: Any) -> DataBundle:
+def build_digits(img_size: int = D.img_size, val_fraction: float = D.val_fraction, split_seed: int = D.split_seed,
+                 translate: int = D.translate, train_fraction: float = D.train_fraction, **_: Any) -> DataBundle:
     """scikit-learn's 1,797 8x8 digits, upsampled (bilinear) to ``img_size``; fixed stratified split, of whose
     training part ``train_fraction`` is kept (stratified, seeded by ``split_seed``)."""
     from sklearn.datasets import load_digits
@@ -163,8 +173,9 @@ def build_digits(img_size: int = 32, val_fraction: float = 0.2, split_seed: int 
 MNIST_LIKE = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}
 
 
-def build_mnist_like(name: str = "mnist", root: str = "", img_size: int = 32, train_fraction: float = 1.0,
-                     split_seed: int = 0, translate: int = 2, **_: Any) -> DataBundle:
+def build_mnist_like(name: str = M.name, root: str = "", img_size: int = M.img_size,
+                     train_fraction: float = M.train_fraction, split_seed: int = M.split_seed,
+                     translate: int = M.translate, **_: Any) -> DataBundle:
     """MNIST, Fashion-MNIST or KMNIST from local files in torchvision's layout
     (``root/MNIST/raw/train-images-idx3-ubyte`` ...; never downloaded), 28 px upsampled to ``img_size``,
     the official test set as validation, ``train_fraction`` of the training set (stratified, seeded)."""
@@ -213,16 +224,16 @@ def make_relations(num_samples: int, img_size: int = 32, seed: int = 0, mark: in
     return torch.from_numpy(images), torch.from_numpy(labels).long()
 
 
-def build_relations(img_size: int = 32, num_train: int = 4000, num_val: int = 1000, seed: int = 0,
-                    **_: Any) -> DataBundle:
+def build_relations(img_size: int = R.img_size, num_train: int = R.num_train, num_val: int = R.num_val,
+                    seed: int = R.seed, **_: Any) -> DataBundle:
     x_tr, y_tr = make_relations(num_train, img_size, seed)
     x_va, y_va = make_relations(num_val, img_size, seed + 1)
     tr, va, mean, std = _standardize(x_tr, x_va)
     return DataBundle(TensorDataset(tr, y_tr), TensorDataset(va, y_va), 2, 1, img_size, mean, std)
 
 
-def build_synthetic(img_size: int = 224, num_classes: int = 1000, num_train: int = 512, num_val: int = 128,
-                    in_chans: int = 3, seed: int = 0, **_: Any) -> DataBundle:
+def build_synthetic(img_size: int = S.img_size, num_classes: int = S.num_classes, num_train: int = S.num_train,
+                    num_val: int = S.num_val, in_chans: int = S.in_chans, seed: int = S.seed, **_: Any) -> DataBundle:
     """Random images and labels: for throughput and plumbing, not for accuracy."""
     g = torch.Generator().manual_seed(seed)
     def make(n: int):
@@ -277,7 +288,7 @@ def _local_cifar(name: str):
     return LocalCIFAR
 
 
-def build_cifar(name: str = "cifar10", root: str = "", img_size: int = 32, download: bool = False,
+def build_cifar(name: str = C.name, root: str = "", img_size: int = C.img_size, download: bool = C.download,
                 aug: Optional[Dict[str, Any]] = None, **_: Any) -> DataBundle:
     """torchvision's CIFAR-10/100 from ``root`` (the python pickled batches, as distributed)."""
     if not root:
@@ -298,7 +309,8 @@ def build_cifar(name: str = "cifar10", root: str = "", img_size: int = 32, downl
     return DataBundle(train, val, 10 if name == "cifar10" else 100, 3, img_size, mean, std)
 
 
-def build_imagefolder(root: str = "", train_split: str = "train", val_split: str = "val", img_size: int = 224,
+def build_imagefolder(root: str = "", train_split: str = I.train_split, val_split: str = I.val_split,
+                      img_size: int = I.img_size,
                       aug: Optional[Dict[str, Any]] = None, **_: Any) -> DataBundle:
     """ImageNet-style ``root/train/<class>/*.jpg`` and ``root/val/<class>/*.jpg`` via timm's factories."""
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_dataset
@@ -335,6 +347,9 @@ BUILDERS: Dict[str, Callable[..., DataBundle]] = {
     "imagefolder": build_imagefolder,
     **{name: functools.partial(build_mnist_like, name=name) for name in MNIST_LIKE},
 }
+
+
+assert set(BUILDERS) == set(DATASETS), "every data set has a builder and a config (config.DATASETS)"
 
 
 def build_data(name: str, **options: Any) -> DataBundle:

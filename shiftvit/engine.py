@@ -9,7 +9,6 @@ included), stops cleanly on SIGINT/SIGTERM/SIGUSR1, and records a NaN loss as a 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import math
 import os
@@ -26,60 +25,11 @@ import torch
 from torch import nn
 
 from . import distributed as dist_utils
+from .config import TrainSettings
 from .data import DataBundle, make_loaders
 from .records import CHECKPOINT_FILE, RecordError, atomic_write_bytes, read_metrics, write_metrics
 
 log = logging.getLogger(__name__)
-
-AMP_CHOICES = ("none", "bf16", "fp16")
-
-
-@dataclass
-class TrainSettings:
-    """Everything that shapes optimisation (the ``train`` config group). Defaults: the CPU digits recipe."""
-    epochs: int = 20
-    batch_size: int = 64
-    opt: str = "adamw"
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    opt_eps: float = 1e-8
-    momentum: float = 0.9
-    sched: str = "cosine"
-    warmup_epochs: int = 2
-    warmup_lr: float = 1e-6
-    min_lr: float = 1e-5
-    label_smoothing: float = 0.1
-    mixup: float = 0.0
-    cutmix: float = 0.0
-    mixup_prob: float = 1.0
-    mixup_switch_prob: float = 0.5
-    aa: Optional[str] = None
-    color_jitter: Optional[float] = None
-    reprob: float = 0.0
-    clip_grad: Optional[float] = None
-    accum_steps: int = 1
-    ema: bool = True
-    ema_decay: float = 0.998
-    amp: str = "none"
-    channels_last: bool = False
-    compile: bool = False
-    device: str = "auto"
-    deterministic: bool = True
-    threads: Optional[int] = None
-    malloc: str = "retain"  # retain | system: see allocator.py
-    num_workers: int = 0
-    eval_every: int = 1
-    progress: str = "auto"
-    resume: str = "auto"  # see records.RESUME_MODES
-
-    @classmethod
-    def from_dict(cls, values: Dict[str, Any]) -> TrainSettings:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"train.{unknown[0]} is not a training setting; known: {', '.join(sorted(names))}")
-        return cls(**values)
-
 
 class Interrupted(Exception):
     """Raised after a preemption signal once the checkpoint is on disk."""
@@ -179,15 +129,11 @@ class Trainer:
         from timm.scheduler import create_scheduler_v2
         from timm.utils import ModelEmaV3
 
-        s = self.settings = settings
+        s = self.settings = settings.check()  # the settings' own checks (config.TrainSettings.check)
         self.dist = dist or dist_utils.info()
         self.run_dir = Path(run_dir)
         self.seed = seed
         self.on_epoch = on_epoch
-        if s.amp not in AMP_CHOICES:
-            raise ValueError(f"train.amp={s.amp!r} is not one of: {', '.join(AMP_CHOICES)}")
-        if s.accum_steps < 1:
-            raise ValueError(f"train.accum_steps={s.accum_steps} must be >= 1")
         if s.threads:
             torch.set_num_threads(s.threads)
         self.device = resolve_device(s.device, self.dist.local_rank)

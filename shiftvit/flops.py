@@ -147,7 +147,7 @@ def count(name: str, img_size: Optional[int] = None, **kwargs: Any) -> Cost:
     """Cost of ``timm.create_model(name, **kwargs)`` at ``img_size`` (default: the model's own), cached."""
     import timm
 
-    import shiftvit  # noqa: F401  (registers the models)
+    import shiftvit.models  # noqa: F401  (registers the models with timm)
 
     if img_size is None:
         cfg = timm.models.get_pretrained_cfg(name)
@@ -371,7 +371,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
         overrides["depths"] = tuple(int(d) for d in args.depths.split(","))
     import timm
 
-    import shiftvit  # noqa: F401  (registers the models)
+    import shiftvit.models  # noqa: F401  (registers the models with timm)
 
     unknown = [name for name in args.models if not timm.is_model(name)]
     if unknown:

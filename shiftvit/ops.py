@@ -15,42 +15,11 @@ from __future__ import annotations
 
 import os
 from fractions import Fraction
-from typing import Union
 
 import torch
 from timm.layers import register_notrace_function
 
-GammaLike = Union[Fraction, float, int, str]
-
-
-def parse_gamma(gamma: GammaLike) -> Fraction:
-    """Parse a shift ratio exactly: ``'1/12'``, ``0.0833``, ``Fraction(1, 12)`` (never ``eval``)."""
-    if isinstance(gamma, Fraction):
-        value = gamma
-    elif isinstance(gamma, bool):
-        raise ValueError(f"gamma={gamma!r} is not a number; give a fraction such as 1/12 or a float in (0, 1/4]")
-    elif isinstance(gamma, int):
-        value = Fraction(gamma)
-    elif isinstance(gamma, float):
-        # limit_denominator turns 1/12 given as 0.08333333333333333 back into Fraction(1, 12)
-        value = Fraction(gamma).limit_denominator(10_000)
-    elif isinstance(gamma, str):
-        try:
-            value = Fraction(gamma.strip())
-        except (ValueError, ZeroDivisionError):
-            raise ValueError(
-                f"gamma={gamma!r} is not a number; give a fraction such as 1/12 or a float in (0, 1/4]"
-            ) from None
-    else:
-        raise ValueError(f"gamma={gamma!r} has type {type(gamma).__name__}; give a fraction such as 1/12 or a float")
-    if not 0 < value <= Fraction(1, 4):
-        raise ValueError(f"gamma={gamma} is outside (0, 1/4]: 4*gamma of the channels are shifted, at most all of them")
-    return value
-
-
-def shift_channels(num_channels: int, gamma: GammaLike) -> int:
-    """Channels moved per direction: ``floor(gamma * C)`` (the official ``C // n_div`` for gamma = 1/n_div)."""
-    return int(parse_gamma(gamma) * num_channels)
+from .spec import GammaLike, parse_gamma, shift_channels  # noqa: F401  (re-exported: shiftvit.ops.parse_gamma)
 
 
 def shift_reference(x: torch.Tensor, g: int, inverse: bool = False) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Run records written the way ``run.py`` writes them, for analysis tests that need chosen accuracies.
 
-``config.yaml`` is the effective config from ``shiftvit.app.resolve`` (the function a real run uses), so
+``config.yaml`` is the effective config from ``shiftvit.config.resolve`` (the function a real run uses), so
 arms are read from records of the real schema; only the numbers in ``summary.json`` are chosen by the test.
 """
 import functools
@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional
 import pytest
 import yaml
 
-from shiftvit.app import resolve
+from shiftvit.config import resolve
 from shiftvit.records import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE
 
 # a small relations set: a testbed far from its ceiling (1-NN ~78 % on 200 validation images) and quick to build

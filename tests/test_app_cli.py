@@ -11,6 +11,7 @@ import yaml
 from helpers import ROOT, popen_cli, run_cli
 from wandb_log import history
 
+from shiftvit.models import MIXERS
 from shiftvit.records import METRIC_KEYS, SUMMARY_KEYS, read_metrics, read_summary
 from shiftvit.sweeps import job_dirs
 
@@ -178,10 +179,13 @@ def test_help_lists_groups_and_options(tmp_path):
 def test_every_config_group_option_composes(tmp_path):
     from hydra import compose, initialize_config_dir
 
-    conf = ROOT / "conf"
-    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+    from shiftvit.config import group_options
+
+    options = group_options()
+    assert options["mixer"] == sorted(MIXERS) and len(options["model"]) == 14 and len(options["data"]) == 9
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         for group in ("model", "mixer", "data", "train", "logger"):
-            for option in sorted(p.stem for p in (conf / group).glob("*.yaml")):
+            for option in options[group]:
                 cfg = compose("config", overrides=[f"{group}={option}"])
                 assert cfg[group] is not None
         cfg = compose("config", overrides=["+experiment=imagenet_300ep"])

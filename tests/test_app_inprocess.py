@@ -9,7 +9,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from shiftvit.app import ConfigError, config_hash, resolve, run_experiment
+from shiftvit.app import run_experiment
+from shiftvit.config import ConfigError, config_hash, resolve
 from shiftvit.data import DataError, EpochSampler, build_data, make_relations
 from shiftvit.records import read_metrics, read_summary
 from shiftvit.tracking import Tracker
@@ -37,21 +38,19 @@ def test_nan_loss_is_recorded_as_diverged(tmp_path):
     (["gamma=abc"], "gamma='abc' is not a number"),
     (["gamma=0.3"], "gamma=0.3 is outside (0, 1/4]"),
     (["gamma=1/48"], "shifts floor(1/48*32) = 0 channels at a stage of width 32"),
-    (["tau=-1"], "tau=-1 must be > 0"),
-    (["tau=abc"], "tau='abc' must be a number"),
+    (["tau=-1"], "tau=-1.0 must be > 0"),
     (["depths=[1,2]"], "depths=[1, 2] must be four integers >= 1"),
     (["depths=[2,2,6,2]", "match=flops"], "depths=[2, 2, 6, 2] and match=flops conflict"),
     (["train.epochs=0"], "train.epochs=0 must be >= 1"),
-    (["train.epochs=1.5"], "train.epochs=1.5 must be an integer"),
     (["+train.foo=1"], "train.foo is not a training setting"),
     (["train.amp=fp8"], "train.amp='fp8' is not one of: none, bf16, fp16"),
     (["train.malloc=jemalloc"], "train.malloc='jemalloc' is not one of: retain, system"),
     (["+mixer.window_size=7"], "mixer.window_size is not an option of mixer=shift"),
     (["mixer=attn", "+mixer.gamma=1/6"], "mixer.gamma is not an option of mixer=attn"),
-    (["model.norm=layer"], "model.norm='layer' is not one of: bn, gn1, ln"),
+    (["model.norm=layer"], "model.norm='layer' is not one of: gn1, ln, bn"),
     (["+data.colour=1"], "data.colour is not an option of data=digits"),
     (["seed=-1"], "seed=-1 must be >= 0"),
-    (["tau=0"], "tau=0 must be > 0"),
+    (["tau=0"], "tau=0.0 must be > 0"),
     (["match=macs"], "match='macs' is not one of: flops, params, none"),
     (["data.img_size=40", "model.img_size=40"], "img_size=40x40 must be a multiple of 16"),
     (["data.img_size=64"], "model shiftvit_nano is designed for 32 px but data=digits gives 64 px"),
@@ -62,6 +61,20 @@ def test_resolve_rejects_bad_values_in_one_line(overrides, message):
         resolve(composed(*overrides))
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["tau=abc"], "Value 'abc' of type 'str' could not be converted to Float"),
+    (["train.epochs=1.5"], "Value '1.5' of type 'float' could not be converted to Integer"),
+    (["train.lr_typo=1"], "Key 'lr_typo' not in 'TrainSettings'"),
+    (["mixer.window_size=3"], "Key 'window_size' not in 'ShiftOptions'"),
+])
+def test_the_schema_refuses_bad_types_and_unknown_keys_while_composing(overrides, message):
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException) as err:
+        composed(*overrides)
+    assert message in str(err.value) + str(err.value.__cause__)
 
 
 def test_gamma_forms_and_effective_config():
@@ -252,19 +265,42 @@ def test_model_and_data_sizes_must_agree_or_the_adaptation_is_asked_for():
     assert resolve(composed())["model"]["img_size"] == 32  # the default pair agrees
 
 
-def test_yaml_defaults_equal_the_code_defaults_they_repeat():
-    """conf/ repeats some defaults of the code for --help and --cfg; they must not drift apart."""
+def test_conf_repeats_no_default_of_the_schema():
+    """The defaults live in shiftvit/config.py; conf/ only overrides what differs (no copy to drift apart)."""
     import dataclasses
 
     import yaml
 
-    from shiftvit.engine import TrainSettings
-    from shiftvit.flops import DEFAULT_TOLERANCE
+    from shiftvit.config import TrainSettings
 
-    cpu = yaml.safe_load((CONF / "train" / "cpu.yaml").read_text())
     defaults = {f.name: f.default for f in dataclasses.fields(TrainSettings)}
-    assert cpu == defaults
-    assert composed()["tolerance"] == DEFAULT_TOLERANCE
+    imagenet = yaml.safe_load((CONF / "train" / "imagenet.yaml").read_text())
+    repeated = {k: v for k, v in imagenet.items() if k != "defaults" and defaults.get(k) == v}
+    assert not repeated, f"conf/train/imagenet.yaml repeats defaults of TrainSettings: {repeated}"
+    top = yaml.safe_load((CONF / "config.yaml").read_text())
+    assert set(top) == {"defaults", "hydra"}, "the top-level knobs' defaults belong to config.ExperimentConfig"
+    for group in ("model", "mixer", "data", "logger"):
+        assert not list((CONF / group).glob("*.yaml")), f"conf/{group}/ is generated from shiftvit/config.py"
+
+
+def test_each_option_default_has_one_owner():
+    """Mixer constructors and data builders take their defaults from the options dataclasses."""
+    import dataclasses
+    import inspect
+
+    from shiftvit import data, spec
+    from shiftvit.config import DATASETS
+    from shiftvit.models.mixers import mixer_options
+
+    for name in spec.MIXER_OPTIONS:
+        given = {k: v for k, v in mixer_options(name).items() if k != "gamma"}
+        assert given == spec.option_defaults(name), name
+    for name, schema in DATASETS.items():
+        builder = data.BUILDERS[name]
+        params = inspect.signature(builder).parameters
+        for f in dataclasses.fields(schema):
+            if f.name in params and f.default is not dataclasses.MISSING and f.name not in ("root", "name"):
+                assert params[f.name].default == f.default, (name, f.name)
 
 
 def write_idx(folder: Path, split: str, n: int, classes: int = 10, seed: int = 0) -> None:

@@ -10,7 +10,7 @@ import timm
 import torch
 from helpers import ROOT, cli_env, run_cli
 
-import shiftvit  # noqa: F401
+import shiftvit.models  # noqa: F401  (registers the models with timm)
 from shiftvit.bench import bench_fast, bench_throughput
 from shiftvit.ops import shift_by, shift_reference
 from shiftvit.records import read_metrics, read_summary

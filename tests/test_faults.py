@@ -22,7 +22,8 @@ from helpers import AS_NOBODY, ROOT, cli_env, nobody_cannot_run_checkout, popen_
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from shiftvit.app import ConfigError, config_hash, resolve, run_experiment
+from shiftvit.app import run_experiment
+from shiftvit.config import ConfigError, config_hash, resolve
 from shiftvit.records import (
     ARCHIVE_DIR,
     CHECKPOINT_FILE,
@@ -245,7 +246,7 @@ def test_reused_run_dir_with_another_config_is_refused_untouched(reference, tmp_
 
 
 def test_changed_default_in_a_relaunched_sweep_keeps_every_record(tmp_path):
-    """A default edited in conf/train/cpu.yaml, the same -m command again: every job refuses, nothing lies."""
+    """A default edited in conf/config.yaml, the same -m command again: every job refuses, nothing lies."""
     conf = tmp_path / "conf"
     shutil.copytree(CONF, conf)
     sweep = tmp_path / "sweep"
@@ -253,8 +254,8 @@ def test_changed_default_in_a_relaunched_sweep_keeps_every_record(tmp_path):
     first = run_cli(args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     records = {job.name: (job / SUMMARY_FILE).read_bytes() for job in job_dirs(sweep)}
-    cpu = conf / "train" / "cpu.yaml"
-    cpu.write_text(cpu.read_text().replace("lr: 2.0e-3", "lr: 1.0e-3"))
+    top = conf / "config.yaml"
+    top.write_text(top.read_text() + "train:\n  lr: 1.0e-3\n")
     second = run_cli(args, cwd=tmp_path)
     assert second.returncode == 1
     assert second.stderr.count("holds a run of another config (train.lr: 0.002 -> 0.001)") == 2

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-import shiftvit  # noqa: F401
+import shiftvit.models  # noqa: F401  (registers the models with timm)
 from shiftvit.flops import BudgetError, component_of, count, count_model, main, solve_depths
 
 # GMACs from ANCHORS.md (official table)

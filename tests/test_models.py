@@ -5,7 +5,7 @@ import timm
 import torch
 from timm.models._features_fx import create_feature_extractor, get_graph_node_names
 
-import shiftvit  # noqa: F401  (registers the models)
+import shiftvit.models  # noqa: F401  (registers the models with timm)
 from shiftvit.models import ACTS, MIXERS, NORMS
 
 # From ANCHORS.md (the official table): C, depths, tau, n_div, params in millions.

@@ -171,7 +171,7 @@ def test_gpu_kernel_setting_is_validated_and_leaves_cpu_tensors_alone():
 
     with pytest.raises(ValueError, match="GPU shift kernel 'cuda' is not one of: torch, triton"):
         set_gpu_kernel("cuda")
-    proc = subprocess.run([sys.executable, "-c", "import shiftvit"], cwd=ROOT, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", "import shiftvit.ops"], cwd=ROOT, capture_output=True, text=True,
                           env=cli_env(SHIFTVIT_GPU_SHIFT_KERNEL="cuda"))
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1] == \

@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from experiments import sweep as wandb_sweep
-from shiftvit.app import resolve
+from shiftvit.config import resolve
 from shiftvit.records import read_metrics, read_summary
 from shiftvit.sweeps import expected_jobs, job_dirs, job_status, write_sweep_csv
 

@@ -7,7 +7,8 @@ shape. ``prenorm_residual`` says how the block wraps it:
   so the shortcut carries the mixed features and the block costs exactly its MLP.
 * ``True`` (everything else): ``x = x + drop_path(mixer(norm1(x)))``, the MetaFormer/Swin placement.
 
-Adding a mixer is one class decorated with ``@register_mixer("name")`` (plus one yaml file in conf/mixer).
+Adding a mixer is one class decorated with ``@register_mixer("name", options=ItsOptions)``: the options
+dataclass (defaults and checks, see ``shiftvit/spec.py``) is what ``mixer=name`` offers on the command line.
 """
 from __future__ import annotations
 
@@ -21,7 +22,18 @@ from timm.layers import Attention, GroupNorm1, LayerNorm2d
 from timm.models.swin_transformer import WindowAttention, window_partition, window_reverse
 from torch import nn
 
-from ..ops import GammaLike, parse_gamma, shift_by, shift_channels
+from .. import spec
+from ..ops import shift_by
+from ..spec import (
+    DWConvOptions,
+    GammaLike,
+    GlobalAttnOptions,
+    PoolOptions,
+    TokenMLPOptions,
+    WindowAttnOptions,
+    parse_gamma,
+    shift_channels,
+)
 
 MIXERS: Dict[str, Type[TokenMixer]] = {}
 
@@ -31,6 +43,7 @@ NORMS: Dict[str, Callable[[int], nn.Module]] = {
     "bn": nn.BatchNorm2d,
 }
 ACTS: Dict[str, Type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU}
+assert tuple(NORMS) == spec.NORMS and tuple(ACTS) == spec.ACTS, "the names are spec.NORMS / spec.ACTS"
 
 
 def _pick(table: Dict, name: str, what: str):
@@ -51,16 +64,20 @@ def get_mixer(name: str) -> Type[TokenMixer]:
     return _pick(MIXERS, name, "mixer")
 
 
-def register_mixer(name: str):
+def register_mixer(name: str, options: Optional[Type[spec.MixerOptions]] = None):
+    """Register a mixer class under ``name``; ``options`` (a dataclass) makes ``mixer=name`` a config option
+    whose values are checked before torch loads. Built-in mixers have theirs in ``spec.MIXER_OPTIONS``."""
     def wrap(cls: Type[TokenMixer]) -> Type[TokenMixer]:
         cls.mixer_name = name
         MIXERS[name] = cls
+        if options is not None:
+            spec.MIXER_OPTIONS[name] = options
         return cls
     return wrap
 
 
 def mixer_options(name: str) -> Dict[str, object]:
-    """The knobs a mixer accepts and their defaults (used for validation, configs and ``--help``)."""
+    """The keyword options a mixer's constructor accepts, with their defaults (checked when a model is built)."""
     params = inspect.signature(get_mixer(name).__init__).parameters
     skip = {"self", "dim", "feat_size", "block_idx"}
     return {k: p.default for k, p in params.items() if k not in skip}
@@ -133,11 +150,12 @@ class WindowAttentionMixer(TokenMixer):
     is masked out of the keys.
     """
 
-    def __init__(self, dim: int, feat_size: Tuple[int, int], block_idx: int = 0, window_size: int = 7,
-                 head_dim: int = 32, qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0):
+    def __init__(self, dim: int, feat_size: Tuple[int, int], block_idx: int = 0,
+                 window_size: int = WindowAttnOptions.window_size, head_dim: int = WindowAttnOptions.head_dim,
+                 qkv_bias: bool = WindowAttnOptions.qkv_bias, attn_drop: float = WindowAttnOptions.attn_drop,
+                 proj_drop: float = WindowAttnOptions.proj_drop):
         super().__init__(dim, feat_size, block_idx)
-        if window_size < 1 or head_dim < 1:
-            raise ValueError(f"attn needs window_size >= 1 and head_dim >= 1, got {window_size} and {head_dim}")
+        WindowAttnOptions(window_size, head_dim, qkv_bias, attn_drop, proj_drop).check()
         self.window_size = fit_window(window_size, feat_size)
         fits = min(feat_size) > self.window_size
         self.shift_size = self.window_size // 2 if (fits and block_idx % 2 == 1) else 0
@@ -194,9 +212,11 @@ class WindowAttentionMixer(TokenMixer):
 class GlobalAttentionMixer(TokenMixer):
     """Full multi-head self-attention over all tokens of the stage (timm's ViT ``Attention``)."""
 
-    def __init__(self, dim: int, feat_size: Tuple[int, int], block_idx: int = 0, head_dim: int = 32,
-                 qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0):
+    def __init__(self, dim: int, feat_size: Tuple[int, int], block_idx: int = 0,
+                 head_dim: int = GlobalAttnOptions.head_dim, qkv_bias: bool = GlobalAttnOptions.qkv_bias,
+                 attn_drop: float = GlobalAttnOptions.attn_drop, proj_drop: float = GlobalAttnOptions.proj_drop):
         super().__init__(dim, feat_size, block_idx)
+        GlobalAttnOptions(head_dim, qkv_bias, attn_drop, proj_drop).check()
         self.attn = Attention(dim, num_heads=max(1, dim // head_dim), qkv_bias=qkv_bias,
                               attn_drop=attn_drop, proj_drop=proj_drop)
 
@@ -221,10 +241,9 @@ class TokenMLPMixer(_FixedResolutionMixer):
     """MLP-Mixer's token-mixing MLP over all H*W tokens, weights shared across channels."""
 
     def __init__(self, dim: int, feat_size: Tuple[int, int], block_idx: int = 0,
-                 token_mlp_ratio: float = 0.5, drop: float = 0.0):
+                 token_mlp_ratio: float = TokenMLPOptions.token_mlp_ratio, drop: float = TokenMLPOptions.drop):
         super().__init__(dim, feat_size, block_idx)
-        if token_mlp_ratio <= 0:
-            raise ValueError(f"token_mlp_ratio={token_mlp_ratio} must be > 0")
+        TokenMLPOptions(token_mlp_ratio, drop).check()
         num_tokens = feat_size[0] * feat_size[1]
         hidden = max(1, int(round(num_tokens * token_mlp_ratio)))
         self.fc1 = nn.Linear(num_tokens, hidden)
@@ -258,10 +277,10 @@ class RandomMixer(_FixedResolutionMixer):
 class DepthwiseConvMixer(TokenMixer):
     """Depthwise k x k convolution (ConvNeXt-style spatial mixing)."""
 
-    def __init__(self, dim: int, feat_size: Tuple[int, int], block_idx: int = 0, kernel_size: int = 7):
+    def __init__(self, dim: int, feat_size: Tuple[int, int], block_idx: int = 0,
+                 kernel_size: int = DWConvOptions.kernel_size):
         super().__init__(dim, feat_size, block_idx)
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"dwconv kernel_size={kernel_size} must be a positive odd number")
+        DWConvOptions(kernel_size).check()
         self.conv = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -272,10 +291,10 @@ class DepthwiseConvMixer(TokenMixer):
 class PoolMixer(TokenMixer):
     """PoolFormer: ``avgpool(x) - x`` (the block adds x back, so the mixer sees only the neighbourhood)."""
 
-    def __init__(self, dim: int, feat_size: Tuple[int, int], block_idx: int = 0, pool_size: int = 3):
+    def __init__(self, dim: int, feat_size: Tuple[int, int], block_idx: int = 0,
+                 pool_size: int = PoolOptions.pool_size):
         super().__init__(dim, feat_size, block_idx)
-        if pool_size < 1 or pool_size % 2 == 0:
-            raise ValueError(f"pool pool_size={pool_size} must be a positive odd number")
+        PoolOptions(pool_size).check()
         self.pool = nn.AvgPool2d(pool_size, stride=1, padding=pool_size // 2, count_include_pad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

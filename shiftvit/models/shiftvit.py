@@ -17,32 +17,8 @@ from timm.models import build_model_with_cfg, checkpoint_seq, register_model
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from ..ops import GammaLike
+from ..spec import ALIASES, NUM_STAGES, VARIANTS, GammaLike, variant_kwargs
 from .mixers import check_mixer_options, get_act, get_mixer, get_norm
-
-NUM_STAGES = 4
-
-# One table for every variant: the official ones (ANCHORS.md, numbers from microsoft/SPACH) and small ones
-# for CPU research on 32x32 images (patch 2, so the stages see 16, 8, 4 and 2 pixels).
-VARIANTS: Dict[str, Dict[str, Any]] = {
-    "shiftvit_light_tiny": dict(embed_dim=96, depths=(2, 2, 6, 2), mlp_ratio=4, drop_path_rate=0.2, gamma="1/12"),
-    "shiftvit_r4_tiny": dict(embed_dim=96, depths=(2, 2, 12, 3), mlp_ratio=4, drop_path_rate=0.2, gamma="1/12"),
-    "shiftvit_r2_tiny": dict(embed_dim=96, depths=(6, 8, 18, 6), mlp_ratio=2, drop_path_rate=0.2, gamma="1/12"),
-    "shiftvit_light_small": dict(embed_dim=96, depths=(2, 2, 18, 2), mlp_ratio=4, drop_path_rate=0.4, gamma="1/12"),
-    "shiftvit_r4_small": dict(embed_dim=96, depths=(2, 6, 24, 4), mlp_ratio=4, drop_path_rate=0.4, gamma="1/12"),
-    "shiftvit_r2_small": dict(embed_dim=96, depths=(10, 18, 36, 10), mlp_ratio=2, drop_path_rate=0.4, gamma="1/12"),
-    "shiftvit_light_base": dict(embed_dim=128, depths=(2, 2, 18, 2), mlp_ratio=4, drop_path_rate=0.5, gamma="1/16"),
-    "shiftvit_r4_base": dict(embed_dim=128, depths=(4, 6, 22, 4), mlp_ratio=4, drop_path_rate=0.5, gamma="1/16"),
-    "shiftvit_r2_base": dict(embed_dim=128, depths=(10, 18, 36, 10), mlp_ratio=2, drop_path_rate=0.6, gamma="1/16"),
-    # CPU-sized research variants (32x32 input, patch 2)
-    "shiftvit_nano": dict(embed_dim=32, depths=(1, 1, 3, 1), mlp_ratio=2, drop_path_rate=0.0, gamma="1/12",
-                          patch_size=2, img_size=32, num_classes=10),
-    "shiftvit_micro": dict(embed_dim=24, depths=(4, 4, 12, 4), mlp_ratio=2, drop_path_rate=0.1, gamma="1/12",
-                           patch_size=2, img_size=32, num_classes=10),
-}
-ALIASES: Dict[str, str] = {
-    "shiftvit_tiny": "shiftvit_r2_tiny", "shiftvit_small": "shiftvit_r2_small", "shiftvit_base": "shiftvit_r2_base",
-}
 
 
 @register_notrace_function  # a leaf for torch.fx: the check branches on the (symbolic) input shape
@@ -308,13 +284,6 @@ def _variant_cfg(name: str) -> Dict[str, Any]:
 
 
 default_cfgs = {name: _variant_cfg(name) for name in [*VARIANTS, *ALIASES]}
-
-
-def variant_kwargs(name: str) -> Dict[str, Any]:
-    """The variant's architecture arguments (a copy of its row in ``VARIANTS``), aliases resolved."""
-    if name not in VARIANTS and name not in ALIASES:
-        raise ValueError(f"unknown ShiftViT variant {name!r}; choose one of: {', '.join([*VARIANTS, *ALIASES])}")
-    return dict(VARIANTS[ALIASES.get(name, name)])
 
 
 def build_shiftvit(variant: str, pretrained: bool = False, **kwargs: Any) -> ShiftViT:

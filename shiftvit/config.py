@@ -1,0 +1,500 @@
+"""The experiment's configuration: its schema (dataclasses, registered as Hydra structured configs), its checks,
+and its resolution into the *effective* config a run records.
+
+Where a setting lives, in one guess each:
+  defined    here, as a dataclass field with its default (``TrainSettings.lr``, ``ModelConfig.norm``, the data
+             sets' fields); the architecture vocabulary (variants, norms, mixer options) in ``shiftvit/spec.py``;
+             the YAML files in ``conf/`` only override what differs (``conf/train/imagenet.yaml``) or compose
+             groups (``conf/experiment/``, ``conf/scale/``).
+  validated  types and unknown keys by OmegaConf while Hydra composes; values by the owner's ``check()``
+             (``TrainSettings.check``, each data set's and mixer's options), the budget by ``flops.solve_depths``,
+             all called from ``resolve`` below, before anything is written.
+  recorded   by ``shiftvit/records.py`` (``config.yaml``, ``summary.json``; its ``SUMMARY_KEYS``).
+
+Everything except the budget solve runs without torch, so a bad value answers in well under a second.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Type
+
+from . import spec
+
+MISSING = "???"  # OmegaConf's marker of a value the user must give (omegaconf.MISSING), without importing it
+
+MATCHES = ("flops", "params", "none")
+DEFAULT_TOLERANCE = 0.02
+AMP_CHOICES = ("none", "bf16", "fp16")
+PROGRESS_MODES = ("auto", "always", "never")
+DEFAULT_MODEL = "shiftvit_nano"
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message is one line naming the key, the value and what is allowed."""
+
+
+def _number(key: str, value: Any, *, positive: bool = False, integer: bool = False, minimum: Optional[float] = None,
+            maximum: Optional[float] = None):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{key}={value!r} must be {kind}")
+    if positive and not value > 0:
+        raise ConfigError(f"{key}={value!r} must be > 0")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{key}={value!r} must be >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{key}={value!r} must be <= {maximum}")
+    return value
+
+
+def _choice(key: str, value: Any, choices) -> Any:
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is not one of: {', '.join(choices)}")
+    return value
+
+
+# --- training -----------------------------------------------------------------------------------------------------
+@dataclass
+class TrainSettings:
+    """Everything that shapes optimisation (the ``train`` group). Defaults: the small-data CPU recipe
+    (digits, relations, CIFAR at 32 px); ``conf/train/imagenet.yaml`` overrides them with the official one."""
+    epochs: int = 20
+    batch_size: int = 64
+    opt: str = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    opt_eps: float = 1e-8
+    momentum: float = 0.9
+    sched: str = "cosine"
+    warmup_epochs: int = 2
+    warmup_lr: float = 1e-6
+    min_lr: float = 1e-5
+    label_smoothing: float = 0.1
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
+    aa: Optional[str] = None
+    color_jitter: Optional[float] = None
+    reprob: float = 0.0
+    clip_grad: Optional[float] = None
+    accum_steps: int = 1
+    ema: bool = True
+    ema_decay: float = 0.998
+    amp: str = "none"  # AMP_CHOICES (fp16 on CUDA only)
+    channels_last: bool = False
+    compile: bool = False
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    deterministic: bool = True
+    threads: Optional[int] = None  # torch intra-op threads (None: torch's default, or a sweep's share)
+    malloc: str = "retain"  # allocator.MODES: keep freed CPU memory (no page faults per batch) | system
+    num_workers: int = 0
+    eval_every: int = 1
+    progress: str = "auto"  # PROGRESS_MODES: a bar on terminals only | always | never
+    resume: str = "auto"  # records.RESUME_MODES: resume a record of the same config | archive it, start over
+
+    def check(self) -> TrainSettings:
+        from .allocator import MODES as MALLOC_MODES
+        from .records import RESUME_MODES
+
+        for key in ("epochs", "batch_size", "accum_steps", "eval_every"):
+            _number(f"train.{key}", getattr(self, key), integer=True, minimum=1)
+        for key in ("lr", "ema_decay"):
+            _number(f"train.{key}", getattr(self, key), positive=True)
+        for key in ("warmup_epochs", "num_workers"):
+            _number(f"train.{key}", getattr(self, key), integer=True, minimum=0)
+        if self.threads is not None:
+            _number("train.threads", self.threads, integer=True, minimum=1)
+        _choice("train.amp", self.amp, AMP_CHOICES)
+        _choice("train.malloc", self.malloc, MALLOC_MODES)
+        _choice("train.resume", self.resume, RESUME_MODES)
+        _choice("train.progress", self.progress, PROGRESS_MODES)
+        if (self.mixup or self.cutmix) and self.batch_size % 2:
+            raise ConfigError(f"train.batch_size={self.batch_size} must be even with mixup/cutmix")
+        return self
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]) -> TrainSettings:
+        return _instance(cls, values, "train", "a training setting").check()
+
+
+# settings that change how fast a run goes or where it reports, never its numbers: left out of the config hash
+SPEED_ONLY_TRAIN_KEYS = ("progress", "num_workers", "threads", "device", "eval_every", "malloc", "resume")
+
+
+def _instance(schema: Type, values: Dict[str, Any], prefix: str, what: str):
+    known = [f.name for f in dataclasses.fields(schema)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"{prefix}.{unknown[0]} is not {what}; known: {', '.join(sorted(known))}")
+    return schema(**values)
+
+
+# --- data ---------------------------------------------------------------------------------------------------------
+# One dataclass per source: its options and defaults (shiftvit/data.py's builders take theirs from here).
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    img_size: int = 32
+
+    def check(self) -> None:
+        _number("data.img_size", self.img_size, integer=True, minimum=1)
+        for key in ("train_fraction", "val_fraction"):
+            if hasattr(self, key):
+                value = _number(f"data.{key}", getattr(self, key), positive=True)
+                if value > 1 or (key == "val_fraction" and value >= 1):
+                    raise ConfigError(f"data.{key}={value} must be in (0, 1{']' if key == 'train_fraction' else ')'}")
+        for key in ("num_train", "num_val", "num_classes", "in_chans"):
+            if hasattr(self, key):
+                _number(f"data.{key}", getattr(self, key), integer=True, minimum=1)
+        if hasattr(self, "translate"):
+            _number("data.translate", self.translate, integer=True, minimum=0)
+
+
+@dataclass
+class DigitsData(DataConfig):
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images), upsampled; works offline."""
+    name: str = "digits"
+    val_fraction: float = 0.2
+    split_seed: int = 0
+    translate: int = 2  # random translation (pixels of a 32-px image, scaled with img_size), train only
+    train_fraction: float = 1.0  # keep this stratified, seeded fraction of the training split (a small-data regime)
+
+
+@dataclass
+class MnistData(DataConfig):
+    """torchvision's MNIST from local files (root/MNIST/raw/*-ubyte, torchvision's layout); never downloaded."""
+    name: str = "mnist"
+    root: str = MISSING
+    train_fraction: float = 1.0
+    split_seed: int = 0
+    translate: int = 2
+
+
+@dataclass
+class FashionMnistData(MnistData):
+    name: str = "fashion_mnist"
+
+
+@dataclass
+class KmnistData(MnistData):
+    name: str = "kmnist"
+
+
+@dataclass
+class RelationsData(DataConfig):
+    """Procedural long-range diagnostic: label = do two marks half an image apart share a row?"""
+    name: str = "relations"
+    num_train: int = 4000
+    num_val: int = 1000
+    seed: int = 0
+
+
+@dataclass
+class SyntheticData(DataConfig):
+    """Random tensors, for throughput and plumbing."""
+    name: str = "synthetic"
+    img_size: int = 224
+    num_classes: int = 1000
+    num_train: int = 512
+    num_val: int = 128
+    in_chans: int = 3
+    seed: int = 0
+
+
+@dataclass
+class Cifar10Data(DataConfig):
+    """torchvision's CIFAR-10 from a local folder holding cifar-10-batches-py."""
+    name: str = "cifar10"
+    root: str = MISSING
+    download: bool = False
+
+
+@dataclass
+class Cifar100Data(Cifar10Data):
+    name: str = "cifar100"
+
+
+@dataclass
+class ImageFolderData(DataConfig):
+    """ImageNet-style folders: root/train/<class>/*.JPEG and root/val/<class>/*.JPEG."""
+    name: str = "imagefolder"
+    root: str = MISSING
+    train_split: str = "train"
+    val_split: str = "val"
+    img_size: int = 224
+
+
+DATASETS: Dict[str, Type[DataConfig]] = {
+    cls.name: cls for cls in (DigitsData, MnistData, FashionMnistData, KmnistData, RelationsData, SyntheticData,
+                              Cifar10Data, Cifar100Data, ImageFolderData)
+}
+
+
+def data_config(values: Dict[str, Any]) -> DataConfig:
+    """The checked options of a data set (``data.name`` picks which)."""
+    values = dict(values)
+    name = values.pop("name", None)
+    if name not in DATASETS:
+        raise ConfigError(f"data.name={name!r} is not one of: {', '.join(sorted(DATASETS))}")
+    schema = DATASETS[name]
+    known = [f.name for f in dataclasses.fields(schema) if f.name != "name"]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"data.{unknown[0]} is not an option of data={name}; its options: {', '.join(known)}")
+    chosen = schema(**values)
+    chosen.check()
+    return chosen
+
+
+# --- model, mixer, logger -----------------------------------------------------------------------------------------
+@dataclass
+class ModelConfig:
+    """Architecture numbers live in ``spec.VARIANTS``; here only what a run may override."""
+    name: str = DEFAULT_MODEL
+    norm: str = "gn1"  # spec.NORMS
+    act: str = "gelu"  # spec.ACTS
+    drop_path_rate: Optional[float] = None  # None: the variant's own
+    drop_rate: float = 0.0
+    img_size: Optional[int] = None  # None: the size the variant was designed for (the data must match)
+
+
+@dataclass
+class LoggerConfig:
+    """wandb mirrors the local record; offline by default (no account needed), logger.mode=online to sync live."""
+    name: str = "wandb"  # wandb | none
+    mode: str = "offline"  # offline | online | disabled
+    project: str = "shiftvit"
+    entity: Optional[str] = None
+    tags: List[str] = field(default_factory=list)
+    init_timeout: float = 20.0
+
+
+LOGGERS = ("wandb", "none")
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+# --- the whole experiment -----------------------------------------------------------------------------------------
+@dataclass
+class ExperimentConfig:
+    """The top level: one experiment = model x mixer x data x train x logger, plus the knobs of the ablations."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    mixer: Any = MISSING  # a mixer's options (spec.MIXER_OPTIONS) plus its name
+    data: Any = MISSING  # a data set's options (DATASETS)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    # shift ratio per direction (exact fraction: 1/12, 1/6 ...; floats accepted). None: the model's own (1/12,
+    # or 1/16 for the base models). Applies to mixer=shift only; recorded as null for other mixers.
+    gamma: Any = None
+    tau: Optional[float] = None  # MLP ratio; None: the model's own
+    depths: Optional[List[int]] = None  # four stage depths, e.g. [2,2,6,2]; None: the model's own, or solved
+    # keep the budget of `reference` (default: the chosen model with its own mixer): flops | params | none
+    match: str = "none"
+    reference: Optional[str] = None
+    tolerance: float = DEFAULT_TOLERANCE  # relative tolerance of the matched budget
+    seed: int = 0
+    # the group this run belongs to in wandb and in the analysis (default: the sweep's directory name)
+    sweep_name: Optional[str] = None
+
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the source checkout's conf/ (run.py's config_path)
+
+
+def group_options() -> Dict[str, List[str]]:
+    """Every option of each config group, from this module and conf/ alike (as ``run.py --help`` lists them)."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        return {group: sorted(loader.get_group_options(group)) for group in sorted(loader.list_groups(""))
+                if group != "hydra"}
+
+
+def _mixer_node(name: str) -> Type:
+    """The config node of ``mixer=<name>``: the mixer's options dataclass plus its name."""
+    options = spec.MIXER_OPTIONS[name]
+    return dataclasses.make_dataclass(options.__name__, [("name", str, field(default=name))], bases=(options,))
+
+
+def register_configs() -> None:
+    """Register the schema and every group option with Hydra's ConfigStore (called by run.py before Hydra
+    composes). The YAML files in conf/ extend these nodes; none of them repeats a default."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="schema", node=ExperimentConfig)
+    for name in [*spec.VARIANTS, *spec.ALIASES]:
+        cs.store(group="model", name=name, node=ModelConfig(name=name))
+    for name in spec.MIXER_OPTIONS:
+        cs.store(group="mixer", name=name, node=_mixer_node(name))
+    for name, schema in DATASETS.items():
+        cs.store(group="data", name=name, node=schema)
+    cs.store(group="train", name="cpu", node=TrainSettings)
+    for name in LOGGERS:
+        cs.store(group="logger", name=name, node=LoggerConfig(name=name))
+
+
+# --- resolution -------------------------------------------------------------------------------------------------
+def _check_gamma(value: Any) -> Optional[Fraction]:
+    if value is None:
+        return None
+    try:
+        return spec.parse_gamma(value if isinstance(value, (int, float, str)) else str(value))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _check_depths(value: Any) -> Optional[List[int]]:
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) != spec.NUM_STAGES or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in value):
+        raise ConfigError(f"depths={value!r} must be four integers >= 1, e.g. depths=[2,2,6,2]")
+    return [int(d) for d in value]
+
+
+def _input_size(model: str, chosen: Any, data_name: str, data_size: Optional[int]) -> int:
+    """The size the model is built for. A variant runs at the size it was designed for unless the user says
+    otherwise (``model.img_size``): at another size its stages shrink (a 224-px model on 32-px data ends
+    in 1x1 maps) and it is no longer the model its name promises."""
+    native = spec.native_img_size(model)
+    if chosen is not None:
+        _number("model.img_size", chosen, integer=True, minimum=1)
+        if data_size is not None and data_size != chosen:
+            raise ConfigError(f"model.img_size={chosen} but data={data_name} gives {data_size} px: "
+                              f"set data.img_size={chosen} as well")
+        return chosen
+    if data_size is None or data_size == native:
+        return native
+    designed = [n for n in spec.VARIANTS if spec.native_img_size(n) == data_size]
+    raise ConfigError(f"model {model} is designed for {native} px but data={data_name} gives {data_size} px: use a "
+                      f"model designed for {data_size} px ({', '.join(designed) or 'none registered'}), "
+                      f"data.img_size={native}, or model.img_size={data_size} to build {model} at {data_size} px")
+
+
+def _model(values: Dict[str, Any]) -> ModelConfig:
+    try:
+        model = ModelConfig(**values)
+    except TypeError:
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(ModelConfig)})
+        raise ConfigError(f"model.{unknown[0]} is not a model option; use the top-level gamma/tau/depths, or "
+                          f"{', '.join('model.' + f.name for f in dataclasses.fields(ModelConfig))}") from None
+    try:
+        spec.variant_kwargs(model.name)
+    except ValueError as e:
+        raise ConfigError(f"model.name: {e}") from None
+    _choice("model.norm", model.norm, spec.NORMS)
+    _choice("model.act", model.act, spec.ACTS)
+    return model
+
+
+def check(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """Validate a composed config (plain dict) without torch and return the effective config with the depths
+    the user or the variant gives (the budget is solved by ``resolve``). Raises ``ConfigError``."""
+    model = _model(dict(cfg.get("model") or {}))
+    table = spec.variant_kwargs(model.name)
+    mixer_cfg = dict(cfg.get("mixer") or {})
+    mixer = mixer_cfg.pop("name", "shift")
+    if mixer in spec.MIXER_OPTIONS:
+        try:
+            mixer_cfg = dataclasses.asdict(spec.mixer_options(mixer, mixer_cfg))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    # a mixer registered from user code without an options dataclass is checked when the model is built
+
+    gamma = _check_gamma(cfg.get("gamma"))
+    gamma = (gamma or Fraction(table["gamma"])) if mixer == "shift" else None
+    tau = cfg.get("tau")
+    tau = table["mlp_ratio"] if tau is None else _number("tau", tau, positive=True)
+    tau = int(tau) if float(tau).is_integer() else tau  # 3 and 3.0 are one config (and one record)
+    depths = _check_depths(cfg.get("depths"))
+    match = _choice("match", cfg.get("match", "flops"), MATCHES)
+    if match != "none" and depths is not None:
+        raise ConfigError(f"depths={depths} and match={match} conflict: the solver chooses depths; add match=none "
+                          "to train the depths you gave")
+    tolerance = _number("tolerance", cfg.get("tolerance", DEFAULT_TOLERANCE), positive=True)
+    seed = _number("seed", cfg.get("seed", 0), integer=True, minimum=0)
+    data = dict(cfg.get("data") or {})
+    data_options = data_config(data)
+    img_size = _input_size(model.name, model.img_size, data_options.name, data_options.img_size)
+    train = dataclasses.asdict(TrainSettings.from_dict(dict(cfg.get("train") or {})))
+    logger = dict(cfg.get("logger") or {})
+    if logger:
+        _choice("logger.name", logger.get("name"), LOGGERS)
+        _choice("logger.mode", logger.get("mode", "offline"), WANDB_MODES)
+    if model.drop_path_rate is not None:
+        _number("model.drop_path_rate", model.drop_path_rate, minimum=0, maximum=1)
+    _number("model.drop_rate", model.drop_rate, minimum=0, maximum=1)
+    return {
+        "model": {"name": model.name, "norm": model.norm, "act": model.act, "img_size": img_size,
+                  "drop_path_rate": table["drop_path_rate"] if model.drop_path_rate is None else model.drop_path_rate,
+                  "drop_rate": model.drop_rate, "embed_dim": table["embed_dim"]},
+        "mixer": {"name": mixer, **mixer_cfg},
+        "gamma": None if gamma is None else str(gamma),
+        "gamma_float": None if gamma is None else float(gamma),
+        "tau": tau,
+        "depths": depths if depths is not None else list(table["depths"]),
+        "match": match,
+        "reference": (cfg.get("reference") or model.name) if match != "none" else None,
+        "tolerance": tolerance if match != "none" else None,
+        "data": data,
+        "train": train,
+        "seed": seed,
+    }
+
+
+def architecture(effective: Dict[str, Any]) -> Dict[str, Any]:
+    """The model arguments that the budget depends on (everything but the depths and the input)."""
+    mixer = dict(effective["mixer"])
+    arch = dict(mixer=mixer.pop("name"), mixer_kwargs=mixer, mlp_ratio=effective["tau"],
+                norm=effective["model"]["norm"], act=effective["model"]["act"])
+    if effective["gamma"] is not None:
+        arch["gamma"] = effective["gamma"]
+    return arch
+
+
+def resolve(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """Validate a composed config (plain dict) and return the *effective* config: what the run really uses.
+
+    Knobs that do not apply are null (gamma for a mixer other than shift), defaults are filled in from the
+    variant table, and depths are solved when ``match`` asks for it. Raises ``ConfigError`` on bad input.
+    """
+    effective = check(cfg)
+    from .flops import BudgetError, count, solve_depths  # torch from here on
+
+    name, img_size = effective["model"]["name"], effective["model"]["img_size"]
+    try:
+        if effective["match"] != "none":
+            solution = solve_depths(effective["reference"], img_size, match=effective["match"],
+                                    tolerance=effective["tolerance"], **architecture(effective))
+            effective["depths"] = list(solution.depths)
+        # build it once on the meta device (free): every architecture error surfaces here, before any data
+        count(name, img_size, depths=tuple(effective["depths"]), **architecture(effective))
+    except BudgetError as e:
+        raise ConfigError(str(e)) from None
+    except ValueError as e:
+        raise ConfigError(f"{e}") from None
+    return effective
+
+
+def config_hash(effective: Dict[str, Any]) -> str:
+    """Identity of a run's numbers: the effective config minus settings that only change speed/reporting."""
+    hashed = json.loads(json.dumps(effective, default=str))
+    for key in SPEED_ONLY_TRAIN_KEYS:
+        (hashed.get("train") or {}).pop(key, None)
+    return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def model_kwargs(effective: Dict[str, Any], num_classes: int, in_chans: int) -> Dict[str, Any]:
+    """``timm.create_model`` arguments of the effective config."""
+    m = effective["model"]
+    return dict(num_classes=num_classes, in_chans=in_chans, img_size=m["img_size"],
+                depths=tuple(effective["depths"]), drop_path_rate=m["drop_path_rate"], drop_rate=m["drop_rate"],
+                **architecture(effective))
