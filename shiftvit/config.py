@@ -31,7 +31,6 @@ MATCHES = ("flops", "params", "none")
 DEFAULT_TOLERANCE = 0.02
 AMP_CHOICES = ("none", "bf16", "fp16")
 PROGRESS_MODES = ("auto", "always", "never")
-DEFAULT_MODEL = "shiftvit_nano"
 
 
 class ConfigError(ValueError):
@@ -256,7 +255,7 @@ def data_config(values: Dict[str, Any]) -> DataConfig:
 @dataclass
 class ModelConfig:
     """Architecture numbers live in ``spec.VARIANTS``; here only what a run may override."""
-    name: str = DEFAULT_MODEL
+    name: str = MISSING  # the variant (the defaults list of conf/config.yaml picks it)
     norm: str = "gn1"  # spec.NORMS
     act: str = "gelu"  # spec.ACTS
     drop_path_rate: Optional[float] = None  # None: the variant's own
@@ -293,8 +292,9 @@ class ExperimentConfig:
     gamma: Any = None
     tau: Optional[float] = None  # MLP ratio; None: the model's own
     depths: Optional[List[int]] = None  # four stage depths, e.g. [2,2,6,2]; None: the model's own, or solved
-    # keep the budget of `reference` (default: the chosen model with its own mixer): flops | params | none
-    match: str = "none"
+    # keep the budget of `reference` (default: the chosen model with its own mixer and tau): flops | params | none.
+    # Matched by default, so that a mixer or tau sweep compares at equal cost unless the user says match=none.
+    match: str = "flops"
     reference: Optional[str] = None
     tolerance: float = DEFAULT_TOLERANCE  # relative tolerance of the matched budget
     seed: int = 0

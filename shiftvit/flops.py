@@ -22,9 +22,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .config import DEFAULT_TOLERANCE, MATCHES
+from .spec import ACTS, ALIASES, DEFAULT_IMG_SIZE, NORMS, VARIANTS, variant_kwargs
+
 COMPONENTS = ("embed", "mixer", "mlp", "norm", "merge", "head", "other")
-MATCHES = ("flops", "params", "none")
-DEFAULT_TOLERANCE = 0.02
 
 _SEGMENT_RULES: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("embed", ("patch_embed", "stem")),
@@ -211,8 +212,6 @@ def solve_depths(
 
 def _solve_depths(reference: str, img_size: Optional[int], match: str, tolerance: float,
                   reference_kwargs: Optional[Dict[str, Any]], **variant: Any) -> Solution:
-    from .models.shiftvit import variant_kwargs
-
     if match not in MATCHES:
         raise ValueError(f"match={match!r} is not one of: {', '.join(MATCHES)}")
     reference_kwargs = dict(reference_kwargs or {})
@@ -234,6 +233,12 @@ def _solve_depths(reference: str, img_size: Optional[int], match: str, tolerance
     def total(depths: Sequence[int]) -> float:
         return fixed + sum(d * b for d, b in zip(depths, block))
 
+    def keeps_order(depths: Sequence[int]) -> bool:
+        """Stages 1-3 keep the reference's order: never an earlier stage deeper than a later one unless the
+        reference has it so (a shape change would confound the ablation with the model's shape)."""
+        shaped = range(min(3, len(ref_depths)))
+        return all(depths[i] <= depths[j] for i in shaped for j in shaped if i < j and ref_depths[i] <= ref_depths[j])
+
     ref_share = [d / sum(ref_depths) for d in ref_depths]
     deepest = max(range(len(ref_depths)), key=lambda i: ref_depths[i])
     candidates = set()
@@ -244,7 +249,8 @@ def _solve_depths(reference: str, img_size: Optional[int], match: str, tolerance
             for extra in (-2, 0, 2):
                 cand = [max(1, b + o) for b, o in zip(base, offsets)]
                 cand[deepest] = max(1, cand[deepest] + extra)
-                candidates.add(tuple(cand))
+                if keeps_order(cand):
+                    candidates.add(tuple(cand))
         if total(base) > target * (1 + tolerance) * 1.25 or scale > 64:
             break
         scale *= 1.03
@@ -278,11 +284,9 @@ def _where_it_fits(reference: str, img_size: Optional[int], match: str, toleranc
                    variant: Dict[str, Any]) -> str:
     """'; it can be met at the budget of shiftvit_micro (depths=[...])': the first other variant designed for
     the same input size whose budget this architecture can match (an error path: a few meta-device counts)."""
-    from .models.shiftvit import VARIANTS
-
-    native = VARIANTS.get(reference, {}).get("img_size", 224)
+    native = VARIANTS.get(reference, {}).get("img_size", DEFAULT_IMG_SIZE)
     for name, spec in VARIANTS.items():
-        if name == reference or spec.get("img_size", 224) != native:
+        if name == reference or spec.get("img_size", DEFAULT_IMG_SIZE) != native:
             continue
         try:  # the core solver: a failure here must not search for alternatives in turn
             solution = _solve_depths(name, img_size, match, tolerance, None, **variant)
@@ -316,7 +320,7 @@ def format_table(costs: Dict[str, Cost]) -> str:
 
 
 def _parse_args(argv: Optional[Iterable[str]] = None) -> argparse.Namespace:
-    from .models.mixers import ACTS, MIXERS, NORMS
+    from .models.mixers import MIXERS
 
     p = argparse.ArgumentParser(
         prog="python -m shiftvit.flops",
@@ -347,8 +351,6 @@ def format_rows(costs: Dict[str, Cost], depths: Dict[str, Tuple[int, ...]]) -> s
 
 
 def format_variants() -> str:
-    from .models.shiftvit import ALIASES, VARIANTS
-
     lines = [f"{'variant':<22}{'C':>5}{'depths':>14}{'tau':>5}{'gamma':>7}{'input':>7}{'params(M)':>11}{'GMACs':>9}"]
     for name, v in VARIANTS.items():
         size = v.get("img_size", 224)
@@ -400,8 +402,6 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
                 print(f"error: {label}: {e}", file=sys.stderr)
                 return 2
             if name.startswith("shiftvit"):
-                from .models.shiftvit import variant_kwargs
-
                 depths[label] = tuple(kwargs.get("depths") or variant_kwargs(name)["depths"])
     print(format_rows(costs, depths) if args.rows else format_table(costs))
     return 0

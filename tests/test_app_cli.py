@@ -11,6 +11,7 @@ import yaml
 from helpers import ROOT, popen_cli, run_cli
 from wandb_log import history
 
+from shiftvit.config import DEFAULT_TOLERANCE
 from shiftvit.models import MIXERS
 from shiftvit.records import METRIC_KEYS, SUMMARY_KEYS, read_metrics, read_summary
 from shiftvit.sweeps import job_dirs
@@ -20,7 +21,7 @@ REQUIRED = ("status", "val_top1", "val_top5", "best_val_top1", "ema_val_top1", "
 
 
 def test_default_run_records_itself_and_reaches_97(tmp_path):
-    """The README's default experiment, unchanged: digits, shiftvit_nano, 20 epochs, wandb offline."""
+    """The README's default experiment, unchanged: digits, shiftvit_micro at its own FLOPs, 20 epochs."""
     run_dir = tmp_path / "default"
     proc = run_cli([f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -38,7 +39,8 @@ def test_default_run_records_itself_and_reaches_97(tmp_path):
     assert rows[-1]["val_top1"] == summary["val_top1"]
     assert max(r["val_top1"] for r in rows) == summary["best_val_top1"]
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert config["mixer"] == {"name": "shift"} and config["gamma"] == "1/12" and config["depths"] == [1, 1, 3, 1]
+    assert config["mixer"] == {"name": "shift"} and config["gamma"] == "1/12" and config["depths"] == [4, 4, 12, 4]
+    assert config["match"] == "flops" and config["reference"] == "shiftvit_micro"
     # wandb offline mirror holds the per-epoch metrics
     logs = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(logs) == 1
@@ -48,10 +50,12 @@ def test_default_run_records_itself_and_reaches_97(tmp_path):
     assert not (tmp_path / "wandb").exists()  # nothing written relative to the launch directory
 
 
-def test_four_job_sweep_with_exact_gamma_and_dedupe(tmp_path):
+def test_headline_sweep_is_fair_by_default_with_exact_gamma_and_dedupe(tmp_path):
+    """The README's headline line on the default model: every arm within the default tolerance of the shift
+    model's FLOPs (read from the summaries), exact gammas, and attn's two gammas one run."""
     sweep = tmp_path / "sweep"
-    proc = run_cli(["-m", "mixer=shift,attn", "gamma=1/12,1/6", "train.epochs=1", "logger=none",
-                    f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    proc = run_cli(["-m", "mixer=shift,attn", "gamma=1/12,1/6", "train.epochs=1", "data.train_fraction=0.2",
+                    "logger=none", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = job_dirs(sweep)
     assert len(jobs) == 4  # named after the overrides: '1/12' does not nest folders
@@ -75,6 +79,10 @@ def test_four_job_sweep_with_exact_gamma_and_dedupe(tmp_path):
     assert dup[1]["config_hash"] == orig[1]["config_hash"]
     assert not (dup[0] / "checkpoint.pt").exists()
     assert shift_12[1]["val_top1"] != shift_6[1]["val_top1"] or shift_12[1]["config_hash"] != shift_6[1]["config_hash"]
+    budget = shift_12[1]["macs"]
+    for job, summary, config in (shift_12, shift_6, orig):
+        assert config["match"] == "flops" and abs(summary["macs"] / budget - 1) <= DEFAULT_TOLERANCE, job.name
+    assert orig[2]["depths"] != shift_12[2]["depths"]  # attention's depths were solved to the shift budget
 
 
 def _metrics_only(rows):
@@ -94,7 +102,7 @@ def _wait_for(predicate, proc, timeout=300):
 def uninterrupted(tmp_path_factory):
     base = tmp_path_factory.mktemp("resume")
     run_dir = base / "reference"
-    proc = run_cli(["train.epochs=4", "logger=none", f"hydra.run.dir={run_dir}"], cwd=base)
+    proc = run_cli(["model=shiftvit_nano", "train.epochs=4", "logger=none", f"hydra.run.dir={run_dir}"], cwd=base)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return base, run_dir
 
@@ -102,7 +110,7 @@ def uninterrupted(tmp_path_factory):
 def _start_and_wait(base: Path, name: str, epochs_done: int):
     """Start the reference command in a new run dir and return once ``epochs_done`` epochs are recorded."""
     run_dir = base / name
-    args = ["train.epochs=4", "logger=none", f"hydra.run.dir={run_dir}"]
+    args = ["model=shiftvit_nano", "train.epochs=4", "logger=none", f"hydra.run.dir={run_dir}"]
     proc = popen_cli(args, cwd=base)
     # an epoch's metrics row is written just before its checkpoint: wait for both
     _wait_for(lambda: len(read_metrics(run_dir)) >= epochs_done and (run_dir / "checkpoint.pt").exists(), proc)
@@ -143,7 +151,7 @@ def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(uninterrupted):
 # the CLI path of a representative few; every bad value is checked in-process in test_app_inprocess.py
 @pytest.mark.parametrize("args,message", [
     (["gamma=1/0"], "error: gamma='1/0' is not a number"),
-    (["mixer=attn", "match=flops"], "error: cannot match the flops budget of shiftvit_nano"),
+    (["model=shiftvit_nano", "mixer=attn"], "error: cannot match the flops budget of shiftvit_nano"),
     (["data=cifar10"], "error: data.root is required here and has no value"),
     # Hydra's own composition errors, in the same form
     (["mixer=atn"], "error: Could not find 'mixer/atn': available options in 'mixer': attn, dwconv,"),
@@ -155,6 +163,32 @@ def test_bad_config_fails_with_one_line(tmp_path, args, message):
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# run.py, with one line on stdout at exit saying whether torch was ever imported
+WITH_TORCH_PROBE = [sys.executable, "-c", "import atexit, runpy, sys; atexit.register(lambda: print('torch imported:', "
+                    "'torch' in sys.modules)); sys.argv = ['run.py', *sys.argv[1:]]; "
+                    f"runpy.run_path({str(ROOT / 'run.py')!r}, run_name='__main__')"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["gamma=1/0"], "error: gamma='1/0' is not a number"),
+    (["train.amp=fp8"], "error: train.amp='fp8' is not one of: none, bf16, fp16"),
+    (["mixer=attn", "mixer.window_size=0"], "error: mixer.window_size=0 must be >= 1"),
+    (["model.norm=layer"], "error: model.norm='layer' is not one of: gn1, ln, bn"),
+    (["model=shiftvit_tiny"], "error: model shiftvit_tiny is designed for 224 px but data=digits gives 32 px"),
+    (["data=mnist"], "error: data.root is required here and has no value"),
+    (["mixer=atn"], "error: Could not find 'mixer/atn'"),
+    (["train.lr=abc"], "error: Error merging override train.lr=abc"),
+    (["mixer.window_size=3"], "error: Could not override 'mixer.window_size'; Key 'window_size' not in 'ShiftOptions'"),
+])
+def test_config_errors_answer_before_torch_is_imported(tmp_path, args, message):
+    proc = run_cli([*args, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, command=WITH_TORCH_PROBE)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "torch imported: False"
+    assert not (tmp_path / "run" / "summary.json").exists()
 
 
 def test_hydra_config_errors_answer_without_torch(tmp_path):

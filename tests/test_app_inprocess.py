@@ -37,7 +37,7 @@ def test_nan_loss_is_recorded_as_diverged(tmp_path):
 @pytest.mark.parametrize("overrides,message", [
     (["gamma=abc"], "gamma='abc' is not a number"),
     (["gamma=0.3"], "gamma=0.3 is outside (0, 1/4]"),
-    (["gamma=1/48"], "shifts floor(1/48*32) = 0 channels at a stage of width 32"),
+    (["gamma=1/48"], "shifts floor(1/48*24) = 0 channels at a stage of width 24"),
     (["tau=-1"], "tau=-1.0 must be > 0"),
     (["depths=[1,2]"], "depths=[1, 2] must be four integers >= 1"),
     (["depths=[2,2,6,2]", "match=flops"], "depths=[2, 2, 6, 2] and match=flops conflict"),
@@ -53,8 +53,8 @@ def test_nan_loss_is_recorded_as_diverged(tmp_path):
     (["tau=0"], "tau=0.0 must be > 0"),
     (["match=macs"], "match='macs' is not one of: flops, params, none"),
     (["data.img_size=40", "model.img_size=40"], "img_size=40x40 must be a multiple of 16"),
-    (["data.img_size=64"], "model shiftvit_nano is designed for 32 px but data=digits gives 64 px"),
-    (["mixer=attn", "match=flops"], "closest reachable is depths=[1, 1, 1, 1]"),
+    (["data.img_size=64"], "model shiftvit_micro is designed for 32 px but data=digits gives 64 px"),
+    (["model=shiftvit_nano", "mixer=attn"], "closest reachable is depths=[1, 1, 1, 1]"),
 ])
 def test_resolve_rejects_bad_values_in_one_line(overrides, message):
     with pytest.raises((ConfigError, ValueError)) as err:

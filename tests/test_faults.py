@@ -43,7 +43,8 @@ from shiftvit.sweeps import SWEEP_CSV, job_dirs, sweep_rows
 CONF = ROOT / "conf"
 def small(epochs: int = 3, num_train: int = 32) -> list:
     """A run of a second or two: 4 batches per epoch by default."""
-    return ["logger=none", "data=synthetic", "data.img_size=32", "data.num_classes=4", f"data.num_train={num_train}",
+    return ["logger=none", "model=shiftvit_nano", "data=synthetic", "data.img_size=32", "data.num_classes=4",
+            f"data.num_train={num_train}",
             "data.num_val=16", "train.batch_size=8", f"train.epochs={epochs}", "train.warmup_epochs=1"]
 
 

@@ -129,7 +129,7 @@ def _job(sweep_dir: Path, override: str) -> Path:
     return job
 
 
-SMALL = ["mixer=shift,identity", "train.epochs=1", "logger=none"]
+SMALL = ["model=shiftvit_nano", "mixer=shift,identity", "train.epochs=1", "logger=none"]
 
 
 def test_joblib_two_jobs_then_relaunch_trains_nothing(tmp_path):
@@ -164,11 +164,12 @@ def test_submitit_local_two_jobs(tmp_path):
 
 def test_cut_off_sweep_resumes_with_the_same_command(tmp_path):
     sweep = tmp_path / "cut"
-    args = ["-m", "mixer=shift,identity", "train.epochs=3", "logger=none", f"hydra.sweep.dir={sweep}"]
+    args = ["-m", "model=shiftvit_nano", "mixer=shift,identity", "train.epochs=3", "logger=none",
+            f"hydra.sweep.dir={sweep}"]
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=tmp_path, env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     start = time.time()
-    identity_dir = sweep / "logger=none,mixer=identity,train.epochs=3"
+    identity_dir = sweep / "logger=none,mixer=identity,model=shiftvit_nano,train.epochs=3"
     # an epoch's metrics row is written just before its checkpoint: wait for both
     while len(read_metrics(identity_dir)) < 1 or not (identity_dir / "checkpoint.pt").exists():
         assert proc.poll() is None, proc.stdout.read()[-3000:]
