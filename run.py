@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from shiftvit import multirun
 from shiftvit.config import register_configs
 
 
@@ -96,10 +97,7 @@ def _one_line_hydra_errors() -> None:
 
 os.environ.setdefault("SHIFTVIT_SWEEP_ID", sweep_id(sys.argv))
 register_configs()  # the schema and group options (shiftvit/config.py); torch-free
-# sweep job directories are named by their overrides (shiftvit.sweeps.job_dir_name); resolved lazily so that
-# single runs and --help never import the package
-OmegaConf.register_new_resolver(
-    "shiftvit_job_dir", lambda overrides: __import__("shiftvit.sweeps").sweeps.job_dir_name(overrides))
+multirun.register_resolver()  # sweep job directories are named by their overrides (multirun.job_dir_name)
 
 if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: join the group before Hydra picks a run dir
     from shiftvit import distributed

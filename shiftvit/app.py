@@ -357,14 +357,14 @@ def main(cfg) -> Optional[float]:
 
     In a sweep a failed job never stops the others: its error is one line on stderr (and in
     ``.launch_error`` beside its record when the record could not say it), and the sweep ends with its
-    sweep.csv and exit code 1 (see ``sweeps.SweepCallback``)."""
+    sweep.csv and exit code 1 (see ``multirun.SweepCallback``)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
     from omegaconf import OmegaConf
     from omegaconf.errors import MissingMandatoryValue
 
+    from .multirun import LAUNCH_ERROR_FILE
     from .records import RecordError
-    from .sweeps import LAUNCH_ERROR_FILE
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN

@@ -13,8 +13,8 @@ from wandb_log import history
 
 from shiftvit.config import DEFAULT_TOLERANCE
 from shiftvit.models import MIXERS
+from shiftvit.multirun import job_dirs
 from shiftvit.records import METRIC_KEYS, SUMMARY_KEYS, read_metrics, read_summary
-from shiftvit.sweeps import job_dirs
 
 REQUIRED = ("status", "val_top1", "val_top5", "best_val_top1", "ema_val_top1", "params", "macs",
             "train_images_per_s", "eval_images_per_s", "wall_s", "seed", "git_commit")

@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 
 from shiftvit.app import run_experiment
 from shiftvit.config import ConfigError, config_hash, resolve
+from shiftvit.multirun import SWEEP_CSV, job_dirs, sweep_rows
 from shiftvit.records import (
     ARCHIVE_DIR,
     CHECKPOINT_FILE,
@@ -38,7 +39,6 @@ from shiftvit.records import (
     read_summary,
     run_status,
 )
-from shiftvit.sweeps import SWEEP_CSV, job_dirs, sweep_rows
 
 CONF = ROOT / "conf"
 def small(epochs: int = 3, num_train: int = 32) -> list:

@@ -1,8 +1,8 @@
 """wandb sweeps for run.py: check a sweep file, show the agent's command lines, create and run it.
 
-    python -m experiments.sweep check experiments/sweeps/*.yaml        # every parameter names a config key
-    python -m experiments.sweep commands experiments/sweeps/mixers.yaml   # what the agent will execute
-    python -m experiments.sweep create experiments/sweeps/mixers.yaml --project shiftvit [--entity ME]
+    python -m experiments.wandb_sweep check experiments/wandb_sweeps/*.yaml        # every parameter names a config key
+    python -m experiments.wandb_sweep commands experiments/wandb_sweeps/mixers.yaml   # what the agent will execute
+    python -m experiments.wandb_sweep create experiments/wandb_sweeps/mixers.yaml --project shiftvit [--entity ME]
     wandb agent ME/shiftvit/SWEEP_ID                                     # on each machine, from the repo root
 
 Command lines are rendered with wandb's own agent code (``create_sweep_command_args``), so what is checked
@@ -108,7 +108,7 @@ def check(path: Path) -> Dict[str, Any]:
 
 
 def main(argv: Optional[Iterable[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m experiments.sweep", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m experiments.wandb_sweep", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("check", help="validate sweep files against the configs")

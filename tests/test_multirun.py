@@ -14,10 +14,10 @@ from helpers import ROOT, cli_env, run_cli
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from experiments import sweep as wandb_sweep
+from experiments import wandb_sweep
 from shiftvit.config import resolve
+from shiftvit.multirun import expected_jobs, job_dirs, job_status, write_sweep_csv
 from shiftvit.records import read_metrics, read_summary
-from shiftvit.sweeps import expected_jobs, job_dirs, job_status, write_sweep_csv
 
 CONF = ROOT / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -69,7 +69,7 @@ def test_expected_jobs_counts_the_grid():
 
 
 # --- wandb sweep files ------------------------------------------------------------------------------------------
-SWEEPS = sorted((ROOT / "experiments" / "sweeps").glob("*.yaml"))
+SWEEPS = sorted((ROOT / "experiments" / "wandb_sweeps").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.stem)
@@ -99,7 +99,7 @@ def test_wandb_sweep_renders_agent_commands_that_compose(path):
 
 
 def test_gamma_sweep_passes_exact_fractions():
-    sweep = wandb_sweep.load(ROOT / "experiments" / "sweeps" / "gamma.yaml")
+    sweep = wandb_sweep.load(ROOT / "experiments" / "wandb_sweeps" / "gamma.yaml")
     argv = wandb_sweep.agent_command(sweep, {"gamma": "1/12", "seed": 0})
     assert "gamma=1/12" in argv
 
