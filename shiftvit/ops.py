@@ -3,6 +3,7 @@
 ``shift(x, gamma)`` moves ``g = floor(gamma * C)`` channels one pixel in each of the four directions
 (left, right, up, down; in that channel order) and copies the remaining ``C - 4g`` channels unchanged.
 Pixels pushed out are dropped and vacated rows/columns are zero, exactly as the official implementation.
+``shift_size`` generalises the step: each group moves that many pixels (the paper and the default: 1).
 
 Why a hand-written autograd function: the official code builds the output with ``zeros_like`` followed by
 five slice copies and lets autograd differentiate through the indexing, which writes the tensor twice
@@ -22,39 +23,42 @@ from timm.layers import register_notrace_function
 from .spec import GammaLike, parse_gamma, shift_channels  # noqa: F401  (re-exported: shiftvit.ops.parse_gamma)
 
 
-def shift_reference(x: torch.Tensor, g: int, inverse: bool = False) -> torch.Tensor:
+def shift_reference(x: torch.Tensor, g: int, inverse: bool = False, shift_size: int = 1) -> torch.Tensor:
     """The official algorithm: zero the output, then five slice copies (``inverse``: the opposite shift).
     Plain and obviously correct; also the TorchScript path and the GPU kernel: 6 launches, where the
     write-once kernel below takes 9, and on a GPU the late stages' tensors are small enough that launches,
     not bytes, set the time (the official structure ran Shift-T inference 1.14x faster than our write-once
     kernel on an H200; README, Performance)."""
+    s = shift_size
     # first channel of the groups moving left, right, up and down; the adjoint swaps opposite directions
     left, right, up, down = (g, 0, 3 * g, 2 * g) if inverse else (0, g, 2 * g, 3 * g)
     out = torch.zeros_like(x)
-    out[:, left:left + g, :, :-1] = x[:, left:left + g, :, 1:]
-    out[:, right:right + g, :, 1:] = x[:, right:right + g, :, :-1]
-    out[:, up:up + g, :-1, :] = x[:, up:up + g, 1:, :]
-    out[:, down:down + g, 1:, :] = x[:, down:down + g, :-1, :]
+    # a step at least the map's size leaves empty slices on both sides: those groups stay zero
+    out[:, left:left + g, :, :-s] = x[:, left:left + g, :, s:]
+    out[:, right:right + g, :, s:] = x[:, right:right + g, :, :-s]
+    out[:, up:up + g, :-s, :] = x[:, up:up + g, s:, :]
+    out[:, down:down + g, s:, :] = x[:, down:down + g, :-s, :]
     out[:, 4 * g:] = x[:, 4 * g:]
     return out
 
 
-def _shift_write_once(x: torch.Tensor, g: int, inverse: bool = False) -> torch.Tensor:
-    """Write each output element once: shifted slice copies plus one-pixel zero fills, no full zeroing.
-    Fewest bytes moved (9 small ops): the fastest on CPUs, where the shift is bound by memory traffic."""
+def _shift_write_once(x: torch.Tensor, g: int, inverse: bool = False, shift_size: int = 1) -> torch.Tensor:
+    """Write each output element once: shifted slice copies plus ``shift_size``-wide zero fills, no full
+    zeroing. Fewest bytes moved (9 small ops): the fastest on CPUs, where the shift is bound by memory traffic."""
+    s = shift_size
     out = torch.empty_like(x)  # preserves channels_last
     starts = (g, 0, 3 * g, 2 * g) if inverse else (0, g, 2 * g, 3 * g)
     left, right, up, down = (slice(c, c + g) for c in starts)
-    if x.shape[-1] > 1:
-        out[:, left, :, :-1] = x[:, left, :, 1:]
-        out[:, right, :, 1:] = x[:, right, :, :-1]
-    out[:, left, :, -1] = 0
-    out[:, right, :, 0] = 0
-    if x.shape[-2] > 1:
-        out[:, up, :-1, :] = x[:, up, 1:, :]
-        out[:, down, 1:, :] = x[:, down, :-1, :]
-    out[:, up, -1, :] = 0
-    out[:, down, 0, :] = 0
+    if x.shape[-1] > s:
+        out[:, left, :, :-s] = x[:, left, :, s:]
+        out[:, right, :, s:] = x[:, right, :, :-s]
+    out[:, left, :, -s:] = 0  # a slice start before 0 clamps: a step wider than the map zeroes it all
+    out[:, right, :, :s] = 0
+    if x.shape[-2] > s:
+        out[:, up, :-s, :] = x[:, up, s:, :]
+        out[:, down, s:, :] = x[:, down, :-s, :]
+    out[:, up, -s:, :] = 0
+    out[:, down, :s, :] = 0
     out[:, 4 * g:] = x[:, 4 * g:]
     return out
 
@@ -78,46 +82,49 @@ def set_gpu_kernel(name: str) -> str:
     return previous
 
 
-def _shift_once(x: torch.Tensor, g: int, inverse: bool) -> torch.Tensor:
+def _shift_once(x: torch.Tensor, g: int, inverse: bool, shift_size: int) -> torch.Tensor:
     if x.device.type == "cpu":
-        return _shift_write_once(x, g, inverse)
-    return _gpu_kernel["fn"](x, g, inverse)
+        return _shift_write_once(x, g, inverse, shift_size)
+    return _gpu_kernel["fn"](x, g, inverse, shift_size)
 
 
 class _ShiftFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, g: int) -> torch.Tensor:
-        ctx.g = g
-        return _shift_once(x, g, inverse=False)
+    def forward(ctx, x: torch.Tensor, g: int, shift_size: int) -> torch.Tensor:
+        ctx.g, ctx.shift_size = g, shift_size
+        return _shift_once(x, g, inverse=False, shift_size=shift_size)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        return _shift_once(grad_out, ctx.g, inverse=True), None
+        return _shift_once(grad_out, ctx.g, inverse=True, shift_size=ctx.shift_size), None, None
 
 
 @torch.jit.unused
-def _shift_autograd(x: torch.Tensor, g: int) -> torch.Tensor:
-    return _ShiftFunction.apply(x, g)
+def _shift_autograd(x: torch.Tensor, g: int, shift_size: int) -> torch.Tensor:
+    return _ShiftFunction.apply(x, g, shift_size)
 
 
 @register_notrace_function  # torch.fx: keep the shift as one leaf call instead of tracing the slice writes
-def shift_by(x: torch.Tensor, g: int) -> torch.Tensor:
-    """Shift ``g`` channels per direction of an NCHW (or channels-last) tensor."""
+def shift_by(x: torch.Tensor, g: int, shift_size: int = 1) -> torch.Tensor:
+    """Shift ``g`` channels per direction of an NCHW (or channels-last) tensor by ``shift_size`` pixels."""
+    if shift_size < 1:  # a step of 0 or less would turn the slices below into a different, silent operation
+        raise ValueError(f"shift_size={shift_size} must be >= 1")
     if g == 0:
         return x
     if torch.jit.is_scripting():
-        return shift_reference(x, g)
+        return shift_reference(x, g, shift_size=shift_size)
     if not (x.requires_grad and torch.is_grad_enabled()):
-        return _shift_once(x, g, inverse=False)  # inference: no autograd.Function bookkeeping per call
-    return _shift_autograd(x, g)
+        return _shift_once(x, g, inverse=False, shift_size=shift_size)  # inference: no autograd.Function per call
+    return _shift_autograd(x, g, shift_size)
 
 
 if os.environ.get("SHIFTVIT_GPU_SHIFT_KERNEL"):
     set_gpu_kernel(os.environ["SHIFTVIT_GPU_SHIFT_KERNEL"])
 
 
-def shift(x: torch.Tensor, gamma: GammaLike = Fraction(1, 12)) -> torch.Tensor:
-    """Partial shift of ``x`` (N, C, H, W): ``floor(gamma*C)`` channels per direction move by one pixel."""
+def shift(x: torch.Tensor, gamma: GammaLike = Fraction(1, 12), shift_size: int = 1) -> torch.Tensor:
+    """Partial shift of ``x`` (N, C, H, W): ``floor(gamma*C)`` channels per direction move by ``shift_size``
+    pixels (one in the paper)."""
     if x.dim() != 4:
         raise ValueError(f"shift expects a 4-D (N, C, H, W) tensor, got shape {tuple(x.shape)}")
-    return shift_by(x, shift_channels(x.shape[1], gamma))
+    return shift_by(x, shift_channels(x.shape[1], gamma), shift_size)

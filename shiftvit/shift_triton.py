@@ -21,7 +21,7 @@ def _unravel(offs, inner, middle, outer):
 
 
 @triton.jit
-def _shift_kernel(x_ptr, out_ptr, numel, C, H, W, g, s_n, s_c, s_h, s_w,
+def _shift_kernel(x_ptr, out_ptr, numel, C, H, W, g, step, s_n, s_c, s_h, s_w,
                   INVERSE: tl.constexpr, CHANNELS_LAST: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)  # the output's memory order
     mask = offs < numel
@@ -30,8 +30,8 @@ def _shift_kernel(x_ptr, out_ptr, numel, C, H, W, g, s_n, s_c, s_h, s_w,
     else:
         w, h, c, n = _unravel(offs, W, H, C)
     group = c // g  # 0 left, 1 right, 2 up, 3 down, 4 and up: not shifted
-    dx = tl.where(group == 0, 1, tl.where(group == 1, -1, 0))
-    dy = tl.where(group == 2, 1, tl.where(group == 3, -1, 0))
+    dx = tl.where(group == 0, step, tl.where(group == 1, -step, 0))
+    dy = tl.where(group == 2, step, tl.where(group == 3, -step, 0))
     if INVERSE:  # the adjoint: the opposite shift
         dx = -dx
         dy = -dy
@@ -42,13 +42,14 @@ def _shift_kernel(x_ptr, out_ptr, numel, C, H, W, g, s_n, s_c, s_h, s_w,
     tl.store(out_ptr + offs, value, mask=mask)
 
 
-def shift_triton(x: torch.Tensor, g: int, inverse: bool = False) -> torch.Tensor:
-    """``shift_reference(x, g, inverse)`` in one launch; keeps channels-last input channels-last."""
+def shift_triton(x: torch.Tensor, g: int, inverse: bool = False, shift_size: int = 1) -> torch.Tensor:
+    """``shift_reference(x, g, inverse, shift_size)`` in one launch; keeps channels-last input channels-last."""
     channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
     if not channels_last:
         x = x.contiguous()
     out = torch.empty_like(x)
     n, c, h, w = x.shape
     _shift_kernel[(triton.cdiv(x.numel(), BLOCK),)](
-        x, out, x.numel(), c, h, w, g, *x.stride(), INVERSE=inverse, CHANNELS_LAST=channels_last, BLOCK=BLOCK)
+        x, out, x.numel(), c, h, w, g, shift_size, *x.stride(),
+        INVERSE=inverse, CHANNELS_LAST=channels_last, BLOCK=BLOCK)
     return out

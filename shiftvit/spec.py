@@ -99,7 +99,10 @@ class MixerOptions:
 
 @dataclass
 class ShiftOptions(MixerOptions):
-    pass
+    shift_size: int = 1  # pixels each shifted group moves; the paper's partial shift moves one
+
+    def check(self) -> None:
+        _at_least_one(shift_size=self.shift_size)
 
 
 @dataclass

@@ -185,3 +185,153 @@ def test_gpu_kernel_setting_is_validated_and_leaves_cpu_tensors_alone():
         assert previous == "torch" and torch.equal(shift_by(x, 2), expected)  # CPU: the write-once kernel still
     finally:
         set_gpu_kernel(previous)
+
+
+# --- shift_size: the step in pixels (issue #14, item 3) --------------------------------------------------------
+def naive_shift_steps(x: torch.Tensor, g: int, shift_size: int, inverse: bool = False) -> torch.Tensor:
+    """The definition with a step, element by element: channel group k moves ``shift_size`` pixels in its
+    direction (left, right, up, down); ``inverse`` moves every group the opposite way."""
+    n, c, h, w = x.shape
+    s = -shift_size if inverse else shift_size
+    out = torch.zeros_like(x)
+    for ch in range(c):
+        for i in range(h):
+            for j in range(w):
+                if ch < g:          # left: out[i, j] = x[i, j + s]
+                    si, sj = i, j + s
+                elif ch < 2 * g:    # right: out[i, j] = x[i, j - s]
+                    si, sj = i, j - s
+                elif ch < 3 * g:    # up: out[i, j] = x[i + s, j]
+                    si, sj = i + s, j
+                elif ch < 4 * g:    # down: out[i, j] = x[i - s, j]
+                    si, sj = i - s, j
+                else:
+                    si, sj = i, j
+                if 0 <= si < h and 0 <= sj < w:
+                    out[:, ch, i, j] = x[:, ch, si, sj]
+    return out
+
+
+def test_anchor_example_two_pixel_shift():
+    x = torch.arange(16.0).view(1, 1, 4, 4).repeat(1, 4, 1, 1)
+    out = shift_by(x, 1, shift_size=2)
+    assert out[0, 0].tolist() == [[2, 3, 0, 0], [6, 7, 0, 0], [10, 11, 0, 0], [14, 15, 0, 0]]
+    assert out[0, 1].tolist() == [[0, 0, 0, 1], [0, 0, 4, 5], [0, 0, 8, 9], [0, 0, 12, 13]]
+    assert out[0, 2].tolist() == [[8, 9, 10, 11], [12, 13, 14, 15], [0, 0, 0, 0], [0, 0, 0, 0]]
+    assert out[0, 3].tolist() == [[0, 0, 0, 0], [0, 0, 0, 0], [0, 1, 2, 3], [4, 5, 6, 7]]
+
+
+# (2, 9, 4, 5): one channel passes through; (1, 8, 3, 2): steps of 2 and 3 push a whole row/column group out
+STEP_SHAPES = [((2, 9, 4, 5), 2), ((1, 8, 3, 2), 2), ((1, 5, 1, 4), 1)]
+
+
+@pytest.mark.parametrize("impl", [shift_reference, _shift_write_once])
+@pytest.mark.parametrize("shape,g", STEP_SHAPES)
+@pytest.mark.parametrize("shift_size", [1, 2, 3])
+@pytest.mark.parametrize("inverse", [False, True])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_kernels_match_elementwise_definition_with_shift_size(impl, shape, g, shift_size, inverse, memory_format):
+    x = torch.randn(*shape).contiguous(memory_format=memory_format)
+    out = impl(x, g, inverse, shift_size)
+    assert torch.equal(out, naive_shift_steps(x, g, shift_size, inverse))
+    assert out.is_contiguous(memory_format=memory_format)
+
+
+@pytest.mark.parametrize("shape,g", STEP_SHAPES)
+@pytest.mark.parametrize("shift_size", [1, 2, 3])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_shift_by_forward_and_backward_with_shift_size(shape, g, shift_size, memory_format):
+    """Forward is the definition; backward is the inverse shift of the incoming gradient, on both paths."""
+    x = torch.randn(*shape).contiguous(memory_format=memory_format)
+    with torch.no_grad():
+        assert torch.equal(shift_by(x, g, shift_size), naive_shift_steps(x, g, shift_size))
+    x.requires_grad_(True)
+    out = shift_by(x, g, shift_size)
+    assert torch.equal(out, naive_shift_steps(x.detach(), g, shift_size))
+    assert out.is_contiguous(memory_format=memory_format)
+    grad = torch.randn(*shape)
+    out.backward(grad)
+    assert torch.equal(x.grad, naive_shift_steps(grad, g, shift_size, inverse=True))
+
+
+@pytest.mark.parametrize("shape,g", STEP_SHAPES)
+@pytest.mark.parametrize("shift_size", [2, 3])
+def test_gradcheck_float64_with_shift_size(shape, g, shift_size):
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: shift_by(t, g, shift_size), (x,))
+    assert torch.autograd.gradgradcheck(lambda t: shift_by(t, g, shift_size), (x,))
+
+
+def test_shift_size_one_is_the_default_and_shift_takes_it():
+    x = torch.randn(2, 24, 5, 6)
+    assert torch.equal(shift_by(x, 2, 1), shift_by(x, 2))
+    assert torch.equal(shift(x, "1/12", shift_size=3), naive_shift_steps(x, 2, 3))
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_shift_size_below_one_is_refused(bad):
+    from shiftvit.models.mixers import ShiftMixer
+    from shiftvit.spec import mixer_options
+
+    with pytest.raises(ValueError, match=f"shift_size={bad} must be >= 1"):
+        shift_by(torch.randn(1, 4, 3, 3), 1, bad)
+    with pytest.raises(ValueError, match=rf"^mixer.shift_size={bad} must be >= 1$"):
+        mixer_options("shift", {"shift_size": bad})
+    with pytest.raises(ValueError, match=f"mixer.shift_size={bad} must be >= 1"):
+        ShiftMixer(24, (4, 4), shift_size=bad)
+
+
+def test_model_with_shift_size_two_runs_and_shifts_two_pixels():
+    import timm
+
+    import shiftvit.models  # noqa: F401  (registers the models with timm)
+    from shiftvit.spec import option_defaults
+
+    assert option_defaults("shift") == {"shift_size": 1}
+    torch.manual_seed(0)
+    two = timm.create_model("shiftvit_nano", mixer_kwargs={"shift_size": 2}).eval()
+    one = timm.create_model("shiftvit_nano").eval()
+    one.load_state_dict(two.state_dict())
+    mixer = two.layers[0].blocks[0].token_mixer
+    assert mixer.pixels == 2 and "shift_size=2" in repr(mixer)
+    assert one.layers[0].blocks[0].token_mixer.pixels == 1
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        y2, y1 = two(x), one(x)
+    assert y2.shape == (2, 10) and torch.isfinite(y2).all()
+    assert not torch.equal(y2, y1)  # same weights, different step: the option reaches the op
+    feat = torch.randn(1, 32, 16, 16)
+    assert torch.equal(mixer(feat), naive_shift_steps(feat, mixer.shift_size, 2))
+
+
+TRITON_STEP_CHECK = """
+import torch
+from shiftvit.ops import shift_reference
+from shiftvit.shift_triton import shift_triton
+cases = [((2, 9, 4, 5), 2), ((1, 8, 3, 2), 2), ((1, 5, 1, 4), 1)]
+n = 0
+for shape, g in cases:
+    for s in (2, 3):
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            x = torch.randn(*shape).contiguous(memory_format=fmt)
+            for inverse in (False, True):
+                out = shift_triton(x, g, inverse, s)
+                assert torch.equal(out, shift_reference(x, g, inverse, s)), (shape, s, fmt, inverse)
+                assert out.is_contiguous(memory_format=fmt)
+                n += 1
+print("checked", n)
+"""
+
+
+def test_triton_kernel_with_shift_size_equals_reference_in_the_interpreter():
+    """shift_reference is checked against the element-by-element definition above; Triton against it."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("triton")
+    from helpers import ROOT, cli_env
+
+    proc = subprocess.run([sys.executable, "-c", TRITON_STEP_CHECK], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env=cli_env(TRITON_INTERPRET="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "checked 24" in proc.stdout

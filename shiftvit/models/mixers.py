@@ -29,6 +29,7 @@ from ..spec import (
     GammaLike,
     GlobalAttnOptions,
     PoolOptions,
+    ShiftOptions,
     TokenMLPOptions,
     WindowAttnOptions,
     parse_gamma,
@@ -103,13 +104,18 @@ class TokenMixer(nn.Module):
 
 @register_mixer("shift")
 class ShiftMixer(TokenMixer):
-    """Partial shift (ShiftViT): ``floor(gamma*C)`` channels per direction, one pixel, zero fill."""
+    """Partial shift (ShiftViT): ``floor(gamma*C)`` channels per direction move ``shift_size`` pixels (the
+    paper: one), zero fill."""
     prenorm_residual = False
 
     def __init__(self, dim: int, feat_size: Tuple[int, int], block_idx: int = 0,
-                 gamma: GammaLike = Fraction(1, 12)):
+                 gamma: GammaLike = Fraction(1, 12), shift_size: int = ShiftOptions.shift_size):
         super().__init__(dim, feat_size, block_idx)
+        ShiftOptions(shift_size).check()
         self.gamma = parse_gamma(gamma)
+        self.pixels = shift_size
+        # Channels per direction, under the attribute name that predates the shift_size option and that
+        # tests/test_models.py and bench/models.py (official_structure) still read.
         self.shift_size = shift_channels(dim, self.gamma)
         if self.shift_size < 1:
             raise ValueError(
@@ -117,10 +123,10 @@ class ShiftMixer(TokenMixer):
                 f"use gamma >= 1/{dim} or a wider model")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return shift_by(x, self.shift_size)
+        return shift_by(x, self.shift_size, self.pixels)
 
     def extra_repr(self) -> str:
-        return f"gamma={self.gamma}, channels_per_direction={self.shift_size}"
+        return f"gamma={self.gamma}, channels_per_direction={self.shift_size}, shift_size={self.pixels}"
 
 
 @register_mixer("identity")
