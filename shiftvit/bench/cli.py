@@ -1,0 +1,115 @@
+"""Benchmarks that print tables of ratios measured in one run: ``python -m shiftvit.bench shift``.
+
+Ratios, not absolute times, are the numbers to compare: both sides of a ratio run interleaved in the same
+process on the same tensors, so machine load affects them alike.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Dict, Iterable, Optional
+
+import torch
+
+from ..allocator import MODES as MALLOC_MODES
+from ..allocator import configure as configure_malloc
+from .models import (
+    DEFAULT_MODELS,
+    MATCHED_MIXERS,
+    _print_fast,
+    _print_solver,
+    _print_throughput,
+    bench_fast,
+    bench_solver,
+    bench_throughput,
+)
+from .shift import _print_shift, bench_shift
+from .timing import AMP_DTYPES, _write
+from .training import _print_overhead, bench_overhead
+
+
+def main(argv: Optional[Iterable[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m shiftvit.bench", description=__doc__)
+    default_device = "cuda" if torch.cuda.is_available() else "cpu"
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--malloc", default="retain", choices=MALLOC_MODES,
+                        help="CPU allocator mode, as run.py's train.malloc (default: retain, as run.py)")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("shift", parents=[common],
+                       help="shift op forward+backward vs clone() and vs the official implementation")
+    s.add_argument("--shape", default="64,96,56,56", help="N,C,H,W (default: Shift-T stage 1 at batch 64)")
+    s.add_argument("--gamma", default="1/12")
+    s.add_argument("--repeats", type=int, default=20)
+    s.add_argument("--channels-last", action="store_true")
+    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--device", default=default_device, help="cpu | cuda | cuda:N (default: cuda if present)")
+    s.add_argument("--quick", action="store_true", help="tiny tensor, 3 repeats: checks the benchmark runs")
+    s.add_argument("--out", default="bench_results/shift.json", help="JSON output ('' to skip)")
+    t = sub.add_parser("throughput", parents=[common],
+                       help="eval and training images/s of timm models and of every mixer")
+    t.add_argument("models", nargs="*", help="timm names or shiftvit_r2_tiny[mixer] (FLOPs-matched); default: "
+                   "Shift-T, light-T, Swin-T, ResNet-50, ConvNeXt-T, PoolFormer-S24 and every mixer at Shift-T")
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--img-size", type=int, default=224)
+    t.add_argument("--repeats", type=int, default=5)
+    t.add_argument("--steps", type=int, default=3)
+    t.add_argument("--device", default=default_device, help="cpu | cuda | cuda:N (default: cuda if present)")
+    t.add_argument("--channels-last", action="store_true")
+    t.add_argument("--compile", action="store_true")
+    t.add_argument("--amp", default="none", choices=sorted(AMP_DTYPES), help="autocast dtype (default: fp32)")
+    t.add_argument("--no-train", action="store_true", help="inference only")
+    t.add_argument("--quick", action="store_true", help="two small models, batch 2, 64 px: checks it runs")
+    t.add_argument("--out", default="bench_results/throughput.json")
+    f = sub.add_parser("fast", parents=[common],
+                       help="Shift-T inference: official structure vs ours, same weights, same outputs")
+    f.add_argument("--model", default="shiftvit_r2_tiny")
+    f.add_argument("--batch-size", type=int, default=64)
+    f.add_argument("--img-size", type=int, default=224)
+    f.add_argument("--repeats", type=int, default=3)
+    f.add_argument("--device", default=default_device, help="cpu | cuda | cuda:N (default: cuda if present)")
+    f.add_argument("--out", default="bench_results/fast.json")
+    v = sub.add_parser("solver", parents=[common], help="time the matched-FLOPs depth solver (uncached and cached)")
+    v.add_argument("--reference", default="shiftvit_r2_tiny")
+    v.add_argument("--img-size", type=int, default=224)
+    v.add_argument("--out", default="bench_results/solver.json")
+    o = sub.add_parser("overhead", parents=[common], help="run.py training rate vs a bare PyTorch loop; start-up time")
+    o.add_argument("--epochs", type=int, default=3)
+    o.add_argument("--model", default="shiftvit_nano")
+    o.add_argument("--out", default="bench_results/overhead.json")
+    args = p.parse_args(argv)
+    malloc = configure_malloc(args.malloc)
+
+    def write(result: Dict[str, object], out: Optional[str]) -> None:  # every result says how memory was got
+        _write({**result, "malloc": malloc}, out)
+
+    if args.command == "shift":
+        shape = (2, 24, 9, 7) if args.quick else tuple(int(v) for v in args.shape.split(","))
+        result = bench_shift(shape, args.gamma, 3 if args.quick else args.repeats, args.channels_last, args.threads,
+                             args.device)
+        _print_shift(result)
+        write(result, args.out)
+    elif args.command == "throughput":
+        if args.quick:
+            models = args.models or ["shiftvit_light_tiny", "shiftvit_light_tiny[attn]"]
+            result = bench_throughput(models, batch_size=2, img_size=64, repeats=2, steps=1, warmup=1,
+                                      device=args.device, channels_last=args.channels_last, compile=args.compile,
+                                      train=not args.no_train, amp=args.amp)
+        else:
+            models = args.models or [*DEFAULT_MODELS, *(f"shiftvit_r2_tiny[{m}]" for m in MATCHED_MIXERS)]
+            result = bench_throughput(models, args.batch_size, args.img_size, args.repeats, args.steps,
+                                      device=args.device, channels_last=args.channels_last, compile=args.compile,
+                                      train=not args.no_train, amp=args.amp)
+        _print_throughput(result)
+        write(result, args.out)
+    elif args.command == "fast":
+        result = bench_fast(args.model, args.batch_size, args.img_size, args.repeats, args.device)
+        _print_fast(result)
+        write(result, args.out)
+    elif args.command == "overhead":
+        result = bench_overhead(args.epochs, args.model)
+        _print_overhead(result)
+        write(result, args.out)
+    elif args.command == "solver":
+        result = bench_solver(args.reference, args.img_size)
+        _print_solver(result)
+        write(result, args.out)
+    return 0

@@ -1,0 +1,214 @@
+"""Whole models: images/s of timm models and of every token mixer at matched FLOPs (``throughput``), Shift-T in
+the official structure against ours with the same weights (``fast``), and the matched-FLOPs depth solver's
+own cost (``solver``)."""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable, Dict, List, Sequence
+
+import torch
+
+from ..ops import shift_reference
+from .shift import _triton_usable, _with_gpu_kernel
+from .timing import AMP_DTYPES, _device_name, _minor_faults, synchronizer, time_interleaved
+
+
+def bench_solver(reference: str = "shiftvit_r2_tiny", img_size: int = 224,
+                 mixers: Sequence[str] = ("attn", "global_attn", "mlp", "dwconv", "pool", "identity", "random"),
+                 ) -> Dict[str, object]:
+    """Seconds per ``solve_depths`` call: first (counts a probe model) and repeated (cached)."""
+    from ..flops import _CACHE, solve_depths
+
+    _CACHE.clear()
+    rows = {}
+    for mixer in mixers:
+        t0 = time.perf_counter()
+        sol = solve_depths(reference, img_size, mixer=mixer)
+        t1 = time.perf_counter()
+        solve_depths(reference, img_size, mixer=mixer)
+        t2 = time.perf_counter()
+        rows[mixer] = {"depths": list(sol.depths), "first_s": t1 - t0, "cached_s": t2 - t1, "error": sol.error}
+    return dict(benchmark="solver", reference=reference, img_size=img_size, rows=rows)
+
+
+def _print_solver(r: Dict[str, object]) -> None:
+    print(f"solve_depths at the budget of {r['reference']} ({r['img_size']} px), match=flops")
+    print(f"{'mixer':<13}{'depths':>12}{'error':>9}{'first s':>10}{'cached s':>10}")
+    for mixer, row in r["rows"].items():
+        print(f"{mixer:<13}{','.join(map(str, row['depths'])):>12}{row['error']:>+9.2%}"
+              f"{row['first_s']:>10.3f}{row['cached_s']:>10.3f}")
+
+
+DEFAULT_MODELS = ("shiftvit_r2_tiny", "shiftvit_light_tiny", "swin_tiny_patch4_window7_224", "resnet50",
+                  "convnext_tiny", "poolformer_s24")
+MATCHED_MIXERS = ("attn", "global_attn", "mlp", "dwconv", "pool", "identity")
+
+
+def _build(spec: str, img_size: int):
+    """``name`` or ``name[mixer]`` (a ShiftViT with that mixer, depths solved to the name's FLOPs)."""
+    import timm
+
+    import shiftvit.models  # noqa: F401  (registers the models with timm)
+
+    from ..flops import count, solve_depths
+
+    kwargs: Dict[str, object] = {}
+    name = spec
+    if "[" in spec:
+        name, mixer = spec[:-1].split("[")
+        kwargs = dict(mixer=mixer, depths=solve_depths(name, img_size, mixer=mixer).depths)
+    cost = count(name, img_size, **kwargs)  # count() passes img_size on to ShiftViT models itself
+    if name.startswith("shiftvit"):
+        kwargs["img_size"] = img_size
+    return timm.create_model(name, **kwargs), cost
+
+
+def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int = 224, repeats: int = 5,
+                     steps: int = 3, warmup: int = 2, device: str = "cpu", channels_last: bool = False,
+                     compile: bool = False, train: bool = True, amp: str = "none") -> Dict[str, object]:
+    """Images/s in eval (no grad) and in training (forward + backward + AdamW step); for each model the
+    minimum and median over ``repeats`` rounds of ``steps`` batches, after ``warmup`` batches.
+    ``amp`` runs the forward passes under autocast (bf16 or fp16, as ``run.py``'s ``train.amp``)."""
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"amp={amp!r} is not one of: {', '.join(AMP_DTYPES)}")
+    dev = torch.device(device)
+    sync = synchronizer(dev)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(batch_size, 3, img_size, img_size, device=dev).contiguous(memory_format=fmt)
+    autocast = torch.autocast(dev.type, dtype=AMP_DTYPES[amp], enabled=amp != "none")
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp == "fp16")
+    rows: Dict[str, Dict[str, object]] = {}
+
+    def rates(call: Callable[[], object]) -> List[float]:
+        for _ in range(warmup):
+            call()
+        sync()
+        out = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                call()
+            sync()
+            out.append(steps * batch_size / (time.perf_counter() - t0))
+        return out
+
+    for spec in models:
+        model, cost = _build(spec, img_size)
+        model = model.to(dev, memory_format=fmt)
+        forward = torch.compile(model) if compile else model
+        row: Dict[str, object] = {"macs": cost.total_macs, "params": cost.total_params}
+        model.eval()
+
+        def infer(f=forward) -> None:
+            with torch.no_grad(), autocast:
+                f(x)
+
+        measured = rates(infer)
+        row.update(eval_median=statistics.median(measured), eval_min=min(measured))
+        if train:
+            model.train()
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+            target = torch.randint(0, model.num_classes, (batch_size,), device=dev)
+
+            def step(f=forward, opt=optimizer, y=target) -> None:
+                opt.zero_grad(set_to_none=True)
+                with autocast:
+                    loss = torch.nn.functional.cross_entropy(f(x), y)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+
+            measured = rates(step)
+            row.update(train_median=statistics.median(measured), train_min=min(measured))
+        rows[spec] = row
+        del model, forward
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    base = rows.get(models[0], {})
+    for row in rows.values():
+        for key in ("eval_median", "train_median"):
+            if key in row and base.get(key):
+                row[key.replace("median", "ratio")] = row[key] / base[key]
+    return dict(benchmark="throughput", batch_size=batch_size, img_size=img_size, repeats=repeats, steps=steps,
+                device=_device_name(dev), channels_last=channels_last, compile=compile, amp=amp,
+                threads=torch.get_num_threads(), torch=torch.__version__, reference=models[0], rows=rows)
+
+
+def _print_throughput(r: Dict[str, object]) -> None:
+    print(f"throughput, batch {r['batch_size']}, {r['img_size']} px, {r['device']}, {r['threads']} threads, "
+          f"amp={r['amp']}, channels_last={r['channels_last']}, compile={r['compile']}; "
+          f"ratios to {r['reference']} (median)")
+    print(f"{'model':<34}{'GMACs':>7}{'params M':>9}{'eval img/s':>11}{'(min)':>8}{'ratio':>7}"
+          f"{'train img/s':>12}{'(min)':>8}{'ratio':>7}")
+    for name, row in r["rows"].items():
+        train = (f"{row['train_median']:>12.1f}{row['train_min']:>8.1f}{row.get('train_ratio', float('nan')):>7.2f}"
+                 if "train_median" in row else "")
+        print(f"{name:<34}{row['macs'] / 1e9:>7.2f}{row['params'] / 1e6:>9.2f}{row['eval_median']:>11.1f}"
+              f"{row['eval_min']:>8.1f}{row.get('eval_ratio', float('nan')):>7.2f}{train}")
+
+
+class OfficialShift(torch.nn.Module):
+    """The official shift, rebuilt for the baseline: zeros_like + five slice copies, autograd through them."""
+
+    def __init__(self, g: int):
+        super().__init__()
+        self.g = g
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return shift_reference(x, self.g)
+
+
+def official_structure(model: torch.nn.Module) -> torch.nn.Module:
+    """The same weights in the official implementation's structure: NCHW 1x1 convs, GroupNorm, and the
+    official shift in place of ours (the blocks are otherwise identical by construction)."""
+    from ..models.mixers import ShiftMixer
+
+    for module in model.modules():
+        if hasattr(module, "token_mixer") and isinstance(module.token_mixer, ShiftMixer):
+            module.token_mixer = OfficialShift(module.token_mixer.shift_size)
+    return model
+
+
+def bench_fast(model_name: str = "shiftvit_r2_tiny", batch_size: int = 64, img_size: int = 224,
+               repeats: int = 3, device: str = "cpu") -> Dict[str, object]:
+    """Inference images/s of Shift-T: official structure vs ours (NCHW) vs ours (channels-last), same weights."""
+    import timm
+
+    import shiftvit.models  # noqa: F401  (registers the models with timm)
+
+    dev = torch.device(device)
+    official = official_structure(timm.create_model(model_name, img_size=img_size)).eval().to(dev)
+
+    def same_weights(memory_format: torch.memory_format) -> torch.nn.Module:
+        model = timm.create_model(model_name, img_size=img_size).eval()
+        model.load_state_dict(official.state_dict())
+        return model.to(dev, memory_format=memory_format)
+
+    ours, ours_cl = same_weights(torch.contiguous_format), same_weights(torch.channels_last)
+    x = torch.randn(batch_size, 3, img_size, img_size, device=dev)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    fns = {"official": lambda: official(x), "ours_nchw": lambda: ours(x), "ours_channels_last": lambda: ours_cl(x_cl)}
+    if _triton_usable(dev):  # the same models with the one-launch shift kernel (not the default one)
+        fns.update(ours_triton_nchw=_with_gpu_kernel("triton", fns["ours_nchw"]),
+                   ours_triton_channels_last=_with_gpu_kernel("triton", fns["ours_channels_last"]))
+    with torch.no_grad():
+        reference = official(x)
+        diffs = {k: (fn() - reference).abs().max().item() for k, fn in fns.items() if k != "official"}
+        times = time_interleaved(fns, repeats, warmup=1, device=dev)
+        faults = {k: _minor_faults(fn) for k, fn in fns.items()}
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return dict(benchmark="fast", model=model_name, batch_size=batch_size, img_size=img_size, repeats=repeats,
+                device=_device_name(dev),
+                threads=torch.get_num_threads(), max_abs_diff=diffs, minor_page_faults_per_pass=faults,
+                images_per_s={k: batch_size / v for k, v in med.items()},
+                speedup={k: med["official"] / v for k, v in med.items()})
+
+
+def _print_fast(r: Dict[str, object]) -> None:
+    print(f"{r['model']} eval, batch {r['batch_size']}, {r['img_size']} px, {r['device']}, "
+          f"{r['threads']} threads (median of {r['repeats']})")
+    for k, v in r["images_per_s"].items():
+        diff = r["max_abs_diff"].get(k, 0.0)
+        print(f"  {k:<26}{v:>9.1f} img/s  x{r['speedup'][k]:.2f}  max|diff| {diff:.2e}  "
+              f"page faults/pass {r['minor_page_faults_per_pass'][k]}")

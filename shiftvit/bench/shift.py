@@ -1,0 +1,88 @@
+"""The shift op alone: forward + backward of ours, the official algorithm and the raw kernels, each timed as a
+ratio to ``clone()`` of the same tensors (the memory-traffic floor any out-of-place shift must pay)."""
+from __future__ import annotations
+
+import statistics
+from typing import Callable, Dict, Optional
+
+import torch
+
+from ..ops import _shift_write_once, set_gpu_kernel, shift_by, shift_channels, shift_reference
+from .timing import _device_name, _machine, time_interleaved
+
+
+def _triton_usable(device: torch.device) -> bool:
+    """The one-launch Triton shift is benchmarked beside the others on CUDA, where Triton is installed."""
+    if device.type != "cuda":
+        return False
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _with_gpu_kernel(name: str, call: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+    """``call`` run with the given GPU shift kernel, the process's own restored afterwards."""
+    def run() -> torch.Tensor:
+        previous = set_gpu_kernel(name)
+        try:
+            return call()
+        finally:
+            set_gpu_kernel(previous)
+    return run
+
+
+def bench_shift(shape=(64, 96, 56, 56), gamma: str = "1/12", repeats: int = 20, channels_last: bool = False,
+                threads: Optional[int] = None, device: str = "cpu") -> Dict[str, object]:
+    """Shift forward+backward vs ``x.clone()`` + ``grad.clone()`` (the memory-traffic floor) vs official."""
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(*shape, device=dev).contiguous(memory_format=fmt).requires_grad_(True)
+    grad = torch.randn(*shape, device=dev).contiguous(memory_format=fmt)
+    g = shift_channels(shape[1], gamma)
+
+    def clone_floor() -> None:
+        x.detach().clone()
+        grad.clone()
+
+    def ours() -> None:
+        x.grad = None
+        shift_by(x, g).backward(grad)
+
+    def official() -> None:  # zeros_like + five slice copies, autograd through the indexing
+        x.grad = None
+        shift_reference(x, g).backward(grad)
+
+    def kernel(impl: Callable[..., torch.Tensor]) -> Callable[[], None]:
+        return lambda: (impl(x.detach(), g), impl(grad, g, inverse=True))  # what forward + backward run
+
+    fns = {"clone": clone_floor, "shiftvit": ours, "official": official,
+           "write_once": kernel(_shift_write_once), "few_launches": kernel(shift_reference)}
+    if _triton_usable(dev):
+        from ..shift_triton import shift_triton
+
+        fns["triton"] = kernel(shift_triton)
+    times = time_interleaved(fns, repeats, device=dev)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    best = {k: min(v) for k, v in times.items()}
+    return dict(
+        benchmark="shift", shape=list(shape), gamma=gamma, channels_last=channels_last, repeats=repeats,
+        device=_device_name(dev),
+        threads=torch.get_num_threads(), torch=torch.__version__, machine=_machine(),
+        median_ms={k: 1e3 * v for k, v in med.items()}, min_ms={k: 1e3 * v for k, v in best.items()},
+        ratio_to_clone={k: med[k] / med["clone"] for k in med},
+        ratio_to_clone_min={k: best[k] / best["clone"] for k in best},
+    )
+
+
+def _print_shift(r: Dict[str, object]) -> None:
+    fmt = "channels_last" if r["channels_last"] else "NCHW"
+    print(f"shift fwd+bwd, shape {tuple(r['shape'])} {fmt} fp32, gamma={r['gamma']}, {r['device']}, "
+          f"{r['threads']} threads, {r['repeats']} interleaved repeats")
+    print(f"{'impl':<14}{'median ms':>12}{'min ms':>10}{'x clone (median)':>18}{'x clone (min)':>15}")
+    for k in r["median_ms"]:
+        print(f"{k:<14}{r['median_ms'][k]:>12.2f}{r['min_ms'][k]:>10.2f}"
+              f"{r['ratio_to_clone'][k]:>18.3f}{r['ratio_to_clone_min'][k]:>15.3f}")

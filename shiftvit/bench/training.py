@@ -1,0 +1,82 @@
+"""What the framework costs: training images/s through ``run.py`` against a loop written by hand around the same
+model and loader, and ``run.py``'s start-up against ``import torch`` alone."""
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: run.py lives there
+
+
+def bare_loop_images_per_s(model_name: str = "shiftvit_nano", epochs: int = 3, batch_size: int = 64,
+                           seed: int = 0) -> List[float]:
+    """What a researcher would write by hand: same model, same digits loader, AdamW, cross-entropy."""
+    import timm
+
+    import shiftvit.models  # noqa: F401  (registers the models with timm)
+
+    from ..data import build_digits, make_loaders
+
+    torch.manual_seed(seed)
+    bundle = build_digits()
+    train, _ = make_loaders(bundle, batch_size, seed)
+    model = timm.create_model(model_name, num_classes=bundle.num_classes, in_chans=bundle.in_chans)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    model.train()
+    rates = []
+    for epoch in range(epochs):
+        train.sampler.set_epoch(epoch)
+        seen, start = 0, time.perf_counter()
+        for x, y in train:
+            loss = criterion(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seen += x.shape[0]
+        rates.append(seen / (time.perf_counter() - start))
+    return rates
+
+
+def bench_overhead(epochs: int = 3, model_name: str = "shiftvit_nano") -> Dict[str, object]:
+    """Training images/s through ``run.py`` (its own per-epoch measurement) vs the bare loop, and start-up."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from ..records import read_metrics
+
+    bare = bare_loop_images_per_s(model_name, epochs)
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, str(ROOT / "run.py"), f"model={model_name}", f"train.epochs={epochs}",
+               "logger=none", "train.ema=false", f"hydra.run.dir={tmp}/run"]
+        subprocess.run(cmd, check=True, capture_output=True, cwd=tmp)
+        framework = [r["train_images_per_s"] for r in read_metrics(Path(tmp) / "run")]
+
+    def wall(args: List[str], repeats: int = 3) -> float:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            subprocess.run(args, check=True, capture_output=True, cwd=ROOT)
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    help_s = wall([sys.executable, str(ROOT / "run.py"), "--help"])
+    torch_s = wall([sys.executable, "-c", "import torch"])
+    return dict(benchmark="overhead", model=model_name, epochs=epochs, threads=torch.get_num_threads(),
+                bare_images_per_s=bare, run_py_images_per_s=framework,
+                step_rate_ratio=statistics.median(framework) / statistics.median(bare),
+                help_s=help_s, import_torch_s=torch_s, startup_ratio=help_s / torch_s)
+
+
+def _print_overhead(r: Dict[str, object]) -> None:
+    print(f"training throughput, {r['model']} on digits, {r['epochs']} epochs, {r['threads']} threads (median epoch)")
+    print(f"  bare PyTorch loop      {statistics.median(r['bare_images_per_s']):>9.1f} images/s")
+    print(f"  run.py (engine)        {statistics.median(r['run_py_images_per_s']):>9.1f} images/s")
+    print(f"  ratio run.py / bare    {r['step_rate_ratio']:>9.3f}")
+    print(f"start-up: run.py --help {r['help_s']:.2f} s, python -c 'import torch' {r['import_torch_s']:.2f} s, "
+          f"ratio {r['startup_ratio']:.2f}")
