@@ -18,20 +18,27 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 import pandas as pd
 import yaml
 
-from shiftvit.records import CONFIG_FILE, METRICS_FILE, STATUSES, SUMMARY_FILE, run_status
+from shiftvit.records import (
+    CONFIG_FILE,
+    DUPLICATE,
+    FAILED_STATUSES,
+    METRICS_FILE,
+    OUTCOME_KEYS,
+    RESULT_KEYS,
+    RUNNING,
+    SUMMARY_FILE,
+    USED_STATUSES,
+    parse_metrics,
+    run_status,
+)
 
 from .arms import MIXER_ORDER, assign_arms, flatten_config
 
 PathLike = Union[str, Path]
-# statuses whose accuracy is a result: they, and only they, enter means and tests
-USED_STATUSES = ("completed",)
-# statuses that are findings about an arm (counted and named per arm), never averaged
-FAILED_STATUSES = ("diverged", "failed", "interrupted")
+# the statuses that are loaded: results (USED_STATUSES) and findings about an arm (FAILED_STATUSES), from records.py
 LOADED_STATUSES = (*USED_STATUSES, *FAILED_STATUSES)
-assert set(LOADED_STATUSES) <= set(STATUSES), "analysis statuses must be statuses the records write"
-SUMMARY_COLUMNS = ("status", "val_top1", "val_top5", "best_val_top1", "ema_val_top1", "val_loss", "macs", "params",
-                   "train_images_per_s", "eval_images_per_s", "wall_s", "epochs_done", "config_hash", "git_commit",
-                   "duplicate_of", "error")
+# summary.json's columns in a run's row (its identity comes from config.yaml): the schema of records.py
+SUMMARY_COLUMNS = ("status", *RESULT_KEYS, "config_hash", "git_commit", *OUTCOME_KEYS)
 METRICS = ("val_top1", "val_top5", "best_val_top1", "ema_val_top1")
 
 
@@ -88,9 +95,9 @@ def run_row(run_dir: Path) -> Tuple[Optional[Dict[str, Any]], Optional[Dict[str,
     if why:
         return None, None, why
     status = run_status(run_dir, summary)
-    if status == "running":
+    if status == RUNNING:
         return None, None, "status 'running' (still running)"
-    if status == "duplicate":
+    if status == DUPLICATE:
         return None, None, f"duplicate of {summary.get('duplicate_of')} (the same run twice)"
     if status not in LOADED_STATUSES:
         return None, None, f"status {status!r} (cut off before it recorded a result)"
@@ -177,17 +184,8 @@ def read_curve_rows(run_dir: Path, epochs_done: Optional[int] = None) -> Tuple[L
         return [], "no metrics.jsonl" if epochs_done else None
     except (OSError, UnicodeDecodeError) as e:
         return [], f"unreadable metrics.jsonl ({e})"
-    lines = [line for line in text.splitlines() if line.strip()]
-    rows, bad = [], []
-    for number, line in enumerate(lines, 1):
-        try:
-            row = json.loads(line)
-            if not isinstance(row, dict) or "epoch" not in row:
-                raise ValueError("not an epoch record")
-            rows.append(row)
-        except ValueError:
-            bad.append(number)
-    if bad == [len(lines)]:
+    rows, bad, lines = parse_metrics(text)
+    if bad == [lines]:
         return rows, f"truncated metrics.jsonl (last line cut off; kept {len(rows)} epochs)"
     if bad:
         return rows, f"corrupt metrics.jsonl (unreadable lines {', '.join(map(str, bad))}; kept {len(rows)})"

@@ -22,9 +22,11 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import pandas as pd
 
+from shiftvit.records import FAILED_STATUSES, USED_STATUSES
+
 from .arms import ArmSpec, describe
 from .headroom import METHOD, Testbed, headroom_line, headroom_of
-from .load import FAILED_STATUSES, USED_STATUSES, SkippedRun, load_curves, load_runs
+from .load import SkippedRun, load_curves, load_runs
 from .stats import (
     ALPHA,
     DEFAULT_BASELINE,

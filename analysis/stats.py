@@ -35,9 +35,10 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestIndPower, TTestPower
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttost_ind, ttost_paired
 
+from shiftvit.records import FAILED_STATUSES
+
 from .arms import DISPLAY, ArmSpec, arms_matching, column_name, describe, select_arm
 from .headroom import Testbed, ceiling_reason, headroom_of
-from .load import FAILED_STATUSES
 
 DEFAULT_MARGIN = 1.0
 ALPHA = 0.05

@@ -19,12 +19,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from .config import SPEED_ONLY_TRAIN_KEYS, ConfigError, check, config_hash, model_kwargs, resolve
+from .records import COMPLETED, DUPLICATE, FAILED, FINISHED_STATUSES, INTERRUPTED, RUNNING
 
 log = logging.getLogger("shiftvit")
-
-# statuses of a record that a rerun of the same config leaves as they are
-FINISHED_STATUSES = ("completed", "diverged", "duplicate")
-
 
 # --- provenance -----------------------------------------------------------------------------------------------------
 def git_commit() -> Optional[str]:
@@ -163,7 +160,7 @@ def _own_run_dir(run_dir: Path, effective: Dict[str, Any], digest: str, dist):
     if dist_utils.broadcast_flag(error is not None):
         raise error if error is not None else SystemExit(2)
     finished = dist_utils.broadcast_flag(previous.get("status") in FINISHED_STATUSES)
-    return lock, previous if dist.is_main else ({"status": "completed"} if finished else {})
+    return lock, previous if dist.is_main else ({"status": COMPLETED} if finished else {})
 
 
 def run_experiment(cfg: Dict[str, Any], run_dir: Path, *, sweep_dir: Optional[Path] = None,
@@ -205,7 +202,7 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
     from .records import CONFIG_FILE, SUMMARY_FILE, RecordError, atomic_write_bytes, write_json
 
     summary: Dict[str, Any] = {
-        "status": "running", "seed": effective["seed"], "config_hash": digest, "mixer": effective["mixer"]["name"],
+        "status": RUNNING, "seed": effective["seed"], "config_hash": digest, "mixer": effective["mixer"]["name"],
         "gamma": effective["gamma"], "tau": effective["tau"], "depths": effective["depths"],
         "model": effective["model"]["name"], "data": effective["data"]["name"], "match": effective["match"],
         "git_commit": git_commit(), "versions": versions(), "host": socket.gethostname(),
@@ -237,7 +234,7 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
         if sweep_dir is not None and dist.is_main:
             owner = _claim(Path(sweep_dir), digest, run_dir)
             if owner is not None:
-                record(status="duplicate", duplicate_of=os.path.relpath(owner, run_dir))
+                record(status=DUPLICATE, duplicate_of=os.path.relpath(owner, run_dir))
                 log.info("identical effective config already in this sweep (%s): not trained again", owner)
                 return summary
         record()
@@ -261,7 +258,7 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
         record(**_train(effective, run_dir, summary, on_epoch, dist))
     except (Interrupted, KeyboardInterrupt) as e:
         by = str(e) if isinstance(e, Interrupted) else "SIGINT"
-        end_early("interrupted", 0, interrupted_by=by)
+        end_early(INTERRUPTED, 0, interrupted_by=by)
         print(f"interrupted by {by}: {run_dir} holds the checkpoint; rerun the same command to resume",
               file=sys.stderr, flush=True)
         dist_utils.barrier()
@@ -272,17 +269,17 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
             signal.raise_signal(signum)
         raise SystemExit(0) from None
     except (ConfigError, RecordError) as e:
-        end_early("failed", 1, error=str(e))
+        end_early(FAILED, 1, error=str(e))
         raise
     except OSError as e:
-        end_early("failed", 1, error=f"{type(e).__name__}: {e}")
+        end_early(FAILED, 1, error=f"{type(e).__name__}: {e}")
         raise RecordError(f"cannot write {e.filename or run_dir} ({e.strerror or e}): free space or fix the "
                           "permissions, then rerun the same command to resume") from None
     except Exception as e:
-        end_early("failed", 1, error=f"{type(e).__name__}: {e}")
+        end_early(FAILED, 1, error=f"{type(e).__name__}: {e}")
         raise
     tracker.summary(summary)
-    tracker.finish(0 if summary["status"] == "completed" else 1)
+    tracker.finish(0 if summary["status"] == COMPLETED else 1)
     if dist.is_main:
         top1 = summary.get("val_top1")
         best, best_epoch = summary.get("best_val_top1"), summary.get("best_epoch")

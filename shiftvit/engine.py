@@ -27,7 +27,7 @@ from torch import nn
 from . import distributed as dist_utils
 from .config import TrainSettings
 from .data import DataBundle, make_loaders
-from .records import CHECKPOINT_FILE, RecordError, atomic_write_bytes, read_metrics, write_metrics
+from .records import CHECKPOINT_FILE, COMPLETED, DIVERGED, RecordError, atomic_write_bytes, read_metrics, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +373,7 @@ class Trainer:
                     self.on_epoch(row)
                 if self.diverged:
                     break
-        return FitResult("diverged" if self.diverged else "completed", self.history,
+        return FitResult(DIVERGED if self.diverged else COMPLETED, self.history,
                          _median(self.history, "train_images_per_s"), _median(self.history, "eval_images_per_s"),
                          len(self.history))
 

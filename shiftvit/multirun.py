@@ -27,7 +27,22 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from .records import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, RecordError, RunLock, atomic_write_bytes, run_status
+from .records import (
+    COMPLETED,
+    CONFIG_FILE,
+    DUPLICATE,
+    FAILED,
+    IDENTITY_KEYS,
+    OUTCOME_KEYS,
+    RESULT_KEYS,
+    RUNNING,
+    SUMMARY_FILE,
+    RecordError,
+    RunLock,
+    atomic_write_bytes,
+    read_metrics,
+    run_status,
+)
 
 SWEEP_CSV = "sweep.csv"
 SWEEP_LOCK_FILE = ".sweep.lock"
@@ -35,10 +50,8 @@ SWEEP_LOCK_FILE = ".sweep.lock"
 # beside the record, not in it, so that a refused launch changes nothing the record says
 LAUNCH_ERROR_FILE = ".launch_error"
 JOB_DIR_RESOLVER = "shiftvit_job_dir"
-CSV_COLUMNS = ("job", "overrides", "status", "val_top1", "best_val_top1", "ema_val_top1", "val_top5", "macs",
-               "params", "train_images_per_s", "eval_images_per_s", "wall_s", "mixer", "gamma", "tau", "depths",
-               "seed", "epochs_done", "config_hash", "duplicate_of", "error", "launch_error", "run_dir")
-FAILED = "failed"
+# one row per job: its overrides, then summary.json's columns in the schema's order (records.py)
+CSV_COLUMNS = ("job", "overrides", "status", *RESULT_KEYS, *IDENTITY_KEYS, *OUTCOME_KEYS, "launch_error", "run_dir")
 
 
 def job_dir_name(override_dirname: str) -> str:
@@ -136,17 +149,19 @@ def job_status(job_dir: Path) -> str:
     status = run_status(job_dir, summary) if summary else None
     if status is None:
         return "starting"
-    if status == "running":
-        metrics = job_dir / METRICS_FILE
-        done = len(metrics.read_text().splitlines()) if metrics.exists() else 0
+    if status == RUNNING:
+        try:
+            done = len(read_metrics(job_dir))
+        except RecordError:  # being rewritten or damaged: the live line only needs a count
+            done = 0
         try:
             epochs = yaml.safe_load((job_dir / CONFIG_FILE).read_text())["train"]["epochs"]
         except (OSError, KeyError, TypeError, yaml.YAMLError):
             epochs = "?"
         return f"running epoch {min(done + 1, epochs) if isinstance(epochs, int) else done + 1}/{epochs}"
-    if status == "completed" and summary.get("val_top1") is not None:
+    if status == COMPLETED and summary.get("val_top1") is not None:
         return f"completed val_top1={summary['val_top1']:.2f}"
-    if status == "duplicate":
+    if status == DUPLICATE:
         return f"duplicate of {summary.get('duplicate_of')}"
     return str(status)
 
@@ -205,7 +220,7 @@ class SweepMonitor:
                 self.seen[job.name] = status
                 lines.append(f"[sweep] {_short(job_overrides(job))}: {status}")
         if lines:
-            finished = sum(1 for s in self.seen.values() if not s.startswith(("running", "starting")))
+            finished = sum(1 for s in self.seen.values() if not s.startswith((RUNNING, "starting")))
             total = self.total if self.total is not None else "?"
             queued = (self.total - len(self.seen)) if self.total is not None else "?"
             lines.append(f"[sweep] {finished}/{total} finished, "

@@ -26,7 +26,7 @@ import signal
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -37,7 +37,12 @@ LOCK_FILE = ".lock"
 # where train.resume=fresh moves an old record; dot-named so that no loader takes it for a run
 ARCHIVE_DIR = ".archive"
 
-STATUSES = ("running", "completed", "diverged", "failed", "duplicate", "interrupted")
+# the status of a record (summary.json's "status"); every module names them through these constants
+RUNNING, COMPLETED, DIVERGED, FAILED, DUPLICATE, INTERRUPTED = STATUSES = (
+    "running", "completed", "diverged", "failed", "duplicate", "interrupted")
+FINISHED_STATUSES = (COMPLETED, DIVERGED, DUPLICATE)  # a rerun of the same config leaves these as they are
+USED_STATUSES = (COMPLETED,)  # whose accuracy is a result: they, and only they, enter means and tests
+FAILED_STATUSES = (DIVERGED, FAILED, INTERRUPTED)  # findings about an arm (counted per arm), never averaged
 # what train.resume may be: auto = continue a record of the same config (refuse another config's record);
 # fresh = archive whatever the run directory holds and start over
 RESUME_MODES = ("auto", "fresh")
@@ -76,9 +81,14 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 METRIC_KEYS = ("epoch", "train_loss", "val_loss", "val_top1", "val_top5", "ema_val_top1", "lr",
                "train_images_per_s", "eval_images_per_s", "epoch_s")
-SUMMARY_KEYS = ("status", "val_top1", "val_top5", "best_val_top1", "best_epoch", "ema_val_top1", "params", "macs",
-                "train_images_per_s", "eval_images_per_s", "wall_s", "epochs_done", "seed", "git_commit",
-                "config_hash", "mixer", "gamma", "tau", "depths", "model", "data", "match", "versions", "host")
+# The schema of summary.json, in the column order every table uses (sweep.csv, analysis.load_runs):
+RESULT_KEYS = ("val_top1", "best_val_top1", "ema_val_top1", "val_top5", "val_loss", "train_loss", "best_epoch",
+               "macs", "params", "train_images_per_s", "eval_images_per_s", "wall_s", "epochs_done", "attempts")
+IDENTITY_KEYS = ("mixer", "gamma", "tau", "depths", "model", "data", "match", "seed", "config_hash")
+OUTCOME_KEYS = ("duplicate_of", "error", "interrupted_by")  # present only when the status calls for them
+PROVENANCE_KEYS = ("git_commit", "versions", "host", "run_dir", "overrides", "sweep_name", "world_size", "malloc",
+                   "finished")
+SUMMARY_KEYS = ("status", *RESULT_KEYS, *IDENTITY_KEYS, *PROVENANCE_KEYS)  # always present once a run trained
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -125,15 +135,37 @@ def write_metrics(run_dir: Path, rows: Iterable[Dict[str, Any]]) -> None:
     atomic_write_bytes(Path(run_dir) / METRICS_FILE, text.encode())
 
 
+def parse_metrics(text: str) -> Tuple[List[Dict[str, Any]], List[int], int]:
+    """The epoch rows of a metrics.jsonl text, the (1-based) numbers of the lines that are not one, and the
+    number of lines. The one parser of the file: the trainer refuses a damaged file, the analysis keeps
+    the readable rows and says what is wrong."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    rows, bad = [], []
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if isinstance(row, dict) and "epoch" in row:
+            rows.append(row)
+        else:
+            bad.append(number)
+    return rows, bad, len(lines)
+
+
 def read_metrics(run_dir: Path) -> List[Dict[str, Any]]:
+    """Every epoch row, or RecordError when the file cannot be read whole."""
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return []
     try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows, bad, _ = parse_metrics(path.read_text())
+        if bad:
+            raise ValueError(f"line {bad[0]} is not an epoch record")
     except (OSError, ValueError) as e:
         raise RecordError(f"{path} is unreadable ({e}): delete it to retrain this run's epochs from the "
                           "checkpoint's start, or train.resume=fresh to archive the record and start over") from None
+    return rows
 
 
 def read_summary(run_dir: Path) -> Dict[str, Any]:
@@ -244,6 +276,6 @@ def run_status(run_dir: Path, summary: Optional[Dict[str, Any]] = None) -> Optio
     """The status a reader should believe: a recorded ``running`` whose process is gone is ``interrupted``."""
     summary = read_summary(run_dir) if summary is None else summary
     status = summary.get("status")
-    if status == "running" and not process_alive(run_dir):
-        return "interrupted"
+    if status == RUNNING and not process_alive(run_dir):
+        return INTERRUPTED
     return status

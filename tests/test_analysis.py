@@ -21,7 +21,9 @@ from analysis.report import main as report_main
 from shiftvit.records import ARCHIVE_DIR, CHECKPOINT_FILE, LOCK_FILE, METRICS_FILE
 
 pytestmark = pytest.mark.usefixtures("testbed_cache")
-HEADLINE = ["-m", "mixer=shift,attn", "gamma=1/12,1/6", "train.epochs=1", "logger=none"]
+# the headline line with match=none on the small model: the report must flag the arms it cannot compare
+HEADLINE = ["-m", "mixer=shift,attn", "gamma=1/12,1/6", "model=shiftvit_nano", "match=none", "train.epochs=1",
+            "logger=none"]
 ARMS = {"mixer=shift gamma=1/12", "mixer=shift gamma=1/6", "mixer=attn"}
 
 
