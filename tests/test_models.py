@@ -56,7 +56,7 @@ def test_official_variant_keys_shapes_and_params(name):
     assert got == official_state_dict_shapes(C, depths, tau)
     n = sum(p.numel() for p in model.parameters())
     assert abs(n / 1e6 - params_m) / params_m <= 0.001, n
-    assert model.layers[0].blocks[0].token_mixer.shift_size == C // n_div
+    assert model.layers[0].blocks[0].token_mixer.channels_per_direction == C // n_div
 
 
 def test_official_checkpoint_loads_strict_and_reproduces_outputs():
@@ -89,7 +89,7 @@ def test_constructor_overrides_are_honoured():
     m = meta_model("shiftvit_r2_tiny", gamma=1 / 6, mlp_ratio=4, depths=(2, 2, 6, 2))
     assert [len(s.blocks) for s in m.layers] == [2, 2, 6, 2]
     assert m.layers[0].blocks[0].mlp.fc1.out_channels == 4 * 96
-    assert m.layers[0].blocks[0].token_mixer.shift_size == 16
+    assert m.layers[0].blocks[0].token_mixer.channels_per_direction == 16
 
 
 def test_default_drop_path_is_the_variants():

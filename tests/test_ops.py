@@ -293,8 +293,8 @@ def test_model_with_shift_size_two_runs_and_shifts_two_pixels():
     one = timm.create_model("shiftvit_nano").eval()
     one.load_state_dict(two.state_dict())
     mixer = two.layers[0].blocks[0].token_mixer
-    assert mixer.pixels == 2 and "shift_size=2" in repr(mixer)
-    assert one.layers[0].blocks[0].token_mixer.pixels == 1
+    assert mixer.shift_size == 2 and "shift_size=2" in repr(mixer)
+    assert one.layers[0].blocks[0].token_mixer.shift_size == 1
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         y2, y1 = two(x), one(x)

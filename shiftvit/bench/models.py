@@ -166,7 +166,9 @@ def official_structure(model: torch.nn.Module) -> torch.nn.Module:
 
     for module in model.modules():
         if hasattr(module, "token_mixer") and isinstance(module.token_mixer, ShiftMixer):
-            module.token_mixer = OfficialShift(module.token_mixer.shift_size)
+            if module.token_mixer.shift_size != 1:
+                raise ValueError("the official structure moves channels one pixel; build the model with shift_size=1")
+            module.token_mixer = OfficialShift(module.token_mixer.channels_per_direction)
     return model
 
 

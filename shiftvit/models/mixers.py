@@ -113,20 +113,18 @@ class ShiftMixer(TokenMixer):
         super().__init__(dim, feat_size, block_idx)
         ShiftOptions(shift_size).check()
         self.gamma = parse_gamma(gamma)
-        self.pixels = shift_size
-        # Channels per direction, under the attribute name that predates the shift_size option and that
-        # tests/test_models.py and bench/models.py (official_structure) still read.
-        self.shift_size = shift_channels(dim, self.gamma)
-        if self.shift_size < 1:
+        self.shift_size = shift_size  # pixels, as the option says
+        self.channels_per_direction = shift_channels(dim, self.gamma)
+        if self.channels_per_direction < 1:
             raise ValueError(
                 f"gamma={self.gamma} shifts floor({self.gamma}*{dim}) = 0 channels at a stage of width {dim}; "
                 f"use gamma >= 1/{dim} or a wider model")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return shift_by(x, self.shift_size, self.pixels)
+        return shift_by(x, self.channels_per_direction, self.shift_size)
 
     def extra_repr(self) -> str:
-        return f"gamma={self.gamma}, channels_per_direction={self.shift_size}, shift_size={self.pixels}"
+        return f"gamma={self.gamma}, channels_per_direction={self.channels_per_direction}, shift_size={self.shift_size}"
 
 
 @register_mixer("identity")
