@@ -123,8 +123,8 @@ def _fit_baselines(bundle) -> Dict[str, float]:
         return {}
     x_train, y_train = _pixels(train[0]), train[1]
     x_val, y_val = _pixels(val[0]), val[1]
-    # one BLAS/OpenMP thread: the same numbers on every machine, and next to torch's OpenMP pool a
-    # multi-threaded lbfgs ran ~60x slower on a busy 2-core machine (20 s instead of 0.3 s on digits)
+    # one BLAS/OpenMP thread: the same numbers on every machine, and no oversubscription next to torch's
+    # OpenMP pool (a multi-threaded lbfgs beside it slows both many times over on a small machine)
     with threadpool_limits(1), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # a capped fit is still a fair lower bound
         knn = KNeighborsClassifier(n_neighbors=1).fit(x_train, y_train)

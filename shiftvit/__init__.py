@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "MIXERS": "shiftvit.models", "ShiftViT": "shiftvit.models", "build_shiftvit": "shiftvit.models",
     "register_mixer": "shiftvit.models", "VARIANTS": "shiftvit.spec", "parse_gamma": "shiftvit.spec",
-    "shift": "shiftvit.ops", "shift_reference": "shiftvit.ops",
+    "shift": "shiftvit.ops", "shift_official": "shiftvit.ops",
 }
 __all__ = [*_LAZY, "__version__"]
 

@@ -4,8 +4,8 @@ PyTorch takes CPU tensor memory from the C library's ``malloc``. glibc serves ea
 threshold (32 MiB at most) with a fresh ``mmap`` and unmaps it on ``free``, so every large activation of a
 224-px batch is page-faulted and zeroed by the kernel again on every pass, and the 1x1 convolutions that
 first touch those pages look slow. Asking glibc to serve everything from its heap and never trim it
-(``mallopt``) makes the faults one-off: about twice the images/s of Shift-T inference at batch 64 on this
-repo's 2-core CPU, for the official structure and ours alike (README, Performance: ``bench fast``).
+(``mallopt``) makes the faults one-off (the gain, for the official structure and ours alike, is measured by
+``python -m shiftvit.bench fast``: README, Performance).
 
 Written by hand because nothing installable does it: PyTorch has a caching allocator for CUDA only, and
 jemalloc/tcmalloc need a system package plus ``LD_PRELOAD`` before the process starts. The price is that a

@@ -250,10 +250,10 @@ def _require_dir(path: Path, what: str) -> Path:
     return path
 
 
-def _image_transforms(train_cfg: Dict[str, Any], img_size: int, is_training: bool, mean, std):
+def _image_transforms(aug: Optional[Dict[str, Any]], img_size: int, is_training: bool, mean, std):
     from timm.data import create_transform
 
-    aug = train_cfg or {}
+    aug = aug or {}
     return create_transform(
         img_size, is_training=is_training, auto_augment=aug.get("aa") if is_training else None,
         color_jitter=aug.get("color_jitter") or 0.0, re_prob=aug.get("reprob", 0.0) if is_training else 0.0,

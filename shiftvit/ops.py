@@ -7,10 +7,10 @@ Pixels pushed out are dropped and vacated rows/columns are zero, exactly as the 
 
 Why a hand-written autograd function: the official code builds the output with ``zeros_like`` followed by
 five slice copies and lets autograd differentiate through the indexing, which writes the tensor twice
-forward and allocates/zeros again backward (9.3x two clones on a CPU). The shift is a permutation with zero
-fill, so its backward is the inverse shift: on a CPU both directions write every output element exactly once
-(1.1-1.2x two clones); on a GPU, where launches count more than bytes, both use the official algorithm's six
-launches. No library ships it.
+forward and allocates/zeros again backward. The shift is a permutation with zero fill, so its backward is the
+inverse shift: on a CPU both directions write every output element exactly once; on a GPU, where launches
+count more than bytes, both use the official algorithm's six launches. No library ships it. What each kernel
+costs against two clones is measured by ``python -m shiftvit.bench shift`` (README, Performance).
 """
 from __future__ import annotations
 
@@ -23,12 +23,11 @@ from timm.layers import register_notrace_function
 from .spec import GammaLike, parse_gamma, shift_channels  # noqa: F401  (re-exported: shiftvit.ops.parse_gamma)
 
 
-def shift_reference(x: torch.Tensor, g: int, inverse: bool = False, shift_size: int = 1) -> torch.Tensor:
-    """The official algorithm: zero the output, then five slice copies (``inverse``: the opposite shift).
-    Plain and obviously correct; also the TorchScript path and the GPU kernel: 6 launches, where the
-    write-once kernel below takes 9, and on a GPU the late stages' tensors are small enough that launches,
-    not bytes, set the time (the official structure ran Shift-T inference 1.14x faster than our write-once
-    kernel on an H200; README, Performance)."""
+def shift_official(x: torch.Tensor, g: int, inverse: bool = False, shift_size: int = 1) -> torch.Tensor:
+    """The official algorithm (microsoft/SPACH): zero the output, then five slice copies (``inverse``: the
+    opposite shift). Plain and obviously correct; the TorchScript path and the default GPU kernel: 6 launches,
+    where the write-once kernel below takes 9, and on a GPU the late stages' tensors are small enough that
+    launches, not bytes, set the time (README, Performance)."""
     s = shift_size
     # first channel of the groups moving left, right, up and down; the adjoint swaps opposite directions
     left, right, up, down = (g, 0, 3 * g, 2 * g) if inverse else (0, g, 2 * g, 3 * g)
@@ -64,17 +63,17 @@ def _shift_write_once(x: torch.Tensor, g: int, inverse: bool = False, shift_size
 
 
 GPU_KERNELS = ("torch", "triton")
-_gpu_kernel = {"name": "torch", "fn": shift_reference}  # the name and the function it stands for
+_gpu_kernel = {"name": "torch", "fn": shift_official}  # the name and the function it stands for
 
 
 def set_gpu_kernel(name: str) -> str:
     """The shift kernel for GPU tensors: ``torch`` (the six-launch official algorithm, the default) or
-    ``triton`` (one launch, ``shift_triton.py``; opt-in until measured on a GPU). CPU tensors always use
+    ``triton`` (one launch, ``shift_triton.py``; opt-in, see its docstring). CPU tensors always use
     the write-once kernel. ``SHIFTVIT_GPU_SHIFT_KERNEL`` sets it for a whole process, ``run.py`` included.
     Returns the kernel it replaces."""
     if name not in GPU_KERNELS:
         raise ValueError(f"GPU shift kernel {name!r} is not one of: {', '.join(GPU_KERNELS)}")
-    fn = shift_reference
+    fn = shift_official
     if name == "triton":  # imported here, so a missing Triton fails now rather than at the first forward
         from .shift_triton import shift_triton as fn
     previous = _gpu_kernel["name"]
@@ -112,7 +111,7 @@ def shift_by(x: torch.Tensor, g: int, shift_size: int = 1) -> torch.Tensor:
     if g == 0:
         return x
     if torch.jit.is_scripting():
-        return shift_reference(x, g, shift_size=shift_size)
+        return shift_official(x, g, shift_size=shift_size)
     if not (x.requires_grad and torch.is_grad_enabled()):
         return _shift_once(x, g, inverse=False, shift_size=shift_size)  # inference: no autograd.Function per call
     return _shift_autograd(x, g, shift_size)

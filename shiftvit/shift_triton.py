@@ -1,8 +1,9 @@
 """The shift as one Triton kernel for CUDA tensors: each output element is read once and written once, in
 a single launch, for both memory formats and both directions.
 
-Opt-in (``SHIFTVIT_GPU_SHIFT_KERNEL=triton`` or ``shiftvit.ops.set_gpu_kernel("triton")``) until a GPU session
-has measured it: the default GPU kernel is the six-launch official algorithm (``ops.shift_reference``).
+Opt-in (``SHIFTVIT_GPU_SHIFT_KERNEL=triton`` or ``shiftvit.ops.set_gpu_kernel("triton")``): the default GPU
+kernel is the six-launch official algorithm (``ops.shift_official``), which it has not yet been shown to beat
+(README, Performance).
 Tested on CPU through Triton's interpreter (``TRITON_INTERPRET=1``). Hand-written because no library has a
 partial shift; imported only when selected, so Triton is never a dependency of the default path.
 """
@@ -43,7 +44,7 @@ def _shift_kernel(x_ptr, out_ptr, numel, C, H, W, g, step, s_n, s_c, s_h, s_w,
 
 
 def shift_triton(x: torch.Tensor, g: int, inverse: bool = False, shift_size: int = 1) -> torch.Tensor:
-    """``shift_reference(x, g, inverse, shift_size)`` in one launch; keeps channels-last input channels-last."""
+    """``shift_official(x, g, inverse, shift_size)`` in one launch; keeps channels-last input channels-last."""
     channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
     if not channels_last:
         x = x.contiguous()

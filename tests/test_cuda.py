@@ -12,7 +12,7 @@ from helpers import ROOT, cli_env, run_cli
 
 import shiftvit.models  # noqa: F401  (registers the models with timm)
 from shiftvit.bench import bench_fast, bench_throughput
-from shiftvit.ops import shift_by, shift_reference
+from shiftvit.ops import shift_by, shift_official
 from shiftvit.records import read_metrics, read_summary
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -33,7 +33,7 @@ def test_shift_on_cuda_equals_reference_forward_and_backward(memory_format):
     grad = torch.randn_like(x)
     ours = shift_by(x, 4)
     (g_ours,) = torch.autograd.grad(ours, x, grad)
-    ref = shift_reference(x, 4)
+    ref = shift_official(x, 4)
     (g_ref,) = torch.autograd.grad(ref, x, grad)
     assert torch.equal(ours, ref) and torch.equal(g_ours, g_ref)
     assert ours.is_contiguous(memory_format=memory_format)
@@ -46,7 +46,7 @@ def test_triton_shift_kernel_on_cuda(memory_format):
 
     x = torch.randn(4, 48, 9, 7, device="cuda").contiguous(memory_format=memory_format).requires_grad_(True)
     grad = torch.randn_like(x)
-    ref = shift_reference(x, 4)
+    ref = shift_official(x, 4)
     (g_ref,) = torch.autograd.grad(ref, x, grad)
     model = timm.create_model("shiftvit_light_tiny", img_size=64).cuda().eval().to(memory_format=memory_format)
     image = torch.randn(2, 3, 64, 64, device="cuda").contiguous(memory_format=memory_format)

@@ -4,7 +4,7 @@ import torch
 import shiftvit.models  # noqa: F401  (registers the models with timm)
 from shiftvit.flops import BudgetError, component_of, count, count_model, main, solve_depths
 
-# GMACs from ANCHORS.md (official table)
+# GMACs of the official models (the paper's Table 4; microsoft/SPACH)
 OFFICIAL_GMACS = {
     "shiftvit_light_tiny": 2.96, "shiftvit_r4_tiny": 4.58, "shiftvit_r2_tiny": 4.58,
     "shiftvit_light_small": 5.74, "shiftvit_r4_small": 8.51, "shiftvit_r2_small": 8.74,

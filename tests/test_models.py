@@ -8,7 +8,7 @@ from timm.models._features_fx import create_feature_extractor, get_graph_node_na
 import shiftvit.models  # noqa: F401  (registers the models with timm)
 from shiftvit.models import ACTS, MIXERS, NORMS
 
-# From ANCHORS.md (the official table): C, depths, tau, n_div, params in millions.
+# The official table (the paper's Table 4; microsoft/SPACH): C, depths, tau, n_div, params in millions.
 OFFICIAL = {
     "shiftvit_light_tiny": (96, (2, 2, 6, 2), 4, 12, 19.61),
     "shiftvit_r4_tiny": (96, (2, 2, 12, 3), 4, 12, 31.43),

@@ -4,7 +4,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from shiftvit import parse_gamma, shift, shift_reference
+from shiftvit import parse_gamma, shift, shift_official
 from shiftvit.ops import _shift_write_once, shift_by, shift_channels
 
 
@@ -51,7 +51,7 @@ def test_shift_matches_naive_definition(shape, gamma):
         return
     expected = naive_shift(x, g)
     assert torch.equal(shift_by(x, g), expected)
-    assert torch.equal(shift_reference(x, g), expected)
+    assert torch.equal(shift_official(x, g), expected)
 
 
 def test_channels_not_multiple_of_four_groups():
@@ -71,7 +71,7 @@ def test_channels_last_input_handled():
     grad = torch.randn_like(x)
     shift(cl, "1/12").backward(grad)
     ref = x.clone().requires_grad_(True)
-    shift_reference(ref, 2).backward(grad)
+    shift_official(ref, 2).backward(grad)
     assert torch.equal(cl.grad, ref.grad)
 
 
@@ -80,7 +80,7 @@ def test_backward_is_inverse_shift_and_matches_autograd_of_reference():
     grad = torch.randn(3, 20, 6, 5)
     shift_by(x, 3).backward(grad)
     ref = x.detach().clone().requires_grad_(True)
-    shift_reference(ref, 3).backward(grad)
+    shift_official(ref, 3).backward(grad)
     assert torch.equal(x.grad, ref.grad)
 
 
@@ -91,7 +91,7 @@ def test_gradcheck_float64(shape, g):
     assert torch.autograd.gradgradcheck(lambda t: shift_by(t, g), (x,))
 
 
-@pytest.mark.parametrize("impl", [_shift_write_once, shift_reference])
+@pytest.mark.parametrize("impl", [_shift_write_once, shift_official])
 @pytest.mark.parametrize("shape,g", [((2, 12, 5, 7), 3), ((1, 13, 1, 4), 3), ((3, 7, 4, 1), 1), ((2, 9, 2, 2), 2)])
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
 def test_both_kernels_shift_and_unshift_exactly(impl, shape, g, memory_format):
@@ -133,7 +133,7 @@ def test_parse_gamma_rejects(bad):
 
 TRITON_CHECK = """
 import torch
-from shiftvit.ops import shift_reference
+from shiftvit.ops import shift_official
 from shiftvit.shift_triton import shift_triton
 cases = [((2, 12, 5, 7), 3), ((1, 13, 1, 4), 3), ((3, 7, 4, 1), 1), ((2, 9, 2, 2), 2), ((1, 40, 3, 3), 10)]
 for shape, g in cases:
@@ -141,7 +141,7 @@ for shape, g in cases:
         x = torch.randn(*shape).contiguous(memory_format=fmt)
         for inverse in (False, True):
             out = shift_triton(x, g, inverse)
-            assert torch.equal(out, shift_reference(x, g, inverse)), (shape, fmt, inverse)
+            assert torch.equal(out, shift_official(x, g, inverse)), (shape, fmt, inverse)
             assert out.is_contiguous(memory_format=fmt)
 print("checked", len(cases) * 4)
 """
@@ -225,7 +225,7 @@ def test_anchor_example_two_pixel_shift():
 STEP_SHAPES = [((2, 9, 4, 5), 2), ((1, 8, 3, 2), 2), ((1, 5, 1, 4), 1)]
 
 
-@pytest.mark.parametrize("impl", [shift_reference, _shift_write_once])
+@pytest.mark.parametrize("impl", [shift_official, _shift_write_once])
 @pytest.mark.parametrize("shape,g", STEP_SHAPES)
 @pytest.mark.parametrize("shift_size", [1, 2, 3])
 @pytest.mark.parametrize("inverse", [False, True])
@@ -306,7 +306,7 @@ def test_model_with_shift_size_two_runs_and_shifts_two_pixels():
 
 TRITON_STEP_CHECK = """
 import torch
-from shiftvit.ops import shift_reference
+from shiftvit.ops import shift_official
 from shiftvit.shift_triton import shift_triton
 cases = [((2, 9, 4, 5), 2), ((1, 8, 3, 2), 2), ((1, 5, 1, 4), 1)]
 n = 0
@@ -316,7 +316,7 @@ for shape, g in cases:
             x = torch.randn(*shape).contiguous(memory_format=fmt)
             for inverse in (False, True):
                 out = shift_triton(x, g, inverse, s)
-                assert torch.equal(out, shift_reference(x, g, inverse, s)), (shape, s, fmt, inverse)
+                assert torch.equal(out, shift_official(x, g, inverse, s)), (shape, s, fmt, inverse)
                 assert out.is_contiguous(memory_format=fmt)
                 n += 1
 print("checked", n)
@@ -324,7 +324,7 @@ print("checked", n)
 
 
 def test_triton_kernel_with_shift_size_equals_reference_in_the_interpreter():
-    """shift_reference is checked against the element-by-element definition above; Triton against it."""
+    """shift_official is checked against the element-by-element definition above; Triton against it."""
     import subprocess
     import sys
 

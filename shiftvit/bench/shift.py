@@ -7,7 +7,7 @@ from typing import Callable, Dict, Optional
 
 import torch
 
-from ..ops import _shift_write_once, set_gpu_kernel, shift_by, shift_channels, shift_reference
+from ..ops import _shift_write_once, set_gpu_kernel, shift_by, shift_channels, shift_official
 from .timing import _device_name, _machine, time_interleaved
 
 
@@ -54,13 +54,13 @@ def bench_shift(shape=(64, 96, 56, 56), gamma: str = "1/12", repeats: int = 20, 
 
     def official() -> None:  # zeros_like + five slice copies, autograd through the indexing
         x.grad = None
-        shift_reference(x, g).backward(grad)
+        shift_official(x, g).backward(grad)
 
     def kernel(impl: Callable[..., torch.Tensor]) -> Callable[[], None]:
         return lambda: (impl(x.detach(), g), impl(grad, g, inverse=True))  # what forward + backward run
 
     fns = {"clone": clone_floor, "shiftvit": ours, "official": official,
-           "write_once": kernel(_shift_write_once), "few_launches": kernel(shift_reference)}
+           "write_once": kernel(_shift_write_once), "few_launches": kernel(shift_official)}
     if _triton_usable(dev):
         from ..shift_triton import shift_triton
 
