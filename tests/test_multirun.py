@@ -21,7 +21,8 @@ from shiftvit.records import read_metrics, read_summary
 
 CONF = ROOT / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
-ABLATIONS = ["mixers", "gamma", "tau_depth", "norm_act", "shift_vs_swin"]
+# the one-model grids (swap's arms are different models: tests/test_swap.py; imagenet_300ep is a single run)
+ABLATIONS = [e for e in EXPERIMENTS if e not in ("swap", "imagenet_300ep")]
 
 
 def _compose(overrides, hydra: bool = True):
