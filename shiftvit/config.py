@@ -16,12 +16,13 @@ Everything except the budget solve runs without torch, so a bad value answers in
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Type
+from typing import Any, Dict, List, Optional, Tuple, Type
 
 from . import spec
 
@@ -278,6 +279,18 @@ LOGGERS = ("wandb", "none")
 WANDB_MODES = ("offline", "online", "disabled")
 
 
+@dataclass
+class ReferenceArch:
+    """The reference built otherwise than as its own, e.g. ``reference_arch.mixer=attn reference_arch.norm=ln``:
+    the shift model at the budget of the same network with Swin's block, the paper's swap. None: the reference
+    variant's own (shift, gn1, its tau and depths). A ShiftViT reference only: a timm model is counted as timm
+    builds it."""
+    mixer: Optional[str] = None  # spec.MIXER_OPTIONS, with that mixer's default options
+    norm: Optional[str] = None  # spec.NORMS
+    tau: Optional[float] = None  # MLP ratio
+    depths: Optional[List[int]] = None  # four stage depths: Swin-T's 2,2,6,2 on any variant's width and input
+
+
 # --- the whole experiment -----------------------------------------------------------------------------------------
 @dataclass
 class ExperimentConfig:
@@ -295,7 +308,10 @@ class ExperimentConfig:
     # keep the budget of `reference` (default: the chosen model with its own mixer and tau): flops | params | none.
     # Matched by default, so that a mixer or tau sweep compares at equal cost unless the user says match=none.
     match: str = "flops"
+    # a ShiftViT variant or any timm model (swin_tiny_patch4_window7_224), counted at the run's input size: a
+    # budget is the cost of one image as the run sees it (a 224-px reference's own cost would not fit 32 px)
     reference: Optional[str] = None
+    reference_arch: ReferenceArch = field(default_factory=ReferenceArch)
     tolerance: float = DEFAULT_TOLERANCE  # relative tolerance of the matched budget
     seed: int = 0
     # the group this run belongs to in wandb and in the analysis (default: the sweep's directory name)
@@ -395,6 +411,39 @@ def _model(values: Dict[str, Any]) -> ModelConfig:
     return model
 
 
+def _reference(value: Any, arch_values: Any, model: str) -> Tuple[str, Optional[Dict[str, Any]]]:
+    """The reference's name and, where it is built otherwise than as its own, its architecture in full. A timm
+    name is looked up by ``resolve`` (that needs timm); a ShiftViT name is checked here."""
+    name = model if value is None else value
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"reference={value!r} must be a model name: a ShiftViT variant or a timm model")
+    variant = name in spec.VARIANTS or name in spec.ALIASES
+    if not variant and name.startswith("shiftvit"):
+        raise ConfigError(f"reference={name!r} is not a ShiftViT variant; choose one of: "
+                          f"{', '.join([*spec.VARIANTS, *spec.ALIASES])}, or a timm model")
+    arch = _instance(ReferenceArch, dict(arch_values or {}), "reference_arch", "a reference architecture knob")
+    given = {k: v for k, v in dataclasses.asdict(arch).items() if v is not None}
+    if not given:
+        return name, None
+    if not variant:
+        key, val = next(iter(given.items()))
+        raise ConfigError(f"reference_arch.{key}={val} applies to a ShiftViT reference, but reference={name} is a "
+                          "timm model counted as timm builds it: drop reference_arch or give a ShiftViT variant")
+    if arch.mixer is not None:
+        _choice("reference_arch.mixer", arch.mixer, tuple(spec.MIXER_OPTIONS))
+    if arch.norm is not None:
+        _choice("reference_arch.norm", arch.norm, spec.NORMS)
+    table = spec.variant_kwargs(name)
+    tau = table["mlp_ratio"] if arch.tau is None else _number("reference_arch.tau", arch.tau, positive=True)
+    try:
+        depths = _check_depths(arch.depths)
+    except ConfigError as e:
+        raise ConfigError(f"reference_arch.{e}") from None
+    return name, {"mixer": arch.mixer or "shift", "norm": arch.norm or ModelConfig.norm,
+                  "tau": int(tau) if float(tau).is_integer() else tau,
+                  "depths": list(table["depths"]) if depths is None else depths}
+
+
 def check(cfg: Dict[str, Any]) -> Dict[str, Any]:
     """Validate a composed config (plain dict) without torch and return the effective config with the depths
     the user or the variant gives (the budget is solved by ``resolve``). Raises ``ConfigError``."""
@@ -420,6 +469,7 @@ def check(cfg: Dict[str, Any]) -> Dict[str, Any]:
         raise ConfigError(f"depths={depths} and match={match} conflict: the solver chooses depths; add match=none "
                           "to train the depths you gave")
     tolerance = _number("tolerance", cfg.get("tolerance", DEFAULT_TOLERANCE), positive=True)
+    reference, reference_arch = _reference(cfg.get("reference"), cfg.get("reference_arch"), model.name)
     seed = _number("seed", cfg.get("seed", 0), integer=True, minimum=0)
     data = dict(cfg.get("data") or {})
     data_options = data_config(data)
@@ -442,7 +492,9 @@ def check(cfg: Dict[str, Any]) -> Dict[str, Any]:
         "tau": tau,
         "depths": depths if depths is not None else list(table["depths"]),
         "match": match,
-        "reference": (cfg.get("reference") or model.name) if match != "none" else None,
+        "reference": reference if match != "none" else None,
+        # None: the reference as its own (left out of the hash, so records from before the knob keep theirs)
+        "reference_arch": reference_arch if match != "none" else None,
         "tolerance": tolerance if match != "none" else None,
         "data": data,
         "train": train,
@@ -472,8 +524,14 @@ def resolve(cfg: Dict[str, Any]) -> Dict[str, Any]:
     name, img_size = effective["model"]["name"], effective["model"]["img_size"]
     try:
         if effective["match"] != "none":
+            _known_reference(effective["reference"])
+            ref_arch = effective["reference_arch"]
+            reference_kwargs = {} if ref_arch is None else dict(
+                mixer=ref_arch["mixer"], norm=ref_arch["norm"], mlp_ratio=ref_arch["tau"],
+                depths=tuple(ref_arch["depths"]))
             solution = solve_depths(effective["reference"], img_size, match=effective["match"],
-                                    tolerance=effective["tolerance"], **architecture(effective))
+                                    tolerance=effective["tolerance"], reference_kwargs=reference_kwargs,
+                                    model=name, **architecture(effective))
             effective["depths"] = list(solution.depths)
         # build it once on the meta device (free): every architecture error surfaces here, before any data
         count(name, img_size, depths=tuple(effective["depths"]), **architecture(effective))
@@ -484,9 +542,25 @@ def resolve(cfg: Dict[str, Any]) -> Dict[str, Any]:
     return effective
 
 
+def _known_reference(name: str) -> None:
+    """A reference that is no ShiftViT variant must be a timm model; else one line naming it and the way out."""
+    if name in spec.VARIANTS or name in spec.ALIASES:
+        return
+    import timm
+
+    if timm.is_model(name):
+        return
+    close = difflib.get_close_matches(name, [*spec.VARIANTS, *timm.list_models()], n=3)
+    hint = f" (close: {', '.join(close)})" if close else ""
+    raise ConfigError(f"reference={name!r} is neither a ShiftViT variant nor a timm model{hint}: give a variant "
+                      "(python -m shiftvit.flops --variants -) or a timm model name (timm.list_models('swin*'))")
+
+
 def config_hash(effective: Dict[str, Any]) -> str:
     """Identity of a run's numbers: the effective config minus settings that only change speed/reporting."""
     hashed = json.loads(json.dumps(effective, default=str))
+    if "reference_arch" in hashed and hashed["reference_arch"] is None:
+        del hashed["reference_arch"]
     for key in SPEED_ONLY_TRAIN_KEYS:
         (hashed.get("train") or {}).pop(key, None)
     return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import DEFAULT_TOLERANCE, MATCHES
-from .spec import ACTS, ALIASES, DEFAULT_IMG_SIZE, NORMS, VARIANTS, variant_kwargs
+from .spec import ACTS, ALIASES, DEFAULT_IMG_SIZE, NORMS, VARIANTS, native_img_size, variant_kwargs
 
 COMPONENTS = ("embed", "mixer", "mlp", "norm", "merge", "head", "other")
 
@@ -145,15 +145,20 @@ _CACHE: Dict[str, Cost] = {}
 
 
 def count(name: str, img_size: Optional[int] = None, **kwargs: Any) -> Cost:
-    """Cost of ``timm.create_model(name, **kwargs)`` at ``img_size`` (default: the model's own), cached."""
+    """Cost of ``timm.create_model(name, **kwargs)`` at ``img_size`` (default: the model's own), cached.
+
+    A model with a fixed input size (Swin, ViT) is built for ``img_size`` when that is not its own."""
     import timm
 
     import shiftvit.models  # noqa: F401  (registers the models with timm)
 
+    cfg = timm.models.get_pretrained_cfg(name)
+    own = kwargs.get("img_size") or (cfg.input_size[-1] if cfg else DEFAULT_IMG_SIZE)
     if img_size is None:
-        cfg = timm.models.get_pretrained_cfg(name)
-        img_size = kwargs.get("img_size") or (cfg.input_size[-1] if cfg else 224)
-    if name.startswith("shiftvit"):
+        img_size = own
+    if name.startswith("shiftvit") or (cfg is not None and cfg.fixed_input_size and img_size != own):
+        # a model laid out for one input size (Swin's windows, a ViT's position table) refuses any other: build
+        # it for the size counted, so that a budget is always the cost of one image at the run's resolution
         kwargs.setdefault("img_size", img_size)
     key = _key({"model": name, "input_size": img_size, **kwargs})
     if key not in _CACHE:
@@ -196,35 +201,45 @@ def solve_depths(
         match: str = "flops",
         tolerance: float = DEFAULT_TOLERANCE,
         reference_kwargs: Optional[Dict[str, Any]] = None,
+        model: Optional[str] = None,
         **variant: Any,
 ) -> Solution:
-    """Stage depths for ``variant`` (mixer, gamma, mlp_ratio, ...) whose total MACs (or params) are within
-    ``tolerance`` of ``reference``'s, keeping the reference's stage proportions as closely as possible.
+    """Stage depths for the ShiftViT variant ``model`` (default: ``reference``) built with ``variant`` (mixer,
+    gamma, mlp_ratio, ...) whose total MACs (or params) are within ``tolerance`` of the budget of ``reference``,
+    keeping ``model``'s stage proportions as closely as possible.
 
-    Raises ``BudgetError`` naming the budget, the closest reachable depths and, where there is one, another
-    variant whose budget this architecture can match.
+    ``reference`` is a ShiftViT variant or any timm model, built with ``reference_kwargs`` (e.g. ``mixer='attn',
+    norm='ln'`` for the same network with attention) and counted at ``img_size``, the input the solved model
+    sees. Raises ``BudgetError`` naming the budget, the closest reachable depths and, where there is one,
+    another variant that can meet a budget.
     """
     try:
-        return _solve_depths(reference, img_size, match, tolerance, reference_kwargs, **variant)
+        return _solve_depths(reference, img_size, match, tolerance, reference_kwargs, model, **variant)
     except BudgetError as e:
-        raise BudgetError(f"{e}{_where_it_fits(reference, img_size, match, tolerance, variant)}") from None
+        way_out = _where_it_fits(reference, img_size, match, tolerance, variant, reference_kwargs, model)
+        raise BudgetError(f"{e}{way_out}") from None
 
 
 def _solve_depths(reference: str, img_size: Optional[int], match: str, tolerance: float,
-                  reference_kwargs: Optional[Dict[str, Any]], **variant: Any) -> Solution:
+                  reference_kwargs: Optional[Dict[str, Any]], model: Optional[str] = None,
+                  **variant: Any) -> Solution:
     if match not in MATCHES:
         raise ValueError(f"match={match!r} is not one of: {', '.join(MATCHES)}")
     reference_kwargs = dict(reference_kwargs or {})
-    ref_depths = tuple(reference_kwargs.get("depths") or variant_kwargs(reference)["depths"])
+    model = model or reference
+    # the solved model's own proportions: Shift-T's 6,8,18,6 at Swin-T's budget is the paper's own design
+    shape = tuple(variant_kwargs(model)["depths"])
+    if img_size is None:  # the reference at the solved model's input: a budget is the cost of one image there
+        img_size = native_img_size(model)
     if "depths" in variant:
         raise ValueError("depths are what the solver chooses; do not pass depths with match=flops|params")
     ref_cost = count(reference, img_size, **reference_kwargs)
     if match == "none":
-        cost = count(reference, img_size, **{**reference_kwargs, **variant})
-        return Solution(ref_depths, match, reference, ref_cost.total_macs, cost.total_macs,
+        cost = count(model, img_size, **variant)
+        return Solution(shape, match, reference, ref_cost.total_macs, cost.total_macs,
                         cost.total_macs, cost.total_params)
-    probe_depths = (2,) * len(ref_depths)
-    probe = count(reference, img_size, **{**reference_kwargs, **variant, "depths": probe_depths})
+    probe_depths = (2,) * len(shape)
+    probe = count(model, img_size, **{**variant, "depths": probe_depths})
     per_stage = probe.blocks_macs if match == "flops" else probe.blocks_params
     block = [c / d for c, d in zip(per_stage, probe_depths)]
     fixed = probe.total(match) - sum(per_stage)
@@ -234,17 +249,17 @@ def _solve_depths(reference: str, img_size: Optional[int], match: str, tolerance
         return fixed + sum(d * b for d, b in zip(depths, block))
 
     def keeps_order(depths: Sequence[int]) -> bool:
-        """Stages 1-3 keep the reference's order: never an earlier stage deeper than a later one unless the
-        reference has it so (a shape change would confound the ablation with the model's shape)."""
-        shaped = range(min(3, len(ref_depths)))
-        return all(depths[i] <= depths[j] for i in shaped for j in shaped if i < j and ref_depths[i] <= ref_depths[j])
+        """Stages 1-3 keep the model's order: never an earlier stage deeper than a later one unless the model
+        has it so (a shape change would confound the ablation with the model's shape)."""
+        shaped = range(min(3, len(shape)))
+        return all(depths[i] <= depths[j] for i in shaped for j in shaped if i < j and shape[i] <= shape[j])
 
-    ref_share = [d / sum(ref_depths) for d in ref_depths]
-    deepest = max(range(len(ref_depths)), key=lambda i: ref_depths[i])
+    share = [d / sum(shape) for d in shape]
+    deepest = max(range(len(shape)), key=lambda i: shape[i])
     candidates = set()
-    scale = 1.0 / max(ref_depths)
+    scale = 1.0 / max(shape)
     while True:
-        base = [max(1, round(scale * d)) for d in ref_depths]
+        base = [max(1, round(scale * d)) for d in shape]
         for offsets in itertools.product((-1, 0, 1), repeat=len(base)):
             for extra in (-2, 0, 2):
                 cand = [max(1, b + o) for b, o in zip(base, offsets)]
@@ -256,7 +271,7 @@ def _solve_depths(reference: str, img_size: Optional[int], match: str, tolerance
         scale *= 1.03
 
     def deviation(depths: Tuple[int, ...]) -> float:
-        return sum(abs(d / sum(depths) - s) for d, s in zip(depths, ref_share))
+        return sum(abs(d / sum(depths) - s) for d, s in zip(depths, share))
 
     within = [c for c in candidates if abs(total(c) / target - 1) <= tolerance]
     if not within:
@@ -269,9 +284,10 @@ def _solve_depths(reference: str, img_size: Optional[int], match: str, tolerance
                      f"and {_unit(match, high)} ({high / target - 1:+.1%})")
         else:
             reach = "; no depths cost less" if above else "; no depths cost more"
+        solved = _describe(variant) if model == reference else f"{model} with {_describe(variant)}"
         raise BudgetError(
-            f"cannot match the {match} budget of {reference} ({_unit(match, target)}) within "
-            f"±{tolerance:.0%} for {_describe(variant)}: the closest reachable is depths={list(closest)} "
+            f"cannot match the {match} budget of {_label(reference, reference_kwargs)} ({_unit(match, target)}) "
+            f"within ±{tolerance:.0%} for {solved}: the closest reachable is depths={list(closest)} "
             f"at {_unit(match, total(closest))} ({total(closest) / target - 1:+.1%}){reach}")
     best = min(within, key=lambda c: (round(deviation(c), 9), abs(total(c) - target), sum(c)))
     macs = round(probe.total_macs + sum((d - p) * c / p for d, p, c in zip(best, probe_depths, probe.blocks_macs)))
@@ -281,19 +297,34 @@ def _solve_depths(reference: str, img_size: Optional[int], match: str, tolerance
 
 
 def _where_it_fits(reference: str, img_size: Optional[int], match: str, tolerance: float,
-                   variant: Dict[str, Any]) -> str:
-    """'; it can be met at the budget of shiftvit_micro (depths=[...])': the first other variant designed for
-    the same input size whose budget this architecture can match (an error path: a few meta-device counts)."""
-    native = VARIANTS.get(reference, {}).get("img_size", DEFAULT_IMG_SIZE)
+                   variant: Dict[str, Any], reference_kwargs: Optional[Dict[str, Any]] = None,
+                   model: Optional[str] = None) -> str:
+    """Where the same architecture fits, among the variants designed for the solved model's input size (an
+    error path: a few meta-device counts). The reference's own budget: '; it can be met at the budget of
+    shiftvit_micro (depths=[...])'; a budget set apart from the model (another model, or the reference built
+    otherwise) stays, and another model is sought: '; shiftvit_micro can meet it (depths=[...])'."""
+    model = model or reference
+    own_budget = model == reference and not reference_kwargs
+    native = VARIANTS.get(ALIASES.get(model, model), {}).get("img_size", DEFAULT_IMG_SIZE)
     for name, spec in VARIANTS.items():
-        if name == reference or spec.get("img_size", DEFAULT_IMG_SIZE) != native:
+        if name in (model, ALIASES.get(model)) or spec.get("img_size", DEFAULT_IMG_SIZE) != native:
             continue
         try:  # the core solver: a failure here must not search for alternatives in turn
-            solution = _solve_depths(name, img_size, match, tolerance, None, **variant)
+            if own_budget:
+                solution = _solve_depths(name, img_size, match, tolerance, None, **variant)
+            else:
+                solution = _solve_depths(reference, img_size, match, tolerance, reference_kwargs, name, **variant)
         except (BudgetError, ValueError):
             continue
-        return f"; it can be met at the budget of {name} (depths={list(solution.depths)})"
+        if own_budget:
+            return f"; it can be met at the budget of {name} (depths={list(solution.depths)})"
+        return f"; {name} can meet it (depths={list(solution.depths)})"
     return ""
+
+
+def _label(name: str, kwargs: Optional[Dict[str, Any]]) -> str:
+    """``shiftvit_light_micro[mixer=attn, norm=ln]``: a reference built otherwise than its own is named so."""
+    return f"{name}[{_describe(kwargs)}]" if kwargs else name
 
 
 def _describe(variant: Dict[str, Any]) -> str:
@@ -393,7 +424,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
             label = f"{name}[{mixer}]" if mixer else name
             try:
                 if kwargs and args.match != "none":
-                    sol = solve_depths(args.reference or name, args.img_size, args.match, **kwargs)
+                    sol = solve_depths(args.reference or name, args.img_size, args.match, model=name, **kwargs)
                     kwargs["depths"] = sol.depths
                     if not args.rows:
                         label += " d=" + ",".join(map(str, sol.depths))

@@ -30,6 +30,11 @@ VARIANTS: Dict[str, Dict[str, Any]] = {
                           patch_size=2, img_size=32, num_classes=10),
     "shiftvit_micro": dict(embed_dim=24, depths=(4, 4, 12, 4), mlp_ratio=2, drop_path_rate=0.1, gamma="1/12",
                            patch_size=2, img_size=32, num_classes=10),
+    # Swin-T's shape (the paper's "light" row: depths 2,2,6,2, tau 4) at shiftvit_micro's width and input, so that
+    # micro (tau 2) stands to it as Shift-T to light-T; with mixer=attn norm=ln it is Swin's block at CPU scale,
+    # attention taking about a third of the MACs as in Swin-T
+    "shiftvit_light_micro": dict(embed_dim=24, depths=(2, 2, 6, 2), mlp_ratio=4, drop_path_rate=0.1, gamma="1/12",
+                                 patch_size=2, img_size=32, num_classes=10),
 }
 ALIASES: Dict[str, str] = {
     "shiftvit_tiny": "shiftvit_r2_tiny", "shiftvit_small": "shiftvit_r2_small", "shiftvit_base": "shiftvit_r2_base",
