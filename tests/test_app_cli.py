@@ -216,7 +216,7 @@ def test_every_config_group_option_composes(tmp_path):
     from shiftvit.config import group_options
 
     options = group_options()
-    assert options["mixer"] == sorted(MIXERS) and len(options["model"]) == 14 and len(options["data"]) == 9
+    assert options["mixer"] == sorted(MIXERS) and len(options["model"]) == 15 and len(options["data"]) == 9
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         for group in ("model", "mixer", "data", "train", "logger"):
             for option in options[group]:
