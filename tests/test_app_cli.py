@@ -39,7 +39,8 @@ def test_default_run_records_itself_and_reaches_97(tmp_path):
     assert rows[-1]["val_top1"] == summary["val_top1"]
     assert max(r["val_top1"] for r in rows) == summary["best_val_top1"]
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert config["mixer"] == {"name": "shift"} and config["gamma"] == "1/12" and config["depths"] == [4, 4, 12, 4]
+    assert config["mixer"] == {"name": "shift", "shift_size": 1} and config["gamma"] == "1/12"
+    assert config["depths"] == [4, 4, 12, 4]
     assert config["match"] == "flops" and config["reference"] == "shiftvit_micro"
     # wandb offline mirror holds the per-epoch metrics
     logs = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))

@@ -254,7 +254,8 @@ def test_sigusr2_checkpoints_then_hands_over_to_the_installed_handler(tmp_path):
 
 def test_model_and_data_sizes_must_agree_or_the_adaptation_is_asked_for():
     with pytest.raises(ConfigError, match=r"model shiftvit_tiny is designed for 224 px but data=digits gives 32 px: "
-                                          r"use a model designed for 32 px \(shiftvit_nano, shiftvit_micro\), "
+                                          r"use a model designed for 32 px "
+                                          r"\(shiftvit_nano, shiftvit_micro, shiftvit_light_micro\), "
                                           r"data.img_size=224, or model.img_size=32"):
         resolve(composed("model=shiftvit_tiny"))
     adapted = resolve(composed("model=shiftvit_tiny", "model.img_size=32"))
