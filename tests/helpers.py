@@ -20,6 +20,12 @@ def run_cli(args: List[str], cwd: Path, timeout: int = 600, command: Optional[Li
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=cli_env())
 
 
+# run.py (as run_cli's command=), with one line on stdout at exit saying whether torch was ever imported
+WITH_TORCH_PROBE = [sys.executable, "-c", "import atexit, runpy, sys; atexit.register(lambda: print('torch imported:', "
+                    "'torch' in sys.modules)); sys.argv = ['run.py', *sys.argv[1:]]; "
+                    f"runpy.run_path({str(ROOT / 'run.py')!r}, run_name='__main__')"]
+
+
 def popen_cli(args: List[str], cwd: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import ROOT, popen_cli, run_cli
+from helpers import ROOT, WITH_TORCH_PROBE, popen_cli, run_cli
 from wandb_log import history
 
 from shiftvit.config import DEFAULT_TOLERANCE
@@ -164,12 +164,6 @@ def test_bad_config_fails_with_one_line(tmp_path, args, message):
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
     assert "Traceback" not in proc.stderr
-
-
-# run.py, with one line on stdout at exit saying whether torch was ever imported
-WITH_TORCH_PROBE = [sys.executable, "-c", "import atexit, runpy, sys; atexit.register(lambda: print('torch imported:', "
-                    "'torch' in sys.modules)); sys.argv = ['run.py', *sys.argv[1:]]; "
-                    f"runpy.run_path({str(ROOT / 'run.py')!r}, run_name='__main__')"]
 
 
 @pytest.mark.parametrize("args,message", [

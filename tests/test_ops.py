@@ -147,18 +147,24 @@ print("checked", len(cases) * 4)
 """
 
 
-def test_triton_kernel_equals_reference_in_the_interpreter():
-    """The one-launch GPU kernel, run by Triton's CPU interpreter: same outputs, both ways, both layouts."""
+def in_triton_interpreter(script: str) -> str:
+    """Run ``script`` in a fresh process under Triton's CPU interpreter (it must be set before Triton loads);
+    its stdout."""
     import subprocess
     import sys
 
     pytest.importorskip("triton")
     from helpers import ROOT, cli_env
 
-    proc = subprocess.run([sys.executable, "-c", TRITON_CHECK], cwd=ROOT, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
                           timeout=300, env=cli_env(TRITON_INTERPRET="1"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "checked 20" in proc.stdout
+    return proc.stdout
+
+
+def test_triton_kernel_equals_reference_in_the_interpreter():
+    """The one-launch GPU kernel, run by Triton's CPU interpreter: same outputs, both ways, both layouts."""
+    assert "checked 20" in in_triton_interpreter(TRITON_CHECK)
 
 
 def test_gpu_kernel_setting_is_validated_and_leaves_cpu_tensors_alone():
@@ -325,13 +331,4 @@ print("checked", n)
 
 def test_triton_kernel_with_shift_size_equals_reference_in_the_interpreter():
     """shift_official is checked against the element-by-element definition above; Triton against it."""
-    import subprocess
-    import sys
-
-    pytest.importorskip("triton")
-    from helpers import ROOT, cli_env
-
-    proc = subprocess.run([sys.executable, "-c", TRITON_STEP_CHECK], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env=cli_env(TRITON_INTERPRET="1"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "checked 24" in proc.stdout
+    assert "checked 24" in in_triton_interpreter(TRITON_STEP_CHECK)

@@ -1,13 +1,12 @@
 """The paper's swap (+experiment=swap): Swin-T's network with window attention + LayerNorm, the same network with
 the shift, and the tau-2 shift model at the attention network's FLOPs; and the knobs it rests on (``reference``
 as any ShiftViT variant or timm model, ``reference_arch``)."""
-import sys
 
 import pytest
 import timm
 import torch
 import yaml
-from helpers import ROOT, run_cli
+from helpers import ROOT, WITH_TORCH_PROBE, run_cli
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -165,12 +164,6 @@ def test_unknown_timm_reference_exits_2_in_one_line(tmp_path):
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: reference='resnet5O' is neither"), proc.stderr
     assert "resnet50" in lines[0]
-
-
-# run.py, with one line on stdout at exit saying whether torch was ever imported
-WITH_TORCH_PROBE = [sys.executable, "-c", "import atexit, runpy, sys; atexit.register(lambda: print('torch imported:', "
-                    "'torch' in sys.modules)); sys.argv = ['run.py', *sys.argv[1:]]; "
-                    f"runpy.run_path({str(ROOT / 'run.py')!r}, run_name='__main__')"]
 
 
 @pytest.mark.parametrize("args,message", [
