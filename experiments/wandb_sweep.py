@@ -94,12 +94,13 @@ def check(path: Path) -> Dict[str, Any]:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config")
     for key, spec in sweep["parameters"].items():
-        if key in groups:
+        group = key.removeprefix("+")  # +group=option adds a group that the defaults list does not name
+        if group in groups:
             values = spec.get("values", [spec.get("value")])
-            bad = [v for v in values if str(v) not in groups[key]]
+            bad = [v for v in values if str(v) not in groups[group]]
             if bad:
-                raise SweepError(f"{path}: parameter {key}={bad[0]!r} is not an option of group {key!r} "
-                                 f"({', '.join(groups[key])})")
+                raise SweepError(f"{path}: parameter {key}={bad[0]!r} is not an option of group {group!r} "
+                                 f"({', '.join(groups[group])})")
             continue
         if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
             raise SweepError(f"{path}: parameter {key!r} names no config key (groups: {', '.join(sorted(groups))}; "
