@@ -128,10 +128,9 @@ SPEED_ONLY_TRAIN_KEYS = ("progress", "num_workers", "threads", "device", "eval_e
 
 
 def _instance(schema: Type, values: Dict[str, Any], prefix: str, what: str):
-    known = [f.name for f in dataclasses.fields(schema)]
-    unknown = sorted(set(values) - set(known))
+    unknown = spec.first_unknown(schema, values)
     if unknown:
-        raise ConfigError(f"{prefix}.{unknown[0]} is not {what}; known: {', '.join(sorted(known))}")
+        raise ConfigError(f"{prefix}.{unknown} is not {what}; known: {', '.join(sorted(spec.field_names(schema)))}")
     return schema(**values)
 
 
@@ -243,10 +242,10 @@ def data_config(values: Dict[str, Any]) -> DataConfig:
     if name not in DATASETS:
         raise ConfigError(f"data.name={name!r} is not one of: {', '.join(sorted(DATASETS))}")
     schema = DATASETS[name]
-    known = [f.name for f in dataclasses.fields(schema) if f.name != "name"]
-    unknown = sorted(set(values) - set(known))
+    unknown = spec.first_unknown(schema, values, exclude=("name",))
     if unknown:
-        raise ConfigError(f"data.{unknown[0]} is not an option of data={name}; its options: {', '.join(known)}")
+        raise ConfigError(f"data.{unknown} is not an option of data={name}; its options: "
+                          f"{', '.join(spec.field_names(schema, exclude=('name',)))}")
     chosen = schema(**values)
     chosen.check()
     return chosen
@@ -396,12 +395,11 @@ def _input_size(model: str, chosen: Any, data_name: str, data_size: Optional[int
 
 
 def _model(values: Dict[str, Any]) -> ModelConfig:
-    try:
-        model = ModelConfig(**values)
-    except TypeError:
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(ModelConfig)})
-        raise ConfigError(f"model.{unknown[0]} is not a model option; use the top-level gamma/tau/depths, or "
-                          f"{', '.join('model.' + f.name for f in dataclasses.fields(ModelConfig))}") from None
+    unknown = spec.first_unknown(ModelConfig, values)
+    if unknown:
+        raise ConfigError(f"model.{unknown} is not a model option; use the top-level gamma/tau/depths, or "
+                          f"{', '.join('model.' + f for f in spec.field_names(ModelConfig))}")
+    model = ModelConfig(**values)
     try:
         spec.variant_kwargs(model.name)
     except ValueError as e:

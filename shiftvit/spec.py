@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Dict, Type, Union
+from typing import Any, Dict, List, Optional, Tuple, Type, Union
 
 NUM_STAGES = 4
 
@@ -178,16 +178,26 @@ MIXER_OPTIONS: Dict[str, Type[MixerOptions]] = {
 }
 
 
+def field_names(schema: Type, exclude: Tuple[str, ...] = ()) -> List[str]:
+    return [f.name for f in dataclasses.fields(schema) if f.name not in exclude]
+
+
+def first_unknown(schema: Type, values: Dict[str, Any], exclude: Tuple[str, ...] = ()) -> Optional[str]:
+    """The first (sorted) key of ``values`` that is not a field of the dataclass ``schema``, or None: the one
+    test behind every "is not an option" message of the configuration."""
+    unknown = sorted(set(values) - set(field_names(schema, exclude)))
+    return unknown[0] if unknown else None
+
+
 def mixer_options(name: str, options: Dict[str, Any]) -> MixerOptions:
     """The checked options of a built-in mixer; ValueError names an unknown or bad one and lists the known."""
     if name not in MIXER_OPTIONS:
         raise ValueError(f"mixer={name!r} is not one of: {', '.join(sorted(MIXER_OPTIONS))}")
     schema = MIXER_OPTIONS[name]
-    known = [f.name for f in dataclasses.fields(schema)]
-    unknown = sorted(set(options) - set(known))
+    unknown = first_unknown(schema, options)
     if unknown:
-        raise ValueError(f"mixer.{unknown[0]} is not an option of mixer={name}; its options: "
-                         f"{', '.join(known) or 'none'}")
+        raise ValueError(f"mixer.{unknown} is not an option of mixer={name}; its options: "
+                         f"{', '.join(field_names(schema)) or 'none'}")
     chosen = schema(**options)
     chosen.check()
     return chosen
