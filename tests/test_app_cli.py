@@ -199,8 +199,9 @@ def test_hydra_config_errors_answer_without_torch(tmp_path):
 def test_help_lists_groups_and_options(tmp_path):
     proc = run_cli(["--help"], cwd=tmp_path)
     assert proc.returncode == 0
-    assert "mixer: attn, dwconv, global_attn, identity, mlp, pool, random, shift" in proc.stdout
-    data = "data: cifar10, cifar100, digits, fashion_mnist, imagefolder, kmnist, mnist, relations, synthetic"
+    assert "mixer: attn, dwconv, global_attn, identity, identity_ln, mlp, pool, random, shift" in proc.stdout
+    data = ("data: cifar10, cifar100, digits, digits_small, fashion_mnist, imagefolder, kmnist, mnist, relations, "
+            "relations_small, synthetic")
     assert data in proc.stdout
     assert "gamma" in proc.stdout and "match" in proc.stdout
 
@@ -208,10 +209,11 @@ def test_help_lists_groups_and_options(tmp_path):
 def test_every_config_group_option_composes(tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from shiftvit.config import group_options
+    from shiftvit.config import DATASETS, MIXER_PRESETS, TESTBEDS, group_options
 
     options = group_options()
-    assert options["mixer"] == sorted(MIXERS) and len(options["model"]) == 15 and len(options["data"]) == 9
+    assert options["mixer"] == sorted([*MIXERS, *MIXER_PRESETS]) and len(options["model"]) == 15
+    assert options["data"] == sorted([*DATASETS, *TESTBEDS])
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         for group in ("model", "mixer", "data", "train", "logger"):
             for option in options[group]:
