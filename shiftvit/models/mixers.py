@@ -129,7 +129,9 @@ class ShiftMixer(TokenMixer):
 
 @register_mixer("identity")
 class IdentityMixer(TokenMixer):
-    """No token mixing at all: the backbone with the mixer removed (same placement as shift)."""
+    """The backbone with the mixer removed (same placement as shift). Not "no spatial mixing" by itself: with
+    GroupNorm(1) the block norms take statistics over all positions, and the patch merges and the final pooling
+    mix positions; ``mixer=identity_ln`` (LayerNorm per token) is the control without the norms' share."""
     prenorm_residual = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
