@@ -135,15 +135,20 @@ TRITON_CHECK = """
 import torch
 from shiftvit.ops import shift_official
 from shiftvit.shift_triton import shift_triton
-cases = [((2, 12, 5, 7), 3), ((1, 13, 1, 4), 3), ((3, 7, 4, 1), 1), ((2, 9, 2, 2), 2), ((1, 40, 3, 3), 10)]
+# the last two span several programs: rows of a plane (NCHW) and blocks of channels (channels-last)
+cases = [((2, 12, 5, 7), 3), ((1, 13, 1, 4), 3), ((3, 7, 4, 1), 1), ((2, 9, 2, 2), 2), ((1, 40, 3, 3), 10),
+         ((1, 8, 40, 70), 2), ((2, 200, 3, 20), 40)]
+n = 0
 for shape, g in cases:
     for fmt in (torch.contiguous_format, torch.channels_last):
-        x = torch.randn(*shape).contiguous(memory_format=fmt)
-        for inverse in (False, True):
-            out = shift_triton(x, g, inverse)
-            assert torch.equal(out, shift_official(x, g, inverse)), (shape, fmt, inverse)
-            assert out.is_contiguous(memory_format=fmt)
-print("checked", len(cases) * 4)
+        for dtype in (torch.float32, torch.float16, torch.bfloat16):
+            x = torch.randn(*shape).to(dtype).contiguous(memory_format=fmt)
+            for inverse in (False, True):
+                out = shift_triton(x, g, inverse)
+                assert out.dtype == dtype and torch.equal(out, shift_official(x, g, inverse)), (shape, fmt, inverse)
+                assert out.is_contiguous(memory_format=fmt)
+                n += 1
+print("checked", n)
 """
 
 
@@ -163,8 +168,9 @@ def in_triton_interpreter(script: str) -> str:
 
 
 def test_triton_kernel_equals_reference_in_the_interpreter():
-    """The one-launch GPU kernel, run by Triton's CPU interpreter: same outputs, both ways, both layouts."""
-    assert "checked 20" in in_triton_interpreter(TRITON_CHECK)
+    """The one-launch GPU kernel, run by Triton's CPU interpreter: same outputs, both ways, both layouts, fp32,
+    fp16 and bf16."""
+    assert "checked 84" in in_triton_interpreter(TRITON_CHECK)
 
 
 def test_gpu_kernel_setting_is_validated_and_leaves_cpu_tensors_alone():
