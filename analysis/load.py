@@ -114,11 +114,23 @@ def run_row(run_dir: Path) -> Tuple[Optional[Dict[str, Any]], Optional[Dict[str,
         "seed": config.get("seed"), "model": model.get("name"), "norm": model.get("norm"), "act": model.get("act"),
         "img_size": model.get("img_size"), "data": data.get("name"), "epochs": train.get("epochs"),
         "lr": train.get("lr"), "data_config": json.dumps(data, sort_keys=True, default=str),
+        "budget_target": _budget_target(config),
     }
     row.update({k: summary.get(k) for k in SUMMARY_COLUMNS})
     row["status"] = status
     row.update({k: v for k, v in summary.items() if k.startswith(("macs_", "params_"))})
     return row, flatten_config(config), None
+
+
+def _budget_target(config: Dict[str, Any]) -> Optional[str]:
+    """What a matched run's budget was solved to (the reference, built as ``reference_arch`` says, at the run's
+    input size), or None for ``match=none``. Runs with the same target were each held within their tolerance of
+    one number by the solver, so they are budget-matched to each other even when they differ by up to twice it."""
+    if config.get("match") in (None, "none"):
+        return None
+    return json.dumps({"match": config.get("match"), "reference": config.get("reference"),
+                       "reference_arch": config.get("reference_arch"),
+                       "img_size": (config.get("model") or {}).get("img_size")}, sort_keys=True, default=str)
 
 
 def _sort(df: pd.DataFrame) -> pd.DataFrame:

@@ -31,6 +31,7 @@ from .stats import (
     ALPHA,
     DEFAULT_BASELINE,
     DEFAULT_MARGIN,
+    NO_HEADROOM,
     NOT_MATCHED,
     budget_difference,
     one_factor,
@@ -132,8 +133,8 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
                   f"95% CIs are not adjusted. Only finished runs ({', '.join(USED_STATUSES)}) enter the tests."),
             ("table", verdict_table(table))]
         for _, row in table.iterrows():
-            if row["ceiling"]:
-                sections.append(("p", f"{row['treatment']} vs {row['baseline']}: testbed at ceiling, "
+            if row["ceiling"] and not row["verdict"].startswith(NO_HEADROOM):
+                sections.append(("p", f"{row['treatment']} vs {row['baseline']}: measured where "
                                       f"{row['ceiling']}."))
             if row["verdict"].startswith("inconclusive"):
                 sections.append(("p", f"{row['treatment']} vs {row['baseline']}: {row['outcome']}."))

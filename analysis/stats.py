@@ -15,10 +15,12 @@
   - ``inconclusive``: neither, with the seeds per arm that would settle it at 80 % power, as a range from the
     95 % interval of the variance estimate;
   - ``insufficient data``: fewer than 2 finished runs in an arm (or complete pairs), or no variance at all;
-  - ``testbed at ceiling: cannot separate the arms`` replaces an equivalence or an inconclusive outcome when
-    the testbed cannot resolve the arms (``headroom.ceiling_reason``);
+  - ``testbed cannot separate the arms: <why>`` replaces an equivalence or an inconclusive outcome when the
+    testbed cannot resolve the arms (``headroom.ceiling_reason``: both near 100 %, or neither above a raw-pixel
+    baseline);
   - ``not budget-matched (+87 % MACs)`` replaces any outcome when the arms' budgets differ by more than the
-    tolerance: the comparison is then not the one the ablation asks about.
+    tolerance, unless both were solved to the same target (each is then within its tolerance of it): the
+    comparison is otherwise not the one the ablation asks about.
 """
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ CORRECTION = "holm"
 # beyond this many seeds per arm a seeds count stops being advice
 MAX_SEEDS = 1000
 INSUFFICIENT = "insufficient data"
-AT_CEILING = "testbed at ceiling: cannot separate the arms"
+NO_HEADROOM = "testbed cannot separate the arms"
 NOT_MATCHED = "not budget-matched"
 DEFAULT_BASELINE = {"mixer": "attn"}
 # one-factor sweeps report a trend: the arm column -> the numeric column it is plotted and fitted on
@@ -238,9 +240,9 @@ def verdict_text(c: Comparison) -> str:
     if c.budget_matched is False:
         return f"{NOT_MATCHED} ({c.budget})"
     if c.ceiling:
-        if c.p_difference_adj < ALPHA:  # a real difference survives a ceiling; say where it was measured
-            return f"{c.outcome}; testbed at ceiling"
-        return AT_CEILING
+        if c.p_difference_adj < ALPHA:  # a real difference survives; say where it was measured
+            return f"{c.outcome}; on a testbed where {c.ceiling}"
+        return f"{NO_HEADROOM}: {c.ceiling}"
     return c.outcome
 
 
@@ -261,6 +263,10 @@ def budget_difference(runs: pd.DataFrame, treatment: str, baseline: str, toleran
     relative = t_cost / b_cost - 1
     label = "MACs" if quantity == "macs" else "params"
     text = f"{relative * 100:+.0f} % {label}".replace("-", "−")
+    targets = {*t_runs.get("budget_target", pd.Series(dtype=object)), *b_runs.get("budget_target",
+                                                                                 pd.Series(dtype=object))}
+    if len(targets) == 1 and None not in targets and not pd.isna(next(iter(targets))):
+        return text + " (same target)", True  # each within its tolerance of one solved budget
     return text, (None if tolerance is None else abs(relative) <= tolerance)
 
 
