@@ -32,6 +32,7 @@ MATCHES = ("flops", "params", "none")
 DEFAULT_TOLERANCE = 0.02
 AMP_CHOICES = ("none", "bf16", "fp16")
 PROGRESS_MODES = ("auto", "always", "never")
+DATA_ON_DEVICE_MODES = ("auto", "always", "never")  # auto: on CUDA, for in-memory tensor datasets
 
 
 class ConfigError(ValueError):
@@ -94,6 +95,9 @@ class TrainSettings:
     threads: Optional[int] = None  # torch intra-op threads (None: torch's default, or a sweep's share)
     malloc: str = "retain"  # allocator.MODES: keep freed CPU memory (no page faults per batch) | system
     num_workers: int = 0
+    # serve in-memory tensor datasets (digits, relations, MNIST-like) from a copy on the device, batch by batch,
+    # augmented there (data.DeviceTensorLoader); the same batches and random draws as the CPU loader
+    data_on_device: str = "auto"  # DATA_ON_DEVICE_MODES
     eval_every: int = 1
     progress: str = "auto"  # PROGRESS_MODES: a bar on terminals only | always | never
     resume: str = "auto"  # records.RESUME_MODES: resume a record of the same config | archive it, start over
@@ -114,6 +118,7 @@ class TrainSettings:
         _choice("train.malloc", self.malloc, MALLOC_MODES)
         _choice("train.resume", self.resume, RESUME_MODES)
         _choice("train.progress", self.progress, PROGRESS_MODES)
+        _choice("train.data_on_device", self.data_on_device, DATA_ON_DEVICE_MODES)
         if (self.mixup or self.cutmix) and self.batch_size % 2:
             raise ConfigError(f"train.batch_size={self.batch_size} must be even with mixup/cutmix")
         return self
@@ -124,7 +129,8 @@ class TrainSettings:
 
 
 # settings that change how fast a run goes or where it reports, never its numbers: left out of the config hash
-SPEED_ONLY_TRAIN_KEYS = ("progress", "num_workers", "threads", "device", "eval_every", "malloc", "resume")
+SPEED_ONLY_TRAIN_KEYS = ("progress", "num_workers", "threads", "device", "eval_every", "malloc", "resume",
+                         "data_on_device")
 
 
 def _instance(schema: Type, values: Dict[str, Any], prefix: str, what: str):

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler, TensorDataset
 
 from .config import DATASETS
 from .config import Cifar10Data as C
@@ -131,7 +131,7 @@ def random_translate(max_shift: int) -> Callable[[torch.Tensor], torch.Tensor]:
     def apply(x: torch.Tensor) -> torch.Tensor:
         if max_shift <= 0:
             return x
-        dy, dx = torch.randint(-max_shift, max_shift + 1, (2,)).tolist()
+        dy, dx = draw_translation(max_shift)
         x = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
         if dy > 0:
             x[..., :dy, :] = 0
@@ -142,7 +142,28 @@ def random_translate(max_shift: int) -> Callable[[torch.Tensor], torch.Tensor]:
         elif dx < 0:
             x[..., :, dx:] = 0
         return x
+    apply.max_shift = max_shift  # type: ignore[attr-defined]  (read by DeviceTensorLoader)
     return apply
+
+
+def draw_translation(max_shift: int) -> Tuple[int, int]:
+    """One sample's (dy, dx), from the global RNG (which checkpoints save and restore)."""
+    dy, dx = torch.randint(-max_shift, max_shift + 1, (2,)).tolist()
+    return dy, dx
+
+
+def translate_batch(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """``random_translate``'s roll-and-zero-fill for a whole batch at once, on the batch's device: image b
+    moves by ``offsets[b] = (dy, dx)`` pixels. One gather, instead of a Python loop over the samples."""
+    b, c, h, w = x.shape
+    rows = torch.arange(h, device=x.device)[None, :] - offsets[:, :1]  # (B, H): the source row of each row
+    cols = torch.arange(w, device=x.device)[None, :] - offsets[:, 1:]  # (B, W)
+    inside = ((rows >= 0) & (rows < h))[:, None, :, None] & ((cols >= 0) & (cols < w))[:, None, None, :]
+    # every index advanced, so the result is (B, C, H, W) with the default strides a collated batch has (a
+    # channels-last-looking stride would send the convolutions down another path, with other roundings)
+    picked = x[torch.arange(b, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[:, None, None],
+               rows.clamp(0, h - 1)[:, None, :, None], cols.clamp(0, w - 1)[:, None, None, :]]
+    return torch.where(inside, picked, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 class TransformedTensorDataset(TensorDataset):
@@ -358,9 +379,56 @@ def build_data(name: str, **options: Any) -> DataBundle:
     return BUILDERS[name](**options)
 
 
+class DeviceTensorLoader:
+    """The batches a ``DataLoader`` (no workers) makes of an in-memory tensor dataset, cut from a copy of it
+    held on the training device, augmented there in one call per batch: for a 32-px model on a GPU, a Python
+    loop collating 64 samples per step costs more than the step. Same sampler, same order, same random draws
+    from the same RNG (so the same numbers, and the setting stays speed-only); ``train.data_on_device``.
+
+    Written here because a ``DataLoader`` always indexes sample by sample (or hands a list of indices to a
+    dataset that must then do the batching), and timm's GPU prefetcher only overlaps the copy, it still
+    collates on the CPU."""
+
+    def __init__(self, dataset: TensorDataset, batch_size: int, sampler: Sampler, drop_last: bool,
+                 device: torch.device):
+        images, labels = dataset.tensors
+        self.images, self.labels = images.to(device), labels.to(device)
+        transform = getattr(dataset, "transform", None)
+        self.max_shift = int(getattr(transform, "max_shift", 0)) if transform is not None else 0
+        if transform is not None and not hasattr(transform, "max_shift"):
+            raise DataError("train.data_on_device: this dataset's transform runs per sample on the CPU; use "
+                            "train.data_on_device=never")
+        self.batch_size, self.sampler, self.drop_last, self.device = batch_size, sampler, drop_last, device
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        order = list(iter(self.sampler))
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            index = torch.as_tensor(chunk, device=self.device)
+            x, y = self.images.index_select(0, index), self.labels.index_select(0, index)
+            if self.max_shift > 0:
+                # drawn sample by sample, in order, exactly as TransformedTensorDataset draws them
+                offsets = torch.tensor([draw_translation(self.max_shift) for _ in chunk], device=self.device)
+                x = translate_batch(x, offsets)
+            yield x, y
+
+
+def on_device_eligible(bundle: DataBundle, num_workers: int) -> bool:
+    """Whether ``DeviceTensorLoader`` can serve this bundle: tensors in memory, augmentation it can replay."""
+    def ok(ds) -> bool:
+        transform = getattr(ds, "transform", None)
+        return isinstance(ds, TensorDataset) and (transform is None or hasattr(transform, "max_shift"))
+    return num_workers == 0 and ok(bundle.train) and ok(bundle.val)
+
+
 def make_loaders(bundle: DataBundle, batch_size: int, seed: int, num_workers: int = 0,
-                 distributed: bool = False, drop_last: bool = True):
-    """Train/val loaders; the train order is a function of (seed, epoch) only (see ``EpochSampler``)."""
+                 distributed: bool = False, drop_last: bool = True, device: Optional[torch.device] = None):
+    """Train/val loaders; the train order is a function of (seed, epoch) only (see ``EpochSampler``). With
+    ``device``, tensor datasets are served from a copy on that device (``DeviceTensorLoader``)."""
     if distributed:
         train_sampler: Sampler = ResumableDistributedSampler(bundle.train, shuffle=True, seed=seed, drop_last=True)
         val_sampler: Optional[Sampler] = DistributedSampler(bundle.val, shuffle=False)
@@ -369,6 +437,10 @@ def make_loaders(bundle: DataBundle, batch_size: int, seed: int, num_workers: in
     batch_size = min(batch_size, max(1, len(bundle.train) // (2 if drop_last else 1)))
     # A loader-owned generator: creating an iterator must not draw from the global RNG, or resuming in the
     # middle of an epoch (a fresh iterator) would shift every random number drawn afterwards.
+    if device is not None:
+        return (DeviceTensorLoader(bundle.train, batch_size, train_sampler, drop_last, device),
+                DeviceTensorLoader(bundle.val, batch_size, val_sampler or SequentialSampler(bundle.val), False,
+                                   device))
     common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(),
                   persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed))
     train = DataLoader(bundle.train, batch_size=batch_size, sampler=train_sampler, drop_last=drop_last, **common)
@@ -376,4 +448,5 @@ def make_loaders(bundle: DataBundle, batch_size: int, seed: int, num_workers: in
     return train, val
 
 
-__all__ = ["BUILDERS", "DataBundle", "DataError", "EpochSampler", "build_data", "make_loaders", "make_relations"]
+__all__ = ["BUILDERS", "DataBundle", "DataError", "DeviceTensorLoader", "EpochSampler", "build_data", "make_loaders",
+           "make_relations", "on_device_eligible", "translate_batch"]

@@ -26,7 +26,7 @@ from torch import nn
 
 from . import distributed as dist_utils
 from .config import TrainSettings
-from .data import DataBundle, make_loaders
+from .data import DataBundle, make_loaders, on_device_eligible
 from .records import CHECKPOINT_FILE, COMPLETED, DIVERGED, RecordError, atomic_write_bytes, read_metrics, write_metrics
 
 log = logging.getLogger(__name__)
@@ -142,8 +142,9 @@ class Trainer:
         self.memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format)
         self.data = data
+        self.data_device = self._data_device(data)
         self.train_loader, self.val_loader = make_loaders(
-            data, s.batch_size, seed, s.num_workers, distributed=self.dist.enabled)
+            data, s.batch_size, seed, s.num_workers, distributed=self.dist.enabled, device=self.data_device)
         self.updates_per_epoch = math.ceil(len(self.train_loader) / s.accum_steps)
         self.optimizer = create_optimizer_v2(self.model, s.opt, lr=s.lr, weight_decay=s.weight_decay,
                                              eps=s.opt_eps, momentum=s.momentum)
@@ -236,6 +237,18 @@ class Trainer:
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if self.settings.amp == "bf16" else torch.float16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def _data_device(self, data: DataBundle) -> Optional[torch.device]:
+        """Where the batches are cut (``train.data_on_device``): None for the CPU DataLoader."""
+        mode = self.settings.data_on_device
+        if mode == "never" or (mode == "auto" and self.device.type != "cuda"):
+            return None
+        if on_device_eligible(data, self.settings.num_workers):
+            return self.device
+        if mode == "always":
+            raise ValueError("train.data_on_device=always needs an in-memory tensor dataset (digits, relations, "
+                             "mnist, synthetic ...) and train.num_workers=0; use train.data_on_device=auto")
+        return None
 
     def _to_device(self, x: torch.Tensor, y: torch.Tensor):
         x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)

@@ -177,3 +177,22 @@ def test_run_py_under_torchrun_on_cuda(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["world_size"] == n
+
+
+def test_tensor_data_is_served_from_the_gpu_and_gives_the_cpu_loaders_batches():
+    """train.data_on_device=auto on CUDA: the batches are cut on the GPU, equal to the DataLoader's."""
+    from shiftvit.data import DeviceTensorLoader, build_data, make_loaders
+
+    bundle = build_data("digits", train_fraction=0.3)
+    cpu_train, _ = make_loaders(bundle, 32, seed=1)
+    gpu_train, _ = make_loaders(bundle, 32, seed=1, device=torch.device("cuda"))
+    assert isinstance(gpu_train, DeviceTensorLoader)
+    for loader in (cpu_train, gpu_train):
+        loader.sampler.set_epoch(1)
+    torch.manual_seed(5)
+    expected = [(x, y) for x, y in cpu_train]
+    torch.manual_seed(5)
+    got = [(x, y) for x, y in gpu_train]
+    assert all(x.is_cuda for x, _ in got)
+    for (xe, ye), (xg, yg) in zip(expected, got):
+        assert torch.equal(xe, xg.cpu()) and torch.equal(ye, yg.cpu())
