@@ -86,7 +86,9 @@ def test_gpu_check_script_runs_end_to_end_in_quick_cpu_mode(tmp_path):
     assert proc.returncode == 0, (proc.stdout + (out / "log.txt").read_text())[-3000:]
     steps = [line for line in proc.stdout.splitlines() if line.startswith("=== ")]
     assert [s.split()[1] for s in steps] == ["env", "fast", "shift", "shift_channels_last", "throughput_fp32",
-                                             "throughput_bf16_channels_last", "throughput_compiled"]
+                                             "throughput_bf16_channels_last", "throughput_compiled",
+                                             "overhead_relations"]
     assert all(" rc=0 " in s for s in steps)
-    for name in ("fast", "shift", "throughput_fp32", "throughput_bf16_channels_last", "throughput_compiled"):
+    for name in ("fast", "shift", "throughput_fp32", "throughput_bf16_channels_last", "throughput_compiled",
+                 "overhead_relations"):
         assert json.loads((out / f"{name}.json").read_text())["malloc"] == "retain"

@@ -74,6 +74,9 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     o = sub.add_parser("overhead", parents=[common], help="run.py training rate vs a bare PyTorch loop; start-up time")
     o.add_argument("--epochs", type=int, default=3)
     o.add_argument("--model", default="shiftvit_nano")
+    o.add_argument("--data", default="digits", help="an in-memory data set: digits | relations | synthetic ...")
+    o.add_argument("--batch-size", type=int, default=64)
+    o.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     o.add_argument("--out", default="bench_results/overhead.json")
     args = p.parse_args(argv)
     malloc = configure_malloc(args.malloc)
@@ -105,7 +108,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
         _print_fast(result)
         write(result, args.out)
     elif args.command == "overhead":
-        result = bench_overhead(args.epochs, args.model)
+        result = bench_overhead(args.epochs, args.model, args.device, args.data, args.batch_size)
         _print_overhead(result)
         write(result, args.out)
     elif args.command == "solver":

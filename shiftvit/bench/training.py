@@ -13,18 +13,20 @@ ROOT = Path(__file__).resolve().parents[2]  # the checkout: run.py lives there
 
 
 def bare_loop_images_per_s(model_name: str = "shiftvit_nano", epochs: int = 3, batch_size: int = 64,
-                           seed: int = 0) -> List[float]:
-    """What a researcher would write by hand: same model, same digits loader, AdamW, cross-entropy."""
+                           seed: int = 0, device: str = "cpu", data: str = "digits") -> List[float]:
+    """What a researcher would write by hand: same model, same data (held on the GPU when there is one, as
+    anyone would for a data set this small), AdamW, cross-entropy."""
     import timm
 
     import shiftvit.models  # noqa: F401  (registers the models with timm)
 
-    from ..data import build_digits, make_loaders
+    from ..data import build_data, make_loaders
 
     torch.manual_seed(seed)
-    bundle = build_digits()
-    train, _ = make_loaders(bundle, batch_size, seed)
-    model = timm.create_model(model_name, num_classes=bundle.num_classes, in_chans=bundle.in_chans)
+    dev = torch.device(device)
+    bundle = build_data(data)
+    train, _ = make_loaders(bundle, batch_size, seed, device=dev if dev.type == "cuda" else None)
+    model = timm.create_model(model_name, num_classes=bundle.num_classes, in_chans=bundle.in_chans).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
     model.train()
@@ -33,16 +35,20 @@ def bare_loop_images_per_s(model_name: str = "shiftvit_nano", epochs: int = 3, b
         train.sampler.set_epoch(epoch)
         seen, start = 0, time.perf_counter()
         for x, y in train:
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             loss = criterion(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             seen += x.shape[0]
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
         rates.append(seen / (time.perf_counter() - start))
     return rates
 
 
-def bench_overhead(epochs: int = 3, model_name: str = "shiftvit_nano") -> Dict[str, object]:
+def bench_overhead(epochs: int = 3, model_name: str = "shiftvit_nano", device: str = "cpu", data: str = "digits",
+                   batch_size: int = 64) -> Dict[str, object]:
     """Training images/s through ``run.py`` (its own per-epoch measurement) vs the bare loop, and start-up."""
     import subprocess
     import sys
@@ -50,10 +56,11 @@ def bench_overhead(epochs: int = 3, model_name: str = "shiftvit_nano") -> Dict[s
 
     from ..records import read_metrics
 
-    bare = bare_loop_images_per_s(model_name, epochs)
+    bare = bare_loop_images_per_s(model_name, epochs, batch_size, device=device, data=data)
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, str(ROOT / "run.py"), f"model={model_name}", f"train.epochs={epochs}",
-               "logger=none", "train.ema=false", f"hydra.run.dir={tmp}/run"]
+        cmd = [sys.executable, str(ROOT / "run.py"), f"model={model_name}", f"data={data}", f"train.epochs={epochs}",
+               f"train.batch_size={batch_size}", f"train.device={device}", "match=none", "logger=none",
+               "train.ema=false", f"hydra.run.dir={tmp}/run"]
         subprocess.run(cmd, check=True, capture_output=True, cwd=tmp)
         framework = [r["train_images_per_s"] for r in read_metrics(Path(tmp) / "run")]
 
@@ -67,14 +74,16 @@ def bench_overhead(epochs: int = 3, model_name: str = "shiftvit_nano") -> Dict[s
 
     help_s = wall([sys.executable, str(ROOT / "run.py"), "--help"])
     torch_s = wall([sys.executable, "-c", "import torch"])
-    return dict(benchmark="overhead", model=model_name, epochs=epochs, threads=torch.get_num_threads(),
+    return dict(benchmark="overhead", model=model_name, data=data, device=device, batch_size=batch_size,
+                epochs=epochs, threads=torch.get_num_threads(),
                 bare_images_per_s=bare, run_py_images_per_s=framework,
                 step_rate_ratio=statistics.median(framework) / statistics.median(bare),
                 help_s=help_s, import_torch_s=torch_s, startup_ratio=help_s / torch_s)
 
 
 def _print_overhead(r: Dict[str, object]) -> None:
-    print(f"training throughput, {r['model']} on digits, {r['epochs']} epochs, {r['threads']} threads (median epoch)")
+    print(f"training throughput, {r['model']} on {r['data']}, batch {r['batch_size']}, {r['device']}, {r['epochs']} "
+          f"epochs, {r['threads']} threads (median epoch)")
     print(f"  bare PyTorch loop      {statistics.median(r['bare_images_per_s']):>9.1f} images/s")
     print(f"  run.py (engine)        {statistics.median(r['run_py_images_per_s']):>9.1f} images/s")
     print(f"  ratio run.py / bare    {r['step_rate_ratio']:>9.3f}")
