@@ -15,10 +15,11 @@ export PYTHONUNBUFFERED=1 WANDB_MODE=offline WANDB_SILENT=true
 if [ "${QUICK:-0}" = 1 ]; then
     shift_args=(--quick) fast_args=(--batch-size 2 --img-size 64 --model shiftvit_light_tiny --repeats 1)
     tp_args=(--quick) compiled=(shiftvit_nano --no-train)
-    export OVERHEAD_BATCH=64 OVERHEAD_EPOCHS=1
+    overhead_args=(--model shiftvit_nano --data digits --batch-size 64 --epochs 1)
 else
     shift_args=(--repeats 50) fast_args=(--repeats 10) tp_args=(--repeats 5 --steps 5)
     compiled=(shiftvit_r2_tiny swin_tiny_patch4_window7_224)
+    overhead_args=(--model shiftvit_micro --data relations --batch-size 512 --epochs 3)
 fi
 
 step() {  # step NAME LIMIT_S COMMAND...: append the output to the log, note the exit status, carry on
@@ -46,7 +47,7 @@ step throughput_bf16_channels_last 140 "$py" -m shiftvit.bench throughput --devi
 step throughput_compiled 200 "$py" -m shiftvit.bench throughput "${compiled[@]}" \
     --device "$device" --amp bf16 --channels-last --compile "${tp_args[@]}" --out "$out/throughput_compiled.json"
 # a 32-px ablation job on the GPU: run.py (tensor data served on the device) against a bare loop, same batch
-step overhead_relations 120 "$py" -m shiftvit.bench overhead --device "$device" --model shiftvit_micro \
-    --data relations --batch-size "${OVERHEAD_BATCH:-512}" --epochs "${OVERHEAD_EPOCHS:-3}" --out "$out/overhead_relations.json"
+step overhead_relations 180 "$py" -m shiftvit.bench overhead --device "$device" "${overhead_args[@]}" \
+    --out "$out/overhead_relations.json"
 grep -h "^=== .* rc=" "$log" | grep -v " rc=0 " && exit 1
 exit 0
