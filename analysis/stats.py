@@ -40,7 +40,7 @@ from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttost_ind, 
 from shiftvit.records import FAILED_STATUSES
 
 from .arms import DISPLAY, ArmSpec, arms_matching, column_name, describe, select_arm
-from .headroom import Testbed, ceiling_reason, headroom_of
+from .headroom import CEILING, Testbed, ceiling_reason, headroom_of
 
 DEFAULT_MARGIN = 1.0
 ALPHA = 0.05
@@ -86,8 +86,9 @@ def failures_text(statuses: Sequence[str]) -> str:
 
 def summarize(runs: pd.DataFrame, metric: str = "val_top1", confidence: float = 0.95) -> pd.DataFrame:
     """One row per arm: the columns that define it, ``runs`` (all seeds), ``n`` (finished, used), ``failures``,
-    mean and t-interval of ``metric`` over the finished seeds, ``seed_sd``, ``binomial_se`` (one run's accuracy
-    at the arm's mean, on its validation set), ``noise`` (which of the two is larger), MACs and params."""
+    mean and t-interval of ``metric`` over the finished seeds (an accuracy's clipped to 0-100 %), ``seed_sd``,
+    ``binomial_se`` (one run's accuracy at the arm's mean, on its validation set), ``noise`` (which of the two
+    is larger), MACs and params."""
     _require_arms(runs)
     arm_columns = [c for c in runs.attrs.get("arm_columns", []) if c in runs]
     rows = []
@@ -97,6 +98,8 @@ def summarize(runs: pd.DataFrame, metric: str = "val_top1", confidence: float = 
         mean = float(values.mean()) if n else math.nan
         sd = float(values.std(ddof=1)) if n > 1 else math.nan
         low, high = DescrStatsW(values).tconfint_mean(alpha=1 - confidence) if n > 1 else (math.nan, math.nan)
+        if _is_accuracy(metric):  # a t-interval knows nothing of the bounds: 96.6, 88.0, 99.5 give 79.8-109.6
+            low, high = max(float(low), 0.0), min(float(high), CEILING)
         val_images = group["val_images"].dropna().iloc[0] if "val_images" in group and \
             group["val_images"].notna().any() else None
         se = Testbed(data="", data_config="", val_images=int(val_images) if val_images else None).binomial_se(mean)
@@ -107,6 +110,11 @@ def summarize(runs: pd.DataFrame, metric: str = "val_top1", confidence: float = 
                      "macs": _mean(group, "macs"), "params": _mean(group, "params"),
                      "val_images": val_images})
     return pd.DataFrame(rows)
+
+
+def _is_accuracy(metric: str) -> bool:
+    """An accuracy in %, bounded by 0 and 100 (``val_top1``, ``ema_val_top1``, ``val_top5`` ...)."""
+    return "top1" in metric or "top5" in metric
 
 
 def _mean(group: pd.DataFrame, column: str) -> float:

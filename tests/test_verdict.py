@@ -132,6 +132,16 @@ def test_clear_difference_and_inconclusive_with_a_seeds_range(tmp_path):
     assert row["verdict"] == f"inconclusive: about {low}–{high} seeds per arm would settle it (80 % power)"
 
 
+def test_an_accuracys_interval_stays_between_0_and_100(tmp_path):
+    """The t-interval of 96.6, 88.0 and 99.5 (the shift arm on relations_small) is 79.8 to 109.6 unclipped."""
+    write_arm(tmp_path, "shift", [96.6, 88.0, 99.5])
+    write_arm(tmp_path, "attn", [67.8, 50.3, 51.9], mixer="attn")
+    table = summarize(load_runs(tmp_path, warn=False)).set_index("arm")
+    assert table.loc["mixer=shift", "ci_high"] == 100.0
+    assert table.loc["mixer=shift", "ci_low"] == pytest.approx(79.84, abs=0.01)  # the lower end is untouched
+    assert 0 < table.loc["mixer=attn", "ci_low"] < table.loc["mixer=attn", "ci_high"] < 100
+
+
 def test_diverged_failed_and_interrupted_runs_are_counted_not_averaged(tmp_path):
     write_arm(tmp_path, "shift", [91.0, 92.0, 93.0])
     write_run(tmp_path, "shift-3", seed=3, val_top1=10.0, status="diverged")
