@@ -391,13 +391,12 @@ class DeviceTensorLoader:
 
     def __init__(self, dataset: TensorDataset, batch_size: int, sampler: Sampler, drop_last: bool,
                  device: torch.device):
-        images, labels = dataset.tensors
-        self.images, self.labels = images.to(device), labels.to(device)
-        transform = getattr(dataset, "transform", None)
-        self.max_shift = int(getattr(transform, "max_shift", 0)) if transform is not None else 0
-        if transform is not None and not hasattr(transform, "max_shift"):
+        if not _replayable(dataset):
             raise DataError("train.data_on_device: this dataset's transform runs per sample on the CPU; use "
                             "train.data_on_device=never")
+        images, labels = dataset.tensors
+        self.images, self.labels = images.to(device), labels.to(device)
+        self.max_shift = int(getattr(getattr(dataset, "transform", None), "max_shift", 0))
         self.batch_size, self.sampler, self.drop_last, self.device = batch_size, sampler, drop_last, device
 
     def __len__(self) -> int:
@@ -417,12 +416,15 @@ class DeviceTensorLoader:
             yield x, y
 
 
+def _replayable(dataset: Dataset) -> bool:
+    """Tensors in memory, with no augmentation or one ``DeviceTensorLoader`` can replay (``random_translate``)."""
+    transform = getattr(dataset, "transform", None)
+    return isinstance(dataset, TensorDataset) and (transform is None or hasattr(transform, "max_shift"))
+
+
 def on_device_eligible(bundle: DataBundle, num_workers: int) -> bool:
-    """Whether ``DeviceTensorLoader`` can serve this bundle: tensors in memory, augmentation it can replay."""
-    def ok(ds) -> bool:
-        transform = getattr(ds, "transform", None)
-        return isinstance(ds, TensorDataset) and (transform is None or hasattr(transform, "max_shift"))
-    return num_workers == 0 and ok(bundle.train) and ok(bundle.val)
+    """Whether ``DeviceTensorLoader`` can serve this bundle."""
+    return num_workers == 0 and _replayable(bundle.train) and _replayable(bundle.val)
 
 
 def make_loaders(bundle: DataBundle, batch_size: int, seed: int, num_workers: int = 0,
@@ -435,12 +437,12 @@ def make_loaders(bundle: DataBundle, batch_size: int, seed: int, num_workers: in
     else:
         train_sampler, val_sampler = EpochSampler(len(bundle.train), seed), None
     batch_size = min(batch_size, max(1, len(bundle.train) // (2 if drop_last else 1)))
-    # A loader-owned generator: creating an iterator must not draw from the global RNG, or resuming in the
-    # middle of an epoch (a fresh iterator) would shift every random number drawn afterwards.
     if device is not None:
         return (DeviceTensorLoader(bundle.train, batch_size, train_sampler, drop_last, device),
                 DeviceTensorLoader(bundle.val, batch_size, val_sampler or SequentialSampler(bundle.val), False,
                                    device))
+    # A loader-owned generator: creating an iterator must not draw from the global RNG, or resuming in the
+    # middle of an epoch (a fresh iterator) would shift every random number drawn afterwards.
     common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(),
                   persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed))
     train = DataLoader(bundle.train, batch_size=batch_size, sampler=train_sampler, drop_last=drop_last, **common)

@@ -142,9 +142,8 @@ class Trainer:
         self.memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format)
         self.data = data
-        self.data_device = self._data_device(data)
         self.train_loader, self.val_loader = make_loaders(
-            data, s.batch_size, seed, s.num_workers, distributed=self.dist.enabled, device=self.data_device)
+            data, s.batch_size, seed, s.num_workers, distributed=self.dist.enabled, device=self._data_device(data))
         self.updates_per_epoch = math.ceil(len(self.train_loader) / s.accum_steps)
         self.optimizer = create_optimizer_v2(self.model, s.opt, lr=s.lr, weight_decay=s.weight_decay,
                                              eps=s.opt_eps, momentum=s.momentum)
