@@ -33,6 +33,9 @@ DEFAULT_TOLERANCE = 0.02
 AMP_CHOICES = ("none", "bf16", "fp16")
 PROGRESS_MODES = ("auto", "always", "never")
 DATA_ON_DEVICE_MODES = ("auto", "always", "never")  # auto: on CUDA, for in-memory tensor datasets
+# torch.compile modes with train.compile=true. Both run the same Inductor kernels, so the choice is speed-only;
+# reduce-overhead replays the forward and backward as CUDA graphs (one launch per graph), for static shapes.
+COMPILE_MODES = ("default", "reduce-overhead")
 
 
 class ConfigError(ValueError):
@@ -90,6 +93,7 @@ class TrainSettings:
     amp: str = "none"  # AMP_CHOICES (fp16 on CUDA only)
     channels_last: bool = False
     compile: bool = False
+    compile_mode: str = "default"  # COMPILE_MODES
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     deterministic: bool = True
     threads: Optional[int] = None  # torch intra-op threads (None: torch's default, or a sweep's share)
@@ -119,6 +123,7 @@ class TrainSettings:
         _choice("train.resume", self.resume, RESUME_MODES)
         _choice("train.progress", self.progress, PROGRESS_MODES)
         _choice("train.data_on_device", self.data_on_device, DATA_ON_DEVICE_MODES)
+        _choice("train.compile_mode", self.compile_mode, COMPILE_MODES)
         if (self.mixup or self.cutmix) and self.batch_size % 2:
             raise ConfigError(f"train.batch_size={self.batch_size} must be even with mixup/cutmix")
         return self
@@ -130,7 +135,7 @@ class TrainSettings:
 
 # settings that change how fast a run goes or where it reports, never its numbers: left out of the config hash
 SPEED_ONLY_TRAIN_KEYS = ("progress", "num_workers", "threads", "device", "eval_every", "malloc", "resume",
-                         "data_on_device")
+                         "data_on_device", "compile_mode")
 
 
 def _instance(schema: Type, values: Dict[str, Any], prefix: str, what: str):

@@ -152,6 +152,13 @@ def draw_translation(max_shift: int) -> Tuple[int, int]:
     return dy, dx
 
 
+def draw_translations(max_shift: int, count: int) -> torch.Tensor:
+    """``count`` samples' (dy, dx) in one call: the CPU generator fills a tensor element by element, so these are
+    the numbers ``count`` calls of ``draw_translation`` would give, in the same order, and leave the RNG in the
+    same state (``tests/test_data_device.py`` holds that), without a Python call per sample."""
+    return torch.randint(-max_shift, max_shift + 1, (count, 2))
+
+
 def translate_batch(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """``random_translate``'s roll-and-zero-fill for a whole batch at once, on the batch's device: image b
     moves by ``offsets[b] = (dy, dx)`` pixels. One gather, instead of a Python loop over the samples."""
@@ -404,15 +411,13 @@ class DeviceTensorLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self):
-        order = list(iter(self.sampler))
+        order = torch.as_tensor(list(iter(self.sampler)), dtype=torch.long).to(self.device)  # one copy per epoch
         for start in range(0, len(self) * self.batch_size, self.batch_size):
-            chunk = order[start:start + self.batch_size]
-            index = torch.as_tensor(chunk, device=self.device)
+            index = order[start:start + self.batch_size]
             x, y = self.images.index_select(0, index), self.labels.index_select(0, index)
             if self.max_shift > 0:
-                # drawn sample by sample, in order, exactly as TransformedTensorDataset draws them
-                offsets = torch.tensor([draw_translation(self.max_shift) for _ in chunk], device=self.device)
-                x = translate_batch(x, offsets)
+                offsets = draw_translations(self.max_shift, len(index))
+                x = translate_batch(x, offsets.to(self.device, non_blocking=True))
             yield x, y
 
 
@@ -451,4 +456,4 @@ def make_loaders(bundle: DataBundle, batch_size: int, seed: int, num_workers: in
 
 
 __all__ = ["BUILDERS", "DataBundle", "DataError", "DeviceTensorLoader", "EpochSampler", "build_data", "make_loaders",
-           "make_relations", "on_device_eligible", "translate_batch"]
+           "draw_translations", "make_relations", "on_device_eligible", "translate_batch"]

@@ -168,7 +168,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         if s.compile:
-            self.train_model = torch.compile(self.train_model)
+            self.train_model = torch.compile(self.train_model, mode=s.compile_mode)
         self.history: List[Dict[str, Any]] = []
         self.start_epoch, self.start_batch = 0, 0
         self.partial: Dict[str, float] = {"loss_sum": 0.0, "samples": 0.0, "seconds": 0.0}
@@ -273,15 +273,21 @@ class Trainer:
         self.start_batch = 0
         started = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
+        # The loss sum and the finiteness check stay on the device until the epoch ends (or a signal stops it):
+        # reading either per step would make the host wait for every step's kernels, and a small model on a GPU
+        # is bound by how fast the host queues them. A loss that stops being finite is caught at the epoch's
+        # end; the steps after it are wasted, never recorded.
+        loss_sum = torch.tensor(self.partial["loss_sum"], dtype=torch.float64, device=self.device)
+        all_finite = torch.ones((), dtype=torch.bool, device=self.device)
         for x, y in self.train_loader:
             x, y = self._to_device(x, y)
             if self.mixup is not None:
                 x, y = self.mixup(x, y)
             with self._autocast():
                 loss = self.criterion(self.train_model(x), y)
-            if not torch.isfinite(loss.detach()).item():
-                bar.close()
-                return None
+            detached = loss.detach()
+            all_finite &= torch.isfinite(detached)
+            loss_sum += detached.double() * x.shape[0]  # the same float64 sum as loss.item() * n, in order
             scaled = loss / s.accum_steps
             if self.scaler:
                 self.scaler.scale(scaled).backward()
@@ -290,7 +296,6 @@ class Trainer:
             batch += 1
             if batch % s.accum_steps == 0 or batch == len(self.train_loader):
                 self._optimizer_step()
-            self.partial["loss_sum"] += loss.item() * x.shape[0]
             self.partial["samples"] += x.shape[0]
             if not bar.disable:
                 elapsed = self.partial["seconds"] + time.perf_counter() - started
@@ -300,10 +305,17 @@ class Trainer:
             if dist_utils.broadcast_flag(catcher.received is not None):
                 self.partial["seconds"] += time.perf_counter() - started
                 bar.close()
+                if not all_finite.item():  # never checkpoint weights a non-finite loss has already stepped
+                    return None
+                self.partial["loss_sum"] = loss_sum.item()
                 self.save_checkpoint(epoch, batch)
                 raise Interrupted(signal.Signals(catcher.received or signal.SIGTERM).name)
         bar.close()
+        finite = bool(all_finite.item())  # the epoch's one wait for the device
         self.partial["seconds"] += time.perf_counter() - started
+        if not finite:
+            return None
+        self.partial["loss_sum"] = loss_sum.item()
         return self.partial["loss_sum"] / max(self.partial["samples"], 1)
 
     def _optimizer_step(self) -> None:
@@ -328,7 +340,8 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> Dict[str, float]:
         model.eval()
-        totals = torch.zeros(4, dtype=torch.float64)  # loss_sum, top1, top5, n
+        # loss_sum, top1, top5, n: summed on the device, read once at the end (no wait per batch)
+        totals = torch.zeros(4, dtype=torch.float64, device=self.device)
         started = time.perf_counter()
         k = min(5, self.data.num_classes)
         for x, y in self.val_loader:
@@ -336,13 +349,12 @@ class Trainer:
             with self._autocast():
                 out = model(x)
             out = out.float()
-            totals[0] += self.eval_criterion(out, y).item() * x.shape[0]
             top = out.topk(k, dim=1).indices
-            totals[1] += (top[:, 0] == y).sum().item()
-            totals[2] += (top == y[:, None]).any(dim=1).sum().item()
-            totals[3] += x.shape[0]
+            totals += torch.stack([self.eval_criterion(out, y).double() * x.shape[0],
+                                   (top[:, 0] == y).sum().double(), (top == y[:, None]).any(dim=1).sum().double(),
+                                   torch.full((), x.shape[0], dtype=torch.float64, device=self.device)])
+        totals = dist_utils.all_reduce_sum(totals).cpu()
         seconds = time.perf_counter() - started
-        totals = dist_utils.all_reduce_sum(totals)
         n = max(totals[3].item(), 1.0)
         return {"val_loss": totals[0].item() / n, "val_top1": 100 * totals[1].item() / n,
                 "val_top5": 100 * totals[2].item() / n, "images_per_s": totals[3].item() / max(seconds, 1e-9)}

@@ -85,10 +85,11 @@ def test_gpu_check_script_runs_end_to_end_in_quick_cpu_mode(tmp_path):
                           capture_output=True, timeout=900, env=cli_env(DEVICE="cpu", QUICK="1"))
     assert proc.returncode == 0, (proc.stdout + (out / "log.txt").read_text())[-3000:]
     steps = [line for line in proc.stdout.splitlines() if line.startswith("=== ")]
-    assert [s.split()[1] for s in steps] == ["env", "fast", "shift", "shift_channels_last", "throughput_fp32",
-                                             "throughput_bf16_channels_last", "throughput_compiled",
-                                             "overhead_relations"]
+    benchmarks = ["shift_nchw_float32", "shift_nchw_bfloat16", "shift_channels_last_float32",
+                  "shift_channels_last_bfloat16", "throughput_bf16_channels_last", "fast_fp32", "fast_bf16",
+                  "overhead_eager", "overhead_compiled", "throughput_compiled", "norm"]
+    assert [s.split()[1] for s in steps] == ["env", *benchmarks]
     assert all(" rc=0 " in s for s in steps)
-    for name in ("fast", "shift", "throughput_fp32", "throughput_bf16_channels_last", "throughput_compiled",
-                 "overhead_relations"):
+    for name in benchmarks:
         assert json.loads((out / f"{name}.json").read_text())["malloc"] == "retain"
+    assert json.loads((out / "overhead_compiled.json").read_text())["compile"] is True

@@ -12,6 +12,8 @@ from shiftvit.config import SPEED_ONLY_TRAIN_KEYS, ConfigError, TrainSettings, c
 from shiftvit.data import (
     DeviceTensorLoader,
     build_data,
+    draw_translation,
+    draw_translations,
     make_loaders,
     on_device_eligible,
     random_translate,
@@ -47,6 +49,16 @@ def test_device_batches_equal_the_dataloaders(name, options):
     if name == "digits":  # the augmentation really ran: two draws differ
         first, second = _batches(dev_train, 0, rng_seed=1)[0][0], _batches(dev_train, 0, rng_seed=2)[0][0]
         assert not torch.equal(first, second)
+
+
+@pytest.mark.parametrize("max_shift,count", [(1, 1), (4, 7), (3, 512), (2, 5000)])
+def test_one_draw_per_batch_is_the_per_sample_draws(max_shift, count):
+    torch.manual_seed(count)
+    expected = torch.tensor([draw_translation(max_shift) for _ in range(count)])
+    after_expected = torch.rand(3)
+    torch.manual_seed(count)
+    got = draw_translations(max_shift, count)
+    assert torch.equal(got, expected) and torch.equal(torch.rand(3), after_expected)
 
 
 def test_translate_batch_is_the_per_sample_roll_with_zero_fill():

@@ -338,3 +338,78 @@ print("checked", n)
 def test_triton_kernel_with_shift_size_equals_reference_in_the_interpreter():
     """shift_official is checked against the element-by-element definition above; Triton against it."""
     assert "checked 24" in in_triton_interpreter(TRITON_STEP_CHECK)
+
+
+# --- GroupNorm(1, C) by layer_norm (ops.group_norm1_by_layer_norm, the norm kernel "layer_norm") ----------------
+@pytest.fixture
+def layer_norm_kernel():
+    from shiftvit.ops import set_norm_kernel
+
+    previous = set_norm_kernel("layer_norm")
+    yield
+    set_norm_kernel(previous)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("shape", [(3, 24, 7, 5), (2, 1, 4, 4), (1, 96, 14, 14)])
+def test_group_norm1_by_layer_norm_equals_group_norm_forward_and_backward(memory_format, shape):
+    from shiftvit.ops import group_norm1_by_layer_norm
+
+    torch.manual_seed(sum(shape))
+    c = shape[1]
+    weight, bias = torch.randn(c, requires_grad=True), torch.randn(c, requires_grad=True)
+    x = (3 * torch.randn(*shape) + 1).contiguous(memory_format=memory_format).requires_grad_(True)
+    grad = torch.randn(*shape).contiguous(memory_format=memory_format)
+    expected = torch.nn.functional.group_norm(x, 1, weight, bias, 1e-5)
+    expected_grads = torch.autograd.grad(expected, (x, weight, bias), grad)
+    got = group_norm1_by_layer_norm(x, weight, bias, 1e-5)
+    got_grads = torch.autograd.grad(got, (x, weight, bias), grad)
+    assert got.is_contiguous(memory_format=memory_format)  # no layout change on the way
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    for g, e in zip(got_grads, expected_grads):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_group_norm1_by_layer_norm_under_bf16_autocast_reads_and_writes_bf16(memory_format):
+    from shiftvit.ops import group_norm1_by_layer_norm
+
+    torch.manual_seed(0)
+    weight, bias = torch.randn(32), torch.randn(32)
+    x = torch.randn(4, 32, 8, 8).contiguous(memory_format=memory_format)
+    expected = torch.nn.functional.group_norm(x, 1, weight, bias, 1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = group_norm1_by_layer_norm(x, weight, bias, 1e-5)
+    assert got.dtype == torch.bfloat16 and got.is_contiguous(memory_format=memory_format)
+    # within bf16 rounding of the float32 result: 8 mantissa bits, so relative error a few 1e-3
+    assert ((got.float() - expected).norm() / expected.norm()).item() < 1e-2
+
+
+def test_model_with_the_layer_norm_kernel_equals_native(layer_norm_kernel):
+    import timm
+
+    import shiftvit.models  # noqa: F401
+    from shiftvit.ops import set_norm_kernel
+
+    torch.manual_seed(0)
+    model = timm.create_model("shiftvit_nano", num_classes=10, img_size=32).train()
+    x = torch.randn(4, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)
+    out = model(x)
+    out.square().mean().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    set_norm_kernel("native")
+    expected = model(x)
+    expected.square().mean().backward()
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(grads[n], p.grad, rtol=1e-3, atol=1e-4, msg=n)
+
+
+def test_unknown_norm_kernel_is_refused_naming_the_choices():
+    from shiftvit.ops import norm_kernel, set_norm_kernel
+
+    with pytest.raises(ValueError, match=r"norm kernel 'fused' is not one of: native, layer_norm"):
+        set_norm_kernel("fused")
+    assert norm_kernel() == "native"

@@ -12,6 +12,7 @@ import torch
 
 from ..allocator import MODES as MALLOC_MODES
 from ..allocator import configure as configure_malloc
+from ..config import COMPILE_MODES
 from .models import (
     DEFAULT_MODELS,
     MATCHED_MIXERS,
@@ -22,9 +23,23 @@ from .models import (
     bench_solver,
     bench_throughput,
 )
-from .shift import _print_shift, bench_shift
+from .norm import _print_norm, bench_norm
+from .shift import DTYPES, _print_shift, bench_shift
 from .timing import AMP_DTYPES, _write
 from .training import _print_overhead, bench_overhead
+
+
+def _key_values(pairs: Iterable[str]) -> Dict[str, object]:
+    """``["num_train=20480"]`` -> ``{"num_train": 20480}`` (YAML scalars, as Hydra reads an override's value)."""
+    import yaml
+
+    out: Dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--data-arg {pair!r} is not KEY=VALUE, e.g. --data-arg num_train=20480")
+        out[key] = yaml.safe_load(value)
+    return out
 
 
 def main(argv: Optional[Iterable[str]] = None) -> int:
@@ -40,14 +55,16 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     s.add_argument("--gamma", default="1/12")
     s.add_argument("--repeats", type=int, default=20)
     s.add_argument("--channels-last", action="store_true")
+    s.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     s.add_argument("--threads", type=int, default=None)
     s.add_argument("--device", default=default_device, help="cpu | cuda | cuda:N (default: cuda if present)")
     s.add_argument("--quick", action="store_true", help="tiny tensor, 3 repeats: checks the benchmark runs")
     s.add_argument("--out", default="bench_results/shift.json", help="JSON output ('' to skip)")
     t = sub.add_parser("throughput", parents=[common],
                        help="eval and training images/s of timm models and of every mixer")
-    t.add_argument("models", nargs="*", help="timm names or shiftvit_r2_tiny[mixer] (FLOPs-matched); default: "
-                   "Shift-T, light-T, Swin-T, ResNet-50, ConvNeXt-T, PoolFormer-S24 and every mixer at Shift-T")
+    t.add_argument("models", nargs="*", help="timm names or shiftvit_r2_tiny[mixer] (FLOPs-matched), each with "
+                   "optional +kernel suffixes (+triton, +layer_norm); default: Shift-T, light-T, Swin-T, "
+                   "ResNet-50, ConvNeXt-T, PoolFormer-S24 and every mixer at Shift-T")
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--img-size", type=int, default=224)
     t.add_argument("--repeats", type=int, default=5)
@@ -55,6 +72,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     t.add_argument("--device", default=default_device, help="cpu | cuda | cuda:N (default: cuda if present)")
     t.add_argument("--channels-last", action="store_true")
     t.add_argument("--compile", action="store_true")
+    t.add_argument("--compile-mode", default="default", choices=COMPILE_MODES)
     t.add_argument("--amp", default="none", choices=sorted(AMP_DTYPES), help="autocast dtype (default: fp32)")
     t.add_argument("--no-train", action="store_true", help="inference only")
     t.add_argument("--quick", action="store_true", help="two small models, batch 2, 64 px: checks it runs")
@@ -66,7 +84,15 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     f.add_argument("--img-size", type=int, default=224)
     f.add_argument("--repeats", type=int, default=3)
     f.add_argument("--device", default=default_device, help="cpu | cuda | cuda:N (default: cuda if present)")
+    f.add_argument("--amp", default="none", choices=sorted(AMP_DTYPES), help="autocast dtype (default: fp32)")
     f.add_argument("--out", default="bench_results/fast.json")
+    n = sub.add_parser("norm", parents=[common], help="GroupNorm(1, C) forward+backward: the norm kernels vs clone()")
+    n.add_argument("--shape", default="64,96,56,56", help="N,C,H,W (default: Shift-T stage 1 at batch 64)")
+    n.add_argument("--repeats", type=int, default=20)
+    n.add_argument("--device", default=default_device, help="cpu | cuda | cuda:N (default: cuda if present)")
+    n.add_argument("--compile", action="store_true", help="also Inductor's fused group_norm")
+    n.add_argument("--quick", action="store_true", help="tiny tensor, 3 repeats: checks the benchmark runs")
+    n.add_argument("--out", default="bench_results/norm.json")
     v = sub.add_parser("solver", parents=[common], help="time the matched-FLOPs depth solver (uncached and cached)")
     v.add_argument("--reference", default="shiftvit_r2_tiny")
     v.add_argument("--img-size", type=int, default=224)
@@ -77,6 +103,10 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     o.add_argument("--data", default="digits", help="an in-memory data set: digits | relations | synthetic ...")
     o.add_argument("--batch-size", type=int, default=64)
     o.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    o.add_argument("--data-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="a data option for both sides, e.g. num_train=20480 (repeatable)")
+    o.add_argument("--compile", action="store_true", help="both sides compile the model (train.compile=true)")
+    o.add_argument("--compile-mode", default="default", choices=COMPILE_MODES)
     o.add_argument("--out", default="bench_results/overhead.json")
     args = p.parse_args(argv)
     malloc = configure_malloc(args.malloc)
@@ -87,7 +117,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     if args.command == "shift":
         shape = (2, 24, 9, 7) if args.quick else tuple(int(v) for v in args.shape.split(","))
         result = bench_shift(shape, args.gamma, 3 if args.quick else args.repeats, args.channels_last, args.threads,
-                             args.device)
+                             args.device, args.dtype)
         _print_shift(result)
         write(result, args.out)
     elif args.command == "throughput":
@@ -95,21 +125,27 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
             models = args.models or ["shiftvit_light_tiny", "shiftvit_light_tiny[attn]"]
             result = bench_throughput(models, batch_size=2, img_size=64, repeats=2, steps=1, warmup=1,
                                       device=args.device, channels_last=args.channels_last, compile=args.compile,
-                                      train=not args.no_train, amp=args.amp)
+                                      train=not args.no_train, amp=args.amp, compile_mode=args.compile_mode)
         else:
             models = args.models or [*DEFAULT_MODELS, *(f"shiftvit_r2_tiny[{m}]" for m in MATCHED_MIXERS)]
             result = bench_throughput(models, args.batch_size, args.img_size, args.repeats, args.steps,
                                       device=args.device, channels_last=args.channels_last, compile=args.compile,
-                                      train=not args.no_train, amp=args.amp)
+                                      train=not args.no_train, amp=args.amp, compile_mode=args.compile_mode)
         _print_throughput(result)
         write(result, args.out)
     elif args.command == "fast":
-        result = bench_fast(args.model, args.batch_size, args.img_size, args.repeats, args.device)
+        result = bench_fast(args.model, args.batch_size, args.img_size, args.repeats, args.device, args.amp)
         _print_fast(result)
         write(result, args.out)
     elif args.command == "overhead":
-        result = bench_overhead(args.epochs, args.model, args.device, args.data, args.batch_size)
+        result = bench_overhead(args.epochs, args.model, args.device, args.data, args.batch_size,
+                                _key_values(args.data_arg), args.compile, args.compile_mode)
         _print_overhead(result)
+        write(result, args.out)
+    elif args.command == "norm":
+        shape = (2, 24, 9, 7) if args.quick else tuple(int(v) for v in args.shape.split(","))
+        result = bench_norm(shape, 3 if args.quick else args.repeats, args.device, compile=args.compile)
+        _print_norm(result)
         write(result, args.out)
     elif args.command == "solver":
         result = bench_solver(args.reference, args.img_size)

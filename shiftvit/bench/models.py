@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
 
-from ..ops import shift_official
-from .shift import _triton_usable, _with_gpu_kernel
+from ..ops import GPU_KERNELS, NORM_KERNELS, shift_official
+from .shift import _triton_usable, with_kernels
 from .timing import AMP_DTYPES, _device_name, _minor_faults, synchronizer, time_interleaved
 
 
@@ -45,8 +45,22 @@ DEFAULT_MODELS = ("shiftvit_r2_tiny", "shiftvit_light_tiny", "swin_tiny_patch4_w
 MATCHED_MIXERS = ("attn", "global_attn", "mlp", "dwconv", "pool", "identity")
 
 
+def parse_kernels(spec: str) -> Tuple[str, Dict[str, str]]:
+    """``model+triton+layer_norm`` -> (``model``, {"shift": "triton", "norm": "layer_norm"}): the GPU shift and
+    norm kernels a benchmark runs that model with (``ops.GPU_KERNELS``, ``ops.NORM_KERNELS``)."""
+    name, *kernels = spec.split("+")
+    chosen: Dict[str, str] = {}
+    for kernel in kernels:
+        kind = "shift" if kernel in GPU_KERNELS else "norm" if kernel in NORM_KERNELS else None
+        if kind is None:
+            raise ValueError(f"{spec!r}: kernel {kernel!r} is not one of: {', '.join((*GPU_KERNELS, *NORM_KERNELS))}")
+        chosen[kind] = kernel
+    return name, chosen
+
+
 def _build(spec: str, img_size: int):
-    """``name`` or ``name[mixer]`` (a ShiftViT with that mixer, depths solved to the name's FLOPs)."""
+    """``name`` or ``name[mixer]`` (a ShiftViT with that mixer, depths solved to the name's FLOPs); a ``+kernel``
+    suffix is the caller's (``parse_kernels``)."""
     import timm
 
     import shiftvit.models  # noqa: F401  (registers the models with timm)
@@ -54,7 +68,8 @@ def _build(spec: str, img_size: int):
     from ..flops import count, solve_depths
 
     kwargs: Dict[str, object] = {}
-    name = spec
+    name = parse_kernels(spec)[0]
+    spec = name
     if "[" in spec:
         name, mixer = spec[:-1].split("[")
         kwargs = dict(mixer=mixer, depths=solve_depths(name, img_size, mixer=mixer).depths)
@@ -66,7 +81,8 @@ def _build(spec: str, img_size: int):
 
 def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int = 224, repeats: int = 5,
                      steps: int = 3, warmup: int = 2, device: str = "cpu", channels_last: bool = False,
-                     compile: bool = False, train: bool = True, amp: str = "none") -> Dict[str, object]:
+                     compile: bool = False, train: bool = True, amp: str = "none",
+                     compile_mode: str = "default") -> Dict[str, object]:
     """Images/s in eval (no grad) and in training (forward + backward + AdamW step); for each model the
     minimum and median over ``repeats`` rounds of ``steps`` batches, after ``warmup`` batches.
     ``amp`` runs the forward passes under autocast (bf16 or fp16, as ``run.py``'s ``train.amp``)."""
@@ -95,8 +111,9 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
 
     for spec in models:
         model, cost = _build(spec, img_size)
+        kernels = parse_kernels(spec)[1]
         model = model.to(dev, memory_format=fmt)
-        forward = torch.compile(model) if compile else model
+        forward = torch.compile(model, mode=compile_mode) if compile else model
         row: Dict[str, object] = {"macs": cost.total_macs, "params": cost.total_params}
         model.eval()
 
@@ -104,7 +121,7 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
             with torch.no_grad(), autocast:
                 f(x)
 
-        measured = rates(infer)
+        measured = rates(with_kernels(infer, **kernels))
         row.update(eval_median=statistics.median(measured), eval_min=min(measured))
         if train:
             model.train()
@@ -119,7 +136,7 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
                 scaler.step(opt)
                 scaler.update()
 
-            measured = rates(step)
+            measured = rates(with_kernels(step, **kernels))
             row.update(train_median=statistics.median(measured), train_min=min(measured))
         rows[spec] = row
         del model, forward
@@ -131,7 +148,8 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
             if key in row and base.get(key):
                 row[key.replace("median", "ratio")] = row[key] / base[key]
     return dict(benchmark="throughput", batch_size=batch_size, img_size=img_size, repeats=repeats, steps=steps,
-                device=_device_name(dev), channels_last=channels_last, compile=compile, amp=amp,
+                device=_device_name(dev), channels_last=channels_last, compile=compile,
+                compile_mode=compile_mode if compile else None, amp=amp,
                 threads=torch.get_num_threads(), torch=torch.__version__, reference=models[0], rows=rows)
 
 
@@ -173,8 +191,11 @@ def official_structure(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def bench_fast(model_name: str = "shiftvit_r2_tiny", batch_size: int = 64, img_size: int = 224,
-               repeats: int = 3, device: str = "cpu") -> Dict[str, object]:
-    """Inference images/s of Shift-T: official structure vs ours (NCHW) vs ours (channels-last), same weights."""
+               repeats: int = 3, device: str = "cpu", amp: str = "none") -> Dict[str, object]:
+    """Inference images/s of Shift-T: official structure vs ours (NCHW) vs ours (channels-last), same weights,
+    each under the same autocast (``amp``)."""
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"amp={amp!r} is not one of: {', '.join(AMP_DTYPES)}")
     import timm
 
     import shiftvit.models  # noqa: F401  (registers the models with timm)
@@ -190,27 +211,39 @@ def bench_fast(model_name: str = "shiftvit_r2_tiny", batch_size: int = 64, img_s
     ours, ours_cl = same_weights(torch.contiguous_format), same_weights(torch.channels_last)
     x = torch.randn(batch_size, 3, img_size, img_size, device=dev)
     x_cl = x.contiguous(memory_format=torch.channels_last)
-    fns = {"official": lambda: official(x), "ours_nchw": lambda: ours(x), "ours_channels_last": lambda: ours_cl(x_cl)}
+    autocast = torch.autocast(dev.type, dtype=AMP_DTYPES[amp], enabled=amp != "none")
+
+    def under_autocast(model: torch.nn.Module, inputs: torch.Tensor) -> Callable[[], torch.Tensor]:
+        def call() -> torch.Tensor:
+            with autocast:
+                return model(inputs).float()
+        return call
+
+    fns = {"official": under_autocast(official, x), "ours_nchw": under_autocast(ours, x),
+           "ours_channels_last": under_autocast(ours_cl, x_cl)}
+    fns["ours_channels_last+layer_norm"] = with_kernels(fns["ours_channels_last"], norm="layer_norm")
     if _triton_usable(dev):  # the same models with the one-launch shift kernel (not the default one)
-        fns.update(ours_triton_nchw=_with_gpu_kernel("triton", fns["ours_nchw"]),
-                   ours_triton_channels_last=_with_gpu_kernel("triton", fns["ours_channels_last"]))
+        fns.update({"ours_nchw+triton": with_kernels(fns["ours_nchw"], shift="triton"),
+                    "ours_channels_last+triton": with_kernels(fns["ours_channels_last"], shift="triton"),
+                    "ours_channels_last+triton+layer_norm": with_kernels(fns["ours_channels_last"], shift="triton",
+                                                                         norm="layer_norm")})
     with torch.no_grad():
-        reference = official(x)
+        reference = fns["official"]()  # under the same autocast
         diffs = {k: (fn() - reference).abs().max().item() for k, fn in fns.items() if k != "official"}
         times = time_interleaved(fns, repeats, warmup=1, device=dev)
         faults = {k: _minor_faults(fn) for k, fn in fns.items()}
     med = {k: statistics.median(v) for k, v in times.items()}
     return dict(benchmark="fast", model=model_name, batch_size=batch_size, img_size=img_size, repeats=repeats,
-                device=_device_name(dev),
+                device=_device_name(dev), amp=amp,
                 threads=torch.get_num_threads(), max_abs_diff=diffs, minor_page_faults_per_pass=faults,
                 images_per_s={k: batch_size / v for k, v in med.items()},
                 speedup={k: med["official"] / v for k, v in med.items()})
 
 
 def _print_fast(r: Dict[str, object]) -> None:
-    print(f"{r['model']} eval, batch {r['batch_size']}, {r['img_size']} px, {r['device']}, "
+    print(f"{r['model']} eval, batch {r['batch_size']}, {r['img_size']} px, amp={r.get('amp', 'none')}, {r['device']}, "
           f"{r['threads']} threads (median of {r['repeats']})")
     for k, v in r["images_per_s"].items():
         diff = r["max_abs_diff"].get(k, 0.0)
-        print(f"  {k:<26}{v:>9.1f} img/s  x{r['speedup'][k]:.2f}  max|diff| {diff:.2e}  "
+        print(f"  {k:<38}{v:>9.1f} img/s  x{r['speedup'][k]:.2f}  max|diff| {diff:.2e}  "
               f"page faults/pass {r['minor_page_faults_per_pass'][k]}")

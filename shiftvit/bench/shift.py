@@ -7,7 +7,7 @@ from typing import Callable, Dict, Optional
 
 import torch
 
-from ..ops import _shift_write_once, set_gpu_kernel, shift_by, shift_channels, shift_official
+from ..ops import _shift_write_once, shift_by, shift_channels, shift_official, use_kernels
 from .timing import _device_name, _machine, time_interleaved
 
 
@@ -22,26 +22,29 @@ def _triton_usable(device: torch.device) -> bool:
     return True
 
 
-def _with_gpu_kernel(name: str, call: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
-    """``call`` run with the given GPU shift kernel, the process's own restored afterwards."""
-    def run() -> torch.Tensor:
-        previous = set_gpu_kernel(name)
-        try:
+def with_kernels(call: Callable[[], object], shift: Optional[str] = None,
+                 norm: Optional[str] = None) -> Callable[[], object]:
+    """``call`` run with the given GPU shift and/or norm kernel (``ops.use_kernels``)."""
+    def run() -> object:
+        with use_kernels(shift=shift, norm=norm):
             return call()
-        finally:
-            set_gpu_kernel(previous)
     return run
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
 def bench_shift(shape=(64, 96, 56, 56), gamma: str = "1/12", repeats: int = 20, channels_last: bool = False,
-                threads: Optional[int] = None, device: str = "cpu") -> Dict[str, object]:
+                threads: Optional[int] = None, device: str = "cpu", dtype: str = "float32") -> Dict[str, object]:
     """Shift forward+backward vs ``x.clone()`` + ``grad.clone()`` (the memory-traffic floor) vs official."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not one of: {', '.join(DTYPES)}")
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x = torch.randn(*shape, device=dev).contiguous(memory_format=fmt).requires_grad_(True)
-    grad = torch.randn(*shape, device=dev).contiguous(memory_format=fmt)
+    x = torch.randn(*shape, device=dev, dtype=DTYPES[dtype]).contiguous(memory_format=fmt).requires_grad_(True)
+    grad = torch.randn(*shape, device=dev, dtype=DTYPES[dtype]).contiguous(memory_format=fmt)
     g = shift_channels(shape[1], gamma)
 
     def clone_floor() -> None:
@@ -65,11 +68,12 @@ def bench_shift(shape=(64, 96, 56, 56), gamma: str = "1/12", repeats: int = 20, 
         from ..shift_triton import shift_triton
 
         fns["triton"] = kernel(shift_triton)
+        fns["shiftvit_triton"] = with_kernels(ours, shift="triton")  # through the autograd function
     times = time_interleaved(fns, repeats, device=dev)
     med = {k: statistics.median(v) for k, v in times.items()}
     best = {k: min(v) for k, v in times.items()}
     return dict(
-        benchmark="shift", shape=list(shape), gamma=gamma, channels_last=channels_last, repeats=repeats,
+        benchmark="shift", shape=list(shape), gamma=gamma, channels_last=channels_last, dtype=dtype, repeats=repeats,
         device=_device_name(dev),
         threads=torch.get_num_threads(), torch=torch.__version__, machine=_machine(),
         median_ms={k: 1e3 * v for k, v in med.items()}, min_ms={k: 1e3 * v for k, v in best.items()},
@@ -80,8 +84,8 @@ def bench_shift(shape=(64, 96, 56, 56), gamma: str = "1/12", repeats: int = 20, 
 
 def _print_shift(r: Dict[str, object]) -> None:
     fmt = "channels_last" if r["channels_last"] else "NCHW"
-    print(f"shift fwd+bwd, shape {tuple(r['shape'])} {fmt} fp32, gamma={r['gamma']}, {r['device']}, "
-          f"{r['threads']} threads, {r['repeats']} interleaved repeats")
+    print(f"shift fwd+bwd, shape {tuple(r['shape'])} {fmt} {r.get('dtype', 'float32')}, gamma={r['gamma']}, "
+          f"{r['device']}, {r['threads']} threads, {r['repeats']} interleaved repeats")
     print(f"{'impl':<14}{'median ms':>12}{'min ms':>10}{'x clone (median)':>18}{'x clone (min)':>15}")
     for k in r["median_ms"]:
         print(f"{k:<14}{r['median_ms'][k]:>12.2f}{r['min_ms'][k]:>10.2f}"

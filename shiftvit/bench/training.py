@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List, Optional
 
 import torch
 
@@ -13,9 +13,12 @@ ROOT = Path(__file__).resolve().parents[2]  # the checkout: run.py lives there
 
 
 def bare_loop_images_per_s(model_name: str = "shiftvit_nano", epochs: int = 3, batch_size: int = 64,
-                           seed: int = 0, device: str = "cpu", data: str = "digits") -> List[float]:
+                           seed: int = 0, device: str = "cpu", data: str = "digits",
+                           data_options: Optional[Dict[str, Any]] = None, compile: bool = False,
+                           compile_mode: str = "default") -> List[float]:
     """What a researcher would write by hand: same model, same data (held on the GPU when there is one, as
-    anyone would for a data set this small), AdamW, cross-entropy."""
+    anyone would for a data set this small), AdamW, cross-entropy; ``compile``: the model through
+    ``torch.compile``, as ``run.py`` compiles it."""
     import timm
 
     import shiftvit.models  # noqa: F401  (registers the models with timm)
@@ -24,19 +27,20 @@ def bare_loop_images_per_s(model_name: str = "shiftvit_nano", epochs: int = 3, b
 
     torch.manual_seed(seed)
     dev = torch.device(device)
-    bundle = build_data(data)
+    bundle = build_data(data, **(data_options or {}))
     train, _ = make_loaders(bundle, batch_size, seed, device=dev if dev.type == "cuda" else None)
     model = timm.create_model(model_name, num_classes=bundle.num_classes, in_chans=bundle.in_chans).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
     model.train()
+    forward = torch.compile(model, mode=compile_mode) if compile else model
     rates = []
     for epoch in range(epochs):
         train.sampler.set_epoch(epoch)
         seen, start = 0, time.perf_counter()
         for x, y in train:
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            loss = criterion(model(x), y)
+            loss = criterion(forward(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -48,19 +52,25 @@ def bare_loop_images_per_s(model_name: str = "shiftvit_nano", epochs: int = 3, b
 
 
 def bench_overhead(epochs: int = 3, model_name: str = "shiftvit_nano", device: str = "cpu", data: str = "digits",
-                   batch_size: int = 64) -> Dict[str, object]:
-    """Training images/s through ``run.py`` (its own per-epoch measurement) vs the bare loop, and start-up."""
+                   batch_size: int = 64, data_options: Optional[Dict[str, Any]] = None, compile: bool = False,
+                   compile_mode: str = "default") -> Dict[str, object]:
+    """Training images/s through ``run.py`` (its own per-epoch measurement) vs the bare loop, and start-up; with
+    ``compile`` both sides compile the model (``train.compile=true``). The median epoch is compared, so the
+    first epoch's compilation stays out of both numbers from three epochs on."""
     import subprocess
     import sys
     import tempfile
 
     from ..records import read_metrics
 
-    bare = bare_loop_images_per_s(model_name, epochs, batch_size, device=device, data=data)
+    data_options = dict(data_options or {})
+    bare = bare_loop_images_per_s(model_name, epochs, batch_size, device=device, data=data,
+                                  data_options=data_options, compile=compile, compile_mode=compile_mode)
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, str(ROOT / "run.py"), f"model={model_name}", f"data={data}", f"train.epochs={epochs}",
                f"train.batch_size={batch_size}", f"train.device={device}", "match=none", "logger=none",
-               "train.ema=false", f"hydra.run.dir={tmp}/run"]
+               "train.ema=false", f"train.compile={str(compile).lower()}", f"train.compile_mode={compile_mode}",
+               *(f"data.{k}={v}" for k, v in data_options.items()), f"hydra.run.dir={tmp}/run"]
         subprocess.run(cmd, check=True, capture_output=True, cwd=tmp)
         framework = [r["train_images_per_s"] for r in read_metrics(Path(tmp) / "run")]
 
@@ -74,16 +84,18 @@ def bench_overhead(epochs: int = 3, model_name: str = "shiftvit_nano", device: s
 
     help_s = wall([sys.executable, str(ROOT / "run.py"), "--help"])
     torch_s = wall([sys.executable, "-c", "import torch"])
-    return dict(benchmark="overhead", model=model_name, data=data, device=device, batch_size=batch_size,
-                epochs=epochs, threads=torch.get_num_threads(),
+    return dict(benchmark="overhead", model=model_name, data=data, data_options=data_options, device=device,
+                batch_size=batch_size, epochs=epochs, compile=compile, compile_mode=compile_mode if compile else None,
+                threads=torch.get_num_threads(),
                 bare_images_per_s=bare, run_py_images_per_s=framework,
                 step_rate_ratio=statistics.median(framework) / statistics.median(bare),
                 help_s=help_s, import_torch_s=torch_s, startup_ratio=help_s / torch_s)
 
 
 def _print_overhead(r: Dict[str, object]) -> None:
-    print(f"training throughput, {r['model']} on {r['data']}, batch {r['batch_size']}, {r['device']}, {r['epochs']} "
-          f"epochs, {r['threads']} threads (median epoch)")
+    compiled = f"compiled ({r['compile_mode']})" if r.get("compile") else "eager"
+    print(f"training throughput, {r['model']} on {r['data']} {r.get('data_options') or ''}, batch {r['batch_size']}, "
+          f"{r['device']}, {compiled}, {r['epochs']} epochs, {r['threads']} threads (median epoch)")
     print(f"  bare PyTorch loop      {statistics.median(r['bare_images_per_s']):>9.1f} images/s")
     print(f"  run.py (engine)        {statistics.median(r['run_py_images_per_s']):>9.1f} images/s")
     print(f"  ratio run.py / bare    {r['step_rate_ratio']:>9.3f}")

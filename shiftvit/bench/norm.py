@@ -1,0 +1,65 @@
+"""GroupNorm(1, C) alone, forward + backward: the norm kernels (``ops.NORM_KERNELS``), timm's ``fast_norm`` and
+Inductor's fused version, each as a ratio to two clones of the same tensors, in both memory formats, in float32
+and under bf16 autocast (how a block sees it in ``train.amp=bf16``)."""
+from __future__ import annotations
+
+import statistics
+from typing import Callable, Dict, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..ops import group_norm1_by_layer_norm
+from .timing import AMP_DTYPES, _device_name, time_interleaved
+
+
+def _fwd_bwd(norm: Callable[..., torch.Tensor], x: torch.Tensor, grad: torch.Tensor, weight: torch.Tensor,
+             bias: torch.Tensor, autocast) -> Callable[[], None]:
+    def step() -> None:
+        x.grad = weight.grad = bias.grad = None
+        with autocast:
+            y = norm(x, 1, weight, bias, 1e-5)
+        y.backward(grad.to(y.dtype))
+    return step
+
+
+def _by_layer_norm(x: torch.Tensor, _groups: int, weight: torch.Tensor, bias: torch.Tensor, eps: float):
+    return group_norm1_by_layer_norm(x, weight, bias, eps)
+
+
+def bench_norm(shape=(64, 96, 56, 56), repeats: int = 20, device: str = "cpu", amps: Sequence[str] = ("none", "bf16"),
+               compile: bool = False) -> Dict[str, object]:
+    from timm.layers.fast_norm import fast_group_norm
+
+    dev = torch.device(device)
+    rows: Dict[str, Dict[str, float]] = {}
+    c = shape[1]
+    weight = torch.randn(c, device=dev, requires_grad=True)
+    bias = torch.randn(c, device=dev, requires_grad=True)
+    norms: Dict[str, Callable[..., torch.Tensor]] = {"native": F.group_norm, "layer_norm": _by_layer_norm}
+    if compile:
+        norms["inductor"] = torch.compile(F.group_norm, dynamic=False)
+    for amp in amps:
+        autocast = torch.autocast(dev.type, dtype=AMP_DTYPES[amp], enabled=amp != "none")
+        for fmt_name, fmt in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
+            x = torch.randn(*shape, device=dev).contiguous(memory_format=fmt).requires_grad_(True)
+            grad = torch.randn(*shape, device=dev).contiguous(memory_format=fmt)
+            fns = {"clone": lambda x=x, grad=grad: (x.detach().clone(), grad.clone())}
+            fns.update({name: _fwd_bwd(norm, x, grad, weight, bias, autocast) for name, norm in norms.items()})
+            if amp != "none":  # timm's fast_norm differs from native only under autocast
+                fns["timm_fast_norm"] = _fwd_bwd(fast_group_norm, x, grad, weight, bias, autocast)
+            times = time_interleaved(fns, repeats, device=dev)
+            med = {k: statistics.median(v) for k, v in times.items()}
+            rows[f"{fmt_name} amp={amp}"] = {k: med[k] / med["clone"] for k in med} | {"clone_ms": 1e3 * med["clone"]}
+    return dict(benchmark="norm", shape=list(shape), repeats=repeats, device=_device_name(dev), compile=compile,
+                threads=torch.get_num_threads(), torch=torch.__version__, ratio_to_clone=rows)
+
+
+def _print_norm(r: Dict[str, object]) -> None:
+    print(f"GroupNorm(1, C) fwd+bwd, shape {tuple(r['shape'])}, {r['device']}, {r['repeats']} interleaved repeats; "
+          "time / two clones (median)")
+    names = sorted({k for row in r["ratio_to_clone"].values() for k in row if k not in ("clone", "clone_ms")})
+    print(f"{'layout, amp':<26}{'clone ms':>9}" + "".join(f"{n:>16}" for n in names))
+    for config, row in r["ratio_to_clone"].items():
+        print(f"{config:<26}{row['clone_ms']:>9.3f}" + "".join(
+            f"{row[n]:>16.2f}" if n in row else f"{'-':>16}" for n in names))
