@@ -30,12 +30,16 @@ else
     shift_args=(--repeats 30) norm_args=(--repeats 20 --compile) fast_args=(--repeats 10)
     tp_args=(--repeats 5 --steps 5) peers=("${shift_t[@]}") compiled=(shiftvit_r2_tiny)
     # 40 steps an epoch at batch 512; the median of 5 epochs leaves the first (compilation) out
-    overhead_args=(--model shiftvit_micro --data relations --data-arg num_train=20480 --batch-size 512 --epochs 5)
+    overhead_args=(--model shiftvit_micro --data relations --data-arg num_train=20480 --batch-size 512 --epochs 5
+                   --no-startup)
 fi
 
 step() {  # step NAME LIMIT_S COMMAND...: append the output to the log, note the exit status, carry on
     local name=$1 limit=$2 start=$SECONDS rc
     shift 2
+    if [ -n "${STEPS:-}" ] && [[ " $STEPS " != *" $name "* ]]; then  # STEPS="a b": run only those (a rerun)
+        return
+    fi
     local left=$((budget - SECONDS))
     if [ "$left" -lt 15 ]; then
         echo "=== $name skipped: the budget (${budget}s) is spent" | tee -a "$log"

@@ -107,6 +107,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
                    help="a data option for both sides, e.g. num_train=20480 (repeatable)")
     o.add_argument("--compile", action="store_true", help="both sides compile the model (train.compile=true)")
     o.add_argument("--compile-mode", default="default", choices=COMPILE_MODES)
+    o.add_argument("--no-startup", action="store_true", help="skip timing run.py --help against import torch")
     o.add_argument("--out", default="bench_results/overhead.json")
     args = p.parse_args(argv)
     malloc = configure_malloc(args.malloc)
@@ -139,7 +140,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
         write(result, args.out)
     elif args.command == "overhead":
         result = bench_overhead(args.epochs, args.model, args.device, args.data, args.batch_size,
-                                _key_values(args.data_arg), args.compile, args.compile_mode)
+                                _key_values(args.data_arg), args.compile, args.compile_mode, not args.no_startup)
         _print_overhead(result)
         write(result, args.out)
     elif args.command == "norm":
