@@ -17,10 +17,9 @@ from __future__ import annotations
 import contextlib
 import os
 from fractions import Fraction
-from typing import Iterator, Optional
+from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from timm.layers import register_notrace_function
 
 from .spec import GammaLike, parse_gamma, shift_channels  # noqa: F401  (re-exported: shiftvit.ops.parse_gamma)
@@ -124,72 +123,15 @@ if os.environ.get("SHIFTVIT_GPU_SHIFT_KERNEL"):
     set_gpu_kernel(os.environ["SHIFTVIT_GPU_SHIFT_KERNEL"])
 
 
-# --- GroupNorm(1, C), the official norm of every block -----------------------------------------------------------
-NORM_KERNELS = ("native", "layer_norm")
-_norm_kernel = {"name": "native"}
-
-
-def set_norm_kernel(name: str) -> str:
-    """How ``GroupNorm(1, C)`` runs: ``native`` (``F.group_norm``, the default) or ``layer_norm`` (the same
-    statistics taken by ``F.layer_norm`` over the last three dimensions of the tensor as it lies in memory, then
-    the per-channel affine; under autocast in the autocast dtype). ``SHIFTVIT_NORM_KERNEL`` sets it for a whole
-    process. Returns the kernel it replaces."""
-    if name not in NORM_KERNELS:
-        raise ValueError(f"norm kernel {name!r} is not one of: {', '.join(NORM_KERNELS)}")
-    previous = _norm_kernel["name"]
-    _norm_kernel["name"] = name
-    return previous
-
-
-def norm_kernel() -> str:
-    return _norm_kernel["name"]
-
-
-def group_norm1_by_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
-    """``GroupNorm(1, C)`` of an (N, C, H, W) tensor in either memory format, without a layout change.
-
-    Why: CUDA's ``group_norm`` copies a channels-last input to NCHW and returns NCHW, which the next convolution
-    converts back (two extra passes over the tensor per norm), and under autocast it reads and writes float32.
-    GroupNorm with one group takes its statistics over all of C x H x W, which is a LayerNorm over the last three
-    dimensions of the tensor as stored, (C, H, W) or (H, W, C); ``layer_norm`` runs on either view in place,
-    and accumulates in float32 for bf16/fp16 inputs, so under autocast it reads and writes the autocast dtype
-    (timm's ``fast_norm`` makes the same trade). No library has the channels-last form."""
-    device_type = x.device.type
-    dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
-    with torch.autocast(device_type, enabled=False):
-        x, weight, bias = x.to(dtype), weight.to(dtype), bias.to(dtype)
-        if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
-            y = F.layer_norm(x, x.shape[1:], eps=eps)
-            return torch.addcmul(bias[:, None, None], y, weight[:, None, None])
-        stored = x.permute(0, 2, 3, 1)  # (N, H, W, C): contiguous
-        y = torch.addcmul(bias, F.layer_norm(stored, stored.shape[1:], eps=eps), weight)
-        return y.permute(0, 3, 1, 2)  # (N, C, H, W) in channels-last memory, as it came in
-
-
-@torch.jit.unused
-def group_norm1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
-    if _norm_kernel["name"] == "layer_norm":
-        return group_norm1_by_layer_norm(x, weight, bias, eps)
-    return F.group_norm(x, 1, weight, bias, eps)
-
-
-if os.environ.get("SHIFTVIT_NORM_KERNEL"):
-    set_norm_kernel(os.environ["SHIFTVIT_NORM_KERNEL"])
-
-
 @contextlib.contextmanager
-def use_kernels(shift: Optional[str] = None, norm: Optional[str] = None) -> Iterator[None]:
-    """Run a block with the given GPU shift kernel and/or norm kernel (None: leave it), restoring the process's
-    own afterwards: how the benchmarks time the kernels side by side in one process."""
-    previous_shift = set_gpu_kernel(shift) if shift else None
-    previous_norm = set_norm_kernel(norm) if norm else None
+def use_gpu_kernel(name: str) -> Iterator[None]:
+    """Run a block with the given GPU shift kernel, restoring the process's own afterwards: how the benchmarks
+    time the kernels side by side in one process."""
+    previous = set_gpu_kernel(name)
     try:
         yield
     finally:
-        if previous_shift:
-            set_gpu_kernel(previous_shift)
-        if previous_norm:
-            set_norm_kernel(previous_norm)
+        set_gpu_kernel(previous)
 
 
 def shift(x: torch.Tensor, gamma: GammaLike = Fraction(1, 12), shift_size: int = 1) -> torch.Tensor:

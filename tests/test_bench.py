@@ -9,11 +9,37 @@ def test_shift_bench_quick_writes_ratios(tmp_path, capsys):
     out = tmp_path / "shift.json"
     assert main(["shift", "--quick", "--device", "cpu", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert set(result["ratio_to_clone"]) == {"clone", "shiftvit", "official", "write_once", "few_launches"}
+    assert set(result["ratio_to_clone"]) == {"clone", "clone_autograd", "shiftvit", "official", "write_once",
+                                             "few_launches"}
     assert result["malloc"] == "retain" and result["device"].startswith("cpu")
-    assert result["ratio_to_clone"]["clone"] == 1.0
+    assert result["ratio_to_clone"]["clone"] == 1.0 and result["ratio_to_autograd_clone"]["clone_autograd"] == 1.0
+    assert result["dtype"] == "float32"
     assert all(v > 0 for v in result["median_ms"].values())
     assert "x clone (median)" in capsys.readouterr().out
+
+
+def test_norm_bench_quick_times_every_layout_and_autocast(tmp_path, capsys):
+    out = tmp_path / "norm.json"
+    assert main(["norm", "--quick", "--device", "cpu", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["ratio_to_clone"]
+    assert set(rows) == {"nchw amp=none", "channels_last amp=none", "nchw amp=bf16", "channels_last amp=bf16"}
+    assert all(row["clone"] == 1.0 and row["native"] > 0 for row in rows.values())
+    assert "timm_fast_norm" in rows["nchw amp=bf16"] and "timm_fast_norm" not in rows["nchw amp=none"]
+    assert "time / two clones" in capsys.readouterr().out
+
+
+def test_a_model_with_an_unknown_shift_kernel_is_refused_naming_the_choices():
+    from shiftvit.bench.models import parse_kernel
+
+    assert parse_kernel("shiftvit_nano+triton") == ("shiftvit_nano", "triton")
+    assert parse_kernel("shiftvit_nano[attn]") == ("shiftvit_nano[attn]", None)
+    with pytest.raises(ValueError, match=r"shift kernel 'cuda' is not one of: torch, triton"):
+        main(["throughput", "shiftvit_nano+cuda", "--quick", "--out", ""])
+
+
+def test_overhead_refuses_a_data_arg_that_is_not_key_value():
+    with pytest.raises(SystemExit, match=r"--data-arg 'num_train' is not KEY=VALUE"):
+        main(["overhead", "--data-arg", "num_train", "--out", ""])
 
 
 def test_shift_bench_refuses_an_unknown_allocator(capsys):
@@ -44,7 +70,7 @@ def test_throughput_quick_shape(tmp_path):
     assert main(["throughput", "--quick", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     rows = result["rows"]
-    assert list(rows) == ["shiftvit_light_tiny", "shiftvit_light_tiny[attn]"]
+    assert list(rows) == ["shiftvit_light_tiny", "shiftvit_light_tiny[attn]"] and result["interleaved"]
     assert rows["shiftvit_light_tiny"]["eval_ratio"] == 1.0
     for row in rows.values():
         assert row["eval_median"] > 0 and row["train_median"] > 0 and row["macs"] > 0
@@ -87,9 +113,11 @@ def test_gpu_check_script_runs_end_to_end_in_quick_cpu_mode(tmp_path):
     steps = [line for line in proc.stdout.splitlines() if line.startswith("=== ")]
     benchmarks = ["shift_nchw_float32", "shift_nchw_bfloat16", "shift_channels_last_float32",
                   "shift_channels_last_bfloat16", "throughput_bf16_channels_last", "fast_fp32", "fast_bf16",
-                  "overhead_eager", "overhead_compiled", "throughput_compiled", "norm"]
+                  "overhead_eager", "overhead_eager_nondeterministic", "overhead_compiled", "throughput_compiled",
+                  "norm"]
     assert [s.split()[1] for s in steps] == ["env", *benchmarks]
     assert all(" rc=0 " in s for s in steps)
     for name in benchmarks:
         assert json.loads((out / f"{name}.json").read_text())["malloc"] == "retain"
     assert json.loads((out / "overhead_compiled.json").read_text())["compile"] is True
+    assert json.loads((out / "overhead_eager_nondeterministic.json").read_text())["deterministic"] is False

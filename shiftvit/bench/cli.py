@@ -63,7 +63,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     t = sub.add_parser("throughput", parents=[common],
                        help="eval and training images/s of timm models and of every mixer")
     t.add_argument("models", nargs="*", help="timm names or shiftvit_r2_tiny[mixer] (FLOPs-matched), each with "
-                   "optional +kernel suffixes (+triton, +layer_norm); default: Shift-T, light-T, Swin-T, "
+                   "an optional GPU shift kernel (shiftvit_r2_tiny+triton); default: Shift-T, light-T, Swin-T, "
                    "ResNet-50, ConvNeXt-T, PoolFormer-S24 and every mixer at Shift-T")
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--img-size", type=int, default=224)
@@ -108,6 +108,8 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     o.add_argument("--compile", action="store_true", help="both sides compile the model (train.compile=true)")
     o.add_argument("--compile-mode", default="default", choices=COMPILE_MODES)
     o.add_argument("--no-startup", action="store_true", help="skip timing run.py --help against import torch")
+    o.add_argument("--no-deterministic", action="store_true",
+                   help="both sides without deterministic algorithms (train.deterministic=false)")
     o.add_argument("--out", default="bench_results/overhead.json")
     args = p.parse_args(argv)
     malloc = configure_malloc(args.malloc)
@@ -140,7 +142,8 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
         write(result, args.out)
     elif args.command == "overhead":
         result = bench_overhead(args.epochs, args.model, args.device, args.data, args.batch_size,
-                                _key_values(args.data_arg), args.compile, args.compile_mode, not args.no_startup)
+                                _key_values(args.data_arg), args.compile, args.compile_mode, not args.no_startup,
+                                not args.no_deterministic)
         _print_overhead(result)
         write(result, args.out)
     elif args.command == "norm":

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..ops import GPU_KERNELS, NORM_KERNELS, shift_official
-from .shift import _triton_usable, with_kernels
+from ..ops import GPU_KERNELS, shift_official
+from .shift import _triton_usable, with_gpu_kernel
 from .timing import AMP_DTYPES, _device_name, _minor_faults, synchronizer, time_interleaved
 
 
@@ -45,22 +45,18 @@ DEFAULT_MODELS = ("shiftvit_r2_tiny", "shiftvit_light_tiny", "swin_tiny_patch4_w
 MATCHED_MIXERS = ("attn", "global_attn", "mlp", "dwconv", "pool", "identity")
 
 
-def parse_kernels(spec: str) -> Tuple[str, Dict[str, str]]:
-    """``model+triton+layer_norm`` -> (``model``, {"shift": "triton", "norm": "layer_norm"}): the GPU shift and
-    norm kernels a benchmark runs that model with (``ops.GPU_KERNELS``, ``ops.NORM_KERNELS``)."""
-    name, *kernels = spec.split("+")
-    chosen: Dict[str, str] = {}
-    for kernel in kernels:
-        kind = "shift" if kernel in GPU_KERNELS else "norm" if kernel in NORM_KERNELS else None
-        if kind is None:
-            raise ValueError(f"{spec!r}: kernel {kernel!r} is not one of: {', '.join((*GPU_KERNELS, *NORM_KERNELS))}")
-        chosen[kind] = kernel
-    return name, chosen
+def parse_kernel(spec: str) -> Tuple[str, Optional[str]]:
+    """``model+triton`` -> (``model``, ``"triton"``): the GPU shift kernel a benchmark runs that model with
+    (``ops.GPU_KERNELS``; None: the process's own)."""
+    name, _, kernel = spec.partition("+")
+    if kernel and kernel not in GPU_KERNELS:
+        raise ValueError(f"{spec!r}: shift kernel {kernel!r} is not one of: {', '.join(GPU_KERNELS)}")
+    return name, kernel or None
 
 
 def _build(spec: str, img_size: int):
     """``name`` or ``name[mixer]`` (a ShiftViT with that mixer, depths solved to the name's FLOPs); a ``+kernel``
-    suffix is the caller's (``parse_kernels``)."""
+    suffix is the caller's (``parse_kernel``)."""
     import timm
 
     import shiftvit.models  # noqa: F401  (registers the models with timm)
@@ -68,7 +64,7 @@ def _build(spec: str, img_size: int):
     from ..flops import count, solve_depths
 
     kwargs: Dict[str, object] = {}
-    name = parse_kernels(spec)[0]
+    name = parse_kernel(spec)[0]
     spec = name
     if "[" in spec:
         name, mixer = spec[:-1].split("[")
@@ -85,7 +81,11 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
                      compile_mode: str = "default") -> Dict[str, object]:
     """Images/s in eval (no grad) and in training (forward + backward + AdamW step); for each model the
     minimum and median over ``repeats`` rounds of ``steps`` batches, after ``warmup`` batches.
-    ``amp`` runs the forward passes under autocast (bf16 or fp16, as ``run.py``'s ``train.amp``)."""
+    ``amp`` runs the forward passes under autocast (bf16 or fp16, as ``run.py``'s ``train.amp``).
+
+    The rounds are interleaved: every model runs once in round 1, then once in round 2, and so on, so a drift of
+    the machine (clocks, temperature, other load) touches every model alike. One model after another, an H200
+    once put the identity backbone 9 % *behind* Shift-T in inference, which does strictly more work."""
     if amp not in AMP_DTYPES:
         raise ValueError(f"amp={amp!r} is not one of: {', '.join(AMP_DTYPES)}")
     dev = torch.device(device)
@@ -95,53 +95,62 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
     autocast = torch.autocast(dev.type, dtype=AMP_DTYPES[amp], enabled=amp != "none")
     scaler = torch.amp.GradScaler(dev.type, enabled=amp == "fp16")
     rows: Dict[str, Dict[str, object]] = {}
-
-    def rates(call: Callable[[], object]) -> List[float]:
-        for _ in range(warmup):
-            call()
-        sync()
-        out = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                call()
-            sync()
-            out.append(steps * batch_size / (time.perf_counter() - t0))
-        return out
-
+    built: Dict[str, Tuple[torch.nn.Module, Callable, Optional[str]]] = {}
     for spec in models:
         model, cost = _build(spec, img_size)
-        kernels = parse_kernels(spec)[1]
         model = model.to(dev, memory_format=fmt)
         forward = torch.compile(model, mode=compile_mode) if compile else model
-        row: Dict[str, object] = {"macs": cost.total_macs, "params": cost.total_params}
-        model.eval()
+        built[spec] = (model, forward, parse_kernel(spec)[1])
+        rows[spec] = {"macs": cost.total_macs, "params": cost.total_params}
 
-        def infer(f=forward) -> None:
+    def interleaved(calls: Dict[str, Callable[[], object]]) -> Dict[str, List[float]]:
+        for call in calls.values():
+            for _ in range(warmup):
+                call()
+        sync()
+        rates: Dict[str, List[float]] = {spec: [] for spec in calls}
+        for _ in range(repeats):
+            for spec, call in calls.items():
+                t0 = time.perf_counter()
+                for _ in range(steps):
+                    call()
+                sync()
+                rates[spec].append(steps * batch_size / (time.perf_counter() - t0))
+        return rates
+
+    def infer(forward: Callable) -> Callable[[], None]:
+        def call() -> None:
             with torch.no_grad(), autocast:
-                f(x)
+                forward(x)
+        return call
 
-        measured = rates(with_kernels(infer, **kernels))
-        row.update(eval_median=statistics.median(measured), eval_min=min(measured))
-        if train:
+    def train_step(model: torch.nn.Module, forward: Callable) -> Callable[[], None]:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        target = torch.randint(0, model.num_classes, (batch_size,), device=dev)
+
+        def call() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            with autocast:
+                loss = torch.nn.functional.cross_entropy(forward(x), target)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        return call
+
+    def kernel_of(spec: str, call: Callable[[], None]) -> Callable[[], object]:
+        kernel = built[spec][2]
+        return with_gpu_kernel(kernel, call) if kernel else call
+
+    for model, _, _ in built.values():
+        model.eval()
+    for spec, measured in interleaved({s: kernel_of(s, infer(f)) for s, (_, f, _) in built.items()}).items():
+        rows[spec].update(eval_median=statistics.median(measured), eval_min=min(measured))
+    if train:
+        for model, _, _ in built.values():
             model.train()
-            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-            target = torch.randint(0, model.num_classes, (batch_size,), device=dev)
-
-            def step(f=forward, opt=optimizer, y=target) -> None:
-                opt.zero_grad(set_to_none=True)
-                with autocast:
-                    loss = torch.nn.functional.cross_entropy(f(x), y)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-
-            measured = rates(with_kernels(step, **kernels))
-            row.update(train_median=statistics.median(measured), train_min=min(measured))
-        rows[spec] = row
-        del model, forward
-        if dev.type == "cuda":
-            torch.cuda.empty_cache()
+        calls = {s: kernel_of(s, train_step(m, f)) for s, (m, f, _) in built.items()}
+        for spec, measured in interleaved(calls).items():
+            rows[spec].update(train_median=statistics.median(measured), train_min=min(measured))
     base = rows.get(models[0], {})
     for row in rows.values():
         for key in ("eval_median", "train_median"):
@@ -149,7 +158,7 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
                 row[key.replace("median", "ratio")] = row[key] / base[key]
     return dict(benchmark="throughput", batch_size=batch_size, img_size=img_size, repeats=repeats, steps=steps,
                 device=_device_name(dev), channels_last=channels_last, compile=compile,
-                compile_mode=compile_mode if compile else None, amp=amp,
+                compile_mode=compile_mode if compile else None, amp=amp, interleaved=True,
                 threads=torch.get_num_threads(), torch=torch.__version__, reference=models[0], rows=rows)
 
 
@@ -221,12 +230,9 @@ def bench_fast(model_name: str = "shiftvit_r2_tiny", batch_size: int = 64, img_s
 
     fns = {"official": under_autocast(official, x), "ours_nchw": under_autocast(ours, x),
            "ours_channels_last": under_autocast(ours_cl, x_cl)}
-    fns["ours_channels_last+layer_norm"] = with_kernels(fns["ours_channels_last"], norm="layer_norm")
     if _triton_usable(dev):  # the same models with the one-launch shift kernel (not the default one)
-        fns.update({"ours_nchw+triton": with_kernels(fns["ours_nchw"], shift="triton"),
-                    "ours_channels_last+triton": with_kernels(fns["ours_channels_last"], shift="triton"),
-                    "ours_channels_last+triton+layer_norm": with_kernels(fns["ours_channels_last"], shift="triton",
-                                                                         norm="layer_norm")})
+        fns.update({"ours_nchw+triton": with_gpu_kernel("triton", fns["ours_nchw"]),
+                    "ours_channels_last+triton": with_gpu_kernel("triton", fns["ours_channels_last"])})
     with torch.no_grad():
         reference = fns["official"]()  # under the same autocast
         diffs = {k: (fn() - reference).abs().max().item() for k, fn in fns.items() if k != "official"}

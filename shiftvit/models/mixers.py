@@ -18,14 +18,12 @@ from typing import Callable, Dict, Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
-from timm.layers import Attention, LayerNorm2d
-from timm.layers import GroupNorm1 as TimmGroupNorm1
-from timm.layers.fast_norm import fast_group_norm
+from timm.layers import Attention, GroupNorm1, LayerNorm2d
 from timm.models.swin_transformer import WindowAttention, window_partition, window_reverse
 from torch import nn
 
 from .. import spec
-from ..ops import group_norm1, shift_by
+from ..ops import shift_by
 from ..spec import (
     DWConvOptions,
     GammaLike,
@@ -39,19 +37,6 @@ from ..spec import (
 )
 
 MIXERS: Dict[str, Type[TokenMixer]] = {}
-
-
-class GroupNorm1(TimmGroupNorm1):
-    """timm's ``GroupNorm1`` (same parameters, same state-dict keys, ``fast_norm`` honoured), run by the process's
-    norm kernel (``ops.set_norm_kernel``): ``native`` is timm's, ``layer_norm`` keeps channels-last tensors in
-    their layout."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_scripting():
-            return F.group_norm(x, 1, self.weight, self.bias, self.eps)
-        if self._fast_norm:
-            return fast_group_norm(x, 1, self.weight, self.bias, self.eps)
-        return group_norm1(x, self.weight, self.bias, self.eps)
 
 
 NORMS: Dict[str, Callable[[int], nn.Module]] = {
