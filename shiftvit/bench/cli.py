@@ -75,6 +75,8 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     t.add_argument("--compile-mode", default="default", choices=COMPILE_MODES)
     t.add_argument("--amp", default="none", choices=sorted(AMP_DTYPES), help="autocast dtype (default: fp32)")
     t.add_argument("--no-train", action="store_true", help="inference only")
+    t.add_argument("--no-eval", action="store_true",
+                   help="training only (with --compile: one compilation per model instead of two)")
     t.add_argument("--quick", action="store_true", help="two small models, batch 2, 64 px: checks it runs")
     t.add_argument("--out", default="bench_results/throughput.json")
     f = sub.add_parser("fast", parents=[common],
@@ -128,12 +130,14 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
             models = args.models or ["shiftvit_light_tiny", "shiftvit_light_tiny[attn]"]
             result = bench_throughput(models, batch_size=2, img_size=64, repeats=2, steps=1, warmup=1,
                                       device=args.device, channels_last=args.channels_last, compile=args.compile,
-                                      train=not args.no_train, amp=args.amp, compile_mode=args.compile_mode)
+                                      train=not args.no_train, evaluate=not args.no_eval, amp=args.amp,
+                                      compile_mode=args.compile_mode)
         else:
             models = args.models or [*DEFAULT_MODELS, *(f"shiftvit_r2_tiny[{m}]" for m in MATCHED_MIXERS)]
             result = bench_throughput(models, args.batch_size, args.img_size, args.repeats, args.steps,
                                       device=args.device, channels_last=args.channels_last, compile=args.compile,
-                                      train=not args.no_train, amp=args.amp, compile_mode=args.compile_mode)
+                                      train=not args.no_train, evaluate=not args.no_eval, amp=args.amp,
+                                      compile_mode=args.compile_mode)
         _print_throughput(result)
         write(result, args.out)
     elif args.command == "fast":

@@ -11,7 +11,7 @@ import torch
 
 from ..ops import GPU_KERNELS, shift_official
 from .shift import _triton_usable, with_gpu_kernel
-from .timing import AMP_DTYPES, _device_name, _minor_faults, synchronizer, time_interleaved
+from .timing import AMP_DTYPES, _device_name, _minor_faults, time_interleaved
 
 
 def bench_solver(reference: str = "shiftvit_r2_tiny", img_size: int = 224,
@@ -78,7 +78,7 @@ def _build(spec: str, img_size: int):
 def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int = 224, repeats: int = 5,
                      steps: int = 3, warmup: int = 2, device: str = "cpu", channels_last: bool = False,
                      compile: bool = False, train: bool = True, amp: str = "none",
-                     compile_mode: str = "default") -> Dict[str, object]:
+                     compile_mode: str = "default", evaluate: bool = True) -> Dict[str, object]:
     """Images/s in eval (no grad) and in training (forward + backward + AdamW step); for each model the
     minimum and median over ``repeats`` rounds of ``steps`` batches, after ``warmup`` batches.
     ``amp`` runs the forward passes under autocast (bf16 or fp16, as ``run.py``'s ``train.amp``).
@@ -89,7 +89,6 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
     if amp not in AMP_DTYPES:
         raise ValueError(f"amp={amp!r} is not one of: {', '.join(AMP_DTYPES)}")
     dev = torch.device(device)
-    sync = synchronizer(dev)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(batch_size, 3, img_size, img_size, device=dev).contiguous(memory_format=fmt)
     autocast = torch.autocast(dev.type, dtype=AMP_DTYPES[amp], enabled=amp != "none")
@@ -104,19 +103,16 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
         rows[spec] = {"macs": cost.total_macs, "params": cost.total_params}
 
     def interleaved(calls: Dict[str, Callable[[], object]]) -> Dict[str, List[float]]:
-        for call in calls.values():
+        for call in calls.values():  # warm-up batches (compilation, autotuning, allocator) outside the rounds
             for _ in range(warmup):
                 call()
-        sync()
-        rates: Dict[str, List[float]] = {spec: [] for spec in calls}
-        for _ in range(repeats):
-            for spec, call in calls.items():
-                t0 = time.perf_counter()
-                for _ in range(steps):
-                    call()
-                sync()
-                rates[spec].append(steps * batch_size / (time.perf_counter() - t0))
-        return rates
+
+        def batches(call: Callable[[], object]) -> Callable[[], None]:
+            return lambda: [call() for _ in range(steps)]
+
+        times = time_interleaved({spec: batches(call) for spec, call in calls.items()}, repeats, warmup=0,
+                                 device=dev)
+        return {spec: [steps * batch_size / t for t in ts] for spec, ts in times.items()}
 
     def infer(forward: Callable) -> Callable[[], None]:
         def call() -> None:
@@ -141,10 +137,11 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
         kernel = built[spec][2]
         return with_gpu_kernel(kernel, call) if kernel else call
 
-    for model, _, _ in built.values():
-        model.eval()
-    for spec, measured in interleaved({s: kernel_of(s, infer(f)) for s, (_, f, _) in built.items()}).items():
-        rows[spec].update(eval_median=statistics.median(measured), eval_min=min(measured))
+    if evaluate:
+        for model, _, _ in built.values():
+            model.eval()
+        for spec, measured in interleaved({s: kernel_of(s, infer(f)) for s, (_, f, _) in built.items()}).items():
+            rows[spec].update(eval_median=statistics.median(measured), eval_min=min(measured))
     if train:
         for model, _, _ in built.values():
             model.train()
@@ -171,8 +168,9 @@ def _print_throughput(r: Dict[str, object]) -> None:
     for name, row in r["rows"].items():
         train = (f"{row['train_median']:>12.1f}{row['train_min']:>8.1f}{row.get('train_ratio', float('nan')):>7.2f}"
                  if "train_median" in row else "")
-        print(f"{name:<34}{row['macs'] / 1e9:>7.2f}{row['params'] / 1e6:>9.2f}{row['eval_median']:>11.1f}"
-              f"{row['eval_min']:>8.1f}{row.get('eval_ratio', float('nan')):>7.2f}{train}")
+        evaluated = (f"{row['eval_median']:>11.1f}{row['eval_min']:>8.1f}{row.get('eval_ratio', float('nan')):>7.2f}"
+                     if "eval_median" in row else f"{'-':>11}{'-':>8}{'-':>7}")
+        print(f"{name:<34}{row['macs'] / 1e9:>7.2f}{row['params'] / 1e6:>9.2f}{evaluated}{train}")
 
 
 class OfficialShift(torch.nn.Module):
