@@ -305,18 +305,23 @@ class Trainer:
             if dist_utils.broadcast_flag(catcher.received is not None):
                 self.partial["seconds"] += time.perf_counter() - started
                 bar.close()
-                if not all_finite.item():  # never checkpoint weights a non-finite loss has already stepped
+                if self._any_rank_diverged(all_finite):  # never checkpoint weights a non-finite loss stepped
                     return None
                 self.partial["loss_sum"] = loss_sum.item()
                 self.save_checkpoint(epoch, batch)
                 raise Interrupted(signal.Signals(catcher.received or signal.SIGTERM).name)
         bar.close()
-        finite = bool(all_finite.item())  # the epoch's one wait for the device
+        diverged = self._any_rank_diverged(all_finite)  # the epoch's one wait for the device
         self.partial["seconds"] += time.perf_counter() - started
-        if not finite:
+        if diverged:
             return None
         self.partial["loss_sum"] = loss_sum.item()
         return self.partial["loss_sum"] / max(self.partial["samples"], 1)
+
+    def _any_rank_diverged(self, all_finite: torch.Tensor) -> bool:
+        """Whether any process saw a non-finite loss: all ranks must stop together, or the others would wait in
+        the next all-reduce for one that left."""
+        return dist_utils.broadcast_flag(not bool(all_finite.item()))
 
     def _optimizer_step(self) -> None:
         from timm.utils import dispatch_clip_grad

@@ -237,3 +237,19 @@ def test_torchrun_two_processes_gloo(tmp_path):
     assert summary["status"] == "completed" and summary["world_size"] == 2
     assert len(read_metrics(run_dir)) == 1
     assert json.loads((run_dir / "summary.json").read_text())["val_top1"] > 10
+
+
+def test_torchrun_two_processes_stop_together_when_the_loss_diverges(tmp_path):
+    """The non-finite check is agreed across ranks at the epoch's end (one all-reduce), so both processes stop
+    in the same epoch and the record says diverged, instead of one rank waiting for the other."""
+    import shutil
+    import sys
+
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    run_dir = tmp_path / "ddp"
+    proc = run_cli(["train.epochs=3", "train.lr=1e30", "train.warmup_epochs=0", "logger=none", "train.ema=false",
+                    f"hydra.run.dir={run_dir}"], cwd=tmp_path,
+                   command=[torchrun, "--standalone", "--nproc_per_node=2", str(ROOT / "run.py")], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = read_summary(run_dir)
+    assert summary["status"] == "diverged" and summary["world_size"] == 2 and summary["epochs_done"] < 3
