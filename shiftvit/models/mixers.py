@@ -38,7 +38,6 @@ from ..spec import (
 
 MIXERS: Dict[str, Type[TokenMixer]] = {}
 
-
 NORMS: Dict[str, Callable[[int], nn.Module]] = {
     "gn1": GroupNorm1,  # GroupNorm(1, C): the official default, LayerNorm over C x H x W
     "ln": LayerNorm2d,  # LayerNorm over channels only, per pixel
