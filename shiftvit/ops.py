@@ -17,9 +17,10 @@ from __future__ import annotations
 import contextlib
 import os
 from fractions import Fraction
-from typing import Iterator
+from typing import Iterator, Optional
 
 import torch
+import torch.nn.functional as F
 from timm.layers import register_notrace_function
 
 from .spec import GammaLike, parse_gamma, shift_channels  # noqa: F401  (re-exported: shiftvit.ops.parse_gamma)
@@ -123,15 +124,52 @@ if os.environ.get("SHIFTVIT_GPU_SHIFT_KERNEL"):
     set_gpu_kernel(os.environ["SHIFTVIT_GPU_SHIFT_KERNEL"])
 
 
+# --- GroupNorm(1, C), the norm of every block, on CUDA ----------------------------------------------------------
+GPU_NORM_KERNELS = ("native", "triton")
+_gpu_norm_kernel = {"name": "native", "fn": None}
+
+
+def set_gpu_norm_kernel(name: str) -> str:
+    """The GroupNorm(1, C) kernel for GPU tensors: ``native`` (``F.group_norm``, the default) or ``triton``
+    (``group_norm_triton.py``: keeps channels-last tensors in their layout; opt-in, unmeasured). CPU tensors
+    always use ``F.group_norm``. ``SHIFTVIT_GPU_NORM_KERNEL`` sets it for a whole process. Returns the kernel it
+    replaces."""
+    if name not in GPU_NORM_KERNELS:
+        raise ValueError(f"GPU norm kernel {name!r} is not one of: {', '.join(GPU_NORM_KERNELS)}")
+    fn = None
+    if name == "triton":  # imported here, so a missing Triton fails now rather than at the first forward
+        from .group_norm_triton import group_norm1_triton as fn
+    previous = _gpu_norm_kernel["name"]
+    _gpu_norm_kernel.update(name=name, fn=fn)
+    return previous
+
+
+@torch.jit.unused
+def group_norm1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """``F.group_norm(x, 1, weight, bias, eps)`` by the process's GPU norm kernel for CUDA tensors."""
+    fn = _gpu_norm_kernel["fn"]
+    if fn is not None and x.is_cuda:
+        return fn(x, weight, bias, eps)
+    return F.group_norm(x, 1, weight, bias, eps)
+
+
+if os.environ.get("SHIFTVIT_GPU_NORM_KERNEL"):
+    set_gpu_norm_kernel(os.environ["SHIFTVIT_GPU_NORM_KERNEL"])
+
+
 @contextlib.contextmanager
-def use_gpu_kernel(name: str) -> Iterator[None]:
-    """Run a block with the given GPU shift kernel, restoring the process's own afterwards: how the benchmarks
-    time the kernels side by side in one process."""
-    previous = set_gpu_kernel(name)
+def use_gpu_kernels(shift: Optional[str] = None, norm: Optional[str] = None) -> Iterator[None]:
+    """Run a block with the given GPU shift and/or norm kernel (None: leave it), restoring the process's own
+    afterwards: how the benchmarks time the kernels side by side in one process."""
+    previous_shift = set_gpu_kernel(shift) if shift else None
+    previous_norm = set_gpu_norm_kernel(norm) if norm else None
     try:
         yield
     finally:
-        set_gpu_kernel(previous)
+        if previous_shift:
+            set_gpu_kernel(previous_shift)
+        if previous_norm:
+            set_gpu_norm_kernel(previous_norm)
 
 
 def shift(x: torch.Tensor, gamma: GammaLike = Fraction(1, 12), shift_size: int = 1) -> torch.Tensor:

@@ -28,12 +28,12 @@ def test_norm_bench_quick_times_every_layout_and_autocast(tmp_path, capsys):
     assert "time / two clones" in capsys.readouterr().out
 
 
-def test_a_model_with_an_unknown_shift_kernel_is_refused_naming_the_choices():
-    from shiftvit.bench.models import parse_kernel
+def test_a_model_with_an_unknown_kernel_is_refused_naming_the_choices():
+    from shiftvit.bench.models import parse_kernels
 
-    assert parse_kernel("shiftvit_nano+triton") == ("shiftvit_nano", "triton")
-    assert parse_kernel("shiftvit_nano[attn]") == ("shiftvit_nano[attn]", None)
-    with pytest.raises(ValueError, match=r"shift kernel 'cuda' is not one of: torch, triton"):
+    assert parse_kernels("shiftvit_nano+triton+gn_triton") == ("shiftvit_nano", {"shift": "triton", "norm": "triton"})
+    assert parse_kernels("shiftvit_nano[attn]") == ("shiftvit_nano[attn]", {})
+    with pytest.raises(ValueError, match=r"kernel 'cuda' is not one of: torch, triton, gn_native, gn_triton"):
         main(["throughput", "shiftvit_nano+cuda", "--quick", "--out", ""])
 
 

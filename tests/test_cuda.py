@@ -69,17 +69,46 @@ def test_triton_shift_kernel_on_cuda(memory_format):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_triton_shift_in_every_dtype_equals_the_official_on_cuda(memory_format, dtype):
     pytest.importorskip("triton")
-    from shiftvit.ops import use_gpu_kernel
+    from shiftvit.ops import use_gpu_kernels
 
     x = torch.randn(8, 96, 28, 28, device="cuda", dtype=dtype).contiguous(memory_format=memory_format)
     x.requires_grad_(True)
     grad = torch.randn_like(x)
     ref = shift_official(x, 8)
     (g_ref,) = torch.autograd.grad(ref, x, grad)
-    with use_gpu_kernel("triton"):
+    with use_gpu_kernels(shift="triton"):
         ours = shift_by(x, 8)
         (g_ours,) = torch.autograd.grad(ours, x, grad)
     assert torch.equal(ours, ref) and torch.equal(g_ours, g_ref)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_triton_group_norm_on_cuda_equals_group_norm_and_in_a_model(memory_format):
+    pytest.importorskip("triton")
+    from shiftvit.group_norm_triton import group_norm1_triton
+    from shiftvit.ops import use_gpu_kernels
+
+    x = (2 * torch.randn(8, 96, 28, 28, device="cuda") + 1).contiguous(memory_format=memory_format)
+    x.requires_grad_(True)
+    weight = torch.randn(96, device="cuda", requires_grad=True)
+    bias = torch.randn(96, device="cuda", requires_grad=True)
+    grad = torch.randn_like(x)
+    expected = torch.nn.functional.group_norm(x, 1, weight, bias, 1e-5)
+    expected_grads = torch.autograd.grad(expected, (x, weight, bias), grad)
+    got = group_norm1_triton(x, weight, bias, 1e-5)
+    got_grads = torch.autograd.grad(got, (x, weight, bias), grad)
+    assert got.is_contiguous(memory_format=memory_format)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    for g, e in zip(got_grads, expected_grads):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-3)
+    model = timm.create_model("shiftvit_light_tiny", img_size=64).cuda().train().to(memory_format=memory_format)
+    image = torch.randn(2, 3, 64, 64, device="cuda").contiguous(memory_format=memory_format)
+    torch.manual_seed(0)
+    reference = model(image)
+    with use_gpu_kernels(shift="triton", norm="triton"):
+        torch.manual_seed(0)  # the same drop-path draws
+        logits = model(image)
+    torch.testing.assert_close(logits, reference, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("mixer", ["shift", "attn", "dwconv", "pool"])

@@ -339,3 +339,67 @@ def test_triton_kernel_with_shift_size_equals_reference_in_the_interpreter():
     """shift_official is checked against the element-by-element definition above; Triton against it."""
     assert "checked 24" in in_triton_interpreter(TRITON_STEP_CHECK)
 
+
+
+# --- GroupNorm(1, C) as Triton kernels (group_norm_triton.py), run by Triton's CPU interpreter --------------------
+TRITON_GROUP_NORM_CHECK = """
+import torch, torch.nn.functional as F
+from shiftvit.group_norm_triton import CHUNK, group_norm1_triton
+torch.manual_seed(0)
+checked = 0
+# odd sizes, a channel count past one channel block (130 > 64), a sample spanning two statistics chunks
+cases = [((2, 24, 9, 7), 0.0), ((1, 5, 1, 3), 0.0), ((2, 130, 11, 13), 0.0), ((1, 3, 100, 60), 0.0),
+         ((2, 8, 16, 16), 1000.0)]  # |mean| >> std: the merged statistics must not cancel
+assert 3 * 100 * 60 > CHUNK
+for shape, offset in cases:
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        for dtype in (torch.float32, torch.bfloat16, torch.float16):
+            if offset and dtype != torch.float32:
+                continue  # 1000 + N(0, 9) is not representable in 8 or 11 mantissa bits to this tolerance
+            c = shape[1]
+            x = (3 * torch.randn(*shape) + 2 + offset).to(dtype).contiguous(memory_format=fmt).requires_grad_(True)
+            w, b = torch.randn(c, requires_grad=True), torch.randn(c, requires_grad=True)
+            dy = torch.randn(*shape).to(dtype).contiguous(memory_format=fmt)
+            y = group_norm1_triton(x, w, b, 1e-5)
+            got = torch.autograd.grad(y, (x, w, b), dy)
+            leaves = [t.detach().double().requires_grad_(True) for t in (x, w, b)]
+            ref = F.group_norm(leaves[0], 1, leaves[1], leaves[2], 1e-5)
+            expected = torch.autograd.grad(ref, leaves, dy.double())
+            # at mean 1000 the float32 mean itself is off by up to half an ulp (3e-5), 1e-5 of the std;
+            # F.group_norm on the CPU misses the float64 result there by about 1e-2
+            tolerance = 1e-4 if offset else 1e-5 if dtype == torch.float32 else 2e-2
+            errors = [((a.double() - e).norm() / e.norm()).item() for a, e in zip((y, *got), (ref, *expected))]
+            assert max(errors) < tolerance, (shape, offset, fmt, dtype, errors)
+            assert y.dtype == dtype and y.is_contiguous(memory_format=fmt), (shape, fmt, dtype)
+            assert got[0].dtype == dtype and got[0].is_contiguous(memory_format=fmt), (shape, fmt, dtype)
+            checked += 1
+print("checked", checked)
+"""
+
+
+def test_triton_group_norm_equals_group_norm_in_the_interpreter():
+    """GroupNorm(1, C) forward and backward (input, weight and bias gradients) against float64 F.group_norm, in
+    both layouts, fp32, bf16 and fp16; the output and the input gradient keep the input's layout and dtype."""
+    assert "checked 26" in in_triton_interpreter(TRITON_GROUP_NORM_CHECK)
+
+
+def test_gpu_norm_kernel_is_validated_and_leaves_cpu_tensors_alone():
+    import timm
+
+    import shiftvit.models  # noqa: F401
+    from shiftvit.ops import set_gpu_norm_kernel
+
+    with pytest.raises(ValueError, match=r"GPU norm kernel 'fused' is not one of: native, triton"):
+        set_gpu_norm_kernel("fused")
+    pytest.importorskip("triton")
+    torch.manual_seed(0)
+    model = timm.create_model("shiftvit_nano").eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+        previous = set_gpu_norm_kernel("triton")
+        try:
+            got = model(x)
+        finally:
+            set_gpu_norm_kernel(previous)
+    assert previous == "native" and torch.equal(got, expected)

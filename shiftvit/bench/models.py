@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
 
-from ..ops import GPU_KERNELS, shift_official
-from .shift import _triton_usable, with_gpu_kernel
+from ..ops import GPU_KERNELS, GPU_NORM_KERNELS, shift_official
+from .shift import _triton_usable, with_kernels
 from .timing import AMP_DTYPES, _device_name, _minor_faults, time_interleaved
 
 
@@ -45,18 +45,28 @@ DEFAULT_MODELS = ("shiftvit_r2_tiny", "shiftvit_light_tiny", "swin_tiny_patch4_w
 MATCHED_MIXERS = ("attn", "global_attn", "mlp", "dwconv", "pool", "identity")
 
 
-def parse_kernel(spec: str) -> Tuple[str, Optional[str]]:
-    """``model+triton`` -> (``model``, ``"triton"``): the GPU shift kernel a benchmark runs that model with
-    (``ops.GPU_KERNELS``; None: the process's own)."""
-    name, _, kernel = spec.partition("+")
-    if kernel and kernel not in GPU_KERNELS:
-        raise ValueError(f"{spec!r}: shift kernel {kernel!r} is not one of: {', '.join(GPU_KERNELS)}")
-    return name, kernel or None
+NORM_SUFFIX = "gn_"  # model+gn_triton: the GPU norm kernel; model+triton: the GPU shift kernel
+
+
+def parse_kernels(spec: str) -> Tuple[str, Dict[str, str]]:
+    """``model+triton+gn_triton`` -> (``model``, {"shift": "triton", "norm": "triton"}): the GPU shift kernel
+    (``ops.GPU_KERNELS``) and norm kernel (``gn_`` + ``ops.GPU_NORM_KERNELS``) a benchmark runs that model with."""
+    name, *suffixes = spec.split("+")
+    kernels: Dict[str, str] = {}
+    for suffix in suffixes:
+        if suffix.startswith(NORM_SUFFIX) and suffix[len(NORM_SUFFIX):] in GPU_NORM_KERNELS:
+            kernels["norm"] = suffix[len(NORM_SUFFIX):]
+        elif suffix in GPU_KERNELS:
+            kernels["shift"] = suffix
+        else:
+            choices = [*GPU_KERNELS, *(NORM_SUFFIX + k for k in GPU_NORM_KERNELS)]
+            raise ValueError(f"{spec!r}: kernel {suffix!r} is not one of: {', '.join(choices)}")
+    return name, kernels
 
 
 def _build(spec: str, img_size: int):
     """``name`` or ``name[mixer]`` (a ShiftViT with that mixer, depths solved to the name's FLOPs); a ``+kernel``
-    suffix is the caller's (``parse_kernel``)."""
+    suffix is the caller's (``parse_kernels``)."""
     import timm
 
     import shiftvit.models  # noqa: F401  (registers the models with timm)
@@ -64,7 +74,7 @@ def _build(spec: str, img_size: int):
     from ..flops import count, solve_depths
 
     kwargs: Dict[str, object] = {}
-    name = parse_kernel(spec)[0]
+    name = parse_kernels(spec)[0]
     spec = name
     if "[" in spec:
         name, mixer = spec[:-1].split("[")
@@ -94,12 +104,12 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
     autocast = torch.autocast(dev.type, dtype=AMP_DTYPES[amp], enabled=amp != "none")
     scaler = torch.amp.GradScaler(dev.type, enabled=amp == "fp16")
     rows: Dict[str, Dict[str, object]] = {}
-    built: Dict[str, Tuple[torch.nn.Module, Callable, Optional[str]]] = {}
+    built: Dict[str, Tuple[torch.nn.Module, Callable, Dict[str, str]]] = {}
     for spec in models:
         model, cost = _build(spec, img_size)
         model = model.to(dev, memory_format=fmt)
         forward = torch.compile(model, mode=compile_mode) if compile else model
-        built[spec] = (model, forward, parse_kernel(spec)[1])
+        built[spec] = (model, forward, parse_kernels(spec)[1])
         rows[spec] = {"macs": cost.total_macs, "params": cost.total_params}
 
     def interleaved(calls: Dict[str, Callable[[], object]]) -> Dict[str, List[float]]:
@@ -134,8 +144,7 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
         return call
 
     def kernel_of(spec: str, call: Callable[[], None]) -> Callable[[], object]:
-        kernel = built[spec][2]
-        return with_gpu_kernel(kernel, call) if kernel else call
+        return with_kernels(call, **built[spec][2])
 
     if evaluate:
         for model, _, _ in built.values():
@@ -163,14 +172,14 @@ def _print_throughput(r: Dict[str, object]) -> None:
     print(f"throughput, batch {r['batch_size']}, {r['img_size']} px, {r['device']}, {r['threads']} threads, "
           f"amp={r['amp']}, channels_last={r['channels_last']}, compile={r['compile']}; "
           f"ratios to {r['reference']} (median)")
-    print(f"{'model':<34}{'GMACs':>7}{'params M':>9}{'eval img/s':>11}{'(min)':>8}{'ratio':>7}"
+    print(f"{'model':<40}{'GMACs':>7}{'params M':>9}{'eval img/s':>11}{'(min)':>8}{'ratio':>7}"
           f"{'train img/s':>12}{'(min)':>8}{'ratio':>7}")
     for name, row in r["rows"].items():
         train = (f"{row['train_median']:>12.1f}{row['train_min']:>8.1f}{row.get('train_ratio', float('nan')):>7.2f}"
                  if "train_median" in row else "")
         evaluated = (f"{row['eval_median']:>11.1f}{row['eval_min']:>8.1f}{row.get('eval_ratio', float('nan')):>7.2f}"
                      if "eval_median" in row else f"{'-':>11}{'-':>8}{'-':>7}")
-        print(f"{name:<34}{row['macs'] / 1e9:>7.2f}{row['params'] / 1e6:>9.2f}{evaluated}{train}")
+        print(f"{name:<40}{row['macs'] / 1e9:>7.2f}{row['params'] / 1e6:>9.2f}{evaluated}{train}")
 
 
 class OfficialShift(torch.nn.Module):
@@ -228,9 +237,10 @@ def bench_fast(model_name: str = "shiftvit_r2_tiny", batch_size: int = 64, img_s
 
     fns = {"official": under_autocast(official, x), "ours_nchw": under_autocast(ours, x),
            "ours_channels_last": under_autocast(ours_cl, x_cl)}
-    if _triton_usable(dev):  # the same models with the one-launch shift kernel (not the default one)
-        fns.update({"ours_nchw+triton": with_gpu_kernel("triton", fns["ours_nchw"]),
-                    "ours_channels_last+triton": with_gpu_kernel("triton", fns["ours_channels_last"])})
+    if _triton_usable(dev):  # the same models with the opt-in Triton kernels: the shift, and the shift and norm
+        for layout in ("nchw", "channels_last"):
+            fns[f"ours_{layout}+triton"] = with_kernels(fns[f"ours_{layout}"], shift="triton")
+            fns[f"ours_{layout}+triton+gn_triton"] = with_kernels(fns[f"ours_{layout}"], shift="triton", norm="triton")
     with torch.no_grad():
         reference = fns["official"]()  # under the same autocast
         diffs = {k: (fn() - reference).abs().max().item() for k, fn in fns.items() if k != "official"}

@@ -1,7 +1,7 @@
 """GroupNorm(1, C) alone, forward + backward: PyTorch's ``group_norm``, timm's ``fast_norm`` (the autocast dtype in
-and out) and Inductor's fused version, each as a ratio to two clones of the same tensors, in both memory formats,
-in float32 and under bf16 autocast (how a block sees it in ``train.amp=bf16``): what the norm of every block
-costs, against the floor of any out-of-place op.
+and out), Inductor's fused version and, on CUDA, ours (``group_norm_triton.py``), each as a ratio to two clones
+of the same tensors, in both memory formats, in float32 and under bf16 autocast (how a block sees it in
+``train.amp=bf16``): what the norm of every block costs, against the floor of any out-of-place op.
 
 A LayerNorm over the last three dimensions of the tensor as stored computes the same statistics in either memory
 format; timed here at commit 2d9ae04 it cost 11-13 copies against native's 4-7 on an H200, and was dropped
@@ -14,6 +14,7 @@ from typing import Callable, Dict, Sequence
 import torch
 import torch.nn.functional as F
 
+from .shift import _triton_usable
 from .timing import AMP_DTYPES, _device_name, time_interleaved
 
 
@@ -39,6 +40,10 @@ def bench_norm(shape=(64, 96, 56, 56), repeats: int = 20, device: str = "cpu", a
     norms: Dict[str, Callable[..., torch.Tensor]] = {"native": F.group_norm}
     if compile:
         norms["inductor"] = torch.compile(F.group_norm, dynamic=False)
+    if _triton_usable(dev):
+        from ..group_norm_triton import group_norm1_triton
+
+        norms["triton"] = lambda x, _groups, w, b, eps: group_norm1_triton(x, w, b, eps)
     for amp in amps:
         autocast = torch.autocast(dev.type, dtype=AMP_DTYPES[amp], enabled=amp != "none")
         for fmt_name, fmt in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):

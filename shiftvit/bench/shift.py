@@ -7,7 +7,7 @@ from typing import Callable, Dict, Optional
 
 import torch
 
-from ..ops import _shift_write_once, shift_by, shift_channels, shift_official, use_gpu_kernel
+from ..ops import _shift_write_once, shift_by, shift_channels, shift_official, use_gpu_kernels
 from .timing import _device_name, _machine, time_interleaved
 
 
@@ -22,10 +22,11 @@ def _triton_usable(device: torch.device) -> bool:
     return True
 
 
-def with_gpu_kernel(name: str, call: Callable[[], object]) -> Callable[[], object]:
-    """``call`` run with the given GPU shift kernel (``ops.use_gpu_kernel``)."""
+def with_kernels(call: Callable[[], object], shift: Optional[str] = None,
+                 norm: Optional[str] = None) -> Callable[[], object]:
+    """``call`` run with the given GPU shift and/or norm kernel (``ops.use_gpu_kernels``)."""
     def run() -> object:
-        with use_gpu_kernel(name):
+        with use_gpu_kernels(shift=shift, norm=norm):
             return call()
     return run
 
@@ -84,7 +85,7 @@ def bench_shift(shape=(64, 96, 56, 56), gamma: str = "1/12", repeats: int = 20, 
         from ..shift_triton import shift_triton
 
         fns["triton"] = kernel(shift_triton)
-        fns["shiftvit_triton"] = with_gpu_kernel("triton", ours)  # through the autograd function
+        fns["shiftvit_triton"] = with_kernels(ours, shift="triton")  # through the autograd function
     times = time_interleaved(fns, repeats, device=dev)
     med = {k: statistics.median(v) for k, v in times.items()}
     best = {k: min(v) for k, v in times.items()}

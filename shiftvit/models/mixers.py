@@ -18,12 +18,14 @@ from typing import Callable, Dict, Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
-from timm.layers import Attention, GroupNorm1, LayerNorm2d
+from timm.layers import Attention, LayerNorm2d
+from timm.layers import GroupNorm1 as TimmGroupNorm1
+from timm.layers.fast_norm import fast_group_norm
 from timm.models.swin_transformer import WindowAttention, window_partition, window_reverse
 from torch import nn
 
 from .. import spec
-from ..ops import shift_by
+from ..ops import group_norm1, shift_by
 from ..spec import (
     DWConvOptions,
     GammaLike,
@@ -37,6 +39,18 @@ from ..spec import (
 )
 
 MIXERS: Dict[str, Type[TokenMixer]] = {}
+
+
+class GroupNorm1(TimmGroupNorm1):
+    """timm's ``GroupNorm1`` (same parameters and state-dict keys, timm's ``fast_norm`` honoured), with CUDA
+    tensors run by the process's GPU norm kernel (``ops.set_gpu_norm_kernel``; the default is timm's own)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return F.group_norm(x, 1, self.weight, self.bias, self.eps)
+        if self._fast_norm:
+            return fast_group_norm(x, 1, self.weight, self.bias, self.eps)
+        return group_norm1(x, self.weight, self.bias, self.eps)
 
 NORMS: Dict[str, Callable[[int], nn.Module]] = {
     "gn1": GroupNorm1,  # GroupNorm(1, C): the official default, LayerNorm over C x H x W

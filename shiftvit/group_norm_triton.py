@@ -1,0 +1,170 @@
+"""GroupNorm(1, C), the norm of every ShiftViT block, as four Triton kernels for CUDA tensors, in either memory
+format, with float32 statistics for float32, bf16 and fp16 tensors (the output keeps the input's dtype).
+
+Why hand-written: PyTorch's CUDA ``group_norm`` copies a channels-last input to NCHW and returns NCHW (on an
+H200 it cost 6.5 copies forward + backward in channels-last against 3.9 in NCHW; README, Performance), Inductor's
+version cost more, and no library has a layout-preserving one. Each sample's C x H x W elements are one contiguous
+block of memory in both formats, so the statistics are a reduction over that block; only where an element's
+channel lies differs, which the kernels take as two strides (NCHW: channel stride H*W, position stride 1;
+channels-last: 1 and C). The passes over memory are the fewest an out-of-place norm needs: forward reads x twice
+(statistics, then normalise) and writes y once; backward reads x and dy twice and writes dx once.
+
+Opt-in (``SHIFTVIT_GPU_NORM_KERNEL=triton`` or ``shiftvit.ops.set_gpu_norm_kernel("triton")``), unmeasured on a
+GPU when written. Tested on CPU through Triton's interpreter (``TRITON_INTERPRET=1``) against ``F.group_norm``.
+Imported only when selected, so Triton is never a dependency of the default path.
+"""
+import torch
+import triton
+import triton.language as tl
+
+# elements a statistics program reduces (in BLOCK-sized steps), and the tile sizes of the other three kernels
+CHUNK = 16384
+BLOCK = 1024
+TILE = 4096
+CHANNEL_BLOCK = 64
+
+
+@triton.jit
+def _stats(x_ptr, count_ptr, mean_ptr, m2_ptr, M, SPLIT, CHUNK: tl.constexpr, BLOCK: tl.constexpr):
+    """Program (n, s): count, mean and centred sum of squares of chunk s of sample n, merged block by block with
+    Chan's formula (each block centred on its own mean, so no cancellation when |mean| >> std)."""
+    n = tl.program_id(0)
+    s = tl.program_id(1)
+    base = x_ptr + n.to(tl.int64) * M
+    start = s * CHUNK
+    count = 0.0
+    mean = 0.0
+    m2 = 0.0
+    for offset in range(0, CHUNK, BLOCK):
+        idx = start + offset + tl.arange(0, BLOCK)
+        mask = idx < M
+        x = tl.load(base + idx, mask=mask, other=0.0).to(tl.float32)
+        k = tl.sum(mask.to(tl.float32), axis=0)
+        block_mean = tl.sum(x, axis=0) / tl.maximum(k, 1.0)
+        block_m2 = tl.sum(tl.where(mask, (x - block_mean) * (x - block_mean), 0.0), axis=0)
+        total = count + k
+        delta = block_mean - mean
+        mean = mean + delta * k / tl.maximum(total, 1.0)
+        m2 = m2 + block_m2 + delta * delta * count * k / tl.maximum(total, 1.0)
+        count = total
+    out = n * SPLIT + s
+    tl.store(count_ptr + out, count)
+    tl.store(mean_ptr + out, mean)
+    tl.store(m2_ptr + out, m2)
+
+
+@triton.jit
+def _tile(n, C, P, s_c, s_p, M, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    """Offsets and mask of program (n, p-block, c-block)'s tile of channels x positions, and its channels."""
+    chans = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+    pos = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+    offsets = n.to(tl.int64) * M + chans[:, None] * s_c + pos[None, :] * s_p
+    mask = (chans < C)[:, None] & (pos < P)[None, :]
+    return offsets, mask, chans
+
+
+@triton.jit
+def _normalise(x_ptr, y_ptr, mean_ptr, rstd_ptr, w_ptr, b_ptr, C, P, s_c, s_p,
+               BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    n = tl.program_id(0)
+    offsets, mask, chans = _tile(n, C, P, s_c, s_p, C * P, BLOCK_C, BLOCK_P)
+    x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    w = tl.load(w_ptr + chans, mask=chans < C, other=0.0).to(tl.float32)
+    b = tl.load(b_ptr + chans, mask=chans < C, other=0.0).to(tl.float32)
+    y = (x - tl.load(mean_ptr + n)) * tl.load(rstd_ptr + n) * w[:, None] + b[:, None]
+    tl.store(y_ptr + offsets, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _backward_sums(x_ptr, dy_ptr, mean_ptr, rstd_ptr, a_ptr, b_ptr, C, P, s_c, s_p, NUM_P,
+                   BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    """Per channel of the tile: sum of dy * xhat (a) and of dy (b), stored at [n, p-block, c]."""
+    n = tl.program_id(0)
+    offsets, mask, chans = _tile(n, C, P, s_c, s_p, C * P, BLOCK_C, BLOCK_P)
+    x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    dy = tl.load(dy_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    xhat = (x - tl.load(mean_ptr + n)) * tl.load(rstd_ptr + n)
+    out = (n * NUM_P + tl.program_id(1)) * C + chans
+    tl.store(a_ptr + out, tl.sum(tl.where(mask, dy * xhat, 0.0), axis=1), mask=chans < C)
+    tl.store(b_ptr + out, tl.sum(dy, axis=1), mask=chans < C)
+
+
+@triton.jit
+def _backward_input(x_ptr, dy_ptr, dx_ptr, mean_ptr, rstd_ptr, w_ptr, c1_ptr, c2_ptr, C, P, s_c, s_p,
+                    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    """dx = rstd * (w * dy - mean(w * dy) - xhat * mean(w * dy * xhat)), the means over the sample."""
+    n = tl.program_id(0)
+    offsets, mask, chans = _tile(n, C, P, s_c, s_p, C * P, BLOCK_C, BLOCK_P)
+    x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    dy = tl.load(dy_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    w = tl.load(w_ptr + chans, mask=chans < C, other=0.0).to(tl.float32)
+    rstd = tl.load(rstd_ptr + n)
+    xhat = (x - tl.load(mean_ptr + n)) * rstd
+    dx = rstd * (dy * w[:, None] - tl.load(c1_ptr + n) - xhat * tl.load(c2_ptr + n))
+    tl.store(dx_ptr + offsets, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+def _layout(x: torch.Tensor):
+    """(x as stored, channel stride, position stride): NCHW or channels-last, copied to NCHW if neither."""
+    n, c, h, w = x.shape
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return x, 1, c
+    return x.contiguous(), h * w, 1
+
+
+def _grid_tiles(n: int, c: int, p: int):
+    block_c = min(triton.next_power_of_2(c), CHANNEL_BLOCK)
+    block_p = min(triton.next_power_of_2(p), max(1, TILE // block_c))
+    return (n, triton.cdiv(p, block_p), triton.cdiv(c, block_c)), block_c, block_p
+
+
+def _statistics(x: torch.Tensor, eps: float):
+    n = x.shape[0]
+    m = x[0].numel()
+    split = triton.cdiv(m, CHUNK)
+    parts = torch.empty((3, n, split), device=x.device, dtype=torch.float32)
+    _stats[(n, split)](x, parts[0], parts[1], parts[2], m, split, CHUNK=CHUNK, BLOCK=BLOCK)
+    count, means, m2 = parts.double()  # Chan's merge of the chunks, in float64 (n x split numbers)
+    mean = (count * means).sum(1) / m
+    var = (m2.sum(1) + (count * (means - mean[:, None]) ** 2).sum(1)) / m
+    return mean.float(), torch.rsqrt(var + eps).float()
+
+
+class _GroupNorm1(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+        x, s_c, s_p = _layout(x)
+        n, c, h, w = x.shape
+        mean, rstd = _statistics(x, eps)
+        y = torch.empty_like(x)
+        grid, block_c, block_p = _grid_tiles(n, c, h * w)
+        _normalise[grid](x, y, mean, rstd, weight, bias, c, h * w, s_c, s_p, BLOCK_C=block_c, BLOCK_P=block_p)
+        ctx.save_for_backward(x, weight, mean, rstd)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor):
+        x, weight, mean, rstd = ctx.saved_tensors
+        n, c, h, w = x.shape
+        channels_last = not x.is_contiguous()
+        dy = dy.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        s_c, s_p = (1, c) if channels_last else (h * w, 1)
+        grid, block_c, block_p = _grid_tiles(n, c, h * w)
+        a = torch.empty((n, grid[1], c), device=x.device, dtype=torch.float32)
+        b = torch.empty_like(a)
+        _backward_sums[grid](x, dy, mean, rstd, a, b, c, h * w, s_c, s_p, grid[1], BLOCK_C=block_c, BLOCK_P=block_p)
+        a, b = a.sum(1), b.sum(1)  # (n, c): sum over positions of dy * xhat and of dy
+        w32 = weight.float()
+        m = c * h * w
+        c1, c2 = (b * w32).sum(1) / m, (a * w32).sum(1) / m
+        dx = torch.empty_like(x)
+        _backward_input[grid](x, dy, dx, mean, rstd, weight, c1, c2, c, h * w, s_c, s_p,
+                              BLOCK_C=block_c, BLOCK_P=block_p)
+        return dx, a.sum(0).to(weight.dtype), b.sum(0).to(weight.dtype), None
+
+
+def group_norm1_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """``F.group_norm(x, 1, weight, bias, eps)`` of an (N, C, H, W) tensor, in its own memory format and dtype."""
+    if x.dim() != 4:
+        raise ValueError(f"group_norm1_triton expects an (N, C, H, W) tensor, got shape {tuple(x.shape)}")
+    return _GroupNorm1.apply(x, weight, bias, eps)
