@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 from fractions import Fraction
-from typing import Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -65,8 +65,33 @@ def _shift_write_once(x: torch.Tensor, g: int, inverse: bool = False, shift_size
     return out
 
 
+class _GpuKernel:
+    """One process-wide choice among the kernels of an op for CUDA tensors: its name and the function it
+    stands for (``load(name)``, called when chosen, so a missing Triton fails at the choice, not the first use)."""
+
+    def __init__(self, op: str, choices: Tuple[str, ...], load: Callable[[str], Any]):
+        self.op, self.choices, self.load = op, choices, load
+        self.name, self.fn = choices[0], load(choices[0])
+
+    def choose(self, name: str) -> str:
+        """Returns the kernel it replaces."""
+        if name not in self.choices:
+            raise ValueError(f"GPU {self.op} kernel {name!r} is not one of: {', '.join(self.choices)}")
+        fn = self.load(name)
+        previous, self.name, self.fn = self.name, name, fn
+        return previous
+
+
+def _load_shift(name: str) -> Callable[..., torch.Tensor]:
+    if name == "triton":
+        from .shift_triton import shift_triton
+
+        return shift_triton
+    return shift_official
+
+
 GPU_KERNELS = ("torch", "triton")
-_gpu_kernel = {"name": "torch", "fn": shift_official}  # the name and the function it stands for
+_gpu_shift = _GpuKernel("shift", GPU_KERNELS, _load_shift)
 
 
 def set_gpu_kernel(name: str) -> str:
@@ -74,20 +99,13 @@ def set_gpu_kernel(name: str) -> str:
     ``triton`` (one launch, ``shift_triton.py``; opt-in, see its docstring). CPU tensors always use
     the write-once kernel. ``SHIFTVIT_GPU_SHIFT_KERNEL`` sets it for a whole process, ``run.py`` included.
     Returns the kernel it replaces."""
-    if name not in GPU_KERNELS:
-        raise ValueError(f"GPU shift kernel {name!r} is not one of: {', '.join(GPU_KERNELS)}")
-    fn = shift_official
-    if name == "triton":  # imported here, so a missing Triton fails now rather than at the first forward
-        from .shift_triton import shift_triton as fn
-    previous = _gpu_kernel["name"]
-    _gpu_kernel.update(name=name, fn=fn)
-    return previous
+    return _gpu_shift.choose(name)
 
 
 def _shift_once(x: torch.Tensor, g: int, inverse: bool, shift_size: int) -> torch.Tensor:
     if x.device.type == "cpu":
         return _shift_write_once(x, g, inverse, shift_size)
-    return _gpu_kernel["fn"](x, g, inverse, shift_size)
+    return _gpu_shift.fn(x, g, inverse, shift_size)
 
 
 class _ShiftFunction(torch.autograd.Function):
@@ -125,8 +143,16 @@ if os.environ.get("SHIFTVIT_GPU_SHIFT_KERNEL"):
 
 
 # --- GroupNorm(1, C), the norm of every block, on CUDA ----------------------------------------------------------
+def _load_norm(name: str) -> Optional[Callable[..., torch.Tensor]]:
+    if name == "triton":
+        from .group_norm_triton import group_norm1_triton
+
+        return group_norm1_triton
+    return None  # F.group_norm
+
+
 GPU_NORM_KERNELS = ("native", "triton")
-_gpu_norm_kernel = {"name": "native", "fn": None}
+_gpu_norm = _GpuKernel("norm", GPU_NORM_KERNELS, _load_norm)
 
 
 def set_gpu_norm_kernel(name: str) -> str:
@@ -134,20 +160,13 @@ def set_gpu_norm_kernel(name: str) -> str:
     (``group_norm_triton.py``: keeps channels-last tensors in their layout; opt-in, unmeasured). CPU tensors
     always use ``F.group_norm``. ``SHIFTVIT_GPU_NORM_KERNEL`` sets it for a whole process. Returns the kernel it
     replaces."""
-    if name not in GPU_NORM_KERNELS:
-        raise ValueError(f"GPU norm kernel {name!r} is not one of: {', '.join(GPU_NORM_KERNELS)}")
-    fn = None
-    if name == "triton":  # imported here, so a missing Triton fails now rather than at the first forward
-        from .group_norm_triton import group_norm1_triton as fn
-    previous = _gpu_norm_kernel["name"]
-    _gpu_norm_kernel.update(name=name, fn=fn)
-    return previous
+    return _gpu_norm.choose(name)
 
 
 @torch.jit.unused
 def group_norm1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
     """``F.group_norm(x, 1, weight, bias, eps)`` by the process's GPU norm kernel for CUDA tensors."""
-    fn = _gpu_norm_kernel["fn"]
+    fn = _gpu_norm.fn
     if fn is not None and x.is_cuda:
         return fn(x, weight, bias, eps)
     return F.group_norm(x, 1, weight, bias, eps)
