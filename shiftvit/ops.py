@@ -163,6 +163,7 @@ def set_gpu_norm_kernel(name: str) -> str:
     return _gpu_norm.choose(name)
 
 
+@register_notrace_function  # torch.fx: one leaf call, whichever kernel is chosen
 @torch.jit.unused
 def group_norm1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
     """``F.group_norm(x, 1, weight, bias, eps)`` by the process's GPU norm kernel for CUDA tensors."""
