@@ -71,10 +71,10 @@ step fast_bf16 45 "$py" -m shiftvit.bench fast --device "$device" --amp bf16 "${
 step overhead_eager 60 "$py" -m shiftvit.bench overhead --device "$device" "${overhead_args[@]}" \
     --out "$out/overhead_eager.json"
 step overhead_eager_nondeterministic 60 "$py" -m shiftvit.bench overhead --device "$device" "${overhead_args[@]}" \
-    --no-deterministic --out "$out/overhead_eager_nondeterministic.json"
+    --no-deterministic --no-startup --out "$out/overhead_eager_nondeterministic.json"
 compile_mode=reduce-overhead && [ "$device" = cuda ] || compile_mode=default
 step overhead_compiled 200 "$py" -m shiftvit.bench overhead --device "$device" "${overhead_args[@]}" --compile \
-    --compile-mode "$compile_mode" --out "$out/overhead_compiled.json"
+    --compile-mode "$compile_mode" --no-startup --out "$out/overhead_compiled.json"
 # training only (one compilation of Shift-T took more than two minutes); eager Shift-T's rate for the ratio
 # comes from throughput_bf16_channels_last, in another process
 step throughput_compiled 240 "$py" -m shiftvit.bench throughput "${compiled[@]}" --device "$device" --amp bf16 \
