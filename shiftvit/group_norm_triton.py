@@ -140,15 +140,15 @@ class _GroupNorm1(torch.autograd.Function):
         grid, block_c, block_p = _grid_tiles(n, c, h * w)
         _normalise[grid](x, y, mean, rstd, weight, bias, c, h * w, s_c, s_p, BLOCK_C=block_c, BLOCK_P=block_p)
         ctx.save_for_backward(x, weight, mean, rstd)
+        ctx.strides = s_c, s_p
         return y
 
     @staticmethod
     def backward(ctx, dy: torch.Tensor):
         x, weight, mean, rstd = ctx.saved_tensors
         n, c, h, w = x.shape
-        channels_last = not x.is_contiguous()
-        dy = dy.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-        s_c, s_p = (1, c) if channels_last else (h * w, 1)
+        s_c, s_p = ctx.strides  # dy laid out as x was: channels-last where positions are C apart
+        dy = dy.contiguous(memory_format=torch.channels_last if s_p != 1 else torch.contiguous_format)
         grid, block_c, block_p = _grid_tiles(n, c, h * w)
         a = torch.empty((n, grid[1], c), device=x.device, dtype=torch.float32)
         b = torch.empty_like(a)

@@ -69,9 +69,11 @@ class _GpuKernel:
     """One process-wide choice among the kernels of an op for CUDA tensors: its name and the function it
     stands for (``load(name)``, called when chosen, so a missing Triton fails at the choice, not the first use)."""
 
-    def __init__(self, op: str, choices: Tuple[str, ...], load: Callable[[str], Any]):
+    def __init__(self, op: str, choices: Tuple[str, ...], load: Callable[[str], Any], env: str):
         self.op, self.choices, self.load = op, choices, load
         self.name, self.fn = choices[0], load(choices[0])
+        if os.environ.get(env):  # the whole process's choice, run.py's included
+            self.choose(os.environ[env])
 
     def choose(self, name: str) -> str:
         """Returns the kernel it replaces."""
@@ -91,7 +93,7 @@ def _load_shift(name: str) -> Callable[..., torch.Tensor]:
 
 
 GPU_KERNELS = ("torch", "triton")
-_gpu_shift = _GpuKernel("shift", GPU_KERNELS, _load_shift)
+_gpu_shift = _GpuKernel("shift", GPU_KERNELS, _load_shift, env="SHIFTVIT_GPU_SHIFT_KERNEL")
 
 
 def set_gpu_kernel(name: str) -> str:
@@ -138,10 +140,6 @@ def shift_by(x: torch.Tensor, g: int, shift_size: int = 1) -> torch.Tensor:
     return _shift_autograd(x, g, shift_size)
 
 
-if os.environ.get("SHIFTVIT_GPU_SHIFT_KERNEL"):
-    set_gpu_kernel(os.environ["SHIFTVIT_GPU_SHIFT_KERNEL"])
-
-
 # --- GroupNorm(1, C), the norm of every block, on CUDA ----------------------------------------------------------
 def _load_norm(name: str) -> Optional[Callable[..., torch.Tensor]]:
     if name == "triton":
@@ -152,7 +150,7 @@ def _load_norm(name: str) -> Optional[Callable[..., torch.Tensor]]:
 
 
 GPU_NORM_KERNELS = ("native", "triton")
-_gpu_norm = _GpuKernel("norm", GPU_NORM_KERNELS, _load_norm)
+_gpu_norm = _GpuKernel("norm", GPU_NORM_KERNELS, _load_norm, env="SHIFTVIT_GPU_NORM_KERNEL")
 
 
 def set_gpu_norm_kernel(name: str) -> str:
@@ -171,10 +169,6 @@ def group_norm1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: 
     if fn is not None and x.is_cuda:
         return fn(x, weight, bias, eps)
     return F.group_norm(x, 1, weight, bias, eps)
-
-
-if os.environ.get("SHIFTVIT_GPU_NORM_KERNEL"):
-    set_gpu_norm_kernel(os.environ["SHIFTVIT_GPU_NORM_KERNEL"])
 
 
 @contextlib.contextmanager

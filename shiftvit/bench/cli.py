@@ -42,6 +42,11 @@ def _key_values(pairs: Iterable[str]) -> Dict[str, object]:
     return out
 
 
+def _shape(args: argparse.Namespace) -> tuple:
+    """``--shape N,C,H,W`` as a tuple, or the small odd-sized tensor of ``--quick``."""
+    return (2, 24, 9, 7) if args.quick else tuple(int(v) for v in args.shape.split(","))
+
+
 def main(argv: Optional[Iterable[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m shiftvit.bench", description=__doc__)
     default_device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -120,9 +125,8 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
         _write({**result, "malloc": malloc}, out)
 
     if args.command == "shift":
-        shape = (2, 24, 9, 7) if args.quick else tuple(int(v) for v in args.shape.split(","))
-        result = bench_shift(shape, args.gamma, 3 if args.quick else args.repeats, args.channels_last, args.threads,
-                             args.device, args.dtype)
+        result = bench_shift(_shape(args), args.gamma, 3 if args.quick else args.repeats, args.channels_last,
+                             args.threads, args.device, args.dtype)
         _print_shift(result)
         write(result, args.out)
     elif args.command == "throughput":
@@ -151,8 +155,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
         _print_overhead(result)
         write(result, args.out)
     elif args.command == "norm":
-        shape = (2, 24, 9, 7) if args.quick else tuple(int(v) for v in args.shape.split(","))
-        result = bench_norm(shape, 3 if args.quick else args.repeats, args.device, compile=args.compile)
+        result = bench_norm(_shape(args), 3 if args.quick else args.repeats, args.device, compile=args.compile)
         _print_norm(result)
         write(result, args.out)
     elif args.command == "solver":

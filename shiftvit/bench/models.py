@@ -11,7 +11,7 @@ import torch
 
 from ..ops import GPU_KERNELS, GPU_NORM_KERNELS, shift_official
 from .shift import _triton_usable, with_kernels
-from .timing import AMP_DTYPES, _device_name, _minor_faults, time_interleaved
+from .timing import _device_name, _minor_faults, autocast_for, time_interleaved
 
 
 def bench_solver(reference: str = "shiftvit_r2_tiny", img_size: int = 224,
@@ -65,8 +65,7 @@ def parse_kernels(spec: str) -> Tuple[str, Dict[str, str]]:
 
 
 def _build(spec: str, img_size: int):
-    """``name`` or ``name[mixer]`` (a ShiftViT with that mixer, depths solved to the name's FLOPs); a ``+kernel``
-    suffix is the caller's (``parse_kernels``)."""
+    """``name`` or ``name[mixer]`` (a ShiftViT with that mixer, depths solved to the name's FLOPs)."""
     import timm
 
     import shiftvit.models  # noqa: F401  (registers the models with timm)
@@ -74,8 +73,7 @@ def _build(spec: str, img_size: int):
     from ..flops import count, solve_depths
 
     kwargs: Dict[str, object] = {}
-    name = parse_kernels(spec)[0]
-    spec = name
+    name = spec
     if "[" in spec:
         name, mixer = spec[:-1].split("[")
         kwargs = dict(mixer=mixer, depths=solve_depths(name, img_size, mixer=mixer).depths)
@@ -96,20 +94,19 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
     The rounds are interleaved: every model runs once in round 1, then once in round 2, and so on, so a drift of
     the machine (clocks, temperature, other load) touches every model alike. One model after another, an H200
     once put the identity backbone 9 % *behind* Shift-T in inference, which does strictly more work."""
-    if amp not in AMP_DTYPES:
-        raise ValueError(f"amp={amp!r} is not one of: {', '.join(AMP_DTYPES)}")
     dev = torch.device(device)
+    autocast = autocast_for(dev, amp)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(batch_size, 3, img_size, img_size, device=dev).contiguous(memory_format=fmt)
-    autocast = torch.autocast(dev.type, dtype=AMP_DTYPES[amp], enabled=amp != "none")
     scaler = torch.amp.GradScaler(dev.type, enabled=amp == "fp16")
     rows: Dict[str, Dict[str, object]] = {}
     built: Dict[str, Tuple[torch.nn.Module, Callable, Dict[str, str]]] = {}
     for spec in models:
-        model, cost = _build(spec, img_size)
+        name, kernels = parse_kernels(spec)
+        model, cost = _build(name, img_size)
         model = model.to(dev, memory_format=fmt)
         forward = torch.compile(model, mode=compile_mode) if compile else model
-        built[spec] = (model, forward, parse_kernels(spec)[1])
+        built[spec] = (model, forward, kernels)
         rows[spec] = {"macs": cost.total_macs, "params": cost.total_params}
 
     def interleaved(calls: Dict[str, Callable[[], object]]) -> Dict[str, List[float]]:
@@ -210,13 +207,12 @@ def bench_fast(model_name: str = "shiftvit_r2_tiny", batch_size: int = 64, img_s
                repeats: int = 3, device: str = "cpu", amp: str = "none") -> Dict[str, object]:
     """Inference images/s of Shift-T: official structure vs ours (NCHW) vs ours (channels-last), same weights,
     each under the same autocast (``amp``)."""
-    if amp not in AMP_DTYPES:
-        raise ValueError(f"amp={amp!r} is not one of: {', '.join(AMP_DTYPES)}")
     import timm
 
     import shiftvit.models  # noqa: F401  (registers the models with timm)
 
     dev = torch.device(device)
+    autocast = autocast_for(dev, amp)  # an unknown amp is refused before any model is built
     official = official_structure(timm.create_model(model_name, img_size=img_size)).eval().to(dev)
 
     def same_weights(memory_format: torch.memory_format) -> torch.nn.Module:
@@ -227,7 +223,6 @@ def bench_fast(model_name: str = "shiftvit_r2_tiny", batch_size: int = 64, img_s
     ours, ours_cl = same_weights(torch.contiguous_format), same_weights(torch.channels_last)
     x = torch.randn(batch_size, 3, img_size, img_size, device=dev)
     x_cl = x.contiguous(memory_format=torch.channels_last)
-    autocast = torch.autocast(dev.type, dtype=AMP_DTYPES[amp], enabled=amp != "none")
 
     def under_autocast(model: torch.nn.Module, inputs: torch.Tensor) -> Callable[[], torch.Tensor]:
         def call() -> torch.Tensor:

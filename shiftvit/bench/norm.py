@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .shift import _triton_usable
-from .timing import AMP_DTYPES, _device_name, time_interleaved
+from .timing import _device_name, autocast_for, time_interleaved
 
 
 def _fwd_bwd(norm: Callable[..., torch.Tensor], x: torch.Tensor, grad: torch.Tensor, weight: torch.Tensor,
@@ -45,7 +45,7 @@ def bench_norm(shape=(64, 96, 56, 56), repeats: int = 20, device: str = "cpu", a
 
         norms["triton"] = lambda x, _groups, w, b, eps: group_norm1_triton(x, w, b, eps)
     for amp in amps:
-        autocast = torch.autocast(dev.type, dtype=AMP_DTYPES[amp], enabled=amp != "none")
+        autocast = autocast_for(dev, amp)
         for fmt_name, fmt in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
             x = torch.randn(*shape, device=dev).contiguous(memory_format=fmt).requires_grad_(True)
             grad = torch.randn(*shape, device=dev).contiguous(memory_format=fmt)

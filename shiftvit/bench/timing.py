@@ -13,6 +13,14 @@ import torch
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def autocast_for(device: torch.device, amp: str) -> torch.autocast:
+    """The autocast context of ``amp`` (an ``AMP_DTYPES`` name; ``none``: a disabled one) on ``device``'s type,
+    as ``run.py``'s ``train.amp`` sets it; an unknown name is refused naming the choices."""
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"amp={amp!r} is not one of: {', '.join(AMP_DTYPES)}")
+    return torch.autocast(device.type, dtype=AMP_DTYPES[amp], enabled=amp != "none")
+
+
 def synchronizer(device: torch.device) -> Callable[[], None]:
     """Wait for queued kernels (CUDA launches are asynchronous: a timer must stop after the work, not the call)."""
     if device.type == "cuda":

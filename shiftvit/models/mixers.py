@@ -52,6 +52,7 @@ class GroupNorm1(TimmGroupNorm1):
             return fast_group_norm(x, 1, self.weight, self.bias, self.eps)
         return group_norm1(x, self.weight, self.bias, self.eps)
 
+
 NORMS: Dict[str, Callable[[int], nn.Module]] = {
     "gn1": GroupNorm1,  # GroupNorm(1, C): the official default, LayerNorm over C x H x W
     "ln": LayerNorm2d,  # LayerNorm over channels only, per pixel
