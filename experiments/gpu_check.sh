@@ -25,7 +25,7 @@ if [ "${QUICK:-0}" = 1 ]; then
     tp_args=(--quick) peers=(shiftvit_light_tiny shiftvit_light_tiny+triton+gn_triton "shiftvit_light_tiny[identity]")
     compiled=(shiftvit_nano)
     overhead_args=(--model shiftvit_nano --data relations --data-arg num_train=128 --data-arg num_val=64
-                   --batch-size 32 --epochs 1)
+                   --batch-size 32 --epochs 1 --quick)
 else
     shift_args=(--repeats 30) norm_args=(--repeats 20 --compile) fast_args=(--repeats 10)
     tp_args=(--repeats 5 --steps 5) peers=("${shift_t[@]}") compiled=(shiftvit_r2_tiny)

@@ -400,14 +400,35 @@ def main(cfg) -> Optional[float]:
 
 
 def _threads_per_job(hc) -> Optional[int]:
-    """Parallel local launchers share the cores: give each job its share instead of all of them."""
-    target = str(hc.launcher.get("_target_", ""))
-    n_jobs = hc.launcher.get("n_jobs")
-    if "joblib" in target.lower():
-        cores = os.cpu_count() or 1
+    """Parallel local launchers share the cores: give each job its share instead of all of them (two jobs with
+    every core each run several times slower than one after the other)."""
+    target = str(hc.launcher.get("_target_", "")).lower()
+    cores = os.cpu_count() or 1
+    if "joblib" in target:
+        n_jobs = hc.launcher.get("n_jobs")
         n_jobs = cores if n_jobs in (None, -1) else n_jobs
         return max(1, cores // max(1, n_jobs))
+    if target.endswith("submitit_launcher.locallauncher"):  # submitit's local executor starts every job at once
+        if hc.launcher.get("cpus_per_task"):
+            return int(hc.launcher.cpus_per_task)
+        jobs = _sweep_size(Path(hc.sweep.dir))
+        return max(1, cores // jobs) if jobs else None
     return None
+
+
+def _sweep_size(sweep_dir: Path) -> Optional[int]:
+    """How many jobs the sweep launched, from the overrides Hydra saved in ``multirun.yaml`` at its launch (a
+    job's own config has only its own values)."""
+    from omegaconf import OmegaConf
+
+    from .multirun import expected_jobs
+
+    try:
+        saved = OmegaConf.load(sweep_dir / "multirun.yaml").hydra
+        params = saved.sweeper.get("params")
+        return expected_jobs(list(saved.overrides.task), OmegaConf.to_container(params) if params else None)
+    except Exception:  # a speed setting only: a file it cannot read leaves torch's default
+        return None
 
 
 def _fail(message: str, multirun: bool, launch_error: Path) -> None:

@@ -133,6 +133,27 @@ def test_compiled_model_on_cuda_equals_eager():
         assert (compiled(x) - model(x)).abs().max().item() <= 1e-4
 
 
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_compiled_training_through_the_triton_kernels_equals_eager(memory_format):
+    """torch.compile must take the opt-in Triton shift and GroupNorm into one graph (user-defined Triton kernels
+    inside autograd.Functions), forward and backward, and compute what eager computes."""
+    pytest.importorskip("triton")
+    from shiftvit.ops import use_gpu_kernels
+
+    torch.manual_seed(0)
+    model = timm.create_model("shiftvit_nano", drop_path_rate=0.0).cuda().train().to(memory_format=memory_format)
+    x = torch.randn(8, 3, 32, 32, device="cuda").contiguous(memory_format=memory_format)
+    with use_gpu_kernels(shift="triton", norm="triton"):
+        expected = model(x)
+        expected_grads = torch.autograd.grad(expected.square().sum(), list(model.parameters()))
+        compiled = torch.compile(model, fullgraph=True)
+        got = compiled(x)
+        got_grads = torch.autograd.grad(got.square().sum(), list(model.parameters()))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    for g, e in zip(got_grads, expected_grads):
+        torch.testing.assert_close(g, e, rtol=1e-3, atol=1e-3)
+
+
 def test_fast_model_equals_official_structure_on_cuda():
     result = bench_fast("shiftvit_light_tiny", batch_size=4, img_size=64, repeats=1, device="cuda")
     assert max(result["max_abs_diff"].values()) <= 1e-4

@@ -194,8 +194,21 @@ def test_submitit_local_two_jobs(tmp_path):
                     "hydra.launcher.timeout_min=10"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [read_summary(j)["status"] for j in job_dirs(sweep)] == ["completed", "completed"]
+    for job in job_dirs(sweep):  # submitit's local executor runs both at once: each gets half the cores
+        assert yaml.safe_load((job / "config.yaml").read_text())["train"]["threads"] == max(
+            1, (os.cpu_count() or 1) // 2)
     assert (sweep / ".submitit").is_dir()
     assert [r["status"] for r in _rows(sweep)] == ["completed", "completed"]
+
+
+def test_a_local_sweeps_size_comes_from_its_saved_overrides_and_the_experiments_params(tmp_path):
+    from shiftvit.app import _sweep_size
+
+    assert _sweep_size(tmp_path) is None  # no multirun.yaml: torch's own thread count
+    saved = {"hydra": {"overrides": {"task": ["mixer=shift,attn", "seed=0,1,2"]},
+                       "sweeper": {"params": {"gamma": "1/12,1/6", "seed": "0,1"}}}}
+    OmegaConf.save(OmegaConf.create(saved), tmp_path / "multirun.yaml")
+    assert _sweep_size(tmp_path) == 2 * 3 * 2  # the command line's seeds win over the experiment's
 
 
 def test_cut_off_sweep_resumes_with_the_same_command(tmp_path):

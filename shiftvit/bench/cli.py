@@ -117,6 +117,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     o.add_argument("--no-startup", action="store_true", help="skip timing run.py --help against import torch")
     o.add_argument("--no-deterministic", action="store_true",
                    help="both sides without deterministic algorithms (train.deterministic=false)")
+    o.add_argument("--quick", action="store_true", help="start-up timed once, not the fastest of 3: checks it runs")
     o.add_argument("--out", default="bench_results/overhead.json")
     args = p.parse_args(argv)
     malloc = configure_malloc(args.malloc)
@@ -151,7 +152,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     elif args.command == "overhead":
         result = bench_overhead(args.epochs, args.model, args.device, args.data, args.batch_size,
                                 _key_values(args.data_arg), args.compile, args.compile_mode, not args.no_startup,
-                                not args.no_deterministic)
+                                not args.no_deterministic, startup_repeats=1 if args.quick else 3)
         _print_overhead(result)
         write(result, args.out)
     elif args.command == "norm":

@@ -57,10 +57,11 @@ def bare_loop_images_per_s(model_name: str = "shiftvit_nano", epochs: int = 3, b
 def bench_overhead(epochs: int = 3, model_name: str = "shiftvit_nano", device: str = "cpu", data: str = "digits",
                    batch_size: int = 64, data_options: Optional[Dict[str, Any]] = None, compile: bool = False,
                    compile_mode: str = "default", startup: bool = True,
-                   deterministic: bool = True) -> Dict[str, object]:
+                   deterministic: bool = True, startup_repeats: int = 3) -> Dict[str, object]:
     """Training images/s through ``run.py`` (its own per-epoch measurement) vs the bare loop, and start-up; with
     ``compile`` both sides compile the model (``train.compile=true``). The median epoch is compared, so the
-    first epoch's compilation stays out of both numbers from three epochs on."""
+    first epoch's compilation stays out of both numbers from three epochs on. Start-up: the fastest of
+    ``startup_repeats`` starts of each."""
     import subprocess
     import sys
     import tempfile
@@ -80,9 +81,9 @@ def bench_overhead(epochs: int = 3, model_name: str = "shiftvit_nano", device: s
         subprocess.run(cmd, check=True, capture_output=True, cwd=tmp)
         framework = [r["train_images_per_s"] for r in read_metrics(Path(tmp) / "run")]
 
-    def wall(args: List[str], repeats: int = 3) -> float:
+    def wall(args: List[str]) -> float:
         times = []
-        for _ in range(repeats):
+        for _ in range(startup_repeats):
             t0 = time.perf_counter()
             subprocess.run(args, check=True, capture_output=True, cwd=ROOT)
             times.append(time.perf_counter() - t0)
@@ -92,7 +93,8 @@ def bench_overhead(epochs: int = 3, model_name: str = "shiftvit_nano", device: s
     if startup:  # seven interpreter starts: a minute where importing torch is slow (a cold GPU machine)
         help_s = wall([sys.executable, str(ROOT / "run.py"), "--help"])
         torch_s = wall([sys.executable, "-c", "import torch"])
-        result = dict(help_s=help_s, import_torch_s=torch_s, startup_ratio=help_s / torch_s)
+        result = dict(help_s=help_s, import_torch_s=torch_s, startup_ratio=help_s / torch_s,
+                      startup_repeats=startup_repeats)
     return dict(benchmark="overhead", model=model_name, data=data, data_options=data_options, device=device,
                 batch_size=batch_size, epochs=epochs, compile=compile, compile_mode=compile_mode if compile else None,
                 deterministic=deterministic,
