@@ -5,7 +5,7 @@
 #     bash experiments/gpu_check.sh [OUT_DIR]        (BUDGET_S seconds in all, default 500, on one H100/H200)
 # The steps run in order of what they settle, each under its own limit and never past the whole budget; the
 # script goes on past a failing step, so one bad step still leaves the others' numbers. Output: OUT_DIR/log.txt
-# (everything) and one JSON per benchmark.
+# (everything), one JSON per benchmark and targets.json (issue #16's targets, as the log's last table).
 # QUICK=1 shrinks every benchmark to a shape check (DEVICE=cpu QUICK=1 checks this script without a GPU).
 set -u
 out=${1:-gpu_check}
@@ -23,7 +23,7 @@ if [ "${QUICK:-0}" = 1 ]; then
     [ "$device" = cuda ] || export TORCH_COMPILE_DISABLE=1
     shift_args=(--quick) norm_args=(--quick) fast_args=(--model shiftvit_nano --batch-size 2 --img-size 32 --repeats 1)
     tp_args=(--quick) peers=(shiftvit_light_tiny shiftvit_light_tiny+triton+gn_triton "shiftvit_light_tiny[identity]")
-    compiled=(shiftvit_nano)
+    compiled=(shiftvit_light_tiny)  # the eager peers' reference, so the compiled target has its ratio
     overhead_args=(--model shiftvit_nano --data relations --data-arg num_train=128 --data-arg num_val=64
                    --batch-size 32 --epochs 1 --quick)
 else
@@ -80,6 +80,8 @@ step overhead_compiled 200 "$py" -m shiftvit.bench overhead --device "$device" "
 step throughput_compiled 240 "$py" -m shiftvit.bench throughput "${compiled[@]}" --device "$device" --amp bf16 \
     --channels-last --compile --no-eval "${tp_args[@]}" --out "$out/throughput_compiled.json"
 step norm 90 "$py" -m shiftvit.bench norm --device "$device" "${norm_args[@]}" --out "$out/norm.json"
+# the targets of issue #16 read off the JSON above: the table this run settles
+step targets 30 "$py" -m shiftvit.bench targets "$out" --out "$out/targets.json"
 if [ "$device" = cuda ]; then  # last, in what is left of the budget: the quick tests, then those that run run.py
     slow="compile or run_py or resume or torchrun"
     step tests 120 "$py" -m pytest -q --durations=5 -p no:cacheprovider tests/test_cuda.py -k "not ($slow)"

@@ -115,9 +115,49 @@ def test_gpu_check_script_runs_end_to_end_in_quick_cpu_mode(tmp_path):
                   "shift_channels_last_bfloat16", "throughput_bf16_channels_last", "fast_fp32", "fast_bf16",
                   "overhead_eager", "overhead_eager_nondeterministic", "overhead_compiled", "throughput_compiled",
                   "norm"]
-    assert [s.split()[1] for s in steps] == ["env", *benchmarks]
+    assert [s.split()[1] for s in steps] == ["env", *benchmarks, "targets"]
     assert all(" rc=0 " in s for s in steps)
     for name in benchmarks:
         assert json.loads((out / f"{name}.json").read_text())["malloc"] == "retain"
     assert json.loads((out / "overhead_compiled.json").read_text())["compile"] is True
     assert json.loads((out / "overhead_eager_nondeterministic.json").read_text())["deterministic"] is False
+    targets = json.loads((out / "targets.json").read_text())["rows"]  # every target, from this run's JSON
+    from shiftvit.bench.targets import TARGETS
+
+    assert {row["target"] for row in targets} == {t.name for t in TARGETS}
+    assert all(row["source"] is None or row["source"].startswith(str(out)) for row in targets)
+    measured = {row["target"] for row in targets if row["ratio"] is not None}
+    assert measured == {t.name for t in TARGETS} - {TARGETS[2].name}  # all but Swin-T, which the dry run leaves out
+
+
+def test_targets_are_read_off_the_committed_h200_results(tmp_path, capsys):
+    """The targets table of the committed GPU runs: each ratio is the one in its file, the run that timed the
+    models one after another says so, and a target no file measured says 'not measured'."""
+    from helpers import ROOT
+
+    from shiftvit.bench.targets import TARGETS
+
+    runs = [ROOT / "docs" / "bench" / "h200" / commit for commit in ("7dea448", "2d9ae04")]
+    out = tmp_path / "targets.json"
+    assert main(["targets", *map(str, runs), "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    shift_t, compiled, swin = TARGETS[0].name, TARGETS[4].name, TARGETS[2].name
+    shift_rows = [r for r in rows if r["target"] == shift_t and "Triton" not in r["case"]]
+    assert len(shift_rows) == 6  # four layouts x dtypes in the first run, two reruns in the second
+    for row in shift_rows:
+        source = json.loads(open(row["source"]).read())
+        assert row["ratio"] == source["ratio_to_clone"]["shiftvit"] and row["met"] == (row["ratio"] <= 1.5)
+    [not_measured] = [r for r in rows if r["target"] == compiled]
+    assert not_measured["ratio"] is None and not_measured["met"] is None
+    plain = next(r for r in rows if r["target"] == swin and r["case"].startswith("shiftvit_r2_tiny,"))
+    throughput = json.loads(open(plain["source"]).read())["rows"]
+    assert plain["ratio"] == throughput["shiftvit_r2_tiny"]["train_median"] / throughput[
+        "swin_tiny_patch4_window7_224"]["train_median"]
+    assert "models timed one after another" in plain["case"]
+    printed = capsys.readouterr().out
+    assert "| compiled Shift-T training ÷ eager | ≥ 1.5 | – | not measured | – | – |" in printed
+
+
+def test_targets_of_a_folder_that_is_not_there_is_one_line(tmp_path):
+    with pytest.raises(SystemExit, match=r"nowhere is not a directory: give the folder gpu_check.sh wrote"):
+        main(["targets", str(tmp_path / "nowhere"), "--out", ""])

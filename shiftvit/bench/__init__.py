@@ -1,4 +1,5 @@
-"""The benchmark command line: ``python -m shiftvit.bench {shift,throughput,fast,solver,overhead} [--help]``.
+"""The benchmark command line: ``python -m shiftvit.bench {shift,throughput,fast,norm,solver,overhead,targets}
+[--help]``.
 
 Each benchmark prints a table and writes its result as JSON (``--out``, under ``bench_results/`` by default;
 ``--out ''`` skips the file); every result also says which CPU allocator mode it ran under (``--malloc``, as
@@ -14,9 +15,12 @@ belong in the README, not here.
   as in training. ``--quick`` checks it runs on two small models.
 - ``fast`` (:mod:`.models`): Shift-T inference with the same weights in the official structure and in ours
   (NCHW and channels-last), with the largest output difference and the page faults per pass.
+- ``norm`` (:mod:`.norm`): GroupNorm(1, C) forward + backward by each kernel, as a ratio to two clones.
 - ``solver`` (:mod:`.models`): seconds per call of the matched-FLOPs depth solver, uncached and cached.
 - ``overhead`` (:mod:`.training`): training images/s through ``run.py`` against a hand-written loop around the
   same model and loader, and ``run.py --help`` start-up against ``import torch``.
+- ``targets`` (:mod:`.targets`): issue #16's GPU speed targets, read off the JSON the others wrote (one table row
+  per target and measured case, with its file).
 
 :mod:`.timing` holds what they share: interleaved timing that waits for the device, page-fault counts, the
 device's name and the JSON output. ``bash experiments/gpu_check.sh`` runs the GPU tables in one pass.

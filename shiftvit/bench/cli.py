@@ -6,6 +6,7 @@ process on the same tensors, so machine load affects them alike.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Dict, Iterable, Optional
 
 import torch
@@ -25,6 +26,7 @@ from .models import (
 )
 from .norm import _print_norm, bench_norm
 from .shift import DTYPES, _print_shift, bench_shift
+from .targets import _print_targets, check_targets
 from .timing import AMP_DTYPES, _write
 from .training import _print_overhead, bench_overhead
 
@@ -119,6 +121,9 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
                    help="both sides without deterministic algorithms (train.deterministic=false)")
     o.add_argument("--quick", action="store_true", help="start-up timed once, not the fastest of 3: checks it runs")
     o.add_argument("--out", default="bench_results/overhead.json")
+    g = sub.add_parser("targets", parents=[common], help="issue #16's GPU targets, read off other benchmarks' JSON")
+    g.add_argument("dirs", nargs="+", type=Path, help="folders of benchmark JSON (gpu_check.sh's OUT_DIR)")
+    g.add_argument("--out", default="bench_results/targets.json")
     args = p.parse_args(argv)
     malloc = configure_malloc(args.malloc)
 
@@ -158,6 +163,10 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     elif args.command == "norm":
         result = bench_norm(_shape(args), 3 if args.quick else args.repeats, args.device, compile=args.compile)
         _print_norm(result)
+        write(result, args.out)
+    elif args.command == "targets":
+        result = check_targets(args.dirs)
+        _print_targets(result)
         write(result, args.out)
     elif args.command == "solver":
         result = bench_solver(args.reference, args.img_size)
