@@ -37,6 +37,27 @@ def test_a_model_with_an_unknown_kernel_is_refused_naming_the_choices():
         main(["throughput", "shiftvit_nano+cuda", "--quick", "--out", ""])
 
 
+def test_the_engine_waits_for_the_device_twice_an_epoch_and_adds_no_operations_per_step(tmp_path):
+    """What makes a small model's step launch-bound on a GPU, counted on the CPU: the host waits (a tensor read
+    back, ``aten._local_scalar_dense``) and the ATen operations per step. The engine reads two numbers an epoch
+    more than the bare loop (the non-finite flag and the loss sum), and dispatches no more operations."""
+    from shiftvit.bench.training import _Loops, _OpCounter
+
+    loops = _Loops("shiftvit_nano", 32, "cpu", "relations", {"num_train": 128, "num_val": 32}, compile=False,
+                   compile_mode="default", deterministic=True, epochs=2, run_dir=tmp_path)
+    counts = {}
+    for name, epoch_fn in (("bare", loops.bare_epoch), ("engine", loops.engine_epoch)):
+        counter = _OpCounter()
+        with counter.mode:
+            _, batches = epoch_fn(0)
+        counts[name] = counter
+    assert batches == 4
+    # on the CPU AdamW also reads its step counters back, the same number of times in both loops
+    waits = {name: counter.by_op["_local_scalar_dense"] for name, counter in counts.items()}
+    assert waits["engine"] - waits["bare"] == 2, waits
+    assert counts["engine"].count <= counts["bare"].count * 1.01, (counts["engine"].count, counts["bare"].count)
+
+
 def test_overhead_refuses_a_data_arg_that_is_not_key_value():
     with pytest.raises(SystemExit, match=r"--data-arg 'num_train' is not KEY=VALUE"):
         main(["overhead", "--data-arg", "num_train", "--out", ""])
@@ -121,6 +142,9 @@ def test_gpu_check_script_runs_end_to_end_in_quick_cpu_mode(tmp_path):
         assert json.loads((out / f"{name}.json").read_text())["malloc"] == "retain"
     assert json.loads((out / "overhead_compiled.json").read_text())["compile"] is True
     assert json.loads((out / "overhead_eager_nondeterministic.json").read_text())["deterministic"] is False
+    eager = json.loads((out / "overhead_eager.json").read_text())
+    assert len(eager["engine_images_per_s"]) == len(eager["bare_images_per_s"]) == eager["epochs"]
+    assert set(eager["aten_ops_per_step"]) == {"bare", "engine"}
     targets = json.loads((out / "targets.json").read_text())["rows"]  # every target, from this run's JSON
     from shiftvit.bench.targets import TARGETS
 

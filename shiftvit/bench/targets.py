@@ -91,7 +91,10 @@ def _overhead_cases(results: Sequence[Result]) -> Iterator[Case]:
         how = f"compiled ({r['compile_mode']})" if r.get("compile") else "eager"
         if "deterministic" in r:
             how += ", deterministic" if r["deterministic"] else ", not deterministic"
-        yield f"{r['model']} on {r['data']}, batch {r['batch_size']}, {how}", r["step_rate_ratio"], r["_file"]
+        case = f"{r['model']} on {r['data']}, batch {r['batch_size']}, {how}"
+        if "engine_ratio" in r:  # the engine and the bare loop in one process, epochs in turn
+            yield f"{case}, engine in the bare loop's process", r["engine_ratio"], r["_file"]
+        yield f"{case}, run.py in its own process", r["step_rate_ratio"], r["_file"]
 
 
 TARGETS = (
