@@ -66,14 +66,15 @@ step throughput_bf16_channels_last 90 "$py" -m shiftvit.bench throughput "${peer
 step fast_fp32 45 "$py" -m shiftvit.bench fast --device "$device" "${fast_args[@]}" --out "$out/fast_fp32.json"
 step fast_bf16 45 "$py" -m shiftvit.bench fast --device "$device" --amp bf16 "${fast_args[@]}" \
     --out "$out/fast_bf16.json"
-# a 32-px ablation job: run.py (tensor data served on the device) against a bare loop, same batch; eager, then
-# both compiled with CUDA graphs (static shapes: every batch is full)
-step overhead_eager 60 "$py" -m shiftvit.bench overhead --device "$device" "${overhead_args[@]}" \
+# a 32-px ablation job: run.py's engine (in the bare loop's process, epochs in turn) and run.py (its own process)
+# against a bare loop, tensor data served on the device, same batch; eager, then compiled with CUDA graphs (static
+# shapes: every batch is full)
+step overhead_eager 90 "$py" -m shiftvit.bench overhead --device "$device" "${overhead_args[@]}" \
     --out "$out/overhead_eager.json"
-step overhead_eager_nondeterministic 60 "$py" -m shiftvit.bench overhead --device "$device" "${overhead_args[@]}" \
+step overhead_eager_nondeterministic 90 "$py" -m shiftvit.bench overhead --device "$device" "${overhead_args[@]}" \
     --no-deterministic --no-startup --out "$out/overhead_eager_nondeterministic.json"
 compile_mode=reduce-overhead && [ "$device" = cuda ] || compile_mode=default
-step overhead_compiled 200 "$py" -m shiftvit.bench overhead --device "$device" "${overhead_args[@]}" --compile \
+step overhead_compiled 240 "$py" -m shiftvit.bench overhead --device "$device" "${overhead_args[@]}" --compile \
     --compile-mode "$compile_mode" --no-startup --out "$out/overhead_compiled.json"
 # training only (one compilation of Shift-T took more than two minutes); eager Shift-T's rate for the ratio
 # comes from throughput_bf16_channels_last, in another process
