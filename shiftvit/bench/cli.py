@@ -17,6 +17,7 @@ from ..config import COMPILE_MODES
 from .models import (
     DEFAULT_MODELS,
     MATCHED_MIXERS,
+    SHIFT_T,
     _print_fast,
     _print_solver,
     _print_throughput,
@@ -88,7 +89,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     t.add_argument("--out", default="bench_results/throughput.json")
     f = sub.add_parser("fast", parents=[common],
                        help="Shift-T inference: official structure vs ours, same weights, same outputs")
-    f.add_argument("--model", default="shiftvit_r2_tiny")
+    f.add_argument("--model", default=SHIFT_T)
     f.add_argument("--batch-size", type=int, default=64)
     f.add_argument("--img-size", type=int, default=224)
     f.add_argument("--repeats", type=int, default=3)
@@ -103,7 +104,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     n.add_argument("--quick", action="store_true", help="tiny tensor, 3 repeats: checks the benchmark runs")
     n.add_argument("--out", default="bench_results/norm.json")
     v = sub.add_parser("solver", parents=[common], help="time the matched-FLOPs depth solver (uncached and cached)")
-    v.add_argument("--reference", default="shiftvit_r2_tiny")
+    v.add_argument("--reference", default=SHIFT_T)
     v.add_argument("--img-size", type=int, default=224)
     v.add_argument("--out", default="bench_results/solver.json")
     o = sub.add_parser("overhead", parents=[common], help="run.py training rate vs a bare PyTorch loop; start-up time")
@@ -143,7 +144,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
                                       train=not args.no_train, evaluate=not args.no_eval, amp=args.amp,
                                       compile_mode=args.compile_mode)
         else:
-            models = args.models or [*DEFAULT_MODELS, *(f"shiftvit_r2_tiny[{m}]" for m in MATCHED_MIXERS)]
+            models = args.models or [*DEFAULT_MODELS, *(f"{SHIFT_T}[{m}]" for m in MATCHED_MIXERS)]
             result = bench_throughput(models, args.batch_size, args.img_size, args.repeats, args.steps,
                                       device=args.device, channels_last=args.channels_last, compile=args.compile,
                                       train=not args.no_train, evaluate=not args.no_eval, amp=args.amp,

@@ -13,9 +13,13 @@ from ..ops import GPU_KERNELS, GPU_NORM_KERNELS, shift_official
 from .shift import _triton_usable, with_kernels
 from .timing import _device_name, _minor_faults, autocast_for, time_interleaved
 
+SHIFT_T = "shiftvit_r2_tiny"
+SWIN_T = "swin_tiny_patch4_window7_224"  # Shift-T's attention peer at its FLOPs (timm's name)
+DEFAULT_MODELS = (SHIFT_T, "shiftvit_light_tiny", SWIN_T, "resnet50", "convnext_tiny", "poolformer_s24")
+MATCHED_MIXERS = ("attn", "global_attn", "mlp", "dwconv", "pool", "identity")
 
-def bench_solver(reference: str = "shiftvit_r2_tiny", img_size: int = 224,
-                 mixers: Sequence[str] = ("attn", "global_attn", "mlp", "dwconv", "pool", "identity", "random"),
+
+def bench_solver(reference: str = SHIFT_T, img_size: int = 224, mixers: Sequence[str] = (*MATCHED_MIXERS, "random"),
                  ) -> Dict[str, object]:
     """Seconds per ``solve_depths`` call: first (counts a probe model) and repeated (cached)."""
     from ..flops import _CACHE, solve_depths
@@ -38,11 +42,6 @@ def _print_solver(r: Dict[str, object]) -> None:
     for mixer, row in r["rows"].items():
         print(f"{mixer:<13}{','.join(map(str, row['depths'])):>12}{row['error']:>+9.2%}"
               f"{row['first_s']:>10.3f}{row['cached_s']:>10.3f}")
-
-
-DEFAULT_MODELS = ("shiftvit_r2_tiny", "shiftvit_light_tiny", "swin_tiny_patch4_window7_224", "resnet50",
-                  "convnext_tiny", "poolformer_s24")
-MATCHED_MIXERS = ("attn", "global_attn", "mlp", "dwconv", "pool", "identity")
 
 
 NORM_SUFFIX = "gn_"  # model+gn_triton: the GPU norm kernel; model+triton: the GPU shift kernel
@@ -203,7 +202,7 @@ def official_structure(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def bench_fast(model_name: str = "shiftvit_r2_tiny", batch_size: int = 64, img_size: int = 224,
+def bench_fast(model_name: str = SHIFT_T, batch_size: int = 64, img_size: int = 224,
                repeats: int = 3, device: str = "cpu", amp: str = "none") -> Dict[str, object]:
     """Inference images/s of Shift-T: official structure vs ours (NCHW) vs ours (channels-last), same weights,
     each under the same autocast (``amp``)."""

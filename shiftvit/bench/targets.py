@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Sequence, Tuple
 
+from .models import SWIN_T
+
 Result = Dict[str, object]
 Case = Tuple[str, float, str]  # (what was measured, the ratio, the file it comes from)
-
-SWIN_T = "swin_tiny_patch4_window7_224"  # the attention peer of Shift-T at its FLOPs (timm's name)
 
 
 @dataclass(frozen=True)
