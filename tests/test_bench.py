@@ -179,9 +179,12 @@ def test_targets_are_read_off_the_committed_h200_results(tmp_path, capsys):
         "swin_tiny_patch4_window7_224"]["train_median"]
     assert "models timed one after another" in plain["case"]
     printed = capsys.readouterr().out
-    assert "| compiled Shift-T training ÷ eager | ≥ 1.5 | – | not measured | – | – |" in printed
+    assert "| compiled Shift-T training ÷ eager (bf16) | ≥ 1.5 | – | not measured | – | – |" in printed
 
 
-def test_targets_of_a_folder_that_is_not_there_is_one_line(tmp_path):
+def test_targets_of_a_folder_that_is_not_there_or_holds_a_broken_file_is_one_line(tmp_path):
     with pytest.raises(SystemExit, match=r"nowhere is not a directory: give the folder gpu_check.sh wrote"):
         main(["targets", str(tmp_path / "nowhere"), "--out", ""])
+    (tmp_path / "shift.json").write_text('{"benchmark": "shift", ')  # a run cut off while writing
+    with pytest.raises(SystemExit, match=r"shift.json is not readable JSON \(JSONDecodeError\): move it out of"):
+        main(["targets", str(tmp_path), "--out", ""])

@@ -59,8 +59,8 @@ def _shift_t_against(peer: Callable[[str], str]) -> Callable[[Sequence[Result]],
         for r in _of(results, "throughput"):
             rows, reference = r["rows"], str(r["reference"])
             other = rows.get(peer(reference), {})
-            if r.get("compile") or "train_median" not in other:
-                continue
+            if r.get("compile") or r.get("amp") != "bf16" or not r.get("channels_last") or "train_median" not in other:
+                continue  # the targets are set for bf16 autocast and channels-last, eager
             for spec, row in rows.items():
                 if (spec == reference or spec.startswith(reference + "+")) and "train_median" in row:
                     yield f"{spec}, {_trained(r)}", row["train_median"] / other["train_median"], r["_file"]
@@ -69,7 +69,7 @@ def _shift_t_against(peer: Callable[[str], str]) -> Callable[[Sequence[Result]],
 
 def _compiled_cases(results: Sequence[Result]) -> Iterator[Case]:
     runs = list(_of(results, "throughput"))
-    for compiled in (r for r in runs if r.get("compile")):
+    for compiled in (r for r in runs if r.get("compile") and r.get("amp") == "bf16"):
         setting = ("amp", "channels_last", "batch_size", "img_size", "device")
         for eager in (r for r in runs if not r.get("compile") and all(r.get(k) == compiled.get(k) for k in setting)):
             reference = str(compiled["reference"])
@@ -99,10 +99,11 @@ def _overhead_cases(results: Sequence[Result]) -> Iterator[Case]:
 
 TARGETS = (
     Target("shift forward+backward through `shiftvit.shift` ÷ two clones", 1.5, False, _shift_cases),
-    Target("Shift-T training ÷ its identity backbone (eager)", 0.9, True, _shift_t_against(lambda t: f"{t}[identity]")),
-    Target("Shift-T training ÷ Swin-T (eager)", 1.0, True, _shift_t_against(lambda t: SWIN_T)),
+    Target("Shift-T training ÷ its identity backbone (bf16, channels-last, eager)", 0.9, True,
+           _shift_t_against(lambda t: f"{t}[identity]")),
+    Target("Shift-T training ÷ Swin-T (bf16, channels-last, eager)", 1.0, True, _shift_t_against(lambda t: SWIN_T)),
     Target("Shift-T inference ÷ the official structure, same weights", 1.2, True, _inference_cases),
-    Target("compiled Shift-T training ÷ eager", 1.5, True, _compiled_cases),
+    Target("compiled Shift-T training ÷ eager (bf16)", 1.5, True, _compiled_cases),
     Target("`run.py` training ÷ a bare loop (the target: compiled)", 0.9, True, _overhead_cases),
 )
 
@@ -115,7 +116,11 @@ def load_results(dirs: Iterable[Path]) -> List[Result]:
         if not directory.is_dir():
             raise SystemExit(f"{directory} is not a directory: give the folder gpu_check.sh wrote (its OUT_DIR)")
         for path in sorted(directory.glob("*.json")):
-            data = json.loads(path.read_text())
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError) as e:
+                raise SystemExit(f"{path} is not readable JSON ({type(e).__name__}): move it out of {directory} or "
+                                 "rerun the benchmark that wrote it") from None
             if isinstance(data, dict) and "benchmark" in data:
                 results.append({**data, "_file": str(path)})
     return results
