@@ -44,7 +44,7 @@ def test_the_engine_waits_for_the_device_twice_an_epoch_and_adds_no_operations_p
     from shiftvit.bench.training import _Loops, _OpCounter
 
     loops = _Loops("shiftvit_nano", 32, "cpu", "relations", {"num_train": 128, "num_val": 32}, compile=False,
-                   compile_mode="default", deterministic=True, epochs=2, run_dir=tmp_path)
+                   compile_mode="default", deterministic=False, epochs=2, run_dir=tmp_path)  # no process-wide flags
     counts = {}
     for name, epoch_fn in (("bare", loops.bare_epoch), ("engine", loops.engine_epoch)):
         counter = _OpCounter()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import gc
 import statistics
 import time
 from pathlib import Path
@@ -139,6 +140,7 @@ def bench_overhead(epochs: int = 3, model_name: str = "shiftvit_nano", device: s
         ops = {} if compile else {"bare": loops.ops_per_step(loops.bare_epoch, epochs),
                                   "engine": loops.ops_per_step(loops.engine_epoch, epochs)}
         del loops  # its models and data leave the device before run.py starts
+        gc.collect()
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
         cmd = [sys.executable, str(ROOT / "run.py"), f"model={model_name}", f"data={data}", f"train.epochs={epochs}",
