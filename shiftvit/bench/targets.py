@@ -1,11 +1,11 @@
 """The GPU speed targets of issue #16, read off the JSON results of the other benchmarks:
 ``python -m shiftvit.bench targets DIR [DIR ...]`` prints the README's targets table (one row per target and
-measured case, with the file it comes from) and writes it as JSON. ``experiments/gpu_check.sh`` runs it last
-among its benchmarks, so a GPU run ends with the table it settles.
+measured case, with the file it comes from) and writes it as JSON. ``experiments/gpu_check.sh`` runs it last, so a
+GPU run ends with the table it settles.
 
-Every ratio is one that a benchmark measured inside one process, except compiled against eager training, which
-divides two runs of ``bench throughput`` (compiling and eager in one process would time the eager model while
-Inductor's compile workers still hold the CPU); that row says so.
+Every ratio was measured inside one process, except two, whose rows say so: compiled against eager training
+divides two runs of ``bench throughput`` (``gpu_check.sh`` compiles Shift-T in a step of its own, as compiling it
+takes minutes), and ``bench overhead`` also divides ``run.py``'s own process by the bare loop's.
 """
 from __future__ import annotations
 
