@@ -29,11 +29,13 @@ def test_norm_bench_quick_times_every_layout_and_autocast(tmp_path, capsys):
 
 
 def test_a_model_with_an_unknown_kernel_is_refused_naming_the_choices():
-    from shiftvit.bench.models import parse_kernels
+    from shiftvit.bench.models import parse_kernels, split_compiled
 
     assert parse_kernels("shiftvit_nano+triton+gn_triton") == ("shiftvit_nano", {"shift": "triton", "norm": "triton"})
     assert parse_kernels("shiftvit_nano[attn]") == ("shiftvit_nano[attn]", {})
-    with pytest.raises(ValueError, match=r"kernel 'cuda' is not one of: torch, triton, gn_native, gn_triton"):
+    assert split_compiled("shiftvit_nano+triton+compiled") == ("shiftvit_nano+triton", True)
+    assert split_compiled("shiftvit_nano[attn]") == ("shiftvit_nano[attn]", False)
+    with pytest.raises(ValueError, match=r"suffix 'cuda' is not one of: torch, triton, gn_native, gn_triton, compiled"):
         main(["throughput", "shiftvit_nano+cuda", "--quick", "--out", ""])
 
 

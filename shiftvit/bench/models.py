@@ -45,11 +45,13 @@ def _print_solver(r: Dict[str, object]) -> None:
 
 
 NORM_SUFFIX = "gn_"  # model+gn_triton: the GPU norm kernel; model+triton: the GPU shift kernel
+COMPILED_SUFFIX = "compiled"  # model+compiled: that model through torch.compile, beside the others eager
 
 
 def parse_kernels(spec: str) -> Tuple[str, Dict[str, str]]:
     """``model+triton+gn_triton`` -> (``model``, {"shift": "triton", "norm": "triton"}): the GPU shift kernel
-    (``ops.GPU_KERNELS``) and norm kernel (``gn_`` + ``ops.GPU_NORM_KERNELS``) a benchmark runs that model with."""
+    (``ops.GPU_KERNELS``) and norm kernel (``gn_`` + ``ops.GPU_NORM_KERNELS``) a benchmark runs that model with.
+    ``+compiled`` is not a kernel: ``bench_throughput`` takes it off first (``split_compiled``)."""
     name, *suffixes = spec.split("+")
     kernels: Dict[str, str] = {}
     for suffix in suffixes:
@@ -58,9 +60,16 @@ def parse_kernels(spec: str) -> Tuple[str, Dict[str, str]]:
         elif suffix in GPU_KERNELS:
             kernels["shift"] = suffix
         else:
-            choices = [*GPU_KERNELS, *(NORM_SUFFIX + k for k in GPU_NORM_KERNELS)]
-            raise ValueError(f"{spec!r}: kernel {suffix!r} is not one of: {', '.join(choices)}")
+            choices = [*GPU_KERNELS, *(NORM_SUFFIX + k for k in GPU_NORM_KERNELS), COMPILED_SUFFIX]
+            raise ValueError(f"{spec!r}: suffix {suffix!r} is not one of: {', '.join(choices)}")
     return name, kernels
+
+
+def split_compiled(spec: str) -> Tuple[str, bool]:
+    """``model+triton+compiled`` -> (``model+triton``, True): whether this one model is compiled, so that one run
+    can time a model compiled and eager, interleaved."""
+    parts = spec.split("+")
+    return "+".join(p for p in parts if p != COMPILED_SUFFIX), COMPILED_SUFFIX in parts[1:]
 
 
 def _build(spec: str, img_size: int):
@@ -101,10 +110,11 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
     rows: Dict[str, Dict[str, object]] = {}
     built: Dict[str, Tuple[torch.nn.Module, Callable, Dict[str, str]]] = {}
     for spec in models:
-        name, kernels = parse_kernels(spec)
+        plain, compiled = split_compiled(spec)
+        name, kernels = parse_kernels(plain)
         model, cost = _build(name, img_size)
         model = model.to(dev, memory_format=fmt)
-        forward = torch.compile(model, mode=compile_mode) if compile else model
+        forward = torch.compile(model, mode=compile_mode) if compile or compiled else model
         built[spec] = (model, forward, kernels)
         rows[spec] = {"macs": cost.total_macs, "params": cost.total_params}
 
@@ -160,7 +170,8 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
                 row[key.replace("median", "ratio")] = row[key] / base[key]
     return dict(benchmark="throughput", batch_size=batch_size, img_size=img_size, repeats=repeats, steps=steps,
                 device=_device_name(dev), channels_last=channels_last, compile=compile,
-                compile_mode=compile_mode if compile else None, amp=amp, interleaved=True,
+                compile_mode=compile_mode if compile or any(split_compiled(m)[1] for m in models) else None,
+                amp=amp, interleaved=True,
                 threads=torch.get_num_threads(), torch=torch.__version__, reference=models[0], rows=rows)
 
 

@@ -4,8 +4,9 @@ measured case, with the file it comes from) and writes it as JSON. ``experiments
 GPU run ends with the table it settles.
 
 Every ratio was measured inside one process, except two, whose rows say so: compiled against eager training
-divides two runs of ``bench throughput`` (``gpu_check.sh`` compiles Shift-T in a step of its own, as compiling it
-takes minutes), and ``bench overhead`` also divides ``run.py``'s own process by the bare loop's.
+from runs of ``bench throughput --compile`` divides two runs (``bench throughput shiftvit_r2_tiny
+shiftvit_r2_tiny+compiled`` times both in one, interleaved, as ``gpu_check.sh`` does), and ``bench overhead`` also
+divides ``run.py``'s own process by the bare loop's.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Sequence, Tuple
 
-from .models import SWIN_T
+from .models import SWIN_T, split_compiled
 
 Result = Dict[str, object]
 Case = Tuple[str, float, str]  # (what was measured, the ratio, the file it comes from)
@@ -62,13 +63,21 @@ def _shift_t_against(peer: Callable[[str], str]) -> Callable[[Sequence[Result]],
             if r.get("compile") or r.get("amp") != "bf16" or not r.get("channels_last") or "train_median" not in other:
                 continue  # the targets are set for bf16 autocast and channels-last, eager
             for spec, row in rows.items():
-                if (spec == reference or spec.startswith(reference + "+")) and "train_median" in row:
+                plain, compiled = split_compiled(spec)
+                if (plain == reference or plain.startswith(reference + "+")) and not compiled and "train_median" in row:
                     yield f"{spec}, {_trained(r)}", row["train_median"] / other["train_median"], r["_file"]
     return cases
 
 
 def _compiled_cases(results: Sequence[Result]) -> Iterator[Case]:
     runs = list(_of(results, "throughput"))
+    for r in (r for r in runs if r.get("amp") == "bf16" and not r.get("compile")):  # model+compiled beside model
+        for spec, row in r["rows"].items():
+            plain, compiled = split_compiled(spec)
+            eager = r["rows"].get(plain, {})
+            if compiled and "train_median" in row and "train_median" in eager:
+                yield (f"{spec} ({r['compile_mode']}) ÷ {plain}, {_trained(r)}",
+                       row["train_median"] / eager["train_median"], r["_file"])
     for compiled in (r for r in runs if r.get("compile") and r.get("amp") == "bf16"):
         setting = ("amp", "channels_last", "batch_size", "img_size", "device")
         for eager in (r for r in runs if not r.get("compile") and all(r.get(k) == compiled.get(k) for k in setting)):
