@@ -27,10 +27,15 @@ COLUMN_NAMES = {"mixer.name": "mixer", "model.name": "model", "data.name": "data
 # Label order: the question first (mixer), then the knobs of the ablations, then the rest alphabetically.
 LABEL_ORDER = ("mixer", "gamma", "tau", "depths", "norm", "act", "model", "data", "epochs", "lr")
 ArmSpec = Union[str, Mapping[str, Any]]
-# Display order and names of the mixers: shift (the question) first, then attention (the usual baseline).
-MIXER_ORDER = ["shift", "attn", "global_attn", "mlp", "dwconv", "pool", "identity", "random"]
-DISPLAY = {"attn": "attention", "global_attn": "global attention", "mlp": "token-MLP", "dwconv": "depthwise conv",
-           "pool": "pooling", "identity": "identity", "random": "random mixing", "shift": "shift"}
+# How each registered mixer is shown, in display order (shift, the question, first; then attention, the usual
+# baseline): its name in tables and legends, and its colour in every figure (fixed, not hashed, so that it is the
+# same in every process). A mixer missing here still shows: under its own name, last, in a spare colour.
+MIXER_STYLE = {"shift": ("shift", "#1f77b4"), "attn": ("attention", "#ff7f0e"),
+               "global_attn": ("global attention", "#d62728"), "mlp": ("token-MLP", "#2ca02c"),
+               "dwconv": ("depthwise conv", "#9467bd"), "pool": ("pooling", "#8c564b"),
+               "identity": ("identity", "#e377c2"), "random": ("random mixing", "#bcbd22")}
+MIXER_ORDER = list(MIXER_STYLE)
+DISPLAY = {mixer: name for mixer, (name, _) in MIXER_STYLE.items()}
 
 
 def flatten_config(config: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:

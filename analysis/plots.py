@@ -22,16 +22,14 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 
-from .arms import DISPLAY  # noqa: E402
+from .arms import DISPLAY, MIXER_STYLE  # noqa: E402
 from .headroom import CEILING, Testbed  # noqa: E402
 from .stats import FACTORS, finished_values, summarize  # noqa: E402
 
 STYLE = {"figure.dpi": 110, "savefig.dpi": 130, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
          "axes.spines.right": False, "font.size": 10, "legend.frameon": False, "svg.fonttype": "none",
          "axes.formatter.useoffset": False}
-# fixed, so that a mixer has the same colour in every figure and every process (no hash())
-MIXER_COLORS = {"shift": "#1f77b4", "attn": "#ff7f0e", "global_attn": "#d62728", "mlp": "#2ca02c",
-                "dwconv": "#9467bd", "pool": "#8c564b", "identity": "#e377c2", "random": "#bcbd22"}
+MIXER_COLORS = {mixer: colour for mixer, (_, colour) in MIXER_STYLE.items()}
 SPARE_COLORS = ["#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"]
 RUN_DOT = {"s": 14, "color": "black", "zorder": 3}
 CEILING_LINE = {"color": "black", "ls": ":", "lw": 1}

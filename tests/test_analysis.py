@@ -234,3 +234,13 @@ def test_empty_sweep_report(tmp_path):
     assert report_main([str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 0
     assert "No finished runs" in (tmp_path / "r" / "report.md").read_text()
     assert (tmp_path / "r" / "report.html").exists()
+
+
+def test_every_registered_mixer_has_its_name_and_colour_in_the_figures():
+    from analysis.arms import MIXER_STYLE
+    from analysis.plots import mixer_color
+    from shiftvit.models.mixers import MIXERS
+
+    assert set(MIXER_STYLE) == set(MIXERS)
+    colours = [mixer_color(m) for m in MIXER_STYLE]
+    assert len(set(colours)) == len(colours)  # no two mixers share a colour
