@@ -175,15 +175,11 @@ def group_norm1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: 
 def use_gpu_kernels(shift: Optional[str] = None, norm: Optional[str] = None) -> Iterator[None]:
     """Run a block with the given GPU shift and/or norm kernel (None: leave it), restoring the process's own
     afterwards: how the benchmarks time the kernels side by side in one process."""
-    previous_shift = set_gpu_kernel(shift) if shift else None
-    previous_norm = set_gpu_norm_kernel(norm) if norm else None
-    try:
+    with contextlib.ExitStack() as restore:  # each choice made is undone, also when the next one is refused
+        for choose, name in ((set_gpu_kernel, shift), (set_gpu_norm_kernel, norm)):
+            if name:
+                restore.callback(choose, choose(name))
         yield
-    finally:
-        if previous_shift:
-            set_gpu_kernel(previous_shift)
-        if previous_norm:
-            set_gpu_norm_kernel(previous_norm)
 
 
 def shift(x: torch.Tensor, gamma: GammaLike = Fraction(1, 12), shift_size: int = 1) -> torch.Tensor:

@@ -199,6 +199,16 @@ def test_gpu_kernel_setting_is_validated_and_leaves_cpu_tensors_alone():
         set_gpu_kernel(previous)
 
 
+def test_a_refused_kernel_choice_leaves_the_process_choice_as_it_was():
+    from shiftvit import ops
+
+    pytest.importorskip("triton")
+    with pytest.raises(ValueError, match="GPU norm kernel 'cuda' is not one of: native, triton"):
+        with ops.use_gpu_kernels(shift="triton", norm="cuda"):
+            pass
+    assert (ops._gpu_shift.name, ops._gpu_norm.name) == ("torch", "native")
+
+
 # --- shift_size: the step in pixels (issue #14, item 3) --------------------------------------------------------
 def naive_shift_steps(x: torch.Tensor, g: int, shift_size: int, inverse: bool = False) -> torch.Tensor:
     """The definition with a step, element by element: channel group k moves ``shift_size`` pixels in its
