@@ -109,8 +109,10 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
     scaler = torch.amp.GradScaler(dev.type, enabled=amp == "fp16")
     rows: Dict[str, Dict[str, object]] = {}
     built: Dict[str, Tuple[torch.nn.Module, Callable, Dict[str, str]]] = {}
+    any_compiled = compile
     for spec in models:
         plain, compiled = split_compiled(spec)
+        any_compiled |= compiled
         name, kernels = parse_kernels(plain)
         model, cost = _build(name, img_size)
         model = model.to(dev, memory_format=fmt)
@@ -170,8 +172,7 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
                 row[key.replace("median", "ratio")] = row[key] / base[key]
     return dict(benchmark="throughput", batch_size=batch_size, img_size=img_size, repeats=repeats, steps=steps,
                 device=_device_name(dev), channels_last=channels_last, compile=compile,
-                compile_mode=compile_mode if compile or any(split_compiled(m)[1] for m in models) else None,
-                amp=amp, interleaved=True,
+                compile_mode=compile_mode if any_compiled else None, amp=amp, interleaved=True,
                 threads=torch.get_num_threads(), torch=torch.__version__, reference=models[0], rows=rows)
 
 
