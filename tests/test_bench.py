@@ -43,16 +43,13 @@ def test_the_engine_waits_for_the_device_twice_an_epoch_and_adds_no_operations_p
     """What makes a small model's step launch-bound on a GPU, counted on the CPU: the host waits (a tensor read
     back, ``aten._local_scalar_dense``) and the ATen operations per step. The engine reads two numbers an epoch
     more than the bare loop (the non-finite flag and the loss sum), and dispatches no more operations."""
-    from shiftvit.bench.training import _Loops, _OpCounter
+    from shiftvit.bench.training import _Loops
 
     loops = _Loops("shiftvit_nano", 32, "cpu", "relations", {"num_train": 128, "num_val": 32}, compile=False,
                    compile_mode="default", deterministic=False, epochs=2, run_dir=tmp_path)  # no process-wide flags
     counts = {}
     for name, epoch_fn in (("bare", loops.bare_epoch), ("engine", loops.engine_epoch)):
-        counter = _OpCounter()
-        with counter.mode:
-            _, batches = epoch_fn(0)
-        counts[name] = counter
+        counts[name], batches = loops.count_ops(epoch_fn, 0)
     assert batches == 4
     # on the CPU AdamW also reads its step counters back, the same number of times in both loops
     waits = {name: counter.by_op["_local_scalar_dense"] for name, counter in counts.items()}

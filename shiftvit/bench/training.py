@@ -100,10 +100,15 @@ class _Loops:
         self._sync()
         return seen / (time.perf_counter() - start)
 
-    def ops_per_step(self, epoch_fn: Callable[[int], Tuple[int, int]], epoch: int) -> float:
+    def count_ops(self, epoch_fn: Callable[[int], Tuple[int, int]], epoch: int) -> Tuple[_OpCounter, int]:
+        """The ATen operations of one epoch, by name, and the epoch's batches."""
         counter = _OpCounter()
         with counter.mode:
             _, batches = epoch_fn(epoch)
+        return counter, batches
+
+    def ops_per_step(self, epoch_fn: Callable[[int], Tuple[int, int]], epoch: int) -> float:
+        counter, batches = self.count_ops(epoch_fn, epoch)
         return counter.count / max(batches, 1)
 
     def _sync(self) -> None:
