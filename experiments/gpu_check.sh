@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One short pass over everything that needs a GPU: the GPU benchmark tables (the shift op, GroupNorm(1), Shift-T
 # against its identity backbone, Swin-T and the official structure, compiled against eager, run.py against a
-# bare loop on a 32-px ablation job), then the CUDA tests:
+# bare loop on a 32-px ablation job, CIFAR's loaders against a small model's steps), then the CUDA tests:
 #     bash experiments/gpu_check.sh [OUT_DIR]        (BUDGET_S seconds in all, default 500, on one H100/H200)
 # The steps run in order of what they settle, each under its own limit and never past the whole budget; the
 # script goes on past a failing step, so one bad step still leaves the others' numbers. Output: OUT_DIR/log.txt
@@ -27,12 +27,14 @@ if [ "${QUICK:-0}" = 1 ]; then
     compiled=(shiftvit_light_tiny shiftvit_light_tiny+compiled)
     overhead_args=(--model shiftvit_nano --data relations --data-arg num_train=128 --data-arg num_val=64
                    --batch-size 32 --epochs 1 --quick)
+    loader_args=(--quick)
 else
     shift_args=(--repeats 30) norm_args=(--repeats 20 --compile) fast_args=(--repeats 10)
     tp_args=(--repeats 5 --steps 5) peers=("${shift_t[@]}") compiled=(shiftvit_r2_tiny shiftvit_r2_tiny+compiled)
     # 40 steps an epoch at batch 512; the median of 5 epochs leaves the first (compilation) out
     overhead_args=(--model shiftvit_micro --data relations --data-arg num_train=20480 --batch-size 512 --epochs 5
                    --no-startup)
+    loader_args=(--batch-size 512 --batches 20 --repeats 5)
 fi
 
 step() {  # step NAME LIMIT_S COMMAND...: append the output to the log, note the exit status, carry on
@@ -77,6 +79,9 @@ step overhead_eager_nondeterministic 90 "$py" -m shiftvit.bench overhead --devic
 compile_mode=reduce-overhead && [ "$device" = cuda ] || compile_mode=default
 step overhead_compiled 240 "$py" -m shiftvit.bench overhead --device "$device" "${overhead_args[@]}" --compile \
     --compile-mode "$compile_mode" --no-startup --out "$out/overhead_compiled.json"
+# CIFAR's batches (random images in its format): timm's per-sample transforms, crop_flip per sample and on the
+# device, beside shiftvit_micro's training steps at the same batch: does a loader bound a 32-px CIFAR job?
+step loader 90 "$py" -m shiftvit.bench loader --device "$device" "${loader_args[@]}" --out "$out/loader.json"
 # Shift-T compiled and eager in one process, rounds interleaved; training only (one compilation of Shift-T took
 # more than two minutes)
 step throughput_compiled 240 "$py" -m shiftvit.bench throughput "${compiled[@]}" --device "$device" --amp bf16 \

@@ -18,7 +18,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from .config import SPEED_ONLY_TRAIN_KEYS, ConfigError, check, config_hash, model_kwargs, resolve
+from .config import (
+    SPEED_ONLY_TRAIN_KEYS,
+    TIMM_AUGMENT_TRAIN_KEYS,
+    ConfigError,
+    check,
+    config_hash,
+    model_kwargs,
+    resolve,
+)
 from .records import COMPLETED, DUPLICATE, FAILED, FINISHED_STATUSES, INTERRUPTED, RUNNING
 
 log = logging.getLogger("shiftvit")
@@ -318,7 +326,7 @@ def _train(effective: Dict[str, Any], run_dir: Path, summary: Dict[str, Any],
     summary["malloc"] = configure_malloc(settings.malloc)  # before the first large tensor
     seed_everything(effective["seed"], settings.deterministic)
     data_cfg = dict(effective["data"])
-    aug = {k: effective["train"].get(k) for k in ("aa", "color_jitter", "reprob")}
+    aug = {k: effective["train"].get(k) for k in TIMM_AUGMENT_TRAIN_KEYS}
     try:
         bundle = build_data(data_cfg.pop("name"), **data_cfg, **({"aug": aug} if "root" in data_cfg else {}))
     except DataError as e:

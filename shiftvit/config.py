@@ -36,6 +36,12 @@ DATA_ON_DEVICE_MODES = ("auto", "always", "never")  # auto: on CUDA, for in-memo
 # torch.compile modes with train.compile=true. Both run the same Inductor kernels, so the choice is speed-only;
 # reduce-overhead replays the forward and backward as CUDA graphs (one launch per graph), for static shapes.
 COMPILE_MODES = ("default", "reduce-overhead")
+# CIFAR's training augmentation (data.augment): timm's transform factory, per sample on the CPU (RandomResizedCrop
+# at scale 0.6-1, bicubic, flip, and train.aa / color_jitter / reprob when set) | random crop after zero padding
+# plus horizontal flip (He et al., 2016: the usual CIFAR recipe), batched and exact on any device
+CIFAR_AUGMENTS = ("timm", "crop_flip")
+# train keys that configure timm's transform factory, which data.augment=crop_flip does not use
+TIMM_AUGMENT_TRAIN_KEYS = ("aa", "color_jitter", "reprob")
 
 
 class ConfigError(ValueError):
@@ -223,6 +229,18 @@ class Cifar10Data(DataConfig):
     name: str = "cifar10"
     root: str = MISSING
     download: bool = False
+    # CIFAR_AUGMENTS: timm's per-sample PIL transforms, or the pad-crop-flip recipe as a batched tensor op that
+    # data.DeviceTensorLoader runs on the GPU. They draw different images, so the choice is part of the arm.
+    augment: str = "timm"
+    padding: int = 4  # crop_flip: pixels of zero padding (of a 32-px image) before the random 32-px crop
+
+    def check(self) -> None:
+        super().check()
+        _choice("data.augment", self.augment, CIFAR_AUGMENTS)
+        _number("data.padding", self.padding, integer=True, minimum=0)
+        if self.augment != "crop_flip" and self.padding != Cifar10Data.padding:
+            raise ConfigError(f"data.padding={self.padding} applies to data.augment=crop_flip only; "
+                              f"add data.augment=crop_flip or drop data.padding")
 
 
 @dataclass
@@ -511,6 +529,11 @@ def check(cfg: Dict[str, Any]) -> Dict[str, Any]:
     data_options = data_config(data)
     img_size = _input_size(model.name, model.img_size, data_options.name, data_options.img_size)
     train = dataclasses.asdict(TrainSettings.from_dict(dict(cfg.get("train") or {})))
+    if getattr(data_options, "augment", None) == "crop_flip":
+        timm_keys = [f"train.{k}={train[k]!r}" for k in TIMM_AUGMENT_TRAIN_KEYS if train[k]]
+        if timm_keys:
+            raise ConfigError(f"{', '.join(timm_keys)} configure timm's transforms, which data.augment=crop_flip "
+                              "does not use: drop them or use data.augment=timm")
     logger = dict(cfg.get("logger") or {})
     if logger:
         _choice("logger.name", logger.get("name"), LOGGERS)
@@ -592,11 +615,25 @@ def _known_reference(name: str) -> None:
                       "(python -m shiftvit.flops --variants -) or a timm model name (timm.list_models('swin*'))")
 
 
+# Keys added after records existed, with the value that gives the numbers those records had: at that value they
+# are left out of the hash, so an older record keeps its identity (and resumes) while any other value is a new arm.
+ADDED_KEYS_AT_OLD_BEHAVIOUR: Dict[Tuple[str, ...], Any] = {
+    ("reference_arch",): None,  # the reference as its own
+    ("data", "augment"): Cifar10Data.augment,
+    ("data", "padding"): Cifar10Data.padding,
+}
+
+
 def config_hash(effective: Dict[str, Any]) -> str:
     """Identity of a run's numbers: the effective config minus settings that only change speed/reporting."""
     hashed = json.loads(json.dumps(effective, default=str))
-    if "reference_arch" in hashed and hashed["reference_arch"] is None:
-        del hashed["reference_arch"]
+    for path, old_behaviour in ADDED_KEYS_AT_OLD_BEHAVIOUR.items():
+        *parents, key = path
+        holder = hashed
+        for parent in parents:
+            holder = holder.get(parent) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and key in holder and holder[key] == old_behaviour:
+            del holder[key]
     for key in SPEED_ONLY_TRAIN_KEYS:
         (hashed.get("train") or {}).pop(key, None)
     return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]

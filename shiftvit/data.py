@@ -126,24 +126,79 @@ def _standardize(train: torch.Tensor, val: torch.Tensor):
     return norm(train), norm(val), tuple(mean.tolist()), tuple(std.tolist())
 
 
-def random_translate(max_shift: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Random integer translation with zero fill (per sample), a light augmentation for tiny images."""
-    def apply(x: torch.Tensor) -> torch.Tensor:
-        if max_shift <= 0:
-            return x
-        dy, dx = draw_translation(max_shift)
-        x = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
-        if dy > 0:
-            x[..., :dy, :] = 0
-        elif dy < 0:
-            x[..., dy:, :] = 0
-        if dx > 0:
-            x[..., :, :dx] = 0
-        elif dx < 0:
-            x[..., :, dx:] = 0
-        return x
-    apply.max_shift = max_shift  # type: ignore[attr-defined]  (read by DeviceTensorLoader)
-    return apply
+class BatchAugment:
+    """A random augmentation drawn per sample from the global RNG (which checkpoints save and restore) and applied
+    to a whole batch in one call, on the batch's device: ``DeviceTensorLoader`` runs it on the GPU, a
+    ``DataLoader`` calls it sample by sample. A batch of ``n`` draws the numbers ``n`` single samples would draw,
+    in the same order (``tests/test_data_device.py`` holds that), so where a batch is cut changes nothing.
+
+    Written here because torchvision's v2 transforms draw one set of parameters per call (a whole batch would
+    share one crop), and kornia's per-sample batched augmentations draw from their own generator."""
+
+    def draw(self, count: int) -> Optional[torch.Tensor]:
+        """The random parameters of ``count`` samples (one row each), on the CPU; None: nothing random."""
+        return None
+
+    def apply(self, x: torch.Tensor, params: Optional[torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.apply(x[None], self.draw(1))[0]
+
+
+class RandomTranslate(BatchAugment):
+    """Random integer translation with zero fill, up to ``max_shift`` pixels each way: a light augmentation for
+    tiny images."""
+
+    def __init__(self, max_shift: int):
+        self.max_shift = max_shift
+
+    def draw(self, count: int) -> Optional[torch.Tensor]:
+        return draw_translations(self.max_shift, count) if self.max_shift > 0 else None
+
+    def apply(self, x: torch.Tensor, params: Optional[torch.Tensor]) -> torch.Tensor:
+        return x if params is None else translate_batch(x, params.to(x.device, non_blocking=True))
+
+
+def random_translate(max_shift: int) -> RandomTranslate:
+    return RandomTranslate(max_shift)
+
+
+class CropFlip(BatchAugment):
+    """CIFAR images stored as uint8 (N, C, H, W) -> float, normalised, resized to ``img_size``; for training, first
+    a random crop of the original size after ``padding`` pixels of zero (black) padding and a horizontal flip with
+    probability 1/2: torchvision's ``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip()``, ``ToTensor()``,
+    ``Normalize(mean, std)``. The crop is a translation with zero fill, so every step is a gather or an exact
+    elementwise op, and the device it runs on does not change a bit (the resize, when ``img_size`` is not the
+    stored size, is bilinear, per image)."""
+
+    def __init__(self, padding: int, img_size: int, mean: Tuple[float, ...], std: Tuple[float, ...],
+                 train: bool = True):
+        self.padding, self.img_size, self.train = padding, img_size, train
+        self.mean, self.std = torch.tensor(mean), torch.tensor(std)
+
+    def draw(self, count: int) -> Optional[torch.Tensor]:
+        if not self.train:
+            return None
+        # one integer per sample codes (dy, dx, flip), so a batch draws what single samples draw (as in
+        # draw_translations); decoded in apply
+        side = 2 * self.padding + 1
+        return torch.randint(0, 2 * side * side, (count, 1))
+
+    def apply(self, x: torch.Tensor, params: Optional[torch.Tensor]) -> torch.Tensor:
+        if params is not None:
+            code = params[:, 0].to(x.device, non_blocking=True)
+            side = 2 * self.padding + 1
+            flip = (code % 2).bool()
+            offsets = torch.stack((code // (2 * side) - self.padding, (code // 2) % side - self.padding), dim=1)
+            x = translate_batch(x, offsets)
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        x = x.to(torch.float32, copy=True).div_(255)
+        if x.shape[-1] != self.img_size or x.shape[-2] != self.img_size:
+            x = torch.nn.functional.interpolate(x, size=(self.img_size, self.img_size), mode="bilinear",
+                                                align_corners=False)
+        mean, std = self.mean.to(x.device)[None, :, None, None], self.std.to(x.device)[None, :, None, None]
+        return x.sub_(mean).div_(std)
 
 
 def draw_translation(max_shift: int) -> Tuple[int, int]:
@@ -160,8 +215,8 @@ def draw_translations(max_shift: int, count: int) -> torch.Tensor:
 
 
 def translate_batch(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """``random_translate``'s roll-and-zero-fill for a whole batch at once, on the batch's device: image b
-    moves by ``offsets[b] = (dy, dx)`` pixels. One gather, instead of a Python loop over the samples."""
+    """A roll with zero fill for a whole batch at once, on the batch's device: image b moves by
+    ``offsets[b] = (dy, dx)`` pixels. One gather, instead of a Python loop over the samples."""
     b, c, h, w = x.shape
     rows = torch.arange(h, device=x.device)[None, :] - offsets[:, :1]  # (B, H): the source row of each row
     cols = torch.arange(w, device=x.device)[None, :] - offsets[:, 1:]  # (B, W)
@@ -316,25 +371,44 @@ def _local_cifar(name: str):
     return LocalCIFAR
 
 
+CIFAR_STATS = {  # per-channel mean and std of each training set, as the CIFAR recipes normalise
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+
+
 def build_cifar(name: str = C.name, root: str = "", img_size: int = C.img_size, download: bool = C.download,
-                aug: Optional[Dict[str, Any]] = None, **_: Any) -> DataBundle:
-    """torchvision's CIFAR-10/100 from ``root`` (the python pickled batches, as distributed)."""
+                augment: str = C.augment, padding: int = C.padding, aug: Optional[Dict[str, Any]] = None,
+                **_: Any) -> DataBundle:
+    """torchvision's CIFAR-10/100 from ``root`` (the python pickled batches, as distributed). ``augment``:
+    ``timm`` (per-sample PIL transforms from timm's factory, with ``aug``'s options) or ``crop_flip`` (the images
+    held as one uint8 tensor, augmented a batch at a time by ``CropFlip``, on the GPU with data on the device)."""
     if not root:
         raise DataError(f"{name}: set data.root to the folder that holds cifar-10-batches-py / cifar-100-python")
     cls = _local_cifar(name)
-    mean, std = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)) if name == "cifar10" else \
-        ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
+    mean, std = CIFAR_STATS[name]
     if not download:
         _require_dir(Path(root), name)
+
+    def transform(is_training: bool):
+        return None if augment == "crop_flip" else _image_transforms(aug, img_size, is_training, mean, std)
+
     try:
-        train = cls(root, train=True, download=download, transform=_image_transforms(aug, img_size, True, mean, std))
-        val = cls(root, train=False, download=False, transform=_image_transforms(aug, img_size, False, mean, std))
+        train = cls(root, train=True, download=download, transform=transform(True))
+        val = cls(root, train=False, download=False, transform=transform(False))
     except RuntimeError as e:  # torchvision: "Dataset not found or corrupted."
         raise DataError(f"{name}: no valid dataset under {str(root)!r} ({e}); "
                         "set data.download=true where a network exists") from None
     except Exception as e:  # unpickling a truncated or foreign file
         raise DataError(f"{name}: cannot read the dataset under {str(root)!r}: {type(e).__name__}: {e}") from None
-    return DataBundle(train, val, 10 if name == "cifar10" else 100, 3, img_size, mean, std)
+    num_classes = 10 if name == "cifar10" else 100
+    if augment == "crop_flip":
+        def tensors(split, is_training: bool) -> TransformedTensorDataset:
+            images = torch.from_numpy(split.data).permute(0, 3, 1, 2).contiguous()  # (N, 32, 32, 3) uint8 -> NCHW
+            return TransformedTensorDataset(images, torch.as_tensor(split.targets, dtype=torch.long),
+                                            CropFlip(padding, img_size, mean, std, train=is_training))
+        train, val = tensors(train, True), tensors(val, False)
+    return DataBundle(train, val, num_classes, 3, img_size, mean, std)
 
 
 def build_imagefolder(root: str = "", train_split: str = I.train_split, val_split: str = I.val_split,
@@ -390,7 +464,8 @@ class DeviceTensorLoader:
     """The batches a ``DataLoader`` (no workers) makes of an in-memory tensor dataset, cut from a copy of it
     held on the training device, augmented there in one call per batch: for a 32-px model on a GPU, a Python
     loop collating 64 samples per step costs more than the step. Same sampler, same order, same random draws
-    from the same RNG (so the same numbers, and the setting stays speed-only); ``train.data_on_device``.
+    from the same RNG (``BatchAugment``: so the same numbers, and the setting stays speed-only);
+    ``train.data_on_device``.
 
     Written here because a ``DataLoader`` always indexes sample by sample (or hands a list of indices to a
     dataset that must then do the batching), and timm's GPU prefetcher only overlaps the copy, it still
@@ -403,7 +478,7 @@ class DeviceTensorLoader:
                             "train.data_on_device=never")
         images, labels = dataset.tensors
         self.images, self.labels = images.to(device), labels.to(device)
-        self.max_shift = int(getattr(getattr(dataset, "transform", None), "max_shift", 0))
+        self.augment: Optional[BatchAugment] = getattr(dataset, "transform", None)
         self.batch_size, self.sampler, self.drop_last, self.device = batch_size, sampler, drop_last, device
 
     def __len__(self) -> int:
@@ -415,16 +490,15 @@ class DeviceTensorLoader:
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start:start + self.batch_size]
             x, y = self.images.index_select(0, index), self.labels.index_select(0, index)
-            if self.max_shift > 0:
-                offsets = draw_translations(self.max_shift, len(index))
-                x = translate_batch(x, offsets.to(self.device, non_blocking=True))
+            if self.augment is not None:
+                x = self.augment.apply(x, self.augment.draw(len(index)))
             yield x, y
 
 
 def _replayable(dataset: Dataset) -> bool:
-    """Tensors in memory, with no augmentation or one ``DeviceTensorLoader`` can replay (``random_translate``)."""
+    """Tensors in memory, with no augmentation or one a whole batch can replay (``BatchAugment``)."""
     transform = getattr(dataset, "transform", None)
-    return isinstance(dataset, TensorDataset) and (transform is None or hasattr(transform, "max_shift"))
+    return isinstance(dataset, TensorDataset) and (transform is None or isinstance(transform, BatchAugment))
 
 
 def on_device_eligible(bundle: DataBundle, num_workers: int) -> bool:
@@ -455,5 +529,6 @@ def make_loaders(bundle: DataBundle, batch_size: int, seed: int, num_workers: in
     return train, val
 
 
-__all__ = ["BUILDERS", "DataBundle", "DataError", "DeviceTensorLoader", "EpochSampler", "build_data", "make_loaders",
-           "draw_translations", "make_relations", "on_device_eligible", "translate_batch"]
+__all__ = ["BUILDERS", "BatchAugment", "CropFlip", "DataBundle", "DataError", "DeviceTensorLoader", "EpochSampler",
+           "RandomTranslate", "build_data", "draw_translations", "make_loaders", "make_relations", "on_device_eligible",
+           "translate_batch"]

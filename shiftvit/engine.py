@@ -246,7 +246,12 @@ class Trainer:
             return self.device
         if mode == "always":
             raise ValueError("train.data_on_device=always needs an in-memory tensor dataset (digits, relations, "
-                             "mnist, synthetic ...) and train.num_workers=0; use train.data_on_device=auto")
+                             "mnist, synthetic, cifar with data.augment=crop_flip) and train.num_workers=0; use "
+                             "train.data_on_device=auto")
+        if self.dist.is_main and self.settings.num_workers == 0:
+            log.info("data: a DataLoader transforms every image on the CPU, one at a time; on a GPU that can bound "
+                     "a small model's step (for CIFAR, data.augment=crop_flip augments on the GPU: a new arm, not a "
+                     "speed setting; or raise train.num_workers)")
         return None
 
     def _to_device(self, x: torch.Tensor, y: torch.Tensor):

@@ -1,5 +1,4 @@
 """The same application, called from Python (no subprocess): configs composed by Hydra's compose API."""
-import pickle
 import warnings
 from pathlib import Path
 
@@ -10,6 +9,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from shiftvit.app import run_experiment
+from shiftvit.bench.loader import write_cifar
 from shiftvit.config import ConfigError, config_hash, resolve
 from shiftvit.data import DataError, EpochSampler, build_data, make_relations
 from shiftvit.records import read_metrics, read_summary
@@ -112,24 +112,8 @@ def test_cpu_paths_bf16_channels_last_accumulation_mixup_clip(tmp_path):
     assert len(rows) == 1 and np.isfinite(rows[0]["train_loss"]) and rows[0]["val_top1"] >= 0
 
 
-def write_cifar10(root: Path, per_batch: int = 20) -> None:
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        # the distributed files are Python-2 pickles whose keys unpickle as str under latin1
-        batch = {"batch_label": name, "labels": rng.integers(0, 10, per_batch).tolist(),
-                 "data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-                 "filenames": [f"{i}.png" for i in range(per_batch)]}
-        with open(folder / name, "wb") as f:
-            pickle.dump(batch, f, protocol=2)
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": [f"c{i}" for i in range(10)], "num_cases_per_batch": per_batch,
-                     "num_vis": 3072}, f, protocol=2)
-
-
 def test_cifar10_from_local_files_trains(tmp_path):
-    write_cifar10(tmp_path / "cifar")
+    write_cifar(tmp_path / "cifar", num_train=100, num_val=20)
     bundle = build_data("cifar10", root=str(tmp_path / "cifar"))
     assert len(bundle.train) == 100 and len(bundle.val) == 20 and bundle.num_classes == 10
     x, y = bundle.train[0]
@@ -145,7 +129,7 @@ def test_cifar_missing_or_malformed_names_the_path(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match=f"no valid dataset under '{tmp_path / 'empty'}'"):
         build_data("cifar10", root=str(tmp_path / "empty"))
-    write_cifar10(tmp_path / "bad")
+    write_cifar(tmp_path / "bad", num_train=100, num_val=20)
     (tmp_path / "bad" / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")
     with pytest.raises(DataError, match="cannot read the dataset under"):
         build_data("cifar10", root=str(tmp_path / "bad"))

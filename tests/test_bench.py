@@ -133,8 +133,8 @@ def test_gpu_check_script_runs_end_to_end_in_quick_cpu_mode(tmp_path):
     steps = [line for line in proc.stdout.splitlines() if line.startswith("=== ")]
     benchmarks = ["shift_nchw_float32", "shift_nchw_bfloat16", "shift_channels_last_float32",
                   "shift_channels_last_bfloat16", "throughput_bf16_channels_last", "fast_fp32", "fast_bf16",
-                  "overhead_eager", "overhead_eager_nondeterministic", "overhead_compiled", "throughput_compiled",
-                  "norm"]
+                  "overhead_eager", "overhead_eager_nondeterministic", "overhead_compiled", "loader",
+                  "throughput_compiled", "norm"]
     assert [s.split()[1] for s in steps] == ["env", *benchmarks, "targets"]
     assert all(" rc=0 " in s for s in steps)
     for name in benchmarks:
@@ -151,6 +151,17 @@ def test_gpu_check_script_runs_end_to_end_in_quick_cpu_mode(tmp_path):
     assert all(row["source"] is None or row["source"].startswith(str(out)) for row in targets)
     measured = {row["target"] for row in targets if row["ratio"] is not None}
     assert measured == {t.name for t in TARGETS} - {TARGETS[2].name}  # all but Swin-T, which the dry run leaves out
+
+
+def test_loader_bench_quick_times_every_loader_of_a_cifar100_folder_it_writes(tmp_path, capsys):
+    out = tmp_path / "loader.json"
+    assert main(["loader", "--quick", "--data", "cifar100", "--device", "cpu", "--model", "none",
+                 "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    cases = {"timm_dataloader", "crop_flip_dataloader", "crop_flip_on_device"}
+    assert set(result["images_per_s"]) == cases and all(v > 0 for v in result["images_per_s"].values())
+    assert result["ratio_to_timm"]["timm_dataloader"] == 1 and result["num_train"] == 512
+    assert "crop_flip_on_device" in capsys.readouterr().out
 
 
 def test_targets_are_read_off_the_committed_h200_results(tmp_path, capsys):

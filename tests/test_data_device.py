@@ -8,8 +8,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from shiftvit.app import run_experiment
-from shiftvit.config import SPEED_ONLY_TRAIN_KEYS, ConfigError, TrainSettings, config_hash, resolve
+from shiftvit.bench.loader import write_cifar
+from shiftvit.config import SPEED_ONLY_TRAIN_KEYS, ConfigError, TrainSettings, check, config_hash, resolve
 from shiftvit.data import (
+    CropFlip,
+    DataError,
     DeviceTensorLoader,
     build_data,
     draw_translation,
@@ -34,6 +37,14 @@ def _batches(loader, epoch: int, skip: int = 0, rng_seed: int = 7):
                                                                                                "num_val": 100})])
 def test_device_batches_equal_the_dataloaders(name, options):
     bundle = build_data(name, **options)
+    _assert_device_batches_equal_the_dataloaders(bundle)
+    if name == "digits":  # the augmentation really ran: two draws differ
+        dev_train, _ = make_loaders(bundle, 32, seed=3, device=CPU)
+        first, second = _batches(dev_train, 0, rng_seed=1)[0][0], _batches(dev_train, 0, rng_seed=2)[0][0]
+        assert not torch.equal(first, second)
+
+
+def _assert_device_batches_equal_the_dataloaders(bundle) -> None:
     assert on_device_eligible(bundle, num_workers=0) and not on_device_eligible(bundle, num_workers=2)
     cpu_train, cpu_val = make_loaders(bundle, 32, seed=3)
     dev_train, dev_val = make_loaders(bundle, 32, seed=3, device=CPU)
@@ -44,11 +55,10 @@ def test_device_batches_equal_the_dataloaders(name, options):
         assert len(expected) == len(got) > 0
         for (xe, ye), (xg, yg) in zip(expected, got):
             assert torch.equal(ye, yg) and torch.equal(xe, xg) and xe.stride() == xg.stride()
-    for (xe, ye), (xg, yg) in zip(_batches(cpu_val, 0), _batches(dev_val, 0)):
+    expected, got = _batches(cpu_val, 0), _batches(dev_val, 0)
+    assert len(expected) == len(got) > 0
+    for (xe, ye), (xg, yg) in zip(expected, got):
         assert torch.equal(ye, yg) and torch.equal(xe, xg)
-    if name == "digits":  # the augmentation really ran: two draws differ
-        first, second = _batches(dev_train, 0, rng_seed=1)[0][0], _batches(dev_train, 0, rng_seed=2)[0][0]
-        assert not torch.equal(first, second)
 
 
 @pytest.mark.parametrize("max_shift,count", [(1, 1), (4, 7), (3, 512), (2, 5000)])
@@ -98,3 +108,103 @@ def test_data_on_device_is_checked_before_anything_runs(tmp_path):
         run_experiment(_composed("model=shiftvit_nano", "match=none", "logger=none", "train.epochs=1",
                                  "data.train_fraction=0.3", "train.data_on_device=always",
                                  "train.num_workers=1"), tmp_path / "run")
+
+
+# --- CIFAR: data.augment=crop_flip, the augmentation a batch can replay ---------------------------------------------
+@pytest.fixture(scope="module")
+def cifar_root(tmp_path_factory):
+    return write_cifar(tmp_path_factory.mktemp("cifar"), num_train=200, num_val=50)
+
+
+@pytest.mark.parametrize("img_size", [32, 48])  # 48: the resize to the model's input runs in the batch too
+def test_cifar_crop_flip_batches_equal_the_dataloaders(cifar_root, img_size):
+    bundle = build_data("cifar10", root=str(cifar_root), augment="crop_flip", img_size=img_size)
+    assert bundle.train[0][0].shape == (3, img_size, img_size) and bundle.train.tensors[0].dtype == torch.uint8
+    _assert_device_batches_equal_the_dataloaders(bundle)
+    timm_bundle = build_data("cifar10", root=str(cifar_root), img_size=img_size)  # PIL, per sample
+    assert not on_device_eligible(timm_bundle, num_workers=0)
+    with pytest.raises(DataError, match="runs per sample on the CPU"):
+        make_loaders(timm_bundle, 32, seed=3, device=CPU)
+
+
+def test_crop_flip_is_torchvisions_pad_crop_flip_to_tensor_normalize():
+    """Each code is one of torchvision's (top, left, flip) choices of RandomCrop(32, padding) and
+    RandomHorizontalFlip, each choice is one code (so uniform draws of the code are torchvision's distribution),
+    and the pixels are those of ToTensor and Normalize."""
+    from torchvision.transforms import functional as TF
+
+    padding, mean, std = 2, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    image = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    padded = TF.pad(image, [padding], fill=0)
+    side = 2 * padding + 1
+    torchvision_outputs = {}
+    for top in range(side):
+        for left in range(side):
+            for flip in (False, True):
+                crop = TF.crop(padded, top, left, 32, 32)
+                crop = TF.hflip(crop) if flip else crop
+                torchvision_outputs[top, left, flip] = TF.normalize(crop.float() / 255, mean, std)
+    augment = CropFlip(padding, 32, mean, std)
+    codes = torch.arange(2 * side * side)[:, None]
+    ours = augment.apply(image.expand(len(codes), -1, -1, -1), codes)
+    matched = []
+    for out in ours:
+        hits = [choice for choice, expected in torchvision_outputs.items() if torch.equal(out, expected)]
+        assert len(hits) == 1
+        matched.append(hits[0])
+    assert sorted(matched) == sorted(torchvision_outputs)
+    # validation: no draw, only ToTensor and Normalize
+    evaluate = CropFlip(padding, 32, mean, std, train=False)
+    state = torch.get_rng_state()
+    assert evaluate.draw(5) is None and torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(evaluate(image), TF.normalize(image.float() / 255, mean, std))
+
+
+@pytest.mark.parametrize("count", [1, 7, 600])
+def test_one_crop_flip_draw_per_batch_is_the_per_sample_draws(count):
+    augment = CropFlip(4, 32, (0.5,) * 3, (0.5,) * 3)
+    torch.manual_seed(count)
+    expected = torch.cat([augment.draw(1) for _ in range(count)])
+    after_expected = torch.rand(3)
+    torch.manual_seed(count)
+    assert torch.equal(augment.draw(count), expected) and torch.equal(torch.rand(3), after_expected)
+
+
+def test_a_cifar_run_on_device_data_equals_the_run_on_the_dataloader(tmp_path, cifar_root):
+    common = ("model=shiftvit_nano", "match=none", "data=cifar10", f"data.root={cifar_root}", "data.augment=crop_flip",
+              "train.epochs=1", "train.batch_size=32", "logger=none", "train.threads=1")
+    runs = {mode: run_experiment(_composed(*common, f"train.data_on_device={mode}"), tmp_path / mode)
+            for mode in ("never", "always")}
+    for key in ("val_top1", "ema_val_top1", "train_loss", "val_loss", "config_hash"):
+        assert runs["never"][key] == runs["always"][key], key
+    assert runs["never"]["status"] == "completed"
+
+
+def test_cifar_augment_is_part_of_the_arm_and_older_records_keep_their_hash():
+    base = ("data=cifar10", "data.root=/data/cifar")
+    timm_arm = resolve(_composed(*base))
+    assert timm_arm["data"]["augment"] == "timm"
+    older = {**timm_arm, "data": {k: v for k, v in timm_arm["data"].items() if k not in ("augment", "padding")}}
+    assert config_hash(older) == config_hash(timm_arm)  # a record from before data.augment resumes
+    crop_flip = config_hash(resolve(_composed(*base, "data.augment=crop_flip")))
+    assert crop_flip != config_hash(timm_arm)
+    assert config_hash(resolve(_composed(*base, "data.augment=crop_flip", "data.padding=2"))) != crop_flip
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (("data.augment=autoaugment",), r"data.augment='autoaugment' is not one of: timm, crop_flip"),
+    (("data.padding=2",), r"data.padding=2 applies to data.augment=crop_flip only"),
+    (("data.augment=crop_flip", "data.padding=-1"), r"data.padding=-1 must be >= 0"),
+    (("data.augment=crop_flip", "train.aa=rand-m9-mstd0.5", "train.reprob=0.25"),
+     r"train.aa='rand-m9-mstd0.5', train.reprob=0.25 configure timm's transforms, which data.augment=crop_flip "
+     r"does not use: drop them or use data.augment=timm"),
+])
+def test_cifar_augment_options_are_checked_before_anything_runs(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        check(_composed("data=cifar10", "data.root=/data/cifar", *overrides))
+
+
+def test_data_on_device_always_names_the_cifar_augment_that_allows_it(tmp_path, cifar_root):
+    with pytest.raises(ValueError, match="cifar with data.augment=crop_flip"):
+        run_experiment(_composed("model=shiftvit_nano", "match=none", "logger=none", "train.epochs=1", "data=cifar10",
+                                 f"data.root={cifar_root}", "train.data_on_device=always"), tmp_path / "run")

@@ -14,6 +14,7 @@ import torch
 from ..allocator import MODES as MALLOC_MODES
 from ..allocator import configure as configure_malloc
 from ..config import COMPILE_MODES
+from .loader import CIFAR_FILES, _print_loader, bench_loader
 from .models import (
     DEFAULT_MODELS,
     MATCHED_MIXERS,
@@ -123,6 +124,21 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
                    help="both sides without deterministic algorithms (train.deterministic=false)")
     o.add_argument("--quick", action="store_true", help="start-up timed once, not the fastest of 3: checks it runs")
     o.add_argument("--out", default="bench_results/overhead.json")
+    ld = sub.add_parser("loader", parents=[common],
+                        help="CIFAR's training batches: timm's per-sample transforms vs crop_flip, per sample and on "
+                             "the device; beside a small model's training steps")
+    ld.add_argument("--data", default="cifar10", choices=tuple(CIFAR_FILES))
+    ld.add_argument("--root", default=None, help="a CIFAR folder (default: random images written in its format)")
+    ld.add_argument("--num-train", type=int, default=50_000, help="images written without --root (default: CIFAR's)")
+    ld.add_argument("--batch-size", type=int, default=256)
+    ld.add_argument("--img-size", type=int, default=32)
+    ld.add_argument("--batches", type=int, default=20, help="batches per round and case")
+    ld.add_argument("--repeats", type=int, default=5)
+    ld.add_argument("--device", default=default_device, help="cpu | cuda | cuda:N (default: cuda if present)")
+    ld.add_argument("--model", default="shiftvit_micro", help="the model whose training steps are timed beside "
+                                                             "(none: no model)")
+    ld.add_argument("--quick", action="store_true", help="512 images, 2 batches of 64, 2 rounds: checks it runs")
+    ld.add_argument("--out", default="bench_results/loader.json")
     g = sub.add_parser("targets", parents=[common], help="issue #16's GPU targets, read off other benchmarks' JSON")
     g.add_argument("dirs", nargs="+", type=Path, help="folders of benchmark JSON (gpu_check.sh's OUT_DIR)")
     g.add_argument("--out", default="bench_results/targets.json")
@@ -165,6 +181,16 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     elif args.command == "norm":
         result = bench_norm(_shape(args), 3 if args.quick else args.repeats, args.device, compile=args.compile)
         _print_norm(result)
+        write(result, args.out)
+    elif args.command == "loader":
+        model = None if args.model == "none" else args.model
+        if args.quick:
+            result = bench_loader(args.root, args.data, num_train=512, batch_size=64, img_size=args.img_size,
+                                  batches=2, repeats=2, device=args.device, model=model)
+        else:
+            result = bench_loader(args.root, args.data, args.num_train, args.batch_size, args.img_size, args.batches,
+                                  args.repeats, args.device, model)
+        _print_loader(result)
         write(result, args.out)
     elif args.command == "targets":
         result = check_targets(args.dirs)
