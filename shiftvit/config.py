@@ -32,7 +32,8 @@ MATCHES = ("flops", "params", "none")
 DEFAULT_TOLERANCE = 0.02
 AMP_CHOICES = ("none", "bf16", "fp16")
 PROGRESS_MODES = ("auto", "always", "never")
-DATA_ON_DEVICE_MODES = ("auto", "always", "never")  # auto: on CUDA, for in-memory tensor datasets
+# auto: wherever the data allows it (an in-memory tensor dataset, a batch-replayable augmentation, no workers)
+DATA_ON_DEVICE_MODES = ("auto", "always", "never")
 # torch.compile modes with train.compile=true. Both run the same Inductor kernels, so the choice is speed-only;
 # reduce-overhead replays the forward and backward as CUDA graphs (one launch per graph), for static shapes.
 COMPILE_MODES = ("default", "reduce-overhead")
@@ -105,8 +106,9 @@ class TrainSettings:
     threads: Optional[int] = None  # torch intra-op threads (None: torch's default, or a sweep's share)
     malloc: str = "retain"  # allocator.MODES: keep freed CPU memory (no page faults per batch) | system
     num_workers: int = 0
-    # serve in-memory tensor datasets (digits, relations, MNIST-like) from a copy on the device, batch by batch,
-    # augmented there (data.DeviceTensorLoader); the same batches and random draws as the CPU loader
+    # serve in-memory tensor datasets (digits, relations, MNIST-like, CIFAR with crop_flip) from a copy on the
+    # device (on a CPU, the tensors themselves), batch by batch, augmented there (data.DeviceTensorLoader); the
+    # same batches and random draws as a DataLoader, without its Python loop over the samples
     data_on_device: str = "auto"  # DATA_ON_DEVICE_MODES
     eval_every: int = 1
     progress: str = "auto"  # PROGRESS_MODES: a bar on terminals only | always | never

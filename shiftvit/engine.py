@@ -240,7 +240,7 @@ class Trainer:
     def _data_device(self, data: DataBundle) -> Optional[torch.device]:
         """Where the batches are cut (``train.data_on_device``): None for the CPU DataLoader."""
         mode = self.settings.data_on_device
-        if mode == "never" or (mode == "auto" and self.device.type != "cuda"):
+        if mode == "never":
             return None
         if on_device_eligible(data, self.settings.num_workers):
             return self.device
@@ -248,7 +248,7 @@ class Trainer:
             raise ValueError("train.data_on_device=always needs an in-memory tensor dataset (digits, relations, "
                              "mnist, synthetic, cifar with data.augment=crop_flip) and train.num_workers=0; use "
                              "train.data_on_device=auto")
-        if self.dist.is_main and self.settings.num_workers == 0:
+        if self.dist.is_main and self.settings.num_workers == 0 and self.device.type == "cuda":
             log.info("data: a DataLoader transforms every image on the CPU, one at a time; on a GPU that can bound "
                      "a small model's step (for CIFAR, data.augment=crop_flip augments on the GPU: a new arm, not a "
                      "speed setting; or raise train.num_workers)")

@@ -208,3 +208,21 @@ def test_data_on_device_always_names_the_cifar_augment_that_allows_it(tmp_path, 
     with pytest.raises(ValueError, match="cifar with data.augment=crop_flip"):
         run_experiment(_composed("model=shiftvit_nano", "match=none", "logger=none", "train.epochs=1", "data=cifar10",
                                  f"data.root={cifar_root}", "train.data_on_device=always"), tmp_path / "run")
+
+
+def test_auto_cuts_tensor_batches_on_the_cpu_too_and_leaves_workers_to_the_dataloader(tmp_path):
+    """On a CPU the batched cut is the tensors themselves, no copy, and skips the DataLoader's loop over samples."""
+    import timm
+    from torch.utils.data import DataLoader
+
+    import shiftvit.models  # noqa: F401  (registers the models with timm)
+    from shiftvit.engine import Trainer
+
+    bundle = build_data("digits", train_fraction=0.3)
+    model = timm.create_model("shiftvit_nano", num_classes=bundle.num_classes, in_chans=bundle.in_chans)
+    loaders = {options: Trainer(model, bundle, TrainSettings(epochs=1, device="cpu", **dict(options)), tmp_path,
+                                seed=0).train_loader
+               for options in ((), (("data_on_device", "never"),), (("num_workers", 1),))}
+    assert isinstance(loaders[()], DeviceTensorLoader) and loaders[()].images is bundle.train.tensors[0]
+    assert isinstance(loaders[(("data_on_device", "never"),)], DataLoader)
+    assert isinstance(loaders[(("num_workers", 1),)], DataLoader)

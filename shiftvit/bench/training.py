@@ -51,7 +51,7 @@ class _Loops:
         import shiftvit.models  # noqa: F401  (registers the models with timm)
 
         from ..config import TrainSettings
-        from ..data import build_data, make_loaders
+        from ..data import build_data, make_loaders, on_device_eligible
         from ..engine import Trainer, seed_everything
 
         seed_everything(seed, deterministic)
@@ -62,8 +62,10 @@ class _Loops:
         self.model = timm.create_model(model_name, num_classes=bundle.num_classes, in_chans=bundle.in_chans)
         engine_model = copy.deepcopy(self.model)
         self.model.to(self.dev)
-        # held on the GPU when there is one, as anyone would for a data set this small (run.py: data_on_device)
-        self.train, _ = make_loaders(bundle, batch_size, seed, device=self.dev if self.dev.type == "cuda" else None)
+        # cut a batch at a time from tensors on the device, as run.py's engine does (train.data_on_device=auto) and
+        # anyone would for a data set this small: both sides get the same batches the same way
+        on_device = self.dev if on_device_eligible(bundle, num_workers=0) else None
+        self.train, _ = make_loaders(bundle, batch_size, seed, device=on_device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
         self.criterion = torch.nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
         self.forward = torch.compile(self.model, mode=compile_mode) if compile else self.model
