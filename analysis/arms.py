@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import pandas as pd
 
-from shiftvit.config import SPEED_ONLY_TRAIN_KEYS
+from shiftvit.config import SPEED_ONLY_TRAIN_KEYS, is_added_key_at_old_behaviour
 from shiftvit.tracking import flatten
 
 # Settings that change how fast a run goes, never its numbers (the run's config hash leaves them out too):
@@ -57,6 +57,12 @@ def arm_identity(flat_config: Mapping[str, Any]) -> tuple:
     return tuple(sorted((k, _text(v)) for k, v in flat_config.items() if k not in NOT_ARM_KEYS))
 
 
+def _as_older_records(flat_config: Mapping[str, Any]) -> Dict[str, Any]:
+    """The config without the keys added after older records, where they hold the value those records ran with
+    (as the config hash leaves them out): a record from before ``data.augment`` and one with ``timm`` are one arm."""
+    return {k: v for k, v in flat_config.items() if not is_added_key_at_old_behaviour(k, v)}
+
+
 def label_keys(flat_configs: Sequence[Mapping[str, Any]]) -> List[str]:
     """The config keys (dotted) that take two or more values between runs, minus derived ones, mixer always
     first. A key that is null where it does not apply (gamma of attn, the options of one mixer) and constant
@@ -79,6 +85,7 @@ def arm_label(flat_config: Mapping[str, Any], keys: Iterable[str]) -> str:
 
 def assign_arms(rows: List[Dict[str, Any]], flat_configs: List[Dict[str, Any]]) -> List[str]:
     """Fill each row's ``arm`` (and the columns that define it); returns those column names."""
+    recorded, flat_configs = flat_configs, [_as_older_records(c) for c in flat_configs]
     keys = label_keys(flat_configs)
     identities = [arm_identity(c) for c in flat_configs]
     labels = [arm_label(c, keys) for c in flat_configs]
@@ -86,7 +93,7 @@ def assign_arms(rows: List[Dict[str, Any]], flat_configs: List[Dict[str, Any]]) 
         every = sorted({k for c in flat_configs for k in c} - set(NOT_ARM_KEYS))
         keys = [k for k in every if len({_text(c.get(k)) for c in flat_configs}) > 1]
         labels = [arm_label(c, keys) for c in flat_configs]
-    for row, config, label in zip(rows, flat_configs, labels):
+    for row, config, label in zip(rows, recorded, labels):
         row["arm"] = label
         for key in keys:
             row.setdefault(column_name(key), config.get(key))

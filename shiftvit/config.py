@@ -626,6 +626,13 @@ ADDED_KEYS_AT_OLD_BEHAVIOUR: Dict[Tuple[str, ...], Any] = {
 }
 
 
+def is_added_key_at_old_behaviour(dotted_key: str, value: Any) -> bool:
+    """Whether ``dotted_key`` (``data.augment``) is a key added later, at the value older records ran with: the
+    analysis's arms leave it out as the hash does, so a record from before the key shares its arm."""
+    path = tuple(dotted_key.split("."))
+    return path in ADDED_KEYS_AT_OLD_BEHAVIOUR and ADDED_KEYS_AT_OLD_BEHAVIOUR[path] == value
+
+
 def config_hash(effective: Dict[str, Any]) -> str:
     """Identity of a run's numbers: the effective config minus settings that only change speed/reporting."""
     hashed = json.loads(json.dumps(effective, default=str))

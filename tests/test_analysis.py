@@ -244,3 +244,17 @@ def test_every_registered_mixer_has_its_name_and_colour_in_the_figures():
     assert set(MIXER_STYLE) == set(MIXERS)
     colours = [mixer_color(m) for m in MIXER_STYLE]
     assert len(set(colours)) == len(colours)  # no two mixers share a colour
+
+
+def test_a_record_from_before_a_key_shares_the_arm_of_that_key_at_its_old_value():
+    """data.augment came after CIFAR records existed: one without it and one with timm (what it ran) are one arm,
+    as their config hashes are equal; crop_flip is another."""
+    from analysis.arms import assign_arms
+
+    older = {"mixer.name": "shift", "data.name": "cifar10", "seed": 0}
+    newer = {**older, "data.augment": "timm", "data.padding": 4, "seed": 1}
+    crop_flip = {**older, "data.augment": "crop_flip", "data.padding": 4}
+    rows = [{}, {}, {}]
+    columns = assign_arms(rows, [older, newer, crop_flip])
+    assert rows[0]["arm"] == rows[1]["arm"] != rows[2]["arm"] == "data.augment=crop_flip"
+    assert columns == ["data.augment"] and [r["data.augment"] for r in rows] == [None, "timm", "crop_flip"]
