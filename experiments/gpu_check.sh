@@ -22,14 +22,15 @@ shift_t=(shiftvit_r2_tiny shiftvit_r2_tiny+triton shiftvit_r2_tiny+gn_triton shi
 if [ "${QUICK:-0}" = 1 ]; then
     # torch.compile's code generation takes minutes on a CPU: the dry run checks the steps' plumbing eagerly
     [ "$device" = cuda ] || export TORCH_COMPILE_DISABLE=1
-    shift_args=(--quick) norm_args=(--quick) fast_args=(--model shiftvit_nano --batch-size 2 --img-size 32 --repeats 1)
+    # the shift at its real shape (the targets table counts that shape only), once: a few seconds on a CPU
+    shift_args=(--repeats 1) late_shift_args=(--quick) norm_args=(--quick) fast_args=(--model shiftvit_nano --batch-size 2 --img-size 32 --repeats 1)
     tp_args=(--quick) peers=(shiftvit_light_tiny shiftvit_light_tiny+triton+gn_triton "shiftvit_light_tiny[identity]")
     compiled=(shiftvit_light_tiny shiftvit_light_tiny+compiled)
     overhead_args=(--model shiftvit_nano --data relations --data-arg num_train=128 --data-arg num_val=64
                    --batch-size 32 --epochs 1 --quick)
     loader_args=(--quick)
 else
-    shift_args=(--repeats 30) norm_args=(--repeats 20 --compile) fast_args=(--repeats 10)
+    shift_args=(--repeats 30) late_shift_args=(--repeats 30) norm_args=(--repeats 20 --compile) fast_args=(--repeats 10)
     tp_args=(--repeats 5 --steps 5) peers=("${shift_t[@]}") compiled=(shiftvit_r2_tiny shiftvit_r2_tiny+compiled)
     # 40 steps an epoch at batch 512; the median of 5 epochs leaves the first (compilation) out
     overhead_args=(--model shiftvit_micro --data relations --data-arg num_train=20480 --batch-size 512 --epochs 5
@@ -64,6 +65,14 @@ for layout in nchw channels_last; do
             "${shift_args[@]}" --out "$out/shift_${layout}_$dtype.json"
     done
 done
+# Shift-T's late stages at batch 64, as it trains (bf16, channels-last): tensors small enough that launches and
+# their host cost, not bytes, set the time; where a one-launch kernel should win, and in the whole model did not
+for stage_shape in 3:64,384,14,14 4:64,768,7,7; do
+    [ "${QUICK:-0}" = 1 ] && shape_arg=() || shape_arg=(--shape "${stage_shape#*:}")
+    step "shift_stage${stage_shape%%:*}_channels_last_bfloat16" 30 "$py" -m shiftvit.bench shift --device "$device" \
+        --channels-last --dtype bfloat16 "${shape_arg[@]}" "${late_shift_args[@]}" \
+        --out "$out/shift_stage${stage_shape%%:*}_channels_last_bfloat16.json"
+done
 step throughput_bf16_channels_last 90 "$py" -m shiftvit.bench throughput "${peers[@]}" --device "$device" \
     --amp bf16 --channels-last "${tp_args[@]}" --out "$out/throughput_bf16_channels_last.json"
 step fast_fp32 45 "$py" -m shiftvit.bench fast --device "$device" "${fast_args[@]}" --out "$out/fast_fp32.json"
@@ -79,14 +88,14 @@ step overhead_eager_nondeterministic 90 "$py" -m shiftvit.bench overhead --devic
 compile_mode=reduce-overhead && [ "$device" = cuda ] || compile_mode=default
 step overhead_compiled 240 "$py" -m shiftvit.bench overhead --device "$device" "${overhead_args[@]}" --compile \
     --compile-mode "$compile_mode" --no-startup --out "$out/overhead_compiled.json"
-# CIFAR's batches (random images in its format): timm's per-sample transforms, crop_flip per sample and on the
-# device, beside shiftvit_micro's training steps at the same batch: does a loader bound a 32-px CIFAR job?
-step loader 90 "$py" -m shiftvit.bench loader --device "$device" "${loader_args[@]}" --out "$out/loader.json"
 # Shift-T compiled and eager in one process, rounds interleaved; training only (one compilation of Shift-T took
 # more than two minutes)
 step throughput_compiled 240 "$py" -m shiftvit.bench throughput "${compiled[@]}" --device "$device" --amp bf16 \
     --channels-last --no-eval "${tp_args[@]}" --out "$out/throughput_compiled.json"
 step norm 90 "$py" -m shiftvit.bench norm --device "$device" "${norm_args[@]}" --out "$out/norm.json"
+# CIFAR's batches (random images in its format): timm's per-sample transforms, crop_flip per sample and on the
+# device, beside shiftvit_micro's training steps at the same batch: does a loader bound a 32-px CIFAR job?
+step loader 90 "$py" -m shiftvit.bench loader --device "$device" "${loader_args[@]}" --out "$out/loader.json"
 if [ "$device" = cuda ]; then  # last, in what is left of the budget: the quick tests, then those that run run.py
     slow="compile or run_py or resume or torchrun"
     step tests 120 "$py" -m pytest -q --durations=5 -p no:cacheprovider tests/test_cuda.py -k "not ($slow)"

@@ -14,7 +14,7 @@ from typing import Callable, Dict, Sequence
 import torch
 import torch.nn.functional as F
 
-from .shift import _triton_usable
+from .shift import STAGE1_SHAPE, _triton_usable
 from .timing import _device_name, autocast_for, time_interleaved
 
 
@@ -28,7 +28,7 @@ def _fwd_bwd(norm: Callable[..., torch.Tensor], x: torch.Tensor, grad: torch.Ten
     return step
 
 
-def bench_norm(shape=(64, 96, 56, 56), repeats: int = 20, device: str = "cpu", amps: Sequence[str] = ("none", "bf16"),
+def bench_norm(shape=STAGE1_SHAPE, repeats: int = 20, device: str = "cpu", amps: Sequence[str] = ("none", "bf16"),
                compile: bool = False) -> Dict[str, object]:
     from timm.layers.fast_norm import fast_group_norm
 
