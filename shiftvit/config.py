@@ -235,6 +235,8 @@ class Cifar10Data(DataConfig):
     # data.DeviceTensorLoader runs on the GPU. They draw different images, so the choice is part of the arm.
     augment: str = "timm"
     padding: int = 4  # crop_flip: pixels of zero padding (of a 32-px image) before the random 32-px crop
+    train_fraction: float = 1.0  # keep this stratified, seeded fraction of the training set (a small-data regime)
+    split_seed: int = 0
 
     def check(self) -> None:
         super().check()
@@ -623,6 +625,8 @@ ADDED_KEYS_AT_OLD_BEHAVIOUR: Dict[Tuple[str, ...], Any] = {
     ("reference_arch",): None,  # the reference as its own
     ("data", "augment"): Cifar10Data.augment,
     ("data", "padding"): Cifar10Data.padding,
+    ("data", "train_fraction"): Cifar10Data.train_fraction,  # CIFAR's; digits and MNIST had theirs from the start
+    ("data", "split_seed"): Cifar10Data.split_seed,
 }
 
 

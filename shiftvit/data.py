@@ -378,9 +378,10 @@ CIFAR_STATS = {  # per-channel mean and std of each training set, as the CIFAR r
 
 
 def build_cifar(name: str = C.name, root: str = "", img_size: int = C.img_size, download: bool = C.download,
-                augment: str = C.augment, padding: int = C.padding, aug: Optional[Dict[str, Any]] = None,
-                **_: Any) -> DataBundle:
-    """torchvision's CIFAR-10/100 from ``root`` (the python pickled batches, as distributed). ``augment``:
+                augment: str = C.augment, padding: int = C.padding, train_fraction: float = C.train_fraction,
+                split_seed: int = C.split_seed, aug: Optional[Dict[str, Any]] = None, **_: Any) -> DataBundle:
+    """torchvision's CIFAR-10/100 from ``root`` (the python pickled batches, as distributed), ``train_fraction`` of
+    the training set (stratified, seeded by ``split_seed``), the official test set as validation. ``augment``:
     ``timm`` (per-sample PIL transforms from timm's factory, with ``aug``'s options) or ``crop_flip`` (the images
     held as one uint8 tensor, augmented a batch at a time by ``CropFlip``, on the GPU with data on the device)."""
     if not root:
@@ -402,6 +403,8 @@ def build_cifar(name: str = C.name, root: str = "", img_size: int = C.img_size, 
     except Exception as e:  # unpickling a truncated or foreign file
         raise DataError(f"{name}: cannot read the dataset under {str(root)!r}: {type(e).__name__}: {e}") from None
     num_classes = 10 if name == "cifar10" else 100
+    train.data, targets = _subsample(train.data, np.asarray(train.targets), train_fraction, split_seed)
+    train.targets = targets.tolist()
     if augment == "crop_flip":
         def tensors(split, is_training: bool) -> TransformedTensorDataset:
             images = torch.from_numpy(split.data).permute(0, 3, 1, 2).contiguous()  # (N, 32, 32, 3) uint8 -> NCHW

@@ -184,11 +184,13 @@ def test_cifar_augment_is_part_of_the_arm_and_older_records_keep_their_hash():
     base = ("data=cifar10", "data.root=/data/cifar")
     timm_arm = resolve(_composed(*base))
     assert timm_arm["data"]["augment"] == "timm"
-    older = {**timm_arm, "data": {k: v for k, v in timm_arm["data"].items() if k not in ("augment", "padding")}}
+    added = ("augment", "padding", "train_fraction", "split_seed")
+    older = {**timm_arm, "data": {k: v for k, v in timm_arm["data"].items() if k not in added}}
     assert config_hash(older) == config_hash(timm_arm)  # a record from before data.augment resumes
     crop_flip = config_hash(resolve(_composed(*base, "data.augment=crop_flip")))
     assert crop_flip != config_hash(timm_arm)
     assert config_hash(resolve(_composed(*base, "data.augment=crop_flip", "data.padding=2"))) != crop_flip
+    assert config_hash(resolve(_composed(*base, "data.augment=crop_flip", "data.train_fraction=0.1"))) != crop_flip
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -226,3 +228,20 @@ def test_auto_cuts_tensor_batches_on_the_cpu_too_and_leaves_workers_to_the_datal
     assert isinstance(loaders[()], DeviceTensorLoader) and loaders[()].images is bundle.train.tensors[0]
     assert isinstance(loaders[(("data_on_device", "never"),)], DataLoader)
     assert isinstance(loaders[(("num_workers", 1),)], DataLoader)
+
+
+@pytest.mark.parametrize("augment", ["timm", "crop_flip"])
+def test_cifar_train_fraction_keeps_a_stratified_seeded_part_and_the_whole_test_set(cifar_root, augment):
+    def labels(bundle):
+        return bundle.train.tensors[1].tolist() if augment == "crop_flip" else list(bundle.train.targets)
+
+    whole = build_data("cifar10", root=str(cifar_root), augment=augment)
+    half = build_data("cifar10", root=str(cifar_root), augment=augment, train_fraction=0.5)
+    assert len(half.train) == len(whole.train) // 2 and len(half.val) == len(whole.val)
+    assert labels(half) == labels(build_data("cifar10", root=str(cifar_root), augment=augment, train_fraction=0.5))
+    assert labels(half) != labels(build_data("cifar10", root=str(cifar_root), augment=augment, train_fraction=0.5,
+                                             split_seed=1))
+    for c in range(10):  # stratified: each class keeps half of its images, give or take the rounding
+        assert abs(labels(half).count(c) - labels(whole).count(c) / 2) <= 1
+    with pytest.raises(DataError, match=r"data.train_fraction=0.01 keeps fewer than one image per class"):
+        build_data("cifar10", root=str(cifar_root), augment=augment, train_fraction=0.01)
