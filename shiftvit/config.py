@@ -37,10 +37,10 @@ DATA_ON_DEVICE_MODES = ("auto", "always", "never")
 # torch.compile modes with train.compile=true. Both run the same Inductor kernels, so the choice is speed-only;
 # reduce-overhead replays the forward and backward as CUDA graphs (one launch per graph), for static shapes.
 COMPILE_MODES = ("default", "reduce-overhead")
-# CIFAR's training augmentation (data.augment): timm's transform factory, per sample on the CPU (RandomResizedCrop
-# at scale 0.6-1, bicubic, flip, and train.aa / color_jitter / reprob when set) | random crop after zero padding
-# plus horizontal flip (He et al., 2016: the usual CIFAR recipe), batched and exact on any device
-CIFAR_AUGMENTS = ("timm", "crop_flip")
+# CIFAR's training augmentation (data.augment): random crop after zero padding plus horizontal flip (He et al.,
+# 2016: the usual CIFAR recipe), batched and exact on any device | timm's transform factory, per sample on the CPU
+# (RandomResizedCrop at scale 0.6-1, bicubic, flip, and train.aa / color_jitter / reprob when set)
+CIFAR_AUGMENTS = ("crop_flip", "timm")
 # train keys that configure timm's transform factory, which data.augment=crop_flip does not use
 TIMM_AUGMENT_TRAIN_KEYS = ("aa", "color_jitter", "reprob")
 
@@ -231,9 +231,10 @@ class Cifar10Data(DataConfig):
     name: str = "cifar10"
     root: str = MISSING
     download: bool = False
-    # CIFAR_AUGMENTS: timm's per-sample PIL transforms, or the pad-crop-flip recipe as a batched tensor op that
-    # data.DeviceTensorLoader runs on the GPU. They draw different images, so the choice is part of the arm.
-    augment: str = "timm"
+    # CIFAR_AUGMENTS: the usual CIFAR recipe (pad, crop, flip) as a batched tensor op that data.DeviceTensorLoader
+    # runs on the GPU, or timm's per-sample PIL transforms (what CIFAR runs used before this option, and what
+    # train.aa / color_jitter / reprob need). They draw different images, so the choice is part of the arm.
+    augment: str = "crop_flip"
     padding: int = 4  # crop_flip: pixels of zero padding (of a 32-px image) before the random 32-px crop
     train_fraction: float = 1.0  # keep this stratified, seeded fraction of the training set (a small-data regime)
     split_seed: int = 0
@@ -623,7 +624,7 @@ def _known_reference(name: str) -> None:
 # are left out of the hash, so an older record keeps its identity (and resumes) while any other value is a new arm.
 ADDED_KEYS_AT_OLD_BEHAVIOUR: Dict[Tuple[str, ...], Any] = {
     ("reference_arch",): None,  # the reference as its own
-    ("data", "augment"): Cifar10Data.augment,
+    ("data", "augment"): "timm",  # CIFAR's only augmentation before data.augment
     ("data", "padding"): Cifar10Data.padding,
     ("data", "train_fraction"): Cifar10Data.train_fraction,  # CIFAR's; digits and MNIST had theirs from the start
     ("data", "split_seed"): Cifar10Data.split_seed,

@@ -121,7 +121,7 @@ def test_cifar_crop_flip_batches_equal_the_dataloaders(cifar_root, img_size):
     bundle = build_data("cifar10", root=str(cifar_root), augment="crop_flip", img_size=img_size)
     assert bundle.train[0][0].shape == (3, img_size, img_size) and bundle.train.tensors[0].dtype == torch.uint8
     _assert_device_batches_equal_the_dataloaders(bundle)
-    timm_bundle = build_data("cifar10", root=str(cifar_root), img_size=img_size)  # PIL, per sample
+    timm_bundle = build_data("cifar10", root=str(cifar_root), img_size=img_size, augment="timm")  # PIL, per sample
     assert not on_device_eligible(timm_bundle, num_workers=0)
     with pytest.raises(DataError, match="runs per sample on the CPU"):
         make_loaders(timm_bundle, 32, seed=3, device=CPU)
@@ -182,8 +182,8 @@ def test_a_cifar_run_on_device_data_equals_the_run_on_the_dataloader(tmp_path, c
 
 def test_cifar_augment_is_part_of_the_arm_and_older_records_keep_their_hash():
     base = ("data=cifar10", "data.root=/data/cifar")
-    timm_arm = resolve(_composed(*base))
-    assert timm_arm["data"]["augment"] == "timm"
+    assert resolve(_composed(*base))["data"]["augment"] == "crop_flip"  # the default: the usual CIFAR recipe
+    timm_arm = resolve(_composed(*base, "data.augment=timm"))
     added = ("augment", "padding", "train_fraction", "split_seed")
     older = {**timm_arm, "data": {k: v for k, v in timm_arm["data"].items() if k not in added}}
     assert config_hash(older) == config_hash(timm_arm)  # a record from before data.augment resumes
@@ -194,10 +194,10 @@ def test_cifar_augment_is_part_of_the_arm_and_older_records_keep_their_hash():
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (("data.augment=autoaugment",), r"data.augment='autoaugment' is not one of: timm, crop_flip"),
-    (("data.padding=2",), r"data.padding=2 applies to data.augment=crop_flip only"),
-    (("data.augment=crop_flip", "data.padding=-1"), r"data.padding=-1 must be >= 0"),
-    (("data.augment=crop_flip", "train.aa=rand-m9-mstd0.5", "train.reprob=0.25"),
+    (("data.augment=autoaugment",), r"data.augment='autoaugment' is not one of: crop_flip, timm"),
+    (("data.augment=timm", "data.padding=2"), r"data.padding=2 applies to data.augment=crop_flip only"),
+    (("data.padding=-1",), r"data.padding=-1 must be >= 0"),
+    (("train.aa=rand-m9-mstd0.5", "train.reprob=0.25"),
      r"train.aa='rand-m9-mstd0.5', train.reprob=0.25 configure timm's transforms, which data.augment=crop_flip "
      r"does not use: drop them or use data.augment=timm"),
 ])
@@ -209,7 +209,8 @@ def test_cifar_augment_options_are_checked_before_anything_runs(overrides, messa
 def test_data_on_device_always_names_the_cifar_augment_that_allows_it(tmp_path, cifar_root):
     with pytest.raises(ValueError, match="cifar with data.augment=crop_flip"):
         run_experiment(_composed("model=shiftvit_nano", "match=none", "logger=none", "train.epochs=1", "data=cifar10",
-                                 f"data.root={cifar_root}", "train.data_on_device=always"), tmp_path / "run")
+                                 f"data.root={cifar_root}", "data.augment=timm", "train.data_on_device=always"),
+                       tmp_path / "run")
 
 
 def test_auto_cuts_tensor_batches_on_the_cpu_too_and_leaves_workers_to_the_dataloader(tmp_path):
