@@ -17,8 +17,8 @@ mkdir -p "$out"
 log="$out/log.txt"
 export PYTHONUNBUFFERED=1 WANDB_MODE=offline WANDB_SILENT=true
 # Shift-T and its peers: bf16 autocast + channels-last is how one trains them on a GPU
-shift_t=(shiftvit_r2_tiny shiftvit_r2_tiny+triton shiftvit_r2_tiny+gn_triton shiftvit_r2_tiny+triton+gn_triton
-         "shiftvit_r2_tiny[identity]" swin_tiny_patch4_window7_224)
+shift_t=(shiftvit_r2_tiny shiftvit_r2_tiny+triton shiftvit_r2_tiny+auto shiftvit_r2_tiny+gn_triton
+         shiftvit_r2_tiny+triton+gn_triton "shiftvit_r2_tiny[identity]" swin_tiny_patch4_window7_224)
 if [ "${QUICK:-0}" = 1 ]; then
     # torch.compile's code generation takes minutes on a CPU: the dry run checks the steps' plumbing eagerly
     [ "$device" = cuda ] || export TORCH_COMPILE_DISABLE=1

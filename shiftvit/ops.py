@@ -15,9 +15,13 @@ costs against two clones is measured by ``python -m shiftvit.bench shift`` (READ
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.util
 import os
+import statistics
+import time
 from fractions import Fraction
-from typing import Any, Callable, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -70,8 +74,10 @@ class _GpuKernel:
     stands for (``load(name)``, called when chosen, so a missing Triton fails at the choice, not the first use)."""
 
     def __init__(self, op: str, choices: Tuple[str, ...], load: Callable[[str], Any], env: str):
-        self.op, self.choices, self.load = op, choices, load
-        self.name, self.fn = choices[0], load(choices[0])
+        self.op, self.choices = op, choices
+        # loaded once per name: a kernel may keep state (FastestPerShape's choices) across being chosen again
+        self.load = functools.lru_cache(maxsize=None)(load)
+        self.name, self.fn = choices[0], self.load(choices[0])
         if os.environ.get(env):  # the whole process's choice, run.py's included
             self.choose(os.environ[env])
 
@@ -84,21 +90,84 @@ class _GpuKernel:
         return previous
 
 
+class FastestPerShape:
+    """Of several shift kernels, the fastest for each kind of call: the first call with a given shape, strides,
+    dtype, device, group size, direction and step times every candidate (warm-up first, then interleaved rounds,
+    waiting for the device) and keeps the fastest; every later call looks the choice up. The kernels only move
+    values, so each gives the same bits and the choice changes no number, only the time.
+
+    Why per shape: on an H200 the one-launch Triton kernel beat the six-launch official algorithm on Shift-T's
+    stage-1 tensor, and the whole model still trained slower with it (README, Performance), where the late stages'
+    small tensors make a launch's host cost count more than its bytes. cuDNN's ``benchmark`` mode chooses
+    convolution algorithms the same way. Under ``torch.compile`` (which fuses the official algorithm itself) or
+    while a CUDA graph is captured, it never times: it runs the first candidate."""
+
+    def __init__(self, candidates: Dict[str, Callable[..., torch.Tensor]], rounds: int = 5):
+        self.candidates, self.rounds = dict(candidates), rounds
+        self.choices: Dict[tuple, str] = {}
+
+    def __call__(self, x: torch.Tensor, g: int, inverse: bool = False, shift_size: int = 1) -> torch.Tensor:
+        first = next(iter(self.candidates.values()))
+        if torch.compiler.is_compiling() or (x.is_cuda and torch.cuda.is_current_stream_capturing()):
+            return first(x, g, inverse, shift_size)
+        key = (tuple(x.shape), x.stride(), x.dtype, x.device, g, inverse, shift_size)
+        name = self.choices.get(key)
+        if name is None:
+            name = self.choices[key] = self._fastest(x, g, inverse, shift_size)
+        return self.candidates[name](x, g, inverse, shift_size)
+
+    def _fastest(self, x: torch.Tensor, g: int, inverse: bool, shift_size: int) -> str:
+        if len(self.candidates) == 1:
+            return next(iter(self.candidates))
+        wait = (lambda: torch.cuda.synchronize(x.device)) if x.is_cuda else (lambda: None)
+        times: Dict[str, List[float]] = {name: [] for name in self.candidates}
+        for fn in self.candidates.values():  # compilation (a Triton kernel's first call), allocator
+            fn(x, g, inverse, shift_size)
+        for _ in range(self.rounds):
+            for name, fn in self.candidates.items():
+                wait()
+                start = time.perf_counter()
+                fn(x, g, inverse, shift_size)
+                wait()
+                times[name].append(time.perf_counter() - start)
+        return min(times, key=lambda name: statistics.median(times[name]))
+
+
 def _load_shift(name: str) -> Callable[..., torch.Tensor]:
     if name == "triton":
         from .shift_triton import shift_triton
 
         return shift_triton
+    if name == "auto":
+        candidates: Dict[str, Callable[..., torch.Tensor]] = {"torch": shift_official}
+        if importlib.util.find_spec("triton") is not None:
+            from .shift_triton import shift_triton
+
+            candidates["triton"] = shift_triton
+        return FastestPerShape(candidates)
     return shift_official
 
 
-GPU_KERNELS = ("torch", "triton")
+GPU_KERNELS = ("torch", "triton", "auto")
 _gpu_shift = _GpuKernel("shift", GPU_KERNELS, _load_shift, env="SHIFTVIT_GPU_SHIFT_KERNEL")
 
 
+def auto_shift_choices() -> Dict[str, str]:
+    """What ``auto`` chose so far in this process, one line per kind of call: ``"64x768x7x7 bfloat16 channels_last
+    g=64 forward" -> "triton"``."""
+    described = {}
+    for (shape, stride, dtype, device, g, inverse, step), name in _gpu_shift.load("auto").choices.items():
+        layout = "channels_last" if len(shape) == 4 and stride[1] == 1 and shape[1] > 1 else "nchw"
+        what = f"{'x'.join(map(str, shape))} {str(dtype).replace('torch.', '')} {layout} g={g}" \
+               f"{f' step={step}' if step != 1 else ''} {'backward' if inverse else 'forward'} {device}"
+        described[what] = name
+    return described
+
+
 def set_gpu_kernel(name: str) -> str:
-    """The shift kernel for GPU tensors: ``torch`` (the six-launch official algorithm, the default) or
-    ``triton`` (one launch, ``shift_triton.py``; opt-in, see its docstring). CPU tensors always use
+    """The shift kernel for GPU tensors: ``torch`` (the six-launch official algorithm, the default),
+    ``triton`` (one launch, ``shift_triton.py``; opt-in, see its docstring) or ``auto`` (whichever of the two is
+    faster for each shape, timed at its first call: ``FastestPerShape``). CPU tensors always use
     the write-once kernel. ``SHIFTVIT_GPU_SHIFT_KERNEL`` sets it for a whole process, ``run.py`` included.
     Returns the kernel it replaces."""
     return _gpu_shift.choose(name)

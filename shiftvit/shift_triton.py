@@ -4,9 +4,9 @@ multiply-add: a program owns rows of one channel plane (NCHW) or one image row's
 (channels-last), so the source of a tile is the tile itself offset by its group's (dx, dy), and the contiguous
 dimension is loaded and stored as a vector.
 
-Opt-in (``SHIFTVIT_GPU_SHIFT_KERNEL=triton`` or ``shiftvit.ops.set_gpu_kernel("triton")``): the default GPU
-kernel is the six-launch official algorithm (``ops.shift_official``), which it has not yet been shown to beat
-(README, Performance).
+Opt-in (``SHIFTVIT_GPU_SHIFT_KERNEL=triton`` or ``shiftvit.ops.set_gpu_kernel("triton")``; ``auto`` takes it for
+the shapes where it is faster): the default GPU kernel is the six-launch official algorithm
+(``ops.shift_official``), which it has not yet been shown to beat in a whole model (README, Performance).
 Tested on CPU through Triton's interpreter (``TRITON_INTERPRET=1``). Hand-written because no library has a
 partial shift; imported only when selected, so Triton is never a dependency of the default path.
 """

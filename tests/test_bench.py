@@ -35,7 +35,8 @@ def test_a_model_with_an_unknown_kernel_is_refused_naming_the_choices():
     assert parse_kernels("shiftvit_nano[attn]") == ("shiftvit_nano[attn]", {})
     assert split_compiled("shiftvit_nano+triton+compiled") == ("shiftvit_nano+triton", True)
     assert split_compiled("shiftvit_nano[attn]") == ("shiftvit_nano[attn]", False)
-    with pytest.raises(ValueError, match=r"suffix 'cuda' is not one of: torch, triton, gn_native, gn_triton, compiled"):
+    choices = "torch, triton, auto, gn_native, gn_triton, compiled"
+    with pytest.raises(ValueError, match=rf"suffix 'cuda' is not one of: {choices}"):
         main(["throughput", "shiftvit_nano+cuda", "--quick", "--out", ""])
 
 
@@ -71,10 +72,12 @@ def test_shift_bench_refuses_an_unknown_allocator(capsys):
 
 def test_throughput_quick_with_autocast_and_channels_last(tmp_path):
     out = tmp_path / "throughput.json"
-    assert main(["throughput", "shiftvit_nano", "--quick", "--amp", "bf16", "--channels-last", "--out", str(out)]) == 0
+    assert main(["throughput", "shiftvit_nano", "shiftvit_nano+auto", "--quick", "--amp", "bf16", "--channels-last",
+                 "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert (result["amp"], result["channels_last"], result["malloc"]) == ("bf16", True, "retain")
-    assert result["rows"]["shiftvit_nano"]["train_median"] > 0
+    assert result["rows"]["shiftvit_nano"]["train_median"] > 0 and result["rows"]["shiftvit_nano+auto"]["train_median"]
+    assert result["shift_auto_choices"] == {}  # CPU tensors take the write-once kernel; auto chooses for GPU ones
 
 
 def test_solver_bench_writes_depths(tmp_path):

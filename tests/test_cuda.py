@@ -65,10 +65,12 @@ def test_triton_shift_kernel_on_cuda(memory_format):
     assert (logits - expected).abs().max().item() <= 1e-5
 
 
+@pytest.mark.parametrize("kernel", ["triton", "auto"])  # auto: the faster of the two per shape, timed once
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-def test_triton_shift_in_every_dtype_equals_the_official_on_cuda(memory_format, dtype):
+def test_triton_shift_in_every_dtype_equals_the_official_on_cuda(memory_format, dtype, kernel):
     pytest.importorskip("triton")
+    from shiftvit import ops
     from shiftvit.ops import use_gpu_kernels
 
     x = torch.randn(8, 96, 28, 28, device="cuda", dtype=dtype).contiguous(memory_format=memory_format)
@@ -76,9 +78,13 @@ def test_triton_shift_in_every_dtype_equals_the_official_on_cuda(memory_format, 
     grad = torch.randn_like(x)
     ref = shift_official(x, 8)
     (g_ref,) = torch.autograd.grad(ref, x, grad)
-    with use_gpu_kernels(shift="triton"):
+    with use_gpu_kernels(shift=kernel):
         ours = shift_by(x, 8)
         (g_ours,) = torch.autograd.grad(ours, x, grad)
+        if kernel == "auto":  # one choice for the forward, one for the backward (the inverse shift)
+            chosen = {key: name for key, name in ops._gpu_shift.fn.choices.items() if key[0] == tuple(x.shape)
+                      and key[2] == dtype and key[1] == x.stride()}
+            assert len(chosen) == 2 and set(chosen.values()) <= {"torch", "triton"}
     assert torch.equal(ours, ref) and torch.equal(g_ours, g_ref)
 
 

@@ -181,13 +181,13 @@ def test_gpu_kernel_setting_is_validated_and_leaves_cpu_tensors_alone():
 
     from shiftvit.ops import set_gpu_kernel
 
-    with pytest.raises(ValueError, match="GPU shift kernel 'cuda' is not one of: torch, triton"):
+    with pytest.raises(ValueError, match="GPU shift kernel 'cuda' is not one of: torch, triton, auto"):
         set_gpu_kernel("cuda")
     proc = subprocess.run([sys.executable, "-c", "import shiftvit.ops"], cwd=ROOT, capture_output=True, text=True,
                           env=cli_env(SHIFTVIT_GPU_SHIFT_KERNEL="cuda"))
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1] == \
-        "ValueError: GPU shift kernel 'cuda' is not one of: torch, triton"
+        "ValueError: GPU shift kernel 'cuda' is not one of: torch, triton, auto"
     x = torch.randn(2, 24, 5, 6)
     expected = shift_by(x, 2)
     if importlib.util.find_spec("triton") is None:
@@ -197,6 +197,55 @@ def test_gpu_kernel_setting_is_validated_and_leaves_cpu_tensors_alone():
         assert previous == "torch" and torch.equal(shift_by(x, 2), expected)  # CPU: the write-once kernel still
     finally:
         set_gpu_kernel(previous)
+
+
+def test_fastest_per_shape_times_each_kind_of_call_once_and_changes_no_bit():
+    """The tuner behind SHIFTVIT_GPU_SHIFT_KERNEL=auto, run here on two CPU kernels: it times every candidate at
+    the first call of each shape, strides and direction, then only looks its choice up."""
+    import collections
+
+    from shiftvit.ops import FastestPerShape, _shift_write_once
+
+    calls = collections.Counter()
+
+    def counted(name, kernel):
+        def run(*args):
+            calls[name] += 1
+            return kernel(*args)
+        return run
+
+    rounds = 3
+    tuner = FastestPerShape({"official": counted("official", shift_official),
+                             "write_once": counted("write_once", _shift_write_once)}, rounds=rounds)
+    x = torch.randn(2, 24, 5, 6)
+    assert torch.equal(tuner(x, 2), shift_official(x, 2))
+    [(key, chosen)] = tuner.choices.items()
+    assert chosen in ("official", "write_once") and key[0] == (2, 24, 5, 6)
+    assert calls[chosen] == 1 + rounds + 1 and sum(calls.values()) == 2 * (1 + rounds) + 1  # warm-up, rounds, call
+    before = sum(calls.values())
+    assert torch.equal(tuner(x, 2), shift_official(x, 2)) and sum(calls.values()) == before + 1
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(tuner(x, 2, True), shift_official(x, 2, inverse=True))
+    assert torch.equal(tuner(x_cl, 2), shift_official(x_cl, 2)) and len(tuner.choices) == 3  # direction, strides
+    # traced by torch.compile: no timing (no device waits in a graph), the first candidate
+    plain = FastestPerShape({"official": shift_official, "write_once": _shift_write_once})
+    compiled = torch.compile(lambda t: plain(t, 3), backend="eager", fullgraph=True)
+    y = torch.randn(1, 24, 4, 4)
+    assert torch.equal(compiled(y), shift_official(y, 3)) and plain.choices == {}
+
+
+def test_auto_keeps_its_choices_when_chosen_again():
+    from shiftvit import ops
+
+    previous = ops.set_gpu_kernel("auto")
+    try:
+        tuner = ops._gpu_shift.fn
+        assert isinstance(tuner, ops.FastestPerShape) and tuner.candidates["torch"] is shift_official
+        with ops.use_gpu_kernels(shift="triton" if "triton" in tuner.candidates else "torch"):
+            assert ops._gpu_shift.fn is not tuner
+        assert ops._gpu_shift.fn is tuner and ops._gpu_shift.name == "auto"
+    finally:
+        ops.set_gpu_kernel(previous)
 
 
 def test_a_refused_kernel_choice_leaves_the_process_choice_as_it_was():

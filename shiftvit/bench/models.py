@@ -9,7 +9,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
 
-from ..ops import GPU_KERNELS, GPU_NORM_KERNELS, shift_official
+from ..ops import GPU_KERNELS, GPU_NORM_KERNELS, auto_shift_choices, shift_official
 from ..spec import MIXER_OPTIONS
 from .shift import _triton_usable, with_kernels
 from .timing import _device_name, _minor_faults, autocast_for, time_interleaved
@@ -174,10 +174,12 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
         for key in ("eval_median", "train_median"):
             if key in row and base.get(key):
                 row[key.replace("median", "ratio")] = row[key] / base[key]
+    auto = any(kernels.get("shift") == "auto" for _, _, kernels in built.values())
     return dict(benchmark="throughput", batch_size=batch_size, img_size=img_size, repeats=repeats, steps=steps,
                 device=_device_name(dev), channels_last=channels_last, compile=compile,
                 compile_mode=compile_mode if any_compiled else None, amp=amp, interleaved=True,
-                threads=torch.get_num_threads(), torch=torch.__version__, reference=models[0], rows=rows)
+                threads=torch.get_num_threads(), torch=torch.__version__, reference=models[0], rows=rows,
+                **({"shift_auto_choices": auto_shift_choices()} if auto else {}))
 
 
 def _print_throughput(r: Dict[str, object]) -> None:
@@ -251,6 +253,7 @@ def bench_fast(model_name: str = SHIFT_T, batch_size: int = 64, img_size: int = 
         for layout in ("nchw", "channels_last"):
             fns[f"ours_{layout}+triton"] = with_kernels(fns[f"ours_{layout}"], shift="triton")
             fns[f"ours_{layout}+triton+gn_triton"] = with_kernels(fns[f"ours_{layout}"], shift="triton", norm="triton")
+            fns[f"ours_{layout}+auto"] = with_kernels(fns[f"ours_{layout}"], shift="auto")
     with torch.no_grad():
         reference = fns["official"]()  # under the same autocast
         diffs = {k: (fn() - reference).abs().max().item() for k, fn in fns.items() if k != "official"}

@@ -89,6 +89,7 @@ def bench_shift(shape=STAGE1_SHAPE, gamma: str = "1/12", repeats: int = 20, chan
 
         fns["triton"] = kernel(shift_triton)
         fns["shiftvit_triton"] = with_kernels(ours, shift="triton")  # through the autograd function
+        fns["shiftvit_auto"] = with_kernels(ours, shift="auto")  # the faster of the two for this shape
     times = time_interleaved(fns, repeats, device=dev)
     med = {k: statistics.median(v) for k, v in times.items()}
     best = {k: min(v) for k, v in times.items()}

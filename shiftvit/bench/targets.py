@@ -50,6 +50,8 @@ def _shift_cases(results: Sequence[Result]) -> Iterator[Case]:
         yield case, ratios["shiftvit"], r["_file"]
         if "shiftvit_triton" in ratios:
             yield f"{case}, Triton kernel", ratios["shiftvit_triton"], r["_file"]
+        if "shiftvit_auto" in ratios:
+            yield f"{case}, auto (the faster per shape)", ratios["shiftvit_auto"], r["_file"]
 
 
 def _trained(r: Result) -> str:
