@@ -114,7 +114,7 @@ def _tensor_bundle(x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: n
     tr, va, mean, std = _standardize(up(x_tr), up(x_va))
     scale = max(1, img_size // 8)
     return DataBundle(
-        train=TransformedTensorDataset(tr, torch.as_tensor(y_tr), random_translate(translate * scale // 4)),
+        train=TransformedTensorDataset(tr, torch.as_tensor(y_tr), RandomTranslate(translate * scale // 4)),
         val=TensorDataset(va, torch.as_tensor(y_va)), num_classes=num_classes, in_chans=1, img_size=img_size,
         mean=mean, std=std)
 
@@ -133,7 +133,8 @@ class BatchAugment:
     in the same order (``tests/test_data_device.py`` holds that), so where a batch is cut changes nothing.
 
     Written here because torchvision's v2 transforms draw one set of parameters per call (a whole batch would
-    share one crop), and kornia's per-sample batched augmentations draw from their own generator."""
+    share one crop), and kornia's batched augmentations (not a dependency) draw each parameter for the whole batch
+    in turn, so a batch would not draw what its samples draw one at a time in a DataLoader."""
 
     def draw(self, count: int) -> Optional[torch.Tensor]:
         """The random parameters of ``count`` samples (one row each), on the CPU; None: nothing random."""
@@ -158,10 +159,6 @@ class RandomTranslate(BatchAugment):
 
     def apply(self, x: torch.Tensor, params: Optional[torch.Tensor]) -> torch.Tensor:
         return x if params is None else translate_batch(x, params.to(x.device, non_blocking=True))
-
-
-def random_translate(max_shift: int) -> RandomTranslate:
-    return RandomTranslate(max_shift)
 
 
 class CropFlip(BatchAugment):

@@ -14,12 +14,12 @@ from shiftvit.data import (
     CropFlip,
     DataError,
     DeviceTensorLoader,
+    RandomTranslate,
     build_data,
     draw_translation,
     draw_translations,
     make_loaders,
     on_device_eligible,
-    random_translate,
     translate_batch,
 )
 
@@ -80,7 +80,11 @@ def test_translate_batch_is_the_per_sample_roll_with_zero_fill():
         rows, cols = torch.arange(9), torch.arange(11)
         keep = ((rows - dy >= 0) & (rows - dy < 9))[:, None] & ((cols - dx >= 0) & (cols - dx < 11))[None, :]
         assert torch.equal(got[b], expected * keep), (dy, dx)
-    assert random_translate(2).max_shift == 2
+    per_sample = RandomTranslate(3)  # what a DataLoader calls, one image at a time: the same roll
+    torch.manual_seed(0)
+    (dy, dx), = draw_translations(3, 1).tolist()
+    torch.manual_seed(0)
+    assert torch.equal(per_sample(x[0]), translate_batch(x[:1], torch.tensor([[dy, dx]]))[0])
 
 
 def _composed(*overrides: str) -> dict:
