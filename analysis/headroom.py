@@ -93,9 +93,9 @@ def _arrays(dataset) -> Optional[tuple]:
     import numpy as np
     import torch
 
-    if hasattr(dataset, "tensors"):  # digits, relations, synthetic: the builder's tensors, before augmentation
-        images, labels = dataset.tensors
-        return images.float(), labels.numpy()
+    if hasattr(dataset, "tensors"):  # digits, relations, synthetic, CIFAR's crop_flip: the builder's tensors, before
+        images, labels = dataset.tensors  # augmentation (CIFAR's as uint8, scaled as the torchvision reader's below)
+        return (images.float() / 255 if images.dtype == torch.uint8 else images.float()), labels.numpy()
     if hasattr(dataset, "data") and hasattr(dataset, "targets"):  # torchvision CIFAR: uint8 NHWC
         images = torch.from_numpy(np.asarray(dataset.data)).permute(0, 3, 1, 2).float() / 255
         return images, np.asarray(dataset.targets)

@@ -99,8 +99,8 @@ class FastestPerShape:
     Why per shape: on an H200 the one-launch Triton kernel beat the six-launch official algorithm on Shift-T's
     stage-1 tensor, and the whole model still trained slower with it (README, Performance). A likely cause, not yet
     measured, is the late stages' small tensors, where a launch's host cost counts more than its bytes.
-    cuDNN's ``benchmark`` mode chooses convolution algorithms the same way. Under ``torch.compile`` (which fuses the official algorithm itself) or
-    while a CUDA graph is captured, it never times: it runs the first candidate."""
+    cuDNN's ``benchmark`` mode chooses convolution algorithms the same way. Under ``torch.compile`` (which fuses
+    the official algorithm itself) or while a CUDA graph is captured, it never times: it runs the first candidate."""
 
     def __init__(self, candidates: Dict[str, Callable[..., torch.Tensor]], rounds: int = 5):
         self.candidates, self.rounds = dict(candidates), rounds

@@ -250,3 +250,16 @@ def test_cifar_train_fraction_keeps_a_stratified_seeded_part_and_the_whole_test_
         assert abs(labels(half).count(c) - labels(whole).count(c) / 2) <= 1
     with pytest.raises(DataError, match=r"data.train_fraction=0.01 keeps fewer than one image per class"):
         build_data("cifar10", root=str(cifar_root), augment=augment, train_fraction=0.01)
+
+
+def test_cifar_headroom_is_the_same_images_whichever_the_augmentation(cifar_root, tmp_path, monkeypatch):
+    """The raw-pixel baselines read the unaugmented images: CIFAR's uint8 tensor (crop_flip) and torchvision's
+    arrays (timm) are the same pixels, so the same baselines."""
+    from analysis.headroom import headroom_of
+
+    monkeypatch.setenv("SHIFTVIT_CACHE", str(tmp_path))
+    beds = {augment: headroom_of({"name": "cifar10", "root": str(cifar_root), "augment": augment,
+                                  "train_fraction": 0.5}) for augment in ("crop_flip", "timm")}
+    assert beds["crop_flip"].baselines_done and beds["crop_flip"].train_images == 100
+    for field in ("nearest_neighbour", "logistic_regression", "train_images", "val_images", "chance"):
+        assert getattr(beds["crop_flip"], field) == getattr(beds["timm"], field), field
