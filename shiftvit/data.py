@@ -172,7 +172,9 @@ class CropFlip(BatchAugment):
     def __init__(self, padding: int, img_size: int, mean: Tuple[float, ...], std: Tuple[float, ...],
                  train: bool = True):
         self.padding, self.img_size, self.train = padding, img_size, train
-        self.mean, self.std = torch.tensor(mean), torch.tensor(std)
+        self.mean, self.std = torch.tensor(mean)[None, :, None, None], torch.tensor(std)[None, :, None, None]
+        # on each device once: a blocking copy per batch would make the host wait for the GPU's queued steps
+        self._stats_on: Dict[torch.device, Tuple[torch.Tensor, torch.Tensor]] = {}
 
     def draw(self, count: int) -> Optional[torch.Tensor]:
         if not self.train:
@@ -194,7 +196,9 @@ class CropFlip(BatchAugment):
         if x.shape[-1] != self.img_size or x.shape[-2] != self.img_size:
             x = torch.nn.functional.interpolate(x, size=(self.img_size, self.img_size), mode="bilinear",
                                                 align_corners=False)
-        mean, std = self.mean.to(x.device)[None, :, None, None], self.std.to(x.device)[None, :, None, None]
+        if x.device not in self._stats_on:
+            self._stats_on[x.device] = self.mean.to(x.device), self.std.to(x.device)
+        mean, std = self._stats_on[x.device]
         return x.sub_(mean).div_(std)
 
 
