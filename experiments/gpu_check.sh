@@ -78,24 +78,27 @@ step throughput_bf16_channels_last 90 "$py" -m shiftvit.bench throughput "${peer
 step fast_fp32 45 "$py" -m shiftvit.bench fast --device "$device" "${fast_args[@]}" --out "$out/fast_fp32.json"
 step fast_bf16 45 "$py" -m shiftvit.bench fast --device "$device" --amp bf16 "${fast_args[@]}" \
     --out "$out/fast_bf16.json"
+# the cheap steps that settle a target or a default first, the compilations (minutes each) after them:
+# GroupNorm(1)'s kernels, the default norm kernel's question
+step norm 90 "$py" -m shiftvit.bench norm --device "$device" "${norm_args[@]}" --out "$out/norm.json"
 # a 32-px ablation job: run.py's engine (in the bare loop's process, epochs in turn) and run.py (its own process)
 # against a bare loop, tensor data served on the device, same batch; eager, then compiled with CUDA graphs (static
 # shapes: every batch is full)
 step overhead_eager 90 "$py" -m shiftvit.bench overhead --device "$device" "${overhead_args[@]}" \
     --out "$out/overhead_eager.json"
-step overhead_eager_nondeterministic 90 "$py" -m shiftvit.bench overhead --device "$device" "${overhead_args[@]}" \
-    --no-deterministic --no-startup --out "$out/overhead_eager_nondeterministic.json"
-compile_mode=reduce-overhead && [ "$device" = cuda ] || compile_mode=default
-step overhead_compiled 240 "$py" -m shiftvit.bench overhead --device "$device" "${overhead_args[@]}" --compile \
-    --compile-mode "$compile_mode" --no-startup --out "$out/overhead_compiled.json"
+# CIFAR's batches (random images in its format): timm's per-sample transforms, crop_flip per sample and on the
+# device, beside shiftvit_micro's training steps at the same batch: does a loader bound a 32-px CIFAR job?
+step loader 90 "$py" -m shiftvit.bench loader --device "$device" "${loader_args[@]}" --out "$out/loader.json"
 # Shift-T compiled and eager in one process, rounds interleaved; training only (one compilation of Shift-T took
 # more than two minutes)
 step throughput_compiled 240 "$py" -m shiftvit.bench throughput "${compiled[@]}" --device "$device" --amp bf16 \
     --channels-last --no-eval "${tp_args[@]}" --out "$out/throughput_compiled.json"
-step norm 90 "$py" -m shiftvit.bench norm --device "$device" "${norm_args[@]}" --out "$out/norm.json"
-# CIFAR's batches (random images in its format): timm's per-sample transforms, crop_flip per sample and on the
-# device, beside shiftvit_micro's training steps at the same batch: does a loader bound a 32-px CIFAR job?
-step loader 90 "$py" -m shiftvit.bench loader --device "$device" "${loader_args[@]}" --out "$out/loader.json"
+compile_mode=reduce-overhead && [ "$device" = cuda ] || compile_mode=default
+step overhead_compiled 240 "$py" -m shiftvit.bench overhead --device "$device" "${overhead_args[@]}" --compile \
+    --compile-mode "$compile_mode" --no-startup --out "$out/overhead_compiled.json"
+# what deterministic algorithms cost the eager loop (run.py's default is train.deterministic=true)
+step overhead_eager_nondeterministic 90 "$py" -m shiftvit.bench overhead --device "$device" "${overhead_args[@]}" \
+    --no-deterministic --no-startup --out "$out/overhead_eager_nondeterministic.json"
 if [ "$device" = cuda ]; then  # last, in what is left of the budget: the quick tests, then those that run run.py
     slow="compile or run_py or resume or torchrun"
     step tests 120 "$py" -m pytest -q --durations=5 -p no:cacheprovider tests/test_cuda.py -k "not ($slow)"
