@@ -19,9 +19,8 @@ import functools
 import importlib.util
 import os
 import statistics
-import time
 from fractions import Fraction
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -119,17 +118,11 @@ class FastestPerShape:
     def _fastest(self, x: torch.Tensor, g: int, inverse: bool, shift_size: int) -> str:
         if len(self.candidates) == 1:
             return next(iter(self.candidates))
-        wait = (lambda: torch.cuda.synchronize(x.device)) if x.is_cuda else (lambda: None)
-        times: Dict[str, List[float]] = {name: [] for name in self.candidates}
-        for fn in self.candidates.values():  # compilation (a Triton kernel's first call), allocator
-            fn(x, g, inverse, shift_size)
-        for _ in range(self.rounds):
-            for name, fn in self.candidates.items():
-                wait()
-                start = time.perf_counter()
-                fn(x, g, inverse, shift_size)
-                wait()
-                times[name].append(time.perf_counter() - start)
+        from .bench.timing import time_interleaved  # the benchmarks' timer: imported at a shape's first call only
+
+        # one warm-up call each (a Triton kernel compiles at its first), then interleaved rounds
+        times = time_interleaved({name: functools.partial(fn, x, g, inverse, shift_size)
+                                  for name, fn in self.candidates.items()}, self.rounds, warmup=1, device=x.device)
         return min(times, key=lambda name: statistics.median(times[name]))
 
 

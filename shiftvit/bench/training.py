@@ -12,6 +12,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
+from .timing import synchronizer
+
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: run.py lives there
 
 
@@ -56,6 +58,7 @@ class _Loops:
 
         seed_everything(seed, deterministic)
         self.dev = torch.device(device)
+        self._sync = synchronizer(self.dev)
         bundle = build_data(data, **data_options)
         settings = TrainSettings(epochs=epochs, batch_size=batch_size, device=device, ema=False, compile=compile,
                                  compile_mode=compile_mode, deterministic=deterministic)
@@ -113,9 +116,6 @@ class _Loops:
         counter, batches = self.count_ops(epoch_fn, epoch)
         return counter.count / max(batches, 1)
 
-    def _sync(self) -> None:
-        if self.dev.type == "cuda":
-            torch.cuda.synchronize(self.dev)
 
 
 def bench_overhead(epochs: int = 3, model_name: str = "shiftvit_nano", device: str = "cpu", data: str = "digits",
