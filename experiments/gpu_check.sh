@@ -23,14 +23,16 @@ if [ "${QUICK:-0}" = 1 ]; then
     # torch.compile's code generation takes minutes on a CPU: the dry run checks the steps' plumbing eagerly
     [ "$device" = cuda ] || export TORCH_COMPILE_DISABLE=1
     # the shift at its real shape (the targets table counts that shape only), once: a few seconds on a CPU
-    shift_args=(--repeats 1) late_shift_args=(--quick) norm_args=(--quick) fast_args=(--model shiftvit_nano --batch-size 2 --img-size 32 --repeats 1)
+    shift_args=(--repeats 1) late_shift_args=(--quick) norm_args=(--quick)
+    fast_args=(--model shiftvit_nano --batch-size 2 --img-size 32 --repeats 1)
     tp_args=(--quick) peers=(shiftvit_light_tiny shiftvit_light_tiny+triton+gn_triton "shiftvit_light_tiny[identity]")
     compiled=(shiftvit_light_tiny shiftvit_light_tiny+compiled)
     overhead_args=(--model shiftvit_nano --data relations --data-arg num_train=128 --data-arg num_val=64
                    --batch-size 32 --epochs 1 --quick)
     loader_args=(--quick)
 else
-    shift_args=(--repeats 30) late_shift_args=(--repeats 30) norm_args=(--repeats 20 --compile) fast_args=(--repeats 10)
+    shift_args=(--repeats 30) late_shift_args=(--repeats 30) norm_args=(--repeats 20 --compile)
+    fast_args=(--repeats 10)
     tp_args=(--repeats 5 --steps 5) peers=("${shift_t[@]}") compiled=(shiftvit_r2_tiny shiftvit_r2_tiny+compiled)
     # 40 steps an epoch at batch 512; the median of 5 epochs leaves the first (compilation) out
     overhead_args=(--model shiftvit_micro --data relations --data-arg num_train=20480 --batch-size 512 --epochs 5

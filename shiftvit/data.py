@@ -202,16 +202,11 @@ class CropFlip(BatchAugment):
         return x.sub_(mean).div_(std)
 
 
-def draw_translation(max_shift: int) -> Tuple[int, int]:
-    """One sample's (dy, dx), from the global RNG (which checkpoints save and restore)."""
-    dy, dx = torch.randint(-max_shift, max_shift + 1, (2,)).tolist()
-    return dy, dx
-
-
 def draw_translations(max_shift: int, count: int) -> torch.Tensor:
-    """``count`` samples' (dy, dx) in one call: the CPU generator fills a tensor element by element, so these are
-    the numbers ``count`` calls of ``draw_translation`` would give, in the same order, and leave the RNG in the
-    same state (``tests/test_data_device.py`` holds that), without a Python call per sample."""
+    """``count`` samples' (dy, dx) in one call, from the global RNG (which checkpoints save and restore): the CPU
+    generator fills a tensor element by element, so these are the numbers ``count`` single draws of one sample's
+    (dy, dx) would give, in the same order, and leave the RNG in the same state (``tests/test_data_device.py``
+    holds that), without a Python call per sample."""
     return torch.randint(-max_shift, max_shift + 1, (count, 2))
 
 
@@ -237,7 +232,7 @@ class TransformedTensorDataset(TensorDataset):
     def __getitem__(self, i):
         x, y = super().__getitem__(i)
         if self.transform is not None:
-            x = self.transform(x.clone())
+            x = self.transform(x)  # a BatchAugment writes a new tensor: the stored image is never touched
         return x, y
 
 

@@ -16,7 +16,6 @@ from shiftvit.data import (
     DeviceTensorLoader,
     RandomTranslate,
     build_data,
-    draw_translation,
     draw_translations,
     make_loaders,
     on_device_eligible,
@@ -46,6 +45,7 @@ def test_device_batches_equal_the_dataloaders(name, options):
 
 def _assert_device_batches_equal_the_dataloaders(bundle) -> None:
     assert on_device_eligible(bundle, num_workers=0) and not on_device_eligible(bundle, num_workers=2)
+    stored = bundle.train.tensors[0].clone()  # the per-sample transforms work on the stored images themselves
     cpu_train, cpu_val = make_loaders(bundle, 32, seed=3)
     dev_train, dev_val = make_loaders(bundle, 32, seed=3, device=CPU)
     assert isinstance(dev_train, DeviceTensorLoader) and len(dev_train) == len(cpu_train)
@@ -59,12 +59,13 @@ def _assert_device_batches_equal_the_dataloaders(bundle) -> None:
     assert len(expected) == len(got) > 0
     for (xe, ye), (xg, yg) in zip(expected, got):
         assert torch.equal(ye, yg) and torch.equal(xe, xg)
+    assert torch.equal(bundle.train.tensors[0], stored)  # and write new tensors, never into those
 
 
 @pytest.mark.parametrize("max_shift,count", [(1, 1), (4, 7), (3, 512), (2, 5000)])
 def test_one_draw_per_batch_is_the_per_sample_draws(max_shift, count):
-    torch.manual_seed(count)
-    expected = torch.tensor([draw_translation(max_shift) for _ in range(count)])
+    torch.manual_seed(count)  # one sample's draw, as the per-sample loader drew it before batches were cut
+    expected = torch.stack([torch.randint(-max_shift, max_shift + 1, (2,)) for _ in range(count)])
     after_expected = torch.rand(3)
     torch.manual_seed(count)
     got = draw_translations(max_shift, count)

@@ -1,5 +1,5 @@
-"""The benchmark command line: ``python -m shiftvit.bench {shift,throughput,fast,norm,solver,overhead,targets}
-[--help]``.
+"""The benchmark command line: ``python -m shiftvit.bench {shift,throughput,fast,norm,solver,overhead,loader,
+targets} [--help]``.
 
 Each benchmark prints a table and writes its result as JSON (``--out``, under ``bench_results/`` by default;
 ``--out ''`` skips the file); every result also says which CPU allocator mode it ran under (``--malloc``, as
@@ -19,6 +19,8 @@ belong in the README, not here.
 - ``solver`` (:mod:`.models`): seconds per call of the matched-FLOPs depth solver, uncached and cached.
 - ``overhead`` (:mod:`.training`): training images/s through ``run.py`` against a hand-written loop around the
   same model and loader, and ``run.py --help`` start-up against ``import torch``.
+- ``loader`` (:mod:`.loader`): CIFAR's training batches alone, per sample (timm's transforms, ``crop_flip``) and
+  cut on the device, beside a small model's training steps.
 - ``targets`` (:mod:`.targets`): issue #16's GPU speed targets, read off the JSON the others wrote (one table row
   per target and measured case, with its file).
 

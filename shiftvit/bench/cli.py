@@ -60,8 +60,8 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("shift", parents=[common],
                        help="shift op forward+backward vs clone() and vs the official implementation")
-    s.add_argument("--shape", default=",".join(map(str, STAGE1_SHAPE)),
-                   help="N,C,H,W (default: Shift-T stage 1 at batch 64)")
+    stage1 = ",".join(map(str, STAGE1_SHAPE))
+    s.add_argument("--shape", default=stage1, help="N,C,H,W (default: Shift-T stage 1 at batch 64)")
     s.add_argument("--gamma", default="1/12")
     s.add_argument("--repeats", type=int, default=20)
     s.add_argument("--channels-last", action="store_true")
@@ -100,8 +100,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     f.add_argument("--amp", default="none", choices=sorted(AMP_DTYPES), help="autocast dtype (default: fp32)")
     f.add_argument("--out", default="bench_results/fast.json")
     n = sub.add_parser("norm", parents=[common], help="GroupNorm(1, C) forward+backward: the norm kernels vs clone()")
-    n.add_argument("--shape", default=",".join(map(str, STAGE1_SHAPE)),
-                   help="N,C,H,W (default: Shift-T stage 1 at batch 64)")
+    n.add_argument("--shape", default=stage1, help="N,C,H,W (default: Shift-T stage 1 at batch 64)")
     n.add_argument("--repeats", type=int, default=20)
     n.add_argument("--device", default=default_device, help="cpu | cuda | cuda:N (default: cuda if present)")
     n.add_argument("--compile", action="store_true", help="also Inductor's fused group_norm")
