@@ -77,10 +77,25 @@ def label_keys(flat_configs: Sequence[Mapping[str, Any]]) -> List[str]:
     return sorted(shown, key=lambda k: (rank.get(column_name(k), len(rank)), k))
 
 
-def arm_label(flat_config: Mapping[str, Any], keys: Iterable[str]) -> str:
-    """``mixer=shift gamma=1/12``; a key whose value is null (gamma of attn) is left out."""
-    parts = [f"{column_name(k)}={_text(flat_config.get(k))}" for k in keys if flat_config.get(k) is not None]
+def arm_label(flat_config: Mapping[str, Any], keys: Iterable[str], show_null: bool = False) -> str:
+    """``mixer=shift gamma=1/12``; a key whose value is null (gamma of attn) is left out, unless ``show_null``
+    (when a null is what tells two arms apart)."""
+    parts = [f"{column_name(k)}={_text(flat_config.get(k))}" for k in keys
+             if show_null or flat_config.get(k) is not None]
     return " ".join(parts) or "all runs"
+
+
+def _labelled_configs(recorded: Sequence[Mapping[str, Any]], compared: Sequence[Mapping[str, Any]],
+                      identities: Sequence[tuple]) -> List[Dict[str, Any]]:
+    """The configs the labels are read from: each run's compared config, plus the keys a member of its arm
+    recorded at their old behaviour (``data.augment=timm``), so that an arm holding such records names that value
+    rather than a null, and every run of an arm gets the same label."""
+    restored: Dict[tuple, Dict[str, Any]] = {}
+    for whole, kept, identity in zip(recorded, compared, identities):
+        for key, value in whole.items():
+            if key not in kept:
+                restored.setdefault(identity, {}).setdefault(key, value)
+    return [{**kept, **restored.get(identity, {})} for kept, identity in zip(compared, identities)]
 
 
 def assign_arms(rows: List[Dict[str, Any]], flat_configs: List[Dict[str, Any]]) -> List[str]:
@@ -92,7 +107,8 @@ def assign_arms(rows: List[Dict[str, Any]], flat_configs: List[Dict[str, Any]]) 
     if len(set(zip(identities, labels))) != len(set(labels)):  # two configs, one label: show every difference
         every = sorted({k for c in flat_configs for k in c} - set(NOT_ARM_KEYS))
         keys = [k for k in every if len({_text(c.get(k)) for c in flat_configs}) > 1]
-        labels = [arm_label(c, keys) for c in flat_configs]
+        labelled = _labelled_configs(recorded, flat_configs, identities)
+        labels = [arm_label(c, keys, show_null=True) for c in labelled]
     for row, config, label in zip(rows, recorded, labels):
         row["arm"] = label
         for key in keys:

@@ -256,5 +256,18 @@ def test_a_record_from_before_a_key_shares_the_arm_of_that_key_at_its_old_value(
     crop_flip = {**older, "data.augment": "crop_flip", "data.padding": 4}
     rows = [{}, {}, {}]
     columns = assign_arms(rows, [older, newer, crop_flip])
-    assert rows[0]["arm"] == rows[1]["arm"] != rows[2]["arm"] == "data.augment=crop_flip"
+    assert rows[0]["arm"] == rows[1]["arm"] == "data.augment=timm"  # what the older record ran, not a null
+    assert rows[2]["arm"] == "data.augment=crop_flip"
     assert columns == ["data.augment"] and [r["data.augment"] for r in rows] == [None, "timm", "crop_flip"]
+
+
+def test_arms_told_apart_by_a_null_say_so_in_their_labels():
+    """Two arms of one mixer whose only difference is a key one of them leaves null: the labels must name that
+    key on both sides (never "all runs", which reads as if every run were one arm)."""
+    from analysis.arms import assign_arms
+
+    plain = {"mixer.name": "shift", "train.clip_grad": None, "seed": 0}
+    clipped = {**plain, "train.clip_grad": 1.0}
+    rows = [{}, {}, {}]
+    assign_arms(rows, [plain, clipped, {**plain, "seed": 1}])
+    assert [r["arm"] for r in rows] == ["train.clip_grad=null", "train.clip_grad=1.0", "train.clip_grad=null"]
