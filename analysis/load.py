@@ -46,6 +46,18 @@ class SkippedRun(UserWarning):
     """A run directory that the analysis could not use (named in the message)."""
 
 
+class RepeatedSeed(UserWarning):
+    """An arm that finished one seed more than once (two sweeps of one configuration): one replicate, averaged."""
+
+
+def repeated_seeds(df: pd.DataFrame) -> List[Tuple[str, Any, List[str]]]:
+    """(arm, seed, run directories) for every seed an arm finished more than once. Reruns of one configuration
+    and seed are one replicate, not independent ones: the statistics average them (``stats.finished_values``)."""
+    used = df[df["used"]]
+    return [(arm, seed, list(group["run_dir"])) for (arm, seed), group in used.groupby(["arm", "seed"], sort=False)
+            if len(group) > 1]
+
+
 def find_run_dirs(paths: Union[PathLike, Iterable[PathLike]]) -> List[Path]:
     """Every directory holding a run record under the given paths or glob patterns. Directories below a
     given root whose path has a part starting with '.' (``.archive`` of old records, ``.hydra``) or named
@@ -168,6 +180,10 @@ def load_runs(paths: Union[PathLike, Iterable[PathLike]], include: Tuple[str, ..
         if testbeds:
             _attach_standard_errors(df)
         df = _sort(df)
+        df.attrs["repeated_seeds"] = repeated_seeds(df)
+        for arm, seed, run_dirs in df.attrs["repeated_seeds"] if warn else ():
+            warnings.warn(f"{arm}: seed {seed} finished {len(run_dirs)} times ({', '.join(run_dirs)}); one "
+                          "replicate, its values averaged", RepeatedSeed, stacklevel=2)
     df.attrs["skipped"] = skipped
     df.attrs["arm_columns"] = arm_columns
     return df

@@ -239,8 +239,9 @@ def figure_curves(curves: pd.DataFrame, runs: pd.DataFrame, metric: str = "val_t
         fig, ax = plt.subplots(figsize=(6, 3.8))
         drew_band = False
         for arm, group in data.groupby("arm", sort=False):
-            stats = group.groupby("epoch")["value"].agg(["mean", "min", "max", "count"])
-            epochs = stats.index.to_numpy() + 1
+            # epochs that were not evaluated (train.eval_every > 1) hold no value: a line through NaNs draws nothing
+            stats = group.groupby("epoch")["value"].agg(["mean", "min", "max", "count"]).dropna(subset=["mean"])
+            epochs = stats.index.to_numpy()
             ax.plot(epochs, stats["mean"], color=styles[arm]["color"], ls=styles[arm]["ls"],
                     marker=styles[arm]["marker"] if len(epochs) < 3 else None, label=arm)
             if group["run_dir"].nunique() >= 2:

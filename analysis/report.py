@@ -26,7 +26,7 @@ from shiftvit.records import FAILED_STATUSES, USED_STATUSES
 
 from .arms import ArmSpec, describe
 from .headroom import METHOD, Testbed, headroom_line, headroom_of
-from .load import SkippedRun, load_curves, load_runs
+from .load import RepeatedSeed, SkippedRun, load_curves, load_runs
 from .stats import (
     ALPHA,
     DEFAULT_BASELINE,
@@ -138,8 +138,11 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
                                       f"{row['ceiling']}."))
             if row["verdict"].startswith("inconclusive"):
                 sections.append(("p", f"{row['treatment']} vs {row['baseline']}: {row['outcome']}."))
-    elif table is not None:
+    elif table is not None and not table.attrs["no_baseline"]:
         sections.append(("p", "Only the baseline arm is present: nothing to compare."))
+    if table is not None and table.attrs["no_baseline"]:
+        sections.append(("p", f"Not compared, as no baseline arm ({describe(spec)}) ran on their data: "
+                              f"{'; '.join(table.attrs['no_baseline'])}."))
     factor = one_factor(runs)
     if factor is not None:
         result = trend(runs, factor, metric)
@@ -163,6 +166,7 @@ def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = N
     out.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SkippedRun)  # listed in the report instead
+        warnings.simplefilter("ignore", RepeatedSeed)
         runs = load_runs(sweep_dirs)
         curves = load_curves(sweep_dirs, runs=runs) if not runs.empty else None
     skipped = runs.attrs.get("skipped", [])
@@ -173,6 +177,9 @@ def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = N
         ("p", f"Sources: {', '.join(str(s) for s in sweep_dirs)}. {len(runs)} runs loaded"
               f"{f' ({by_status})' if by_status else ''} in {runs['arm'].nunique() if len(runs) else 0} arms; "
               f"{len(skipped)} record{'s' if len(skipped) != 1 else ''} skipped (listed at the end).")]
+    for arm, seed, run_dirs in runs.attrs.get("repeated_seeds", []):
+        sections.append(("p", f"{arm}: seed {seed} finished {len(run_dirs)} times ({', '.join(run_dirs)}): one "
+                              "replicate, its values averaged in every mean and test."))
     if runs.empty:
         sections.append(("p", "No finished runs found: nothing to analyse."))
     else:

@@ -13,14 +13,19 @@
   - ``X better by d [95 % CI]``: the difference test rejects, TOST does not;
   - ``equivalent within ±m, yet different``: both reject (a real but small difference);
   - ``inconclusive``: neither, with the seeds per arm that would settle it at 80 % power, as a range from the
-    95 % interval of the variance estimate;
+    95 % interval of the variance estimate, at the level the correction holds each comparison to at worst
+    (α / k for k comparisons: Holm's first step);
   - ``insufficient data``: fewer than 2 finished runs in an arm (or complete pairs), or no variance at all;
   - ``testbed cannot separate the arms: <why>`` replaces an equivalence or an inconclusive outcome when the
     testbed cannot resolve the arms (``headroom.ceiling_reason``: both near 100 %, or neither above a raw-pixel
-    baseline);
+    baseline); a difference the test still finds is stated without the equivalence, with where it was measured;
   - ``not budget-matched (+87 % MACs)`` replaces any outcome when the arms' budgets differ by more than the
     tolerance, unless both were solved to the same target (each is then within its tolerance of it): the
     comparison is otherwise not the one the ablation asks about.
+
+A seed is one replicate: where an arm holds a seed more than once (two sweeps of one configuration), its
+finished values are averaged into one (``load.load_runs`` warns). A treatment arm is compared only with a
+baseline arm on the same data; one without is left out of the verdicts (``table.attrs['no_baseline']``).
 """
 from __future__ import annotations
 
@@ -72,10 +77,26 @@ def _require_arms(runs: pd.DataFrame) -> None:
 
 
 def finished_values(runs: pd.DataFrame, arm: str, metric: str = "val_top1") -> pd.Series:
-    """The arm's accuracies that may enter a mean or a test (finished runs only), indexed by seed."""
+    """The arm's accuracies that may enter a mean or a test (finished runs only), one per seed: a seed that
+    finished more than once in the arm (a rerun of the same configuration) is one replicate, its mean."""
     rows = runs[(runs["arm"] == arm) & runs["used"]]
     values = pd.to_numeric(rows[metric], errors="coerce")
-    return pd.Series(values.to_numpy(dtype=float), index=rows["seed"].to_numpy()).dropna()
+    values = pd.Series(values.to_numpy(dtype=float), index=rows["seed"].to_numpy()).dropna()
+    return values.groupby(level=0, sort=False, dropna=False).mean() if values.index.has_duplicates else values
+
+
+def without_value(runs: pd.DataFrame, arm: str, metric: str = "val_top1") -> int:
+    """The arm's finished runs that recorded no ``metric`` (left out of its mean, so counted beside failures)."""
+    rows = runs[(runs["arm"] == arm) & runs["used"]]
+    return int(pd.to_numeric(rows[metric], errors="coerce").isna().sum()) if metric in rows else len(rows)
+
+
+def _no_spread(values: np.ndarray) -> bool:
+    """Whether the values are all equal up to float rounding. Accuracies are k/N·100, so a difference of one image
+    on every seed comes out as 0.27777777777777857 and 0.2777777777777715: a t-test would read that as a certain
+    difference (SD 7e-15, p 1e-28) instead of no variance."""
+    values = np.asarray(values, dtype=float)
+    return len(values) == 0 or float(np.ptp(values)) <= 1e-9 * max(1.0, float(np.abs(values).max()))
 
 
 def failures_text(statuses: Sequence[str]) -> str:
@@ -104,8 +125,11 @@ def summarize(runs: pd.DataFrame, metric: str = "val_top1", confidence: float = 
             group["val_images"].notna().any() else None
         se = Testbed(data="", data_config="", val_images=int(val_images) if val_images else None).binomial_se(mean)
         noise = ("seed variance" if sd > se else "test-set size") if math.isfinite(sd) and math.isfinite(se) else ""
+        missing = without_value(runs, arm, metric)
+        failures = "; ".join(filter(None, [failures_text(group["status"].tolist()),
+                                           f"{missing} of {len(group)} seeds recorded no {metric}" if missing else ""]))
         rows.append({"arm": arm, **{c: group[c].iloc[0] for c in arm_columns}, "runs": len(group), "n": n,
-                     "failures": failures_text(group["status"].tolist()), "mean": mean, "ci_low": float(low),
+                     "failures": failures, "mean": mean, "ci_low": float(low),
                      "ci_high": float(high), "seed_sd": sd, "binomial_se": se, "noise": noise,
                      "macs": _mean(group, "macs"), "params": _mean(group, "params"),
                      "val_images": val_images})
@@ -139,6 +163,7 @@ class Comparison:
     margin: float = DEFAULT_MARGIN
     seeds_low: Optional[int] = None
     seeds_high: Optional[int] = None
+    seeds_alpha: float = ALPHA
     budget: str = ""
     budget_matched: Optional[bool] = None
     ceiling: str = ""
@@ -146,7 +171,7 @@ class Comparison:
     verdict: str = ""
 
 
-def _seeds_for(diff: float, sd: float, margin: float, paired: bool) -> Optional[int]:
+def _seeds_for(diff: float, sd: float, margin: float, paired: bool, alpha: float = ALPHA) -> Optional[int]:
     """Seeds per arm (pairs when paired) for 80 % power: to show equivalence when |d| < margin, else the
     difference. None when no finite number would do."""
     if not (math.isfinite(sd) and sd > 0):
@@ -157,29 +182,31 @@ def _seeds_for(diff: float, sd: float, margin: float, paired: bool) -> Optional[
     if effect <= 0:
         return None
     alternative = "larger" if equivalence_side else "two-sided"
-    if power.power(effect, 2, ALPHA, alternative=alternative) >= POWER:  # (effect, n per arm, alpha)
+    if power.power(effect, 2, alpha, alternative=alternative) >= POWER:  # (effect, n per arm, alpha)
         return 2  # the smallest sample a t-test has; the solver does not converge below it
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # statsmodels warns, then returns NaN, when no n solves it
         try:
-            n = float(power.solve_power(effect_size=effect, alpha=ALPHA, power=POWER, alternative=alternative))
+            n = float(power.solve_power(effect_size=effect, alpha=alpha, power=POWER, alternative=alternative))
         except (ValueError, RuntimeError, ArithmeticError):
             return None
     return int(math.ceil(n)) if math.isfinite(n) and n <= MAX_SEEDS else None
 
 
-def _seeds_range(diff: float, sd: float, df: int, margin: float, paired: bool) -> Tuple[Optional[int], Optional[int]]:
-    """Seeds needed at the two ends of the 95 % interval of the SD estimate (chi-square, ``df`` dof)."""
+def _seeds_range(diff: float, sd: float, df: int, margin: float, paired: bool, alpha: float = ALPHA
+                 ) -> Tuple[Optional[int], Optional[int]]:
+    """Seeds needed, at level ``alpha``, at the two ends of the 95 % interval of the SD estimate (chi-square,
+    ``df`` dof)."""
     sd_low = sd * math.sqrt(df / st.chi2.ppf(1 - ALPHA / 2, df))
     sd_high = sd * math.sqrt(df / st.chi2.ppf(ALPHA / 2, df))
-    return _seeds_for(diff, sd_low, margin, paired), _seeds_for(diff, sd_high, margin, paired)
+    return _seeds_for(diff, sd_low, margin, paired, alpha), _seeds_for(diff, sd_high, margin, paired, alpha)
 
 
 def compare(treatment: pd.Series, baseline: pd.Series, margin: float = DEFAULT_MARGIN, paired: bool = False,
-            names: Tuple[str, str] = ("treatment", "baseline")) -> Comparison:
-    """The raw tests of ``treatment - baseline`` (values indexed by seed): Welch (unpaired) or paired over the
-    seeds both have. No correction and no verdict yet (see ``verdicts``); degenerate inputs get ``outcome``
-    ``insufficient data`` and no p-values."""
+            names: Tuple[str, str] = ("treatment", "baseline"), alpha: float = ALPHA) -> Comparison:
+    """The raw tests of ``treatment - baseline`` (values indexed by seed, one each): Welch (unpaired) or paired
+    over the seeds both have. No correction and no verdict yet (see ``verdicts``); degenerate inputs get
+    ``outcome`` ``insufficient data`` and no p-values. ``alpha``: the level the seeds advice is computed at."""
     t = pd.Series(treatment, dtype=float).dropna()
     b = pd.Series(baseline, dtype=float).dropna()
     if paired:
@@ -190,7 +217,7 @@ def compare(treatment: pd.Series, baseline: pd.Series, margin: float = DEFAULT_M
     result.diff = float(t.mean() - b.mean()) if len(t) and len(b) else math.nan
     if paired:
         d = (t.to_numpy() - b.to_numpy())
-        if len(d) < 2 or np.std(d) == 0:
+        if len(d) < 2 or _no_spread(d):
             result.outcome = f"{INSUFFICIENT} ({len(d)} complete pairs{', no variance' if len(d) >= 2 else ''})"
             return result
         result.ci_low, result.ci_high = DescrStatsW(d).tconfint_mean(alpha=ALPHA)
@@ -201,7 +228,7 @@ def compare(treatment: pd.Series, baseline: pd.Series, margin: float = DEFAULT_M
         if len(t) < 2 or len(b) < 2:
             result.outcome = f"{INSUFFICIENT} ({len(t)} and {len(b)} finished runs; need 2 or more each)"
             return result
-        if t.std() == 0 and b.std() == 0:
+        if _no_spread(t.to_numpy()) and _no_spread(b.to_numpy()):
             result.outcome = f"{INSUFFICIENT} (no variance within either arm)"
             return result
         result.ci_low, result.ci_high = CompareMeans(DescrStatsW(t.to_numpy()), DescrStatsW(b.to_numpy())) \
@@ -210,7 +237,8 @@ def compare(treatment: pd.Series, baseline: pd.Series, margin: float = DEFAULT_M
         result.p_difference = float(st.ttest_ind(t.to_numpy(), b.to_numpy(), equal_var=False).pvalue)
         sd, df = math.sqrt((t.var() + b.var()) / 2), len(t) + len(b) - 2
     result.ci_low, result.ci_high = float(result.ci_low), float(result.ci_high)
-    result.seeds_low, result.seeds_high = _seeds_range(result.diff, sd, df, margin, paired)
+    result.seeds_low, result.seeds_high = _seeds_range(result.diff, sd, df, margin, paired, alpha)
+    result.seeds_alpha = alpha
     return result
 
 
@@ -226,9 +254,7 @@ def outcome_text(c: Comparison, names: Tuple[str, str]) -> str:
         return c.outcome
     equivalent, different = c.p_equivalence_adj < ALPHA, c.p_difference_adj < ALPHA
     if different:
-        winner, d, lo, hi = (names[0], c.diff, c.ci_low, c.ci_high) if c.diff > 0 else \
-            (names[1], -c.diff, -c.ci_high, -c.ci_low)
-        better = f"{winner} better by {d:.2f} [{lo:.2f}, {hi:.2f}]"
+        better = _better(c, names)
         return f"equivalent within ±{c.margin:g}, yet different ({better})" if equivalent else better
     if equivalent:
         return f"equivalent within ±{c.margin:g}"
@@ -238,23 +264,39 @@ def outcome_text(c: Comparison, names: Tuple[str, str]) -> str:
     high = c.seeds_high if c.seeds_high is not None else f">{MAX_SEEDS}"
     span = str(low) if low == high else f"{low}–{high}"
     unit = "pairs" if c.test.startswith("paired") else "seeds per arm"
-    return f"inconclusive: about {span} {unit} would settle it (80 % power)"
+    level = "" if c.seeds_alpha == ALPHA else f" at the corrected α = {c.seeds_alpha:.2g}"
+    return f"inconclusive: about {span} {unit} would settle it (80 % power{level})"
 
 
-def verdict_text(c: Comparison) -> str:
+def _better(c: Comparison, names: Tuple[str, str]) -> str:
+    """``shift better by 0.50 [0.20, 0.80]``: the winner, and the difference with its CI from its side."""
+    winner, d, lo, hi = (names[0], c.diff, c.ci_low, c.ci_high) if c.diff > 0 else \
+        (names[1], -c.diff, -c.ci_high, -c.ci_low)
+    return f"{winner} better by {d:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def verdict_text(c: Comparison, names: Tuple[str, str] = ("treatment", "baseline")) -> str:
     """What the comparison can claim: the outcome, unless the budget or the testbed forbids the claim."""
     if c.outcome.startswith(INSUFFICIENT):
         return INSUFFICIENT + (f"; {NOT_MATCHED} ({c.budget})" if c.budget_matched is False else "")
     if c.budget_matched is False:
         return f"{NOT_MATCHED} ({c.budget})"
     if c.ceiling:
-        if c.p_difference_adj < ALPHA:  # a real difference survives; say where it was measured
-            return f"{c.outcome}; on a testbed where {c.ceiling}"
+        # a real difference survives, stated with where it was measured; an equivalence on such a testbed does not
+        if c.p_difference_adj < ALPHA:
+            return f"{_better(c, names)}; on a testbed where {c.ceiling}"
         return f"{NO_HEADROOM}: {c.ceiling}"
     return c.outcome
 
 
 # --- budgets, baselines ------------------------------------------------------------------------------------------
+def budget_percent(relative: float) -> str:
+    """``+2.4``, ``−47``: one decimal below 10 %, where the tolerance (a few %) is decided, so that a budget just
+    over it never reads as within it (+2.4 % is not "+2 %")."""
+    percent = relative * 100
+    return f"{percent:+.1f}".replace("-", "−") if abs(percent) < 10 else f"{percent:+.0f}".replace("-", "−")
+
+
 def budget_difference(runs: pd.DataFrame, treatment: str, baseline: str, tolerance: Optional[float] = None
                       ) -> Tuple[str, Optional[bool]]:
     """(``-47 % MACs``, matched?) of the treatment arm's budget against the baseline's. The budget is what
@@ -270,7 +312,7 @@ def budget_difference(runs: pd.DataFrame, treatment: str, baseline: str, toleran
         tolerance = float(recorded.iloc[0]) if len(recorded) else default_tolerance()
     relative = t_cost / b_cost - 1
     label = "MACs" if quantity == "macs" else "params"
-    text = f"{relative * 100:+.0f} % {label}".replace("-", "−")
+    text = f"{budget_percent(relative)} % {label}"
     targets = {*t_runs.get("budget_target", pd.Series(dtype=object)), *b_runs.get("budget_target",
                                                                                  pd.Series(dtype=object))}
     if len(targets) == 1 and None not in targets and not pd.isna(next(iter(targets))):
@@ -288,7 +330,19 @@ def pair_arms(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline:
               ) -> List[Tuple[str, str]]:
     """(treatment arm, baseline arm) pairs. ``baseline`` (default: the ``attn`` arm) may match several arms
     (e.g. one per dataset): each treatment arm is compared with the one on the same data that differs from it
-    in the fewest keys; a tie is an error asking for a narrower filter."""
+    in the fewest keys; a tie is an error asking for a narrower filter. A treatment arm with no baseline arm on
+    its data is left out (see ``unpaired_arms``): a comparison across data sets says nothing about the mixer."""
+    return _pairs(runs, treatment, baseline)[0]
+
+
+def unpaired_arms(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: Optional[ArmSpec] = None
+                  ) -> List[str]:
+    """The treatment arms ``pair_arms`` leaves out: no baseline arm ran on their data."""
+    return _pairs(runs, treatment, baseline)[1]
+
+
+def _pairs(runs: pd.DataFrame, treatment: Optional[ArmSpec], baseline: Optional[ArmSpec]
+           ) -> Tuple[List[Tuple[str, str]], List[str]]:
     _require_arms(runs)
     spec = DEFAULT_BASELINE if baseline is None else baseline
     baselines = arms_matching(runs, spec)
@@ -299,9 +353,12 @@ def pair_arms(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline:
         select_arm(runs, treatment)  # raises the one-line error naming the arms
     treatments = [a for a in treatments if a not in baselines]
     data_of = runs.groupby("arm", sort=False)["data_config"].first() if "data_config" in runs else None
-    pairs = []
+    pairs, unpaired = [], []
     for arm in treatments:
-        candidates = [b for b in baselines if data_of is None or data_of[b] == data_of[arm]] or baselines
+        candidates = [b for b in baselines if data_of is None or data_of[b] == data_of[arm]]
+        if not candidates:
+            unpaired.append(arm)
+            continue
         distance = {b: _differing_keys(runs, arm, b) for b in candidates}
         best = min(distance.values())
         nearest = [b for b, d in distance.items() if d == best]
@@ -309,7 +366,7 @@ def pair_arms(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline:
             raise ValueError(f"baseline {describe(spec)} is ambiguous for {arm}: {'; '.join(nearest)}; "
                              "narrow it with a filter")
         pairs.append((arm, nearest[0]))
-    return pairs
+    return pairs, unpaired
 
 
 def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: Optional[ArmSpec] = None,
@@ -325,16 +382,21 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
         raise ValueError(f"pair_by={pair_by!r}: only 'seed' (or None, unpaired) is supported")
     if margin <= 0:
         raise ValueError(f"margin={margin} must be > 0 (top-1 points)")
-    comparisons, names = [], []
-    for t_arm, b_arm in pair_arms(runs, treatment, baseline):
-        pair_names = (_name(t_arm, runs), _name(b_arm, runs))
-        c = compare(finished_values(runs, t_arm, metric), finished_values(runs, b_arm, metric), margin,
-                    paired=pair_by == "seed", names=(t_arm, b_arm))
+    pairs, unpaired = _pairs(runs, treatment, baseline)
+
+    def compared(alpha: float) -> List[Comparison]:
+        return [compare(finished_values(runs, t_arm, metric), finished_values(runs, b_arm, metric), margin,
+                        paired=pair_by == "seed", names=(t_arm, b_arm), alpha=alpha) for t_arm, b_arm in pairs]
+
+    comparisons = compared(ALPHA)
+    tested = [c for c in comparisons if not c.outcome.startswith(INSUFFICIENT)]
+    if correction and len(tested) > 1:  # the seeds advice at the level the correction holds a comparison to at worst
+        comparisons = compared(ALPHA / len(tested))
+        tested = [c for c in comparisons if not c.outcome.startswith(INSUFFICIENT)]
+    names = [(_name(t_arm, runs), _name(b_arm, runs)) for t_arm, b_arm in pairs]
+    for c, (t_arm, b_arm) in zip(comparisons, pairs):
         c.budget, c.budget_matched = budget_difference(runs, t_arm, b_arm, tolerance)
         c.ceiling = _ceiling(runs, t_arm, b_arm, metric, margin, testbeds) or ""
-        comparisons.append(c)
-        names.append(pair_names)
-    tested = [c for c in comparisons if not c.outcome.startswith(INSUFFICIENT)]
     if tested:
         for field in ("p_equivalence", "p_difference"):
             raw = [getattr(c, field) for c in tested]
@@ -343,10 +405,10 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
                 setattr(c, f"{field}_adj", float(p))
     for c, pair_names in zip(comparisons, names):
         c.outcome = outcome_text(c, pair_names)
-        c.verdict = verdict_text(c)
+        c.verdict = verdict_text(c, pair_names)
     table = pd.DataFrame([asdict(c) for c in comparisons], columns=list(Comparison.__dataclass_fields__))
     table.attrs.update(correction=correction, comparisons=len(tested), margin=margin, metric=metric,
-                       test="paired by seed" if pair_by else "Welch (unpaired)")
+                       test="paired by seed" if pair_by else "Welch (unpaired)", no_baseline=unpaired)
     return table
 
 

@@ -223,8 +223,6 @@ class Trainer:
         self.num_updates = state["num_updates"]
         self.partial = dict(state["partial"])
         self.diverged = bool(state.get("diverged", False))
-        if metrics and metrics[0].get("epoch") == 0:  # a record begun before epochs were numbered from 1
-            metrics = [{**r, "epoch": r["epoch"] + 1} for r in metrics]
         # rows are numbered from 1, as printed; the checkpoint counts the epochs done
         self.history = [r for r in metrics if r["epoch"] <= self.start_epoch]
         log.info("resumed from %s at epoch %d batch %d", self.checkpoint_path, self.start_epoch, self.start_batch)

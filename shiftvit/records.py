@@ -136,9 +136,9 @@ def write_metrics(run_dir: Path, rows: Iterable[Dict[str, Any]]) -> None:
 
 
 def parse_metrics(text: str) -> Tuple[List[Dict[str, Any]], List[int], int]:
-    """The epoch rows of a metrics.jsonl text, the (1-based) numbers of the lines that are not one, and the
-    number of lines. The one parser of the file: the trainer refuses a damaged file, the analysis keeps
-    the readable rows and says what is wrong."""
+    """The epoch rows of a metrics.jsonl text (epochs numbered from 1), the (1-based) numbers of the lines that
+    are not one, and the number of lines. The one parser of the file: the trainer refuses a damaged file, the
+    analysis keeps the readable rows and says what is wrong."""
     lines = [line for line in text.splitlines() if line.strip()]
     rows, bad = [], []
     for number, line in enumerate(lines, 1):
@@ -150,6 +150,8 @@ def parse_metrics(text: str) -> Tuple[List[Dict[str, Any]], List[int], int]:
             rows.append(row)
         else:
             bad.append(number)
+    if rows and rows[0]["epoch"] == 0:  # a record begun before epochs were numbered from 1, as the log prints them
+        rows = [{**row, "epoch": row["epoch"] + 1} for row in rows]
     return rows, bad, len(lines)
 
 

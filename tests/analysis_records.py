@@ -46,7 +46,7 @@ def write_run(root: Path, name: str, *, mixer: str = "shift", seed: int = 0, val
     (run_dir / SUMMARY_FILE).write_text(json.dumps(summary))
     rows = curve or [val_top1] * epochs
     (run_dir / METRICS_FILE).write_text("".join(json.dumps({"epoch": i, "val_top1": v}) + "\n"
-                                                for i, v in enumerate(rows)))
+                                                for i, v in enumerate(rows, 1)))
     return run_dir
 
 

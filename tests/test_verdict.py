@@ -12,6 +12,7 @@ from matplotlib.container import BarContainer, ErrorbarContainer
 from matplotlib.lines import Line2D
 from scipy import stats as st
 from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestIndPower
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttost_ind, ttost_paired
 
 from analysis import headroom_of, load_runs, select_arm, summarize, verdicts
@@ -19,7 +20,7 @@ from analysis.headroom import _cache_path
 from analysis.plots import PARETO_LABEL, build_figures, legend_entries, mixer_color
 from analysis.report import arms_table
 from analysis.report import main as report_main
-from analysis.stats import INSUFFICIENT, NO_HEADROOM
+from analysis.stats import ALPHA, INSUFFICIENT, NO_HEADROOM, _seeds_range
 
 pytestmark = pytest.mark.usefixtures("testbed_cache")
 SHIFT = [91.0, 92.5, 90.5, 92.0]
@@ -104,6 +105,55 @@ def test_degenerate_inputs_are_insufficient_never_equivalent(tmp_path, shift, at
     assert row["verdict"] == INSUFFICIENT and math.isnan(row["p_equivalence"])
 
 
+def test_differences_equal_but_for_float_rounding_have_no_variance(tmp_path):
+    """Each seed exactly one image better (of 360): 100/360 points, which float subtraction returns as
+    0.2777...857 and 0.2777...715. That is no variance, not a certain difference with SD 7e-15."""
+    image = 100 / 360
+    write_arm(tmp_path, "shift", [(k + 1) * image for k in (340, 345, 350)])
+    write_arm(tmp_path, "attn", [k * image for k in (340, 345, 350)], mixer="attn")
+    row = verdicts(load_runs(tmp_path, warn=False), pair_by="seed").iloc[0]
+    assert row["verdict"] == INSUFFICIENT and row["outcome"] == f"{INSUFFICIENT} (3 complete pairs, no variance)"
+
+
+@pytest.mark.parametrize("pair_by", [None, "seed"])
+def test_a_seed_run_twice_in_one_arm_is_one_replicate(tmp_path, pair_by):
+    """Two sweeps of one configuration share an arm; their seed 0 is one replicate (averaged), never two."""
+    from analysis.load import RepeatedSeed
+
+    write_arm(tmp_path / "A", "shift", SHIFT[:3])
+    write_arm(tmp_path / "A", "attn", ATTN[:3], mixer="attn")
+    write_run(tmp_path / "B", "shift-0", seed=0, val_top1=95.0)  # a rerun of seed 0, in the treatment arm only
+    with pytest.warns(RepeatedSeed, match=r"mixer=shift: seed 0 finished 2 times"):
+        runs = load_runs([tmp_path / "A", tmp_path / "B"])
+    row = verdicts(runs, pair_by=pair_by).iloc[0]
+    shift = [(SHIFT[0] + 95.0) / 2, *SHIFT[1:3]]
+    assert (row["n_treatment"], row["n_baseline"]) == (3, 3)
+    expected = st.ttest_rel(shift, ATTN[:3]) if pair_by else st.ttest_ind(shift, ATTN[:3], equal_var=False)
+    assert row["p_difference"] == pytest.approx(expected.pvalue)
+    summary = summarize(runs).set_index("arm").loc["mixer=shift"]
+    assert (summary["runs"], summary["n"]) == (4, 3) and summary["mean"] == pytest.approx(np.mean(shift))
+
+
+def test_an_arm_without_a_baseline_on_its_data_is_not_compared_across_data(tmp_path):
+    write_arm(tmp_path, "shift-relations", [80.0, 81.0, 82.0], data=RELATIONS)
+    write_arm(tmp_path, "shift-digits", [97.0, 97.5, 98.0], data=DIGITS)
+    write_arm(tmp_path, "attn-digits", [96.0, 96.5, 97.0], data=DIGITS, mixer="attn")
+    table = verdicts(load_runs(tmp_path, warn=False))
+    assert list(zip(table["treatment"], table["baseline"])) == [("mixer=shift data=digits", "mixer=attn data=digits")]
+    assert table.attrs["no_baseline"] == ["mixer=shift data=relations"]
+    report_main([str(tmp_path), "--out", str(tmp_path / "report")])
+    assert ("Not compared, as no baseline arm (mixer=attn) ran on their data: mixer=shift data=relations."
+            in (tmp_path / "report" / "report.md").read_text())
+
+
+def test_a_finished_run_without_the_metric_is_counted_not_dropped(tmp_path):
+    write_arm(tmp_path, "shift", [91.0, 92.0, 93.0])
+    write_run(tmp_path, "shift-3", seed=3, val_top1=None)
+    summary = summarize(load_runs(tmp_path, warn=False)).iloc[0]
+    assert (summary["runs"], summary["n"]) == (4, 3)
+    assert summary["failures"] == "1 of 4 seeds recorded no val_top1"
+
+
 def test_paired_with_a_missing_seed_counts_complete_pairs_only(tmp_path):
     write_arm(tmp_path, "shift", [91.0, 92.0])
     write_run(tmp_path, "attn-1", mixer="attn", seed=1, val_top1=90.0)
@@ -130,6 +180,37 @@ def test_clear_difference_and_inconclusive_with_a_seeds_range(tmp_path):
     low, high = row["seeds_low"], row["seeds_high"]
     assert low is not None and high is not None and 3 < low < high
     assert row["verdict"] == f"inconclusive: about {low}–{high} seeds per arm would settle it (80 % power)"
+
+
+def test_the_seeds_advice_holds_at_the_corrected_level(tmp_path):
+    """Ten comparisons: the advice is for α/10, Holm's strictest step, not for an uncorrected 0.05 (which would
+    ask for about as many seeds as the arm already has)."""
+    base = np.array([90.0, 90.6, 89.4, 90.3, 89.7, 90.0])
+    noise = base - base.mean()
+    write_arm(tmp_path, "attn", list(base), mixer="attn")
+    write_arm(tmp_path, "strong", list(base.mean() + 0.85 + noise[::-1] * 1.1), lr=0.003)
+    for i in range(9):
+        write_arm(tmp_path, f"null{i}", list(base.mean() + np.roll(noise, i + 1)), lr=0.004 + i / 1000)
+    table = verdicts(load_runs(tmp_path, warn=False), margin=0.5).set_index("treatment")
+    row = table.loc[[arm for arm in table.index if "0.003" in arm][0]]
+    assert table.attrs["comparisons"] == 10 and row["p_difference"] < ALPHA < row["p_difference_adj"]
+    sd = math.sqrt((np.var(base, ddof=1) + np.var(noise * 1.1, ddof=1)) / 2)
+    corrected, uncorrected = (TTestIndPower().solve_power(row["diff"] / sd, alpha=a, power=0.8)
+                              for a in (ALPHA / 10, ALPHA))
+    assert uncorrected < 6 < corrected  # the uncorrected advice would be "fewer seeds than you ran"
+    assert row["seeds_low"] <= math.ceil(corrected) <= row["seeds_high"]
+    assert (row["seeds_low"], row["seeds_high"]) == _seeds_range(row["diff"], sd, 10, 0.5, False, ALPHA / 10)
+    assert (row["seeds_low"], row["seeds_high"]) != _seeds_range(row["diff"], sd, 10, 0.5, False, ALPHA)
+    assert row["verdict"].endswith("seeds per arm would settle it (80 % power at the corrected α = 0.005)")
+
+
+def test_a_difference_on_a_testbed_without_headroom_claims_no_equivalence(tmp_path):
+    write_arm(tmp_path, "shift", [98.50, 98.52, 98.48, 98.51], data=DIGITS)
+    write_arm(tmp_path, "attn", [98.00, 98.01, 97.99, 98.02], data=DIGITS, mixer="attn")
+    row = verdicts(load_runs(tmp_path, warn=False)).iloc[0]
+    assert row["p_equivalence_adj"] < ALPHA and row["p_difference_adj"] < ALPHA  # both tests reject
+    assert re.fullmatch(r"shift better by 0\.50 \[0\.\d\d, 0\.\d\d\]; on a testbed where no arm beats raw-pixel "
+                        r"1-NN \(98\.61 %\) by more than ±1", row["verdict"]), row["verdict"]
 
 
 def test_an_accuracys_interval_stays_between_0_and_100(tmp_path):
@@ -219,18 +300,28 @@ def test_arms_solved_to_the_same_budget_are_matched_even_a_little_over_the_toler
     write_arm(tmp_path / "matched", "shift", SHIFT, match="flops", macs=7_899_648)
     write_arm(tmp_path / "matched", "pool", ATTN, mixer="pool", match="flops", macs=7_899_648 * 1.03)
     row = verdicts(load_runs(tmp_path / "matched", warn=False), baseline={"mixer": "shift"}).iloc[0]
-    assert row["budget_matched"] and row["budget"] == "+3 % MACs (same target)"
+    assert row["budget_matched"] and row["budget"] == "+3.0 % MACs (same target)"
     assert not row["verdict"].startswith("not budget-matched")
     write_arm(tmp_path / "unmatched", "shift", SHIFT, macs=7_899_648)
     write_arm(tmp_path / "unmatched", "pool", ATTN, mixer="pool", macs=7_899_648 * 1.03)
     row = verdicts(load_runs(tmp_path / "unmatched", warn=False), baseline={"mixer": "shift"}).iloc[0]
-    assert not row["budget_matched"] and row["verdict"] == "not budget-matched (+3 % MACs)"
+    assert not row["budget_matched"] and row["verdict"] == "not budget-matched (+3.0 % MACs)"
+
+
+def test_a_budget_just_over_the_tolerance_never_reads_as_within_it(tmp_path):
+    write_arm(tmp_path, "shift", SHIFT, macs=7_899_648 * 1.024)
+    write_arm(tmp_path, "attn", ATTN, mixer="attn", macs=7_899_648)
+    row = verdicts(load_runs(tmp_path, warn=False)).iloc[0]
+    assert row["verdict"] == "not budget-matched (+2.4 % MACs)"  # "+2 %" would read as within the 2 % tolerance
 
 
 # --- figures ---------------------------------------------------------------------------------------------------
 def _drawn(artist) -> bool:
-    if isinstance(artist, Line2D):
-        return len(artist.get_xdata()) > 0
+    if isinstance(artist, Line2D):  # a point between NaNs, without a marker, draws nothing
+        y = np.asarray(artist.get_ydata(), dtype=float)
+        finite = np.isfinite(y)
+        marked = artist.get_marker() not in (None, "None", "")
+        return bool(finite.any() and (marked or (finite[1:] & finite[:-1]).any()))
     if isinstance(artist, PathCollection):
         return len(artist.get_offsets()) > 0
     if isinstance(artist, PolyCollection):
@@ -302,3 +393,30 @@ def test_one_factor_sweep_reports_the_trend(tmp_path):
     fit = sm.OLS([v for vs in gammas.values() for v in vs], sm.add_constant(x)).fit()
     assert "## Trend over gamma_float (one-factor sweep)" in md and "Verdicts" not in md
     assert f"over 6 finished runs at 3 levels: {fit.params[1]:+.3g} points per unit" in md
+
+
+def test_curves_are_drawn_at_the_recorded_epochs_and_across_unevaluated_ones(tmp_path):
+    """metrics.jsonl numbers epochs from 1; with train.eval_every=5 the epochs between hold no val_top1, and the
+    mean line must still join the evaluated ones (a line through NaNs draws nothing)."""
+    from analysis import load_curves
+    from analysis.plots import figure_curves
+
+    for seed in (0, 1):
+        run_dir = write_run(tmp_path, f"shift-{seed}", seed=seed, val_top1=90.0, epochs=10)
+        rows = [{"epoch": e, "train_loss": 1 / e, **({"val_top1": 80.0 + e} if e % 5 == 0 else {})}
+                for e in range(1, 11)]
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    runs = load_runs(tmp_path, warn=False)
+    [line] = figure_curves(load_curves(tmp_path, warn=False, runs=runs), runs).axes[0].get_lines()
+    assert list(line.get_xdata()) == [5, 10] and list(line.get_ydata()) == [85.0, 90.0]
+    assert _drawn(line)
+
+
+def test_curves_of_a_record_numbered_from_0_are_read_from_1(tmp_path):
+    """Records written before epochs were numbered from 1 (as the log prints them) read like today's."""
+    from analysis import load_curves
+
+    run_dir = write_run(tmp_path, "shift-0", val_top1=90.0, epochs=2)
+    (run_dir / "metrics.jsonl").write_text('{"epoch": 0, "val_top1": 80.0}\n{"epoch": 1, "val_top1": 90.0}\n')
+    curves = load_curves(tmp_path, warn=False)
+    assert sorted(curves.loc[curves["metric"] == "val_top1", "epoch"]) == [1, 2]
