@@ -17,10 +17,28 @@ from shiftvit.config import register_configs
 
 
 def sweep_id(argv) -> str:
-    """A sweep directory name that depends only on the command's overrides, so relaunching the same
-    command finds the same directory (finished jobs are skipped, cut-off ones resume). How it is launched
-    (``hydra/launcher=...``, ``hydra.*`` settings) is not part of the sweep's identity."""
-    items = sorted(a for a in argv[1:] if "=" in a and not a.startswith(("-", "hydra.", "hydra/", "+hydra")))
+    """A sweep directory name that depends only on what the command's overrides ask for, so relaunching the
+    same command finds the same directory (finished jobs are skipped, cut-off ones resume), with its arguments,
+    or the values of one, in any order. How it is launched (``hydra/launcher=...``, ``hydra.*`` settings) and
+    settings that never change a run's numbers (``config.NOT_IDENTITY_KEYS``: threads, logger ...) are not part
+    of the sweep's identity."""
+    from shiftvit.config import NOT_IDENTITY_KEYS
+
+    given = [a for a in argv[1:] if "=" in a and not a.startswith(("-", "hydra.", "hydra/", "+hydra"))]
+    try:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        items = []
+        for override in OverridesParser.create().parse_overrides(given):
+            if override.key_or_group in NOT_IDENTITY_KEYS:
+                continue
+            values = list(override.sweep_string_iterator()) if override.is_sweep_override() else None
+            # a list of choices is a set of jobs: seed=1,0 is seed=0,1 (ranges and globs stay as written)
+            simple = values is not None and type(override.value()).__name__ == "ChoiceSweep"
+            items.append(f"{override.get_key_element()}={','.join(sorted(values))}" if simple else override.input_line)
+    except Exception:  # a malformed override: Hydra reports it in a moment; any stable name will do until then
+        items = given
+    items.sort()
     slug = re.sub(r"[^A-Za-z0-9=,.+_-]+", "_", "-".join(items))[:80] or "defaults"
     return f"{slug}-{hashlib.sha256(repr(items).encode()).hexdigest()[:8]}"
 

@@ -21,7 +21,9 @@ import yaml
 from shiftvit.records import (
     CONFIG_FILE,
     DUPLICATE,
+    FAILED,
     FAILED_STATUSES,
+    INTERRUPTED,
     METRICS_FILE,
     OUTCOME_KEYS,
     RESULT_KEYS,
@@ -173,6 +175,7 @@ def load_runs(paths: Union[PathLike, Iterable[PathLike]], include: Tuple[str, ..
             continue
         rows.append(row)
         configs.append(config)
+    rows, configs = _drop_superseded(rows, configs, skipped, warn)
     arm_columns = assign_arms(rows, configs) if rows else []
     df = pd.DataFrame(rows)
     if not df.empty:
@@ -187,6 +190,32 @@ def load_runs(paths: Union[PathLike, Iterable[PathLike]], include: Tuple[str, ..
     df.attrs["skipped"] = skipped
     df.attrs["arm_columns"] = arm_columns
     return df
+
+
+def _drop_superseded(rows: List[Dict[str, Any]], configs: List[Dict[str, Any]], skipped: List[Tuple[str, str]],
+                     warn: bool) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """Leave out a failed or interrupted attempt at a run whose config and seed (its config hash) another record
+    finished: the same run tried again, not a second seed that failed. A diverged run is a finding, and stays."""
+    finished = {}
+    for row in rows:
+        if row.get("config_hash") and row["status"] not in (FAILED, INTERRUPTED):
+            finished.setdefault(row["config_hash"], row["run_dir"])
+    kept_rows, kept_configs = [], []
+    for row, config in zip(rows, configs):
+        by = finished.get(row.get("config_hash")) if row["status"] in (FAILED, INTERRUPTED) else None
+        if by is None:
+            kept_rows.append(row)
+            kept_configs.append(config)
+            continue
+        why = f"{row['status']} attempt superseded by {by} (the same config and seed, {_status_of(rows, by)})"
+        skipped.append((row["run_dir"], why))
+        if warn:
+            warnings.warn(f"skipped {row['run_dir']}: {why}", SkippedRun, stacklevel=3)
+    return kept_rows, kept_configs
+
+
+def _status_of(rows: List[Dict[str, Any]], run_dir: str) -> str:
+    return next(row["status"] for row in rows if row["run_dir"] == run_dir)
 
 
 def _attach_standard_errors(df: pd.DataFrame) -> None:

@@ -112,11 +112,12 @@ def _claim(sweep_dir: Path, digest: str, run_dir: Path) -> Optional[Path]:
 
     The claim file appears with its content in one step (a link of a complete temporary file), so a crash can
     never leave an empty claim behind. A claim whose owner no longer holds a record of this config (archived
-    or deleted) passes to the claimant.
+    or deleted), or holds one that was cut off (failed, or interrupted and no longer running), passes to the
+    claimant: a duplicate of an unfinished record would leave the config without a result.
     """
     import yaml
 
-    from .records import CONFIG_FILE, fault_point
+    from .records import CONFIG_FILE, RecordError, fault_point, run_status
 
     claims = sweep_dir / ".claims"
     claims.mkdir(parents=True, exist_ok=True)
@@ -137,7 +138,11 @@ def _claim(sweep_dir: Path, digest: str, run_dir: Path) -> Optional[Path]:
             owner_holds_it = config_hash(yaml.safe_load((owner / CONFIG_FILE).read_text())) == digest
         except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError):
             owner_holds_it = False
-        if owner_holds_it:
+        try:
+            cut_off = run_status(owner) in (FAILED, INTERRUPTED)
+        except RecordError:  # an unreadable summary: not a result either
+            cut_off = True
+        if owner_holds_it and not cut_off:
             return owner
         os.replace(tmp, path)
         return None
@@ -216,6 +221,7 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
         "git_commit": git_commit(), "versions": versions(), "host": socket.gethostname(),
         "run_dir": str(run_dir), "overrides": list(overrides or []), "sweep_name": sweep_name,
         "world_size": dist.world_size, "attempts": int(previous.get("attempts") or 0) + 1,
+        "epochs_done": previous.get("epochs_done"),  # until this attempt ends an epoch, what the last one did
     }
     # wall time across every attempt at this run (an interrupted one recorded its time up to its last epoch)
     earlier = previous.get("wall_s") or 0.0
@@ -267,7 +273,7 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
     except (Interrupted, KeyboardInterrupt) as e:
         by = str(e) if isinstance(e, Interrupted) else "SIGINT"
         end_early(INTERRUPTED, 0, interrupted_by=by)
-        print(f"interrupted by {by}: {run_dir} holds the checkpoint; rerun the same command to resume",
+        print(f"interrupted by {by}: {run_dir} holds the checkpoint; {_resume_hint(run_dir, sweep_dir)}",
               file=sys.stderr, flush=True)
         dist_utils.barrier()
         signum = signal.Signals[by]
@@ -282,7 +288,7 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
     except OSError as e:
         end_early(FAILED, 1, error=f"{type(e).__name__}: {e}")
         raise RecordError(f"cannot write {e.filename or run_dir} ({e.strerror or e}): free space or fix the "
-                          "permissions, then rerun the same command to resume") from None
+                          f"permissions, then {_resume_hint(run_dir, sweep_dir)}") from None
     except Exception as e:
         end_early(FAILED, 1, error=f"{type(e).__name__}: {e}")
         raise
@@ -295,6 +301,13 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
                  "" if best is None else f" (best {best:.2f} after epoch {best_epoch})",
                  summary["wall_s"], run_dir / SUMMARY_FILE)
     return summary
+
+
+def _resume_hint(run_dir: Path, sweep_dir: Optional[Path]) -> str:
+    """How to continue this record: a sweep finds its job directories again, a single run's directory is named
+    after the time it started, so the command must name it."""
+    return ("rerun the same command to resume" if sweep_dir is not None else
+            f"rerun the same command with hydra.run.dir={run_dir} to resume")
 
 
 def _tracker(logger_cfg: Dict[str, Any], effective: Dict[str, Any], run_dir: Path, digest: str,

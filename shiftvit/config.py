@@ -331,6 +331,12 @@ class LoggerConfig:
 
 LOGGERS = ("wandb", "none")
 WANDB_MODES = ("offline", "online", "disabled")
+# command-line keys that never change a run's numbers (the config hash leaves them out, and the logger is not in
+# the effective config): sweep and job directories are named without them, so a relaunch that adds
+# train.threads=1 or logger=none finds the same records (conf/config.yaml's exclude_keys repeats it; a test holds
+# the two equal)
+NOT_IDENTITY_KEYS = (*(f"train.{key}" for key in SPEED_ONLY_TRAIN_KEYS), "logger",
+                     *(f"logger.{f.name}" for f in dataclasses.fields(LoggerConfig)))
 
 
 @dataclass

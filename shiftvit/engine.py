@@ -27,7 +27,16 @@ from torch import nn
 from . import distributed as dist_utils
 from .config import TrainSettings
 from .data import DataBundle, make_loaders, on_device_eligible
-from .records import CHECKPOINT_FILE, COMPLETED, DIVERGED, RecordError, atomic_write_bytes, read_metrics, write_metrics
+from .records import (
+    CHECKPOINT_FILE,
+    COMPLETED,
+    DIVERGED,
+    METRICS_FILE,
+    RecordError,
+    atomic_write_bytes,
+    read_metrics,
+    write_metrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +234,12 @@ class Trainer:
         self.diverged = bool(state.get("diverged", False))
         # rows are numbered from 1, as printed; the checkpoint counts the epochs done
         self.history = [r for r in metrics if r["epoch"] <= self.start_epoch]
+        held = [r["epoch"] for r in self.history]
+        if held != list(range(1, self.start_epoch + 1)):  # a record completed from here would lack those epochs
+            raise RecordError(
+                f"{self.run_dir / METRICS_FILE} holds epochs {_epochs_text(held)} but {self.checkpoint_path} has "
+                f"trained {self.start_epoch}: continuing would record a run without all its epochs; "
+                "train.resume=fresh archives the record and starts over")
         log.info("resumed from %s at epoch %d batch %d", self.checkpoint_path, self.start_epoch, self.start_batch)
         return True
 
@@ -269,8 +284,11 @@ class Trainer:
         s = self.settings
         sampler = self.train_loader.sampler
         sampler.set_epoch(epoch, skip=self.start_batch * self.train_loader.batch_size)
+        # the loader now holds only the batches left after a mid-epoch resume: count the epoch's batches whole,
+        # or its last (partial) accumulation window would never be stepped
+        epoch_batches = self.start_batch + len(self.train_loader)
         self.train_model.train()
-        bar = self._progress(len(self.train_loader) + self.start_batch, f"epoch {epoch + 1}/{s.epochs}")
+        bar = self._progress(epoch_batches, f"epoch {epoch + 1}/{s.epochs}")
         bar.update(self.start_batch)
         batch = self.start_batch
         self.start_batch = 0
@@ -297,7 +315,8 @@ class Trainer:
             else:
                 scaled.backward()
             batch += 1
-            if batch % s.accum_steps == 0 or batch == len(self.train_loader):
+            window_done = batch % s.accum_steps == 0 or batch == epoch_batches
+            if window_done:
                 self._optimizer_step()
             self.partial["samples"] += x.shape[0]
             if not bar.disable:
@@ -305,7 +324,8 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}",
                                 img_s=f"{self.partial['samples'] / max(elapsed, 1e-9):.0f}")
             bar.update(1)
-            if dist_utils.broadcast_flag(catcher.received is not None):
+            # stop only between optimizer steps: the gradients of a half-accumulated window are not checkpointed
+            if window_done and dist_utils.broadcast_flag(catcher.received is not None):
                 self.partial["seconds"] += time.perf_counter() - started
                 bar.close()
                 if self._any_rank_diverged(all_finite):  # never checkpoint weights a non-finite loss stepped
@@ -408,6 +428,11 @@ class Trainer:
         return FitResult(DIVERGED if self.diverged else COMPLETED, self.history,
                          _median(self.history, "train_images_per_s"), _median(self.history, "eval_images_per_s"),
                          len(self.history))
+
+
+def _epochs_text(epochs: List[int]) -> str:
+    return "none" if not epochs else ", ".join(map(str, epochs)) if len(epochs) <= 6 else \
+        f"{', '.join(map(str, epochs[:3]))}, ..., {epochs[-1]} ({len(epochs)} rows)"
 
 
 def _median(rows: List[Dict[str, Any]], key: str) -> Optional[float]:

@@ -221,8 +221,9 @@ class SweepMonitor:
                 lines.append(f"[sweep] {_short(job_overrides(job))}: {status}")
         if lines:
             finished = sum(1 for s in self.seen.values() if not s.startswith((RUNNING, "starting")))
-            total = self.total if self.total is not None else "?"
-            queued = (self.total - len(self.seen)) if self.total is not None else "?"
+            # the directory may hold jobs of an earlier launch beside this one's: never fewer jobs than are there
+            total = max(self.total, len(self.seen)) if self.total is not None else "?"
+            queued = max(self.total - len(self.seen), 0) if self.total is not None else "?"
             lines.append(f"[sweep] {finished}/{total} finished, "
                          f"{sum(1 for s in self.seen.values() if s.startswith(('running', 'starting')))} running, "
                          f"{queued} queued")

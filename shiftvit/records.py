@@ -165,8 +165,8 @@ def read_metrics(run_dir: Path) -> List[Dict[str, Any]]:
         if bad:
             raise ValueError(f"line {bad[0]} is not an epoch record")
     except (OSError, ValueError) as e:
-        raise RecordError(f"{path} is unreadable ({e}): delete it to retrain this run's epochs from the "
-                          "checkpoint's start, or train.resume=fresh to archive the record and start over") from None
+        raise RecordError(f"{path} is unreadable ({e}): train.resume=fresh archives the record and starts "
+                          "over (deleting the file would leave the run without the epochs it held)") from None
     return rows
 
 

@@ -290,6 +290,44 @@ def test_reordered_and_extended_sweep_maps_each_job_to_its_record(tmp_path):
     assert [r["status"] for r in sweep_rows(sweep)] == ["completed"] * 6
 
 
+def test_the_default_sweep_directory_ignores_order_and_speed_settings(tmp_path):
+    """The same jobs, values reordered, with train.threads and logger added: the same sweep, nothing retrained."""
+    first = run_cli(["-m", "seed=0,1", *small(epochs=1)], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    [sweep] = (tmp_path / "multirun").iterdir()
+    records = {job.name: (job / SUMMARY_FILE).read_bytes() for job in job_dirs(sweep)}
+    assert len(records) == 2 and not any("logger" in name for name in records)  # it names no record
+    again = [o for o in small(epochs=1) if o != "logger=none"]
+    second = run_cli(["-m", "train.threads=1", "seed=1,0", *again, "logger=none"], cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert list((tmp_path / "multirun").iterdir()) == [sweep]
+    assert {job.name: (job / SUMMARY_FILE).read_bytes() for job in job_dirs(sweep)} == records
+
+
+def test_a_job_whose_twin_was_cut_off_trains_and_the_attempt_is_superseded(tmp_path):
+    """A sweep cut off in its only job, relaunched with an override naming the default: the new job directory's
+    config was claimed by the cut-off record. It trains (a duplicate of an unfinished record would leave the
+    config without a result), and the analysis reads the cut-off attempt as superseded, not as a failed seed."""
+    from analysis import load_runs
+
+    sweep = tmp_path / "sweep"
+    args = ["-m", "seed=0", *small(epochs=2), f"hydra.sweep.dir={sweep}"]
+    env = cli_env(**{FAULT_ENV: f"after_rename:{METRICS_FILE}:1"})
+    cut = subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600, env=env)
+    assert cut.returncode != 0
+    [old] = job_dirs(sweep)
+    assert run_status(old) == "interrupted"
+    second = run_cli([*args, "train.lr=0.002"], cwd=tmp_path)  # the default, named: another job directory
+    assert second.returncode == 0, second.stderr[-3000:]
+    [new] = [job for job in job_dirs(sweep) if job != old]
+    assert read_summary(new)["status"] == "completed" and read_summary(new).get("duplicate_of") is None
+    runs = load_runs(sweep, warn=False)
+    assert list(runs["run_dir"]) == [str(new)] and list(runs["status"]) == ["completed"]
+    assert runs.attrs["skipped"] == [(str(old), f"interrupted attempt superseded by {new} (the same config and "
+                                                "seed, completed)")]
+
+
 # --- 6 and 7. one launcher per sweep; Ctrl-C; a failed job ---------------------------------------------------
 def test_second_launch_is_refused_and_ctrl_c_leaves_sweep_csv(tmp_path):
     sweep = tmp_path / "sweep"
@@ -373,6 +411,70 @@ def test_damaged_record_gives_one_line_naming_the_file(reference, killed, tmp_pa
     damaged = metrics if damage == "metrics" else checkpoint
     assert message.startswith(f"{damaged} is unreadable") and "train.resume=fresh" in message
     assert "\n" not in message and "weights_only" not in message
+
+
+def test_deleted_metrics_never_lead_to_a_completed_record_without_its_epochs(reference, killed, tmp_path):
+    """A checkpoint two epochs in beside no metrics.jsonl: continuing would write a 'completed' record holding
+    epoch 3 alone (and its best top-1 among one epoch): refused, with the way out."""
+    cfg, _ = reference
+    run_dir = tmp_path / "run"
+    shutil.copytree(killed, run_dir)
+    (run_dir / METRICS_FILE).unlink()
+    with pytest.raises(RecordError) as error:
+        run_experiment(cfg, run_dir)
+    message = str(error.value)
+    assert message.startswith(f"{run_dir / METRICS_FILE} holds epochs none but {run_dir / CHECKPOINT_FILE} has "
+                              "trained 1")
+    assert message.endswith("train.resume=fresh archives the record and starts over")
+    assert read_summary(run_dir)["status"] != "completed" and not (run_dir / METRICS_FILE).exists()
+
+
+def _sigterm_at_batch(cfg: dict, run_dir: str, at: int) -> None:
+    """A run that sends itself SIGTERM (a SLURM preemption notice) as its ``at``-th training batch is loaded."""
+    from shiftvit import engine
+
+    load, loaded = engine.Trainer._to_device, [0]
+
+    def counting(self, x, y):
+        if self.model.training:
+            loaded[0] += 1
+            if loaded[0] == at:
+                os.kill(os.getpid(), signal.SIGTERM)
+        return load(self, x, y)
+
+    engine.Trainer._to_device = counting
+    _child(cfg, run_dir, "", None)
+
+
+@pytest.mark.parametrize("at", [5, 7], ids=["inside-a-window", "before-the-epochs-last-window"])
+def test_preemption_with_gradient_accumulation_resumes_bit_exactly(tmp_path, at):
+    """4 batches an epoch, a step every 3 (and one at the epoch's end): a SIGTERM in epoch 2 must neither lose
+    the gradients of a half-accumulated window nor the epoch's last step after the resume."""
+    cfg = composed(*SMALL, "train.accum_steps=3")
+    assert run_forked(cfg, tmp_path / "reference") == 0
+    run_dir = tmp_path / "run"
+    process = multiprocessing.get_context("fork").Process(target=_sigterm_at_batch, args=(cfg, str(run_dir), at))
+    process.start()
+    process.join(300)
+    assert read_summary(run_dir)["status"] == "interrupted"
+    stopped = torch.load(run_dir / CHECKPOINT_FILE, weights_only=True)
+    assert (stopped["epoch"], stopped["batch"]) == (1, 3), "stopped at the end of an accumulation window"
+    assert run_forked(cfg, run_dir) == 0
+    assert_same_records(run_dir, tmp_path / "reference")
+    updates = [torch.load(d / CHECKPOINT_FILE, weights_only=True)["num_updates"]
+               for d in (run_dir, tmp_path / "reference")]
+    assert updates == [6, 6]
+
+
+def test_an_attempt_cut_off_before_its_first_epoch_keeps_the_epochs_done(reference, tmp_path):
+    cfg, _ = reference
+    run_dir = tmp_path / "run"
+    assert run_forked(cfg, run_dir, f"after_rename:{CHECKPOINT_FILE}:2") == -signal.SIGKILL
+    done = read_summary(run_dir)["epochs_done"]
+    assert done == 1  # recorded after epoch 1; epoch 2's checkpoint was on disk when the kill came
+    assert run_forked(cfg, run_dir, f"before_rename:{CHECKPOINT_FILE}:1") == -signal.SIGKILL
+    summary = read_summary(run_dir)
+    assert summary["attempts"] == 2 and summary["epochs_done"] == done
 
 
 @pytest.mark.parametrize("args", [["hydra.run.dir=/proc/shiftvit-run"], ["-m", "seed=0,1",

@@ -77,6 +77,14 @@ def test_paper_scale_shares_everything_but_model_data_schedule(experiment):
     assert paper.match == cpu.match and paper.mixer == cpu.mixer
 
 
+def test_job_directories_leave_out_exactly_the_settings_that_never_change_a_run():
+    """conf/config.yaml's exclude_keys repeats config.NOT_IDENTITY_KEYS (Hydra reads YAML); they must be equal."""
+    from shiftvit.config import NOT_IDENTITY_KEYS
+
+    excluded = _compose([]).hydra.job.config.override_dirname.exclude_keys
+    assert list(excluded) == list(NOT_IDENTITY_KEYS)
+
+
 def test_expected_jobs_counts_the_grid():
     assert expected_jobs(["mixer=shift,attn", "gamma=1/12,1/6", "train.epochs=1"], None) == 4
     assert expected_jobs(["+experiment=mixers"], {"mixer": "shift,attn,dwconv", "seed": "0,1,2"}) == 9
