@@ -176,6 +176,16 @@ def _own_run_dir(run_dir: Path, effective: Dict[str, Any], digest: str, dist):
     return lock, previous if dist.is_main else ({"status": COMPLETED} if finished else {})
 
 
+def _refuse_a_sweep_directory(run_dir: Path) -> None:
+    """A single run's record beside a sweep's job directories would be read as one more arm of that sweep."""
+    from .multirun import SWEEP_CSV, job_dirs
+
+    if (run_dir / SWEEP_CSV).exists() or job_dirs(run_dir):
+        raise ConfigError(f"{run_dir} holds a sweep ({SWEEP_CSV} or other runs' directories): a run there would be "
+                          "analysed with them as one more arm; choose another hydra.run.dir, or run it in its sweep "
+                          "with -m")
+
+
 def run_experiment(cfg: Dict[str, Any], run_dir: Path, *, sweep_dir: Optional[Path] = None,
                    sweep_name: Optional[str] = None, overrides: Optional[List[str]] = None) -> Dict[str, Any]:
     """Validate, train and record one run in ``run_dir``; returns the summary. ``sweep_dir`` enables dedupe.
@@ -189,6 +199,8 @@ def run_experiment(cfg: Dict[str, Any], run_dir: Path, *, sweep_dir: Optional[Pa
     started = time.time()
     run_dir = Path(run_dir)
     effective = resolve(cfg)
+    if sweep_dir is None:
+        _refuse_a_sweep_directory(run_dir)
     digest = config_hash(effective)
     dist = dist_utils.info()
     lock, previous = _own_run_dir(run_dir, effective, digest, dist)
@@ -312,14 +324,15 @@ def _resume_hint(run_dir: Path, sweep_dir: Optional[Path]) -> str:
 
 def _tracker(logger_cfg: Dict[str, Any], effective: Dict[str, Any], run_dir: Path, digest: str,
              sweep_name: Optional[str], dist):
+    from .config import LoggerConfig
     from .tracking import Tracker
 
+    settings = LoggerConfig(**logger_cfg)  # what the command left out takes the schema's defaults, as in run.py
     return Tracker(
-        logger_cfg.get("name", "none") == "wandb" and dist.is_main, run_dir, {**effective, "config_hash": digest},
-        mode=logger_cfg.get("mode", "offline"), project=logger_cfg.get("project", "shiftvit"),
-        entity=logger_cfg.get("entity"), group=sweep_name, job_type=effective["mixer"]["name"],
-        name=run_dir.name if sweep_name else None, tags=list(logger_cfg.get("tags") or []),
-        init_timeout=float(logger_cfg.get("init_timeout", 20)),
+        settings.name == "wandb" and dist.is_main, run_dir, {**effective, "config_hash": digest},
+        mode=settings.mode, project=settings.project, entity=settings.entity, group=sweep_name,
+        job_type=effective["mixer"]["name"], name=run_dir.name if sweep_name else None, tags=list(settings.tags),
+        init_timeout=float(settings.init_timeout),
         # stable across resumes of the same run dir, distinct across run dirs
         run_id=f"{digest[:8]}-{hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:8]}")
 

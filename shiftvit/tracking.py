@@ -11,8 +11,10 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from .config import WANDB_MODES as MODES
+from .config import LoggerConfig
+
 log = logging.getLogger(__name__)
-MODES = ("offline", "online", "disabled")
 
 
 def flatten(cfg: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
@@ -30,10 +32,10 @@ def flatten(cfg: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
 class Tracker:
     """Logs to wandb if it can; every method is a no-op after the first failure."""
 
-    def __init__(self, enabled: bool, run_dir: Path, config: Dict[str, Any], *, mode: str = "offline",
-                 project: str = "shiftvit", entity: Optional[str] = None, group: Optional[str] = None,
+    def __init__(self, enabled: bool, run_dir: Path, config: Dict[str, Any], *, mode: str = LoggerConfig.mode,
+                 project: str = LoggerConfig.project, entity: Optional[str] = None, group: Optional[str] = None,
                  job_type: Optional[str] = None, name: Optional[str] = None, tags: Optional[List[str]] = None,
-                 init_timeout: float = 20.0, run_id: Optional[str] = None):
+                 init_timeout: float = LoggerConfig.init_timeout, run_id: Optional[str] = None):
         self.run = None
         self.warned = False
         if not enabled or mode == "disabled":

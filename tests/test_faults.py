@@ -429,6 +429,16 @@ def test_deleted_metrics_never_lead_to_a_completed_record_without_its_epochs(ref
     assert read_summary(run_dir)["status"] != "completed" and not (run_dir / METRICS_FILE).exists()
 
 
+def test_a_single_run_is_refused_in_a_sweep_directory(reference, tmp_path):
+    cfg, reference_dir = reference
+    sweep = tmp_path / "sweep"
+    shutil.copytree(reference_dir, sweep / "seed=0")
+    (sweep / "seed=0" / ".hydra").mkdir()
+    with pytest.raises(ConfigError, match=r"holds a sweep \(sweep.csv or other runs' directories\): a run there"):
+        run_experiment(cfg, sweep)
+    assert sorted(p.name for p in sweep.iterdir()) == ["seed=0"]  # nothing written
+
+
 def _sigterm_at_batch(cfg: dict, run_dir: str, at: int) -> None:
     """A run that sends itself SIGTERM (a SLURM preemption notice) as its ``at``-th training batch is loaded."""
     from shiftvit import engine
