@@ -24,9 +24,9 @@ import pandas as pd
 
 from shiftvit.records import FAILED_STATUSES, USED_STATUSES
 
-from .arms import ArmSpec, describe
+from .arms import ArmSpec, arms_matching, describe
 from .headroom import METHOD, Testbed, headroom_line, headroom_of
-from .load import RepeatedSeed, SkippedRun, load_curves, load_runs
+from .load import METRICS, RepeatedSeed, SkippedRun, find_run_dirs, load_curves, load_runs
 from .stats import (
     ALPHA,
     DEFAULT_BASELINE,
@@ -114,13 +114,22 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
     sections: List[Section] = []
     pairs: Dict[str, str] = {}
     spec = DEFAULT_BASELINE if baseline is None else baseline
-    try:
-        table = verdicts(runs, treatment=treatment, baseline=baseline, metric=metric, margin=margin,
-                         pair_by=pair_by, tolerance=tolerance, testbeds=beds)
-    except ValueError as e:
-        if baseline is not None or treatment is not None:
-            raise
-        table, why = None, str(e)
+    # checked here, not left to stats.verdicts, so that the way out names this command's flag
+    if not arms_matching(runs, spec):
+        arms = "; ".join(dict.fromkeys(runs["arm"]))
+        if baseline is not None or treatment is not None:  # asked for a comparison: no report without it
+            which = "--baseline" if baseline is not None else "the default baseline"
+            raise ValueError(f"{which} {describe(spec)!r} matches no arm; the arms: {arms}; name one of them "
+                             "(or a filter such as 'mixer=shift gamma=1/12') with --baseline")
+        table, why = None, f"no arm matches the default baseline ({describe(spec)})"
+    else:
+        try:
+            table = verdicts(runs, treatment=treatment, baseline=baseline, metric=metric, margin=margin,
+                             pair_by=pair_by, tolerance=tolerance, testbeds=beds)
+        except ValueError as e:
+            if baseline is not None or treatment is not None:
+                raise
+            table, why = None, str(e)
     if table is not None and len(table):
         pairs = dict(zip(table["treatment"], table["baseline"]))
         k = table.attrs["comparisons"]
@@ -278,6 +287,31 @@ def _writable(out: Path) -> Optional[str]:
     return None if os.access(out, os.W_OK | os.X_OK) else "Permission denied"
 
 
+def _holds_no_runs(path: Path) -> Optional[str]:
+    """None when ``path`` holds at least one run record (a sweep whose runs all failed still has something to
+    report), else what is wrong with it."""
+    if not path.exists():
+        return "does not exist"
+    if not path.is_dir():
+        return "is a file, not a directory"
+    return None if find_run_dirs(path) else "holds no run records"
+
+
+def _bad_argument(args: argparse.Namespace) -> Optional[str]:
+    """None when the command line can make a report, else the one-line error naming the bad value and the way out."""
+    if args.metric not in METRICS:
+        return f"--metric {args.metric!r} is not a metric the analysis knows; use one of: {', '.join(METRICS)}"
+    if not (math.isfinite(args.margin) and args.margin > 0):
+        return (f"--margin {args.margin:g} must be a positive number of top-1 points (default {DEFAULT_MARGIN:g}), "
+                "e.g. --margin 1.0")
+    for sweep in args.sweeps:
+        problem = _holds_no_runs(sweep)
+        if problem:
+            return (f"{sweep} {problem}: name a run or sweep directory holding run records (a run's "
+                    "summary.json and config.yaml, as run.py writes them), e.g. multirun/<sweep>")
+    return None
+
+
 def default_out(sweeps: Iterable[Any]) -> Path:
     """Where a report on ``sweeps`` goes unless told: beside the first sweep's runs. The notebooks put their
     figures under it too, so that everything read off a sweep stays with that sweep."""
@@ -300,9 +334,10 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     p.add_argument("--tolerance", type=float, default=None,
                    help="relative budget tolerance (default: the runs' recorded one, else the project default)")
     args = p.parse_args(argv)
-    missing = [s for s in args.sweeps if not s.exists()]
-    if missing:
-        print(f"error: {missing[0]} does not exist", file=sys.stderr)
+    # every argument is checked before the output folder is made: a refused command leaves nothing behind
+    why = _bad_argument(args)
+    if why:
+        print(f"error: {why}", file=sys.stderr)
         return 2
     out = args.out or default_out(args.sweeps)
     why = _writable(out)

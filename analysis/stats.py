@@ -347,7 +347,7 @@ def _pairs(runs: pd.DataFrame, treatment: Optional[ArmSpec], baseline: Optional[
     spec = DEFAULT_BASELINE if baseline is None else baseline
     baselines = arms_matching(runs, spec)
     if not baselines:
-        raise ValueError(f"no baseline arm: nothing matches {describe(spec)}; name one with baseline=...")
+        raise ValueError(f"no baseline arm: nothing matches {describe(spec)}; name one with baseline=ARM (--baseline)")
     treatments = arms_matching(runs, treatment)
     if treatment is not None and not treatments:
         select_arm(runs, treatment)  # raises the one-line error naming the arms

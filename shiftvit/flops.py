@@ -356,7 +356,8 @@ def _parse_args(argv: Optional[Iterable[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m shiftvit.flops",
         description="MACs and parameters per component (mixer, mlp, norm, embed, merge, head) for timm models.")
-    p.add_argument("models", nargs="+", help="timm model names, e.g. shiftvit_r2_tiny swin_tiny_patch4_window7_224")
+    p.add_argument("models", nargs="*", help="timm model names, e.g. shiftvit_r2_tiny swin_tiny_patch4_window7_224 "
+                   "(none with --variants; '-' is read as none)")
     p.add_argument("--img-size", type=int, default=None, help="input size (default: each model's own)")
     p.add_argument("--mixer", help=f"token mixer(s) for shiftvit models, comma-separated: {', '.join(sorted(MIXERS))}")
     p.add_argument("--gamma", help="shift ratio per direction, e.g. 1/12")
@@ -394,10 +395,16 @@ def format_variants() -> str:
 
 def main(argv: Optional[Iterable[str]] = None) -> int:
     args = _parse_args(argv)
+    # '-' was the placeholder when a model was required even with --variants: README and older notes still use it
+    args.models = [name for name in args.models if name != "-"]
     if args.variants:
         print(format_variants())
-        if args.models == ["-"]:
+        if not args.models:
             return 0
+    elif not args.models:
+        print("error: no model named: name one or more, e.g. python -m shiftvit.flops shiftvit_r2_tiny, or list the "
+              "ShiftViT variants with python -m shiftvit.flops --variants", file=sys.stderr)
+        return 2
     overrides: Dict[str, Any] = {k: v for k, v in dict(
         gamma=args.gamma, mlp_ratio=args.mlp_ratio, norm=args.norm, act=args.act).items() if v is not None}
     if args.depths:
@@ -409,7 +416,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     unknown = [name for name in args.models if not timm.is_model(name)]
     if unknown:
         print(f"error: unknown model {unknown[0]!r}: ShiftViT variants are listed by `python -m shiftvit.flops "
-              "--variants -`, other timm models by timm.list_models()", file=sys.stderr)
+              "--variants`, other timm models by timm.list_models()", file=sys.stderr)
         return 2
     mixers = args.mixer.split(",") if args.mixer else [None]
     costs: Dict[str, Cost] = {}

@@ -230,9 +230,15 @@ def test_notebooks_are_what_build_py_generates(tmp_path, monkeypatch):
 
 
 def test_empty_sweep_report(tmp_path):
-    (tmp_path / "empty").mkdir()
-    assert report_main([str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 0
-    assert "No finished runs" in (tmp_path / "r" / "report.md").read_text()
+    """A sweep whose every record is unusable still gets a report (that is information); a folder with no run
+    records at all is refused (tests/test_cli_errors.py)."""
+    from analysis_records import write_run
+
+    run_dir = write_run(tmp_path / "sweep", "job-0")
+    (run_dir / "summary.json").write_text("{")  # cut off mid-write
+    assert report_main([str(tmp_path / "sweep"), "--out", str(tmp_path / "r")]) == 0
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "No finished runs" in text and "corrupt summary.json" in text
     assert (tmp_path / "r" / "report.html").exists()
 
 

@@ -6,6 +6,7 @@ process on the same tensors, so machine load affects them alike.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Dict, Iterable, Optional
 
@@ -25,6 +26,9 @@ from .models import (
     bench_fast,
     bench_solver,
     bench_throughput,
+    model_problem,
+    parse_kernels,
+    split_compiled,
 )
 from .norm import _print_norm, bench_norm
 from .shift import DTYPES, STAGE1_SHAPE, _print_shift, bench_shift
@@ -49,6 +53,39 @@ def _key_values(pairs: Iterable[str]) -> Dict[str, object]:
 def _shape(args: argparse.Namespace) -> tuple:
     """``--shape N,C,H,W`` as a tuple, or the small odd-sized tensor of ``--quick``."""
     return (2, 24, 9, 7) if args.quick else tuple(int(v) for v in args.shape.split(","))
+
+
+def device_problem(device: str) -> Optional[str]:
+    """None when ``device`` can run here, else why not: a benchmark asked for a missing GPU would otherwise end in
+    a driver's traceback after its models were built."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        return f"--device {device!r} is not a device; use --device cpu, cuda or cuda:N"
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            return f"--device {device}: no CUDA device here; use --device cpu"
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            return (f"--device {device}: this machine has {count} CUDA device(s); use --device cuda:0 to "
+                    f"cuda:{count - 1}")
+    return None
+
+
+def _refusal(args: argparse.Namespace) -> Optional[str]:
+    """None when the command can run, else its one-line error; checked before anything is built or written."""
+    problem = device_problem(args.device) if hasattr(args, "device") else None
+    if problem:
+        return problem
+    if args.command == "throughput":
+        # a bad kernel suffix stays parse_kernels' ValueError, the form tests/test_bench.py holds it to
+        specs = [parse_kernels(split_compiled(spec)[0])[0] for spec in args.models]
+        return next((p for p in map(model_problem, specs) if p), None)
+    if (args.command == "loader" and args.model != "none") or args.command in ("fast", "overhead"):
+        return model_problem(args.model, mixer=False)
+    if args.command == "solver":
+        return model_problem(args.reference, mixer=False)
+    return None
 
 
 def main(argv: Optional[Iterable[str]] = None) -> int:
@@ -144,6 +181,10 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     g.add_argument("dirs", nargs="+", type=Path, help="folders of benchmark JSON (gpu_check.sh's OUT_DIR)")
     g.add_argument("--out", default="bench_results/targets.json")
     args = p.parse_args(argv)
+    refusal = _refusal(args)
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
     malloc = configure_malloc(args.malloc)
 
     def write(result: Dict[str, object], out: Optional[str]) -> None:  # every result says how memory was got

@@ -3,9 +3,10 @@ the official structure against ours with the same weights (``fast``), and the ma
 own cost (``solver``)."""
 from __future__ import annotations
 
+import re
 import statistics
 import time
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -76,6 +77,35 @@ def split_compiled(spec: str) -> Tuple[str, bool]:
     return "+".join(p for p in parts if p != COMPILED_SUFFIX), COMPILED_SUFFIX in parts[1:]
 
 
+_MODEL_SPEC = re.compile(r"([^\[\]]+)(?:\[([^\[\]]*)\])?")  # name or name[mixer]
+
+
+def model_problem(spec: str, mixer: bool = True) -> Optional[str]:
+    """None when ``spec`` (``name`` or, with ``mixer``, ``name[mixer]``; kernel suffixes taken off) names a model
+    ``_build`` can make, else why not, with the choices: checked before any model is built, so that a typo in the
+    fifth model of a list is refused at once instead of as a traceback after the first four were built."""
+    import timm
+
+    import shiftvit.models  # noqa: F401  (registers the models with timm)
+
+    from ..models.mixers import MIXERS
+
+    parsed = _MODEL_SPEC.fullmatch(spec)
+    if parsed is None or (parsed.group(2) is not None and not mixer):
+        form = f"NAME or NAME[MIXER], e.g. {SHIFT_T}[attn]" if mixer else f"a timm model name, e.g. {SHIFT_T}"
+        return f"model {spec!r} is not {form}"
+    name, mixer_name = parsed.groups()
+    shiftvits = timm.list_models("shiftvit*")
+    if not timm.is_model(name):
+        return (f"unknown model {name!r}; ShiftViT models: {', '.join(shiftvits)}; other timm models: "
+                "timm.list_models()")
+    if mixer_name is not None and name not in shiftvits:
+        return f"model {spec!r}: a [mixer] goes with a ShiftViT model only: {', '.join(shiftvits)}"
+    if mixer_name is not None and mixer_name not in MIXERS:
+        return f"model {spec!r}: unknown mixer {mixer_name!r}; choose one of: {', '.join(MIXERS)}"
+    return None
+
+
 def _build(spec: str, img_size: int):
     """``name`` or ``name[mixer]`` (a ShiftViT with that mixer, depths solved to the name's FLOPs)."""
     import timm
@@ -85,9 +115,8 @@ def _build(spec: str, img_size: int):
     from ..flops import count, solve_depths
 
     kwargs: Dict[str, object] = {}
-    name = spec
-    if "[" in spec:
-        name, mixer = spec[:-1].split("[")
+    name, mixer = _MODEL_SPEC.fullmatch(spec).groups()
+    if mixer is not None:
         kwargs = dict(mixer=mixer, depths=solve_depths(name, img_size, mixer=mixer).depths)
     cost = count(name, img_size, **kwargs)  # count() passes img_size on to ShiftViT models itself
     if name.startswith("shiftvit"):
@@ -114,6 +143,10 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
     rows: Dict[str, Dict[str, object]] = {}
     built: Dict[str, Tuple[torch.nn.Module, Callable, Dict[str, str]]] = {}
     any_compiled = compile
+    for spec in models:  # every name checked before the first model is built (minutes on a CPU at 224 px)
+        problem = model_problem(parse_kernels(split_compiled(spec)[0])[0])
+        if problem:
+            raise ValueError(problem)
     for spec in models:
         plain, compiled = split_compiled(spec)
         any_compiled |= compiled
