@@ -28,7 +28,7 @@ def test_norm_bench_quick_times_every_layout_and_autocast(tmp_path, capsys):
     assert "time / two clones" in capsys.readouterr().out
 
 
-def test_a_model_with_an_unknown_kernel_is_refused_naming_the_choices():
+def test_a_model_with_an_unknown_kernel_is_refused_naming_the_choices(capsys):
     from shiftvit.bench.models import parse_kernels, split_compiled
 
     assert parse_kernels("shiftvit_nano+triton+gn_triton") == ("shiftvit_nano", {"shift": "triton", "norm": "triton"})
@@ -37,7 +37,9 @@ def test_a_model_with_an_unknown_kernel_is_refused_naming_the_choices():
     assert split_compiled("shiftvit_nano[attn]") == ("shiftvit_nano[attn]", False)
     choices = "torch, triton, auto, gn_native, gn_triton, compiled"
     with pytest.raises(ValueError, match=rf"suffix 'cuda' is not one of: {choices}"):
-        main(["throughput", "shiftvit_nano+cuda", "--quick", "--out", ""])
+        parse_kernels("shiftvit_nano+cuda")
+    assert main(["throughput", "shiftvit_nano+cuda", "--quick", "--out", ""]) == 2  # one line, no traceback
+    assert f"suffix 'cuda' is not one of: {choices}" in capsys.readouterr().err
 
 
 def test_the_engine_waits_for_the_device_twice_an_epoch_and_adds_no_operations_per_step(tmp_path):

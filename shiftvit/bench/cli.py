@@ -78,8 +78,10 @@ def _refusal(args: argparse.Namespace) -> Optional[str]:
     if problem:
         return problem
     if args.command == "throughput":
-        # a bad kernel suffix stays parse_kernels' ValueError, the form tests/test_bench.py holds it to
-        specs = [parse_kernels(split_compiled(spec)[0])[0] for spec in args.models]
+        try:
+            specs = [parse_kernels(split_compiled(spec)[0])[0] for spec in args.models]
+        except ValueError as e:  # a kernel suffix that is not one: parse_kernels names the choices
+            return str(e)
         return next((p for p in map(model_problem, specs) if p), None)
     if (args.command == "loader" and args.model != "none") or args.command in ("fast", "overhead"):
         return model_problem(args.model, mixer=False)
