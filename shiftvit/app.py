@@ -25,6 +25,7 @@ from .config import (
     check,
     config_hash,
     model_kwargs,
+    preflight,
     resolve,
 )
 from .records import COMPLETED, DUPLICATE, FAILED, FINISHED_STATUSES, INTERRUPTED, RUNNING
@@ -199,6 +200,7 @@ def run_experiment(cfg: Dict[str, Any], run_dir: Path, *, sweep_dir: Optional[Pa
     started = time.time()
     run_dir = Path(run_dir)
     effective = resolve(cfg)
+    preflight(effective)  # this machine's device and data files, before anything is written
     if sweep_dir is None:
         _refuse_a_sweep_directory(run_dir)
     digest = config_hash(effective)

@@ -7,11 +7,13 @@ Where a setting lives, in one guess each:
              the YAML files in ``conf/`` only override what differs (``conf/train/imagenet.yaml``) or compose
              groups (``conf/experiment/``, ``conf/scale/``).
   validated  types and unknown keys by OmegaConf while Hydra composes; values by the owner's ``check()``
-             (``TrainSettings.check``, each data set's and mixer's options), the budget by ``flops.solve_depths``,
-             all called from ``resolve`` below, before anything is written.
+             (``TrainSettings.check``, each data set's and mixer's options), the optimizer's and schedule's names
+             by timm, the budget by ``flops.solve_depths``, all called from ``resolve`` below; what the machine
+             must have (the device, the data's files) by ``preflight``. Both run before anything is written.
   recorded   by ``shiftvit/records.py`` (``config.yaml``, ``summary.json``; its ``SUMMARY_KEYS``).
 
-Everything except the budget solve runs without torch, so a bad value answers in well under a second.
+Everything ``check`` asks runs without torch, so a bad value answers in well under a second; timm's names, the
+budget and ``preflight`` need torch.
 """
 from __future__ import annotations
 
@@ -19,12 +21,16 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import logging
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Type
 
 from . import spec
+
+log = logging.getLogger(__name__)
 
 MISSING = "???"  # OmegaConf's marker of a value the user must give (omegaconf.MISSING), without importing it
 
@@ -43,6 +49,10 @@ COMPILE_MODES = ("default", "reduce-overhead")
 CIFAR_AUGMENTS = ("crop_flip", "timm")
 # train keys that configure timm's transform factory, which data.augment=crop_flip does not use
 TIMM_AUGMENT_TRAIN_KEYS = ("aa", "color_jitter", "reprob")
+# train.device: engine.resolve_device reads them (auto: the local rank's GPU where CUDA is, else the CPU; cuda: the
+# local rank's GPU)
+DEVICE_FORMS = ("auto", "cpu", "cuda", "cuda:N")
+_DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 class ConfigError(ValueError):
@@ -50,7 +60,7 @@ class ConfigError(ValueError):
 
 
 def _number(key: str, value: Any, *, positive: bool = False, integer: bool = False, minimum: Optional[float] = None,
-            maximum: Optional[float] = None):
+            maximum: Optional[float] = None, below: Optional[float] = None):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
         kind = "an integer" if integer else "a number"
         raise ConfigError(f"{key}={value!r} must be {kind}")
@@ -60,6 +70,8 @@ def _number(key: str, value: Any, *, positive: bool = False, integer: bool = Fal
         raise ConfigError(f"{key}={value!r} must be >= {minimum}")
     if maximum is not None and value > maximum:
         raise ConfigError(f"{key}={value!r} must be <= {maximum}")
+    if below is not None and not value < below:
+        raise ConfigError(f"{key}={value!r} must be < {below}")
     return value
 
 
@@ -101,7 +113,7 @@ class TrainSettings:
     channels_last: bool = False
     compile: bool = False
     compile_mode: str = "default"  # COMPILE_MODES
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # DEVICE_FORMS
     deterministic: bool = True
     threads: Optional[int] = None  # torch intra-op threads (None: torch's default, or a sweep's share)
     malloc: str = "retain"  # allocator.MODES: keep freed CPU memory (no page faults per batch) | system
@@ -120,12 +132,31 @@ class TrainSettings:
 
         for key in ("epochs", "batch_size", "accum_steps", "eval_every"):
             _number(f"train.{key}", getattr(self, key), integer=True, minimum=1)
-        for key in ("lr", "ema_decay"):
+        for key in ("lr", "opt_eps"):
             _number(f"train.{key}", getattr(self, key), positive=True)
+        for key in ("weight_decay", "warmup_lr", "min_lr", "mixup", "cutmix"):
+            _number(f"train.{key}", getattr(self, key), minimum=0)
+        for key in ("mixup_prob", "mixup_switch_prob", "reprob"):
+            _number(f"train.{key}", getattr(self, key), minimum=0, maximum=1)
+        # at 1 the smoothed target keeps nothing of the label, the momentum never forgets a gradient and the
+        # average never takes a new weight
+        _number("train.label_smoothing", self.label_smoothing, minimum=0, below=1)
+        _number("train.momentum", self.momentum, minimum=0, below=1)
+        _number("train.ema_decay", self.ema_decay, positive=True, below=1)
+        if self.min_lr > self.lr:
+            raise ConfigError(f"train.min_lr={self.min_lr} is above train.lr={self.lr}, so the schedule would raise "
+                              "the rate: lower train.min_lr or raise train.lr")
+        if self.clip_grad is not None:  # at 0 every gradient is scaled to nothing: no clipping is null
+            _number("train.clip_grad", self.clip_grad, positive=True)
+        if self.color_jitter is not None:
+            _number("train.color_jitter", self.color_jitter, minimum=0)
         for key in ("warmup_epochs", "num_workers"):
             _number(f"train.{key}", getattr(self, key), integer=True, minimum=0)
         if self.threads is not None:
             _number("train.threads", self.threads, integer=True, minimum=1)
+        if not isinstance(self.device, str) or not _DEVICE_PATTERN.fullmatch(self.device):
+            raise ConfigError(f"train.device={self.device!r} is not one of: {', '.join(DEVICE_FORMS)} "
+                              "(N: a GPU index)")
         _choice("train.amp", self.amp, AMP_CHOICES)
         _choice("train.malloc", self.malloc, MALLOC_MODES)
         _choice("train.resume", self.resume, RESUME_MODES)
@@ -549,9 +580,10 @@ def check(cfg: Dict[str, Any]) -> Dict[str, Any]:
     if logger:
         _choice("logger.name", logger.get("name"), LOGGERS)
         _choice("logger.mode", logger.get("mode", "offline"), WANDB_MODES)
+    # at 1 the last block, or the head's input, would always be dropped
     if model.drop_path_rate is not None:
-        _number("model.drop_path_rate", model.drop_path_rate, minimum=0, maximum=1)
-    _number("model.drop_rate", model.drop_rate, minimum=0, maximum=1)
+        _number("model.drop_path_rate", model.drop_path_rate, minimum=0, below=1)
+    _number("model.drop_rate", model.drop_rate, minimum=0, below=1)
     return {
         "model": {"name": model.name, "norm": model.norm, "act": model.act, "img_size": img_size,
                   "drop_path_rate": table["drop_path_rate"] if model.drop_path_rate is None else model.drop_path_rate,
@@ -586,10 +618,13 @@ def resolve(cfg: Dict[str, Any]) -> Dict[str, Any]:
     """Validate a composed config (plain dict) and return the *effective* config: what the run really uses.
 
     Knobs that do not apply are null (gamma for a mixer other than shift), defaults are filled in from the
-    variant table, and depths are solved when ``match`` asks for it. Raises ``ConfigError`` on bad input.
+    variant table, and depths are solved when ``match`` asks for it; timm says whether it builds the optimizer
+    and the schedule named. Nothing here looks at this machine's devices or files (``preflight`` does), so any
+    machine resolves a config to the same record. Raises ``ConfigError`` on bad input.
     """
     effective = check(cfg)
-    from .flops import BudgetError, count, solve_depths  # torch from here on
+    _check_optimisation(effective["train"])  # timm, and so torch, from here on
+    from .flops import BudgetError, count, solve_depths
 
     name, img_size = effective["model"]["name"], effective["model"]["img_size"]
     try:
@@ -610,6 +645,71 @@ def resolve(cfg: Dict[str, Any]) -> Dict[str, Any]:
     except ValueError as e:
         raise ConfigError(f"{e}") from None
     return effective
+
+
+def preflight(effective: Dict[str, Any]) -> None:
+    """What the machine about to run an effective config (``resolve``'s) must have, asked before the run writes
+    anything: ``train.device`` here, the data set's files where ``data.root`` says (``data.check_files`` owns the
+    layouts). Raises ``ConfigError``; a warm-up as long as the run is allowed (short smoke runs) but said."""
+    train = effective["train"]
+    _check_device_here(train["device"])
+    from .data import DataError, check_files
+
+    try:
+        check_files(**effective["data"])
+    except DataError as e:
+        raise ConfigError(str(e)) from None
+    if train["warmup_epochs"] >= train["epochs"]:
+        log.warning("train.warmup_epochs=%s >= train.epochs=%s: the whole run warms up, so the learning rate never "
+                    "reaches train.lr=%s nor decays; set train.warmup_epochs below train.epochs",
+                    train["warmup_epochs"], train["epochs"], train["lr"])
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(f"{type(e).__name__}: {e}".split())
+
+
+def _check_optimisation(train: Dict[str, Any]) -> None:
+    """Build the optimizer and the schedule as ``engine.Trainer`` does, on a two-by-two layer: timm decides
+    which names it knows, and an optimizer that needs a missing package fails here too."""
+    import torch
+    from timm.optim import list_optimizers
+
+    from .engine import create_optimizer, create_scheduler
+
+    settings = TrainSettings(**train)
+    try:
+        optimizer = create_optimizer(torch.nn.Linear(2, 2), settings)
+    except Exception as e:  # timm's ValueError for an unknown name, an ImportError for a missing package, ...
+        close = difflib.get_close_matches(str(train["opt"]).lower(), list_optimizers(), n=3)
+        hint = f"; close: {', '.join(close)}" if close else ""
+        raise ConfigError(f"train.opt={train['opt']!r} is not an optimizer timm builds ({_one_line(e)}){hint}; "
+                          "timm.optim.list_optimizers() names them all") from None
+    try:
+        scheduler = create_scheduler(optimizer, settings, updates_per_epoch=1)  # the data sets the real count
+    except Exception as e:  # a ValueError for an unknown name, an AssertionError for plateau (per epoch only)
+        scheduler, reason = None, _one_line(e)
+    else:
+        reason = "no schedule, and the trainer steps one every update"
+    if scheduler is None:
+        raise ConfigError(f"train.sched={train['sched']!r} is not a per-update schedule timm builds ({reason}): use "
+                          f"train.sched={TrainSettings.sched}, constant (a fixed rate after the warm-up) or another "
+                          "name timm.scheduler.create_scheduler_v2 accepts")
+
+
+def _check_device_here(device: str) -> None:
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.partition(":")[2] or 0)
+    if count == 0:
+        raise ConfigError(f"train.device={device!r} but this machine has no CUDA device: use train.device=auto "
+                          "(the GPU where there is one) or cpu")
+    if index >= count:
+        raise ConfigError(f"train.device={device!r} but this machine has {count} CUDA device(s), cuda:0 to "
+                          f"cuda:{count - 1}: use one of those, or train.device=auto")
 
 
 def _known_reference(name: str) -> None:

@@ -8,9 +8,10 @@ tensors, for throughput), ``cifar10`` / ``cifar100`` (torchvision, from a local 
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -347,11 +348,10 @@ def _local_cifar(name: str):
 
     class LocalCIFAR(base):  # type: ignore[misc, valid-type]
         """torchvision's reader, minus its md5 re-hash of ~170 MB at every start (which also refuses any
-        re-packed copy): we require every batch file to be present; unpickling validates the content."""
+        re-packed copy): we require every file to be present (_cifar_files); unpickling validates the content."""
 
         def _check_integrity(self) -> bool:
-            folder = Path(self.root) / self.base_folder
-            return all((folder / f).is_file() for f, _ in (*self.train_list, *self.test_list))
+            return all(f.is_file() for f in _cifar_files(self, self.root))
 
         def _load_meta(self) -> None:  # same as torchvision's, without the md5 check
             import pickle
@@ -365,6 +365,86 @@ def _local_cifar(name: str):
 
     LocalCIFAR.__name__ = base.__name__
     return LocalCIFAR
+
+
+def _cifar_files(cls, root: str) -> List[Path]:
+    """The files torchvision's CIFAR reader opens under ``root``: the pickled batches and the class names."""
+    folder = Path(root) / cls.base_folder
+    return [*(folder / f for f, _ in (*cls.train_list, *cls.test_list)), folder / cls.meta["filename"]]
+
+
+def _mnist_files(cls, root: str) -> List[Path]:
+    """The uncompressed files torchvision's MNIST-like reader opens (its downloads, minus the .gz)."""
+    folder = Path(root) / cls.__name__ / "raw"
+    return [folder / os.path.splitext(os.path.basename(url))[0] for url, _ in cls.resources]
+
+
+def _missing(root: str, files: List[Path]) -> str:
+    """What is missing, in a few words: the root itself, or the first file missing and how many more."""
+    if not Path(root).is_dir():
+        return f"data.root={root!r} is not a folder"
+    missing = [str(f) for f in files if not f.is_file()]
+    more = f" (and {len(missing) - 1} more files)" if len(missing) > 1 else ""
+    return f"{missing[0]!r} is missing{more}" if missing else ""
+
+
+def _image_extensions() -> Tuple[str, ...]:
+    from timm.data import get_img_extensions  # what timm's folder reader takes for an image
+
+    return tuple(get_img_extensions())
+
+
+def _holds_an_image(folder: Path) -> bool:
+    """An image file in a class folder of ``folder``; stops at the first one found."""
+    extensions = _image_extensions()
+    for here, _, files in os.walk(folder):
+        if Path(here) != folder and any(f.lower().endswith(extensions) for f in files):
+            return True
+    return False
+
+
+def check_files(name: str, root: str = "", download: bool = C.download, train_split: str = I.train_split,
+                val_split: str = I.val_split, **_: Any) -> None:
+    """That a file source's files are where its builder will look, from the folders' listings alone (no file is
+    read, so a corrupt one still fails in the builder): a run calls it before it writes its record. Sources
+    without files pass. Raises ``DataError``, one line naming the layout expected and the way out."""
+    if name in ("cifar10", "cifar100"):
+        cls = _local_cifar(name)
+        if not root:
+            raise DataError(f"{name}: set data.root to the folder that holds {cls.base_folder}/")
+        missing = "" if download else _missing(root, _cifar_files(cls, root))
+        if missing:
+            files = ", ".join(f.name for f in _cifar_files(cls, root))
+            raise DataError(f"{name}: {missing}: {name} expects <root>/{cls.base_folder}/ with the files of the "
+                            f"python version as distributed ({files}); point data.root at the folder that holds "
+                            f"{cls.base_folder}/, or set data.download=true where a network exists")
+    elif name in MNIST_LIKE:
+        from torchvision import datasets
+
+        cls = getattr(datasets, MNIST_LIKE[name])
+        if not root:
+            raise DataError(f"{name}: set data.root to the folder that holds {cls.__name__}/raw/")
+        missing = _missing(root, _mnist_files(cls, root))
+        if missing:
+            raise DataError(f"{name}: {missing}: {name} expects <root>/{cls.__name__}/raw/ with the "
+                            "uncompressed files of torchvision's layout (never downloaded here); point data.root at "
+                            f"the folder that holds {cls.__name__}/, or fetch them once with "
+                            f"torchvision.datasets.{cls.__name__}(root, download=True)")
+    elif name == "imagefolder":
+        if not root:
+            raise DataError("imagefolder: set data.root to the folder that holds the train/ and val/ class folders")
+        layout = f"<root>/{train_split}/<class>/<image> and <root>/{val_split}/<class>/<image>"
+        for split in (train_split, val_split):
+            folder = Path(root) / split
+            if not folder.is_dir():
+                missing = _missing(root, []) or f"{str(folder)!r} is not a folder"
+                raise DataError(f"imagefolder: {missing}: imagefolder expects {layout}; point "
+                                "data.root at the folder that holds them, or name the split folders with "
+                                "data.train_split / data.val_split")
+            if not _holds_an_image(folder):
+                raise DataError(f"imagefolder: no images ({', '.join(_image_extensions())}) in the class folders of "
+                                f"{str(folder)!r}: imagefolder expects {layout}; put the images there, one folder "
+                                "per class")
 
 
 CIFAR_STATS = {  # per-channel mean and std of each training set, as the CIFAR recipes normalise
@@ -529,5 +609,5 @@ def make_loaders(bundle: DataBundle, batch_size: int, seed: int, num_workers: in
 
 
 __all__ = ["BUILDERS", "BatchAugment", "CropFlip", "DataBundle", "DataError", "DeviceTensorLoader", "EpochSampler",
-           "RandomTranslate", "build_data", "draw_translations", "make_loaders", "make_relations", "on_device_eligible",
-           "translate_batch"]
+           "RandomTranslate", "build_data", "check_files", "draw_translations", "make_loaders", "make_relations",
+           "on_device_eligible", "translate_batch"]

@@ -128,14 +128,30 @@ class _SignalCatcher:
             signal.signal(sig, handler)
 
 
+def create_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
+    """timm's optimizer as the settings name it (AdamW without weight decay on norms, biases and tables)."""
+    from timm.optim import create_optimizer_v2
+
+    return create_optimizer_v2(model, s.opt, lr=s.lr, weight_decay=s.weight_decay, eps=s.opt_eps,
+                               momentum=s.momentum)
+
+
+def create_scheduler(optimizer: torch.optim.Optimizer, s: TrainSettings, updates_per_epoch: int):
+    """timm's schedule as the settings name it, stepped every update (None where timm has no such schedule)."""
+    from timm.scheduler import create_scheduler_v2
+
+    scheduler, _ = create_scheduler_v2(
+        optimizer, sched=s.sched, num_epochs=s.epochs, warmup_epochs=s.warmup_epochs, warmup_lr=s.warmup_lr,
+        min_lr=s.min_lr, step_on_epochs=False, updates_per_epoch=updates_per_epoch)
+    return scheduler
+
+
 class Trainer:
     def __init__(self, model: nn.Module, data: DataBundle, settings: TrainSettings, run_dir: Path, seed: int,
                  on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None,
                  dist: Optional[dist_utils.DistInfo] = None):
         from timm.data import Mixup
         from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-        from timm.optim import create_optimizer_v2
-        from timm.scheduler import create_scheduler_v2
         from timm.utils import ModelEmaV3
 
         s = self.settings = settings.check()  # the settings' own checks (config.TrainSettings.check)
@@ -154,11 +170,8 @@ class Trainer:
         self.train_loader, self.val_loader = make_loaders(
             data, s.batch_size, seed, s.num_workers, distributed=self.dist.enabled, device=self._data_device(data))
         self.updates_per_epoch = math.ceil(len(self.train_loader) / s.accum_steps)
-        self.optimizer = create_optimizer_v2(self.model, s.opt, lr=s.lr, weight_decay=s.weight_decay,
-                                             eps=s.opt_eps, momentum=s.momentum)
-        self.scheduler, _ = create_scheduler_v2(
-            self.optimizer, sched=s.sched, num_epochs=s.epochs, warmup_epochs=s.warmup_epochs,
-            warmup_lr=s.warmup_lr, min_lr=s.min_lr, step_on_epochs=False, updates_per_epoch=self.updates_per_epoch)
+        self.optimizer = create_optimizer(self.model, s)
+        self.scheduler = create_scheduler(self.optimizer, s, self.updates_per_epoch)
         mixing = s.mixup > 0 or s.cutmix > 0
         self.mixup = Mixup(mixup_alpha=s.mixup, cutmix_alpha=s.cutmix, prob=s.mixup_prob,
                            switch_prob=s.mixup_switch_prob, label_smoothing=s.label_smoothing,
