@@ -459,9 +459,16 @@ def _check_gamma(value: Any) -> Optional[Fraction]:
     if value is None:
         return None
     try:
-        return spec.parse_gamma(value if isinstance(value, (int, float, str)) else str(value))
+        gamma = spec.parse_gamma(value if isinstance(value, (int, float, str)) else str(value))
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    # a rounded decimal is read exactly (0.0833 is 833/10000, not 1/12): it shifts floor(gamma * C) channels, so
+    # near a simple fraction it can be another network than the one meant; say which fraction to write
+    simple = gamma.limit_denominator(64)
+    if simple != gamma and abs(simple - gamma) <= Fraction(1, 1000):
+        log.warning("gamma=%s is read exactly, as %s, not %s: write gamma=%s for that ratio", value, gamma, simple,
+                    simple)
+    return gamma
 
 
 def _check_depths(value: Any) -> Optional[List[int]]:

@@ -1,4 +1,5 @@
 """The same application, called from Python (no subprocess): configs composed by Hydra's compose API."""
+import logging
 import warnings
 from pathlib import Path
 
@@ -78,9 +79,15 @@ def test_the_schema_refuses_bad_types_and_unknown_keys_while_composing(overrides
     assert message in str(err.value) + str(err.value.__cause__)
 
 
-def test_gamma_forms_and_effective_config():
+def test_gamma_forms_and_effective_config(caplog):
     assert resolve(composed("gamma=1/12"))["gamma"] == "1/12"
     assert resolve(composed("gamma=0.0833"))["gamma"] == "833/10000"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="shiftvit.config"):
+        resolve(composed("gamma=0.0833"))
+        resolve(composed("gamma=0.125"))  # 1/8 exactly: nothing to say
+    assert [r.getMessage() for r in caplog.records] == [
+        "gamma=0.0833 is read exactly, as 833/10000, not 1/12: write gamma=1/12 for that ratio"]
     assert resolve(composed("gamma=0.25"))["gamma"] == "1/4"
     assert resolve(composed())["gamma"] == "1/12"  # the variant's own
     attn = resolve(composed("mixer=attn", "gamma=1/6"))
