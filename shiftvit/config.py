@@ -567,13 +567,13 @@ def check(cfg: Dict[str, Any]) -> Dict[str, Any]:
     tau = table["mlp_ratio"] if tau is None else _number("tau", tau, positive=True)
     tau = int(tau) if float(tau).is_integer() else tau  # 3 and 3.0 are one config (and one record)
     depths = _check_depths(cfg.get("depths"))
-    match = _choice("match", cfg.get("match", "flops"), MATCHES)
+    match = _choice("match", cfg.get("match", ExperimentConfig.match), MATCHES)
     if match != "none" and depths is not None:
         raise ConfigError(f"depths={depths} and match={match} conflict: the solver chooses depths; add match=none "
                           "to train the depths you gave")
     tolerance = _number("tolerance", cfg.get("tolerance", DEFAULT_TOLERANCE), positive=True)
     reference, reference_arch = _reference(cfg.get("reference"), cfg.get("reference_arch"), model.name)
-    seed = _number("seed", cfg.get("seed", 0), integer=True, minimum=0)
+    seed = _number("seed", cfg.get("seed", ExperimentConfig.seed), integer=True, minimum=0)
     data = dict(cfg.get("data") or {})
     data_options = data_config(data)
     img_size = _input_size(model.name, model.img_size, data_options.name, data_options.img_size)
@@ -586,7 +586,7 @@ def check(cfg: Dict[str, Any]) -> Dict[str, Any]:
     logger = dict(cfg.get("logger") or {})
     if logger:
         _choice("logger.name", logger.get("name"), LOGGERS)
-        _choice("logger.mode", logger.get("mode", "offline"), WANDB_MODES)
+        _choice("logger.mode", logger.get("mode", LoggerConfig.mode), WANDB_MODES)
     # at 1 the last block, or the head's input, would always be dropped
     if model.drop_path_rate is not None:
         _number("model.drop_path_rate", model.drop_path_rate, minimum=0, below=1)
