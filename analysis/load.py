@@ -127,7 +127,8 @@ def run_row(run_dir: Path) -> Tuple[Optional[Dict[str, Any]], Optional[Dict[str,
         "match": config.get("match"), "reference": config.get("reference"), "tolerance": config.get("tolerance"),
         "seed": config.get("seed"), "model": model.get("name"), "norm": model.get("norm"), "act": model.get("act"),
         "img_size": model.get("img_size"), "data": data.get("name"), "epochs": train.get("epochs"),
-        "lr": train.get("lr"), "data_config": json.dumps(data, sort_keys=True, default=str),
+        "lr": train.get("lr"), "eval_every": train.get("eval_every"),
+        "data_config": json.dumps(data, sort_keys=True, default=str),
         "budget_target": _budget_target(config),
     }
     row.update({k: summary.get(k) for k in SUMMARY_COLUMNS})

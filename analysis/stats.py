@@ -76,6 +76,19 @@ def _require_arms(runs: pd.DataFrame) -> None:
         raise ValueError("runs need 'arm' and 'used' columns: load them with analysis.load_runs")
 
 
+def check_metric(runs: pd.DataFrame, metric: str) -> None:
+    """A best-over-epochs metric is taken over the evaluated epochs only, so it depends on ``train.eval_every``,
+    which the arms leave out (it never changes the final numbers): refuse to pool runs that evaluated differently."""
+    if not metric.startswith("best_") or "eval_every" not in runs:
+        return
+    for arm, group in runs[runs["used"]].groupby("arm", sort=False):
+        every = sorted(set(group["eval_every"].dropna()))
+        if len(every) > 1:
+            raise ValueError(f"{metric} is the best of the evaluated epochs, and the runs of {arm} evaluated every "
+                             f"{' or '.join(map(str, every))} epochs: compare val_top1 (the last epoch), or runs "
+                             "with one train.eval_every")
+
+
 def finished_values(runs: pd.DataFrame, arm: str, metric: str = "val_top1") -> pd.Series:
     """The arm's accuracies that may enter a mean or a test (finished runs only), one per seed: a seed that
     finished more than once in the arm (a rerun of the same configuration) is one replicate, its mean."""
@@ -111,6 +124,7 @@ def summarize(runs: pd.DataFrame, metric: str = "val_top1", confidence: float = 
     ``binomial_se`` (one run's accuracy at the arm's mean, on its validation set), ``noise`` (which of the two
     is larger), MACs and params."""
     _require_arms(runs)
+    check_metric(runs, metric)
     arm_columns = [c for c in runs.attrs.get("arm_columns", []) if c in runs]
     rows = []
     for arm, group in runs.groupby("arm", sort=False):
@@ -382,6 +396,7 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
         raise ValueError(f"pair_by={pair_by!r}: only 'seed' (or None, unpaired) is supported")
     if margin <= 0:
         raise ValueError(f"margin={margin} must be > 0 (top-1 points)")
+    check_metric(runs, metric)
     pairs, unpaired = _pairs(runs, treatment, baseline)
 
     def compared(alpha: float) -> List[Comparison]:

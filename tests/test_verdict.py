@@ -6,6 +6,7 @@ import re
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+import yaml
 from analysis_records import DIGITS, RELATIONS, testbed_cache, write_arm, write_run  # noqa: F401
 from matplotlib.collections import PathCollection, PolyCollection
 from matplotlib.container import BarContainer, ErrorbarContainer
@@ -420,3 +421,21 @@ def test_curves_of_a_record_numbered_from_0_are_read_from_1(tmp_path):
     (run_dir / "metrics.jsonl").write_text('{"epoch": 0, "val_top1": 80.0}\n{"epoch": 1, "val_top1": 90.0}\n')
     curves = load_curves(tmp_path, warn=False)
     assert sorted(curves.loc[curves["metric"] == "val_top1", "epoch"]) == [1, 2]
+
+
+def test_a_best_epoch_metric_never_pools_runs_that_evaluated_at_different_epochs(tmp_path):
+    """train.eval_every leaves the arm (it never changes the last epoch's numbers) but best_val_top1 is the best
+    of the evaluated epochs only: such runs may be compared on val_top1, not on their best."""
+    write_arm(tmp_path, "shift", SHIFT)
+    write_arm(tmp_path, "attn", ATTN, mixer="attn")
+    config = tmp_path / "shift-0" / "config.yaml"
+    effective = yaml.safe_load(config.read_text())
+    effective["train"]["eval_every"] = 3
+    config.write_text(yaml.safe_dump(effective, sort_keys=False))
+    runs = load_runs(tmp_path, warn=False)
+    assert runs["arm"].nunique() == 2 and len(verdicts(runs)) == 1
+    with pytest.raises(ValueError, match=r"best_val_top1 is the best of the evaluated epochs, and the runs of "
+                                         r"mixer=shift evaluated every 1 or 3 epochs"):
+        verdicts(runs, metric="best_val_top1")
+    with pytest.raises(ValueError, match="compare val_top1"):
+        summarize(runs, metric="best_val_top1")
