@@ -709,14 +709,16 @@ def _check_device_here(device: str) -> None:
         return
     import torch
 
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    index = int(device.partition(":")[2] or 0)
+    from .engine import cuda_devices_if_absent
+
+    count = cuda_devices_if_absent(torch.device(device))
+    if count is None:
+        return
     if count == 0:
         raise ConfigError(f"train.device={device!r} but this machine has no CUDA device: use train.device=auto "
                           "(the GPU where there is one) or cpu")
-    if index >= count:
-        raise ConfigError(f"train.device={device!r} but this machine has {count} CUDA device(s), cuda:0 to "
-                          f"cuda:{count - 1}: use one of those, or train.device=auto")
+    raise ConfigError(f"train.device={device!r} but this machine has {count} CUDA device(s), cuda:0 to "
+                      f"cuda:{count - 1}: use one of those, or train.device=auto")
 
 
 def _known_reference(name: str) -> None:

@@ -75,6 +75,15 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return device
 
 
+def cuda_devices_if_absent(device: torch.device) -> Optional[int]:
+    """None when ``device`` is no GPU or this machine has it, else the number of CUDA devices it has (0: none):
+    asked before a run or a benchmark starts, so that a missing GPU is one line, not a driver's traceback."""
+    if device.type != "cuda":
+        return None
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return count if count == 0 or (device.index or 0) >= count else None
+
+
 def _rng_state() -> Dict[str, Any]:
     np_state = np.random.get_state()
     state = {"torch": torch.get_rng_state(), "python": random.getstate(),

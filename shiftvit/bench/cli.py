@@ -15,6 +15,7 @@ import torch
 from ..allocator import MODES as MALLOC_MODES
 from ..allocator import configure as configure_malloc
 from ..config import COMPILE_MODES
+from ..engine import cuda_devices_if_absent
 from .loader import CIFAR_FILES, _print_loader, bench_loader
 from .models import (
     DEFAULT_MODELS,
@@ -62,13 +63,11 @@ def device_problem(device: str) -> Optional[str]:
         dev = torch.device(device)
     except RuntimeError:
         return f"--device {device!r} is not a device; use --device cpu, cuda or cuda:N"
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            return f"--device {device}: no CUDA device here; use --device cpu"
-        count = torch.cuda.device_count()
-        if dev.index is not None and dev.index >= count:
-            return (f"--device {device}: this machine has {count} CUDA device(s); use --device cuda:0 to "
-                    f"cuda:{count - 1}")
+    count = cuda_devices_if_absent(dev)
+    if count == 0:
+        return f"--device {device}: no CUDA device here; use --device cpu"
+    if count is not None:
+        return f"--device {device}: this machine has {count} CUDA device(s); use --device cuda:0 to cuda:{count - 1}"
     return None
 
 
