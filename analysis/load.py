@@ -197,10 +197,10 @@ def _drop_superseded(rows: List[Dict[str, Any]], configs: List[Dict[str, Any]], 
                      warn: bool) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
     """Leave out a failed or interrupted attempt at a run whose config and seed (its config hash) another record
     finished: the same run tried again, not a second seed that failed. A diverged run is a finding, and stays."""
-    finished = {}
+    finished: Dict[str, Dict[str, Any]] = {}
     for row in rows:
         if row.get("config_hash") and row["status"] not in (FAILED, INTERRUPTED):
-            finished.setdefault(row["config_hash"], row["run_dir"])
+            finished.setdefault(row["config_hash"], row)
     kept_rows, kept_configs = [], []
     for row, config in zip(rows, configs):
         by = finished.get(row.get("config_hash")) if row["status"] in (FAILED, INTERRUPTED) else None
@@ -208,15 +208,11 @@ def _drop_superseded(rows: List[Dict[str, Any]], configs: List[Dict[str, Any]], 
             kept_rows.append(row)
             kept_configs.append(config)
             continue
-        why = f"{row['status']} attempt superseded by {by} (the same config and seed, {_status_of(rows, by)})"
+        why = f"{row['status']} attempt superseded by {by['run_dir']} (the same config and seed, {by['status']})"
         skipped.append((row["run_dir"], why))
         if warn:
             warnings.warn(f"skipped {row['run_dir']}: {why}", SkippedRun, stacklevel=3)
     return kept_rows, kept_configs
-
-
-def _status_of(rows: List[Dict[str, Any]], run_dir: str) -> str:
-    return next(row["status"] for row in rows if row["run_dir"] == run_dir)
 
 
 def _attach_standard_errors(df: pd.DataFrame) -> None:

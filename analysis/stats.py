@@ -178,6 +178,8 @@ class Comparison:
     seeds_low: Optional[int] = None
     seeds_high: Optional[int] = None
     seeds_alpha: float = ALPHA
+    noise_sd: float = math.nan  # the SD the seeds advice assumes (of the differences when paired, pooled else)
+    noise_dof: int = 0  # its degrees of freedom
     budget: str = ""
     budget_matched: Optional[bool] = None
     ceiling: str = ""
@@ -251,9 +253,16 @@ def compare(treatment: pd.Series, baseline: pd.Series, margin: float = DEFAULT_M
         result.p_difference = float(st.ttest_ind(t.to_numpy(), b.to_numpy(), equal_var=False).pvalue)
         sd, df = math.sqrt((t.var() + b.var()) / 2), len(t) + len(b) - 2
     result.ci_low, result.ci_high = float(result.ci_low), float(result.ci_high)
-    result.seeds_low, result.seeds_high = _seeds_range(result.diff, sd, df, margin, paired, alpha)
-    result.seeds_alpha = alpha
+    result.noise_sd, result.noise_dof = sd, df
+    _advise_seeds(result, alpha)
     return result
+
+
+def _advise_seeds(c: Comparison, alpha: float) -> None:
+    """The seeds (pairs when paired) that would settle ``c`` at 80 % power, at level ``alpha``."""
+    c.seeds_low, c.seeds_high = _seeds_range(c.diff, c.noise_sd, c.noise_dof, c.margin, c.test.startswith("paired"),
+                                             alpha)
+    c.seeds_alpha = alpha
 
 
 def _name(arm: str, runs: pd.DataFrame) -> str:
@@ -345,14 +354,8 @@ def pair_arms(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline:
     """(treatment arm, baseline arm) pairs. ``baseline`` (default: the ``attn`` arm) may match several arms
     (e.g. one per dataset): each treatment arm is compared with the one on the same data that differs from it
     in the fewest keys; a tie is an error asking for a narrower filter. A treatment arm with no baseline arm on
-    its data is left out (see ``unpaired_arms``): a comparison across data sets says nothing about the mixer."""
+    its data is left out (``verdicts`` names them): a comparison across data sets says nothing about the mixer."""
     return _pairs(runs, treatment, baseline)[0]
-
-
-def unpaired_arms(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: Optional[ArmSpec] = None
-                  ) -> List[str]:
-    """The treatment arms ``pair_arms`` leaves out: no baseline arm ran on their data."""
-    return _pairs(runs, treatment, baseline)[1]
 
 
 def _pairs(runs: pd.DataFrame, treatment: Optional[ArmSpec], baseline: Optional[ArmSpec]
@@ -399,15 +402,12 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
     check_metric(runs, metric)
     pairs, unpaired = _pairs(runs, treatment, baseline)
 
-    def compared(alpha: float) -> List[Comparison]:
-        return [compare(finished_values(runs, t_arm, metric), finished_values(runs, b_arm, metric), margin,
-                        paired=pair_by == "seed", names=(t_arm, b_arm), alpha=alpha) for t_arm, b_arm in pairs]
-
-    comparisons = compared(ALPHA)
+    comparisons = [compare(finished_values(runs, t_arm, metric), finished_values(runs, b_arm, metric), margin,
+                           paired=pair_by == "seed", names=(t_arm, b_arm)) for t_arm, b_arm in pairs]
     tested = [c for c in comparisons if not c.outcome.startswith(INSUFFICIENT)]
     if correction and len(tested) > 1:  # the seeds advice at the level the correction holds a comparison to at worst
-        comparisons = compared(ALPHA / len(tested))
-        tested = [c for c in comparisons if not c.outcome.startswith(INSUFFICIENT)]
+        for c in tested:
+            _advise_seeds(c, ALPHA / len(tested))
     names = [(_name(t_arm, runs), _name(b_arm, runs)) for t_arm, b_arm in pairs]
     for c, (t_arm, b_arm) in zip(comparisons, pairs):
         c.budget, c.budget_matched = budget_difference(runs, t_arm, b_arm, tolerance)
