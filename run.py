@@ -27,15 +27,18 @@ def sweep_id(argv) -> str:
     given = [a for a in argv[1:] if "=" in a and not a.startswith(("-", "hydra.", "hydra/", "+hydra"))]
     try:
         from hydra.core.override_parser.overrides_parser import OverridesParser
+        from hydra.core.override_parser.types import ChoiceSweep
 
         items = []
         for override in OverridesParser.create().parse_overrides(given):
             if override.key_or_group in NOT_IDENTITY_KEYS:
                 continue
-            values = list(override.sweep_string_iterator()) if override.is_sweep_override() else None
             # a list of choices is a set of jobs: seed=1,0 is seed=0,1 (ranges and globs stay as written)
-            simple = values is not None and type(override.value()).__name__ == "ChoiceSweep"
-            items.append(f"{override.get_key_element()}={','.join(sorted(values))}" if simple else override.input_line)
+            if isinstance(override.value(), ChoiceSweep):
+                values = sorted(override.sweep_string_iterator())
+                items.append(f"{override.get_key_element()}={','.join(values)}")
+            else:
+                items.append(override.input_line)
     except Exception:  # a malformed override: Hydra reports it in a moment; any stable name will do until then
         items = given
     items.sort()

@@ -118,7 +118,7 @@ def _claim(sweep_dir: Path, digest: str, run_dir: Path) -> Optional[Path]:
     """
     import yaml
 
-    from .records import CONFIG_FILE, RecordError, fault_point, run_status
+    from .records import CONFIG_FILE, fault_point
 
     claims = sweep_dir / ".claims"
     claims.mkdir(parents=True, exist_ok=True)
@@ -139,16 +139,22 @@ def _claim(sweep_dir: Path, digest: str, run_dir: Path) -> Optional[Path]:
             owner_holds_it = config_hash(yaml.safe_load((owner / CONFIG_FILE).read_text())) == digest
         except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError):
             owner_holds_it = False
-        try:
-            cut_off = run_status(owner) in (FAILED, INTERRUPTED)
-        except RecordError:  # an unreadable summary: not a result either
-            cut_off = True
-        if owner_holds_it and not cut_off:
+        if owner_holds_it and not _cut_off(owner):
             return owner
         os.replace(tmp, path)
         return None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _cut_off(run_dir: Path) -> bool:
+    """Whether the record in ``run_dir`` stopped without a result (failed, or interrupted and not running)."""
+    from .records import RecordError, run_status
+
+    try:
+        return run_status(run_dir) in (FAILED, INTERRUPTED)
+    except RecordError:  # an unreadable summary: not a result either
+        return True
 
 
 def _own_run_dir(run_dir: Path, effective: Dict[str, Any], digest: str, dist):
