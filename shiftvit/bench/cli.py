@@ -28,8 +28,7 @@ from .models import (
     bench_solver,
     bench_throughput,
     model_problem,
-    parse_kernels,
-    split_compiled,
+    models_problem,
 )
 from .norm import _print_norm, bench_norm
 from .shift import DTYPES, STAGE1_SHAPE, _print_shift, bench_shift
@@ -77,11 +76,7 @@ def _refusal(args: argparse.Namespace) -> Optional[str]:
     if problem:
         return problem
     if args.command == "throughput":
-        try:
-            specs = [parse_kernels(split_compiled(spec)[0])[0] for spec in args.models]
-        except ValueError as e:  # a kernel suffix that is not one: parse_kernels names the choices
-            return str(e)
-        return next((p for p in map(model_problem, specs) if p), None)
+        return models_problem(args.models)
     if (args.command == "loader" and args.model != "none") or args.command in ("fast", "overhead"):
         return model_problem(args.model, mixer=False)
     if args.command == "solver":

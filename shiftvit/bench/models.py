@@ -80,6 +80,16 @@ def split_compiled(spec: str) -> Tuple[str, bool]:
 _MODEL_SPEC = re.compile(r"([^\[\]]+)(?:\[([^\[\]]*)\])?")  # name or name[mixer]
 
 
+def models_problem(specs: Sequence[str]) -> Optional[str]:
+    """The first reason one of ``bench throughput``'s model specs (``name[mixer]+kernel+compiled``) cannot be
+    built, or None: a kernel suffix that is not one, then ``model_problem``."""
+    try:
+        names = [parse_kernels(split_compiled(spec)[0])[0] for spec in specs]
+    except ValueError as e:  # parse_kernels names the choices
+        return str(e)
+    return next((p for p in map(model_problem, names) if p), None)
+
+
 def model_problem(spec: str, mixer: bool = True) -> Optional[str]:
     """None when ``spec`` (``name`` or, with ``mixer``, ``name[mixer]``; kernel suffixes taken off) names a model
     ``_build`` can make, else why not, with the choices: checked before any model is built, so that a typo in the
@@ -143,10 +153,9 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
     rows: Dict[str, Dict[str, object]] = {}
     built: Dict[str, Tuple[torch.nn.Module, Callable, Dict[str, str]]] = {}
     any_compiled = compile
-    for spec in models:  # every name checked before the first model is built (minutes on a CPU at 224 px)
-        problem = model_problem(parse_kernels(split_compiled(spec)[0])[0])
-        if problem:
-            raise ValueError(problem)
+    problem = models_problem(models)  # every name checked before the first model is built (minutes at 224 px)
+    if problem:
+        raise ValueError(problem)
     for spec in models:
         plain, compiled = split_compiled(spec)
         any_compiled |= compiled
