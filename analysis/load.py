@@ -18,6 +18,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 import pandas as pd
 import yaml
 
+from shiftvit.config import config_hash
 from shiftvit.records import (
     CONFIG_FILE,
     DUPLICATE,
@@ -132,6 +133,8 @@ def run_row(run_dir: Path) -> Tuple[Optional[Dict[str, Any]], Optional[Dict[str,
         "budget_target": _budget_target(config),
     }
     row.update({k: summary.get(k) for k in SUMMARY_COLUMNS})
+    # the identity as this code hashes configs: a hash stored by older code may name the same config otherwise
+    row["config_hash"] = config_hash(config)
     row["status"] = status
     row.update({k: v for k, v in summary.items() if k.startswith(("macs_", "params_"))})
     return row, flatten_config(config), None

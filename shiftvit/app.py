@@ -114,37 +114,65 @@ def _claim(sweep_dir: Path, digest: str, run_dir: Path) -> Optional[Path]:
     The claim file appears with its content in one step (a link of a complete temporary file), so a crash can
     never leave an empty claim behind. A claim whose owner no longer holds a record of this config (archived
     or deleted), or holds one that was cut off (failed, or interrupted and no longer running), passes to the
-    claimant: a duplicate of an unfinished record would leave the config without a result.
+    claimant: a duplicate of an unfinished record would leave the config without a result. Where no claim of
+    this config exists yet, a record of it already in the sweep (trained before the claims were named as this
+    code names them, or with ``.claims`` deleted) is claimed for its owner: the config is not trained twice.
     """
-    import yaml
-
-    from .records import CONFIG_FILE, fault_point
+    from .records import fault_point
 
     claims = sweep_dir / ".claims"
     claims.mkdir(parents=True, exist_ok=True)
     path = claims / digest
     me = run_dir.resolve()
+    earlier = None if path.exists() else _earlier_record(sweep_dir, digest, me)
     tmp = claims / f".{digest}.{hashlib.sha256(str(me).encode()).hexdigest()[:8]}.tmp"
-    tmp.write_text(str(me))
+    tmp.write_text(str(earlier or me))
     try:
         fault_point("before_rename", path)
         try:
             os.link(tmp, path)
-            return None
+            return earlier
         except FileExistsError:
             owner = Path(path.read_text().strip())
         if owner == me:
             return None
-        try:
-            owner_holds_it = config_hash(yaml.safe_load((owner / CONFIG_FILE).read_text())) == digest
-        except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError):
-            owner_holds_it = False
-        if owner_holds_it and not _cut_off(owner):
+        if _holds_config(owner, digest) and not _cut_off(owner):
             return owner
+        tmp.write_text(str(me))
         os.replace(tmp, path)
         return None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _holds_config(run_dir: Path, digest: str) -> bool:
+    """Whether ``run_dir``'s config file is of the config ``digest`` names, as this code hashes configs (a hash
+    stored by older code may name the same config otherwise)."""
+    import yaml
+
+    from .records import CONFIG_FILE
+
+    try:
+        return config_hash(yaml.safe_load((run_dir / CONFIG_FILE).read_text())) == digest
+    except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError):
+        return False
+
+
+def _earlier_record(sweep_dir: Path, digest: str, me: Path) -> Optional[Path]:
+    """Another job directory of the sweep whose record of this config holds a result or is running."""
+    from .multirun import job_dirs
+    from .records import DIVERGED, RecordError, run_status
+
+    for job in job_dirs(sweep_dir):
+        if job.resolve() == me or not _holds_config(job, digest):
+            continue
+        try:
+            status = run_status(job)
+        except RecordError:
+            continue
+        if status in (COMPLETED, DIVERGED, RUNNING):
+            return job.resolve()
+    return None
 
 
 def _cut_off(run_dir: Path) -> bool:

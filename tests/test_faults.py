@@ -5,6 +5,7 @@ with those of an uninterrupted run.
 Kills happen in real processes: each run is a fork of this test process (so torch is imported once), which
 ``SHIFTVIT_FAULT`` makes SIGKILL itself at the named write point (see ``shiftvit.records.fault_point``).
 """
+import json
 import multiprocessing
 import os
 import shutil
@@ -304,10 +305,39 @@ def test_the_default_sweep_directory_ignores_order_and_speed_settings(tmp_path):
     assert {job.name: (job / SUMMARY_FILE).read_bytes() for job in job_dirs(sweep)} == records
 
 
-def test_a_job_whose_twin_was_cut_off_trains_and_the_attempt_is_superseded(tmp_path):
+def _as_written_by_older_code(sweep: Path, job: Path) -> None:
+    """Make the records look made by code that hashed configs otherwise: the claim and the summary's stored
+    hash name the config by another hash (config.yaml, the config itself, stays)."""
+    [claim] = (sweep / ".claims").iterdir()
+    claim.rename(claim.with_name("0" * 16))
+    summary = read_summary(job)
+    (job / SUMMARY_FILE).write_text(json.dumps({**summary, "config_hash": "0" * 16}))
+
+
+def test_a_record_made_under_another_hash_is_not_trained_again(tmp_path):
+    """A finished sweep whose records were written by code that hashed configs otherwise, relaunched with job
+    directories named otherwise: the new job finds the finished record of its config and trains nothing."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "seed=0", *small(epochs=1), f"hydra.sweep.dir={sweep}"]
+    first = run_cli(args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    [old] = job_dirs(sweep)
+    _as_written_by_older_code(sweep, old)
+    before = {name: (old / name).read_bytes() for name in (SUMMARY_FILE, METRICS_FILE, CHECKPOINT_FILE)}
+    second = run_cli([*args, "train.lr=0.002"], cwd=tmp_path)  # the default, named: another job directory
+    assert second.returncode == 0, second.stderr[-3000:]
+    [new] = [job for job in job_dirs(sweep) if job != old]
+    assert read_summary(new)["status"] == "duplicate" and not (new / METRICS_FILE).exists()
+    assert (new / read_summary(new)["duplicate_of"]).resolve() == old.resolve()
+    assert {name: (old / name).read_bytes() for name in before} == before
+
+
+@pytest.mark.parametrize("older_code", [False, True], ids=["same_hash", "older_hash"])
+def test_a_job_whose_twin_was_cut_off_trains_and_the_attempt_is_superseded(tmp_path, older_code):
     """A sweep cut off in its only job, relaunched with an override naming the default: the new job directory's
     config was claimed by the cut-off record. It trains (a duplicate of an unfinished record would leave the
-    config without a result), and the analysis reads the cut-off attempt as superseded, not as a failed seed."""
+    config without a result), and the analysis reads the cut-off attempt as superseded, not as a failed seed,
+    also when the cut-off record was written by code that hashed configs otherwise."""
     from analysis import load_runs
 
     sweep = tmp_path / "sweep"
@@ -318,6 +348,8 @@ def test_a_job_whose_twin_was_cut_off_trains_and_the_attempt_is_superseded(tmp_p
     assert cut.returncode != 0
     [old] = job_dirs(sweep)
     assert run_status(old) == "interrupted"
+    if older_code:
+        _as_written_by_older_code(sweep, old)
     second = run_cli([*args, "train.lr=0.002"], cwd=tmp_path)  # the default, named: another job directory
     assert second.returncode == 0, second.stderr[-3000:]
     [new] = [job for job in job_dirs(sweep) if job != old]
