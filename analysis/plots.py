@@ -28,7 +28,8 @@ from .stats import FACTORS, finished_values, summarize  # noqa: E402
 
 STYLE = {"figure.dpi": 110, "savefig.dpi": 130, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
          "axes.spines.right": False, "font.size": 10, "legend.frameon": False, "svg.fonttype": "none",
-         "axes.formatter.useoffset": False}
+         "axes.formatter.useoffset": False,
+         "svg.hashsalt": "shiftvit"}  # fixed element ids: a figure redrawn from the same records is the same file
 MIXER_COLORS = {mixer: colour for mixer, (_, colour) in MIXER_STYLE.items()}
 SPARE_COLORS = ["#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"]
 RUN_DOT = {"s": 14, "color": "black", "zorder": 3}
@@ -63,8 +64,10 @@ def _save(fig: Figure, out_dir: Path, name: str) -> List[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.{fmt}" for fmt in FORMATS]
-    for path in paths:
-        fig.savefig(path, bbox_inches="tight")
+    with plt.rc_context(STYLE):  # the savefig.* and svg.* settings act when the file is written
+        for path in paths:
+            # no creation date in an SVG either, so regenerated figures change only where the data did
+            fig.savefig(path, bbox_inches="tight", **({"metadata": {"Date": None}} if path.suffix == ".svg" else {}))
     plt.close(fig)
     return paths
 

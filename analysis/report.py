@@ -94,6 +94,16 @@ def verdict_table(table: pd.DataFrame) -> pd.DataFrame:
         "budget": table["budget"], "verdict": table["verdict"]})
 
 
+def _arm_knobs(runs: pd.DataFrame) -> str:
+    """What tells the arms apart, and what the labels name that every arm shares (the mixer always labels an arm,
+    so a sweep of one mixer would otherwise read as differing in it)."""
+    columns = runs.attrs.get("arm_columns", [])
+    varying = [c for c in columns if runs[c].map(repr).nunique() > 1]
+    shared = [f"{c}={runs[c].iloc[0]}" for c in columns if c not in varying and pd.notna(runs[c].iloc[0])]
+    text = f"arms differ in: {', '.join(varying)}" if varying else "one arm"
+    return text + (f"; every arm has {' '.join(shared)}" if shared else "")
+
+
 def _testbed_sections(runs: pd.DataFrame, metric: str) -> Tuple[List[Section], Dict[str, Testbed]]:
     beds: Dict[str, Testbed] = {}
     lines = []
@@ -194,14 +204,12 @@ def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = N
     else:
         head, beds = _testbed_sections(runs, metric)
         verdict_part, pairs = _verdict_sections(runs, metric, margin, baseline, treatment, pair_by, tolerance, beds)
-        arm_columns = runs.attrs.get("arm_columns", [])
         sections += head + [
             ("h2", f"Arms: {metric} per configuration"),
-            ("p", f"An arm is one configuration: runs differ only in their seed (arms differ in: "
-                  f"{', '.join(arm_columns)}). Mean and 95% t-interval over the finished seeds; seed SD next to "
-                  f"the binomial SE of one run's accuracy on the validation set. Diverged, failed and interrupted "
-                  f"runs are counted and never enter a mean or a test. Budgets are flagged when they differ from "
-                  f"the baseline arm's by more than the tolerance."),
+            ("p", f"An arm is one configuration: runs differ only in their seed ({_arm_knobs(runs)}). Mean and "
+                  "95% t-interval over the finished seeds; seed SD next to the binomial SE of one run's accuracy on "
+                  "the validation set. Diverged, failed and interrupted runs are counted and never enter a mean or "
+                  "a test. Budgets are flagged when they differ from the baseline arm's by more than the tolerance."),
             ("table", arms_table(runs, metric, pairs, tolerance))] + verdict_part
         problems = curves.attrs.get("curve_problems", []) if curves is not None else []
         sections += [("h2", "Curves"),

@@ -393,7 +393,22 @@ def test_one_factor_sweep_reports_the_trend(tmp_path):
     x = [1 / 24] * 2 + [1 / 12] * 2 + [1 / 6] * 2
     fit = sm.OLS([v for vs in gammas.values() for v in vs], sm.add_constant(x)).fit()
     assert "## Trend over gamma_float (one-factor sweep)" in md and "Verdicts" not in md
+    # the label names the mixer, which every arm shares: it is not what the arms differ in
+    assert "(arms differ in: gamma; every arm has mixer=shift)" in md
     assert f"over 6 finished runs at 3 levels: {fit.params[1]:+.3g} points per unit" in md
+
+
+def test_figures_redrawn_from_the_same_records_are_the_same_files(tmp_path):
+    """Committed figures change only where the data did: no creation date, no random element ids in an SVG,
+    and the style's savefig settings (dpi, text kept as text) act when the file is written."""
+    for gamma, values in {"1/12": [89.1, 89.9], "1/6": [90.2, 90.6]}.items():
+        write_arm(tmp_path / "runs", f"g{gamma.replace('/', '_')}", values, gamma=gamma)
+    drawn = []
+    for out in ("a", "b"):
+        assert report_main([str(tmp_path / "runs"), "--out", str(tmp_path / out)]) == 0
+        drawn.append({f.name: f.read_bytes() for f in sorted((tmp_path / out).iterdir()) if f.suffix != ".html"})
+    assert drawn[0] == drawn[1] and {"arms.png", "arms.svg"} <= set(drawn[0])
+    assert b"<text" in drawn[0]["arms.svg"]  # svg.fonttype=none: labels as text, not glyph paths
 
 
 def test_curves_are_drawn_at_the_recorded_epochs_and_across_unevaluated_ones(tmp_path):
