@@ -123,6 +123,12 @@ class TrainSettings:
     # same batches and random draws as a DataLoader, without its Python loop over the samples
     data_on_device: str = "auto"  # DATA_ON_DEVICE_MODES
     eval_every: int = 1
+    # recipe rules, applied by resolve (the effective config holds the lr and epochs they give, and these at
+    # their defaults): lr is per lr_base_size images of the total batch (batch_size x accum_steps x processes),
+    # scaled linearly as timm's --lr-base-size and the official recipe (lr 5e-4 per 512) do; schedule_fraction
+    # trains that share of epochs and warm-up epochs, rounded (the train_scheme experiment's short schedule)
+    lr_base_size: Optional[int] = None
+    schedule_fraction: float = 1.0
     progress: str = "auto"  # PROGRESS_MODES: a bar on terminals only | always | never
     resume: str = "auto"  # records.RESUME_MODES: resume a record of the same config | archive it, start over
 
@@ -154,6 +160,9 @@ class TrainSettings:
             _number(f"train.{key}", getattr(self, key), integer=True, minimum=0)
         if self.threads is not None:
             _number("train.threads", self.threads, integer=True, minimum=1)
+        if self.lr_base_size is not None:
+            _number("train.lr_base_size", self.lr_base_size, integer=True, minimum=1)
+        _number("train.schedule_fraction", self.schedule_fraction, positive=True, maximum=1)
         if not isinstance(self.device, str) or not _DEVICE_PATTERN.fullmatch(self.device):
             raise ConfigError(f"train.device={self.device!r} is not one of: {', '.join(DEVICE_FORMS)} "
                               "(N: a GPU index)")
@@ -170,6 +179,22 @@ class TrainSettings:
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> TrainSettings:
         return _instance(cls, values, "train", "a training setting").check()
+
+    def as_run(self, processes: int) -> TrainSettings:
+        """The settings the run trains with, the recipe rules applied (``lr_base_size``, ``schedule_fraction``)
+        for ``processes`` training processes; checked again, since a scaled lr may fall below ``min_lr``."""
+        lr = self.lr
+        if self.lr_base_size is not None:
+            total = self.batch_size * self.accum_steps * processes
+            lr = self.lr * (total / self.lr_base_size)
+            if lr < self.min_lr:
+                raise ConfigError(f"train.lr={self.lr} per {self.lr_base_size} images is {lr:.3g} at a total batch "
+                                  f"of {total}, below train.min_lr={self.min_lr}: lower train.min_lr or raise "
+                                  "train.lr")
+        fraction = self.schedule_fraction
+        return dataclasses.replace(
+            self, lr=lr, lr_base_size=None, schedule_fraction=1.0, epochs=max(1, round(self.epochs * fraction)),
+            warmup_epochs=round(self.warmup_epochs * fraction)).check()
 
 
 # settings that change how fast a run goes or where it reports, never its numbers: left out of the config hash
@@ -626,10 +651,16 @@ def resolve(cfg: Dict[str, Any]) -> Dict[str, Any]:
 
     Knobs that do not apply are null (gamma for a mixer other than shift), defaults are filled in from the
     variant table, and depths are solved when ``match`` asks for it; timm says whether it builds the optimizer
-    and the schedule named. Nothing here looks at this machine's devices or files (``preflight`` does), so any
-    machine resolves a config to the same record. Raises ``ConfigError`` on bad input.
+    and the schedule named. The recipe rules of ``train`` (``lr_base_size``, ``schedule_fraction``) are applied
+    for this launch's number of processes (torchrun's ``WORLD_SIZE``). Nothing here looks at this machine's
+    devices or files (``preflight`` does), so any machine resolves a config to the same record. Raises
+    ``ConfigError`` on bad input.
     """
     effective = check(cfg)
+    from .distributed import info as processes_of_this_launch
+
+    effective["train"] = dataclasses.asdict(TrainSettings(**effective["train"]).as_run(
+        processes_of_this_launch().world_size))
     _check_optimisation(effective["train"])  # timm, and so torch, from here on
     from .flops import BudgetError, count, solve_depths
 
@@ -738,6 +769,8 @@ def _known_reference(name: str) -> None:
 # Keys added after records existed, with the value that gives the numbers those records had: at that value they
 # are left out of the hash, so an older record keeps its identity (and resumes) while any other value is a new arm.
 ADDED_KEYS_AT_OLD_BEHAVIOUR: Dict[Tuple[str, ...], Any] = {
+    ("train", "lr_base_size"): TrainSettings.lr_base_size,  # resolve applies both rules and leaves them at these
+    ("train", "schedule_fraction"): TrainSettings.schedule_fraction,
     ("reference_arch",): None,  # the reference as its own
     ("data", "augment"): "timm",  # CIFAR's only augmentation before data.augment
     ("data", "padding"): Cifar10Data.padding,

@@ -71,7 +71,8 @@ def test_cpu_arms_shape_norm_and_budget(cpu_arms):
     # Shift-T's trade: more, thinner blocks, in shiftvit_micro's proportions (stage 3 the deepest)
     assert sum(shift_t["depths"]) > 2 * sum(attn["depths"]) and shift_t["depths"][2] == max(shift_t["depths"])
     a, s, t = (_cost(cpu_arms[arm]).total_macs for arm in ARMS)
-    assert abs(t / a - 1) <= DEFAULT_TOLERANCE
+    # within the default tolerance too: the arm's wider one (for Shift-T at paper scale) changes nothing here
+    assert abs(t / a - 1) <= DEFAULT_TOLERANCE and shift_t["depths"] == [6, 6, 19, 6]
     assert s < a / 1.4  # the attention, about a third of Swin's MACs, removed and not spent elsewhere
 
 
@@ -100,9 +101,12 @@ def test_paper_arms_are_swin_t_light_t_and_shift_t(paper_arms):
     assert (s.total_macs, s.total_params) == (count("shiftvit_light_tiny", 224).total_macs,
                                               count("shiftvit_light_tiny", 224).total_params)
     assert round(s.total_macs / 1e9, 2) == 2.96
-    assert abs(t.total_macs / a.total_macs - 1) <= DEFAULT_TOLERANCE
-    # Shift-T's own 6,8,18,6 is 2.03 % over Swin-T's budget; the solver keeps its proportions within tolerance
-    assert shift_t["depths"] == [6, 8, 17, 6]
+    # Shift-T itself, as the paper pairs it with Swin-T: 2.03 % over Swin-T's budget, so the arm's tolerance is
+    # wider than the default one (which would drop a block: 6,8,17,6)
+    assert shift_t["depths"] == [6, 8, 18, 6] and shift_t["tolerance"] > DEFAULT_TOLERANCE
+    assert (t.total_macs, t.total_params) == (count("shiftvit_r2_tiny", 224).total_macs,
+                                              count("shiftvit_r2_tiny", 224).total_params)
+    assert DEFAULT_TOLERANCE < t.total_macs / a.total_macs - 1 <= shift_t["tolerance"]
 
 
 def test_reference_may_be_a_timm_model_at_the_runs_input_size():

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 import shiftvit.models  # noqa: F401  (registers the variants with timm)
 from analysis.headroom import headroom_of
-from shiftvit.config import SMALL_DATA_TRAIN, TESTBEDS, TrainSettings, model_kwargs, resolve
+from shiftvit.config import SMALL_DATA_TRAIN, TESTBEDS, ConfigError, TrainSettings, model_kwargs, resolve
 
 SCALES = {"cpu": "digits_small", "cpu_relations": "relations_small"}
 SCHEME_ARMS = ("resnet", "adamw", "gelu", "ln", "long", "vit")
@@ -121,3 +121,27 @@ def test_train_scheme_changes_one_thing_at_a_time_from_the_resnet_scheme(scheme_
             {k: v for k, v in eff["train"].items() if k not in ("opt", "lr", "weight_decay", "epochs",
                                                                   "warmup_epochs")})
     assert len({rest(eff) for eff in scheme_arms.values()}) == 1
+
+
+def test_recipe_rules_give_the_paper_numbers_at_paper_scale(monkeypatch):
+    """The train_scheme arms take the scale's recipe: the short schedule is 90/300 of it and SGD's lr 0.1 per 256
+    images of the total batch, so at paper scale on 8 processes (the official 8 x 128) they are ResNet's 90
+    epochs at lr 0.4, and the official recipe's AdamW lr is 5e-4 per 512 images (1e-3 at 1024)."""
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    paper = {arm: _resolve(["+experiment=train_scheme", f"+train_scheme={arm}", "scale=paper",
+                            "data.root=/data/imagenet"]) for arm in ("resnet", "adamw", "long", "vit")}
+    assert _scheme(paper["resnet"])["optimizer"] == ("momentum", 0.4, 1e-4)
+    assert _scheme(paper["resnet"])["schedule"] == (90, 6) == _scheme(paper["adamw"])["schedule"]
+    assert _scheme(paper["long"])["schedule"] == (300, 20) == _scheme(paper["vit"])["schedule"]
+    assert _scheme(paper["long"])["optimizer"][1] == 0.4 and _scheme(paper["vit"])["optimizer"][1] == 1e-3
+    # the effective config holds what the run uses, the rules at their defaults (so they name no new identity)
+    assert all((e["train"]["lr_base_size"], e["train"]["schedule_fraction"]) == (None, 1.0) for e in paper.values())
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    one = _resolve(["+experiment=imagenet_300ep", "data.root=/data/imagenet"])["train"]
+    assert (one["lr"], one["batch_size"]) == (5e-4 * 128 / 512, 128)
+
+
+def test_a_scaled_lr_below_min_lr_is_refused_naming_both():
+    with pytest.raises(ConfigError, match=r"train.lr=0.001 per 4096 images is 1.56e-05 at a total batch of 64, "
+                                          r"below train.min_lr=0.0001: lower train.min_lr or raise train.lr"):
+        _resolve(["train.lr=1e-3", "train.lr_base_size=4096", "train.min_lr=1e-4"])
