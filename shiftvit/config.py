@@ -129,6 +129,7 @@ class TrainSettings:
     # trains that share of epochs and warm-up epochs, rounded (the train_scheme experiment's short schedule)
     lr_base_size: Optional[int] = None
     schedule_fraction: float = 1.0
+    aug_repeats: int = 0  # repeated augmentation (timm's --aug-repeats, DeiT's 3): each image so many times an epoch
     progress: str = "auto"  # PROGRESS_MODES: a bar on terminals only | always | never
     resume: str = "auto"  # records.RESUME_MODES: resume a record of the same config | archive it, start over
 
@@ -163,6 +164,9 @@ class TrainSettings:
         if self.lr_base_size is not None:
             _number("train.lr_base_size", self.lr_base_size, integer=True, minimum=1)
         _number("train.schedule_fraction", self.schedule_fraction, positive=True, maximum=1)
+        repeats = self.aug_repeats  # one copy of each image is no repetition
+        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 0 or repeats == 1:
+            raise ConfigError(f"train.aug_repeats={self.aug_repeats!r} must be 0 (off) or an integer >= 2")
         if not isinstance(self.device, str) or not _DEVICE_PATTERN.fullmatch(self.device):
             raise ConfigError(f"train.device={self.device!r} is not one of: {', '.join(DEVICE_FORMS)} "
                               "(N: a GPU index)")
@@ -771,6 +775,7 @@ def _known_reference(name: str) -> None:
 ADDED_KEYS_AT_OLD_BEHAVIOUR: Dict[Tuple[str, ...], Any] = {
     ("train", "lr_base_size"): TrainSettings.lr_base_size,  # resolve applies both rules and leaves them at these
     ("train", "schedule_fraction"): TrainSettings.schedule_fraction,
+    ("train", "aug_repeats"): TrainSettings.aug_repeats,
     ("reference_arch",): None,  # the reference as its own
     ("data", "augment"): "timm",  # CIFAR's only augmentation before data.augment
     ("data", "padding"): Cifar10Data.padding,

@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
+from timm.data.distributed_sampler import RepeatAugSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler, TensorDataset
 
 from .config import DATASETS
@@ -43,6 +44,11 @@ class DataBundle:
     std: Tuple[float, ...]
 
 
+def _order_seed(seed: int, epoch: int) -> int:
+    """The generator seed of an epoch's order: a function of (seed, epoch) only."""
+    return seed * 100_003 + epoch
+
+
 class EpochSampler(Sampler[int]):
     """A permutation that depends only on (seed, epoch): a resumed run sees exactly the same order,
     and ``skip`` batches can be dropped to resume in the middle of an epoch."""
@@ -58,7 +64,7 @@ class EpochSampler(Sampler[int]):
         if not self.shuffle:
             order = range(self.n)
         else:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            g = torch.Generator().manual_seed(_order_seed(self.seed, self.epoch))
             order = torch.randperm(self.n, generator=g).tolist()
         return iter(list(order)[self.skip:])
 
@@ -76,6 +82,28 @@ class ResumableDistributedSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return self.num_samples - getattr(self, "skip", 0)
+
+
+class ResumableRepeatAugSampler(RepeatAugSampler):
+    """timm's repeated-augmentation sampler (DeiT's ``RASampler``: each image ``num_repeats`` times per epoch, the
+    copies spread over the processes, an epoch as long as the data set), ordered by (seed, epoch) as
+    ``EpochSampler`` is (timm seeds the order with the epoch alone, so every seed would see one order), and
+    resumable in the middle of an epoch."""
+
+    def __init__(self, dataset: Dataset, seed: int, num_repeats: int, num_replicas: int = 1, rank: int = 0):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, num_repeats=num_repeats)
+        self.seed, self.skip = seed, 0
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:  # type: ignore[override]
+        super().set_epoch(_order_seed(self.seed, epoch))
+        self.skip = skip
+
+    def __iter__(self):
+        return iter(list(super().__iter__())[self.skip:])
+
+    def __len__(self) -> int:
+        return super().__len__() - self.skip
 
 
 # --- tensor sources -----------------------------------------------------------------------------------------
@@ -586,14 +614,23 @@ def on_device_eligible(bundle: DataBundle, num_workers: int) -> bool:
 
 
 def make_loaders(bundle: DataBundle, batch_size: int, seed: int, num_workers: int = 0,
-                 distributed: bool = False, drop_last: bool = True, device: Optional[torch.device] = None):
+                 distributed: bool = False, drop_last: bool = True, device: Optional[torch.device] = None,
+                 aug_repeats: int = 0):
     """Train/val loaders; the train order is a function of (seed, epoch) only (see ``EpochSampler``). With
-    ``device``, tensor datasets are served from a copy on that device (``DeviceTensorLoader``)."""
-    if distributed:
-        train_sampler: Sampler = ResumableDistributedSampler(bundle.train, shuffle=True, seed=seed, drop_last=True)
-        val_sampler: Optional[Sampler] = DistributedSampler(bundle.val, shuffle=False)
+    ``device``, tensor datasets are served from a copy on that device (``DeviceTensorLoader``); with
+    ``aug_repeats``, each image comes that many times an epoch (``ResumableRepeatAugSampler``)."""
+    val_sampler: Optional[Sampler] = DistributedSampler(bundle.val, shuffle=False) if distributed else None
+    if aug_repeats:
+        from .distributed import info
+
+        processes = info()
+        train_sampler: Sampler = ResumableRepeatAugSampler(
+            bundle.train, seed, aug_repeats, num_replicas=processes.world_size if distributed else 1,
+            rank=processes.rank if distributed else 0)
+    elif distributed:
+        train_sampler = ResumableDistributedSampler(bundle.train, shuffle=True, seed=seed, drop_last=True)
     else:
-        train_sampler, val_sampler = EpochSampler(len(bundle.train), seed), None
+        train_sampler = EpochSampler(len(bundle.train), seed)
     batch_size = min(batch_size, max(1, len(bundle.train) // (2 if drop_last else 1)))
     if device is not None:
         return (DeviceTensorLoader(bundle.train, batch_size, train_sampler, drop_last, device),

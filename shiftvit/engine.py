@@ -177,7 +177,8 @@ class Trainer:
         self.model = model.to(self.device, memory_format=self.memory_format)
         self.data = data
         self.train_loader, self.val_loader = make_loaders(
-            data, s.batch_size, seed, s.num_workers, distributed=self.dist.enabled, device=self._data_device(data))
+            data, s.batch_size, seed, s.num_workers, distributed=self.dist.enabled, device=self._data_device(data),
+            aug_repeats=s.aug_repeats)
         self.updates_per_epoch = math.ceil(len(self.train_loader) / s.accum_steps)
         self.optimizer = create_optimizer(self.model, s)
         self.scheduler = create_scheduler(self.optimizer, s, self.updates_per_epoch)

@@ -115,6 +115,47 @@ def test_data_on_device_is_checked_before_anything_runs(tmp_path):
                                  "train.num_workers=1"), tmp_path / "run")
 
 
+# --- repeated augmentation (train.aug_repeats) ----------------------------------------------------------------------
+def test_repeated_augmentation_repeats_each_image_in_a_seeded_resumable_order():
+    """timm's sampler, each image 3 times in a row, an epoch about as long as the data set; the order depends on the
+    seed as well as the epoch (timm's alone would give every seed one order), and a resumed epoch is its tail."""
+    bundle = build_data("digits", train_fraction=0.3)
+    n = len(bundle.train)
+
+    def order(seed: int, epoch: int, skip: int = 0) -> list:
+        sampler = make_loaders(bundle, 8, seed=seed, aug_repeats=3)[0].sampler
+        sampler.set_epoch(epoch, skip=skip)
+        return list(sampler)
+
+    first = order(0, 0)
+    assert len(first) == (n // 256 * 256 if n >= 256 else n)  # DeiT's epoch: rounded down to 256 images
+    assert all(first[i] == first[i + 1] == first[i + 2] for i in range(0, len(first) - 2, 3))
+    assert first == order(0, 0) and first != order(1, 0) and first != order(0, 1)
+    assert order(0, 0, skip=24) == first[24:]
+    # the device loader serves the same batches as the DataLoader, resumed or not
+    cpu_train, _ = make_loaders(bundle, 32, seed=3, aug_repeats=3)
+    dev_train, _ = make_loaders(bundle, 32, seed=3, device=CPU, aug_repeats=3)
+    for epoch, skip in ((0, 0), (1, 64)):
+        expected, got = _batches(cpu_train, epoch, skip), _batches(dev_train, epoch, skip)
+        assert len(expected) == len(got) > 0
+        assert all(torch.equal(ye, yg) and torch.equal(xe, xg) for (xe, ye), (xg, yg) in zip(expected, got))
+
+
+def test_a_run_with_repeated_augmentation_trains_and_names_its_arm(tmp_path):
+    common = ("model=shiftvit_nano", "match=none", "data.train_fraction=0.3", "train.epochs=1", "logger=none",
+              "train.threads=1")
+    summary = run_experiment(_composed(*common, "train.aug_repeats=3"), tmp_path / "run")
+    assert summary["status"] == "completed"
+    effective = resolve(_composed(*common, "train.aug_repeats=3"))
+    assert effective["train"]["aug_repeats"] == 3
+    plain = resolve(_composed(*common))
+    assert config_hash(effective) != config_hash(plain)  # other batches, other numbers: another arm
+    older = {**plain, "train": {k: v for k, v in plain["train"].items() if k != "aug_repeats"}}
+    assert config_hash(older) == config_hash(plain)  # a record from before the key keeps its hash
+    with pytest.raises(ConfigError, match=r"train.aug_repeats=1 must be 0 \(off\) or an integer >= 2"):
+        TrainSettings(aug_repeats=1).check()
+
+
 # --- CIFAR: data.augment=crop_flip, the augmentation a batch can replay ---------------------------------------------
 @pytest.fixture(scope="module")
 def cifar_root(tmp_path_factory):
