@@ -136,13 +136,23 @@ def _claim(sweep_dir: Path, digest: str, run_dir: Path) -> Optional[Path]:
             owner = Path(path.read_text().strip())
         if owner == me:
             return None
-        if _holds_config(owner, digest) and not _cut_off(owner):
+        # an owner in another folder is a copied sweep's: its records are not this sweep's
+        if owner.parent == sweep_dir.resolve() and _holds_config(owner, digest) and not _cut_off(owner):
             return owner
         tmp.write_text(str(me))
         os.replace(tmp, path)
         return None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _orphaned_duplicate(run_dir: Path, summary: Dict[str, Any], digest: str) -> bool:
+    """A duplicate record whose owner no longer holds a record of its config (deleted or archived): kept as it
+    is, the config would have no result. (An owner that was cut off is resumed by its own job.)"""
+    if summary.get("status") != DUPLICATE:
+        return False
+    owner = (run_dir / str(summary.get("duplicate_of") or "")).resolve()
+    return not (summary.get("duplicate_of") and _holds_config(owner, digest))
 
 
 def _holds_config(run_dir: Path, digest: str) -> bool:
@@ -241,7 +251,7 @@ def run_experiment(cfg: Dict[str, Any], run_dir: Path, *, sweep_dir: Optional[Pa
     dist = dist_utils.info()
     lock, previous = _own_run_dir(run_dir, effective, digest, dist)
     try:
-        if previous.get("status") in FINISHED_STATUSES:
+        if previous.get("status") in FINISHED_STATUSES and not _orphaned_duplicate(run_dir, previous, digest):
             log.info("%s already holds a %s run of this config: nothing to do", run_dir, previous["status"])
             return previous
         return _run_owned(cfg, effective, digest, run_dir, previous, started, dist, sweep_dir, sweep_name,

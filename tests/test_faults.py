@@ -332,6 +332,38 @@ def test_a_record_made_under_another_hash_is_not_trained_again(tmp_path):
     assert {name: (old / name).read_bytes() for name in before} == before
 
 
+def test_a_duplicate_whose_owner_was_deleted_trains_on_relaunch(tmp_path):
+    """The docstring's promise: a claim whose owner no longer holds a record passes to the claimant, also when
+    the claimant already recorded itself a duplicate (it would otherwise stay one, and the config have no result)."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "seed=0", *small(epochs=1), f"hydra.sweep.dir={sweep}"]
+    assert run_cli(args, cwd=tmp_path).returncode == 0
+    [owner] = job_dirs(sweep)
+    named = [*args, "train.lr=0.002"]  # the default, named: another job directory of the same config
+    assert run_cli(named, cwd=tmp_path).returncode == 0
+    [dup] = [job for job in job_dirs(sweep) if job != owner]
+    assert read_summary(dup)["status"] == "duplicate"
+    shutil.rmtree(owner)
+    again = run_cli(named, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert read_summary(dup)["status"] == "completed" and read_summary(dup).get("duplicate_of") is None
+
+
+def test_a_copied_sweep_trains_its_own_records(tmp_path):
+    """A sweep folder copied with its claims, its job folders then deleted: the claims name the original sweep's
+    records, which are not this sweep's; its jobs train instead of pointing outside it."""
+    sweep, copy = tmp_path / "sweep", tmp_path / "copy"
+    args = ["-m", "seed=0", *small(epochs=1)]
+    assert run_cli([*args, f"hydra.sweep.dir={sweep}"], cwd=tmp_path).returncode == 0
+    shutil.copytree(sweep, copy)
+    for job in job_dirs(copy):
+        shutil.rmtree(job)
+    again = run_cli([*args, f"hydra.sweep.dir={copy}"], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    [job] = job_dirs(copy)
+    assert read_summary(job)["status"] == "completed" and read_summary(job).get("duplicate_of") is None
+
+
 @pytest.mark.parametrize("older_code", [False, True], ids=["same_hash", "older_hash"])
 def test_a_job_whose_twin_was_cut_off_trains_and_the_attempt_is_superseded(tmp_path, older_code):
     """A sweep cut off in its only job, relaunched with an override naming the default: the new job directory's
