@@ -106,7 +106,8 @@ def test_train_scheme_changes_one_thing_at_a_time_from_the_resnet_scheme(scheme_
     assert resnet["optimizer"][0] == "momentum" and resnet["act"] == "relu" and resnet["norm"] == "bn"
     recipe = TrainSettings()
     vit = _scheme(scheme_arms["vit"])
-    assert vit == {"optimizer": (recipe.opt, recipe.lr, recipe.weight_decay), "act": "gelu", "norm": "ln",
+    # the paper's LayerNorm is the official code's GroupNorm(1) (its norm_layer is 'GN1' or 'BN')
+    assert vit == {"optimizer": (recipe.opt, recipe.lr, recipe.weight_decay), "act": "gelu", "norm": "gn1",
                    "schedule": (SMALL_DATA_TRAIN.epochs, SMALL_DATA_TRAIN.warmup_epochs)}
     changed = {"adamw": "optimizer", "gelu": "act", "ln": "norm", "long": "schedule"}
     for arm, what in changed.items():
