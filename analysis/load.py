@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 
 from shiftvit.config import config_hash
+from shiftvit.multirun import LAUNCH_ERROR_FILE, launch_error
 from shiftvit.records import (
     CONFIG_FILE,
     DUPLICATE,
@@ -41,7 +42,8 @@ PathLike = Union[str, Path]
 # the statuses that are loaded: results (USED_STATUSES) and findings about an arm (FAILED_STATUSES), from records.py
 LOADED_STATUSES = (*USED_STATUSES, *FAILED_STATUSES)
 # summary.json's columns in a run's row (its identity comes from config.yaml): the schema of records.py
-SUMMARY_COLUMNS = ("status", *RESULT_KEYS, "config_hash", "git_commit", *OUTCOME_KEYS)
+RECORD_FILES = (SUMMARY_FILE, CONFIG_FILE, LAUNCH_ERROR_FILE)  # any of them makes a folder a run to load or skip
+SUMMARY_COLUMNS = ("status", *RESULT_KEYS, "config_hash", "git_commit", "git_dirty", *OUTCOME_KEYS)
 METRICS = ("val_top1", "val_top5", "best_val_top1", "ema_val_top1")
 
 
@@ -71,13 +73,14 @@ def find_run_dirs(paths: Union[PathLike, Iterable[PathLike]]) -> List[Path]:
     for pattern in paths:
         matches = [Path(p) for p in glob.glob(str(pattern))] or [Path(pattern)]
         for base in matches:
-            if (base / SUMMARY_FILE).exists() or (base / CONFIG_FILE).exists():
+            if any((base / name).exists() for name in RECORD_FILES):
                 found.add(base.resolve())
             if base.is_dir():
-                for summary in base.rglob(SUMMARY_FILE):
-                    below = summary.parent.relative_to(base).parts
-                    if not any(part.startswith(".") or part == "wandb" for part in below):
-                        found.add(summary.parent.resolve())
+                for name in (SUMMARY_FILE, LAUNCH_ERROR_FILE):  # a job refused at launch: skipped, and said
+                    for path in base.rglob(name):
+                        below = path.parent.relative_to(base).parts
+                        if not any(part.startswith(".") or part == "wandb" for part in below):
+                            found.add(path.parent.resolve())
     return sorted(found)
 
 
@@ -90,7 +93,8 @@ def _read_record(run_dir: Path) -> Tuple[Optional[Dict[str, Any]], Optional[Dict
     try:
         summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     except FileNotFoundError:
-        return None, None, "no summary.json"
+        refused = launch_error(run_dir)
+        return None, None, f"refused at launch: {refused}" if refused else "no summary.json"
     except (OSError, ValueError) as e:
         return None, None, f"corrupt summary.json ({e})"
     try:

@@ -42,6 +42,16 @@ def git_commit() -> Optional[str]:
         return None
 
 
+def git_dirty() -> Optional[bool]:
+    """Whether tracked files of the checkout differ from its commit (None outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                             cwd=Path(__file__).resolve().parent, text=True, capture_output=True, timeout=5)
+        return bool(out.stdout.strip()) if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def versions() -> Dict[str, str]:
     import importlib.metadata as md
 
@@ -276,7 +286,7 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
         "status": RUNNING, "seed": effective["seed"], "config_hash": digest, "mixer": effective["mixer"]["name"],
         "gamma": effective["gamma"], "tau": effective["tau"], "depths": effective["depths"],
         "model": effective["model"]["name"], "data": effective["data"]["name"], "match": effective["match"],
-        "git_commit": git_commit(), "versions": versions(), "host": socket.gethostname(),
+        "git_commit": git_commit(), "git_dirty": git_dirty(), "versions": versions(), "host": socket.gethostname(),
         "run_dir": str(run_dir), "overrides": list(overrides or []), "sweep_name": sweep_name,
         "world_size": dist.world_size, "attempts": int(previous.get("attempts") or 0) + 1,
         "epochs_done": previous.get("epochs_done"),  # until this attempt ends an epoch, what the last one did

@@ -16,9 +16,11 @@ import csv
 import hashlib
 import io
 import json
+import math
 import re
 import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -32,6 +34,7 @@ from .records import (
     CONFIG_FILE,
     DUPLICATE,
     FAILED,
+    FINISHED_STATUSES,
     IDENTITY_KEYS,
     OUTCOME_KEYS,
     RESULT_KEYS,
@@ -105,8 +108,18 @@ def job_overrides(job_dir: Path) -> List[str]:
 
 
 def launch_error(job_dir: Path) -> Optional[str]:
+    """Why the latest launch of the job refused it, or None. A refusal older than the record's latest write is
+    not the latest word: a process still running the job (a launcher killed without its workers, then
+    relaunched: 'in use by pid N') has written the record since."""
     try:
-        return (job_dir / LAUNCH_ERROR_FILE).read_text().strip() or None
+        path = job_dir / LAUNCH_ERROR_FILE
+        refused_at = path.stat().st_mtime
+        try:
+            if (job_dir / SUMMARY_FILE).stat().st_mtime > refused_at:
+                return None
+        except OSError:
+            pass
+        return path.read_text().strip() or None
     except OSError:
         return None
 
@@ -190,11 +203,25 @@ def _short(overrides: List[str]) -> str:
     return " ".join(o for o in overrides if not _SHORT.match(o)) or "(defaults)"
 
 
-class SweepMonitor:
-    """Polls the sweep directory and prints one line whenever a job's status changes."""
+def launched_since(job_dir: Path, since: Optional[float]) -> bool:
+    """Whether a launch that started at ``since`` (a time.time()) started this job: Hydra writes the job's
+    ``.hydra`` files as it starts it, in every launch. Jobs of earlier launches share a relaunched sweep's folder
+    (other overrides, a refused typo): they are not this launch's to count."""
+    if since is None:
+        return True
+    try:
+        # whole seconds: a file system that keeps coarse times may record a later write as earlier than since
+        return (job_dir / ".hydra" / "overrides.yaml").stat().st_mtime >= math.floor(since)
+    except OSError:
+        return False
 
-    def __init__(self, sweep_dir: Path, total: Optional[int], poll_s: float = 2.0, stream=None):
-        self.sweep_dir, self.total, self.poll_s = Path(sweep_dir), total, poll_s
+
+class SweepMonitor:
+    """Polls the sweep directory and prints one line whenever a status of this launch's jobs changes."""
+
+    def __init__(self, sweep_dir: Path, total: Optional[int], poll_s: float = 2.0, stream=None,
+                 since: Optional[float] = None):
+        self.sweep_dir, self.total, self.poll_s, self.since = Path(sweep_dir), total, poll_s, since
         self.stream = stream or sys.stdout
         self.seen: Dict[str, str] = {}
         self._stop = threading.Event()
@@ -215,18 +242,22 @@ class SweepMonitor:
     def poll(self) -> List[str]:
         lines = []
         for job in job_dirs(self.sweep_dir):
+            if not launched_since(job, self.since):
+                continue
             status = job_status(job)
             if self.seen.get(job.name) != status:
                 self.seen[job.name] = status
                 lines.append(f"[sweep] {_short(job_overrides(job))}: {status}")
         if lines:
-            finished = sum(1 for s in self.seen.values() if not s.startswith((RUNNING, "starting")))
-            # the directory may hold jobs of an earlier launch beside this one's: never fewer jobs than are there
-            total = max(self.total, len(self.seen)) if self.total is not None else "?"
-            queued = max(self.total - len(self.seen), 0) if self.total is not None else "?"
-            lines.append(f"[sweep] {finished}/{total} finished, "
-                         f"{sum(1 for s in self.seen.values() if s.startswith(('running', 'starting')))} running, "
-                         f"{queued} queued")
+            statuses = list(self.seen.values())
+            finished = sum(1 for s in statuses if s.startswith(FINISHED_STATUSES))
+            running = sum(1 for s in statuses if s.startswith((RUNNING, "starting")))
+            stopped = len(statuses) - finished - running  # failed, interrupted: without a result
+            # a sweeper that cannot say its size up front, or one that runs more than it said: what is there
+            total = max(self.total, len(statuses)) if self.total is not None else "?"
+            queued = max(self.total - len(statuses), 0) if self.total is not None else "?"
+            lines.append(f"[sweep] {finished}/{total} finished, " + (f"{stopped} failed or interrupted, "
+                         if stopped else "") + f"{running} running, {queued} queued")
             print("\n".join(lines), file=self.stream, flush=True)
         return lines
 
@@ -240,6 +271,7 @@ class SweepCallback(Callback):
         self.monitor: Optional[SweepMonitor] = None
         self.lock: Optional[RunLock] = None
         self.sweep_dir: Optional[Path] = None
+        self.started: Optional[float] = None
 
     def __getstate__(self) -> Dict[str, Any]:
         # parallel launchers (joblib, submitit) pickle Hydra's callbacks into each job: the monitor thread and
@@ -256,11 +288,11 @@ class SweepCallback(Callback):
                 "choose a writable hydra.sweep.dir"
             print(f"error: {message}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
-        self.sweep_dir = sweep_dir
+        self.sweep_dir, self.started = sweep_dir, time.time()
         atexit.register(self._finish)  # Ctrl-C or a crash of the launcher still leaves sweep.csv
         total = expected_jobs(list(config.hydra.overrides.task), config.hydra.sweeper.get("params"))
         if self.live:
-            self.monitor = SweepMonitor(sweep_dir, total, self.poll_s)
+            self.monitor = SweepMonitor(sweep_dir, total, self.poll_s, since=self.started)
             self.monitor.start()
 
     def on_job_end(self, config, job_return, **kwargs: Any) -> None:
@@ -286,12 +318,14 @@ class SweepCallback(Callback):
                 rows = sweep_rows(sweep_dir)
                 path = write_sweep_csv(sweep_dir, rows)
                 counts = Counter(row["status"] for row in rows)
-                failed = [row["job"] for row in rows if row["status"] == FAILED or row["launch_error"]]
                 tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no jobs"
                 print(f"[sweep] wrote {path} ({tally})", flush=True)
+                # this launch's jobs: a job an earlier launch refused (a typo's folder) is not this launch's failure
+                launched = [row for row in rows if launched_since(sweep_dir / row["job"], self.started)]
+                failed = [row["job"] for row in launched if row["status"] == FAILED or row["launch_error"]]
                 if failed:
-                    print(f"[sweep] {len(failed)} of {len(rows)} jobs failed: {', '.join(failed)} "
-                          f"(their errors: the 'error' and 'launch_error' columns of {path.name})",
+                    print(f"[sweep] {len(failed)} of the {len(launched)} jobs of this launch failed: "
+                          f"{', '.join(failed)} (their errors: the 'error' and 'launch_error' columns of {path.name})",
                           file=sys.stderr, flush=True)
         finally:
             if self.lock is not None:

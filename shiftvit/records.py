@@ -86,8 +86,9 @@ RESULT_KEYS = ("val_top1", "best_val_top1", "ema_val_top1", "val_top5", "val_los
                "macs", "params", "train_images_per_s", "eval_images_per_s", "wall_s", "epochs_done", "attempts")
 IDENTITY_KEYS = ("mixer", "gamma", "tau", "depths", "model", "data", "match", "seed", "config_hash")
 OUTCOME_KEYS = ("duplicate_of", "error", "interrupted_by")  # present only when the status calls for them
-PROVENANCE_KEYS = ("git_commit", "versions", "host", "run_dir", "overrides", "sweep_name", "world_size", "malloc",
-                   "finished")
+# git_dirty: the checkout had changes to tracked files when the run started, so git_commit alone is not its code
+PROVENANCE_KEYS = ("git_commit", "git_dirty", "versions", "host", "run_dir", "overrides", "sweep_name", "world_size",
+                   "malloc", "finished")
 SUMMARY_KEYS = ("status", *RESULT_KEYS, *IDENTITY_KEYS, *PROVENANCE_KEYS)  # always present once a run trained
 
 

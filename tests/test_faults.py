@@ -392,6 +392,30 @@ def test_a_job_whose_twin_was_cut_off_trains_and_the_attempt_is_superseded(tmp_p
                                                 "seed, completed)")]
 
 
+def test_a_relaunch_counts_only_its_own_jobs(tmp_path):
+    """A typo's launch leaves refused job folders in the sweep (its overrides name other folders). The corrected
+    relaunch's live count and exit code are about its own jobs: it finishes 2 of 2 and exits 0, while sweep.csv
+    still lists every folder, the refused ones with their error."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "seed=0,1", *small(epochs=1), f"hydra.sweep.dir={sweep}"]
+    assert run_cli(args, cwd=tmp_path).returncode == 0
+    typo = run_cli([*args, "train.lr=-1"], cwd=tmp_path)
+    assert typo.returncode == 1 and "train.lr=-1.0 must be > 0" in typo.stderr
+    again = run_cli(args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "[sweep] 2/2 finished, 0 running, 0 queued" in again.stdout and "failed" not in again.stderr
+    rows = sweep_rows(sweep)
+    assert sorted(r["status"] for r in rows) == ["completed", "completed", "failed", "failed"]
+    assert all("train.lr=-1.0" in r["launch_error"] for r in rows if r["status"] == "failed")
+    # the analysis loads the two records and names the two refused jobs as skipped, with why
+    from analysis import load_runs
+
+    runs = load_runs(sweep, warn=False)
+    assert len(runs) == 2 and list(runs["status"]) == ["completed"] * 2
+    refused = [why for _, why in runs.attrs["skipped"]]
+    assert len(refused) == 2 and all(w.startswith("refused at launch: train.lr=-1.0 must be > 0") for w in refused)
+
+
 # --- 6 and 7. one launcher per sweep; Ctrl-C; a failed job ---------------------------------------------------
 def test_second_launch_is_refused_and_ctrl_c_leaves_sweep_csv(tmp_path):
     sweep = tmp_path / "sweep"

@@ -196,6 +196,27 @@ def test_joblib_two_jobs_then_relaunch_trains_nothing(tmp_path):
     assert {job: (job / "checkpoint.pt").stat().st_mtime_ns for job in jobs} == stamps
 
 
+def test_a_refusal_older_than_the_record_is_not_its_status(tmp_path):
+    """A launcher killed without its workers, then relaunched: the relaunch's job is refused ('in use by pid N')
+    while the orphaned worker goes on writing the record. The record written after the refusal is the latest
+    word (the worker's epochs here are one real run's record, the refusal a file dated before its last write)."""
+    from shiftvit.multirun import LAUNCH_ERROR_FILE, launch_error, sweep_rows
+
+    sweep = tmp_path / "sweep"
+    proc = run_cli(["-m", "model=shiftvit_nano", "mixer=shift", "train.epochs=1", "logger=none",
+                    f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [job] = job_dirs(sweep)
+    refusal = job / LAUNCH_ERROR_FILE
+    refusal.write_text(f"{job} is in use by pid 4242 (running this record)\n")
+    written = (job / "summary.json").stat().st_mtime
+    os.utime(refusal, (written - 5, written - 5))  # refused while the worker still trained
+    assert launch_error(job) is None and job_status(job).startswith("completed")
+    assert [r["launch_error"] for r in sweep_rows(sweep)] == [None]
+    os.utime(refusal, (written + 5, written + 5))  # refused after the record's last write: this launch's word
+    assert launch_error(job).endswith("(running this record)") and job_status(job).startswith("failed: ")
+
+
 def test_submitit_local_two_jobs(tmp_path):
     sweep = tmp_path / "submitit"
     proc = run_cli(["-m", *SMALL, f"hydra.sweep.dir={sweep}", "hydra/launcher=submitit_local",
