@@ -284,6 +284,11 @@ class SyntheticData(DataConfig):
     in_chans: int = 3
     seed: int = 0
 
+    def check(self) -> None:
+        super().check()
+        # one class is a task without a question: every run "completes" at 100 % top-1
+        _number("data.num_classes", self.num_classes, integer=True, minimum=2)
+
 
 @dataclass
 class Cifar10Data(DataConfig):

@@ -62,6 +62,10 @@ CHEAP = [
     (["train.min_lr=0.01"], "train.min_lr=0.01 is above train.lr=0.002, so the schedule would raise the rate"),
     (["model.drop_rate=1"], "model.drop_rate=1.0 must be < 1"),
     (["model.drop_path_rate=1"], "model.drop_path_rate=1.0 must be < 1"),
+    (["train.aug_repeats=1"], "train.aug_repeats=1 must be 0 (off) or an integer >= 2"),
+    (["train.lr_base_size=0"], "train.lr_base_size=0 must be >= 1"),
+    (["train.schedule_fraction=1.5"], "train.schedule_fraction=1.5 must be <= 1"),
+    (["data=synthetic", "data.num_classes=1"], "data.num_classes=1 must be >= 2"),
 ]
 
 # answered by config.resolve: timm owns the names
