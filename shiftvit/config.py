@@ -401,7 +401,7 @@ WANDB_MODES = ("offline", "online", "disabled")
 # train.threads=1 or logger=none finds the same records (conf/config.yaml's exclude_keys repeats it; a test holds
 # the two equal)
 NOT_IDENTITY_KEYS = (*(f"train.{key}" for key in SPEED_ONLY_TRAIN_KEYS), "logger",
-                     *(f"logger.{f.name}" for f in dataclasses.fields(LoggerConfig)))
+                     *(f"logger.{f.name}" for f in dataclasses.fields(LoggerConfig)), "sweep_name")
 
 
 @dataclass
