@@ -224,6 +224,7 @@ class SweepMonitor:
         self.sweep_dir, self.total, self.poll_s, self.since = Path(sweep_dir), total, poll_s, since
         self.stream = stream or sys.stdout
         self.seen: Dict[str, str] = {}
+        self.ended = 0  # jobs of this launch seen finished, failed or interrupted
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="shiftvit-sweep-monitor", daemon=True)
 
@@ -259,6 +260,12 @@ class SweepMonitor:
             lines.append(f"[sweep] {finished}/{total} finished, " + (f"{stopped} failed or interrupted, "
                          if stopped else "") + f"{running} running, {queued} queued")
             print("\n".join(lines), file=self.stream, flush=True)
+            if finished + stopped > self.ended:  # a job ended: parallel launchers end jobs in their workers,
+                self.ended = finished + stopped  # where on_job_end cannot see the sweep, so the launcher writes
+                try:
+                    write_sweep_csv(self.sweep_dir)
+                except OSError as e:  # the final write reports it; the live lines go on
+                    print(f"[sweep] could not rewrite {SWEEP_CSV} ({e})", file=self.stream, flush=True)
         return lines
 
 

@@ -196,16 +196,42 @@ def test_joblib_two_jobs_then_relaunch_trains_nothing(tmp_path):
     assert {job: (job / "checkpoint.pt").stat().st_mtime_ns for job in jobs} == stamps
 
 
-def test_a_refusal_older_than_the_record_is_not_its_status(tmp_path):
+@pytest.fixture
+def one_job_sweep(tmp_path_factory):
+    """A finished one-job sweep (copied per test, which may change it)."""
+    import shutil
+
+    base = tmp_path_factory.getbasetemp() / "one_job_sweep"
+    if not base.exists():
+        proc = run_cli(["-m", "model=shiftvit_nano", "mixer=shift", "train.epochs=1", "logger=none",
+                        f"hydra.sweep.dir={base}"], cwd=tmp_path_factory.getbasetemp())
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    copy = tmp_path_factory.mktemp("sweep") / "sweep"
+    shutil.copytree(base, copy)
+    return copy
+
+
+def test_the_monitor_rewrites_sweep_csv_when_a_job_ends(one_job_sweep):
+    """Parallel launchers end jobs in their workers, where on_job_end cannot see the sweep: the launcher's
+    monitor rewrites sweep.csv when it sees a job end."""
+    import io
+
+    from shiftvit.multirun import SWEEP_CSV, SweepMonitor
+
+    (one_job_sweep / SWEEP_CSV).unlink()
+    lines = SweepMonitor(one_job_sweep, total=1, stream=io.StringIO()).poll()
+    assert lines[-1] == "[sweep] 1/1 finished, 0 running, 0 queued"
+    with open(one_job_sweep / SWEEP_CSV) as f:
+        assert [row["status"] for row in csv.DictReader(f)] == ["completed"]
+
+
+def test_a_refusal_older_than_the_record_is_not_its_status(one_job_sweep):
     """A launcher killed without its workers, then relaunched: the relaunch's job is refused ('in use by pid N')
     while the orphaned worker goes on writing the record. The record written after the refusal is the latest
     word (the worker's epochs here are one real run's record, the refusal a file dated before its last write)."""
     from shiftvit.multirun import LAUNCH_ERROR_FILE, launch_error, sweep_rows
 
-    sweep = tmp_path / "sweep"
-    proc = run_cli(["-m", "model=shiftvit_nano", "mixer=shift", "train.epochs=1", "logger=none",
-                    f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = one_job_sweep
     [job] = job_dirs(sweep)
     refusal = job / LAUNCH_ERROR_FILE
     refusal.write_text(f"{job} is in use by pid 4242 (running this record)\n")
