@@ -88,9 +88,11 @@ class ResumableRepeatAugSampler(RepeatAugSampler):
     """timm's repeated-augmentation sampler (DeiT's ``RASampler``: each image ``num_repeats`` times per epoch, the
     copies spread over the processes, an epoch as long as the data set), ordered by (seed, epoch) as
     ``EpochSampler`` is (timm seeds the order with the epoch alone, so every seed would see one order), and
-    resumable in the middle of an epoch."""
+    resumable in the middle of an epoch. ``num_replicas`` / ``rank``: None reads them from the process group, as
+    ``DistributedSampler`` does."""
 
-    def __init__(self, dataset: Dataset, seed: int, num_repeats: int, num_replicas: int = 1, rank: int = 0):
+    def __init__(self, dataset: Dataset, seed: int, num_repeats: int, num_replicas: Optional[int] = None,
+                 rank: Optional[int] = None):
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, num_repeats=num_repeats)
         self.seed, self.skip = seed, 0
         self.set_epoch(0)
@@ -620,13 +622,10 @@ def make_loaders(bundle: DataBundle, batch_size: int, seed: int, num_workers: in
     ``device``, tensor datasets are served from a copy on that device (``DeviceTensorLoader``); with
     ``aug_repeats``, each image comes that many times an epoch (``ResumableRepeatAugSampler``)."""
     val_sampler: Optional[Sampler] = DistributedSampler(bundle.val, shuffle=False) if distributed else None
-    if aug_repeats:
-        from .distributed import info
-
-        processes = info()
-        train_sampler: Sampler = ResumableRepeatAugSampler(
-            bundle.train, seed, aug_repeats, num_replicas=processes.world_size if distributed else 1,
-            rank=processes.rank if distributed else 0)
+    if aug_repeats:  # one replica without a process group; with one, the group's size and rank
+        train_sampler: Sampler = ResumableRepeatAugSampler(bundle.train, seed, aug_repeats,
+                                                           num_replicas=None if distributed else 1,
+                                                           rank=None if distributed else 0)
     elif distributed:
         train_sampler = ResumableDistributedSampler(bundle.train, shuffle=True, seed=seed, drop_last=True)
     else:
