@@ -16,11 +16,12 @@ import csv
 import hashlib
 import io
 import json
-import math
+import os
 import re
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -52,6 +53,8 @@ SWEEP_LOCK_FILE = ".sweep.lock"
 # one line: why the latest launch of a job did not run it (a config error, another config's record ...);
 # beside the record, not in it, so that a refused launch changes nothing the record says
 LAUNCH_ERROR_FILE = ".launch_error"
+# the id of the latest launch that started the job: a relaunch counts and judges only the jobs it started
+LAUNCH_ID_FILE = ".launch_id"
 JOB_DIR_RESOLVER = "shiftvit_job_dir"
 # one row per job: its overrides, then summary.json's columns in the schema's order (records.py)
 CSV_COLUMNS = ("job", "overrides", "status", *RESULT_KEYS, *IDENTITY_KEYS, *OUTCOME_KEYS, "launch_error", "run_dir")
@@ -203,15 +206,15 @@ def _short(overrides: List[str]) -> str:
     return " ".join(o for o in overrides if not _SHORT.match(o)) or "(defaults)"
 
 
-def launched_since(job_dir: Path, since: Optional[float]) -> bool:
-    """Whether a launch that started at ``since`` (a time.time()) started this job: Hydra writes the job's
-    ``.hydra`` files as it starts it, in every launch. Jobs of earlier launches share a relaunched sweep's folder
-    (other overrides, a refused typo): they are not this launch's to count."""
-    if since is None:
+def launched_by(job_dir: Path, launch_id: Optional[str]) -> bool:
+    """Whether the launch ``launch_id`` started this job (``None``: count every job). Jobs of earlier launches
+    share a relaunched sweep's folder (other overrides, a typo's refused jobs): they are not this launch's to
+    count. The launch writes its id as it starts each job; file times would not do, since a launch that follows
+    another within the file system's time resolution could not tell their jobs apart."""
+    if launch_id is None:
         return True
     try:
-        # whole seconds: a file system that keeps coarse times may record a later write as earlier than since
-        return (job_dir / ".hydra" / "overrides.yaml").stat().st_mtime >= math.floor(since)
+        return (job_dir / LAUNCH_ID_FILE).read_text() == launch_id
     except OSError:
         return False
 
@@ -220,8 +223,8 @@ class SweepMonitor:
     """Polls the sweep directory and prints one line whenever a status of this launch's jobs changes."""
 
     def __init__(self, sweep_dir: Path, total: Optional[int], poll_s: float = 2.0, stream=None,
-                 since: Optional[float] = None):
-        self.sweep_dir, self.total, self.poll_s, self.since = Path(sweep_dir), total, poll_s, since
+                 launch_id: Optional[str] = None):
+        self.sweep_dir, self.total, self.poll_s, self.launch_id = Path(sweep_dir), total, poll_s, launch_id
         self.stream = stream or sys.stdout
         self.seen: Dict[str, str] = {}
         self.ended = 0  # jobs of this launch seen finished, failed or interrupted
@@ -243,7 +246,7 @@ class SweepMonitor:
     def poll(self) -> List[str]:
         lines = []
         for job in job_dirs(self.sweep_dir):
-            if not launched_since(job, self.since):
+            if not launched_by(job, self.launch_id):
                 continue
             status = job_status(job)
             if self.seen.get(job.name) != status:
@@ -278,7 +281,7 @@ class SweepCallback(Callback):
         self.monitor: Optional[SweepMonitor] = None
         self.lock: Optional[RunLock] = None
         self.sweep_dir: Optional[Path] = None
-        self.started: Optional[float] = None
+        self.launch_id: Optional[str] = None
 
     def __getstate__(self) -> Dict[str, Any]:
         # parallel launchers (joblib, submitit) pickle Hydra's callbacks into each job: the monitor thread and
@@ -295,12 +298,19 @@ class SweepCallback(Callback):
                 "choose a writable hydra.sweep.dir"
             print(f"error: {message}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
-        self.sweep_dir, self.started = sweep_dir, time.time()
+        # unique across launchers of one sweep over time and across machines sharing the file system
+        self.sweep_dir, self.launch_id = sweep_dir, f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex}"
         atexit.register(self._finish)  # Ctrl-C or a crash of the launcher still leaves sweep.csv
         total = expected_jobs(list(config.hydra.overrides.task), config.hydra.sweeper.get("params"))
         if self.live:
-            self.monitor = SweepMonitor(sweep_dir, total, self.poll_s, since=self.started)
+            self.monitor = SweepMonitor(sweep_dir, total, self.poll_s, launch_id=self.launch_id)
             self.monitor.start()
+
+    def on_job_start(self, config, **kwargs: Any) -> None:
+        # runs where the job runs (a joblib worker, a submitit node), after Hydra made its folder; the id came
+        # with the pickled callback
+        if self.launch_id is not None:
+            atomic_write_bytes(Path(config.hydra.runtime.output_dir) / LAUNCH_ID_FILE, self.launch_id.encode())
 
     def on_job_end(self, config, job_return, **kwargs: Any) -> None:
         if self.sweep_dir is not None:  # the launching process (basic launcher): keep sweep.csv current
@@ -328,7 +338,7 @@ class SweepCallback(Callback):
                 tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no jobs"
                 print(f"[sweep] wrote {path} ({tally})", flush=True)
                 # this launch's jobs: a job an earlier launch refused (a typo's folder) is not this launch's failure
-                launched = [row for row in rows if launched_since(sweep_dir / row["job"], self.started)]
+                launched = [row for row in rows if launched_by(sweep_dir / row["job"], self.launch_id)]
                 failed = [row["job"] for row in launched if row["status"] == FAILED or row["launch_error"]]
                 if failed:
                     print(f"[sweep] {len(failed)} of the {len(launched)} jobs of this launch failed: "

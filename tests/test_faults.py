@@ -401,6 +401,12 @@ def test_a_relaunch_counts_only_its_own_jobs(tmp_path):
     assert run_cli(args, cwd=tmp_path).returncode == 0
     typo = run_cli([*args, "train.lr=-1"], cwd=tmp_path)
     assert typo.returncode == 1 and "train.lr=-1.0 must be > 0" in typo.stderr
+    # a relaunch within the file system's time resolution of the typo's launch (CI once met it): the typo's files
+    # are no older than the relaunch's start, and the relaunch still tells its jobs from the typo's
+    soon = time.time() + 60
+    for job in job_dirs(sweep):
+        for path in (job / ".hydra").iterdir():
+            os.utime(path, (soon, soon))
     again = run_cli(args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "[sweep] 2/2 finished, 0 running, 0 queued" in again.stdout and "failed" not in again.stderr

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from experiments import wandb_sweep
 from shiftvit.config import resolve
-from shiftvit.multirun import expected_jobs, job_dirs, job_status, write_sweep_csv
+from shiftvit.multirun import LAUNCH_ID_FILE, expected_jobs, job_dirs, job_status, write_sweep_csv
 from shiftvit.records import read_metrics, read_summary
 
 CONF = ROOT / "conf"
@@ -186,6 +186,9 @@ def test_joblib_two_jobs_then_relaunch_trains_nothing(tmp_path):
     assert {r["mixer"] for r in rows} == {"shift", "identity"}
     jobs = job_dirs(sweep)
     assert len(jobs) == 2
+    # the workers mark their jobs with the launch's id (the callback is pickled into them): the launcher counts both
+    assert len({(job / LAUNCH_ID_FILE).read_text() for job in jobs}) == 1
+    assert "[sweep] 2/2 finished" in proc.stdout
     for job in jobs:
         assert yaml.safe_load((job / "config.yaml").read_text())["train"]["threads"] == max(
             1, (os.cpu_count() or 1) // 2)
@@ -254,6 +257,8 @@ def test_submitit_local_two_jobs(tmp_path):
             1, (os.cpu_count() or 1) // 2)
     assert (sweep / ".submitit").is_dir()
     assert [r["status"] for r in _rows(sweep)] == ["completed", "completed"]
+    assert len({(job / LAUNCH_ID_FILE).read_text() for job in job_dirs(sweep)}) == 1
+    assert "[sweep] 2/2 finished" in proc.stdout
 
 
 def test_a_local_sweeps_size_comes_from_its_saved_overrides_and_the_experiments_params(tmp_path):
