@@ -26,14 +26,16 @@ if [ "${QUICK:-0}" = 1 ]; then
     shift_args=(--repeats 1) late_shift_args=(--quick) norm_args=(--quick)
     fast_args=(--model shiftvit_nano --batch-size 2 --img-size 32 --repeats 1)
     tp_args=(--quick) peers=(shiftvit_light_tiny shiftvit_light_tiny+triton+gn_triton "shiftvit_light_tiny[identity]")
-    compiled=(shiftvit_light_tiny shiftvit_light_tiny+compiled)
+    compiled=(shiftvit_light_tiny shiftvit_light_tiny+compiled_blocks) compiled_whole=(shiftvit_light_tiny
+              shiftvit_light_tiny+compiled)
     overhead_args=(--model shiftvit_nano --data relations --data-arg num_train=128 --data-arg num_val=64
                    --batch-size 32 --epochs 1 --quick)
     loader_args=(--quick)
 else
     shift_args=(--repeats 30) late_shift_args=(--repeats 30) norm_args=(--repeats 20 --compile)
     fast_args=(--repeats 10)
-    tp_args=(--repeats 5 --steps 5) peers=("${shift_t[@]}") compiled=(shiftvit_r2_tiny shiftvit_r2_tiny+compiled)
+    tp_args=(--repeats 5 --steps 5) peers=("${shift_t[@]}")
+    compiled=(shiftvit_r2_tiny shiftvit_r2_tiny+compiled_blocks) compiled_whole=(shiftvit_r2_tiny shiftvit_r2_tiny+compiled)
     # 40 steps an epoch at batch 512; the median of 5 epochs leaves the first (compilation) out
     overhead_args=(--model shiftvit_micro --data relations --data-arg num_train=20480 --batch-size 512 --epochs 5
                    --no-startup)
@@ -91,9 +93,12 @@ step overhead_eager 90 "$py" -m shiftvit.bench overhead --device "$device" "${ov
 # CIFAR's batches (random images in its format): timm's per-sample transforms, crop_flip per sample and on the
 # device, beside shiftvit_micro's training steps at the same batch: does a loader bound a 32-px CIFAR job?
 step loader 90 "$py" -m shiftvit.bench loader --device "$device" "${loader_args[@]}" --out "$out/loader.json"
-# Shift-T compiled and eager in one process, rounds interleaved; training only (one compilation of Shift-T took
-# more than two minutes)
-step throughput_compiled 240 "$py" -m shiftvit.bench throughput "${compiled[@]}" --device "$device" --amp bf16 \
+# Shift-T compiled and eager in one process, rounds interleaved; training only. Block by block
+# (train.compile_scope=blocks): one graph per stage; compiling the whole of Shift-T (38 blocks) in one graph took
+# more than two minutes on an H200, and comes last
+# (each compiling step starts with empty Inductor and Triton caches: a fresh machine's time to compile)
+cold() { local d; d=$(mktemp -d) && echo env TORCHINDUCTOR_CACHE_DIR="$d/inductor" TRITON_CACHE_DIR="$d/triton"; }
+step throughput_compiled 240 $(cold) "$py" -m shiftvit.bench throughput "${compiled[@]}" --device "$device" --amp bf16 \
     --channels-last --no-eval "${tp_args[@]}" --out "$out/throughput_compiled.json"
 compile_mode=reduce-overhead && [ "$device" = cuda ] || compile_mode=default
 step overhead_compiled 240 "$py" -m shiftvit.bench overhead --device "$device" "${overhead_args[@]}" --compile \
@@ -101,6 +106,9 @@ step overhead_compiled 240 "$py" -m shiftvit.bench overhead --device "$device" "
 # what deterministic algorithms cost the eager loop (run.py's default is train.deterministic=true)
 step overhead_eager_nondeterministic 90 "$py" -m shiftvit.bench overhead --device "$device" "${overhead_args[@]}" \
     --no-deterministic --no-startup --out "$out/overhead_eager_nondeterministic.json"
+# Shift-T compiled whole (train.compile_scope=model, the default) against eager: the other scope's speed
+step throughput_compiled_whole 300 $(cold) "$py" -m shiftvit.bench throughput "${compiled_whole[@]}" --device "$device" \
+    --amp bf16 --channels-last --no-eval "${tp_args[@]}" --out "$out/throughput_compiled_whole.json"
 if [ "$device" = cuda ]; then  # last, in what is left of the budget: the quick tests, then those that run run.py
     slow="compile or run_py or resume or torchrun"
     step tests 120 "$py" -m pytest -q --durations=5 -p no:cacheprovider tests/test_cuda.py -k "not ($slow)"

@@ -43,6 +43,10 @@ DATA_ON_DEVICE_MODES = ("auto", "always", "never")
 # torch.compile modes with train.compile=true. Both run the same Inductor kernels, so the choice is speed-only;
 # reduce-overhead replays the forward and backward as CUDA graphs (one launch per graph), for static shapes.
 COMPILE_MODES = ("default", "reduce-overhead")
+# what train.compile compiles (shiftvit/compiling.py): the whole model as one graph | each block on its own, the
+# rest eager (regional compilation: blocks of a stage share one graph, so compiling takes far less time as the
+# depth grows). Speed-only like the mode: the same operations, fused within a block instead of across blocks.
+COMPILE_SCOPES = ("model", "blocks")
 # CIFAR's training augmentation (data.augment): random crop after zero padding plus horizontal flip (He et al.,
 # 2016: the usual CIFAR recipe), batched and exact on any device | timm's transform factory, per sample on the CPU
 # (RandomResizedCrop at scale 0.6-1, bicubic, flip, and train.aa / color_jitter / reprob when set)
@@ -113,6 +117,7 @@ class TrainSettings:
     channels_last: bool = False
     compile: bool = False
     compile_mode: str = "default"  # COMPILE_MODES
+    compile_scope: str = "model"  # COMPILE_SCOPES
     device: str = "auto"  # DEVICE_FORMS
     deterministic: bool = True
     threads: Optional[int] = None  # torch intra-op threads (None: torch's default, or a sweep's share)
@@ -176,6 +181,7 @@ class TrainSettings:
         _choice("train.progress", self.progress, PROGRESS_MODES)
         _choice("train.data_on_device", self.data_on_device, DATA_ON_DEVICE_MODES)
         _choice("train.compile_mode", self.compile_mode, COMPILE_MODES)
+        _choice("train.compile_scope", self.compile_scope, COMPILE_SCOPES)
         if (self.mixup or self.cutmix) and self.batch_size % 2:
             raise ConfigError(f"train.batch_size={self.batch_size} must be even with mixup/cutmix")
         return self
@@ -203,7 +209,7 @@ class TrainSettings:
 
 # settings that change how fast a run goes or where it reports, never its numbers: left out of the config hash
 SPEED_ONLY_TRAIN_KEYS = ("progress", "num_workers", "threads", "device", "eval_every", "malloc", "resume",
-                         "data_on_device", "compile_mode")
+                         "data_on_device", "compile_mode", "compile_scope")
 
 
 def _instance(schema: Type, values: Dict[str, Any], prefix: str, what: str):

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from . import distributed as dist_utils
+from .compiling import compile_model
 from .config import TrainSettings
 from .data import DataBundle, make_loaders, on_device_eligible
 from .records import (
@@ -199,8 +200,8 @@ class Trainer:
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        if s.compile:
-            self.train_model = torch.compile(self.train_model, mode=s.compile_mode)
+        if s.compile:  # scope blocks compiles the blocks in place: evaluation runs them compiled too (EMA's copy not)
+            self.train_model = compile_model(self.train_model, s.compile_mode, s.compile_scope)
         self.history: List[Dict[str, Any]] = []
         self.start_epoch, self.start_batch = 0, 0
         self.partial: Dict[str, float] = {"loss_sum": 0.0, "samples": 0.0, "seconds": 0.0}

@@ -47,6 +47,7 @@ def test_nan_loss_is_recorded_as_diverged(tmp_path):
     (["train.amp=fp8"], "train.amp='fp8' is not one of: none, bf16, fp16"),
     (["train.malloc=jemalloc"], "train.malloc='jemalloc' is not one of: retain, system"),
     (["train.compile_mode=max-autotune"], "train.compile_mode='max-autotune' is not one of: default, reduce-overhead"),
+    (["train.compile_scope=layers"], "train.compile_scope='layers' is not one of: model, blocks"),
     (["+mixer.window_size=7"], "mixer.window_size is not an option of mixer=shift"),
     (["mixer=attn", "+mixer.gamma=1/6"], "mixer.gamma is not an option of mixer=attn"),
     (["model.norm=layer"], "model.norm='layer' is not one of: gn1, ln, bn"),

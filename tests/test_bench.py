@@ -33,9 +33,10 @@ def test_a_model_with_an_unknown_kernel_is_refused_naming_the_choices(capsys):
 
     assert parse_kernels("shiftvit_nano+triton+gn_triton") == ("shiftvit_nano", {"shift": "triton", "norm": "triton"})
     assert parse_kernels("shiftvit_nano[attn]") == ("shiftvit_nano[attn]", {})
-    assert split_compiled("shiftvit_nano+triton+compiled") == ("shiftvit_nano+triton", True)
-    assert split_compiled("shiftvit_nano[attn]") == ("shiftvit_nano[attn]", False)
-    choices = "torch, triton, auto, gn_native, gn_triton, compiled"
+    assert split_compiled("shiftvit_nano+triton+compiled") == ("shiftvit_nano+triton", "model")
+    assert split_compiled("shiftvit_nano+compiled_blocks+triton") == ("shiftvit_nano+triton", "blocks")
+    assert split_compiled("shiftvit_nano[attn]") == ("shiftvit_nano[attn]", None)
+    choices = "torch, triton, auto, gn_native, gn_triton, compiled, compiled_blocks"
     with pytest.raises(ValueError, match=rf"suffix 'cuda' is not one of: {choices}"):
         parse_kernels("shiftvit_nano+cuda")
     assert main(["throughput", "shiftvit_nano+cuda", "--quick", "--out", ""]) == 2  # one line, no traceback
@@ -140,7 +141,7 @@ def test_gpu_check_script_runs_end_to_end_in_quick_cpu_mode(tmp_path):
                   "shift_channels_last_bfloat16", "shift_stage3_channels_last_bfloat16",
                   "shift_stage4_channels_last_bfloat16", "throughput_bf16_channels_last", "fast_fp32", "fast_bf16",
                   "norm", "overhead_eager", "loader", "throughput_compiled", "overhead_compiled",
-                  "overhead_eager_nondeterministic"]
+                  "overhead_eager_nondeterministic", "throughput_compiled_whole"]
     assert [s.split()[1] for s in steps] == ["env", *benchmarks, "targets"]
     assert all(" rc=0 " in s for s in steps)
     for name in benchmarks:

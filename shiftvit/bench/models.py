@@ -10,10 +10,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from ..compiling import BLOCKS_SCOPE, MODEL_SCOPE, compile_model
 from ..ops import GPU_KERNELS, GPU_NORM_KERNELS, auto_shift_choices, shift_official
 from ..spec import MIXER_OPTIONS
 from .shift import _triton_usable, with_kernels
-from .timing import _device_name, _minor_faults, autocast_for, time_interleaved
+from .timing import _device_name, _minor_faults, autocast_for, synchronizer, time_interleaved
 
 SHIFT_T = "shiftvit_r2_tiny"
 SWIN_T = "swin_tiny_patch4_window7_224"  # Shift-T's attention peer at its FLOPs (timm's name)
@@ -50,7 +51,9 @@ def _print_solver(r: Dict[str, object]) -> None:
 
 
 NORM_SUFFIX = "gn_"  # model+gn_triton: the GPU norm kernel; model+triton: the GPU shift kernel
-COMPILED_SUFFIX = "compiled"  # model+compiled: that model through torch.compile, beside the others eager
+# model+compiled: that model through torch.compile, whole, beside the others eager; model+compiled_blocks: its
+# blocks compiled one by one (train.compile_scope=blocks)
+COMPILED_SUFFIXES = {"compiled": MODEL_SCOPE, "compiled_blocks": BLOCKS_SCOPE}
 
 
 def parse_kernels(spec: str) -> Tuple[str, Dict[str, str]]:
@@ -65,16 +68,17 @@ def parse_kernels(spec: str) -> Tuple[str, Dict[str, str]]:
         elif suffix in GPU_KERNELS:
             kernels["shift"] = suffix
         else:
-            choices = [*GPU_KERNELS, *(NORM_SUFFIX + k for k in GPU_NORM_KERNELS), COMPILED_SUFFIX]
+            choices = [*GPU_KERNELS, *(NORM_SUFFIX + k for k in GPU_NORM_KERNELS), *COMPILED_SUFFIXES]
             raise ValueError(f"{spec!r}: suffix {suffix!r} is not one of: {', '.join(choices)}")
     return name, kernels
 
 
-def split_compiled(spec: str) -> Tuple[str, bool]:
-    """``model+triton+compiled`` -> (``model+triton``, True): whether this one model is compiled, so that one run
-    can time a model compiled and eager, interleaved."""
-    parts = spec.split("+")
-    return "+".join(p for p in parts if p != COMPILED_SUFFIX), COMPILED_SUFFIX in parts[1:]
+def split_compiled(spec: str) -> Tuple[str, Optional[str]]:
+    """``model+triton+compiled`` -> (``model+triton``, ``"model"``): the compile scope of this one model, None
+    where it runs eager, so that one run can time a model compiled and eager, interleaved."""
+    name, *suffixes = spec.split("+")
+    scopes = [COMPILED_SUFFIXES[p] for p in suffixes if p in COMPILED_SUFFIXES]
+    return "+".join([name, *(p for p in suffixes if p not in COMPILED_SUFFIXES)]), (scopes[-1] if scopes else None)
 
 
 _MODEL_SPEC = re.compile(r"([^\[\]]+)(?:\[([^\[\]]*)\])?")  # name or name[mixer]
@@ -139,7 +143,8 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
                      compile: bool = False, train: bool = True, amp: str = "none",
                      compile_mode: str = "default", evaluate: bool = True) -> Dict[str, object]:
     """Images/s in eval (no grad) and in training (forward + backward + AdamW step); for each model the
-    minimum and median over ``repeats`` rounds of ``steps`` batches, after ``warmup`` batches.
+    minimum and median over ``repeats`` rounds of ``steps`` batches, after ``warmup`` batches (at least one,
+    whose time is kept: ``train_first_s``, a compiled model's compilation).
     ``amp`` runs the forward passes under autocast (bf16 or fp16, as ``run.py``'s ``train.amp``).
 
     The rounds are interleaved: every model runs once in round 1, then once in round 2, and so on, so a drift of
@@ -158,17 +163,24 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
         raise ValueError(problem)
     for spec in models:
         plain, compiled = split_compiled(spec)
-        any_compiled |= compiled
+        any_compiled = any_compiled or compiled is not None
         name, kernels = parse_kernels(plain)
         model, cost = _build(name, img_size)
         model = model.to(dev, memory_format=fmt)
-        forward = torch.compile(model, mode=compile_mode) if compile or compiled else model
+        forward = compile_model(model, compile_mode, compiled or MODEL_SCOPE) if compile or compiled else model
         built[spec] = (model, forward, kernels)
         rows[spec] = {"macs": cost.total_macs, "params": cost.total_params}
 
+    sync = synchronizer(dev)
+    first: Dict[str, float] = {}
+
     def interleaved(calls: Dict[str, Callable[[], object]]) -> Dict[str, List[float]]:
-        for call in calls.values():  # warm-up batches (compilation, autotuning, allocator) outside the rounds
-            for _ in range(warmup):
+        for spec, call in calls.items():  # warm-up batches (compilation, autotuning, allocator) outside the rounds
+            start = time.perf_counter()  # the first batch: a compiled model's time to compile
+            call()
+            sync()
+            first[spec] = time.perf_counter() - start
+            for _ in range(warmup - 1):
                 call()
 
         def batches(call: Callable[[], object]) -> Callable[[], None]:
@@ -204,13 +216,14 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
         for model, _, _ in built.values():
             model.eval()
         for spec, measured in interleaved({s: kernel_of(s, infer(f)) for s, (_, f, _) in built.items()}).items():
-            rows[spec].update(eval_median=statistics.median(measured), eval_min=min(measured))
+            rows[spec].update(eval_median=statistics.median(measured), eval_min=min(measured), eval_first_s=first[spec])
     if train:
         for model, _, _ in built.values():
             model.train()
         calls = {s: kernel_of(s, train_step(m, f)) for s, (m, f, _) in built.items()}
         for spec, measured in interleaved(calls).items():
-            rows[spec].update(train_median=statistics.median(measured), train_min=min(measured))
+            rows[spec].update(train_median=statistics.median(measured), train_min=min(measured),
+                              train_first_s=first[spec])
     base = rows.get(models[0], {})
     for row in rows.values():
         for key in ("eval_median", "train_median"):
@@ -229,10 +242,10 @@ def _print_throughput(r: Dict[str, object]) -> None:
           f"amp={r['amp']}, channels_last={r['channels_last']}, compile={r['compile']}; "
           f"ratios to {r['reference']} (median)")
     print(f"{'model':<40}{'GMACs':>7}{'params M':>9}{'eval img/s':>11}{'(min)':>8}{'ratio':>7}"
-          f"{'train img/s':>12}{'(min)':>8}{'ratio':>7}")
-    for name, row in r["rows"].items():
+          f"{'train img/s':>12}{'(min)':>8}{'ratio':>7}{'1st step s':>11}")
+    for name, row in r["rows"].items():  # the first training step: a compiled model's compilation
         train = (f"{row['train_median']:>12.1f}{row['train_min']:>8.1f}{row.get('train_ratio', float('nan')):>7.2f}"
-                 if "train_median" in row else "")
+                 f"{row['train_first_s']:>11.1f}" if "train_median" in row else "")
         evaluated = (f"{row['eval_median']:>11.1f}{row['eval_min']:>8.1f}{row.get('eval_ratio', float('nan')):>7.2f}"
                      if "eval_median" in row else f"{'-':>11}{'-':>8}{'-':>7}")
         print(f"{name:<40}{row['macs'] / 1e9:>7.2f}{row['params'] / 1e6:>9.2f}{evaluated}{train}")
