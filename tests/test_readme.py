@@ -73,3 +73,44 @@ def test_flops_outputs_are_what_the_cli_prints(capsys):
     for args, shown in blocks:
         assert cli(args, capsys) == shown, f"README block `python -m shiftvit.flops {shlex.join(args)}`"
 
+
+
+RESULTS = ROOT / "docs" / "results"
+_RESULT_LINK = re.compile(r"docs/results/([\w-]+)/")
+_TWO_DECIMALS = re.compile(r"(?<![\d.])\d+\.\d\d(?![\d])")  # 93.52, 2.00: how reports print accuracies and CIs
+
+
+def _blocks(text: str):
+    """Paragraphs and table rows of a section, each with the result folders it names (a table row without a link
+    takes those of the paragraph above its table)."""
+    above: list = []
+    for block in text.split("\n\n"):
+        lines = block.strip().splitlines()
+        if lines and lines[0].startswith("|"):
+            for row in lines:
+                yield row, _RESULT_LINK.findall(row) or above
+        else:
+            above = _RESULT_LINK.findall(block)
+            yield block, above
+
+
+def _printed(report: str) -> set:
+    """The numbers of a report as the README may print them: as written, and rounded to two decimals (a slope
+    of +0.798 points is 0.80 there)."""
+    numbers = re.findall(r"\d+\.\d+", report)
+    return set(numbers) | {f"{float(n):.2f}" for n in numbers if len(n.split(".")[1]) > 2}
+
+
+def test_results_numbers_are_the_committed_reports():
+    """The README's results at CPU scale copy numbers from the committed reports by hand: every number printed
+    with two decimals in a paragraph or table row that names a result (an accuracy, a difference, a confidence
+    bound, MACs) is in that result's report."""
+    reports = {p.parent.name: _printed(p.read_text()) for p in RESULTS.glob("*/report.md")}
+    assert len(reports) >= 8, sorted(reports)
+    blocks = list(_blocks(section("Results at CPU scale")))
+    assert {name for _, folders in blocks for name in folders} == set(reports), \
+        "a results folder the README does not name, or a link to none"
+    missing = [f"{number} (docs/results/{'|'.join(folders)}): {text.strip()[:80]}"
+               for text, folders in blocks for number in _TWO_DECIMALS.findall(text)
+               if folders and not any(number in reports[f] for f in folders)]
+    assert not missing, "\n".join(missing)
