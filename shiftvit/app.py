@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -489,6 +490,22 @@ def main(cfg) -> Optional[float]:
     return summary.get("val_top1")
 
 
+def _remove_if_only_hydras(run_dir: Path) -> None:
+    """Remove a single run's folder when it holds only what Hydra wrote before the task ran (its ``.hydra``
+    config files and the job's log); anything else in it (a record, a lock, a user's file) keeps it whole."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    hydras = {f"{hc.output_subdir}/{name}" for name in ("config.yaml", "hydra.yaml", "overrides.yaml")}
+    try:
+        entries = {p.relative_to(run_dir).as_posix(): p.is_dir() for p in run_dir.rglob("*")}
+        if all((name == hc.output_subdir) if is_dir else (name in hydras or name == f"{hc.job.name}.log")
+               for name, is_dir in entries.items()):
+            shutil.rmtree(run_dir)
+    except OSError:  # another process's file appeared, or the folder went: leave what is there
+        pass
+
+
 def _threads_per_job(hc) -> Optional[int]:
     """Parallel local launchers share the cores: give each job its share instead of all of them (two jobs with
     every core each run several times slower than one after the other)."""
@@ -522,9 +539,12 @@ def _sweep_size(sweep_dir: Path) -> Optional[int]:
 
 
 def _fail(message: str, multirun: bool, launch_error: Path) -> None:
-    """A job that cannot run: one line on stderr; exit 2 for a single run; in a sweep the others go on."""
+    """A job that cannot run: one line on stderr; exit 2 for a single run, which leaves no folder behind (a
+    typo would leave one per attempt); in a sweep the others go on, and the job's folder says why it did not run
+    (the sweep's table and report list it)."""
     print(f"error: {message}", file=sys.stderr, flush=True)
     if not multirun:
+        _remove_if_only_hydras(launch_error.parent)
         raise SystemExit(2)
     from .records import atomic_write_bytes
 

@@ -230,4 +230,15 @@ def test_cli_answers_in_one_line_and_writes_no_record(tmp_path, args, message, t
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == f"torch imported: {torch_loaded}"
-    assert not any((tmp_path / "run" / name).exists() for name in ("config.yaml", "summary.json", "metrics.jsonl"))
+    assert not (tmp_path / "run").exists()  # not even Hydra's folder (.hydra/, run.log): a typo leaves nothing
+
+
+def test_a_refused_run_keeps_a_folder_that_holds_anything_but_hydras_files(tmp_path):
+    """The refused run's folder goes only when Hydra's files are all it holds: a file of the user's, or an earlier
+    attempt's lock, keeps it and everything in it."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("keep me\n")
+    proc = run_cli(["train.lr=-1", "logger=none", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: train.lr=-1.0 must be > 0"), proc.stderr
+    assert (run_dir / "notes.txt").read_text() == "keep me\n" and (run_dir / ".hydra" / "overrides.yaml").exists()
