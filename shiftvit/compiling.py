@@ -32,8 +32,9 @@ BLOCKS_NAME = "blocks"
 
 class TensorDropPath(DropPath):
     """timm's ``DropPath`` with its keep probability in a (non-persistent) buffer, so that compiled blocks of
-    different probabilities share one graph; state dicts are those of ``DropPath``. Draws its mask with
-    ``bernoulli_`` on the batch's dtype and device, as timm does; only compiled blocks use it."""
+    different probabilities share one graph; state dicts are those of ``DropPath``. Its mask has the distribution
+    of timm's (``bernoulli_`` on the batch's dtype and device), not the same draws from one seed; only compiled
+    blocks use it, and a compiled graph draws otherwise than eager anyway."""
 
     def __init__(self, drop_prob: float = 0.0, scale_by_keep: bool = True):
         super().__init__(drop_prob, scale_by_keep)

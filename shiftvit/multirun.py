@@ -310,7 +310,10 @@ class SweepCallback(Callback):
         # runs where the job runs (a joblib worker, a submitit node), after Hydra made its folder; the id came
         # with the pickled callback
         if self.launch_id is not None:
-            atomic_write_bytes(Path(config.hydra.runtime.output_dir) / LAUNCH_ID_FILE, self.launch_id.encode())
+            try:
+                atomic_write_bytes(Path(config.hydra.runtime.output_dir) / LAUNCH_ID_FILE, self.launch_id.encode())
+            except OSError:  # the job says why when it cannot write its record; it goes uncounted, not crashed
+                pass
 
     def on_job_end(self, config, job_return, **kwargs: Any) -> None:
         if self.sweep_dir is not None:  # the launching process (basic launcher): keep sweep.csv current
