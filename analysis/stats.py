@@ -336,11 +336,15 @@ def budget_difference(runs: pd.DataFrame, treatment: str, baseline: str, toleran
     relative = t_cost / b_cost - 1
     label = "MACs" if quantity == "macs" else "params"
     text = f"{budget_percent(relative)} % {label}"
+    if tolerance != default_tolerance():  # a looser match than the default is said where it is judged
+        text += f", ±{budget_percent(tolerance).lstrip('+')} % tolerance"
     targets = {*t_runs.get("budget_target", pd.Series(dtype=object)), *b_runs.get("budget_target",
                                                                                  pd.Series(dtype=object))}
     if len(targets) == 1 and None not in targets and not pd.isna(next(iter(targets))):
-        return text + " (same target)", True  # each within its tolerance of one solved budget
-    return text, (None if tolerance is None else abs(relative) <= tolerance)
+        # each within its tolerance of one solved budget, so at most (1 + t) / (1 - t) - 1 apart
+        return text + " (same target)", abs(relative) <= ((1 + tolerance) / (1 - tolerance) - 1 if tolerance < 1
+                                                          else math.inf)
+    return text, abs(relative) <= tolerance
 
 
 def _differing_keys(runs: pd.DataFrame, a: str, b: str) -> int:

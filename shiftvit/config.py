@@ -612,6 +612,9 @@ def check(cfg: Dict[str, Any]) -> Dict[str, Any]:
         raise ConfigError(f"depths={depths} and match={match} conflict: the solver chooses depths; add match=none "
                           "to train the depths you gave")
     tolerance = _number("tolerance", cfg.get("tolerance", DEFAULT_TOLERANCE), positive=True)
+    if tolerance >= 1:  # a percentage typed for a fraction: tolerance=2 let the arms' budgets differ by 200 %
+        raise ConfigError(f"tolerance={tolerance!r} is a fraction of the budget and must be < 1: write "
+                          f"tolerance={DEFAULT_TOLERANCE} for ±{DEFAULT_TOLERANCE:.0%}")
     reference, reference_arch = _reference(cfg.get("reference"), cfg.get("reference_arch"), model.name)
     seed = _number("seed", cfg.get("seed", ExperimentConfig.seed), integer=True, minimum=0)
     data = dict(cfg.get("data") or {})

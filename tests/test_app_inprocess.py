@@ -55,6 +55,7 @@ def test_nan_loss_is_recorded_as_diverged(tmp_path):
     (["seed=-1"], "seed=-1 must be >= 0"),
     (["tau=0"], "tau=0.0 must be > 0"),
     (["match=macs"], "match='macs' is not one of: flops, params, none"),
+    (["tolerance=2"], "tolerance=2.0 is a fraction of the budget and must be < 1: write tolerance=0.02 for ±2%"),
     (["data.img_size=40", "model.img_size=40"], "img_size=40x40 must be a multiple of 16"),
     (["data.img_size=64"], "model shiftvit_micro is designed for 32 px but data=digits gives 64 px"),
     (["model=shiftvit_nano", "mixer=attn"], "closest reachable is depths=[1, 1, 1, 1]"),

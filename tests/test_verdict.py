@@ -454,3 +454,20 @@ def test_a_best_epoch_metric_never_pools_runs_that_evaluated_at_different_epochs
         verdicts(runs, metric="best_val_top1")
     with pytest.raises(ValueError, match="compare val_top1"):
         summarize(runs, metric="best_val_top1")
+
+
+def test_arms_of_one_target_further_apart_than_their_tolerances_allow_are_not_matched():
+    """Two arms each within t of one target are at most (1 + t) / (1 - t) - 1 apart (4.08 % at t = 2 %): beyond
+    that, "same target" no longer makes them matched (a tolerance=2 typo once let them differ by 47 %). A looser
+    tolerance than the default is said beside the difference."""
+    import pandas as pd
+
+    from analysis.stats import budget_difference
+
+    def runs(treatment_macs: float, tolerance: float) -> pd.DataFrame:
+        return pd.DataFrame({"arm": ["t", "b"], "macs": [treatment_macs, 100.0], "match": ["flops"] * 2,
+                             "tolerance": [tolerance] * 2, "budget_target": ["shiftvit_nano flops"] * 2})
+
+    assert budget_difference(runs(104.0, 0.02), "t", "b") == ("+4.0 % MACs (same target)", True)
+    assert budget_difference(runs(104.2, 0.02), "t", "b") == ("+4.2 % MACs (same target)", False)
+    assert budget_difference(runs(187.0, 0.5), "t", "b") == ("+87 % MACs, ±50 % tolerance (same target)", True)
