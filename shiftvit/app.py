@@ -492,7 +492,8 @@ def main(cfg) -> Optional[float]:
 
 def _remove_if_only_hydras(run_dir: Path) -> None:
     """Remove a single run's folder when it holds only what Hydra wrote before the task ran (its ``.hydra``
-    config files and the job's log); anything else in it (a record, a lock, a user's file) keeps it whole."""
+    config files and the job's log); anything else in it (a record, a lock, a user's file) keeps it whole. In
+    the default layout, parents left empty go too."""
     from hydra.core.hydra_config import HydraConfig
 
     hc = HydraConfig.get()
@@ -502,6 +503,16 @@ def _remove_if_only_hydras(run_dir: Path) -> None:
         if all((name == hc.output_subdir) if is_dir else (name in hydras or name == f"{hc.job.name}.log")
                for name, is_dir in entries.items()):
             shutil.rmtree(run_dir)
+        else:
+            return
+        if any(o.startswith("hydra.run.dir=") for o in hc.overrides.hydra):
+            return  # the user's folder: its parents are the user's too
+        # the default folder, outputs/<date>/<time>: the date's folder and outputs/ go too when nothing else is there
+        launch_dir = Path(hc.runtime.cwd).resolve()
+        parent = run_dir.resolve().parent
+        while parent != launch_dir and launch_dir in parent.parents and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
     except OSError:  # another process's file appeared, or the folder went: leave what is there
         pass
 

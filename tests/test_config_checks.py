@@ -242,3 +242,15 @@ def test_a_refused_run_keeps_a_folder_that_holds_anything_but_hydras_files(tmp_p
     proc = run_cli(["train.lr=-1", "logger=none", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith("error: train.lr=-1.0 must be > 0"), proc.stderr
     assert (run_dir / "notes.txt").read_text() == "keep me\n" and (run_dir / ".hydra" / "overrides.yaml").exists()
+
+
+def test_a_refused_run_in_the_default_folder_leaves_no_dated_folder(tmp_path):
+    """The default run folder is outputs/<date>/<time>/: a refusal takes the date's folder and outputs/ with it
+    when they hold nothing else, and keeps them when they do."""
+    proc = run_cli(["seed=-1", "logger=none"], cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: seed=-1 must be >= 0"), proc.stderr
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "outputs" / "earlier").mkdir(parents=True)
+    assert run_cli(["seed=-1", "logger=none"], cwd=tmp_path).returncode == 2
+    assert [p.relative_to(tmp_path).as_posix() for p in sorted(tmp_path.rglob("*"))] == ["outputs",
+                                                                                           "outputs/earlier"]
