@@ -496,6 +496,8 @@ def _remove_if_only_hydras(run_dir: Path) -> None:
     the default layout, parents left empty go too."""
     from hydra.core.hydra_config import HydraConfig
 
+    from .records import remove_empty_parents
+
     hc = HydraConfig.get()
     hydras = {f"{hc.output_subdir}/{name}" for name in ("config.yaml", "hydra.yaml", "overrides.yaml")}
     try:
@@ -507,12 +509,7 @@ def _remove_if_only_hydras(run_dir: Path) -> None:
             return
         if any(o.startswith("hydra.run.dir=") for o in hc.overrides.hydra):
             return  # the user's folder: its parents are the user's too
-        # the default folder, outputs/<date>/<time>: the date's folder and outputs/ go too when nothing else is there
-        launch_dir = Path(hc.runtime.cwd).resolve()
-        parent = run_dir.resolve().parent
-        while parent != launch_dir and launch_dir in parent.parents and not any(parent.iterdir()):
-            parent.rmdir()
-            parent = parent.parent
+        remove_empty_parents(run_dir, hc.runtime.cwd)  # the default outputs/<date>/<time>: the date's, outputs/
     except OSError:  # another process's file appeared, or the folder went: leave what is there
         pass
 

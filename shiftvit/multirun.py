@@ -18,6 +18,7 @@ import io
 import json
 import os
 import re
+import shutil
 import sys
 import threading
 import time
@@ -45,6 +46,7 @@ from .records import (
     RunLock,
     atomic_write_bytes,
     read_metrics,
+    remove_empty_parents,
     run_status,
 )
 
@@ -282,6 +284,7 @@ class SweepCallback(Callback):
         self.lock: Optional[RunLock] = None
         self.sweep_dir: Optional[Path] = None
         self.launch_id: Optional[str] = None
+        self.default_dir_under: Optional[str] = None  # the launch folder, when the sweep folder is Hydra's default
 
     def __getstate__(self) -> Dict[str, Any]:
         # parallel launchers (joblib, submitit) pickle Hydra's callbacks into each job: the monitor thread and
@@ -298,6 +301,8 @@ class SweepCallback(Callback):
                 "choose a writable hydra.sweep.dir"
             print(f"error: {message}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
+        overridden = any(o.startswith("hydra.sweep.dir=") for o in config.hydra.overrides.hydra)
+        self.default_dir_under = None if overridden else config.hydra.runtime.cwd
         # unique across launchers of one sweep over time and across machines sharing the file system
         self.sweep_dir, self.launch_id = sweep_dir, f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex}"
         atexit.register(self._finish)  # Ctrl-C or a crash of the launcher still leaves sweep.csv
@@ -333,8 +338,10 @@ class SweepCallback(Callback):
         if self.monitor is not None:
             self.monitor.stop()
         failed: List[str] = []
+        empty = False
         try:
-            if sweep_dir.is_dir():
+            empty = sweep_dir.is_dir() and not job_dirs(sweep_dir) and _holds_only_launch_files(sweep_dir)
+            if sweep_dir.is_dir() and not empty:
                 rows = sweep_rows(sweep_dir)
                 path = write_sweep_csv(sweep_dir, rows)
                 counts = Counter(row["status"] for row in rows)
@@ -351,4 +358,19 @@ class SweepCallback(Callback):
             if self.lock is not None:
                 self.lock.release()
                 self.lock = None
+        if empty:  # no job ever started (a typo Hydra refused before the first): no folder named after the typo
+            shutil.rmtree(sweep_dir, ignore_errors=True)
+            if self.default_dir_under is not None:  # multirun/ too, where the launch made it and nothing else is in it
+                try:
+                    remove_empty_parents(sweep_dir, self.default_dir_under)
+                except OSError:
+                    pass
         return failed
+
+
+# what a launch writes into a sweep folder before its first job: Hydra's multirun.yaml, then this callback's
+MULTIRUN_FILE = "multirun.yaml"
+
+
+def _holds_only_launch_files(sweep_dir: Path) -> bool:
+    return all(p.name in (MULTIRUN_FILE, SWEEP_LOCK_FILE, SWEEP_CSV) and p.is_file() for p in sweep_dir.iterdir())

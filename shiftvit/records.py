@@ -191,6 +191,16 @@ def remove_stale_temporaries(run_dir: Path) -> List[Path]:
     return removed
 
 
+def remove_empty_parents(path: Path, launch_dir: Path) -> None:
+    """Remove the parents of a removed folder that it leaves empty, up to (not including) ``launch_dir``, and only
+    below it: Hydra's default folders (``outputs/<date>/``, ``multirun/``) made for a launch that ran nothing."""
+    launch_dir = Path(launch_dir).resolve()
+    parent = Path(path).resolve().parent
+    while parent != launch_dir and launch_dir in parent.parents and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent
+
+
 def archive_record(run_dir: Path) -> Path:
     """Move a run's record into ``.archive/<time>/`` (train.resume=fresh): kept, but never read as a run.
 
