@@ -495,6 +495,17 @@ def register_configs() -> None:
 
 
 # --- resolution -------------------------------------------------------------------------------------------------
+_WARNED: set = set()
+
+
+def _warn_once(message: str, *args: Any) -> None:
+    """A config warning, once per process: a run resolves its config more than once (checked, then run)."""
+    text = message % args
+    if text not in _WARNED:
+        _WARNED.add(text)
+        log.warning(text)
+
+
 def _check_gamma(value: Any) -> Optional[Fraction]:
     if value is None:
         return None
@@ -506,8 +517,8 @@ def _check_gamma(value: Any) -> Optional[Fraction]:
     # near a simple fraction it can be another network than the one meant; say which fraction to write
     simple = gamma.limit_denominator(64)
     if simple != gamma and abs(simple - gamma) <= Fraction(1, 1000):
-        log.warning("gamma=%s is read exactly, as %s, not %s: write gamma=%s for that ratio", value, gamma, simple,
-                    simple)
+        _warn_once("gamma=%s is read exactly, as %s, not %s: write gamma=%s for that ratio", value, gamma, simple,
+                   simple)
     return gamma
 
 
@@ -602,6 +613,9 @@ def check(cfg: Dict[str, Any]) -> Dict[str, Any]:
     # a mixer registered from user code without an options dataclass is checked when the model is built
 
     gamma = _check_gamma(cfg.get("gamma"))
+    if gamma is not None and mixer != "shift":
+        _warn_once("gamma=%s has no effect with mixer=%s (gamma is the shift's channel ratio); the record says "
+                   "gamma: null", cfg.get("gamma"), mixer)
     gamma = (gamma or Fraction(table["gamma"])) if mixer == "shift" else None
     tau = cfg.get("tau")
     tau = table["mlp_ratio"] if tau is None else _number("tau", tau, positive=True)

@@ -82,17 +82,22 @@ def test_the_schema_refuses_bad_types_and_unknown_keys_while_composing(overrides
 
 
 def test_gamma_forms_and_effective_config(caplog):
+    from shiftvit import config
+
     assert resolve(composed("gamma=1/12"))["gamma"] == "1/12"
-    assert resolve(composed("gamma=0.0833"))["gamma"] == "833/10000"
+    config._WARNED.clear()  # said once per process: a run resolves its config twice (checked, then run)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="shiftvit.config"):
+        assert resolve(composed("gamma=0.0833"))["gamma"] == "833/10000"
         resolve(composed("gamma=0.0833"))
         resolve(composed("gamma=0.125"))  # 1/8 exactly: nothing to say
+        attn = resolve(composed("mixer=attn", "gamma=1/6"))  # a ratio the mixer does not have: said, not silent
+        resolve(composed("mixer=attn"))
     assert [r.getMessage() for r in caplog.records] == [
-        "gamma=0.0833 is read exactly, as 833/10000, not 1/12: write gamma=1/12 for that ratio"]
+        "gamma=0.0833 is read exactly, as 833/10000, not 1/12: write gamma=1/12 for that ratio",
+        "gamma=1/6 has no effect with mixer=attn (gamma is the shift's channel ratio); the record says gamma: null"]
     assert resolve(composed("gamma=0.25"))["gamma"] == "1/4"
     assert resolve(composed())["gamma"] == "1/12"  # the variant's own
-    attn = resolve(composed("mixer=attn", "gamma=1/6"))
     assert attn["gamma"] is None and attn["gamma_float"] is None
     assert config_hash(attn) == config_hash(resolve(composed("mixer=attn", "gamma=1/12")))
     assert config_hash(resolve(composed("gamma=1/6"))) != config_hash(resolve(composed("gamma=1/12")))
