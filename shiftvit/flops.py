@@ -418,6 +418,12 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
         print(f"error: unknown model {unknown[0]!r}: ShiftViT variants are listed by `python -m shiftvit.flops "
               "--variants`, other timm models by timm.list_models()", file=sys.stderr)
         return 2
+    shiftvit_only = [f"--{k.replace('_', '-')}" for k in ("mixer", "gamma", "mlp_ratio", "norm", "act", "depths")
+                     if getattr(args, k) is not None]
+    others = [name for name in args.models if not name.startswith("shiftvit")]
+    if shiftvit_only and others:  # said, so that a timm model's row is not read as counted with them
+        print(f"note: {', '.join(shiftvit_only)} apply to ShiftViT models only; {', '.join(others)} counted as timm "
+              "builds it", file=sys.stderr)
     mixers = args.mixer.split(",") if args.mixer else [None]
     costs: Dict[str, Cost] = {}
     depths: Dict[str, Tuple[int, ...]] = {}

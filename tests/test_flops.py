@@ -131,6 +131,15 @@ def test_cli_match_flops(capsys):
     assert abs(total / 4.582 - 1) <= 0.02
 
 
+def test_cli_says_when_shiftvit_options_leave_a_timm_model_as_it_is(capsys):
+    assert main(["shiftvit_nano", "resnet18", "--mixer", "attn", "--gamma", "1/6"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ("note: --mixer, --gamma apply to ShiftViT models only; resnet18 counted as timm builds "
+                            "it\n")
+    assert "shiftvit_nano[attn]" in captured.out and "resnet18" in captured.out
+    assert main(["shiftvit_nano", "--mixer", "attn"]) == 0 and capsys.readouterr().err == ""
+
+
 def test_cli_rows_and_variants(capsys):
     assert main(["shiftvit_micro", "--mixer", "shift,attn,dwconv", "--match", "flops", "--rows"]) == 0
     out = capsys.readouterr().out.splitlines()
