@@ -536,10 +536,10 @@ def _sweep_size(sweep_dir: Path) -> Optional[int]:
     job's own config has only its own values)."""
     from omegaconf import OmegaConf
 
-    from .multirun import expected_jobs
+    from .multirun import MULTIRUN_FILE, expected_jobs
 
     try:
-        saved = OmegaConf.load(sweep_dir / "multirun.yaml").hydra
+        saved = OmegaConf.load(sweep_dir / MULTIRUN_FILE).hydra
         params = saved.sweeper.get("params")
         return expected_jobs(list(saved.overrides.task), OmegaConf.to_container(params) if params else None)
     except Exception:  # a speed setting only: a file it cannot read leaves torch's default

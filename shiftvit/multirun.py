@@ -52,6 +52,7 @@ from .records import (
 
 SWEEP_CSV = "sweep.csv"
 SWEEP_LOCK_FILE = ".sweep.lock"
+MULTIRUN_FILE = "multirun.yaml"  # Hydra's: the sweep's config and overrides, written at its launch
 # one line: why the latest launch of a job did not run it (a config error, another config's record ...);
 # beside the record, not in it, so that a refused launch changes nothing the record says
 LAUNCH_ERROR_FILE = ".launch_error"
@@ -368,9 +369,6 @@ class SweepCallback(Callback):
         return failed
 
 
-# what a launch writes into a sweep folder before its first job: Hydra's multirun.yaml, then this callback's
-MULTIRUN_FILE = "multirun.yaml"
-
-
 def _holds_only_launch_files(sweep_dir: Path) -> bool:
+    """Whether a sweep folder holds only what a launch writes before its first job starts."""
     return all(p.name in (MULTIRUN_FILE, SWEEP_LOCK_FILE, SWEEP_CSV) and p.is_file() for p in sweep_dir.iterdir())
