@@ -34,23 +34,24 @@ from .records import COMPLETED, DUPLICATE, FAILED, FINISHED_STATUSES, INTERRUPTE
 log = logging.getLogger("shiftvit")
 
 # --- provenance -----------------------------------------------------------------------------------------------------
-def git_commit() -> Optional[str]:
+def _git(*args: str) -> Optional[str]:
+    """The output of ``git ARGS`` in this code's checkout, or None where git or the checkout is not there."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, text=True,
-                             capture_output=True, timeout=5)
-        return out.stdout.strip() or None if out.returncode == 0 else None
+        out = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent, text=True, capture_output=True,
+                             timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def git_commit() -> Optional[str]:
+    return _git("rev-parse", "HEAD") or None
 
 
 def git_dirty() -> Optional[bool]:
     """Whether tracked files of the checkout differ from its commit (None outside a git checkout)."""
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                             cwd=Path(__file__).resolve().parent, text=True, capture_output=True, timeout=5)
-        return bool(out.stdout.strip()) if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return None if status is None else bool(status)
 
 
 def versions() -> Dict[str, str]:
@@ -502,11 +503,10 @@ def _remove_if_only_hydras(run_dir: Path) -> None:
     hydras = {f"{hc.output_subdir}/{name}" for name in ("config.yaml", "hydra.yaml", "overrides.yaml")}
     try:
         entries = {p.relative_to(run_dir).as_posix(): p.is_dir() for p in run_dir.rglob("*")}
-        if all((name == hc.output_subdir) if is_dir else (name in hydras or name == f"{hc.job.name}.log")
-               for name, is_dir in entries.items()):
-            shutil.rmtree(run_dir)
-        else:
+        if not all((name == hc.output_subdir) if is_dir else (name in hydras or name == f"{hc.job.name}.log")
+                   for name, is_dir in entries.items()):
             return
+        shutil.rmtree(run_dir)
         if any(o.startswith("hydra.run.dir=") for o in hc.overrides.hydra):
             return  # the user's folder: its parents are the user's too
         remove_empty_parents(run_dir, hc.runtime.cwd)  # the default outputs/<date>/<time>: the date's, outputs/

@@ -58,12 +58,13 @@ def compile_regions(model: nn.Module) -> List[nn.Module]:
 
 def use_tensor_drop_paths(module: nn.Module) -> None:
     """Replace every timm ``DropPath`` inside ``module`` by a ``TensorDropPath`` of the same probability."""
+    device = next(module.parameters(), torch.empty(0)).device
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is DropPath:  # a subclass may draw otherwise: left as it is
                 replacement = TensorDropPath(child.drop_prob, child.scale_by_keep)
                 replacement.train(child.training)
-                setattr(parent, name, replacement.to(device=next(module.parameters(), torch.empty(0)).device))
+                setattr(parent, name, replacement.to(device))
 
 
 def compile_model(model: nn.Module, mode: str, scope: str, backend: str = "inductor") -> nn.Module:
