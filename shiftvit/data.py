@@ -606,8 +606,8 @@ class DeviceTensorLoader:
 
 def _replayable(dataset: Dataset) -> bool:
     """Tensors in memory, with no augmentation or one a whole batch can replay (``BatchAugment``)."""
-    transform = getattr(dataset, "transform", None)
-    return isinstance(dataset, TensorDataset) and (transform is None or isinstance(transform, BatchAugment))
+    return isinstance(dataset, TensorDataset) and (getattr(dataset, "transform", None) is None
+                                                   or _batch_augment(dataset) is not None)
 
 
 def on_device_eligible(bundle: DataBundle, num_workers: int) -> bool:
@@ -639,11 +639,47 @@ def make_loaders(bundle: DataBundle, batch_size: int, seed: int, num_workers: in
     # middle of an epoch (a fresh iterator) would shift every random number drawn afterwards.
     common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(),
                   persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed))
-    train = DataLoader(bundle.train, batch_size=batch_size, sampler=train_sampler, drop_last=drop_last, **common)
-    val = DataLoader(bundle.val, batch_size=batch_size, sampler=val_sampler, shuffle=False, **common)
-    return train, val
+    train = DataLoader(_unaugmented(bundle.train), batch_size=batch_size, sampler=train_sampler, drop_last=drop_last,
+                       **common)
+    val = DataLoader(_unaugmented(bundle.val), batch_size=batch_size, sampler=val_sampler, shuffle=False, **common)
+    return AugmentedLoader.around(train, bundle.train), AugmentedLoader.around(val, bundle.val)
 
 
-__all__ = ["BUILDERS", "BatchAugment", "CropFlip", "DataBundle", "DataError", "DeviceTensorLoader", "EpochSampler",
-           "RandomTranslate", "build_data", "check_files", "draw_translations", "make_loaders", "make_relations",
-           "on_device_eligible", "translate_batch"]
+def _unaugmented(dataset: Dataset) -> Dataset:
+    """A tensor dataset's images as stored, for ``AugmentedLoader`` to augment; any other dataset as it is."""
+    return TensorDataset(*dataset.tensors) if _batch_augment(dataset) is not None else dataset
+
+
+def _batch_augment(dataset: Dataset) -> Optional[BatchAugment]:
+    transform = getattr(dataset, "transform", None)
+    return transform if isinstance(dataset, TensorDataset) and isinstance(transform, BatchAugment) else None
+
+
+class AugmentedLoader:
+    """A ``DataLoader`` over a tensor dataset's stored images whose batches are augmented here, in the training
+    process, as they are handed out: the random draws come from the global RNG (which checkpoints restore) in the
+    order a loader without workers draws them (``BatchAugment``), whatever ``train.num_workers`` is. Drawn in
+    the workers, each worker's own RNG (seeded per worker) would give other numbers for every worker count, and
+    nothing a resume could restore: ``num_workers`` would change the run's numbers, not only its speed."""
+
+    def __init__(self, loader: DataLoader, augment: BatchAugment):
+        self.loader, self.augment = loader, augment
+        self.sampler, self.batch_size = loader.sampler, loader.batch_size
+
+    @classmethod
+    def around(cls, loader: DataLoader, dataset: Dataset):
+        """``loader`` itself when ``dataset`` has no batch augmentation, else the loader that applies it."""
+        augment = _batch_augment(dataset)
+        return loader if augment is None else cls(loader, augment)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for x, y in self.loader:
+            yield self.augment.apply(x, self.augment.draw(len(x))), y
+
+
+__all__ = ["BUILDERS", "AugmentedLoader", "BatchAugment", "CropFlip", "DataBundle", "DataError", "DeviceTensorLoader",
+           "EpochSampler", "RandomTranslate", "build_data", "check_files", "draw_translations", "make_loaders",
+           "make_relations", "on_device_eligible", "translate_batch"]

@@ -11,6 +11,7 @@ from shiftvit.app import run_experiment
 from shiftvit.bench.loader import write_cifar
 from shiftvit.config import SPEED_ONLY_TRAIN_KEYS, ConfigError, TrainSettings, check, config_hash, resolve
 from shiftvit.data import (
+    AugmentedLoader,
     CropFlip,
     DataError,
     DeviceTensorLoader,
@@ -93,13 +94,16 @@ def _composed(*overrides: str) -> dict:
         return OmegaConf.to_container(compose("config", overrides=list(overrides)), resolve=True)
 
 
-def test_a_run_on_device_data_equals_the_run_on_the_dataloader(tmp_path):
+def test_a_run_on_device_data_equals_the_run_on_the_dataloader_with_or_without_workers(tmp_path):
+    """The speed settings of the data path change no number: the augmentation draws the same random numbers
+    whether the batches are cut on the device, collated by the DataLoader, or collated in a worker process."""
     common = ("model=shiftvit_nano", "match=none", "data.train_fraction=0.3", "train.epochs=2", "logger=none",
               "train.threads=1")
-    runs = {mode: run_experiment(_composed(*common, f"train.data_on_device={mode}"), tmp_path / mode)
-            for mode in ("never", "always")}
+    ways = {"never": ("train.data_on_device=never",), "always": ("train.data_on_device=always",),
+            "worker": ("train.data_on_device=never", "train.num_workers=1")}
+    runs = {way: run_experiment(_composed(*common, *overrides), tmp_path / way) for way, overrides in ways.items()}
     for key in ("val_top1", "ema_val_top1", "train_loss", "val_loss", "config_hash"):
-        assert runs["never"][key] == runs["always"][key], key
+        assert runs["never"][key] == runs["always"][key] == runs["worker"][key], key
     # a speed setting: it is recorded, and leaves the config hash alone
     assert "data_on_device" in SPEED_ONLY_TRAIN_KEYS
     cfg = _composed("train.data_on_device=always")
@@ -273,8 +277,12 @@ def test_auto_cuts_tensor_batches_on_the_cpu_too_and_leaves_workers_to_the_datal
                                 seed=0).train_loader
                for options in ((), (("data_on_device", "never"),), (("num_workers", 1),))}
     assert isinstance(loaders[()], DeviceTensorLoader) and loaders[()].images is bundle.train.tensors[0]
-    assert isinstance(loaders[(("data_on_device", "never"),)], DataLoader)
-    assert isinstance(loaders[(("num_workers", 1),)], DataLoader)
+    for options, workers in (((("data_on_device", "never"),), 0), ((("num_workers", 1),), 1)):
+        # the DataLoader collates the stored images (in its workers, if any); this process augments them
+        loader = loaders[options]
+        assert isinstance(loader, AugmentedLoader) and loader.augment is bundle.train.transform
+        assert isinstance(loader.loader, DataLoader) and loader.loader.num_workers == workers
+        assert not hasattr(loader.loader.dataset, "transform")
 
 
 @pytest.mark.parametrize("augment", ["timm", "crop_flip"])
