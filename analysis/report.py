@@ -22,6 +22,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import pandas as pd
 
+from shiftvit.config import ConfigError, check_tolerance
 from shiftvit.records import FAILED_STATUSES, USED_STATUSES
 
 from .arms import ArmSpec, arms_matching, describe
@@ -73,7 +74,8 @@ def arms_table(runs: pd.DataFrame, metric: str, baselines: Dict[str, str], toler
         elif row["arm"] in baselines.values():
             budget = "baseline"
         rows.append({
-            "arm": row["arm"], "finished": f"{row['n']} of {row['runs']}", "failed": row["failures"],
+            "arm": row["arm"], "finished": f"{row['n']} of {row['seeds']}"
+            + (f" ({row['runs']} runs)" if row["runs"] != row["seeds"] else ""), "failed": row["failures"],
             f"mean {metric}": _points(row["mean"]),
             "95% CI (seeds)": f"{_points(row['ci_low'])} – {_points(row['ci_high'])}" if row["n"] >= 2 else "",
             "seed SD": _points(row["seed_sd"]), "binomial SE": _points(row["binomial_se"]),
@@ -312,6 +314,11 @@ def _bad_argument(args: argparse.Namespace) -> Optional[str]:
     if not (math.isfinite(args.margin) and args.margin > 0):
         return (f"--margin {args.margin:g} must be a positive number of top-1 points (default {DEFAULT_MARGIN:g}), "
                 "e.g. --margin 1.0")
+    if args.tolerance is not None:
+        try:
+            check_tolerance(args.tolerance, "--tolerance")
+        except ConfigError as e:
+            return str(e)
     for sweep in args.sweeps:
         problem = _holds_no_runs(sweep)
         if problem:

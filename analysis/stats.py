@@ -42,7 +42,8 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestIndPower, TTestPower
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttost_ind, ttost_paired
 
-from shiftvit.records import FAILED_STATUSES
+from shiftvit.config import DEFAULT_TOLERANCE, check_tolerance
+from shiftvit.records import FAILED_STATUSES, USED_STATUSES
 
 from .arms import DISPLAY, ArmSpec, arms_matching, column_name, describe, select_arm
 from .headroom import CEILING, Testbed, ceiling_reason, headroom_of
@@ -60,14 +61,12 @@ DEFAULT_BASELINE = {"mixer": "attn"}
 # one-factor sweeps report a trend: the arm column -> the numeric column it is plotted and fitted on
 FACTORS = {"gamma": "gamma_float", "tau": "tau", "mixer.shift_size": "mixer.shift_size",
            "mixer.kernel_size": "mixer.kernel_size", "mixer.window_size": "mixer.window_size"}
-SUMMARY_COLUMNS = ["arm", "runs", "n", "failures", "mean", "ci_low", "ci_high", "seed_sd", "binomial_se", "noise",
-                   "macs", "params", "val_images"]
+SUMMARY_COLUMNS = ["arm", "seeds", "runs", "n", "failures", "mean", "ci_low", "ci_high", "seed_sd", "binomial_se",
+                   "noise", "macs", "params", "val_images"]
 
 
 def default_tolerance() -> float:
     """The project's default budget tolerance, for runs that recorded none (``match=none``)."""
-    from shiftvit.config import DEFAULT_TOLERANCE
-
     return DEFAULT_TOLERANCE
 
 
@@ -99,9 +98,22 @@ def finished_values(runs: pd.DataFrame, arm: str, metric: str = "val_top1") -> p
 
 
 def without_value(runs: pd.DataFrame, arm: str, metric: str = "val_top1") -> int:
-    """The arm's finished runs that recorded no ``metric`` (left out of its mean, so counted beside failures)."""
+    """The arm's finished seeds none of whose runs recorded ``metric`` (left out of its mean, so counted beside
+    failures)."""
     rows = runs[(runs["arm"] == arm) & runs["used"]]
-    return int(pd.to_numeric(rows[metric], errors="coerce").isna().sum()) if metric in rows else len(rows)
+    if metric not in rows:
+        return rows["seed"].nunique(dropna=False)
+    missing = pd.to_numeric(rows[metric], errors="coerce").isna()
+    return int(missing.groupby(rows["seed"].to_numpy(), dropna=False).all().sum())
+
+
+def seed_statuses(group: pd.DataFrame) -> List[str]:
+    """One status per seed of an arm's runs. Reruns of one configuration and seed are one replicate: a seed
+    counts as finished when any of its runs finished, else as the first of its failures in ``FAILED_STATUSES``'
+    order (a divergence says more about the arm than an interruption)."""
+    rank = {status: i for i, status in enumerate((*USED_STATUSES, *FAILED_STATUSES))}
+    return [min(statuses, key=lambda status: rank.get(status, len(rank)))
+            for _, statuses in group.groupby(group["seed"].to_numpy(), sort=False, dropna=False)["status"]]
 
 
 def _no_spread(values: np.ndarray) -> bool:
@@ -119,7 +131,8 @@ def failures_text(statuses: Sequence[str]) -> str:
 
 
 def summarize(runs: pd.DataFrame, metric: str = "val_top1", confidence: float = 0.95) -> pd.DataFrame:
-    """One row per arm: the columns that define it, ``runs`` (all seeds), ``n`` (finished, used), ``failures``,
+    """One row per arm: the columns that define it, ``seeds`` (all, as ``seed_statuses`` counts them), ``runs``
+    (all, a seed rerun counting each time), ``n`` (finished seeds, used), ``failures`` (per seed),
     mean and t-interval of ``metric`` over the finished seeds (an accuracy's clipped to 0-100 %), ``seed_sd``,
     ``binomial_se`` (one run's accuracy at the arm's mean, on its validation set), ``noise`` (which of the two
     is larger), MACs and params."""
@@ -140,9 +153,12 @@ def summarize(runs: pd.DataFrame, metric: str = "val_top1", confidence: float = 
         se = Testbed(data="", data_config="", val_images=int(val_images) if val_images else None).binomial_se(mean)
         noise = ("seed variance" if sd > se else "test-set size") if math.isfinite(sd) and math.isfinite(se) else ""
         missing = without_value(runs, arm, metric)
-        failures = "; ".join(filter(None, [failures_text(group["status"].tolist()),
-                                           f"{missing} of {len(group)} seeds recorded no {metric}" if missing else ""]))
-        rows.append({"arm": arm, **{c: group[c].iloc[0] for c in arm_columns}, "runs": len(group), "n": n,
+        statuses = seed_statuses(group)
+        failures = "; ".join(filter(None, [failures_text(statuses),
+                                           f"{missing} of {len(statuses)} seeds recorded no {metric}" if missing
+                                           else ""]))
+        rows.append({"arm": arm, **{c: group[c].iloc[0] for c in arm_columns}, "seeds": len(statuses),
+                     "runs": len(group), "n": n,
                      "failures": failures, "mean": mean, "ci_low": float(low),
                      "ci_high": float(high), "seed_sd": sd, "binomial_se": se, "noise": noise,
                      "macs": _mean(group, "macs"), "params": _mean(group, "params"),
@@ -403,6 +419,8 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
         raise ValueError(f"pair_by={pair_by!r}: only 'seed' (or None, unpaired) is supported")
     if margin <= 0:
         raise ValueError(f"margin={margin} must be > 0 (top-1 points)")
+    if tolerance is not None:
+        check_tolerance(tolerance)
     check_metric(runs, metric)
     pairs, unpaired = _pairs(runs, treatment, baseline)
 
@@ -457,15 +475,16 @@ def one_factor(runs: pd.DataFrame) -> Optional[str]:
 
 
 def trend(runs: pd.DataFrame, factor: str, metric: str = "val_top1") -> Dict[str, Any]:
-    """Least-squares slope of ``metric`` on ``factor`` over the finished runs (statsmodels OLS) with its 95 %
-    CI and p-value; NaN fields when fewer than 3 runs or 2 levels."""
+    """Least-squares slope of ``metric`` on ``factor`` over the finished seeds of every arm (statsmodels OLS)
+    with its 95 % CI and p-value; NaN fields when fewer than 3 seeds or 2 levels. A seed an arm finished more
+    than once is one point, its mean (``finished_values``): the same result read twice is not more evidence."""
     import statsmodels.api as sm
 
-    used = runs[runs["used"]]
-    x = pd.to_numeric(used[factor], errors="coerce")
-    y = pd.to_numeric(used[metric], errors="coerce")
-    keep = x.notna() & y.notna()
-    x, y = x[keep].to_numpy(dtype=float), y[keep].to_numpy(dtype=float)
+    points = [(level, value) for arm in dict.fromkeys(runs.loc[runs["used"], "arm"])
+              for level in [pd.to_numeric(runs.loc[runs["arm"] == arm, factor], errors="coerce").iloc[0]]
+              if pd.notna(level) for value in finished_values(runs, arm, metric)]
+    x = np.array([level for level, _ in points], dtype=float)
+    y = np.array([value for _, value in points], dtype=float)
     result = {"factor": factor, "runs": len(x), "levels": len(set(x)), "slope": math.nan, "ci_low": math.nan,
               "ci_high": math.nan, "p": math.nan}
     if len(x) >= 3 and len(set(x)) >= 2:

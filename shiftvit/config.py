@@ -79,6 +79,16 @@ def _number(key: str, value: Any, *, positive: bool = False, integer: bool = Fal
     return value
 
 
+def check_tolerance(value: Any, key: str = "tolerance") -> float:
+    """A relative budget tolerance: a fraction of the budget, above 0 and below 1 (the config's ``tolerance``, the
+    report's ``--tolerance``: ``key`` names it in the error). Raises ``ConfigError``."""
+    tolerance = _number(key, value, positive=True)
+    if not tolerance < 1:  # a percentage typed for a fraction: tolerance=2 let the arms' budgets differ by 200 %
+        raise ConfigError(f"{key}={tolerance!r} is a fraction of the budget and must be < 1: write "
+                          f"{key}={DEFAULT_TOLERANCE} for ±{DEFAULT_TOLERANCE:.0%}")
+    return tolerance
+
+
 def _choice(key: str, value: Any, choices) -> Any:
     if value not in choices:
         raise ConfigError(f"{key}={value!r} is not one of: {', '.join(choices)}")
@@ -625,10 +635,7 @@ def check(cfg: Dict[str, Any]) -> Dict[str, Any]:
     if match != "none" and depths is not None:
         raise ConfigError(f"depths={depths} and match={match} conflict: the solver chooses depths; add match=none "
                           "to train the depths you gave")
-    tolerance = _number("tolerance", cfg.get("tolerance", DEFAULT_TOLERANCE), positive=True)
-    if tolerance >= 1:  # a percentage typed for a fraction: tolerance=2 let the arms' budgets differ by 200 %
-        raise ConfigError(f"tolerance={tolerance!r} is a fraction of the budget and must be < 1: write "
-                          f"tolerance={DEFAULT_TOLERANCE} for ±{DEFAULT_TOLERANCE:.0%}")
+    tolerance = check_tolerance(cfg.get("tolerance", DEFAULT_TOLERANCE))
     reference, reference_arch = _reference(cfg.get("reference"), cfg.get("reference_arch"), model.name)
     seed = _number("seed", cfg.get("seed", ExperimentConfig.seed), integer=True, minimum=0)
     data = dict(cfg.get("data") or {})

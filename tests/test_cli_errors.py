@@ -8,6 +8,7 @@ import pytest
 from analysis_records import testbed_cache, write_arm  # noqa: F401
 from helpers import cli_env
 
+from analysis import load_runs, verdicts
 from analysis.load import METRICS
 from analysis.report import main as report_main
 from shiftvit.bench import main as bench_main
@@ -45,6 +46,19 @@ def test_report_refuses_a_margin_that_is_not_positive_before_writing(sweep, tmp_
     line = _one_error_line(capsys.readouterr().err)
     assert f"--margin {float(margin):g}" in line and "--margin 1.0" in line
     assert not out.exists()
+
+
+@pytest.mark.parametrize("tolerance", ["2", "1", "-0.5", "0", "nan", "inf"])
+def test_report_refuses_a_tolerance_that_is_not_a_fraction_before_writing(sweep, tmp_path, capsys, tolerance):
+    """--tolerance 2 (a percentage typed for a fraction) would call arms +101 % apart budget-matched."""
+    out = tmp_path / "out"
+    assert report_main([str(sweep), "--tolerance", tolerance, "--out", str(out)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"--tolerance={float(tolerance)!r}" in line and not out.exists()
+    assert ("--tolerance=0.02 for ±2%" in line) if float(tolerance) >= 1 else "must be > 0" in line
+    assert report_main([str(sweep), "--tolerance", "0.05", "--out", str(out)]) == 0  # a fraction is taken
+    with pytest.raises(ValueError, match=r"^tolerance=.* must be"):  # the API checks it too
+        verdicts(load_runs(sweep, warn=False), tolerance=float(tolerance))
 
 
 @pytest.mark.parametrize("kind", ["empty folder", "file", "missing"])

@@ -132,7 +132,38 @@ def test_a_seed_run_twice_in_one_arm_is_one_replicate(tmp_path, pair_by):
     expected = st.ttest_rel(shift, ATTN[:3]) if pair_by else st.ttest_ind(shift, ATTN[:3], equal_var=False)
     assert row["p_difference"] == pytest.approx(expected.pvalue)
     summary = summarize(runs).set_index("arm").loc["mixer=shift"]
-    assert (summary["runs"], summary["n"]) == (4, 3) and summary["mean"] == pytest.approx(np.mean(shift))
+    assert (summary["seeds"], summary["runs"], summary["n"]) == (3, 4, 3)
+    assert summary["mean"] == pytest.approx(np.mean(shift)) and summary["failures"] == ""
+    shown = arms_table(runs, "val_top1", {"mixer=shift": "mixer=attn"}, None).set_index("arm")
+    assert shown.loc["mixer=shift", "finished"] == "3 of 3 (4 runs)" and shown.loc["mixer=attn", "finished"] == "3 of 3"
+
+
+def test_a_seed_that_diverged_once_and_finished_once_is_a_finished_seed(tmp_path):
+    """A diverged run is a finding and is loaded beside a rerun of its seed that finished (failed and interrupted
+    attempts are superseded, load.py): the seed is counted once, as finished."""
+    write_arm(tmp_path / "A", "shift", [91.0, 92.0])
+    write_run(tmp_path / "A", "shift-2", seed=2, val_top1=None, status="diverged")
+    write_run(tmp_path / "B", "shift-2", seed=2, val_top1=93.0)  # a rerun that finished
+    write_run(tmp_path / "B", "shift-3", seed=3, val_top1=None, status="diverged")
+    write_run(tmp_path / "C", "shift-3", seed=3, val_top1=None, status="interrupted")
+    summary = summarize(load_runs([tmp_path / "A", tmp_path / "B", tmp_path / "C"], warn=False)).iloc[0]
+    assert (summary["seeds"], summary["runs"], summary["n"]) == (4, 5, 3)
+    assert summary["failures"] == "1 of 4 seeds diverged"
+
+
+def test_a_trend_counts_a_seed_run_twice_once(tmp_path):
+    """The same γ sweep read twice (two sweep folders of one configuration) is the same evidence: the trend's
+    points are the arm-seed means, so its slope, interval and p-value do not change."""
+    from analysis.stats import trend
+
+    for sweep in ("A", "B"):
+        for gamma, values in {"1/12": [60.0, 64.0], "1/6": [55.0, 59.0]}.items():
+            write_arm(tmp_path / sweep, f"g{gamma.replace('/', '_')}", values, gamma=gamma)
+    once = trend(load_runs(tmp_path / "A", warn=False), "gamma_float")
+    twice = trend(load_runs([tmp_path / "A", tmp_path / "B"], warn=False), "gamma_float")
+    assert once["runs"] == twice["runs"] == 4 and once["p"] > 0.05
+    for key in ("slope", "ci_low", "ci_high", "p"):
+        assert twice[key] == pytest.approx(once[key]), key
 
 
 def test_an_arm_without_a_baseline_on_its_data_is_not_compared_across_data(tmp_path):
