@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from .config import (
+    ADDED_KEYS_AT_OLD_BEHAVIOUR,
     SPEED_ONLY_TRAIN_KEYS,
     TIMM_AUGMENT_TRAIN_KEYS,
     ConfigError,
@@ -73,6 +74,11 @@ def config_difference(old: Dict[str, Any], new: Dict[str, Any], shown: int = 3) 
 
     ignored = {f"train.{k}" for k in SPEED_ONLY_TRAIN_KEYS}
     a, b = flatten(json.loads(json.dumps(old, default=str))), flatten(json.loads(json.dumps(new, default=str)))
+    present = set(a) | set(b)
+    for path, old_behaviour in ADDED_KEYS_AT_OLD_BEHAVIOUR.items():  # absent from a record older than the key
+        if ".".join(path) in present:
+            for flat in (a, b):
+                flat.setdefault(".".join(path), old_behaviour)
     keys = sorted(k for k in set(a) | set(b) if k not in ignored and a.get(k, "<absent>") != b.get(k, "<absent>"))
     parts = [f"{k}: {a.get(k, '<absent>')} -> {b.get(k, '<absent>')}" for k in keys[:shown]]
     if len(keys) > shown:

@@ -691,15 +691,19 @@ def resolve(cfg: Dict[str, Any]) -> Dict[str, Any]:
     Knobs that do not apply are null (gamma for a mixer other than shift), defaults are filled in from the
     variant table, and depths are solved when ``match`` asks for it; timm says whether it builds the optimizer
     and the schedule named. The recipe rules of ``train`` (``lr_base_size``, ``schedule_fraction``) are applied
-    for this launch's number of processes (torchrun's ``WORLD_SIZE``). Nothing here looks at this machine's
+    for this launch's number of processes (torchrun's ``WORLD_SIZE``, recorded as ``world_size``: part of the
+    run's identity). Nothing here looks at this machine's
     devices or files (``preflight`` does), so any machine resolves a config to the same record. Raises
     ``ConfigError`` on bad input.
     """
     effective = check(cfg)
     from .distributed import info as processes_of_this_launch
 
-    effective["train"] = dataclasses.asdict(TrainSettings(**effective["train"]).as_run(
-        processes_of_this_launch().world_size))
+    world_size = processes_of_this_launch().world_size
+    effective["train"] = dataclasses.asdict(TrainSettings(**effective["train"]).as_run(world_size))
+    # train.batch_size is per process: another number of processes is another total batch, data order and
+    # schedule length, so another run (and never the resume of one), whether or not lr_base_size scales the lr
+    effective["world_size"] = world_size
     _check_optimisation(effective["train"])  # timm, and so torch, from here on
     from .flops import BudgetError, count, solve_depths
 
@@ -812,6 +816,7 @@ ADDED_KEYS_AT_OLD_BEHAVIOUR: Dict[Tuple[str, ...], Any] = {
     ("train", "schedule_fraction"): TrainSettings.schedule_fraction,
     ("train", "aug_repeats"): TrainSettings.aug_repeats,
     ("reference_arch",): None,  # the reference as its own
+    ("world_size",): 1,  # one process: every record from before the key
     ("data", "augment"): "timm",  # CIFAR's only augmentation before data.augment
     ("data", "padding"): Cifar10Data.padding,
     ("data", "train_fraction"): Cifar10Data.train_fraction,  # CIFAR's; digits and MNIST had theirs from the start

@@ -237,6 +237,12 @@ def test_torchrun_two_processes_gloo(tmp_path):
     assert summary["status"] == "completed" and summary["world_size"] == 2
     assert len(read_metrics(run_dir)) == 1
     assert json.loads((run_dir / "summary.json").read_text())["val_top1"] > 10
+    # one process is another total batch: it neither resumes nor stands for this record (it ran the hybrid of
+    # both, and called it completed); the record stays as it was
+    before = (run_dir / "summary.json").read_bytes()
+    one = run_cli(["train.epochs=1", "logger=none", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert one.returncode == 2 and "holds a run of another config (world_size: 2 -> 1)" in one.stderr, one.stderr
+    assert (run_dir / "summary.json").read_bytes() == before
 
 
 def test_torchrun_two_processes_stop_together_when_the_loss_diverges(tmp_path):

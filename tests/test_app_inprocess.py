@@ -105,6 +105,17 @@ def test_gamma_forms_and_effective_config(caplog):
     assert config_hash(resolve(composed("train.num_workers=2"))) == config_hash(resolve(composed()))
 
 
+def test_the_number_of_processes_is_part_of_a_runs_identity(monkeypatch):
+    """train.batch_size is per process: two processes train on another total batch, order and schedule length.
+    One process hashes as every record from before world_size was recorded did."""
+    one = resolve(composed())
+    assert one["world_size"] == 1
+    assert config_hash(one) == config_hash({k: v for k, v in one.items() if k != "world_size"})
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    two = resolve(composed())
+    assert two["world_size"] == 2 and two["train"] == one["train"] and config_hash(two) != config_hash(one)
+
+
 def test_match_flops_solves_depths_on_micro():
     eff = resolve(composed("model=shiftvit_micro", "mixer=attn", "match=flops"))
     assert eff["depths"] != [4, 4, 12, 4] and eff["match"] == "flops" and eff["reference"] == "shiftvit_micro"

@@ -151,6 +151,19 @@ def test_a_seed_that_diverged_once_and_finished_once_is_a_finished_seed(tmp_path
     assert summary["failures"] == "1 of 4 seeds diverged"
 
 
+def test_one_process_runs_are_one_arm_with_records_from_before_world_size(tmp_path):
+    """Records written before world_size was recorded ran on one process: one arm with the new one-process runs;
+    two processes (another total batch) are another arm."""
+    write_arm(tmp_path, "old", [91.0, 92.0])
+    for name, seed, world_size in (("one-2", 2, 1), ("one-3", 3, 1), ("two-0", 0, 2)):
+        run_dir = write_run(tmp_path, name, seed=seed, val_top1=80.0 + seed)
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        (run_dir / "config.yaml").write_text(yaml.safe_dump({**config, "world_size": world_size}, sort_keys=False))
+    runs = load_runs(tmp_path, warn=False)
+    arms = runs.groupby("arm")["job"].apply(sorted).to_dict()
+    assert sorted(arms.values()) == [["old-0", "old-1", "one-2", "one-3"], ["two-0"]]
+
+
 def test_a_trend_counts_a_seed_run_twice_once(tmp_path):
     """The same γ sweep read twice (two sweep folders of one configuration) is the same evidence: the trend's
     points are the arm-seed means, so its slope, interval and p-value do not change."""
