@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Type
+from typing import Any, ClassVar, Dict, List, Optional, Tuple, Type
 
 from . import spec
 
@@ -235,6 +235,11 @@ def _instance(schema: Type, values: Dict[str, Any], prefix: str, what: str):
 class DataConfig:
     name: str = MISSING
     img_size: int = 32
+    CHANNELS: ClassVar[int] = 3  # of the images the data set serves: the stem the run builds (data.py uses it too)
+
+    def channels(self) -> int:
+        """The input channels the model is built with (and the budget is counted at)."""
+        return self.CHANNELS
 
     def check(self) -> None:
         _number("data.img_size", self.img_size, integer=True, minimum=1)
@@ -254,6 +259,7 @@ class DataConfig:
 class DigitsData(DataConfig):
     """scikit-learn's bundled 8x8 handwritten digits (1,797 images), upsampled; works offline."""
     name: str = "digits"
+    CHANNELS: ClassVar[int] = 1
     val_fraction: float = 0.2
     split_seed: int = 0
     translate: int = 2  # random translation (pixels of a 32-px image, scaled with img_size), train only
@@ -264,6 +270,7 @@ class DigitsData(DataConfig):
 class MnistData(DataConfig):
     """torchvision's MNIST from local files (root/MNIST/raw/*-ubyte, torchvision's layout); never downloaded."""
     name: str = "mnist"
+    CHANNELS: ClassVar[int] = 1
     root: str = MISSING
     train_fraction: float = 1.0
     split_seed: int = 0
@@ -284,6 +291,7 @@ class KmnistData(MnistData):
 class RelationsData(DataConfig):
     """Procedural long-range diagnostic: label = do two marks half an image apart share a row?"""
     name: str = "relations"
+    CHANNELS: ClassVar[int] = 1
     num_train: int = 4000
     num_val: int = 1000
     seed: int = 0
@@ -299,6 +307,9 @@ class SyntheticData(DataConfig):
     num_val: int = 128
     in_chans: int = 3
     seed: int = 0
+
+    def channels(self) -> int:
+        return self.in_chans
 
     def check(self) -> None:
         super().check()
@@ -708,6 +719,7 @@ def resolve(cfg: Dict[str, Any]) -> Dict[str, Any]:
     from .flops import BudgetError, count, solve_depths
 
     name, img_size = effective["model"]["name"], effective["model"]["img_size"]
+    in_chans = data_config(effective["data"]).channels()  # the budget of the stem the run builds
     try:
         if effective["match"] != "none":
             _known_reference(effective["reference"])
@@ -717,10 +729,10 @@ def resolve(cfg: Dict[str, Any]) -> Dict[str, Any]:
                 depths=tuple(ref_arch["depths"]))
             solution = solve_depths(effective["reference"], img_size, match=effective["match"],
                                     tolerance=effective["tolerance"], reference_kwargs=reference_kwargs,
-                                    model=name, **architecture(effective))
+                                    model=name, in_chans=in_chans, **architecture(effective))
             effective["depths"] = list(solution.depths)
         # build it once on the meta device (free): every architecture error surfaces here, before any data
-        count(name, img_size, depths=tuple(effective["depths"]), **architecture(effective))
+        count(name, img_size, depths=tuple(effective["depths"]), in_chans=in_chans, **architecture(effective))
     except BudgetError as e:
         raise ConfigError(str(e)) from None
     except ValueError as e:

@@ -135,7 +135,7 @@ def _subsample(x: np.ndarray, y: np.ndarray, train_fraction: float, seed: int):
 
 
 def _tensor_bundle(x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray, img_size: int,
-                   num_classes: int, translate: int) -> DataBundle:
+                   num_classes: int, translate: int, in_chans: int) -> DataBundle:
     """Grey images in [0, 1] (N, H, W) -> upsampled to ``img_size``, standardised on the training set, with a
     random translation of ``translate`` pixels of a 32-px image (scaled to ``img_size``) for training."""
     def up(a: np.ndarray) -> torch.Tensor:
@@ -146,7 +146,7 @@ def _tensor_bundle(x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: n
     scale = max(1, img_size // 8)
     return DataBundle(
         train=TransformedTensorDataset(tr, torch.as_tensor(y_tr), RandomTranslate(translate * scale // 4)),
-        val=TensorDataset(va, torch.as_tensor(y_va)), num_classes=num_classes, in_chans=1, img_size=img_size,
+        val=TensorDataset(va, torch.as_tensor(y_va)), num_classes=num_classes, in_chans=in_chans, img_size=img_size,
         mean=mean, std=std)
 
 
@@ -276,7 +276,7 @@ def build_digits(img_size: int = D.img_size, val_fraction: float = D.val_fractio
     digits = load_digits()
     x_tr, x_va, y_tr, y_va = _split(digits.images.astype(np.float32) / 16.0, digits.target, val_fraction, split_seed)
     x_tr, y_tr = _subsample(x_tr, y_tr, train_fraction, split_seed)
-    return _tensor_bundle(x_tr, y_tr, x_va, y_va, img_size, 10, translate)
+    return _tensor_bundle(x_tr, y_tr, x_va, y_va, img_size, 10, translate, D.CHANNELS)
 
 
 # torchvision's class for each MNIST-like set: its files are read from root/<class name>/raw/
@@ -304,7 +304,7 @@ def build_mnist_like(name: str = M.name, root: str = "", img_size: int = M.img_s
                         f"{type(e).__name__}: {e}") from None
     x_tr, y_tr = _subsample(train.data.numpy() / 255.0, train.targets.numpy(), train_fraction, split_seed)
     return _tensor_bundle(x_tr, y_tr, val.data.numpy() / 255.0, val.targets.numpy(), img_size, len(cls.classes),
-                          translate)
+                          translate, M.CHANNELS)
 
 
 def make_relations(num_samples: int, img_size: int = 32, seed: int = 0, mark: int = 3,
@@ -339,7 +339,7 @@ def build_relations(img_size: int = R.img_size, num_train: int = R.num_train, nu
     x_tr, y_tr = make_relations(num_train, img_size, seed)
     x_va, y_va = make_relations(num_val, img_size, seed + 1)
     tr, va, mean, std = _standardize(x_tr, x_va)
-    return DataBundle(TensorDataset(tr, y_tr), TensorDataset(va, y_va), 2, 1, img_size, mean, std)
+    return DataBundle(TensorDataset(tr, y_tr), TensorDataset(va, y_va), 2, R.CHANNELS, img_size, mean, std)
 
 
 def build_synthetic(img_size: int = S.img_size, num_classes: int = S.num_classes, num_train: int = S.num_train,
@@ -517,7 +517,7 @@ def build_cifar(name: str = C.name, root: str = "", img_size: int = C.img_size, 
             return TransformedTensorDataset(images, torch.as_tensor(split.targets, dtype=torch.long),
                                             CropFlip(padding, img_size, mean, std, train=is_training))
         train, val = tensors(train, True), tensors(val, False)
-    return DataBundle(train, val, num_classes, 3, img_size, mean, std)
+    return DataBundle(train, val, num_classes, C.CHANNELS, img_size, mean, std)
 
 
 def build_imagefolder(root: str = "", train_split: str = I.train_split, val_split: str = I.val_split,
@@ -546,7 +546,7 @@ def build_imagefolder(root: str = "", train_split: str = I.train_split, val_spli
     mean, std = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
     train.transform = _image_transforms(aug, img_size, True, mean, std)
     val.transform = _image_transforms(aug, img_size, False, mean, std)
-    return DataBundle(train, val, classes, 3, img_size, mean, std)
+    return DataBundle(train, val, classes, I.CHANNELS, img_size, mean, std)
 
 
 BUILDERS: Dict[str, Callable[..., DataBundle]] = {

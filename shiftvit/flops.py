@@ -202,6 +202,7 @@ def solve_depths(
         tolerance: float = DEFAULT_TOLERANCE,
         reference_kwargs: Optional[Dict[str, Any]] = None,
         model: Optional[str] = None,
+        in_chans: int = 3,
         **variant: Any,
 ) -> Solution:
     """Stage depths for the ShiftViT variant ``model`` (default: ``reference``) built with ``variant`` (mixer,
@@ -210,18 +211,19 @@ def solve_depths(
 
     ``reference`` is a ShiftViT variant or any timm model, built with ``reference_kwargs`` (e.g. ``mixer='attn',
     norm='ln'`` for the same network with attention) and counted at ``img_size``, the input the solved model
-    sees. Raises ``BudgetError`` naming the budget, the closest reachable depths and, where there is one,
-    another variant that can meet a budget.
+    sees, with ``in_chans`` input channels (the data's: a grey image's stem is a third of an RGB one's). Raises
+    ``BudgetError`` naming the budget, the closest reachable depths and, where there is one, another variant that
+    can meet a budget.
     """
     try:
-        return _solve_depths(reference, img_size, match, tolerance, reference_kwargs, model, **variant)
+        return _solve_depths(reference, img_size, match, tolerance, reference_kwargs, model, in_chans, **variant)
     except BudgetError as e:
-        way_out = _where_it_fits(reference, img_size, match, tolerance, variant, reference_kwargs, model)
+        way_out = _where_it_fits(reference, img_size, match, tolerance, variant, reference_kwargs, model, in_chans)
         raise BudgetError(f"{e}{way_out}") from None
 
 
 def _solve_depths(reference: str, img_size: Optional[int], match: str, tolerance: float,
-                  reference_kwargs: Optional[Dict[str, Any]], model: Optional[str] = None,
+                  reference_kwargs: Optional[Dict[str, Any]], model: Optional[str] = None, in_chans: int = 3,
                   **variant: Any) -> Solution:
     if match not in MATCHES:
         raise ValueError(f"match={match!r} is not one of: {', '.join(MATCHES)}")
@@ -233,13 +235,13 @@ def _solve_depths(reference: str, img_size: Optional[int], match: str, tolerance
         img_size = native_img_size(model)
     if "depths" in variant:
         raise ValueError("depths are what the solver chooses; do not pass depths with match=flops|params")
-    ref_cost = count(reference, img_size, **reference_kwargs)
+    ref_cost = count(reference, img_size, in_chans=in_chans, **reference_kwargs)
     if match == "none":
-        cost = count(model, img_size, **variant)
+        cost = count(model, img_size, in_chans=in_chans, **variant)
         return Solution(shape, match, reference, ref_cost.total_macs, cost.total_macs,
                         cost.total_macs, cost.total_params)
     probe_depths = (2,) * len(shape)
-    probe = count(model, img_size, **{**variant, "depths": probe_depths})
+    probe = count(model, img_size, in_chans=in_chans, **{**variant, "depths": probe_depths})
     per_stage = probe.blocks_macs if match == "flops" else probe.blocks_params
     block = [c / d for c, d in zip(per_stage, probe_depths)]
     fixed = probe.total(match) - sum(per_stage)
@@ -298,7 +300,7 @@ def _solve_depths(reference: str, img_size: Optional[int], match: str, tolerance
 
 def _where_it_fits(reference: str, img_size: Optional[int], match: str, tolerance: float,
                    variant: Dict[str, Any], reference_kwargs: Optional[Dict[str, Any]] = None,
-                   model: Optional[str] = None) -> str:
+                   model: Optional[str] = None, in_chans: int = 3) -> str:
     """Where the same architecture fits, among the variants designed for the solved model's input size (an
     error path: a few meta-device counts). The reference's own budget: '; it can be met at the budget of
     shiftvit_micro (depths=[...])'; a budget set apart from the model (another model, or the reference built
@@ -311,9 +313,10 @@ def _where_it_fits(reference: str, img_size: Optional[int], match: str, toleranc
             continue
         try:  # the core solver: a failure here must not search for alternatives in turn
             if own_budget:
-                solution = _solve_depths(name, img_size, match, tolerance, None, **variant)
+                solution = _solve_depths(name, img_size, match, tolerance, None, in_chans=in_chans, **variant)
             else:
-                solution = _solve_depths(reference, img_size, match, tolerance, reference_kwargs, name, **variant)
+                solution = _solve_depths(reference, img_size, match, tolerance, reference_kwargs, name, in_chans,
+                                         **variant)
         except (BudgetError, ValueError):
             continue
         if own_budget:

@@ -367,3 +367,23 @@ def test_digits_training_fraction_is_stratified_seeded_and_checked():
         build_data("digits", train_fraction=0)
     with pytest.raises(DataError, match="keeps fewer than one image per class"):
         build_data("digits", train_fraction=0.001)
+
+
+@pytest.mark.parametrize("data", [("data=digits", "data.train_fraction=0.1"),
+                                  ("data=synthetic", "data.img_size=32", "data.in_chans=2", "data.num_classes=10",
+                                   "data.num_train=64", "data.num_val=64")], ids=["digits", "synthetic"])
+def test_the_budget_is_counted_with_the_stem_the_run_builds(data, tmp_path):
+    """Digits are grey: the run builds a 1-channel stem, so the budget a refusal names is the MACs the reference
+    run records (7.9 M for shiftvit_nano on digits), not those of an RGB stem (7.965 M)."""
+    from shiftvit.config import data_config
+    from shiftvit.flops import count
+
+    reference = run_experiment(composed("model=shiftvit_nano", *data, "match=none", "train.epochs=1",
+                                        "train.warmup_epochs=0", "logger=none", "train.threads=1"),
+                               tmp_path / "reference")
+    channels = data_config(composed(*data)["data"]).channels()
+    assert channels == (1 if "data=digits" in data else 2)
+    assert reference["macs"] == count("shiftvit_nano", 32, in_chans=channels).total_macs
+    with pytest.raises(ConfigError) as refused:
+        resolve(composed("model=shiftvit_nano", *data, "mixer=attn"))
+    assert f"flops budget of shiftvit_nano ({reference['macs'] / 1e6:.4g} M MACs)" in str(refused.value)
