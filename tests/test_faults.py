@@ -425,7 +425,9 @@ def test_a_relaunch_counts_only_its_own_jobs(tmp_path):
 # --- 6 and 7. one launcher per sweep; Ctrl-C; a failed job ---------------------------------------------------
 def test_second_launch_is_refused_and_ctrl_c_leaves_sweep_csv(tmp_path):
     sweep = tmp_path / "sweep"
-    args = ["-m", "seed=0,1", *small(epochs=3, num_train=512), f"hydra.sweep.dir={sweep}"]
+    # epochs long enough (256 batches) that the first job is still training when the refused second launch
+    # returns: with 64 batches a fast machine finished it in that time, and Ctrl-C then fell between two jobs
+    args = ["-m", "seed=0,1", *small(epochs=3, num_train=2048), f"hydra.sweep.dir={sweep}"]
     first = popen_cli(args, cwd=tmp_path)
     deadline = time.time() + 300
     while not any(read_metrics(job) for job in job_dirs(sweep)):
