@@ -32,6 +32,7 @@ from shiftvit.records import (
     RUNNING,
     SUMMARY_FILE,
     USED_STATUSES,
+    WANDB_DIR,
     parse_metrics,
     run_status,
 )
@@ -79,7 +80,7 @@ def find_run_dirs(paths: Union[PathLike, Iterable[PathLike]]) -> List[Path]:
                 for name in (SUMMARY_FILE, LAUNCH_ERROR_FILE):  # a job refused at launch: skipped, and said
                     for path in base.rglob(name):
                         below = path.parent.relative_to(base).parts
-                        if not any(part.startswith(".") or part == "wandb" for part in below):
+                        if not any(part.startswith(".") or part == WANDB_DIR for part in below):
                             found.add(path.parent.resolve())
     return sorted(found)
 

@@ -288,7 +288,7 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
 
     from . import distributed as dist_utils
     from .engine import Interrupted
-    from .records import CONFIG_FILE, SUMMARY_FILE, RecordError, atomic_write_bytes, write_json
+    from .records import CONFIG_FILE, SUMMARY_FILE, RecordError, atomic_write_bytes, read_metrics, write_json
 
     summary: Dict[str, Any] = {
         "status": RUNNING, "seed": effective["seed"], "config_hash": digest, "mixer": effective["mixer"]["name"],
@@ -307,14 +307,17 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
         if dist.is_main:
             write_json(run_dir / SUMMARY_FILE, summary)
 
-    def end_early(status: str, exit_code: int, **fields: Any) -> None:
-        """Record how the run stopped and close its tracker."""
+    def end_early(status: str, **fields: Any) -> None:
+        """Record how the run stopped, and say it in its tracker: the status (and error) in the wandb summary,
+        which ``analysis.load_wandb`` reads, and an exit code that wandb does not show as finished."""
         try:  # best effort: the disk that failed the run may fail this write too (readers then see the
             record(status=status, **fields)  # dead process's 'running' as interrupted, see run_status)
         except OSError:
+            summary.update(status=status, **fields)
             log.warning("could not record status %s in %s", status, run_dir / SUMMARY_FILE)
         if tracker is not None:
-            tracker.finish(exit_code)
+            tracker.summary(summary)
+            tracker.finish(1, preempted=status == INTERRUPTED)
 
     tracker = None
     try:
@@ -341,14 +344,19 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
                          effective["model"]["name"], native, effective["model"]["img_size"])
         tracker = _tracker(dict(cfg.get("logger") or {}), effective, run_dir, digest, sweep_name, dist)
 
+        logged: List[int] = []
+
         def on_epoch(row: Dict[str, Any]) -> None:
+            if not logged and row["epoch"] > 1:  # a resumed record: its earlier epochs, as metrics.jsonl holds them
+                tracker.replay([r for r in read_metrics(run_dir) if r["epoch"] < row["epoch"]])
             tracker.log(row, step=row["epoch"])
+            logged.append(row["epoch"])
             record(epochs_done=row["epoch"])
 
         record(**_train(effective, run_dir, summary, on_epoch, dist))
     except (Interrupted, KeyboardInterrupt) as e:
         by = str(e) if isinstance(e, Interrupted) else "SIGINT"
-        end_early(INTERRUPTED, 0, interrupted_by=by)
+        end_early(INTERRUPTED, interrupted_by=by)
         print(f"interrupted by {by}: {run_dir} holds the checkpoint; {_resume_hint(run_dir, sweep_dir)}",
               file=sys.stderr, flush=True)
         dist_utils.barrier()
@@ -359,14 +367,14 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
             signal.raise_signal(signum)
         raise SystemExit(0) from None
     except (ConfigError, RecordError) as e:
-        end_early(FAILED, 1, error=str(e))
+        end_early(FAILED, error=str(e))
         raise
     except OSError as e:
-        end_early(FAILED, 1, error=f"{type(e).__name__}: {e}")
+        end_early(FAILED, error=f"{type(e).__name__}: {e}")
         raise RecordError(f"cannot write {e.filename or run_dir} ({e.strerror or e}): free space or fix the "
                           f"permissions, then {_resume_hint(run_dir, sweep_dir)}") from None
     except Exception as e:
-        end_early(FAILED, 1, error=f"{type(e).__name__}: {e}")
+        end_early(FAILED, error=f"{type(e).__name__}: {e}")
         raise
     tracker.summary(summary)
     tracker.finish(0 if summary["status"] == COMPLETED else 1)
@@ -389,6 +397,7 @@ def _resume_hint(run_dir: Path, sweep_dir: Optional[Path]) -> str:
 def _tracker(logger_cfg: Dict[str, Any], effective: Dict[str, Any], run_dir: Path, digest: str,
              sweep_name: Optional[str], dist):
     from .config import LoggerConfig
+    from .records import archived_records
     from .tracking import Tracker
 
     settings = LoggerConfig(**logger_cfg)  # what the command left out takes the schema's defaults, as in run.py
@@ -397,8 +406,10 @@ def _tracker(logger_cfg: Dict[str, Any], effective: Dict[str, Any], run_dir: Pat
         mode=settings.mode, project=settings.project, entity=settings.entity, group=sweep_name,
         job_type=effective["mixer"]["name"], name=run_dir.name if sweep_name else None, tags=list(settings.tags),
         init_timeout=float(settings.init_timeout),
-        # stable across resumes of the same run dir, distinct across run dirs
-        run_id=f"{digest[:8]}-{hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:8]}")
+        # stable across resumes of the same record, distinct across run dirs and across the records that
+        # train.resume=fresh starts in one (a reused id would resume the archived record's wandb run)
+        run_id=f"{digest[:8]}-{hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:8]}"
+               + (f"-{archived}" if (archived := archived_records(run_dir)) else ""))
 
 
 def _train(effective: Dict[str, Any], run_dir: Path, summary: Dict[str, Any],

@@ -36,6 +36,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 LOCK_FILE = ".lock"
 # where train.resume=fresh moves an old record; dot-named so that no loader takes it for a run
 ARCHIVE_DIR = ".archive"
+WANDB_DIR = "wandb"  # what wandb.init(dir=run_dir) writes inside a run directory (its offline runs)
 
 # the status of a record (summary.json's "status"); every module names them through these constants
 RUNNING, COMPLETED, DIVERGED, FAILED, DUPLICATE, INTERRUPTED = STATUSES = (
@@ -208,10 +209,16 @@ def archive_record(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     dest = run_dir / ARCHIVE_DIR / _dt.datetime.now().strftime("%Y%m%dT%H%M%S%f")
     dest.mkdir(parents=True)
-    for name in (SUMMARY_FILE, CHECKPOINT_FILE, METRICS_FILE, CONFIG_FILE):
+    for name in (WANDB_DIR, SUMMARY_FILE, CHECKPOINT_FILE, METRICS_FILE, CONFIG_FILE):
         if (run_dir / name).exists():
             os.replace(run_dir / name, dest / name)
     return dest
+
+
+def archived_records(run_dir: Path) -> int:
+    """How many records ``train.resume=fresh`` has archived from ``run_dir``."""
+    archive = Path(run_dir) / ARCHIVE_DIR
+    return sum(1 for entry in archive.iterdir() if entry.is_dir()) if archive.is_dir() else 0
 
 
 class RunLock:

@@ -71,11 +71,20 @@ class Tracker:
     def log(self, metrics: Dict[str, Any], step: Optional[int] = None) -> None:
         if self.run is None:
             return
-        try:
-            self.run.log({k: v for k, v in metrics.items() if v is not None}, step=step)
+        try:  # committed now: a row left pending until finish() would land after, and overwrite, the summary
+            self.run.log({k: v for k, v in metrics.items() if v is not None}, step=step, commit=True)
         except Exception as e:
             self._warn(f"wandb.log failed ({e}); continuing with local records only")
             self.run = None
+
+    def replay(self, rows: List[Dict[str, Any]]) -> None:
+        """Log a resumed record's earlier epochs again, offline only. Offline, wandb does not resume a run: each
+        attempt is an offline run of its own (one id), and one cut off by SIGKILL may hold none of its rows; so
+        each attempt holds the record's whole history, and syncing the last one gives it all. Online, wandb
+        resumes the run it already holds (``resume="allow"``), whose steps must only grow."""
+        if self.run is not None and getattr(self.run, "offline", False):
+            for row in rows:
+                self.log(row, step=row["epoch"])
 
     def summary(self, values: Dict[str, Any]) -> None:
         if self.run is None:
@@ -87,10 +96,14 @@ class Tracker:
         except Exception as e:
             self._warn(f"wandb summary failed ({e}); continuing with local records only")
 
-    def finish(self, exit_code: int = 0) -> None:
+    def finish(self, exit_code: int = 0, preempted: bool = False) -> None:
+        """End the wandb run; ``preempted``: the record was cut off and a rerun resumes it (wandb's preempting
+        state, not "finished")."""
         if self.run is None:
             return
         try:
+            if preempted:
+                self.run.mark_preempting()
             self.run.finish(exit_code=exit_code)
         except Exception as e:
             self._warn(f"wandb.finish failed ({e})")

@@ -387,3 +387,58 @@ def test_the_budget_is_counted_with_the_stem_the_run_builds(data, tmp_path):
     with pytest.raises(ConfigError) as refused:
         resolve(composed("model=shiftvit_nano", *data, "mixer=attn"))
     assert f"flops budget of shiftvit_nano ({reference['macs'] / 1e6:.4g} M MACs)" in str(refused.value)
+
+
+def test_the_wandb_mirror_ends_as_the_record_does(tmp_path):
+    """wandb's summary holds the record's own numbers and status: the median throughput (not the last epoch's,
+    which a history row left pending until finish() used to write over it); a run cut off is not "finished"
+    there (exit code 1, marked preempting); its resumption's offline run holds every epoch; and
+    train.resume=fresh starts another wandb run, the archived record keeping its own offline runs."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from wandb_log import ending, history, run_id, summary
+
+    def wandb_logs(run_dir: Path) -> list:
+        return sorted((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+
+    done = run_experiment(composed("train.epochs=2", "data.train_fraction=0.1", "train.threads=1"),
+                          tmp_path / "done")
+    log, = wandb_logs(tmp_path / "done")
+    mirrored = summary(log)
+    assert [row["epoch"] for row in history(log)] == [1, 2]
+    assert mirrored["status"] == "completed" and ending(log) == {"exit_code": 0, "preempting": False}
+    for key in ("train_images_per_s", "eval_images_per_s"):  # the median of 2 epochs is not the last one's
+        assert mirrored[key] == done[key] != history(log)[-1][key]
+
+    cut = tmp_path / "cut"
+
+    def stop_after_first_epoch():
+        deadline = time.time() + 300
+        while not read_metrics(cut) and time.time() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=stop_after_first_epoch, daemon=True).start()
+    with pytest.raises(SystemExit):
+        run_experiment(composed("train.epochs=8", "data.train_fraction=0.1", "train.threads=1"), cut)
+    log, = wandb_logs(cut)
+    assert summary(log)["status"] == "interrupted" and summary(log)["interrupted_by"] == "SIGTERM"
+    assert ending(log) == {"exit_code": 1, "preempting": True}
+    first_id = run_id(log)
+    # resumed offline: another offline run of the same id, holding every epoch (the earlier ones replayed)
+    resumed = run_experiment(composed("train.epochs=8", "data.train_fraction=0.1", "train.threads=1"), cut)
+    assert resumed["status"] == "completed" and resumed["attempts"] == 2
+    first, second = sorted(wandb_logs(cut), key=lambda path: path.stat().st_mtime)
+    assert run_id(second) == first_id and [row["epoch"] for row in history(second)] == list(range(1, 9))
+    assert [row["val_top1"] for row in history(second)] == [row["val_top1"] for row in read_metrics(cut)]
+    assert summary(second)["status"] == "completed" and ending(second)["exit_code"] == 0
+    fresh = run_experiment(composed("train.epochs=8", "data.train_fraction=0.1", "train.threads=1",
+                                    "train.resume=fresh"), cut)  # the same config: without the archive's count,
+    # the same wandb id, and online wandb would resume the archived record's run
+    assert fresh["status"] == "completed"
+    log, = wandb_logs(cut)  # the finished record's offline runs went to the archive with it
+    archived, = (cut / ".archive").iterdir()
+    assert run_id(log) == f"{first_id}-1" and len(wandb_logs(archived)) == 2

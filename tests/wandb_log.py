@@ -52,3 +52,35 @@ def history(path: Path) -> List[Dict[str, object]]:
             rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
                          for item in rec.history.item})
     return rows
+
+
+def _parsed(path: Path) -> List["wandb_internal_pb2.Record"]:
+    parsed = []
+    for raw in records(path):
+        rec = wandb_internal_pb2.Record()
+        rec.ParseFromString(raw)
+        parsed.append(rec)
+    return parsed
+
+
+def summary(path: Path) -> Dict[str, object]:
+    """The run's summary as a sync rebuilds it: every summary update and removal, in the order written."""
+    final: Dict[str, object] = {}
+    for rec in _parsed(path):
+        if rec.WhichOneof("record_type") == "summary":
+            for item in rec.summary.update:
+                final[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+            for item in rec.summary.remove:
+                final.pop(item.key or "/".join(item.nested_key), None)
+    return final
+
+
+def ending(path: Path) -> Dict[str, object]:
+    """How the run ended: ``exit_code`` (None without an exit record) and whether it was marked preempting."""
+    kinds = [(rec.WhichOneof("record_type"), rec) for rec in _parsed(path)]
+    exits = [rec.exit.exit_code for kind, rec in kinds if kind == "exit"]
+    return {"exit_code": exits[-1] if exits else None, "preempting": any(kind == "preempting" for kind, _ in kinds)}
+
+
+def run_id(path: Path) -> str:
+    return next(rec.run.run_id for rec in _parsed(path) if rec.WhichOneof("record_type") == "run")
