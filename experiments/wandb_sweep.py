@@ -1,13 +1,13 @@
 """wandb sweeps for run.py: check a sweep file, show the agent's command lines, create and run it.
 
-    python -m experiments.wandb_sweep check experiments/wandb_sweeps/*.yaml        # every parameter names a config key
+    python -m experiments.wandb_sweep check experiments/wandb_sweeps/*.yaml        # every job composes and is valid
     python -m experiments.wandb_sweep commands experiments/wandb_sweeps/mixers.yaml   # what the agent will execute
     python -m experiments.wandb_sweep create experiments/wandb_sweeps/mixers.yaml --project shiftvit [--entity ME]
     wandb agent ME/shiftvit/SWEEP_ID                                     # on each machine, from the repo root
 
 Command lines are rendered with wandb's own agent code (``create_sweep_command_args``), so what is checked
-here is what the agent runs. ``create`` refuses a sweep whose parameters name no config key before any job
-starts.
+here is what the agent runs. ``create`` refuses a sweep with a job that does not compose, or that run.py would
+refuse, before any job starts.
 """
 from __future__ import annotations
 
@@ -82,17 +82,25 @@ def agent_command(sweep: Dict[str, Any], values: Dict[str, Any]) -> List[str]:
     return argv
 
 
+# random and Bayesian sweeps: the jobs composed by check() (their keys are the grid's; only the values vary)
+CHECKED_SAMPLES = 20
+
+
 def check(path: Path) -> Dict[str, Any]:
-    """Refuse parameters that name no config key (or a group option that does not exist)."""
+    """Refuse a sweep whose jobs cannot run: a group option that does not exist, or a command line the agent
+    would execute that does not compose (a key the config, or the group chosen beside it, lacks) or holds a value
+    ``run.py`` refuses. Each job is composed with its own overrides, as ``run.py`` would: ``data.root`` is a key
+    once ``scale=paper`` chose an image folder, ``mixer.window_size`` only beside ``mixer=attn``."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
+
+    from shiftvit.config import ConfigError
+    from shiftvit.config import check as check_values
 
     sweep = load(path)
     if sweep.get("program", "run.py") != "run.py":
         raise SweepError(f"{path}: program must be run.py, not {sweep.get('program')!r}")
     groups = group_options()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config")
     for key, spec in sweep["parameters"].items():
         group = key.removeprefix("+")  # +group=option adds a group that the defaults list does not name
         if group in groups:
@@ -101,10 +109,23 @@ def check(path: Path) -> Dict[str, Any]:
             if bad:
                 raise SweepError(f"{path}: parameter {key}={bad[0]!r} is not an option of group {group!r} "
                                  f"({', '.join(groups[group])})")
-            continue
-        if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
-            raise SweepError(f"{path}: parameter {key!r} names no config key (groups: {', '.join(sorted(groups))}; "
-                             f"top-level keys: {', '.join(k for k in cfg if k not in groups)})")
+    # the seeds of one configuration compose alike: composed once (Hydra takes ~0.1 s a job), checked each
+    jobs: Dict[tuple, List[Dict[str, Any]]] = {}
+    for values in parameter_sets(sweep, limit=None if sweep.get("method", "grid") == "grid" else CHECKED_SAMPLES):
+        jobs.setdefault(tuple((k, repr(v)) for k, v in values.items() if k != "seed"), []).append(values)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for seeds in jobs.values():
+            overrides = [arg for arg in agent_command(sweep, seeds[0]) if "=" in arg and not arg.startswith("-")]
+            try:
+                composed = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
+                for values in seeds:
+                    check_values({**composed, "seed": values.get("seed", composed.get("seed"))})
+            except ConfigError as e:
+                raise SweepError(f"{path}: the job `run.py {' '.join(overrides)}` would be refused: {e}") from None
+            except Exception as e:  # Hydra's composition errors: a key or an option the job's config lacks
+                reason = " ".join(str(e).split("\n")[0].split())
+                raise SweepError(f"{path}: the job `run.py {' '.join(overrides)}` does not compose: {reason}; "
+                                 "`python run.py --cfg job` with those overrides shows the keys") from None
     return sweep
 
 

@@ -142,6 +142,36 @@ def test_every_experiment_has_a_wandb_sweep_running_the_same_jobs(experiment):
     assert agent == hydra
 
 
+def _sweep_file(tmp_path, parameters: dict) -> Path:
+    sweep = yaml.safe_load((ROOT / "experiments" / "wandb_sweeps" / "mixers.yaml").read_text())
+    sweep["parameters"] = {key: ({"values": value} if isinstance(value, list) else {"value": value})
+                           for key, value in parameters.items()}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    return path
+
+
+def test_wandb_sweep_check_composes_each_job_with_its_own_choices(tmp_path, capsys):
+    """A key exists or not by the options chosen beside it: data.root once scale=paper chose ImageNet folders,
+    mixer.window_size beside mixer=attn, never mixer.shift_size there. Checked against the default config alone,
+    the first two were refused and the third passed, and every one of its jobs failed."""
+    fine = {"paper scale": {"scale": "paper", "data.root": "/data/imagenet", "mixer": ["shift", "attn"],
+                            "seed": [0, 1]},
+            "attn options": {"mixer": "attn", "mixer.window_size": [4, 7], "seed": [0, 1, 2]}}
+    for parameters in fine.values():
+        assert wandb_sweep.main(["check", str(_sweep_file(tmp_path, parameters))]) == 0
+    refused = {"a key the chosen mixer lacks": ({"mixer": "attn", "mixer.shift_size": [1, 2]},
+                                                "does not compose: Could not override 'mixer.shift_size'"),
+               "a value run.py refuses": ({"gamma": ["1/12", "1/2"], "seed": [0]},
+                                          "would be refused: gamma=1/2 is outside (0, 1/4]"),
+               "a bad seed": ({"mixer": "shift", "seed": [0, -1]}, "would be refused: seed=-1 must be >= 0")}
+    for parameters, message in refused.values():
+        capsys.readouterr()
+        assert wandb_sweep.main(["check", str(_sweep_file(tmp_path, parameters))]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+
+
 def test_gamma_sweep_passes_exact_fractions():
     sweep = wandb_sweep.load(ROOT / "experiments" / "wandb_sweeps" / "gamma.yaml")
     argv = wandb_sweep.agent_command(sweep, {"gamma": "1/12", "seed": 0})
