@@ -115,7 +115,15 @@ def check(path: Path) -> Dict[str, Any]:
         jobs.setdefault(tuple((k, repr(v)) for k, v in values.items() if k != "seed"), []).append(values)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         for seeds in jobs.values():
-            overrides = [arg for arg in agent_command(sweep, seeds[0]) if "=" in arg and not arg.startswith("-")]
+            argv = agent_command(sweep, seeds[0])
+            if sweep.get("program", "run.py") not in argv:
+                raise SweepError(f"{path}: the sweep command {sweep.get('command')} never runs the program: give "
+                                 "command: [${env}, ${interpreter}, ${program}, ${args_no_hyphens}]")
+            overrides = argv[argv.index(sweep.get("program", "run.py")) + 1:]
+            hyphenated = [arg for arg in overrides if arg.startswith("-")]
+            if hyphenated:  # wandb's default command passes --key=value, which Hydra refuses in every job
+                raise SweepError(f"{path}: the agent would pass {hyphenated[0]}, which run.py refuses: give the "
+                                 "sweep command: [${env}, ${interpreter}, ${program}, ${args_no_hyphens}]")
             try:
                 composed = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
                 for values in seeds:

@@ -180,12 +180,19 @@ def test_gamma_sweep_passes_exact_fractions():
 
 def test_sweep_with_unknown_key_is_refused_before_anything_starts(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
+    command = ["${env}", "${interpreter}", "${program}", "${args_no_hyphens}"]
     bad.write_text(yaml.safe_dump({"program": "run.py", "method": "grid", "metric": {"name": "val_top1"},
-                                   "parameters": {"mixr": {"values": ["shift"]}}}))
-    with pytest.raises(wandb_sweep.SweepError, match="parameter 'mixr' names no config key"):
+                                   "parameters": {"mixr": {"values": ["shift"]}}, "command": command}))
+    with pytest.raises(wandb_sweep.SweepError, match=r"the job `run.py mixr=shift` does not compose: Could not "
+                                                     r"override 'mixr'"):
         wandb_sweep.check(bad)
     assert wandb_sweep.main(["create", str(bad)]) == 2  # refused before contacting wandb
-    assert "names no config key" in capsys.readouterr().err
+    assert "does not compose" in capsys.readouterr().err
+    # wandb's default command passes --mixer=shift, which Hydra refuses in every job
+    bad.write_text(yaml.safe_dump({"program": "run.py", "parameters": {"mixer": {"values": ["shift"]}}}))
+    with pytest.raises(wandb_sweep.SweepError, match=r"the agent would pass --mixer=shift, which run.py refuses: "
+                                                     r"give the sweep command: \[\$\{env\}"):
+        wandb_sweep.check(bad)
     bad.write_text(yaml.safe_dump({"program": "run.py", "parameters": {"mixer": {"values": ["shift", "conv"]}}}))
     with pytest.raises(wandb_sweep.SweepError, match="parameter mixer='conv' is not an option of group 'mixer'"):
         wandb_sweep.check(bad)
