@@ -230,25 +230,31 @@ def test_tracker_rejects_unknown_mode(tmp_path):
         Tracker(True, tmp_path, {}, mode="sometimes")
 
 
-def test_sigusr2_checkpoints_then_hands_over_to_the_installed_handler(tmp_path):
-    """submitit installs a SIGUSR2 handler that requeues the job: we checkpoint first, then call it."""
+def signal_after_first_epoch(run_dir: Path, signum: int) -> None:
+    """Send this process ``signum`` once the run in ``run_dir`` has recorded its first epoch (from a thread)."""
     import os
-    import signal
     import threading
     import time
+
+    def send():
+        deadline = time.time() + 300
+        while not read_metrics(run_dir) and time.time() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signum)
+
+    threading.Thread(target=send, daemon=True).start()
+
+
+def test_sigusr2_checkpoints_then_hands_over_to_the_installed_handler(tmp_path):
+    """submitit installs a SIGUSR2 handler that requeues the job: we checkpoint first, then call it."""
+    import signal
 
     import torch
 
     received = []
     previous = signal.signal(signal.SIGUSR2, lambda signum, frame: received.append(signum))
 
-    def send_after_first_epoch():
-        deadline = time.time() + 300
-        while not read_metrics(tmp_path) and time.time() < deadline:
-            time.sleep(0.02)
-        os.kill(os.getpid(), signal.SIGUSR2)
-
-    threading.Thread(target=send_after_first_epoch, daemon=True).start()
+    signal_after_first_epoch(tmp_path, signal.SIGUSR2)
     try:
         with pytest.raises(SystemExit) as exit_info:
             run_experiment(composed("train.epochs=6", "logger=none", "train.ema=false"), tmp_path)
@@ -394,10 +400,7 @@ def test_the_wandb_mirror_ends_as_the_record_does(tmp_path):
     which a history row left pending until finish() used to write over it); a run cut off is not "finished"
     there (exit code 1, marked preempting); its resumption's offline run holds every epoch; and
     train.resume=fresh starts another wandb run, the archived record keeping its own offline runs."""
-    import os
     import signal
-    import threading
-    import time
 
     from wandb_log import ending, history, run_id, summary
 
@@ -415,13 +418,7 @@ def test_the_wandb_mirror_ends_as_the_record_does(tmp_path):
 
     cut = tmp_path / "cut"
 
-    def stop_after_first_epoch():
-        deadline = time.time() + 300
-        while not read_metrics(cut) and time.time() < deadline:
-            time.sleep(0.02)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=stop_after_first_epoch, daemon=True).start()
+    signal_after_first_epoch(cut, signal.SIGTERM)
     with pytest.raises(SystemExit):
         run_experiment(composed("train.epochs=8", "data.train_fraction=0.1", "train.threads=1"), cut)
     log, = wandb_logs(cut)
