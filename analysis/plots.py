@@ -261,6 +261,10 @@ def figure_curves(curves: pd.DataFrame, runs: pd.DataFrame, metric: str = "val_t
         return fig
 
 
+MIXER_BARS_LABEL = "token mixer (colour: its mixer)"
+NEUTRAL_SWATCH = "lightgrey"  # a legend entry that stands for several colours
+
+
 def figure_breakdown(runs: pd.DataFrame) -> Figure:
     """MACs per component and arm: the token mixer in its mixer's colour, MLP and the rest hatched."""
     arms = list(dict.fromkeys(runs["arm"]))
@@ -277,7 +281,7 @@ def figure_breakdown(runs: pd.DataFrame) -> Figure:
         rest = np.array([mean(a, "macs") for a in arms]) - mixer - mlp
         positions = np.arange(len(arms))
         ax.bar(positions, mixer, color=[styles[a]["color"] for a in arms], edgecolor="black",
-               label="token mixer (colour: its mixer)" if mixer.any() else None)  # shift's mixer costs 0
+               label=MIXER_BARS_LABEL if mixer.any() else None)  # shift's mixer costs 0
         ax.bar(positions, mlp, bottom=mixer, color="white", edgecolor="black", hatch="///", label="MLP")
         ax.bar(positions, rest, bottom=mixer + mlp, color="white", edgecolor="black", hatch="..",
                label="embed + merge + head + norms")
@@ -285,6 +289,10 @@ def figure_breakdown(runs: pd.DataFrame) -> Figure:
         ax.set_ylabel("M MACs per image")
         _plain_axes(ax)
         _legend(ax)
+        legend = ax.get_legend()
+        for handle, text in zip(legend.legend_handles, legend.get_texts()):
+            if text.get_text() == MIXER_BARS_LABEL:  # matplotlib would show the first arm's colour: often shift's,
+                handle.set_facecolor(NEUTRAL_SWATCH)  # whose bar has no height, so the only colour not drawn
         ax.set_title("Where the MACs go, per arm", fontsize=9)
         return fig
 

@@ -27,21 +27,28 @@ from .spec import ACTS, ALIASES, DEFAULT_IMG_SIZE, NORMS, VARIANTS, native_img_s
 
 COMPONENTS = ("embed", "mixer", "mlp", "norm", "merge", "head", "other")
 
+# module names per component, first match wins: ShiftViT and Swin / ViT, ConvNeXt (conv_dw, its 7x7 depthwise
+# token mixer), MLP-Mixer (mlp_tokens / mlp_channels), PoolFormer (token_mixer) and ResNet (the stem's conv1/bn1)
 _SEGMENT_RULES: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("embed", ("patch_embed", "stem")),
     ("merge", ("downsample", "merge", "reduction")),
     ("head", ("head", "classifier", "fc_norm")),
-    ("mixer", ("token_mixer", "attn", "mixer")),
-    ("mlp", ("mlp",)),
+    ("mixer", ("token_mixer", "attn", "mixer", "conv_dw", "mlp_tokens")),
+    ("mlp", ("mlp", "mlp_channels")),
     ("norm", ("norm", "norm1", "norm2", "bn", "ln")),
 )
+_STEM_AT_TOP = ("conv1", "bn1")  # ResNet's stem, directly under the model (a block's conv1 is not)
+_NORM_PREFIXES = ("norm", "bn")  # norm1, norm2 ...; ResNet's bn1, bn2, bn3
+# "other": what no rule places, e.g. ResNet's block convolutions, which mix tokens and channels at once
 
 
 def component_of(path: str) -> str:
     """Component of a module/parameter path, e.g. ``layers.2.blocks.0.mlp.fc1`` -> ``mlp``."""
     segments = path.split(".")
+    if len(segments) == 1 and segments[0] in _STEM_AT_TOP:
+        return "embed"
     for component, names in _SEGMENT_RULES:
-        if any(s in names or (component == "norm" and s.startswith("norm")) for s in segments):
+        if any(s in names or (component == "norm" and s.startswith(_NORM_PREFIXES)) for s in segments):
             return component
     if segments and segments[0] == "fc":  # ResNet-style classifier
         return "head"
@@ -336,10 +343,13 @@ def _describe(variant: Dict[str, Any]) -> str:
 
 # --- CLI ----------------------------------------------------------------------------------------------------
 def format_table(costs: Dict[str, Cost]) -> str:
-    """Components as rows, one GMACs and one params column per model, plus each component's share."""
+    """Components as rows, one MACs and one params column per model, plus each component's share. MACs in G,
+    or in M when every model is below 1 GMAC (a 32-px model's 15.07 M would read 0.015 G, and two budgets 2 %
+    apart would look equal)."""
     names = list(costs)
+    scale, unit = (1e9, "GMACs") if max(c.total_macs for c in costs.values()) >= 1e9 else (1e6, "M MACs")
     header = f"{'component':<10}" + "".join(f"{n[:42]:>44}" for n in names)
-    sub = f"{'':<10}" + "".join(f"{'GMACs':>14}{'%':>7}{'params(M)':>12}{'%':>11}" for _ in names)
+    sub = f"{'':<10}" + "".join(f"{unit:>14}{'%':>7}{'params(M)':>12}{'%':>11}" for _ in names)
     lines = [header, sub]
     for comp in (*COMPONENTS, "total"):
         row = f"{comp:<10}"
@@ -347,7 +357,7 @@ def format_table(costs: Dict[str, Cost]) -> str:
             c = costs[n]
             m = c.total_macs if comp == "total" else c.macs[comp]
             p = c.total_params if comp == "total" else c.params[comp]
-            row += (f"{m / 1e9:>14.3f}{100 * m / max(c.total_macs, 1):>6.1f}%"
+            row += (f"{m / scale:>14.3f}{100 * m / max(c.total_macs, 1):>6.1f}%"
                     f"{p / 1e6:>12.3f}{100 * p / max(c.total_params, 1):>10.1f}%")
         lines.append(row)
     return "\n".join(lines)
@@ -362,6 +372,8 @@ def _parse_args(argv: Optional[Iterable[str]] = None) -> argparse.Namespace:
     p.add_argument("models", nargs="*", help="timm model names, e.g. shiftvit_r2_tiny swin_tiny_patch4_window7_224 "
                    "(none with --variants; '-' is read as none)")
     p.add_argument("--img-size", type=int, default=None, help="input size (default: each model's own)")
+    p.add_argument("--in-chans", type=int, default=3,
+                   help="input channels (default 3; a run on the grey digits, MNIST or relations images builds 1)")
     p.add_argument("--mixer", help=f"token mixer(s) for shiftvit models, comma-separated: {', '.join(sorted(MIXERS))}")
     p.add_argument("--gamma", help="shift ratio per direction, e.g. 1/12")
     p.add_argument("--mlp-ratio", type=float, help="MLP ratio tau")
@@ -440,11 +452,12 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
             label = f"{name}[{mixer}]" if mixer else name
             try:
                 if kwargs and args.match != "none":
-                    sol = solve_depths(args.reference or name, args.img_size, args.match, model=name, **kwargs)
+                    sol = solve_depths(args.reference or name, args.img_size, args.match, model=name,
+                                       in_chans=args.in_chans, **kwargs)
                     kwargs["depths"] = sol.depths
                     if not args.rows:
                         label += " d=" + ",".join(map(str, sol.depths))
-                costs[label] = count(name, args.img_size, **kwargs)
+                costs[label] = count(name, args.img_size, in_chans=args.in_chans, **kwargs)
             except ValueError as e:
                 print(f"error: {label}: {e}", file=sys.stderr)
                 return 2

@@ -46,10 +46,33 @@ def test_count_model_on_a_real_model_equals_meta_count():
 @pytest.mark.parametrize("path,component", [
     ("patch_embed.proj", "embed"), ("layers.0.downsample.norm", "merge"), ("layers.1.blocks.3.norm2", "norm"),
     ("layers.1.blocks.3.token_mixer.attn.qkv", "mixer"), ("layers.0.blocks.0.mlp.fc1", "mlp"), ("head", "head"),
-    ("head.fc", "head"), ("norm", "norm"), ("fc", "head"), ("conv1", "other"),
+    ("head.fc", "head"), ("norm", "norm"), ("fc", "head"),
+    # timm's peers: ResNet's stem, block convs (tokens and channels at once) and BatchNorms, ConvNeXt's depthwise
+    # token mixer, MLP-Mixer's token and channel MLPs
+    ("conv1", "embed"), ("bn1", "embed"), ("layer1.0.conv2", "other"), ("layer1.0.bn2", "norm"),
+    ("stages.2.blocks.1.conv_dw", "mixer"), ("blocks.3.mlp_tokens.fc1", "mixer"), ("blocks.3.mlp_channels.fc2", "mlp"),
 ])
 def test_component_rules(path, component):
     assert component_of(path) == component
+
+
+def test_the_peers_token_mixers_are_counted_as_mixers():
+    """Closed forms: ConvNeXt-T's 7x7 depthwise convs (3,3,9,3 blocks of 96..768 channels at 56..7 px) and
+    MLP-Mixer-B/16's token MLPs (196 tokens, 384 hidden, 768 channels, 12 blocks); ResNet-50's block BatchNorms.
+    Before, ConvNeXt's mixer read 0 MACs, the shift's defining claim, and ResNet's norms 0 parameters."""
+    import timm
+
+    stages = list(zip((56, 28, 14, 7), (96, 192, 384, 768), (3, 3, 9, 3)))
+    convnext = count("convnext_tiny", 224)
+    assert convnext.macs["mixer"] == sum(49 * side * side * c * n for side, c, n in stages)
+    assert convnext.params["mixer"] == sum((49 + 1) * c * n for _, c, n in stages)  # weights and bias
+    assert count("mixer_b16_224", 224).macs["mixer"] == 12 * 2 * 196 * 384 * 768
+    with torch.device("meta"):
+        resnet = timm.create_model("resnet50")
+    block_norms = sum(p.numel() for name, module in resnet.named_modules()
+                      if isinstance(module, torch.nn.BatchNorm2d) and name.startswith("layer")
+                      and "downsample" not in name for p in module.parameters())
+    assert count("resnet50", 224).params["norm"] == block_norms > 0
 
 
 @pytest.mark.parametrize("variant", [
@@ -121,6 +144,17 @@ def test_cli_prints_component_table(capsys):
     assert set(rows) == {"embed", "mixer", "mlp", "norm", "merge", "head", "other", "total"}
     assert rows["total"][1] == "4.582" and rows["total"][5] == "4.491"
     assert rows["mixer"][1] == "0.000"
+
+
+def test_cli_table_of_small_models_in_m_macs_at_the_runs_channels(capsys):
+    """At 32 px a G column read 0.015 for every model; a digits run builds a 1-channel stem (--in-chans 1)."""
+    assert main(["shiftvit_micro", "--mixer", "shift,attn", "--match", "flops", "--img-size", "32",
+                 "--in-chans", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    total = lines[-1].split()
+    assert "M MACs" in lines[1] and "GMACs" not in lines[1]
+    assert total[1] == f"{count('shiftvit_micro', 32, in_chans=1).total_macs / 1e6:.3f}" == "15.067"
+    assert total[1] != total[5]  # the two budgets, 2 % apart, read apart
 
 
 def test_cli_match_flops(capsys):

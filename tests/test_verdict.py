@@ -18,7 +18,15 @@ from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttost_ind, 
 
 from analysis import headroom_of, load_runs, select_arm, summarize, verdicts
 from analysis.headroom import _cache_path
-from analysis.plots import PARETO_LABEL, build_figures, legend_entries, mixer_color
+from analysis.plots import (
+    MIXER_BARS_LABEL,
+    NEUTRAL_SWATCH,
+    PARETO_LABEL,
+    build_figures,
+    figure_breakdown,
+    legend_entries,
+    mixer_color,
+)
 from analysis.report import arms_table
 from analysis.report import main as report_main
 from analysis.stats import ALPHA, INSUFFICIENT, NO_HEADROOM, _seeds_range
@@ -399,6 +407,12 @@ def test_legends_name_only_what_is_drawn(two_sweeps):
     assert figures["acc_vs_macs"].axes[0].get_xlabel() == "M MACs per image"
     for patch in figures["macs_breakdown"].axes[0].patches[len(set(runs["arm"])):]:  # MLP and the rest
         assert tuple(patch.get_facecolor()[:3]) == (1.0, 1.0, 1.0)  # never a mixer's colour
+    # the mixer bars' legend swatch is neutral: matplotlib's own was the first arm's colour, shift's, whose bar
+    # has no height (the shift costs no MACs), so the one colour the figure does not show
+    runs.loc[runs["mixer"] == "attn", "macs_mixer"] = 3e6
+    legend = figure_breakdown(runs).axes[0].get_legend()
+    swatch, = [h for h, t in zip(legend.legend_handles, legend.get_texts()) if t.get_text() == MIXER_BARS_LABEL]
+    assert tuple(swatch.get_facecolor()[:3]) == _rgb(NEUTRAL_SWATCH)
     plt.close("all")
 
 
