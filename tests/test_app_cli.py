@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 from helpers import ROOT, WITH_TORCH_PROBE, popen_cli, run_cli
-from wandb_log import history
+from wandb_log import history, written
 
 from shiftvit.config import DEFAULT_TOLERANCE
 from shiftvit.models import MIXERS
@@ -43,7 +43,7 @@ def test_default_run_records_itself_and_reaches_97(tmp_path):
     assert config["depths"] == [4, 4, 12, 4]
     assert config["match"] == "flops" and config["reference"] == "shiftvit_micro"
     # wandb offline mirror holds the per-epoch metrics
-    logs = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    logs = [written(path) for path in (run_dir / "wandb").glob("offline-run-*/run-*.wandb")]
     assert len(logs) == 1
     mirrored = history(logs[0])
     assert [h["epoch"] for h in mirrored] == list(range(1, 21))

@@ -6,6 +6,7 @@ format here: a 7-byte file header (":W&B", magic 0xBEE1, version), then 32 KiB b
 """
 import json
 import struct
+import time
 from pathlib import Path
 from typing import Dict, List
 
@@ -84,3 +85,18 @@ def ending(path: Path) -> Dict[str, object]:
 
 def run_id(path: Path) -> str:
     return next(rec.run.run_id for rec in _parsed(path) if rec.WhichOneof("record_type") == "run")
+
+
+def written(path: Path, timeout_s: float = 60.0) -> Path:
+    """``path`` once its run's exit record is in it: wandb's service process writes the log on its own time, so a
+    file read just after ``finish()`` returned may still lack records (a test read one without its run record)."""
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            if any(rec.WhichOneof("record_type") == "exit" for rec in _parsed(path)):
+                return path
+        except (AssertionError, struct.error, ValueError):  # caught mid-write: no header yet, a cut record
+            pass
+        if time.time() > deadline:
+            raise AssertionError(f"{path} holds no exit record after {timeout_s:.0f} s")
+        time.sleep(0.1)
