@@ -480,11 +480,14 @@ def trend(runs: pd.DataFrame, factor: str, metric: str = "val_top1") -> Dict[str
     than once is one point, its mean (``finished_values``): the same result read twice is not more evidence."""
     import statsmodels.api as sm
 
-    points = [(level, value) for arm in dict.fromkeys(runs.loc[runs["used"], "arm"])
-              for level in [pd.to_numeric(runs.loc[runs["arm"] == arm, factor], errors="coerce").iloc[0]]
-              if pd.notna(level) for value in finished_values(runs, arm, metric)]
-    x = np.array([level for level, _ in points], dtype=float)
-    y = np.array([value for _, value in points], dtype=float)
+    levels, values = [], []
+    for arm in dict.fromkeys(runs.loc[runs["used"], "arm"]):
+        level = pd.to_numeric(runs.loc[runs["arm"] == arm, factor], errors="coerce").iloc[0]  # one per arm
+        if pd.notna(level):
+            seeds = finished_values(runs, arm, metric)
+            levels += [level] * len(seeds)
+            values += list(seeds)
+    x, y = np.array(levels, dtype=float), np.array(values, dtype=float)
     result = {"factor": factor, "runs": len(x), "levels": len(set(x)), "slope": math.nan, "ci_low": math.nan,
               "ci_high": math.nan, "p": math.nan}
     if len(x) >= 3 and len(set(x)) >= 2:

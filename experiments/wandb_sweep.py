@@ -98,8 +98,9 @@ def check(path: Path) -> Dict[str, Any]:
     from shiftvit.config import check as check_values
 
     sweep = load(path)
-    if sweep.get("program", "run.py") != "run.py":
-        raise SweepError(f"{path}: program must be run.py, not {sweep.get('program')!r}")
+    program = sweep.get("program", "run.py")
+    if program != "run.py":
+        raise SweepError(f"{path}: program must be run.py, not {program!r}")
     groups = group_options()
     for key, spec in sweep["parameters"].items():
         group = key.removeprefix("+")  # +group=option adds a group that the defaults list does not name
@@ -116,10 +117,10 @@ def check(path: Path) -> Dict[str, Any]:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         for seeds in jobs.values():
             argv = agent_command(sweep, seeds[0])
-            if sweep.get("program", "run.py") not in argv:
+            if program not in argv:
                 raise SweepError(f"{path}: the sweep command {sweep.get('command')} never runs the program: give "
                                  "command: [${env}, ${interpreter}, ${program}, ${args_no_hyphens}]")
-            overrides = argv[argv.index(sweep.get("program", "run.py")) + 1:]
+            overrides = argv[argv.index(program) + 1:]
             hyphenated = [arg for arg in overrides if arg.startswith("-")]
             if hyphenated:  # wandb's default command passes --key=value, which Hydra refuses in every job
                 raise SweepError(f"{path}: the agent would pass {hyphenated[0]}, which run.py refuses: give the "

@@ -312,8 +312,7 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
         which ``analysis.load_wandb`` reads, and an exit code that wandb does not show as finished."""
         try:  # best effort: the disk that failed the run may fail this write too (readers then see the
             record(status=status, **fields)  # dead process's 'running' as interrupted, see run_status)
-        except OSError:
-            summary.update(status=status, **fields)
+        except OSError:  # record() updated the summary before its write failed: the tracker still gets the status
             log.warning("could not record status %s in %s", status, run_dir / SUMMARY_FILE)
         if tracker is not None:
             tracker.summary(summary)
@@ -344,13 +343,20 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
                          effective["model"]["name"], native, effective["model"]["img_size"])
         tracker = _tracker(dict(cfg.get("logger") or {}), effective, run_dir, digest, sweep_name, dist)
 
-        logged: List[int] = []
+        # offline, wandb does not resume a run: each attempt at a record is an offline run of its own (one id),
+        # and one cut off by SIGKILL may hold none of its rows. So a resumed attempt first logs the record's
+        # earlier epochs, as metrics.jsonl holds them, and the last attempt holds the whole history. Online, wandb
+        # resumes the run it holds (resume="allow"), whose steps must only grow.
+        replay_due = tracker.offline
 
         def on_epoch(row: Dict[str, Any]) -> None:
-            if not logged and row["epoch"] > 1:  # a resumed record: its earlier epochs, as metrics.jsonl holds them
-                tracker.replay([r for r in read_metrics(run_dir) if r["epoch"] < row["epoch"]])
+            nonlocal replay_due
+            if replay_due and row["epoch"] > 1:
+                for earlier in read_metrics(run_dir):
+                    if earlier["epoch"] < row["epoch"]:
+                        tracker.log(earlier, step=earlier["epoch"])
+            replay_due = False
             tracker.log(row, step=row["epoch"])
-            logged.append(row["epoch"])
             record(epochs_done=row["epoch"])
 
         record(**_train(effective, run_dir, summary, on_epoch, dist))

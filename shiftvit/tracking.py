@@ -77,14 +77,10 @@ class Tracker:
             self._warn(f"wandb.log failed ({e}); continuing with local records only")
             self.run = None
 
-    def replay(self, rows: List[Dict[str, Any]]) -> None:
-        """Log a resumed record's earlier epochs again, offline only. Offline, wandb does not resume a run: each
-        attempt is an offline run of its own (one id), and one cut off by SIGKILL may hold none of its rows; so
-        each attempt holds the record's whole history, and syncing the last one gives it all. Online, wandb
-        resumes the run it already holds (``resume="allow"``), whose steps must only grow."""
-        if self.run is not None and getattr(self.run, "offline", False):
-            for row in rows:
-                self.log(row, step=row["epoch"])
+    @property
+    def offline(self) -> bool:
+        """Whether this logs to an offline wandb run (which a later attempt cannot resume)."""
+        return self.run is not None and bool(getattr(self.run, "offline", False))
 
     def summary(self, values: Dict[str, Any]) -> None:
         if self.run is None:
