@@ -84,6 +84,29 @@ class ResumableDistributedSampler(DistributedSampler):
         return self.num_samples - getattr(self, "skip", 0)
 
 
+class ShardSampler(Sampler):
+    """Evaluation's split of a data set over the processes: rank r takes images r, r + world, r + 2·world, ...,
+    each image exactly once. Written by hand because ``DistributedSampler`` (and timm's
+    ``OrderedDistributedSampler``) pads the last shard with repeated images, so a validation set whose size the
+    process count does not divide was scored with some images twice; their ``drop_last`` drops images instead.
+    Shards may differ in length by one: evaluation runs no collective per batch (its totals are summed once at the
+    end), so uneven shards cannot stall a rank. ``num_replicas`` / ``rank``: None reads them from the process
+    group."""
+
+    def __init__(self, dataset: Dataset, num_replicas: Optional[int] = None, rank: Optional[int] = None):
+        import torch.distributed as dist
+
+        self.n = len(dataset)
+        self.num_replicas = dist.get_world_size() if num_replicas is None else num_replicas
+        self.rank = dist.get_rank() if rank is None else rank
+
+    def __iter__(self):
+        return iter(range(self.rank, self.n, self.num_replicas))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.num_replicas))
+
+
 class ResumableRepeatAugSampler(RepeatAugSampler):
     """timm's repeated-augmentation sampler (DeiT's ``RASampler``: each image ``num_repeats`` times per epoch, the
     copies spread over the processes, an epoch as long as the data set), ordered by (seed, epoch) as
@@ -621,7 +644,7 @@ def make_loaders(bundle: DataBundle, batch_size: int, seed: int, num_workers: in
     """Train/val loaders; the train order is a function of (seed, epoch) only (see ``EpochSampler``). With
     ``device``, tensor datasets are served from a copy on that device (``DeviceTensorLoader``); with
     ``aug_repeats``, each image comes that many times an epoch (``ResumableRepeatAugSampler``)."""
-    val_sampler: Optional[Sampler] = DistributedSampler(bundle.val, shuffle=False) if distributed else None
+    val_sampler: Optional[Sampler] = ShardSampler(bundle.val) if distributed else None
     if aug_repeats:  # one replica without a process group; with one, the group's size and rank
         train_sampler: Sampler = ResumableRepeatAugSampler(bundle.train, seed, aug_repeats,
                                                            num_replicas=None if distributed else 1,

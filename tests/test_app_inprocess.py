@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from shiftvit.app import run_experiment
 from shiftvit.bench.loader import write_cifar
 from shiftvit.config import ConfigError, config_hash, resolve
-from shiftvit.data import DataError, EpochSampler, build_data, make_relations
+from shiftvit.data import DataError, EpochSampler, ShardSampler, build_data, make_relations
 from shiftvit.records import read_metrics, read_summary
 from shiftvit.tracking import Tracker
 
@@ -209,6 +209,17 @@ def test_epoch_sampler_depends_only_on_seed_and_epoch():
     assert list(a)[20:] == list(b) and len(b) == 30
     a.set_epoch(4)
     assert list(a) != list(b)
+
+
+def test_shard_sampler_scores_every_validation_image_once():
+    """Evaluation's shards over the processes cover the validation set exactly once, whatever the process count
+    (``DistributedSampler`` repeats images to even the shards out)."""
+    for n in (1, 7, 369, 370):
+        for world in (1, 2, 3, 8):
+            shards = [list(ShardSampler(range(n), num_replicas=world, rank=rank)) for rank in range(world)]
+            assert sorted(i for shard in shards for i in shard) == list(range(n)), (n, world)
+            assert [len(ShardSampler(range(n), num_replicas=world, rank=r)) for r in range(world)] == \
+                [len(shard) for shard in shards]
 
 
 def test_wandb_online_without_key_warns_once_and_falls_back(tmp_path, monkeypatch):
