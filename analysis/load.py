@@ -36,12 +36,14 @@ from shiftvit.records import (
     parse_metrics,
     run_status,
 )
+from shiftvit.tracking import unflatten
 
 from .arms import MIXER_ORDER, assign_arms, flatten_config
 
 PathLike = Union[str, Path]
 # the statuses that are loaded: results (USED_STATUSES) and findings about an arm (FAILED_STATUSES), from records.py
 LOADED_STATUSES = (*USED_STATUSES, *FAILED_STATUSES)
+WANDB_RUNNING_STATE = "running"  # wandb's ``Run.state`` of a run whose process still reports
 # summary.json's columns in a run's row (its identity comes from config.yaml): the schema of records.py
 RECORD_FILES = (SUMMARY_FILE, CONFIG_FILE, LAUNCH_ERROR_FILE)  # any of them makes a folder a run to load or skip
 SUMMARY_COLUMNS = ("status", *RESULT_KEYS, "config_hash", "git_commit", "git_dirty", *OUTCOME_KEYS)
@@ -114,7 +116,15 @@ def run_row(run_dir: Path) -> Tuple[Optional[Dict[str, Any]], Optional[Dict[str,
     summary, config, why = _read_record(run_dir)
     if why:
         return None, None, why
-    status = run_status(run_dir, summary)
+    return record_row(config, summary, run_status(run_dir, summary), where=str(run_dir),
+                      sweep=summary.get("sweep_name") or run_dir.parent.name, job=run_dir.name)
+
+
+def record_row(config: Dict[str, Any], summary: Dict[str, Any], status: str, where: str, sweep: Optional[str],
+               job: Optional[str]) -> Tuple[Optional[Dict[str, Any]], Optional[Dict[str, Any]], Optional[str]]:
+    """A run's effective config (nested, as ``config.yaml`` holds it) and summary as (flat row, flat config, None),
+    or (None, None, why) when it cannot be used: the one row schema of the run table, from records on disk
+    (``run_row``) and from wandb (``wandb_row``) alike. ``where``: the record's folder or the wandb run's URL."""
     if status == RUNNING:
         return None, None, "status 'running' (still running)"
     if status == DUPLICATE:
@@ -127,7 +137,7 @@ def run_row(run_dir: Path) -> Tuple[Optional[Dict[str, Any]], Optional[Dict[str,
     except (KeyError, TypeError) as e:
         return None, None, f"config.yaml lacks {e}"
     row: Dict[str, Any] = {
-        "run_dir": str(run_dir), "sweep": summary.get("sweep_name") or run_dir.parent.name, "job": run_dir.name,
+        "run_dir": where, "sweep": sweep, "job": job,
         "mixer": mixer.get("name"), "gamma": config.get("gamma"), "gamma_float": _gamma_float(config.get("gamma")),
         "tau": config.get("tau"), "depths": ",".join(map(str, depths)), "total_depth": sum(depths),
         "match": config.get("match"), "reference": config.get("reference"), "tolerance": config.get("tolerance"),
@@ -143,6 +153,18 @@ def run_row(run_dir: Path) -> Tuple[Optional[Dict[str, Any]], Optional[Dict[str,
     row["status"] = status
     row.update({k: v for k, v in summary.items() if k.startswith(("macs_", "params_"))})
     return row, flatten_config(config), None
+
+
+def wandb_row(config: Dict[str, Any], summary: Dict[str, Any], state: str, url: str, group: Optional[str],
+              name: Optional[str]) -> Tuple[Optional[Dict[str, Any]], Optional[Dict[str, Any]], Optional[str]]:
+    """A wandb run as ``record_row`` makes a record's row: its logged config (the effective config with flat keys,
+    as ``Tracker`` logs it), its summary (the record's, which the run writes at its end) and its state. A run
+    with no status in its summary was cut off before it wrote its end: running while wandb says so, else
+    interrupted, as a record whose process is gone."""
+    logged = unflatten({k: v for k, v in config.items() if not k.startswith("_") and k != "config_hash"})
+    summary = {k: v for k, v in summary.items() if not k.startswith("_")}
+    status = summary.get("status") or (RUNNING if state == WANDB_RUNNING_STATE else INTERRUPTED)
+    return record_row(logged, summary, status, where=url, sweep=summary.get("sweep_name") or group, job=name)
 
 
 def _budget_target(config: Dict[str, Any]) -> Optional[str]:
@@ -172,15 +194,21 @@ def load_runs(paths: Union[PathLike, Iterable[PathLike]], include: Tuple[str, ..
     (``testbeds``, see ``headroom.validation_size``), ``val_images`` and the binomial standard error of each
     accuracy (``<metric>_se``, in points). Skipped directories: ``SkippedRun`` warnings and
     ``df.attrs['skipped']`` [(run_dir, why)]."""
+    return _run_table(((str(run_dir), *run_row(run_dir)) for run_dir in find_run_dirs(paths)), include, warn,
+                      testbeds)
+
+
+def _run_table(sources: Iterable[Tuple[str, Optional[Dict[str, Any]], Optional[Dict[str, Any]], Optional[str]]],
+               include: Tuple[str, ...], warn: bool, testbeds: bool) -> pd.DataFrame:
+    """The run table from (where, row, flat config, why) per run, whichever store the runs came from."""
     rows, configs, skipped = [], [], []
-    for run_dir in find_run_dirs(paths):
-        row, config, why = run_row(run_dir)
+    for where, row, config, why in sources:
         if row is not None and row["status"] not in include:
             row, why = None, f"status {row['status']!r}"
         if row is None:
-            skipped.append((str(run_dir), why))
+            skipped.append((where, why))
             if warn:
-                warnings.warn(f"skipped {run_dir}: {why}", SkippedRun, stacklevel=2)
+                warnings.warn(f"skipped {where}: {why}", SkippedRun, stacklevel=3)
             continue
         rows.append(row)
         configs.append(config)
@@ -195,7 +223,7 @@ def load_runs(paths: Union[PathLike, Iterable[PathLike]], include: Tuple[str, ..
         df.attrs["repeated_seeds"] = repeated_seeds(df)
         for arm, seed, run_dirs in df.attrs["repeated_seeds"] if warn else ():
             warnings.warn(f"{arm}: seed {seed} finished {len(run_dirs)} times ({', '.join(run_dirs)}); one "
-                          "replicate, its values averaged", RepeatedSeed, stacklevel=2)
+                          "replicate, its values averaged", RepeatedSeed, stacklevel=3)
     df.attrs["skipped"] = skipped
     df.attrs["arm_columns"] = arm_columns
     return df
@@ -219,7 +247,7 @@ def _drop_superseded(rows: List[Dict[str, Any]], configs: List[Dict[str, Any]], 
         why = f"{row['status']} attempt superseded by {by['run_dir']} (the same config and seed, {by['status']})"
         skipped.append((row["run_dir"], why))
         if warn:
-            warnings.warn(f"skipped {row['run_dir']}: {why}", SkippedRun, stacklevel=3)
+            warnings.warn(f"skipped {row['run_dir']}: {why}", SkippedRun, stacklevel=4)
     return kept_rows, kept_configs
 
 
@@ -283,30 +311,12 @@ def load_curves(paths: Union[PathLike, Iterable[PathLike]], warn: bool = True,
     return df
 
 
-def load_wandb(project: str, entity: Optional[str] = None, filters: Optional[Dict[str, Any]] = None
-               ) -> pd.DataFrame:
-    """The same run table from a wandb project (online; needs an API key): config + summary per run, with arms
-    from the logged effective config."""
+def load_wandb(project: str, entity: Optional[str] = None, filters: Optional[Dict[str, Any]] = None,
+               include: Tuple[str, ...] = LOADED_STATUSES, warn: bool = True, testbeds: bool = True) -> pd.DataFrame:
+    """The run table of ``load_runs``, with the same columns, from a wandb project (online; needs an API key): each
+    run's row is built from its logged effective config and summary by ``wandb_row``; ``run_dir`` is its URL."""
     import wandb
 
-    api = wandb.Api()
-    rows, configs = [], []
-    for run in api.runs(f"{entity}/{project}" if entity else project, filters=filters or {}):
-        config = {k: v for k, v in run.config.items() if not k.startswith("_") and k != "config_hash"}
-        flat = flatten_config(config)
-        summary = {k: v for k, v in run.summary.items() if not k.startswith("_")}
-        gamma = flat.get("gamma")
-        rows.append({
-            "run_dir": run.url, "sweep": run.group, "job": run.name, "mixer": flat.get("mixer.name"),
-            "gamma": gamma, "gamma_float": _gamma_float(gamma), "tau": flat.get("tau"), "depths": flat.get("depths"),
-            "match": flat.get("match"), "seed": flat.get("seed"), "model": flat.get("model.name"),
-            "norm": flat.get("model.norm"), "act": flat.get("model.act"), "data": flat.get("data.name"),
-            **{k: summary.get(k) for k in SUMMARY_COLUMNS},
-        })
-        configs.append(flat)
-    arm_columns = assign_arms(rows, configs) if rows else []
-    df = pd.DataFrame(rows)
-    if not df.empty:
-        df["used"] = df["status"].isin(USED_STATUSES)
-    df.attrs["arm_columns"] = arm_columns
-    return df
+    runs = wandb.Api().runs(f"{entity}/{project}" if entity else project, filters=filters or {})
+    return _run_table(((run.url, *wandb_row(dict(run.config), dict(run.summary.items()), run.state, run.url,
+                                            run.group, run.name)) for run in runs), include, warn, testbeds)

@@ -29,6 +29,18 @@ def flatten(cfg: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     return out
 
 
+def unflatten(flat: Dict[str, Any]) -> Dict[str, Any]:
+    """``{"train.lr": 1}`` -> ``{"train": {"lr": 1}}``: a config as ``flatten`` logged it, nested again."""
+    out: Dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
 class Tracker:
     """Logs to wandb if it can; every method is a no-op after the first failure."""
 
@@ -106,4 +118,4 @@ class Tracker:
         self.run = None
 
 
-__all__ = ["Tracker", "flatten"]
+__all__ = ["Tracker", "flatten", "unflatten"]

@@ -8,12 +8,15 @@ import pytest
 import torch
 import yaml
 from helpers import ROOT, WITH_TORCH_PROBE, popen_cli, run_cli
+from wandb_log import config as logged_config
 from wandb_log import history, written
+from wandb_log import summary as logged_summary
 
+from analysis.load import run_row, wandb_row
 from shiftvit.config import DEFAULT_TOLERANCE
 from shiftvit.models import MIXERS
 from shiftvit.multirun import job_dirs
-from shiftvit.records import METRIC_KEYS, SUMMARY_KEYS, read_metrics, read_summary
+from shiftvit.records import INTERRUPTED, METRIC_KEYS, SUMMARY_KEYS, read_metrics, read_summary
 
 REQUIRED = ("status", "val_top1", "val_top5", "best_val_top1", "ema_val_top1", "params", "macs",
             "train_images_per_s", "eval_images_per_s", "wall_s", "seed", "git_commit")
@@ -48,6 +51,18 @@ def test_default_run_records_itself_and_reaches_97(tmp_path):
     assert [h["epoch"] for h in mirrored] == list(range(1, 21))
     assert mirrored[-1]["val_top1"] == pytest.approx(summary["val_top1"])
     assert not (tmp_path / "wandb").exists()  # nothing written relative to the launch directory
+    # analysis.load_wandb's row of the mirror is the record's row: every column the arms, the budget check, the
+    # standard errors and the verdict read (it once lacked the data, tolerance and budget target: a false verdict)
+    where = ("run_dir", "sweep", "job")
+    record, record_config, _ = run_row(run_dir)
+    mirror, mirror_config, why = wandb_row(logged_config(logs[0]), logged_summary(logs[0]), "finished", "url",
+                                           None, run_dir.name)
+    assert why is None and mirror_config == record_config
+    assert {k: v for k, v in mirror.items() if k not in where} == {k: v for k, v in record.items() if k not in where}
+    cut_off = {k: v for k, v in logged_summary(logs[0]).items() if k != "status"}  # killed before its end
+    assert wandb_row(logged_config(logs[0]), cut_off, "crashed", "url", None, None)[0]["status"] == INTERRUPTED
+    assert wandb_row(logged_config(logs[0]), cut_off, "running", "url", None, None)[2] == \
+        "status 'running' (still running)"
 
 
 def test_headline_sweep_is_fair_by_default_with_exact_gamma_and_dedupe(tmp_path):

@@ -76,6 +76,20 @@ def summary(path: Path) -> Dict[str, object]:
     return final
 
 
+def config(path: Path) -> Dict[str, object]:
+    """The run's config as a sync rebuilds it: the run record's, then every config update and removal in order."""
+    final: Dict[str, object] = {}
+    for rec in _parsed(path):
+        kind = rec.WhichOneof("record_type")
+        if kind in ("run", "config"):
+            changes = rec.run.config if kind == "run" else rec.config
+            for item in changes.update:
+                final[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+            for item in changes.remove:
+                final.pop(item.key or "/".join(item.nested_key), None)
+    return final
+
+
 def ending(path: Path) -> Dict[str, object]:
     """How the run ended: ``exit_code`` (None without an exit record) and whether it was marked preempting."""
     kinds = [(rec.WhichOneof("record_type"), rec) for rec in _parsed(path)]
