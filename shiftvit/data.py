@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 from timm.data.distributed_sampler import RepeatAugSampler
+from torch import distributed as torch_dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler, TensorDataset
 
 from .config import DATASETS
@@ -49,6 +50,15 @@ def _order_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of process ``rank``'s random draws (augmentation, dropout, mixup, its loader's workers): the run's
+    seed on rank 0, and a stream of its own on every other rank. One seed on every rank gave each process the
+    same draws: the copies of an image that repeated augmentation spreads over the processes came out identical
+    (no repeated augmentation at all), and every other draw was mirrored across ranks. Mixed (not ``seed + rank``,
+    as timm does) so that one seed's rank 1 is not the next seed's rank 0."""
+    return seed if rank == 0 else int(np.random.SeedSequence((seed, rank)).generate_state(1, np.uint64)[0] >> 1)
+
+
 class EpochSampler(Sampler[int]):
     """A permutation that depends only on (seed, epoch): a resumed run sees exactly the same order,
     and ``skip`` batches can be dropped to resume in the middle of an epoch."""
@@ -73,15 +83,25 @@ class EpochSampler(Sampler[int]):
 
 
 class ResumableDistributedSampler(DistributedSampler):
+    """torch's ``DistributedSampler``, ordered by (seed, epoch) as ``EpochSampler`` is (torch seeds the order with
+    seed + epoch, so seed 1's first epoch was seed 0's second), and resumable in the middle of an epoch.
+    ``num_replicas`` / ``rank``: None reads them from the process group."""
+
+    def __init__(self, dataset: Dataset, seed: int, drop_last: bool = True, num_replicas: Optional[int] = None,
+                 rank: Optional[int] = None):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=0, drop_last=drop_last)
+        self.order_seed, self.skip = seed, 0
+        self.set_epoch(0)
+
     def set_epoch(self, epoch: int, skip: int = 0) -> None:  # type: ignore[override]
-        super().set_epoch(epoch)
+        super().set_epoch(_order_seed(self.order_seed, epoch))
         self.skip = skip
 
     def __iter__(self):
-        return iter(list(super().__iter__())[getattr(self, "skip", 0):])
+        return iter(list(super().__iter__())[self.skip:])
 
     def __len__(self) -> int:
-        return self.num_samples - getattr(self, "skip", 0)
+        return self.num_samples - self.skip
 
 
 class ShardSampler(Sampler):
@@ -650,7 +670,7 @@ def make_loaders(bundle: DataBundle, batch_size: int, seed: int, num_workers: in
                                                            num_replicas=None if distributed else 1,
                                                            rank=None if distributed else 0)
     elif distributed:
-        train_sampler = ResumableDistributedSampler(bundle.train, shuffle=True, seed=seed, drop_last=True)
+        train_sampler = ResumableDistributedSampler(bundle.train, seed, drop_last=True)
     else:
         train_sampler = EpochSampler(len(bundle.train), seed)
     batch_size = min(batch_size, max(1, len(bundle.train) // (2 if drop_last else 1)))
@@ -659,9 +679,11 @@ def make_loaders(bundle: DataBundle, batch_size: int, seed: int, num_workers: in
                 DeviceTensorLoader(bundle.val, batch_size, val_sampler or SequentialSampler(bundle.val), False,
                                    device))
     # A loader-owned generator: creating an iterator must not draw from the global RNG, or resuming in the
-    # middle of an epoch (a fresh iterator) would shift every random number drawn afterwards.
+    # middle of an epoch (a fresh iterator) would shift every random number drawn afterwards. The workers' seeds
+    # come from it: a stream of each process's own (rank_seed), as the training process's draws.
+    rank = torch_dist.get_rank() if distributed else 0
     common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(),
-                  persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed))
+                  persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(rank_seed(seed, rank)))
     train = DataLoader(_unaugmented(bundle.train), batch_size=batch_size, sampler=train_sampler, drop_last=drop_last,
                        **common)
     val = DataLoader(_unaugmented(bundle.val), batch_size=batch_size, sampler=val_sampler, shuffle=False, **common)

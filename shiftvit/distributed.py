@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import Any, List
 
 import torch
 import torch.distributed as dist
@@ -75,6 +76,15 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
         values = values.clone()
         dist.all_reduce(values)
     return values
+
+
+def gather_objects(value: Any) -> List[Any]:
+    """Every rank's ``value``, in rank order, on every rank (``[value]`` without a process group)."""
+    if dist.is_available() and dist.is_initialized():
+        gathered: List[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, value)
+        return gathered
+    return [value]
 
 
 def broadcast_flag(flag: bool) -> bool:

@@ -27,7 +27,7 @@ from torch import nn
 from . import distributed as dist_utils
 from .compiling import compile_model
 from .config import TrainSettings
-from .data import DataBundle, make_loaders, on_device_eligible
+from .data import DataBundle, make_loaders, on_device_eligible, rank_seed
 from .records import (
     CHECKPOINT_FILE,
     COMPLETED,
@@ -54,10 +54,15 @@ class FitResult:
     epochs_done: int
 
 
-def seed_everything(seed: int, deterministic: bool) -> None:
+def reseed(seed: int) -> None:
+    """Seed every generator a training step draws from: Python's, NumPy's and torch's (CPU and CUDA)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    reseed(seed)
     if deterministic:
         # cuBLAS is deterministic only with a fixed workspace; it reads this before its first call
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -207,6 +212,8 @@ class Trainer:
         self.partial: Dict[str, float] = {"loss_sum": 0.0, "samples": 0.0, "seconds": 0.0}
         self.num_updates = 0
         self.diverged = False
+        if self.dist.enabled:  # the model was built from the shared seed (and DDP made the ranks' weights one)
+            reseed(rank_seed(seed, self.dist.rank))
 
     # --- checkpointing --------------------------------------------------------------------------------------
     @property
@@ -214,15 +221,20 @@ class Trainer:
         return self.run_dir / CHECKPOINT_FILE
 
     def save_checkpoint(self, epoch: int, batch: int) -> None:
-        """``epoch``/``batch``: where training continues (batch > 0 means in the middle of ``epoch``)."""
+        """``epoch``/``batch``: where training continues (batch > 0 means in the middle of ``epoch``). Called on
+        every rank at once: each process's random state and partial epoch sums are its own, and rank 0 writes
+        them all (``ranks``)."""
+        own = {"rng": _rng_state(), "partial": dict(self.partial)}
+        ranks = dist_utils.gather_objects(own)
         if not self.dist.is_main:
             return
         import io
 
         state = {
-            "epoch": epoch, "batch": batch, "num_updates": self.num_updates, "partial": dict(self.partial),
+            "epoch": epoch, "batch": batch, "num_updates": self.num_updates, "partial": own["partial"],
+            "ranks": ranks if self.dist.enabled else None,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "rng": _rng_state(),
+            "scheduler": self.scheduler.state_dict(), "rng": own["rng"],
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "ema": self.ema.module.state_dict() if self.ema else None, "diverged": self.diverged,
         }
@@ -251,10 +263,14 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         if self.ema and state["ema"]:
             self.ema.module.load_state_dict(state["ema"])
-        _set_rng_state(state["rng"])
+        # this process's own state where the checkpoint holds every rank's (world_size is part of the run's
+        # identity, so a resumed run has as many ranks as the one that wrote it)
+        own = (state.get("ranks") or [])[self.dist.rank:self.dist.rank + 1]
+        own = own[0] if own else {"rng": state["rng"], "partial": state["partial"]}
+        _set_rng_state(own["rng"])
         self.start_epoch, self.start_batch = state["epoch"], state["batch"]
         self.num_updates = state["num_updates"]
-        self.partial = dict(state["partial"])
+        self.partial = dict(own["partial"])
         self.diverged = bool(state.get("diverged", False))
         # rows are numbered from 1, as printed; the checkpoint counts the epochs done
         self.history = [r for r in metrics if r["epoch"] <= self.start_epoch]
@@ -358,12 +374,16 @@ class Trainer:
                 self.save_checkpoint(epoch, batch)
                 raise Interrupted(signal.Signals(catcher.received or signal.SIGTERM).name)
         bar.close()
-        diverged = self._any_rank_diverged(all_finite)  # the epoch's one wait for the device
+        # the epoch's one wait for the device, and its one all-reduce: every process's loss sum and images (the
+        # epoch's mean loss is over all of them, not rank 0's share) and whether any saw a non-finite loss
+        total_loss, total_samples, non_finite = dist_utils.all_reduce_sum(torch.stack([
+            loss_sum, torch.tensor(self.partial["samples"], dtype=torch.float64, device=self.device),
+            (~all_finite).double()])).tolist()
         self.partial["seconds"] += time.perf_counter() - started
-        if diverged:
+        if non_finite:
             return None
         self.partial["loss_sum"] = loss_sum.item()
-        return self.partial["loss_sum"] / max(self.partial["samples"], 1)
+        return total_loss / max(total_samples, 1)
 
     def _any_rank_diverged(self, all_finite: torch.Tensor) -> bool:
         """Whether any process saw a non-finite loss: all ranks must stop together, or the others would wait in
@@ -443,8 +463,9 @@ class Trainer:
                 if self.dist.is_main:
                     write_metrics(self.run_dir, self.history)
                 self.save_checkpoint(epoch + 1, 0)
-                log.info("epoch %d/%d %s", epoch + 1, s.epochs, " ".join(
-                    f"{k}={v:.4g}" for k, v in row.items() if k != "epoch" and isinstance(v, float)))
+                if self.dist.is_main:  # every rank holds the same row (its sums are all-reduced): one line
+                    log.info("epoch %d/%d %s", epoch + 1, s.epochs, " ".join(
+                        f"{k}={v:.4g}" for k, v in row.items() if k != "epoch" and isinstance(v, float)))
                 if self.on_epoch is not None:
                     self.on_epoch(row)
                 if self.diverged:

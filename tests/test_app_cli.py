@@ -1,5 +1,6 @@
 """End-to-end runs through run.py: real Hydra composition, real training, real files, offline wandb."""
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import ROOT, WITH_TORCH_PROBE, popen_cli, run_cli
+from helpers import ROOT, WITH_TORCH_PROBE, cli_env, popen_cli, run_cli
 from wandb_log import config as logged_config
 from wandb_log import history, written
 from wandb_log import summary as logged_summary
@@ -242,26 +243,82 @@ def test_torchrun_two_processes_gloo(tmp_path):
     import shutil
     import sys
 
-    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    torchrun = [shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun"), "--standalone",
+                "--nproc_per_node=2", str(ROOT / "run.py")]
     run_dir = tmp_path / "ddp"
     # 369 validation images (ceil(0.205 * 1797)): two processes cannot split them evenly
-    args = ["train.epochs=1", "logger=none", "data.val_fraction=0.205", f"hydra.run.dir={run_dir}"]
-    proc = run_cli(args, cwd=tmp_path, command=[torchrun, "--standalone", "--nproc_per_node=2", str(ROOT / "run.py")])
+    options = ["train.epochs=2", "logger=none", "data.val_fraction=0.205", "data.train_fraction=0.5"]
+    args = [*options, f"hydra.run.dir={run_dir}"]
+    proc = run_cli(args, cwd=tmp_path, command=torchrun)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = read_summary(run_dir)
     assert summary["status"] == "completed" and summary["world_size"] == 2
-    [row] = read_metrics(run_dir)
-    assert summary["val_top1"] > 10
+    rows = read_metrics(run_dir)
+    assert summary["val_top1"] > 10 and len(rows) == 2
     # each image scored once: the accuracies are counts out of 369 (a padded split scored one image twice, of 370)
     for key in ("val_top1", "val_top5", "ema_val_top1"):
-        hits = row[key] * 369 / 100
-        assert abs(hits - round(hits)) < 1e-6, (key, row[key], hits)
+        hits = rows[-1][key] * 369 / 100
+        assert abs(hits - round(hits)) < 1e-6, (key, rows[-1][key], hits)
+    # rank 0 killed after its first checkpoint, then the same command: the record of the uninterrupted run, to the
+    # last bit (each rank's random state is its own, and the checkpoint holds every rank's)
+    killed_dir = tmp_path / "killed"
+    killed = subprocess.run([*torchrun, *options, f"hydra.run.dir={killed_dir}"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=600, env=cli_env(SHIFTVIT_FAULT="after_rename:checkpoint.pt:1:kill"))
+    assert killed.returncode != 0 and len(read_metrics(killed_dir)) == 1, killed.stderr[-3000:]
+    resumed = run_cli([*options, f"hydra.run.dir={killed_dir}"], cwd=tmp_path, command=torchrun)
+    assert resumed.returncode == 0 and "resumed from" in resumed.stdout + resumed.stderr, resumed.stderr[-3000:]
+    same = ("train_loss", "lr", "val_loss", "val_top1", "val_top5", "ema_val_top1")
+    assert [{k: r[k] for k in same} for r in read_metrics(killed_dir)] == [{k: r[k] for k in same} for r in rows]
     # one process is another total batch: it neither resumes nor stands for this record (it ran the hybrid of
     # both, and called it completed); the record stays as it was
     before = (run_dir / "summary.json").read_bytes()
     one = run_cli(args, cwd=tmp_path)
     assert one.returncode == 2 and "holds a run of another config (world_size: 2 -> 1)" in one.stderr, one.stderr
     assert (run_dir / "summary.json").read_bytes() == before
+
+
+RANKS_SCRIPT = """
+import sys, timm, torch
+import shiftvit.models
+from shiftvit import distributed as d
+from shiftvit.config import TrainSettings
+from shiftvit.data import build_data
+from shiftvit.engine import Trainer, _SignalCatcher, seed_everything
+
+d.init_from_env()
+seed_everything(0, False)
+model = timm.create_model("shiftvit_nano", num_classes=10, in_chans=1, drop_path_rate=0.1)
+trainer = Trainer(model, build_data("digits", train_fraction=0.25), TrainSettings(epochs=1, batch_size=32,
+                  aug_repeats=2, ema=False, threads=1), run_dir=sys.argv[1], seed=0)
+# repeated augmentation puts an image's copies on the two ranks, at the same positions: augmented differently
+order = d.gather_objects(list(trainer.train_loader.sampler))
+x, _ = next(iter(trainer.train_loader))
+images = d.gather_objects(x)
+assert order[0][:32] == order[1][:32], "the copies are not where this test expects them"
+assert not torch.equal(images[0], images[1]), "both ranks drew the same augmentation"
+with _SignalCatcher() as catcher:
+    mean = trainer.train_one_epoch(0, catcher)
+sums = d.gather_objects((trainer.partial["loss_sum"], trainer.partial["samples"]))
+own = [loss / n for loss, n in sums]
+assert own[0] != own[1], own
+assert abs(mean - sum(loss for loss, _ in sums) / sum(n for _, n in sums)) < 1e-12, (mean, own)
+print("rank", d.info().rank, "ok")
+"""
+
+
+def test_torchrun_ranks_draw_their_own_augmentations_and_the_loss_is_everyone_s(tmp_path):
+    """Each process has its own random stream: the copies of an image that repeated augmentation gives the two
+    ranks are augmented differently (they were identical: no repeated augmentation at all), and an epoch's train
+    loss is the mean over every process's images (it was rank 0's half)."""
+    import shutil
+
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    script = tmp_path / "ranks.py"
+    script.write_text(RANKS_SCRIPT)
+    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", str(script), str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=cli_env(OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert proc.stdout.count(" ok") == 2, proc.stdout
 
 
 def test_torchrun_two_processes_stop_together_when_the_loss_diverges(tmp_path):

@@ -12,7 +12,14 @@ from omegaconf import OmegaConf
 from shiftvit.app import run_experiment
 from shiftvit.bench.loader import write_cifar
 from shiftvit.config import ConfigError, config_hash, resolve
-from shiftvit.data import DataError, EpochSampler, ShardSampler, build_data, make_relations
+from shiftvit.data import (
+    DataError,
+    EpochSampler,
+    ResumableDistributedSampler,
+    ShardSampler,
+    build_data,
+    make_relations,
+)
 from shiftvit.records import read_metrics, read_summary
 from shiftvit.tracking import Tracker
 
@@ -209,6 +216,20 @@ def test_epoch_sampler_depends_only_on_seed_and_epoch():
     assert list(a)[20:] == list(b) and len(b) == 30
     a.set_epoch(4)
     assert list(a) != list(b)
+
+
+def test_distributed_order_is_a_function_of_seed_and_epoch_alone():
+    """Under torchrun as in one process, two seeds never share an epoch's order (torch's sampler seeds with
+    seed + epoch: seed 1's first epoch was seed 0's second), and a resumed sampler skips what was done."""
+    def order(seed, epoch, rank=0, skip=0):
+        sampler = ResumableDistributedSampler(range(100), seed, num_replicas=2, rank=rank)
+        sampler.set_epoch(epoch, skip=skip)
+        return list(sampler)
+
+    orders = {(seed, epoch): order(seed, epoch) for seed in range(3) for epoch in range(3)}
+    assert len({tuple(o) for o in orders.values()}) == len(orders)
+    assert order(1, 2, skip=10) == order(1, 2)[10:] and order(1, 2) == order(1, 2)
+    assert sorted(order(0, 1) + order(0, 1, rank=1)) == list(range(100))
 
 
 def test_shard_sampler_scores_every_validation_image_once():
