@@ -287,6 +287,7 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
     import yaml
 
     from . import distributed as dist_utils
+    from .data import DataError, data_error_message
     from .engine import Interrupted
     from .records import CONFIG_FILE, SUMMARY_FILE, RecordError, atomic_write_bytes, read_metrics, write_json
 
@@ -375,6 +376,10 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
     except (ConfigError, RecordError) as e:
         end_early(FAILED, error=str(e))
         raise
+    except DataError as e:  # a file of the data set that cannot be read, met while training: one line, as above
+        message = data_error_message(e)
+        end_early(FAILED, error=message)
+        raise ConfigError(message) from None
     except OSError as e:
         end_early(FAILED, error=f"{type(e).__name__}: {e}")
         raise RecordError(f"cannot write {e.filename or run_dir} ({e.strerror or e}): free space or fix the "

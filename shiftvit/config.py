@@ -52,7 +52,10 @@ COMPILE_SCOPES = ("model", "blocks")
 # (RandomResizedCrop at scale 0.6-1, bicubic, flip, and train.aa / color_jitter / reprob when set)
 CIFAR_AUGMENTS = ("crop_flip", "timm")
 # train keys that configure timm's transform factory, which data.augment=crop_flip does not use
-TIMM_AUGMENT_TRAIN_KEYS = ("aa", "color_jitter", "reprob")
+TIMM_AUGMENT_TRAIN_KEYS = ("aa", "color_jitter", "reprob", "remode")
+# what random erasing fills a box with (train.remode; timm's RandomErasing modes): a constant (zero after
+# normalisation) | random per-channel colour | random per-pixel colour (the official and DeiT recipes')
+REMODES = ("const", "rand", "pixel")
 # train.device: engine.resolve_device reads them (auto: the local rank's GPU where CUDA is, else the CPU; cuda: the
 # local rank's GPU)
 DEVICE_FORMS = ("auto", "cpu", "cuda", "cuda:N")
@@ -119,10 +122,14 @@ class TrainSettings:
     aa: Optional[str] = None
     color_jitter: Optional[float] = None
     reprob: float = 0.0
+    remode: str = "const"  # REMODES
     clip_grad: Optional[float] = None
     accum_steps: int = 1
     ema: bool = True
     ema_decay: float = 0.998
+    # timm's EMA warm-up: the decay starts low and grows towards ema_decay, min(ema_decay, 1 - (1 + step)^-2/3);
+    # off: ema_decay from the first step (timm's ModelEma, the official and DeiT recipes)
+    ema_warmup: bool = True
     amp: str = "none"  # AMP_CHOICES (fp16 on CUDA only)
     channels_last: bool = False
     compile: bool = False
@@ -186,6 +193,7 @@ class TrainSettings:
             raise ConfigError(f"train.device={self.device!r} is not one of: {', '.join(DEVICE_FORMS)} "
                               "(N: a GPU index)")
         _choice("train.amp", self.amp, AMP_CHOICES)
+        _choice("train.remode", self.remode, REMODES)
         _choice("train.malloc", self.malloc, MALLOC_MODES)
         _choice("train.resume", self.resume, RESUME_MODES)
         _choice("train.progress", self.progress, PROGRESS_MODES)
@@ -654,7 +662,8 @@ def check(cfg: Dict[str, Any]) -> Dict[str, Any]:
     img_size = _input_size(model.name, model.img_size, data_options.name, data_options.img_size)
     train = dataclasses.asdict(TrainSettings.from_dict(dict(cfg.get("train") or {})))
     if getattr(data_options, "augment", None) == "crop_flip":
-        timm_keys = [f"train.{k}={train[k]!r}" for k in TIMM_AUGMENT_TRAIN_KEYS if train[k]]
+        timm_keys = [f"train.{k}={train[k]!r}" for k in TIMM_AUGMENT_TRAIN_KEYS
+                     if train[k] and train[k] != getattr(TrainSettings, k)]
         if timm_keys:
             raise ConfigError(f"{', '.join(timm_keys)} configure timm's transforms, which data.augment=crop_flip "
                               "does not use: drop them or use data.augment=timm")
@@ -788,6 +797,15 @@ def _check_optimisation(train: Dict[str, Any]) -> None:
         raise ConfigError(f"train.sched={train['sched']!r} is not a per-update schedule timm builds ({reason}): use "
                           f"train.sched={TrainSettings.sched}, constant (a fixed rate after the warm-up) or another "
                           "name timm.scheduler.create_scheduler_v2 accepts")
+    if train["aa"]:  # parsed by timm when the data is built, after the record is written: parse it now
+        from timm.data import create_transform
+
+        try:
+            create_transform(32, is_training=True, auto_augment=train["aa"])
+        except Exception as e:  # timm asserts on an unknown policy or option
+            said = f" ({_one_line(e)})" if str(e).strip() else ""  # timm's asserts mostly say nothing
+            raise ConfigError(f"train.aa={train['aa']!r} is not an augmentation policy timm builds{said}: e.g. "
+                              "rand-m9-mstd0.5-inc1 (RandAugment), augmix-m5-w4-d2, original, v0") from None
 
 
 def _check_device_here(device: str) -> None:
@@ -833,6 +851,8 @@ ADDED_KEYS_AT_OLD_BEHAVIOUR: Dict[Tuple[str, ...], Any] = {
     ("data", "padding"): Cifar10Data.padding,
     ("data", "train_fraction"): Cifar10Data.train_fraction,  # CIFAR's; digits and MNIST had theirs from the start
     ("data", "split_seed"): Cifar10Data.split_seed,
+    ("train", "remode"): "const",  # timm's create_transform default, which runs got before the key
+    ("train", "ema_warmup"): True,  # ModelEmaV3(use_warmup=True), which every EMA ran before the key
 }
 
 

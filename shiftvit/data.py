@@ -19,7 +19,7 @@ from timm.data.distributed_sampler import RepeatAugSampler
 from torch import distributed as torch_dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler, TensorDataset
 
-from .config import DATASETS
+from .config import DATASETS, TrainSettings
 from .config import Cifar10Data as C
 from .config import DigitsData as D
 from .config import ImageFolderData as I
@@ -32,6 +32,14 @@ from .config import SyntheticData as S
 
 class DataError(ValueError):
     """A dataset is missing, malformed or misconfigured."""
+
+
+def data_error_message(error: DataError) -> str:
+    """A ``DataError``'s own line, also when a DataLoader worker raised it: torch raises it again in the training
+    process with a message of many lines ("Caught DataError in DataLoader worker process 0", the traceback, then
+    the error's own line)."""
+    text, marker = str(error), f"{DataError.__name__}: "
+    return text.rsplit(marker, 1)[-1].strip() if text.startswith("Caught ") and marker in text else text
 
 
 @dataclass
@@ -403,13 +411,31 @@ def _require_dir(path: Path, what: str) -> Path:
     return path
 
 
-def _image_transforms(aug: Optional[Dict[str, Any]], img_size: int, is_training: bool, mean, std):
-    from timm.data import create_transform
+def _posterize(img, bits_to_keep: int, **_: Any):
+    """timm's posterize op, with 0 bits kept giving the black image that Pillow before 13 made of it.
+    RandAugment's posterize keeps 0 bits at the top of its magnitude range (``rand-m9-mstd0.5-inc1`` reaches it
+    about once in 700 images); Pillow 13's ``ImageOps.posterize`` refuses 0 bits with a ValueError, which ended
+    the official recipe's training within its first epoch. Written here because timm (1.0.31) passes the 0."""
+    from PIL import ImageOps
 
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return img.point([0] * 256 * len(img.getbands()))
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def _image_transforms(aug: Optional[Dict[str, Any]], img_size: int, is_training: bool, mean, std):
+    from timm.data import auto_augment, create_transform
+
+    for name, op in list(auto_augment.NAME_TO_OP.items()):  # before the factory looks the ops up
+        if op is auto_augment.posterize:
+            auto_augment.NAME_TO_OP[name] = _posterize
     aug = aug or {}
     return create_transform(
         img_size, is_training=is_training, auto_augment=aug.get("aa") if is_training else None,
         color_jitter=aug.get("color_jitter") or 0.0, re_prob=aug.get("reprob", 0.0) if is_training else 0.0,
+        re_mode=aug.get("remode") or TrainSettings.remode,
         interpolation="bicubic", mean=mean, std=std, crop_pct=aug.get("crop_pct", 0.875) if img_size >= 128 else 1.0,
         scale=tuple(aug.get("scale", (0.08, 1.0))) if img_size >= 128 else (0.6, 1.0))
 
@@ -518,6 +544,22 @@ def check_files(name: str, root: str = "", download: bool = C.download, train_sp
                 raise DataError(f"imagefolder: no images ({', '.join(_image_extensions())}) in the class folders of "
                                 f"{str(folder)!r}: imagefolder expects {layout}; put the images there, one folder "
                                 "per class")
+        train_folder, val_folder = Path(root) / train_split, Path(root) / val_split
+        classes = [{entry.name for entry in folder.iterdir() if entry.is_dir() and not entry.name.startswith(".")}
+                   for folder in (train_folder, val_folder)]
+        if classes[0] != classes[1]:
+            raise DataError(_class_folders_differ(train_folder, val_folder, *classes))
+
+
+def _class_folders_differ(train_folder: Path, val_folder: Path, train_classes: set, val_classes: set) -> str:
+    def some(names: set) -> str:
+        names = sorted(names)
+        return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+    only = [f"{some(names)} only in {str(folder)!r}" for names, folder in
+            ((train_classes - val_classes, train_folder), (val_classes - train_classes, val_folder)) if names]
+    return (f"imagefolder: the class folders of the two splits differ ({'; '.join(only)}): a class is its folder's "
+            "name, the same in both, so give both splits the same class folders")
 
 
 CIFAR_STATS = {  # per-channel mean and std of each training set, as the CIFAR recipes normalise
@@ -576,20 +618,47 @@ def build_imagefolder(root: str = "", train_split: str = I.train_split, val_spli
     folders = {split: _require_dir(base / split, "imagefolder") for split in (train_split, val_split)}
     for split, folder in folders.items():
         try:
-            splits[split] = create_dataset("", root=str(folder), split=split, is_training=split == train_split)
+            splits[split] = StrictImages(create_dataset("", root=str(folder), split=split,
+                                                        is_training=split == train_split), folder)
         except Exception as e:
             raise DataError(f"imagefolder: cannot read {str(folder)!r}: {e}") from None
         if len(splits[split]) == 0:
             raise DataError(f"imagefolder: no images found under {str(folder)!r}")
     train, val = splits[train_split], splits[val_split]
     classes = len(train.reader.class_to_idx)
-    if val.reader.class_to_idx != train.reader.class_to_idx:
-        raise DataError(f"imagefolder: the class folders of {str(base / val_split)!r} differ from "
-                        f"those of {str(base / train_split)!r}")
+    if val.reader.class_to_idx != train.reader.class_to_idx:  # check_files says it first; kept for other callers
+        raise DataError(_class_folders_differ(base / train_split, base / val_split,
+                                              set(train.reader.class_to_idx), set(val.reader.class_to_idx)))
     mean, std = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
     train.transform = _image_transforms(aug, img_size, True, mean, std)
     val.transform = _image_transforms(aug, img_size, False, mean, std)
     return DataBundle(train, val, classes, I.CHANNELS, img_size, mean, std)
+
+
+class StrictImages(Dataset):
+    """timm's folder dataset (its reader: the files, their classes, timm's order), each image read whole or the run
+    stopped with the file named. timm's ``ImageDataset`` skips an image it cannot read and serves the next one
+    under that index (a warning in the log): a corrupt file silently changed the data set, one image twice and
+    another never, in validation too."""
+
+    def __init__(self, dataset: Dataset, split_folder: Path):
+        self.reader, self.folder, self.transform = dataset.reader, split_folder, None
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+
+        fileobj, target = self.reader[index]
+        try:
+            with fileobj:
+                img = Image.open(fileobj).convert("RGB")  # decodes every pixel: a truncated file fails here
+        except (OSError, ValueError, SyntaxError) as e:  # what PIL raises for an unreadable image
+            path = self.folder / self.reader.filename(index)
+            raise DataError(f"imagefolder: cannot read the image {str(path)!r} ({type(e).__name__}: {e}): replace "
+                            "or remove it, then rerun the same command to resume") from None
+        return (self.transform(img) if self.transform is not None else img), target
 
 
 BUILDERS: Dict[str, Callable[..., DataBundle]] = {
@@ -726,5 +795,6 @@ class AugmentedLoader:
 
 
 __all__ = ["BUILDERS", "AugmentedLoader", "BatchAugment", "CropFlip", "DataBundle", "DataError", "DeviceTensorLoader",
-           "EpochSampler", "RandomTranslate", "build_data", "check_files", "draw_translations", "make_loaders",
-           "make_relations", "on_device_eligible", "translate_batch"]
+           "EpochSampler", "RandomTranslate", "ShardSampler", "StrictImages", "build_data", "check_files",
+           "data_error_message", "draw_translations", "make_loaders", "make_relations", "on_device_eligible",
+           "rank_seed", "translate_batch"]

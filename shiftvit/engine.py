@@ -200,7 +200,7 @@ class Trainer:
             self.criterion = nn.CrossEntropyLoss()
         self.eval_criterion = nn.CrossEntropyLoss()
         self.scaler = torch.amp.GradScaler("cuda") if s.amp == "fp16" else None
-        self.ema = ModelEmaV3(self.model, decay=s.ema_decay, use_warmup=True) if s.ema else None
+        self.ema = ModelEmaV3(self.model, decay=s.ema_decay, use_warmup=s.ema_warmup) if s.ema else None
         self.train_model: nn.Module = self.model
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None

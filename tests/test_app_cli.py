@@ -17,7 +17,7 @@ from analysis.load import run_row, wandb_row
 from shiftvit.config import DEFAULT_TOLERANCE
 from shiftvit.models import MIXERS
 from shiftvit.multirun import job_dirs
-from shiftvit.records import INTERRUPTED, METRIC_KEYS, SUMMARY_KEYS, read_metrics, read_summary
+from shiftvit.records import FAILED, INTERRUPTED, METRIC_KEYS, SUMMARY_KEYS, read_metrics, read_summary
 
 REQUIRED = ("status", "val_top1", "val_top5", "best_val_top1", "ema_val_top1", "params", "macs",
             "train_images_per_s", "eval_images_per_s", "wall_s", "seed", "git_commit")
@@ -237,6 +237,9 @@ def test_every_config_group_option_composes(tmp_path):
         cfg = compose("config", overrides=["+experiment=imagenet_300ep"])
         assert cfg.model.name == "shiftvit_r2_tiny" and cfg.train.epochs == 300 and cfg.data.name == "imagefolder"
         assert cfg.train.mixup == 0.8 and cfg.train.aa == "rand-m9-mstd0.5-inc1" and cfg.train.ema_decay == 0.99996
+        # the official (DeiT's) random erasing fills with per-pixel noise, and its EMA decays at 0.99996 from the
+        # first step (timm's warm-up keeps it below 0.99981 for the 375k steps of 300 ImageNet epochs)
+        assert cfg.train.remode == "pixel" and cfg.train.ema_warmup is False
 
 
 def test_torchrun_two_processes_gloo(tmp_path):
@@ -335,3 +338,28 @@ def test_torchrun_two_processes_stop_together_when_the_loss_diverges(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = read_summary(run_dir)
     assert summary["status"] == "diverged" and summary["world_size"] == 2 and summary["epochs_done"] < 3
+
+
+def test_an_unreadable_image_stops_the_run_naming_it_and_the_fixed_data_resumes(tmp_path):
+    """timm's folder dataset served the next image in place of one it could not read: a corrupt file silently
+    changed the data set. The run now fails with one line naming the file, also when a DataLoader worker read it
+    (torch raises the worker's error again with its traceback as the message), and resumes once it is fixed."""
+    from test_app_inprocess import write_imagefolder
+
+    root = tmp_path / "imgs"
+    write_imagefolder(root)
+    broken = root / "val" / "dog" / "0.png"
+    whole = broken.read_bytes()
+    broken.write_bytes(whole[:200])
+    run_dir = tmp_path / "run"
+    args = ["train.epochs=1", "logger=none", "model=shiftvit_nano", "match=none", "data=imagefolder",
+            f"data.root={root}", "data.img_size=32", "train.batch_size=4", "train.num_workers=1",
+            f"hydra.run.dir={run_dir}"]
+    failed = run_cli(args, cwd=tmp_path)
+    line = f"imagefolder: cannot read the image '{broken}' (OSError: image file is truncated): replace or remove it"
+    assert failed.returncode == 2 and failed.stderr.strip().splitlines() == [
+        f"error: {line}, then rerun the same command to resume"], failed.stderr[-3000:]
+    assert read_summary(run_dir)["status"] == FAILED and read_summary(run_dir)["error"].startswith(line)
+    broken.write_bytes(whole)
+    fixed = run_cli(args, cwd=tmp_path)
+    assert fixed.returncode == 0 and read_summary(run_dir)["status"] == "completed", fixed.stderr[-3000:]

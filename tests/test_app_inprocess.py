@@ -1,5 +1,6 @@
 """The same application, called from Python (no subprocess): configs composed by Hydra's compose API."""
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -195,6 +196,60 @@ def test_imagefolder_errors_name_the_path(tmp_path):
     (tmp_path / "imgs" / "train").mkdir(parents=True)
     with pytest.raises(DataError, match=f"directory '{tmp_path / 'imgs' / 'val'}' does not exist"):
         build_data("imagefolder", root=str(tmp_path / "imgs"))
+
+
+def test_imagefolder_classes_must_match_before_anything_is_written(tmp_path):
+    write_imagefolder(tmp_path / "imgs", classes=("c1", "c2", "c10"), per_class=1)
+    (tmp_path / "imgs" / "val" / "c10").rename(tmp_path / "imgs" / "val" / "c11")
+    message = (f"the class folders of the two splits differ (c10 only in '{tmp_path / 'imgs' / 'train'}'; c11 only "
+               f"in '{tmp_path / 'imgs' / 'val'}')")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        run_experiment(composed(*FAST, "data=imagefolder", f"data.root={tmp_path / 'imgs'}", "data.img_size=32"),
+                       tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_official_recipe_s_augmentation_runs_at_every_magnitude_and_erases_with_noise(tmp_path):
+    """RandAugment's posterize keeps 0 bits at the top of its range (rand-m9-mstd0.5-inc1 reaches it about once
+    in 700 images): Pillow 13 refuses that with a ValueError, which ended ImageNet training in its first epoch;
+    it is the black image older Pillow made. Random erasing fills with per-pixel noise, as DeiT's recipe."""
+    from PIL import Image
+    from timm.data.auto_augment import RandAugment
+    from timm.data.random_erasing import RandomErasing
+
+    write_imagefolder(tmp_path / "imgs", per_class=1)
+    recipe = composed("+experiment=imagenet_300ep", f"data.root={tmp_path / 'imgs'}")["train"]
+    bundle = build_data("imagefolder", root=str(tmp_path / "imgs"), img_size=32,
+                        aug={k: recipe[k] for k in ("aa", "color_jitter", "reprob", "remode")})
+    steps = bundle.train.transform.transforms
+    [erasing] = [t for t in steps if isinstance(t, RandomErasing)]
+    assert erasing.mode == "pixel" and erasing.probability == 0.25
+    [policy] = [t for t in steps if isinstance(t, RandAugment)]
+    [posterize] = [op for op in policy.ops if op.name == "PosterizeIncreasing"]
+    posterize.prob, posterize.magnitude, posterize.magnitude_std = 1.0, 10, 0  # 0 bits kept
+    image = Image.new("RGB", (8, 8), (200, 100, 50))
+    assert set(map(tuple, np.asarray(posterize(image)).reshape(-1, 3).tolist())) == {(0, 0, 0)}
+    posterize.magnitude = 5  # 2 bits kept
+    assert set(map(tuple, np.asarray(posterize(image)).reshape(-1, 3).tolist())) == {(192, 64, 0)}
+
+
+def test_ema_decays_at_its_setting_from_the_first_step_without_warm_up():
+    """train.ema_warmup=false is timm's ModelEma (the official recipe's): 0.99996 from the first average. With timm's
+    warm-up the decay is min(decay, 1 - (1 + step)^-2/3), below 0.99981 for all 375k steps of 300 ImageNet epochs."""
+    import timm
+
+    import shiftvit.models  # noqa: F401  (registers the models with timm)
+    from shiftvit.config import TrainSettings
+    from shiftvit.engine import Trainer
+
+    bundle = build_data("synthetic", num_train=8, num_val=4, img_size=32)
+    decays = {}
+    for warmup in (True, False):
+        model = timm.create_model("shiftvit_nano", num_classes=bundle.num_classes)
+        trainer = Trainer(model, bundle, TrainSettings(ema_decay=0.99996, ema_warmup=warmup), "unused", seed=0)
+        decays[warmup] = [trainer.ema.get_decay(step) for step in (2, 375_000)]  # step 1 copies the weights
+    assert decays[False] == [0.99996, 0.99996]
+    assert decays[True][0] < 0.5 and decays[True][1] < 0.99981
 
 
 def test_relations_is_balanced_reproducible_and_long_range():

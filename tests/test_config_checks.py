@@ -54,6 +54,7 @@ CHEAP = [
     (["train.ema_decay=1.5"], "train.ema_decay=1.5 must be < 1"),
     (["train.ema_decay=1"], "train.ema_decay=1.0 must be < 1"),
     (["train.ema_decay=0"], "train.ema_decay=0.0 must be > 0"),
+    (["train.remode=noise"], "train.remode='noise' is not one of: const, rand, pixel"),
     (["train.momentum=1"], "train.momentum=1.0 must be < 1"),
     (["train.momentum=-0.9"], "train.momentum=-0.9 must be >= 0"),
     (["train.opt_eps=0"], "train.opt_eps=0.0 must be > 0"),
@@ -76,6 +77,11 @@ TIMM_NAMES = [
                             "scheduler 'cosin'.): use train.sched=cosine"),
     (["train.sched=none"], "train.sched='none' is not a per-update schedule timm builds (no schedule"),
     (["train.sched=plateau"], "train.sched='plateau' is not a per-update schedule timm builds (AssertionError"),
+    # timm parsed it only when the data was built, after the record was written: a bare AssertionError, or for
+    # CIFAR one that blamed the data set
+    (["train.aa=randx-m9"], "train.aa='randx-m9' is not an augmentation policy timm builds: e.g. "
+                            "rand-m9-mstd0.5-inc1"),
+    (["train.aa=rand-q9"], r"train.aa='rand-q9' is not an augmentation policy timm builds"),
 ]
 
 
@@ -112,6 +118,8 @@ def test_preflight_refuses_a_gpu_this_machine_lacks(monkeypatch):
     ["train.device=cpu", "train.label_smoothing=0", "train.clip_grad=1.0", "train.mixup=0.8", "train.cutmix=1.0",
      "train.mixup_prob=1", "train.mixup_switch_prob=0", "train.min_lr=0.002", "train.warmup_lr=0"],
     ["train.device=auto"],
+    ["train.aa=rand-m9-mstd0.5-inc1", "train.reprob=0.25", "train.remode=pixel"],
+    ["train.aa=augmix-m5-w4-d2"],
 ])
 def test_good_values_still_resolve(overrides):
     assert resolve(composed(*overrides))["train"]["device"] in ("auto", "cpu")
