@@ -363,3 +363,37 @@ def test_an_unreadable_image_stops_the_run_naming_it_and_the_fixed_data_resumes(
     broken.write_bytes(whole)
     fixed = run_cli(args, cwd=tmp_path)
     assert fixed.returncode == 0 and read_summary(run_dir)["status"] == "completed", fixed.stderr[-3000:]
+
+
+def test_every_job_of_a_sweep_names_the_commit_of_the_code_its_process_loaded(tmp_path):
+    """The basic launcher runs a sweep's jobs in one process, on the code it loaded at the start: a commit made
+    while the sweep runs is not the code of its later jobs, which named it (and git_dirty) in their records."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    for part in ("shiftvit", "conf"):
+        shutil.copytree(ROOT / part, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "run.py", repo / "run.py")
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "the code the sweep loads")
+    loaded = git("rev-parse", "HEAD")
+    sweep = tmp_path / "sweep"
+    launcher = subprocess.Popen([sys.executable, "run.py", "-m", "seed=0,1", "model=shiftvit_nano", "match=none",
+                                 "train.epochs=3", "logger=none", f"hydra.sweep.dir={sweep}"], cwd=repo,
+                                env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not list(sweep.glob("*seed=0*/config.yaml")) and time.time() < deadline:
+        time.sleep(0.05)
+    (repo / "shiftvit" / "__init__.py").write_text("# changed while the sweep runs\n", encoding="utf-8")
+    git("commit", "-qam", "a commit during the sweep")
+    output, _ = launcher.communicate(timeout=600)
+    assert launcher.returncode == 0, output[-3000:]
+    summaries = [read_summary(job) for job in job_dirs(sweep)]
+    assert [s["seed"] for s in summaries] == [0, 1], output[-3000:]
+    assert all(s["git_commit"] == loaded and s["git_dirty"] is False for s in summaries), summaries
