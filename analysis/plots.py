@@ -24,7 +24,7 @@ from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 
 from .arms import DISPLAY, MIXER_STYLE  # noqa: E402
 from .headroom import CEILING, Testbed  # noqa: E402
-from .stats import FACTORS, finished_values, summarize  # noqa: E402
+from .stats import DEFAULT_METRIC, FACTORS, finished_values, summarize  # noqa: E402
 
 STYLE = {"figure.dpi": 110, "savefig.dpi": 130, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
          "axes.spines.right": False, "font.size": 10, "legend.frameon": False, "svg.fonttype": "none",
@@ -98,7 +98,7 @@ def _plain_axes(ax) -> None:
             axis.get_major_formatter().set_scientific(False)
 
 
-def figure_arms(runs: pd.DataFrame, testbeds: Optional[Dict[str, Testbed]] = None, metric: str = "val_top1"
+def figure_arms(runs: pd.DataFrame, testbeds: Optional[Dict[str, Testbed]] = None, metric: str = DEFAULT_METRIC
                 ) -> Figure:
     """Per arm: every finished run as a dot and the mean with its 95 % CI (arms with 2 or more finished runs).
     Runs that did not finish are marked apart when they recorded an accuracy; they are not in the mean."""
@@ -138,7 +138,7 @@ def figure_arms(runs: pd.DataFrame, testbeds: Optional[Dict[str, Testbed]] = Non
 
 
 def figure_factor(runs: pd.DataFrame, factor: str, testbeds: Optional[Dict[str, Testbed]] = None,
-                  metric: str = "val_top1", annotate_depths: bool = False) -> Figure:
+                  metric: str = DEFAULT_METRIC, annotate_depths: bool = False) -> Figure:
     """``metric`` against a numeric knob (γ, τ, a mixer size): one line per group of arms that differ only in
     it, the mean per arm with its 95 % CI as a band (where an arm has 2 or more finished runs), runs as dots."""
     sub = runs[pd.to_numeric(runs[factor], errors="coerce").notna()]
@@ -201,7 +201,7 @@ def pareto_front(x: np.ndarray, y: np.ndarray, larger_x_better: bool) -> np.ndar
 
 
 def figure_tradeoff(runs: pd.DataFrame, x: str, testbeds: Optional[Dict[str, Testbed]] = None,
-                    metric: str = "val_top1") -> Figure:
+                    metric: str = DEFAULT_METRIC) -> Figure:
     """Accuracy against MACs (fewer is better) or measured images/s (more is better): the arm means, runs as
     faint dots, and the Pareto front of the arm means when it has two or more points."""
     used = runs[runs["used"]].copy()
@@ -233,7 +233,7 @@ def figure_tradeoff(runs: pd.DataFrame, x: str, testbeds: Optional[Dict[str, Tes
         return fig
 
 
-def figure_curves(curves: pd.DataFrame, runs: pd.DataFrame, metric: str = "val_top1") -> Figure:
+def figure_curves(curves: pd.DataFrame, runs: pd.DataFrame, metric: str = DEFAULT_METRIC) -> Figure:
     """Per-epoch ``metric`` of the finished runs: the mean per arm, and the min-max band over its seeds where
     it has two or more."""
     data = curves[(curves["metric"] == metric) & curves["run_dir"].isin(runs.loc[runs["used"], "run_dir"])]
@@ -315,7 +315,7 @@ def factor_columns(runs: pd.DataFrame) -> List[str]:
 
 
 def build_figures(runs: pd.DataFrame, curves: Optional[pd.DataFrame] = None,
-                  testbeds: Optional[Dict[str, Testbed]] = None, metric: str = "val_top1") -> Dict[str, Figure]:
+                  testbeds: Optional[Dict[str, Testbed]] = None, metric: str = DEFAULT_METRIC) -> Dict[str, Figure]:
     """Every figure the runs support, as open Figures (name -> Figure)."""
     figures: Dict[str, Figure] = {}
     if runs.empty or not runs["used"].any():
@@ -341,25 +341,25 @@ def save_figures(figures: Dict[str, Figure], out_dir: Path) -> Dict[str, List[Pa
 
 
 def all_figures(runs: pd.DataFrame, curves: Optional[pd.DataFrame], out_dir: Path,
-                testbeds: Optional[Dict[str, Testbed]] = None, metric: str = "val_top1") -> Dict[str, List[Path]]:
+                testbeds: Optional[Dict[str, Testbed]] = None, metric: str = DEFAULT_METRIC) -> Dict[str, List[Path]]:
     """Build and save every figure the runs support; name -> [png, svg]."""
     return save_figures(build_figures(runs, curves, testbeds, metric), out_dir)
 
 
-def plot_arms(runs: pd.DataFrame, out_dir: Path, metric: str = "val_top1") -> List[Path]:
+def plot_arms(runs: pd.DataFrame, out_dir: Path, metric: str = DEFAULT_METRIC) -> List[Path]:
     return _save(figure_arms(runs, _testbeds_of(runs), metric), out_dir, "arms")
 
 
-def plot_factor(runs: pd.DataFrame, out_dir: Path, factor: str, name: str, metric: str = "val_top1",
+def plot_factor(runs: pd.DataFrame, out_dir: Path, factor: str, name: str, metric: str = DEFAULT_METRIC,
                 annotate_depths: bool = False) -> List[Path]:
     return _save(figure_factor(runs, factor, _testbeds_of(runs), metric, annotate_depths), out_dir, name)
 
 
-def plot_tradeoff(runs: pd.DataFrame, out_dir: Path, x: str, name: str, metric: str = "val_top1") -> List[Path]:
+def plot_tradeoff(runs: pd.DataFrame, out_dir: Path, x: str, name: str, metric: str = DEFAULT_METRIC) -> List[Path]:
     return _save(figure_tradeoff(runs, x, _testbeds_of(runs), metric), out_dir, name)
 
 
-def plot_curves(curves: pd.DataFrame, runs: pd.DataFrame, out_dir: Path, metric: str = "val_top1") -> List[Path]:
+def plot_curves(curves: pd.DataFrame, runs: pd.DataFrame, out_dir: Path, metric: str = DEFAULT_METRIC) -> List[Path]:
     return _save(figure_curves(curves, runs, metric), out_dir, f"curves_{metric}")
 
 

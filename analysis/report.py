@@ -30,8 +30,12 @@ from .headroom import METHOD, Testbed, headroom_line, headroom_of
 from .load import METRICS, RepeatedSeed, SkippedRun, find_run_dirs, load_curves, load_runs
 from .stats import (
     ALPHA,
+    CONFIDENCE,
+    CORRECTION,
     DEFAULT_BASELINE,
     DEFAULT_MARGIN,
+    DEFAULT_METRIC,
+    INCONCLUSIVE,
     NO_HEADROOM,
     NOT_MATCHED,
     budget_difference,
@@ -41,6 +45,8 @@ from .stats import (
     verdicts,
 )
 
+CI = f"{CONFIDENCE:.0%}"  # the level of every interval, as the tables name it
+CORRECTED = CORRECTION.capitalize()  # the multiple-comparison correction, as the tables name it
 RUN_COLUMNS = ["sweep", "job", "arm", "seed", "status", "val_top1", "val_top1_se", "macs", "params",
                "train_images_per_s", "epochs_done"]
 Section = Tuple[str, Any]
@@ -77,7 +83,7 @@ def arms_table(runs: pd.DataFrame, metric: str, baselines: Dict[str, str], toler
             "arm": row["arm"], "finished": f"{row['n']} of {row['seeds']}"
             + (f" ({row['runs']} runs)" if row["runs"] != row["seeds"] else ""), "failed": row["failures"],
             f"mean {metric}": _points(row["mean"]),
-            "95% CI (seeds)": f"{_points(row['ci_low'])} – {_points(row['ci_high'])}" if row["n"] >= 2 else "",
+            f"{CI} CI (seeds)": f"{_points(row['ci_low'])} – {_points(row['ci_high'])}" if row["n"] >= 2 else "",
             "seed SD": _points(row["seed_sd"]), "binomial SE": _points(row["binomial_se"]),
             "noise dominated by": row["noise"], "MACs": _millions(row["macs"]), "params": _millions(row["params"]),
             "budget vs baseline": budget})
@@ -89,10 +95,10 @@ def verdict_table(table: pd.DataFrame) -> pd.DataFrame:
         "treatment": table["treatment"], "baseline": table["baseline"],
         "n": [f"{a} vs {b}" for a, b in zip(table["n_treatment"], table["n_baseline"])],
         "difference": [(f"{d:+.2f}" if math.isfinite(d) else "") for d in table["diff"]],
-        "95% CI": [f"{lo:+.2f} – {hi:+.2f}" if math.isfinite(lo) else "" for lo, hi in
+        f"{CI} CI": [f"{lo:+.2f} – {hi:+.2f}" if math.isfinite(lo) else "" for lo, hi in
                    zip(table["ci_low"], table["ci_high"])],
-        "p equivalence (Holm)": [_p(p) for p in table["p_equivalence_adj"]],
-        "p difference (Holm)": [_p(p) for p in table["p_difference_adj"]],
+        f"p equivalence ({CORRECTED})": [_p(p) for p in table["p_equivalence_adj"]],
+        f"p difference ({CORRECTED})": [_p(p) for p in table["p_difference_adj"]],
         "budget": table["budget"], "verdict": table["verdict"]})
 
 
@@ -145,19 +151,19 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
     if table is not None and len(table):
         pairs = dict(zip(table["treatment"], table["baseline"]))
         k = table.attrs["comparisons"]
-        family = (f"Holm-corrected over the {k} comparison{'s' if k != 1 else ''} with enough data for a test"
+        family = (f"{CORRECTED}-corrected over the {k} comparison{'s' if k != 1 else ''} with enough data for a test"
                   if k else "no comparison has enough data for a test")
         sections += [
             ("h2", f"Verdicts: every arm against the baseline arm ({describe(spec)})"),
             ("p", f"{table.attrs['test']} tests of d = treatment − baseline ({metric}, points): equivalence within "
                   f"±{margin:g} (TOST) and any difference (two-sided), each at α = {ALPHA:g}; {family}. "
-                  f"95% CIs are not adjusted. Only finished runs ({', '.join(USED_STATUSES)}) enter the tests."),
+                  f"{CI} CIs are not adjusted. Only finished runs ({', '.join(USED_STATUSES)}) enter the tests."),
             ("table", verdict_table(table))]
         for _, row in table.iterrows():
             if row["ceiling"] and not row["verdict"].startswith(NO_HEADROOM):
                 sections.append(("p", f"{row['treatment']} vs {row['baseline']}: measured where "
                                       f"{row['ceiling']}."))
-            if row["verdict"].startswith("inconclusive"):
+            if row["verdict"].startswith(INCONCLUSIVE):
                 sections.append(("p", f"{row['treatment']} vs {row['baseline']}: {row['outcome']}."))
     elif table is not None and not table.attrs["no_baseline"]:
         sections.append(("p", "Only the baseline arm is present: nothing to compare."))
@@ -168,7 +174,7 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
     if factor is not None:
         result = trend(runs, factor, metric)
         text = (f"Least-squares slope of {metric} on {factor} over {result['runs']} finished runs at "
-                f"{result['levels']} levels: {result['slope']:+.3g} points per unit [95% CI {result['ci_low']:+.3g}, "
+                f"{result['levels']} levels: {result['slope']:+.3g} points per unit [{CI} CI {result['ci_low']:+.3g}, "
                 f"{result['ci_high']:+.3g}], p = {_p(result['p'])}." if math.isfinite(result["slope"]) else
                 f"Too few finished runs ({result['runs']}) or levels ({result['levels']}) for a trend over {factor}.")
         sections += [("h2", f"Trend over {factor} (one-factor sweep)"), ("p", text)]
@@ -179,7 +185,7 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
 
 
 def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = None,
-          treatment: Optional[ArmSpec] = None, margin: float = DEFAULT_MARGIN, metric: str = "val_top1",
+          treatment: Optional[ArmSpec] = None, margin: float = DEFAULT_MARGIN, metric: str = DEFAULT_METRIC,
           pair_by: Optional[str] = None, tolerance: Optional[float] = None) -> Tuple[Path, Path]:
     """Write ``report.md`` and ``report.html`` (and the figures) into ``out``; returns their paths."""
     sweep_dirs = [Path(s) for s in sweep_dirs]
@@ -209,7 +215,7 @@ def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = N
         sections += head + [
             ("h2", f"Arms: {metric} per configuration"),
             ("p", f"An arm is one configuration: runs differ only in their seed ({_arm_knobs(runs)}). Mean and "
-                  "95% t-interval over the finished seeds; seed SD next to the binomial SE of one run's accuracy on "
+                  f"{CI} t-interval over the finished seeds; seed SD next to the binomial SE of one run's accuracy on "
                   "the validation set. Diverged, failed and interrupted runs are counted and never enter a mean or "
                   "a test. Budgets are flagged when they differ from the baseline arm's by more than the tolerance."),
             ("table", arms_table(runs, metric, pairs, tolerance))] + verdict_part
@@ -343,7 +349,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
                         "('mixer=shift gamma=1/12'); default: the attn arm where there is one")
     p.add_argument("--treatment", default=None, help="compare only the arms this matches (same forms)")
     p.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="equivalence margin, top-1 points")
-    p.add_argument("--metric", default="val_top1")
+    p.add_argument("--metric", default=DEFAULT_METRIC)
     p.add_argument("--pair-by", choices=["seed"], default=None,
                    help="pair runs by seed (complete pairs only) instead of Welch's unpaired test")
     p.add_argument("--tolerance", type=float, default=None,

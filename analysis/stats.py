@@ -49,20 +49,24 @@ from .arms import DISPLAY, ArmSpec, arms_matching, column_name, describe, select
 from .headroom import CEILING, Testbed, ceiling_reason, headroom_of
 
 DEFAULT_MARGIN = 1.0
+DEFAULT_METRIC = "val_top1"  # what the tables, tests and figures compare unless asked for another
 ALPHA = 0.05
+CONFIDENCE = 1 - ALPHA  # of every interval shown (not adjusted for multiple comparisons)
 POWER = 0.8
 CORRECTION = "holm"
 # beyond this many seeds per arm a seeds count stops being advice
 MAX_SEEDS = 1000
 INSUFFICIENT = "insufficient data"
 NO_HEADROOM = "testbed cannot separate the arms"
+INCONCLUSIVE = "inconclusive"
 NOT_MATCHED = "not budget-matched"
 DEFAULT_BASELINE = {"mixer": "attn"}
 # one-factor sweeps report a trend: the arm column -> the numeric column it is plotted and fitted on
 FACTORS = {"gamma": "gamma_float", "tau": "tau", "mixer.shift_size": "mixer.shift_size",
            "mixer.kernel_size": "mixer.kernel_size", "mixer.window_size": "mixer.window_size"}
-SUMMARY_COLUMNS = ["arm", "seeds", "runs", "n", "failures", "mean", "ci_low", "ci_high", "seed_sd", "binomial_se",
-                   "noise", "macs", "params", "val_images"]
+# summarize's columns, in order; the arm's defining columns go after "arm"
+ARM_SUMMARY_COLUMNS = ("arm", "seeds", "runs", "n", "failures", "mean", "ci_low", "ci_high", "seed_sd",
+                       "binomial_se", "noise", "macs", "params", "val_images")
 
 
 def default_tolerance() -> float:
@@ -88,7 +92,7 @@ def check_metric(runs: pd.DataFrame, metric: str) -> None:
                              "with one train.eval_every")
 
 
-def finished_values(runs: pd.DataFrame, arm: str, metric: str = "val_top1") -> pd.Series:
+def finished_values(runs: pd.DataFrame, arm: str, metric: str = DEFAULT_METRIC) -> pd.Series:
     """The arm's accuracies that may enter a mean or a test (finished runs only), one per seed: a seed that
     finished more than once in the arm (a rerun of the same configuration) is one replicate, its mean."""
     rows = runs[(runs["arm"] == arm) & runs["used"]]
@@ -97,7 +101,7 @@ def finished_values(runs: pd.DataFrame, arm: str, metric: str = "val_top1") -> p
     return values.groupby(level=0, sort=False, dropna=False).mean() if values.index.has_duplicates else values
 
 
-def without_value(runs: pd.DataFrame, arm: str, metric: str = "val_top1") -> int:
+def without_value(runs: pd.DataFrame, arm: str, metric: str = DEFAULT_METRIC) -> int:
     """The arm's finished seeds none of whose runs recorded ``metric`` (left out of its mean, so counted beside
     failures)."""
     rows = runs[(runs["arm"] == arm) & runs["used"]]
@@ -130,7 +134,7 @@ def failures_text(statuses: Sequence[str]) -> str:
     return "; ".join(f"{statuses.count(s)} of {len(statuses)} seeds {s}" for s in FAILED_STATUSES if s in statuses)
 
 
-def summarize(runs: pd.DataFrame, metric: str = "val_top1", confidence: float = 0.95) -> pd.DataFrame:
+def summarize(runs: pd.DataFrame, metric: str = DEFAULT_METRIC, confidence: float = CONFIDENCE) -> pd.DataFrame:
     """One row per arm: the columns that define it, ``seeds`` (all, as ``seed_statuses`` counts them), ``runs``
     (all, a seed rerun counting each time), ``n`` (finished seeds, used), ``failures`` (per seed),
     mean and t-interval of ``metric`` over the finished seeds (an accuracy's clipped to 0-100 %), ``seed_sd``,
@@ -163,7 +167,7 @@ def summarize(runs: pd.DataFrame, metric: str = "val_top1", confidence: float = 
                      "ci_high": float(high), "seed_sd": sd, "binomial_se": se, "noise": noise,
                      "macs": _mean(group, "macs"), "params": _mean(group, "params"),
                      "val_images": val_images})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=[ARM_SUMMARY_COLUMNS[0], *arm_columns, *ARM_SUMMARY_COLUMNS[1:]])
 
 
 def _is_accuracy(metric: str) -> bool:
@@ -298,13 +302,13 @@ def outcome_text(c: Comparison, names: Tuple[str, str]) -> str:
     if equivalent:
         return f"equivalent within ±{c.margin:g}"
     if c.seeds_low is None and c.seeds_high is None:
-        return f"inconclusive: more than {MAX_SEEDS} seeds per arm would be needed"
+        return f"{INCONCLUSIVE}: more than {MAX_SEEDS} seeds per arm would be needed"
     low = c.seeds_low if c.seeds_low is not None else f">{MAX_SEEDS}"
     high = c.seeds_high if c.seeds_high is not None else f">{MAX_SEEDS}"
     span = str(low) if low == high else f"{low}–{high}"
     unit = "pairs" if c.test.startswith("paired") else "seeds per arm"
     level = "" if c.seeds_alpha == ALPHA else f" at the corrected α = {c.seeds_alpha:.2g}"
-    return f"inconclusive: about {span} {unit} would settle it (80 % power{level})"
+    return f"{INCONCLUSIVE}: about {span} {unit} would settle it ({POWER * 100:.0f} % power{level})"
 
 
 def _better(c: Comparison, names: Tuple[str, str]) -> str:
@@ -407,7 +411,7 @@ def _pairs(runs: pd.DataFrame, treatment: Optional[ArmSpec], baseline: Optional[
 
 
 def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: Optional[ArmSpec] = None,
-             metric: str = "val_top1", margin: float = DEFAULT_MARGIN, pair_by: Optional[str] = None,
+             metric: str = DEFAULT_METRIC, margin: float = DEFAULT_MARGIN, pair_by: Optional[str] = None,
              tolerance: Optional[float] = None, correction: Optional[str] = CORRECTION,
              testbeds: Optional[Dict[str, Testbed]] = None) -> pd.DataFrame:
     """One row per comparison of a treatment arm with its baseline arm (see ``pair_arms``), p-values
@@ -474,7 +478,7 @@ def one_factor(runs: pd.DataFrame) -> Optional[str]:
     return factor if factor in runs and pd.to_numeric(runs[factor], errors="coerce").notna().all() else None
 
 
-def trend(runs: pd.DataFrame, factor: str, metric: str = "val_top1") -> Dict[str, Any]:
+def trend(runs: pd.DataFrame, factor: str, metric: str = DEFAULT_METRIC) -> Dict[str, Any]:
     """Least-squares slope of ``metric`` on ``factor`` over the finished seeds of every arm (statsmodels OLS)
     with its 95 % CI and p-value; NaN fields when fewer than 3 seeds or 2 levels. A seed an arm finished more
     than once is one point, its mean (``finished_values``): the same result read twice is not more evidence."""

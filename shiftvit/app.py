@@ -25,6 +25,7 @@ from .config import (
     SPEED_ONLY_TRAIN_KEYS,
     TIMM_AUGMENT_TRAIN_KEYS,
     ConfigError,
+    TrainSettings,
     check,
     config_hash,
     model_kwargs,
@@ -104,6 +105,7 @@ def _take_over(run_dir: Path, effective: Dict[str, Any], digest: str) -> Dict[st
         CHECKPOINT_FILE,
         CONFIG_FILE,
         METRICS_FILE,
+        RESUME_FRESH,
         SUMMARY_FILE,
         RecordError,
         archive_record,
@@ -113,7 +115,7 @@ def _take_over(run_dir: Path, effective: Dict[str, Any], digest: str) -> Dict[st
     held = [name for name in (CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, CHECKPOINT_FILE) if (run_dir / name).exists()]
     if not held:
         return {}
-    if effective["train"].get("resume", "auto") == "fresh":
+    if effective["train"].get("resume", TrainSettings.resume) == RESUME_FRESH:
         log.info("train.resume=fresh: archived the previous record to %s", archive_record(run_dir))
         return {}
     config_path = run_dir / CONFIG_FILE
@@ -435,7 +437,6 @@ def _train(effective: Dict[str, Any], run_dir: Path, summary: Dict[str, Any],
     import timm
 
     from .allocator import configure as configure_malloc
-    from .config import TrainSettings
     from .data import DataError, build_data
     from .engine import Trainer, seed_everything
     from .flops import count
@@ -520,8 +521,9 @@ def main(cfg) -> Optional[float]:
     except Exception as e:
         if not multirun:
             raise
-        log.exception("job failed")  # the traceback goes to this job's run.log
-        return _fail(f"{type(e).__name__}: {e} (traceback in {run_dir / 'run.log'})", multirun, launch_error)
+        log.exception("job failed")  # the traceback goes to this job's log file
+        return _fail(f"{type(e).__name__}: {e} (traceback in {run_dir / f'{hc.job.name}.log'})", multirun,
+                     launch_error)
     return summary.get("val_top1")
 
 

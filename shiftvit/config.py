@@ -501,7 +501,8 @@ def _mixer_node(name: str) -> Type:
 
 def register_configs() -> None:
     """Register the schema and every group option with Hydra's ConfigStore (called by run.py before Hydra
-    composes). The YAML files in conf/ extend these nodes; none of them repeats a default."""
+    composes). The YAML files in conf/ extend these nodes: what differs from a default, or what an experiment
+    fixes whatever the defaults are."""
     from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()

@@ -58,6 +58,11 @@ MULTIRUN_FILE = "multirun.yaml"  # Hydra's: the sweep's config and overrides, wr
 LAUNCH_ERROR_FILE = ".launch_error"
 # the id of the latest launch that started the job: a relaunch counts and judges only the jobs it started
 LAUNCH_ID_FILE = ".launch_id"
+# a job's state before its record says one (records.STATUSES): in sweep.csv, not started yet; on the live
+# lines, started without a summary yet
+QUEUED = "queued"
+STARTING = "starting"
+POLL_S = 2.0  # seconds between two looks at the sweep's jobs for the live lines
 JOB_DIR_RESOLVER = "shiftvit_job_dir"
 # one row per job: its overrides, then summary.json's columns in the schema's order (records.py)
 CSV_COLUMNS = ("job", "overrides", "status", *RESULT_KEYS, *IDENTITY_KEYS, *OUTCOME_KEYS, "launch_error", "run_dir")
@@ -134,7 +139,7 @@ def job_row(job_dir: Path) -> Dict[str, Any]:
     summary = _read_json(job_dir / SUMMARY_FILE)
     row: Dict[str, Any] = {k: summary.get(k) for k in CSV_COLUMNS}
     refused = launch_error(job_dir)
-    status = run_status(job_dir, summary) if summary else (FAILED if refused else "queued")
+    status = run_status(job_dir, summary) if summary else (FAILED if refused else QUEUED)
     row.update(job=job_dir.name, overrides=" ".join(job_overrides(job_dir)), run_dir=str(job_dir), status=status,
                launch_error=refused)
     if isinstance(row["depths"], list):
@@ -167,7 +172,7 @@ def job_status(job_dir: Path) -> str:
         return f"{FAILED}: {refused}"
     status = run_status(job_dir, summary) if summary else None
     if status is None:
-        return "starting"
+        return STARTING
     if status == RUNNING:
         try:
             done = len(read_metrics(job_dir))
@@ -179,7 +184,7 @@ def job_status(job_dir: Path) -> str:
             epochs = "?"
         return f"running epoch {min(done + 1, epochs) if isinstance(epochs, int) else done + 1}/{epochs}"
     if status == COMPLETED and summary.get("val_top1") is not None:
-        return f"completed val_top1={summary['val_top1']:.2f}"
+        return f"{COMPLETED} val_top1={summary['val_top1']:.2f}"
     if status == DUPLICATE:
         return f"duplicate of {summary.get('duplicate_of')}"
     return str(status)
@@ -225,7 +230,7 @@ def launched_by(job_dir: Path, launch_id: Optional[str]) -> bool:
 class SweepMonitor:
     """Polls the sweep directory and prints one line whenever a status of this launch's jobs changes."""
 
-    def __init__(self, sweep_dir: Path, total: Optional[int], poll_s: float = 2.0, stream=None,
+    def __init__(self, sweep_dir: Path, total: Optional[int], poll_s: float = POLL_S, stream=None,
                  launch_id: Optional[str] = None):
         self.sweep_dir, self.total, self.poll_s, self.launch_id = Path(sweep_dir), total, poll_s, launch_id
         self.stream = stream or sys.stdout
@@ -258,7 +263,7 @@ class SweepMonitor:
         if lines:
             statuses = list(self.seen.values())
             finished = sum(1 for s in statuses if s.startswith(FINISHED_STATUSES))
-            running = sum(1 for s in statuses if s.startswith((RUNNING, "starting")))
+            running = sum(1 for s in statuses if s.startswith((RUNNING, STARTING)))
             stopped = len(statuses) - finished - running  # failed, interrupted: without a result
             # a sweeper that cannot say its size up front, or one that runs more than it said: what is there
             total = max(self.total, len(statuses)) if self.total is not None else "?"
@@ -279,7 +284,7 @@ class SweepCallback(Callback):
     """Hydra callback: one launcher per sweep, live per-job status, ``sweep.csv`` after every job and at the
     end however the sweep ends (all done, a failed job, Ctrl-C), and exit code 1 when a job failed."""
 
-    def __init__(self, poll_s: float = 2.0, live: bool = True):
+    def __init__(self, poll_s: float = POLL_S, live: bool = True):
         self.poll_s, self.live = poll_s, live
         self.monitor: Optional[SweepMonitor] = None
         self.lock: Optional[RunLock] = None

@@ -46,7 +46,8 @@ USED_STATUSES = (COMPLETED,)  # whose accuracy is a result: they, and only they,
 FAILED_STATUSES = (DIVERGED, FAILED, INTERRUPTED)  # findings about an arm (counted per arm), never averaged
 # what train.resume may be: auto = continue a record of the same config (refuse another config's record);
 # fresh = archive whatever the run directory holds and start over
-RESUME_MODES = ("auto", "fresh")
+RESUME_FRESH = "fresh"  # train.resume: archive the record there and start over
+RESUME_MODES = ("auto", RESUME_FRESH)
 # fault injection for tests/test_faults.py: "<stage>:<file>[:<nth>[:<action>]]", e.g.
 # "before_rename:checkpoint.pt:2:kill"; unset in normal use (then each write point costs one dict lookup)
 FAULT_ENV = "SHIFTVIT_FAULT"
