@@ -346,13 +346,24 @@ def build_mnist_like(name: str = M.name, root: str = "", img_size: int = M.img_s
     if not root:
         raise DataError(f"{name}: set data.root to the folder that holds {cls.__name__}/raw/")
     _require_dir(Path(root), name)
+    files = _mnist_files(cls, root)
+    for path in files:  # torchvision's own errors name no file ("shape '[60, 28, 28]' is invalid ...")
+        problem = _idx_problem(path) if path.is_file() else None  # a missing one: torchvision's message below
+        if problem:
+            raise DataError(f"{name}: {str(path)!r} {problem}: fetch it again (torchvision.datasets."
+                            f"{cls.__name__}(root, download=True) where a network exists, then gunzip)")
     try:
         train, val = (cls(root, train=split, download=False) for split in (True, False))
     except RuntimeError as e:  # torchvision: "Dataset not found. You can use download=True to download it"
         raise DataError(f"{name}: no dataset under {str(Path(root) / cls.__name__ / 'raw')!r} ({e})") from None
-    except Exception as e:  # a truncated or foreign idx file
+    except Exception as e:  # a foreign idx file
         raise DataError(f"{name}: cannot read {str(Path(root) / cls.__name__ / 'raw')!r}: "
                         f"{type(e).__name__}: {e}") from None
+    for split, images, labels in ((train, files[0], files[1]), (val, files[2], files[3])):
+        if len(split.data) != len(split.targets):  # torchvision reads them without comparing
+            raise DataError(f"{name}: {str(images)!r} holds {len(split.data)} images but {str(labels)!r} "
+                            f"{len(split.targets)} labels: the two files of a split must come together; fetch them "
+                            "again")
     x_tr, y_tr = _subsample(train.data.numpy() / 255.0, train.targets.numpy(), train_fraction, split_seed)
     return _tensor_bundle(x_tr, y_tr, val.data.numpy() / 255.0, val.targets.numpy(), img_size, len(cls.classes),
                           translate, M.CHANNELS)
@@ -466,6 +477,20 @@ def _local_cifar(name: str):
     return LocalCIFAR
 
 
+def _unreadable_pickle(files: List[Path]) -> Optional[str]:
+    """The first of ``files`` that does not unpickle, quoted (None if all do): torchvision's reader reads them all
+    and names none in its error. Only called once reading has failed."""
+    import pickle
+
+    for path in files:
+        try:
+            with open(path, "rb") as f:
+                pickle.load(f, encoding="latin1")
+        except Exception:  # truncated, foreign, unreadable: this is the file to name
+            return repr(str(path))
+    return None
+
+
 def _cifar_files(cls, root: str) -> List[Path]:
     """The files torchvision's CIFAR reader opens under ``root``: the pickled batches and the class names."""
     folder = Path(root) / cls.base_folder
@@ -476,6 +501,29 @@ def _mnist_files(cls, root: str) -> List[Path]:
     """The uncompressed files torchvision's MNIST-like reader opens (its downloads, minus the .gz)."""
     folder = Path(root) / cls.__name__ / "raw"
     return [folder / os.path.splitext(os.path.basename(url))[0] for url, _ in cls.resources]
+
+
+def _idx_problem(path: Path) -> Optional[str]:
+    """What is wrong with an idx file (MNIST's format: a header with its shape, then the bytes), from its header and
+    size alone; None when nothing is. The header: two zero bytes, the type code (8: unsigned bytes), the number of
+    dimensions, then each dimension as a big-endian 32-bit integer."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(4)
+            if len(header) < 4 or header[:2] != b"\0\0":
+                return "is not an idx file (its first bytes are not an idx header)"
+            dims = f.read(4 * header[3])
+        size = path.stat().st_size
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if len(dims) < 4 * header[3]:
+        return "is truncated inside its header"
+    shape = [int.from_bytes(dims[i:i + 4], "big") for i in range(0, len(dims), 4)]
+    expected = 4 + len(dims) + int(np.prod(shape, dtype=np.int64)) * (1 if header[2] == 8 else 4)
+    if size != expected:
+        state = "truncated" if size < expected else "longer than its header says"
+        return f"is {state}: its header says {'×'.join(map(str, shape))} ({expected} bytes), the file has {size}"
+    return None
 
 
 def _missing(root: str, files: List[Path]) -> str:
@@ -523,7 +571,12 @@ def check_files(name: str, root: str = "", download: bool = C.download, train_sp
         cls = getattr(datasets, MNIST_LIKE[name])
         if not root:
             raise DataError(f"{name}: set data.root to the folder that holds {cls.__name__}/raw/")
-        missing = _missing(root, _mnist_files(cls, root))
+        files = _mnist_files(cls, root)
+        gzipped = [f for f in files if not f.is_file() and f.with_name(f.name + ".gz").is_file()]
+        if gzipped:  # as torchvision downloads them, and as they are distributed
+            raise DataError(f"{name}: {str(gzipped[0])!r} is there only gzipped ({gzipped[0].name}.gz): torchvision "
+                            f"reads the files uncompressed; gunzip them there (gunzip -k {gzipped[0].parent}/*.gz)")
+        missing = _missing(root, files)
         if missing:
             raise DataError(f"{name}: {missing}: {name} expects <root>/{cls.__name__}/raw/ with the "
                             "uncompressed files of torchvision's layout (never downloaded here); point data.root at "
@@ -591,8 +644,12 @@ def build_cifar(name: str = C.name, root: str = "", img_size: int = C.img_size, 
     except RuntimeError as e:  # torchvision: "Dataset not found or corrupted."
         raise DataError(f"{name}: no valid dataset under {str(root)!r} ({e}); "
                         "set data.download=true where a network exists") from None
-    except Exception as e:  # unpickling a truncated or foreign file
-        raise DataError(f"{name}: cannot read the dataset under {str(root)!r}: {type(e).__name__}: {e}") from None
+    except Exception as e:  # a download without a network; unpickling a truncated or foreign file
+        if download and isinstance(e, OSError):  # urllib's URLError and the socket's errors are OSErrors
+            raise DataError(f"{name}: cannot download it into {str(root)!r} ({type(e).__name__}: {e}): without a "
+                            f"network, put {cls.base_folder}/ there and set data.download=false") from None
+        raise DataError(f"{name}: cannot read {_unreadable_pickle(_cifar_files(cls, root)) or repr(str(root))} "
+                        f"({type(e).__name__}: {e}): fetch the dataset again") from None
     num_classes = 10 if name == "cifar10" else 100
     train.data, targets = _subsample(train.data, np.asarray(train.targets), train_fraction, split_seed)
     train.targets = targets.tolist()

@@ -1,4 +1,5 @@
 """The same application, called from Python (no subprocess): configs composed by Hydra's compose API."""
+import gzip
 import logging
 import re
 import warnings
@@ -19,6 +20,7 @@ from shiftvit.data import (
     ResumableDistributedSampler,
     ShardSampler,
     build_data,
+    check_files,
     make_relations,
 )
 from shiftvit.records import read_metrics, read_summary
@@ -163,8 +165,10 @@ def test_cifar_missing_or_malformed_names_the_path(tmp_path):
     with pytest.raises(DataError, match=f"no valid dataset under '{tmp_path / 'empty'}'"):
         build_data("cifar10", root=str(tmp_path / "empty"))
     write_cifar(tmp_path / "bad", num_train=100, num_val=20)
-    (tmp_path / "bad" / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")
-    with pytest.raises(DataError, match="cannot read the dataset under"):
+    batch = tmp_path / "bad" / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(batch.read_bytes()[:300])  # truncated: torchvision's error named no file
+    named = re.escape(f"cifar10: cannot read '{batch}' (") + r".+\): fetch the dataset again"
+    with pytest.raises(DataError, match=named):
         build_data("cifar10", root=str(tmp_path / "bad"))
 
 
@@ -436,6 +440,36 @@ def test_mnist_like_missing_files_name_the_folder(tmp_path):
     (tmp_path / "data").mkdir()
     with pytest.raises(DataError, match=f"mnist: no dataset under '{tmp_path / 'data' / 'MNIST' / 'raw'}'"):
         build_data("mnist", root=str(tmp_path / "data"))
+
+
+def one_line_data_error(call, *args, match: str, **kwargs) -> None:
+    with pytest.raises(DataError) as err:
+        call(*args, **kwargs)
+    assert match in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+def test_mnist_like_broken_files_are_named_with_the_way_out(tmp_path):
+    """torchvision's errors name no file: a truncated idx file read as "no dataset under ... (shape '[60, 28, 28]' is
+    invalid ...)", and labels of another split were taken without a word until the first batch."""
+    raw = tmp_path / "MNIST" / "raw"
+    write_idx(raw, "train", 60)
+    write_idx(raw, "t10k", 20)
+    images = raw / "train-images-idx3-ubyte"
+    whole = images.read_bytes()
+    images.write_bytes(whole[:-100])
+    one_line_data_error(build_data, "mnist", root=str(tmp_path), match=(
+        f"mnist: '{images}' is truncated: its header says 60×28×28 (47056 bytes), the file has 46956: fetch it again"))
+    images.write_bytes(whole)
+    write_idx(tmp_path / "other", "t10k", 20)
+    (raw / "train-labels-idx1-ubyte").write_bytes((tmp_path / "other" / "t10k-labels-idx1-ubyte").read_bytes())
+    one_line_data_error(build_data, "mnist", root=str(tmp_path), match=(
+        f"mnist: '{images}' holds 60 images but '{raw / 'train-labels-idx1-ubyte'}' 20 labels"))
+    for path in raw.iterdir():  # as distributed, and as torchvision downloads them: gzipped
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+    one_line_data_error(check_files, "mnist", root=str(tmp_path), match=(
+        f"mnist: '{images}' is there only gzipped (train-images-idx3-ubyte.gz): torchvision reads the files "
+        f"uncompressed; gunzip them there (gunzip -k {raw}/*.gz)"))
 
 
 def test_mnist_trains_end_to_end(tmp_path):
