@@ -120,6 +120,21 @@ os.environ.setdefault("SHIFTVIT_SWEEP_ID", sweep_id(sys.argv))
 register_configs()  # the schema and group options (shiftvit/config.py); torch-free
 multirun.register_resolver()  # sweep job directories are named by their overrides (multirun.job_dir_name)
 
+def torchrun_sweep_error(argv) -> str:
+    """Why this command cannot run, under torchrun, or '': a sweep there would run every job in every process
+    (each taking the sweep's lock in turn, the others refused), not one job across the processes."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and any(a in ("-m", "--multirun") for a in argv[1:]):
+        return ("a sweep (-m) does not run under torchrun, which would start the whole sweep in every process: "
+                "launch each job with torchrun (one command per job), or sweep with hydra/launcher=submitit_slurm "
+                "and hydra.launcher.tasks_per_node=N, which runs each job on N processes")
+    return ""
+
+
+if torchrun_sweep_error(sys.argv):
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"error: {torchrun_sweep_error(sys.argv)}", file=sys.stderr)
+    raise SystemExit(2)
+
 if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: join the group before Hydra picks a run dir
     from shiftvit import distributed
 

@@ -799,7 +799,10 @@ def make_loaders(bundle: DataBundle, batch_size: int, seed: int, num_workers: in
         train_sampler = ResumableDistributedSampler(bundle.train, seed, drop_last=True)
     else:
         train_sampler = EpochSampler(len(bundle.train), seed)
-    batch_size = min(batch_size, max(1, len(bundle.train) // (2 if drop_last else 1)))
+    # a small data set gets smaller batches, at least two an epoch; under torchrun, counted on each process's share
+    # (the whole set's count left 3 processes on 60 images with no batch at all, and timm's scheduler asserting)
+    available = len(train_sampler) if distributed else len(bundle.train)
+    batch_size = min(batch_size, max(1, available // (2 if drop_last else 1)))
     if device is not None:
         return (DeviceTensorLoader(bundle.train, batch_size, train_sampler, drop_last, device),
                 DeviceTensorLoader(bundle.val, batch_size, val_sampler or SequentialSampler(bundle.val), False,

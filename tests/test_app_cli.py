@@ -397,3 +397,34 @@ def test_every_job_of_a_sweep_names_the_commit_of_the_code_its_process_loaded(tm
     summaries = [read_summary(job) for job in job_dirs(sweep)]
     assert [s["seed"] for s in summaries] == [0, 1], output[-3000:]
     assert all(s["git_commit"] == loaded and s["git_dirty"] is False for s in summaries), summaries
+
+
+def test_a_sweep_under_torchrun_is_refused_in_one_line(tmp_path):
+    """Every process would run the whole sweep (the second refused by the sweep's lock, with no record): one line
+    instead, naming the two ways to run a sweep of multi-process jobs, and nothing written."""
+    import shutil
+
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    proc = run_cli(["-m", "seed=0,1", "logger=none"], cwd=tmp_path,
+                   command=[torchrun, "--standalone", "--nproc_per_node=2", str(ROOT / "run.py")])
+    assert proc.returncode != 0
+    said = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert said == ["error: a sweep (-m) does not run under torchrun, which would start the whole sweep in every "
+                    "process: launch each job with torchrun (one command per job), or sweep with "
+                    "hydra/launcher=submitit_slurm and hydra.launcher.tasks_per_node=N, which runs each job on N "
+                    "processes"], proc.stderr[-3000:]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_three_processes_share_a_small_data_set_in_batches_of_their_share(tmp_path):
+    """A small data set gets smaller batches, counted on each process's share: counted on the whole set, 60 images
+    on 3 processes left each with no batch at all (timm's scheduler asserted)."""
+    import shutil
+
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    run_dir = tmp_path / "run"
+    proc = run_cli(["model=shiftvit_nano", "match=none", "data=synthetic", "data.img_size=32", "data.num_train=60",
+                    "data.num_val=16", "train.epochs=1", "logger=none", f"hydra.run.dir={run_dir}"], cwd=tmp_path,
+                   command=[torchrun, "--standalone", "--nproc_per_node=3", str(ROOT / "run.py")])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert read_summary(run_dir)["status"] == "completed" and read_summary(run_dir)["world_size"] == 3
