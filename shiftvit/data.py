@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -133,6 +134,54 @@ class ShardSampler(Sampler):
 
     def __len__(self) -> int:
         return len(range(self.rank, self.n, self.num_replicas))
+
+
+class DrawKeys(Sampler):
+    """A training sampler's indices, each with the key of its draw: (rank, epoch, position in the epoch), unique in
+    the run and the same whatever the number of workers and wherever a resume starts (``skip`` positions are
+    counted). ``SeededDraws`` seeds each image's augmentation from it."""
+
+    def __init__(self, sampler: Sampler, rank: int = 0):
+        self.sampler, self.rank, self.epoch, self.skip = sampler, rank, 0, 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.sampler.set_epoch(epoch, skip=skip)
+        self.epoch, self.skip = epoch, skip
+
+    def __iter__(self):
+        return ((index, (self.rank, self.epoch, position)) for position, index in enumerate(self.sampler, self.skip))
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class SeededDraws(Dataset):
+    """A data set whose images are augmented one at a time (timm's per-sample transforms: image folders, CIFAR with
+    ``data.augment=timm``), each from random numbers of its own: Python's, NumPy's and torch's generators are
+    seeded from (run seed, the draw's key from ``DrawKeys``) for the image, then given back their state. Drawn
+    from the generators of the process that loads them, the augmentations depended on how many DataLoader workers
+    there were (each seeded on its own), and a resumed run drew others than the run it continued (a checkpoint
+    cannot hold the workers' generators). Written here because neither torch nor timm seeds per sample."""
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        index, draw = key
+        seed = int(np.random.SeedSequence((self.seed, *draw)).generate_state(1, np.uint64)[0] >> 1)
+        python, numpy_state = random.getstate(), np.random.get_state()
+        with torch.random.fork_rng(devices=[]):
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            torch.manual_seed(seed)
+            try:
+                return self.dataset[index]
+            finally:
+                random.setstate(python)
+                np.random.set_state(numpy_state)
 
 
 class ResumableRepeatAugSampler(RepeatAugSampler):
@@ -813,8 +862,10 @@ def make_loaders(bundle: DataBundle, batch_size: int, seed: int, num_workers: in
     rank = torch_dist.get_rank() if distributed else 0
     common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(),
                   persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(rank_seed(seed, rank)))
-    train = DataLoader(_unaugmented(bundle.train), batch_size=batch_size, sampler=train_sampler, drop_last=drop_last,
-                       **common)
+    train_set: Dataset = _unaugmented(bundle.train)
+    if not _replayable(bundle.train):  # augmented image by image: each image from a seed of its own
+        train_set, train_sampler = SeededDraws(train_set, seed), DrawKeys(train_sampler, rank)
+    train = DataLoader(train_set, batch_size=batch_size, sampler=train_sampler, drop_last=drop_last, **common)
     val = DataLoader(_unaugmented(bundle.val), batch_size=batch_size, sampler=val_sampler, shuffle=False, **common)
     return AugmentedLoader.around(train, bundle.train), AugmentedLoader.around(val, bundle.val)
 

@@ -376,13 +376,14 @@ class Trainer:
         bar.close()
         # the epoch's one wait for the device, and its one all-reduce: every process's loss sum and images (the
         # epoch's mean loss is over all of them, not rank 0's share) and whether any saw a non-finite loss
-        total_loss, total_samples, non_finite = dist_utils.all_reduce_sum(torch.stack([
+        summed = dist_utils.all_reduce_sum(torch.stack([
             loss_sum, torch.tensor(self.partial["samples"], dtype=torch.float64, device=self.device),
-            (~all_finite).double()])).tolist()
+            (~all_finite).double()]))
+        own_loss, total_loss, total_samples, non_finite = torch.cat([loss_sum.reshape(1), summed]).tolist()
         self.partial["seconds"] += time.perf_counter() - started
         if non_finite:
             return None
-        self.partial["loss_sum"] = loss_sum.item()
+        self.partial["loss_sum"] = own_loss
         return total_loss / max(total_samples, 1)
 
     def _any_rank_diverged(self, all_finite: torch.Tensor) -> bool:

@@ -428,3 +428,33 @@ def test_three_processes_share_a_small_data_set_in_batches_of_their_share(tmp_pa
                    command=[torchrun, "--standalone", "--nproc_per_node=3", str(ROOT / "run.py")])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert read_summary(run_dir)["status"] == "completed" and read_summary(run_dir)["world_size"] == 3
+
+
+def test_image_by_image_augmentation_is_the_same_with_any_workers_and_after_a_kill(tmp_path):
+    """Images augmented one at a time (image folders, CIFAR with data.augment=timm) are each augmented from a seed
+    of their own draw: the number of DataLoader workers (a speed setting, not part of the run's identity) changes
+    no number, and a run killed and resumed with workers records what the uninterrupted run does. Before, each
+    worker drew from its own generator: another worker count trained on other crops, and a resume drew others."""
+    from test_app_inprocess import write_imagefolder
+
+    root = tmp_path / "imgs"
+    write_imagefolder(root, per_class=8)
+    options = ["model=shiftvit_nano", "match=none", "logger=none", "data=imagefolder", f"data.root={root}",
+               "data.img_size=32", "train.batch_size=4", "train.epochs=2", "train.aa=rand-m9-mstd0.5-inc1",
+               "train.reprob=0.25", "train.remode=pixel"]
+    same = ("train_loss", "lr", "val_loss", "val_top1", "ema_val_top1")
+    records = {}
+    for workers in (0, 2):
+        run_dir = tmp_path / f"workers{workers}"
+        proc = run_cli([*options, f"train.num_workers={workers}", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        records[workers] = [{k: r[k] for k in same} for r in read_metrics(run_dir)]
+    assert records[0] == records[2] and len(records[0]) == 2
+    killed_dir = tmp_path / "killed"
+    args = [sys.executable, str(ROOT / "run.py"), *options, "train.num_workers=1", f"hydra.run.dir={killed_dir}"]
+    killed = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                            env=cli_env(SHIFTVIT_FAULT="after_rename:checkpoint.pt:1:kill"))
+    assert killed.returncode == -signal.SIGKILL and len(read_metrics(killed_dir)) == 1, killed.stderr[-3000:]
+    resumed = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=cli_env())
+    assert resumed.returncode == 0 and "resumed from" in resumed.stdout + resumed.stderr, resumed.stderr[-3000:]
+    assert [{k: r[k] for k in same} for r in read_metrics(killed_dir)] == records[0]

@@ -43,10 +43,12 @@ def test_a_model_with_an_unknown_kernel_is_refused_naming_the_choices(capsys):
     assert f"suffix 'cuda' is not one of: {choices}" in capsys.readouterr().err
 
 
-def test_the_engine_waits_for_the_device_twice_an_epoch_and_adds_no_operations_per_step(tmp_path):
+def test_the_engine_reads_no_number_per_step_and_adds_no_operations_per_step(tmp_path):
     """What makes a small model's step launch-bound on a GPU, counted on the CPU: the host waits (a tensor read
-    back, ``aten._local_scalar_dense``) and the ATen operations per step. The engine reads two numbers an epoch
-    more than the bare loop (the non-finite flag and the loss sum), and dispatches no more operations."""
+    back with ``.item()``, ``aten._local_scalar_dense``) and the ATen operations per step. The engine reads no
+    number per step: its epoch's loss sums and non-finite flag come back at the epoch's end in one ``tolist()`` of
+    one vector (a copy that dispatches no ATen operation on the CPU, so not counted here); and it dispatches no
+    more operations than the bare loop."""
     from shiftvit.bench.training import _Loops
 
     loops = _Loops("shiftvit_nano", 32, "cpu", "relations", {"num_train": 128, "num_val": 32}, compile=False,
@@ -57,7 +59,7 @@ def test_the_engine_waits_for_the_device_twice_an_epoch_and_adds_no_operations_p
     assert batches == 4
     # on the CPU AdamW also reads its step counters back, the same number of times in both loops
     waits = {name: counter.by_op["_local_scalar_dense"] for name, counter in counts.items()}
-    assert waits["engine"] - waits["bare"] == 2, waits
+    assert waits["engine"] == waits["bare"], waits
     assert counts["engine"].count <= counts["bare"].count * 1.01, (counts["engine"].count, counts["bare"].count)
 
 
