@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from shiftvit import multirun
-from shiftvit.config import register_configs
+from shiftvit.config import HYDRA_VERSION_BASE, register_configs
 
 
 def sweep_id(argv) -> str:
@@ -142,7 +142,7 @@ if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: join the group
         sys.argv.append("hydra.output_subdir=null")
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+@hydra.main(version_base=HYDRA_VERSION_BASE, config_path="conf", config_name="config")
 def main(cfg: DictConfig):
     from shiftvit.app import main as app_main
 

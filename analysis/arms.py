@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import pandas as pd
 
-from shiftvit.config import SPEED_ONLY_TRAIN_KEYS, is_added_key_at_old_behaviour
+from shiftvit.config import MATCH_NONE, SPEED_ONLY_TRAIN_KEYS, is_added_key_at_old_behaviour
 from shiftvit.tracking import flatten
 
 # Settings that change how fast a run goes, never its numbers (the run's config hash leaves them out too):
@@ -69,7 +69,7 @@ def label_keys(flat_configs: Sequence[Mapping[str, Any]]) -> List[str]:
     elsewhere says nothing the mixer does not: it stays out of the label (but not out of the arm's identity)."""
     keys = sorted({k for c in flat_configs for k in c} - set(NOT_ARM_KEYS))
     varying = [k for k in keys if len({_text(c.get(k)) for c in flat_configs if c.get(k) is not None}) > 1]
-    solved_depths = all(c.get("match") not in (None, "none") for c in flat_configs)
+    solved_depths = all(c.get("match") not in (None, MATCH_NONE) for c in flat_configs)
     shown = [k for k in varying if k not in DERIVED_KEYS and not (k == "depths" and solved_depths)]
     if "mixer.name" not in shown:
         shown.append("mixer.name")

@@ -23,8 +23,8 @@ from scipy import stats as st
 CEILING = 100.0
 # two-sided 95 %: "within the noise" of the ceiling means within this many binomial standard errors
 Z95 = float(st.norm.ppf(0.975))
-# images larger than this are area-downsampled (per side) before the raw-pixel baselines, which keeps them to
-# seconds on a CPU; the report says so
+# images larger than this are area-downsampled (per side) before the raw-pixel baselines, which keeps them cheap
+# on a CPU; the report says so
 BASELINE_MAX_SIDE = 32
 # bump when the baseline method changes: old cache entries are then ignored
 METHOD = (f"raw-pixel baselines v2: 1-NN (euclidean) and logistic regression (standardised pixels, lbfgs, one "

@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 import pandas as pd
 import yaml
 
-from shiftvit.config import config_hash
+from shiftvit.config import MATCH_NONE, config_hash
 from shiftvit.multirun import LAUNCH_ERROR_FILE, launch_error
 from shiftvit.records import (
     CONFIG_FILE,
@@ -171,7 +171,7 @@ def _budget_target(config: Dict[str, Any]) -> Optional[str]:
     """What a matched run's budget was solved to (the reference, built as ``reference_arch`` says, at the run's
     input size), or None for ``match=none``. Runs with the same target were each held within their tolerance of
     one number by the solver, so they are budget-matched to each other even when they differ by up to twice it."""
-    if config.get("match") in (None, "none"):
+    if config.get("match") in (None, MATCH_NONE):
         return None
     return json.dumps({"match": config.get("match"), "reference": config.get("reference"),
                        "reference_arch": config.get("reference_arch"),

@@ -42,7 +42,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestIndPower, TTestPower
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttost_ind, ttost_paired
 
-from shiftvit.config import DEFAULT_TOLERANCE, check_tolerance
+from shiftvit.config import DEFAULT_TOLERANCE, MATCH_PARAMS, check_tolerance
 from shiftvit.records import FAILED_STATUSES, USED_STATUSES
 
 from .arms import DISPLAY, ArmSpec, arms_matching, column_name, describe, select_arm
@@ -346,7 +346,7 @@ def budget_difference(runs: pd.DataFrame, treatment: str, baseline: str, toleran
     the runs matched (``match=params``: parameters; otherwise MACs); the tolerance is the runs' recorded one,
     else ``default_tolerance()``."""
     t_runs, b_runs = runs[runs["arm"] == treatment], runs[runs["arm"] == baseline]
-    quantity = "params" if set(t_runs.get("match", [])) == {"params"} else "macs"
+    quantity = "params" if set(t_runs.get("match", [])) == {MATCH_PARAMS} else "macs"
     t_cost, b_cost = _mean(t_runs, quantity), _mean(b_runs, quantity)
     if not (math.isfinite(t_cost) and math.isfinite(b_cost) and b_cost > 0):
         return "", None

@@ -21,10 +21,10 @@ from typing import Any, Dict, Iterable, List, Optional
 
 import yaml
 
-from shiftvit.config import group_options
+from shiftvit.config import CONF_DIR, HYDRA_VERSION_BASE, LoggerConfig, group_options
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+PROGRAM = "run.py"  # what every job runs: the Hydra app, with the sweep's parameters as overrides
 
 
 class SweepError(ValueError):
@@ -75,7 +75,7 @@ def agent_command(sweep: Dict[str, Any], values: Dict[str, Any]) -> List[str]:
 
     command = sweep_utils.create_sweep_command(sweep.get("command"))
     variables = sweep_utils.create_sweep_command_args({"args": {k: {"value": v} for k, v in values.items()}})
-    variables.update(interpreter=["python"], program=[sweep.get("program", "run.py")], env=["/usr/bin/env"])
+    variables.update(interpreter=["python"], program=[sweep.get("program", PROGRAM)], env=["/usr/bin/env"])
     argv: List[str] = []
     for item in map(str, command):
         argv += (variables.get(item[2:-1]) or []) if item.startswith("${") and item.endswith("}") else [item]
@@ -98,9 +98,9 @@ def check(path: Path) -> Dict[str, Any]:
     from shiftvit.config import check as check_values
 
     sweep = load(path)
-    program = sweep.get("program", "run.py")
-    if program != "run.py":
-        raise SweepError(f"{path}: program must be run.py, not {program!r}")
+    program = sweep.get("program", PROGRAM)
+    if program != PROGRAM:
+        raise SweepError(f"{path}: program must be {PROGRAM}, not {program!r}")
     groups = group_options()
     for key, spec in sweep["parameters"].items():
         group = key.removeprefix("+")  # +group=option adds a group that the defaults list does not name
@@ -110,11 +110,11 @@ def check(path: Path) -> Dict[str, Any]:
             if bad:
                 raise SweepError(f"{path}: parameter {key}={bad[0]!r} is not an option of group {group!r} "
                                  f"({', '.join(groups[group])})")
-    # the seeds of one configuration compose alike: composed once (Hydra takes ~0.1 s a job), checked each
+    # the seeds of one configuration compose alike: composed once (composing is the slow part), checked each
     jobs: Dict[tuple, List[Dict[str, Any]]] = {}
     for values in parameter_sets(sweep, limit=None if sweep.get("method", "grid") == "grid" else CHECKED_SAMPLES):
         jobs.setdefault(tuple((k, repr(v)) for k, v in values.items() if k != "seed"), []).append(values)
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=HYDRA_VERSION_BASE):
         for seeds in jobs.values():
             argv = agent_command(sweep, seeds[0])
             if program not in argv:
@@ -149,7 +149,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     s.add_argument("--limit", type=int, default=None)
     k = sub.add_parser("create", help="check, then register the sweep with wandb (needs an account)")
     k.add_argument("file", type=Path)
-    k.add_argument("--project", default="shiftvit")
+    k.add_argument("--project", default=LoggerConfig.project)
     k.add_argument("--entity", default=None)
     args = p.parse_args(argv)
     try:

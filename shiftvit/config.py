@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 MISSING = "???"  # OmegaConf's marker of a value the user must give (omegaconf.MISSING), without importing it
 
-MATCHES = ("flops", "params", "none")
+# match: the budget each run's depths are solved to (the reference's MACs | its parameters) | the depths as given
+MATCH_FLOPS, MATCH_PARAMS, MATCH_NONE = MATCHES = ("flops", "params", "none")
 DEFAULT_TOLERANCE = 0.02
 AMP_CHOICES = ("none", "bf16", "fp16")
 PROGRESS_MODES = ("auto", "always", "never")
@@ -370,9 +371,9 @@ DATASETS: Dict[str, Type[DataConfig]] = {
 
 
 # The CPU presets' testbeds (conf/scale/cpu*.yaml): small-data regimes in which the arms can differ. On the full
-# digits every arm and a raw-pixel 1-NN sit within a point of 100 %, and on relations with 4,000 training images
-# shiftvit_micro reaches 100 % in four epochs. Their raw-pixel baselines are stated in the scale files and in the
-# README; a test recomputes them with analysis.headroom.
+# digits, and on relations with all 4,000 training images, the arms reach the ceiling (README, "Sweeps"). Their
+# raw-pixel baselines are stated in the scale files and in the README; a test recomputes them with
+# analysis.headroom.
 TESTBEDS: Dict[str, DataConfig] = {
     "digits_small": DigitsData(train_fraction=0.1),  # 143 training images, stratified; the full validation split
     "relations_small": RelationsData(num_train=500),  # 500 training images, 1,000 validation images
@@ -395,8 +396,7 @@ def data_config(values: Dict[str, Any]) -> DataConfig:
     return chosen
 
 
-# The recipe of the small testbeds: a few steps per epoch, so more epochs (the swap's digits runs showed the
-# validation accuracy still rising at 20)
+# The recipe of the small testbeds: a few steps per epoch, so more epochs
 SMALL_DATA_TRAIN = dataclasses.replace(TrainSettings(), epochs=60, warmup_epochs=5)
 
 # Mixer options that are a mixer plus the model options it needs (``mixer=identity_ln``). identity_ln is the
@@ -467,7 +467,7 @@ class ExperimentConfig:
     depths: Optional[List[int]] = None  # four stage depths, e.g. [2,2,6,2]; None: the model's own, or solved
     # keep the budget of `reference` (default: the chosen model with its own mixer and tau): flops | params | none.
     # Matched by default, so that a mixer or tau sweep compares at equal cost unless the user says match=none.
-    match: str = "flops"
+    match: str = MATCH_FLOPS
     # a ShiftViT variant or any timm model (swin_tiny_patch4_window7_224), counted at the run's input size: a
     # budget is the cost of one image as the run sees it (a 224-px reference's own cost would not fit 32 px)
     reference: Optional[str] = None
@@ -479,6 +479,7 @@ class ExperimentConfig:
 
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the source checkout's conf/ (run.py's config_path)
+HYDRA_VERSION_BASE = "1.3"  # the Hydra behaviour run.py and every composition here ask for
 
 
 def group_options() -> Dict[str, List[str]]:
@@ -487,7 +488,7 @@ def group_options() -> Dict[str, List[str]]:
     from hydra.core.global_hydra import GlobalHydra
 
     register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=HYDRA_VERSION_BASE):
         loader = GlobalHydra.instance().config_loader()
         return {group: sorted(loader.get_group_options(group)) for group in sorted(loader.list_groups(""))
                 if group != "hydra"}
@@ -652,7 +653,7 @@ def check(cfg: Dict[str, Any]) -> Dict[str, Any]:
     tau = int(tau) if float(tau).is_integer() else tau  # 3 and 3.0 are one config (and one record)
     depths = _check_depths(cfg.get("depths"))
     match = _choice("match", cfg.get("match", ExperimentConfig.match), MATCHES)
-    if match != "none" and depths is not None:
+    if match != MATCH_NONE and depths is not None:
         raise ConfigError(f"depths={depths} and match={match} conflict: the solver chooses depths; add match=none "
                           "to train the depths you gave")
     tolerance = check_tolerance(cfg.get("tolerance", DEFAULT_TOLERANCE))
@@ -686,10 +687,10 @@ def check(cfg: Dict[str, Any]) -> Dict[str, Any]:
         "tau": tau,
         "depths": depths if depths is not None else list(table["depths"]),
         "match": match,
-        "reference": reference if match != "none" else None,
+        "reference": reference if match != MATCH_NONE else None,
         # None: the reference as its own (left out of the hash, so records from before the knob keep theirs)
-        "reference_arch": reference_arch if match != "none" else None,
-        "tolerance": tolerance if match != "none" else None,
+        "reference_arch": reference_arch if match != MATCH_NONE else None,
+        "tolerance": tolerance if match != MATCH_NONE else None,
         "data": data,
         "train": train,
         "seed": seed,
@@ -731,7 +732,7 @@ def resolve(cfg: Dict[str, Any]) -> Dict[str, Any]:
     name, img_size = effective["model"]["name"], effective["model"]["img_size"]
     in_chans = data_config(effective["data"]).channels()  # the budget of the stem the run builds
     try:
-        if effective["match"] != "none":
+        if effective["match"] != MATCH_NONE:
             _known_reference(effective["reference"])
             ref_arch = effective["reference_arch"]
             reference_kwargs = {} if ref_arch is None else dict(

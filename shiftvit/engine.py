@@ -26,7 +26,7 @@ from torch import nn
 
 from . import distributed as dist_utils
 from .compiling import compile_model
-from .config import TrainSettings
+from .config import AMP_CHOICES, TrainSettings
 from .data import DataBundle, make_loaders, on_device_eligible, rank_seed
 from .records import (
     CHECKPOINT_FILE,
@@ -52,6 +52,19 @@ class FitResult:
     train_images_per_s: Optional[float]
     eval_images_per_s: Optional[float]
     epochs_done: int
+
+
+# train.amp's names (config.AMP_CHOICES) -> autocast's dtype; none: no autocast
+AMP_DTYPES: Dict[str, Optional[torch.dtype]] = dict(zip(AMP_CHOICES, (None, torch.bfloat16, torch.float16)))
+
+
+def autocast_for(device: torch.device, amp: str):
+    """The autocast context of ``amp`` (a ``train.amp`` name) on ``device``'s type; none: no autocast. An unknown
+    name is refused naming the choices."""
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"amp={amp!r} is not one of: {', '.join(AMP_DTYPES)}")
+    dtype = AMP_DTYPES[amp]
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def reseed(seed: int) -> None:
@@ -285,10 +298,7 @@ class Trainer:
 
     # --- loops ----------------------------------------------------------------------------------------------
     def _autocast(self):
-        if self.settings.amp == "none":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.settings.amp == "bf16" else torch.float16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+        return autocast_for(self.device, self.settings.amp)
 
     def _data_device(self, data: DataBundle) -> Optional[torch.device]:
         """Where the batches are cut (``train.data_on_device``): None for the CPU DataLoader."""

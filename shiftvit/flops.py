@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import DEFAULT_TOLERANCE, MATCHES
+from .config import DEFAULT_TOLERANCE, MATCH_FLOPS, MATCH_NONE, MATCHES
 from .spec import ACTS, ALIASES, DEFAULT_IMG_SIZE, NORMS, VARIANTS, native_img_size, variant_kwargs
 
 COMPONENTS = ("embed", "mixer", "mlp", "norm", "merge", "head", "other")
@@ -73,7 +73,7 @@ class Cost:
         return sum(self.params.values())
 
     def total(self, match: str) -> int:
-        return self.total_macs if match == "flops" else self.total_params
+        return self.total_macs if match == MATCH_FLOPS else self.total_params
 
     def as_dict(self) -> Dict[str, int]:
         """Flat record: ``macs``, ``params`` and ``macs_<component>`` / ``params_<component>``."""
@@ -197,7 +197,7 @@ class Solution:
 
 def _unit(match: str, value: float) -> str:
     """Four significant digits whatever the scale, so that two budgets that differ can be told apart."""
-    if match == "flops":
+    if match == MATCH_FLOPS:
         return f"{value / 1e9:.4g} GMACs" if value >= 1e9 else f"{value / 1e6:.4g} M MACs"
     return f"{value / 1e6:.4g} M params"
 
@@ -205,7 +205,7 @@ def _unit(match: str, value: float) -> str:
 def solve_depths(
         reference: str = "shiftvit_r2_tiny",
         img_size: Optional[int] = None,
-        match: str = "flops",
+        match: str = MATCH_FLOPS,
         tolerance: float = DEFAULT_TOLERANCE,
         reference_kwargs: Optional[Dict[str, Any]] = None,
         model: Optional[str] = None,
@@ -243,13 +243,13 @@ def _solve_depths(reference: str, img_size: Optional[int], match: str, tolerance
     if "depths" in variant:
         raise ValueError("depths are what the solver chooses; do not pass depths with match=flops|params")
     ref_cost = count(reference, img_size, in_chans=in_chans, **reference_kwargs)
-    if match == "none":
+    if match == MATCH_NONE:
         cost = count(model, img_size, in_chans=in_chans, **variant)
         return Solution(shape, match, reference, ref_cost.total_macs, cost.total_macs,
                         cost.total_macs, cost.total_params)
     probe_depths = (2,) * len(shape)
     probe = count(model, img_size, in_chans=in_chans, **{**variant, "depths": probe_depths})
-    per_stage = probe.blocks_macs if match == "flops" else probe.blocks_params
+    per_stage = probe.blocks_macs if match == MATCH_FLOPS else probe.blocks_params
     block = [c / d for c, d in zip(per_stage, probe_depths)]
     fixed = probe.total(match) - sum(per_stage)
     target = ref_cost.total(match)
@@ -380,7 +380,7 @@ def _parse_args(argv: Optional[Iterable[str]] = None) -> argparse.Namespace:
     p.add_argument("--norm", choices=sorted(NORMS))
     p.add_argument("--act", choices=sorted(ACTS))
     p.add_argument("--depths", help="four stage depths, e.g. 2,2,6,2")
-    p.add_argument("--match", choices=MATCHES, default="none",
+    p.add_argument("--match", choices=MATCHES, default=MATCH_NONE,
                    help="solve the depths of shiftvit models to match --reference's budget")
     p.add_argument("--reference", default=None, help="reference model for --match (default: the model itself)")
     p.add_argument("--rows", action="store_true", help="one row per model/mixer instead of per component")
@@ -451,7 +451,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
                 kwargs.pop("gamma") if mixer else None
             label = f"{name}[{mixer}]" if mixer else name
             try:
-                if kwargs and args.match != "none":
+                if kwargs and args.match != MATCH_NONE:
                     sol = solve_depths(args.reference or name, args.img_size, args.match, model=name,
                                        in_chans=args.in_chans, **kwargs)
                     kwargs["depths"] = sol.depths

@@ -14,8 +14,8 @@ import torch
 
 from ..allocator import MODES as MALLOC_MODES
 from ..allocator import configure as configure_malloc
-from ..config import COMPILE_MODES
-from ..engine import cuda_devices_if_absent
+from ..config import COMPILE_MODES, TrainSettings
+from ..engine import AMP_DTYPES, cuda_devices_if_absent
 from .loader import CIFAR_FILES, _print_loader, bench_loader
 from .models import (
     DEFAULT_MODELS,
@@ -33,7 +33,7 @@ from .models import (
 from .norm import _print_norm, bench_norm
 from .shift import DTYPES, STAGE1_SHAPE, _print_shift, bench_shift
 from .targets import _print_targets, check_targets
-from .timing import AMP_DTYPES, _write
+from .timing import _write
 from .training import _print_overhead, bench_overhead
 
 
@@ -88,7 +88,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m shiftvit.bench", description=__doc__)
     default_device = "cuda" if torch.cuda.is_available() else "cpu"
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--malloc", default="retain", choices=MALLOC_MODES,
+    common.add_argument("--malloc", default=TrainSettings.malloc, choices=MALLOC_MODES,
                         help="CPU allocator mode, as run.py's train.malloc (default: retain, as run.py)")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("shift", parents=[common],
@@ -116,8 +116,8 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     t.add_argument("--device", default=default_device, help="cpu | cuda | cuda:N (default: cuda if present)")
     t.add_argument("--channels-last", action="store_true")
     t.add_argument("--compile", action="store_true")
-    t.add_argument("--compile-mode", default="default", choices=COMPILE_MODES)
-    t.add_argument("--amp", default="none", choices=sorted(AMP_DTYPES), help="autocast dtype (default: fp32)")
+    t.add_argument("--compile-mode", default=TrainSettings.compile_mode, choices=COMPILE_MODES)
+    t.add_argument("--amp", default=TrainSettings.amp, choices=sorted(AMP_DTYPES), help="autocast dtype")
     t.add_argument("--no-train", action="store_true", help="inference only")
     t.add_argument("--no-eval", action="store_true",
                    help="training only (with --compile: one compilation per model instead of two)")
@@ -130,7 +130,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     f.add_argument("--img-size", type=int, default=224)
     f.add_argument("--repeats", type=int, default=3)
     f.add_argument("--device", default=default_device, help="cpu | cuda | cuda:N (default: cuda if present)")
-    f.add_argument("--amp", default="none", choices=sorted(AMP_DTYPES), help="autocast dtype (default: fp32)")
+    f.add_argument("--amp", default=TrainSettings.amp, choices=sorted(AMP_DTYPES), help="autocast dtype")
     f.add_argument("--out", default="bench_results/fast.json")
     n = sub.add_parser("norm", parents=[common], help="GroupNorm(1, C) forward+backward: the norm kernels vs clone()")
     n.add_argument("--shape", default=stage1, help="N,C,H,W (default: Shift-T stage 1 at batch 64)")
@@ -152,7 +152,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     o.add_argument("--data-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="a data option for both sides, e.g. num_train=20480 (repeatable)")
     o.add_argument("--compile", action="store_true", help="both sides compile the model (train.compile=true)")
-    o.add_argument("--compile-mode", default="default", choices=COMPILE_MODES)
+    o.add_argument("--compile-mode", default=TrainSettings.compile_mode, choices=COMPILE_MODES)
     o.add_argument("--no-startup", action="store_true", help="skip timing run.py --help against import torch")
     o.add_argument("--no-deterministic", action="store_true",
                    help="both sides without deterministic algorithms (train.deterministic=false)")

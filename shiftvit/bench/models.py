@@ -11,10 +11,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from ..compiling import BLOCKS_SCOPE, MODEL_SCOPE, compile_model
+from ..engine import autocast_for
 from ..ops import GPU_KERNELS, GPU_NORM_KERNELS, auto_shift_choices, shift_official
 from ..spec import MIXER_OPTIONS
 from .shift import _triton_usable, with_kernels
-from .timing import _device_name, _minor_faults, autocast_for, synchronizer, time_interleaved
+from .timing import _device_name, _minor_faults, synchronizer, time_interleaved
 
 SHIFT_T = "shiftvit_r2_tiny"
 SWIN_T = "swin_tiny_patch4_window7_224"  # Shift-T's attention peer at its FLOPs (timm's name)
@@ -148,8 +149,8 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
     ``amp`` runs the forward passes under autocast (bf16 or fp16, as ``run.py``'s ``train.amp``).
 
     The rounds are interleaved: every model runs once in round 1, then once in round 2, and so on, so a drift of
-    the machine (clocks, temperature, other load) touches every model alike. One model after another, an H200
-    once put the identity backbone 9 % *behind* Shift-T in inference, which does strictly more work."""
+    the machine (clocks, temperature, other load) touches every model alike; timed one model after another, a
+    drift can put a model that does strictly less work behind one that does more."""
     dev = torch.device(device)
     autocast = autocast_for(dev, amp)
     fmt = torch.channels_last if channels_last else torch.contiguous_format

@@ -14,8 +14,9 @@ from typing import Callable, Dict, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..engine import autocast_for
 from .shift import STAGE1_SHAPE, _triton_usable
-from .timing import _device_name, autocast_for, time_interleaved
+from .timing import _device_name, time_interleaved
 
 
 def _fwd_bwd(norm: Callable[..., torch.Tensor], x: torch.Tensor, grad: torch.Tensor, weight: torch.Tensor,

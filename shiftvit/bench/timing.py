@@ -1,5 +1,5 @@
 """What every benchmark shares: timers that wait for the device, interleaved rounds, page-fault counts, the
-device's name, the autocast dtypes and the JSON output."""
+device's name and the JSON output (the autocast contexts are run.py's: ``engine.autocast_for``)."""
 from __future__ import annotations
 
 import json
@@ -9,16 +9,6 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import torch
-
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def autocast_for(device: torch.device, amp: str) -> torch.autocast:
-    """The autocast context of ``amp`` (an ``AMP_DTYPES`` name; ``none``: a disabled one) on ``device``'s type,
-    as ``run.py``'s ``train.amp`` sets it; an unknown name is refused naming the choices."""
-    if amp not in AMP_DTYPES:
-        raise ValueError(f"amp={amp!r} is not one of: {', '.join(AMP_DTYPES)}")
-    return torch.autocast(device.type, dtype=AMP_DTYPES[amp], enabled=amp != "none")
 
 
 def synchronizer(device: torch.device) -> Callable[[], None]:
