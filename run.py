@@ -8,6 +8,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import List, Optional
 
 import hydra
 from omegaconf import DictConfig
@@ -16,7 +17,7 @@ from shiftvit import multirun
 from shiftvit.config import HYDRA_VERSION_BASE, register_configs
 
 
-def sweep_id(argv) -> str:
+def sweep_id(argv: List[str]) -> str:
     """A sweep directory name that depends only on what the command's overrides ask for, so relaunching the
     same command finds the same directory (finished jobs are skipped, cut-off ones resume), with its arguments,
     or the values of one, in any order. How it is launched (``hydra/launcher=...``, ``hydra.*`` settings) and
@@ -46,7 +47,7 @@ def sweep_id(argv) -> str:
     return f"{slug}-{hashlib.sha256(repr(items).encode()).hexdigest()[:8]}"
 
 
-def output_dir_error(argv) -> str:
+def output_dir_error(argv: List[str]) -> str:
     """Why the run (or sweep) directory cannot be written, or '' when it can: answered here in one line,
     before Hydra fails on it with a traceback (it creates the directory and its log file first)."""
     multirun = any(a in ("-m", "--multirun") for a in argv[1:])
@@ -120,7 +121,7 @@ os.environ.setdefault("SHIFTVIT_SWEEP_ID", sweep_id(sys.argv))
 register_configs()  # the schema and group options (shiftvit/config.py); torch-free
 multirun.register_resolver()  # sweep job directories are named by their overrides (multirun.job_dir_name)
 
-def torchrun_sweep_error(argv) -> str:
+def torchrun_sweep_error(argv: List[str]) -> str:
     """Why this command cannot run, under torchrun, or '': a sweep there would run every job in every process
     (each taking the sweep's lock in turn, the others refused), not one job across the processes."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and any(a in ("-m", "--multirun") for a in argv[1:]):
@@ -143,7 +144,7 @@ if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: join the group
 
 
 @hydra.main(version_base=HYDRA_VERSION_BASE, config_path="conf", config_name="config")
-def main(cfg: DictConfig):
+def main(cfg: DictConfig) -> Optional[float]:
     from shiftvit.app import main as app_main
 
     return app_main(cfg)

@@ -18,7 +18,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+
+if TYPE_CHECKING:  # Hydra's config type; omegaconf itself loads with the app
+    from omegaconf import DictConfig
 
 from .config import (
     ADDED_KEYS_AT_OLD_BEHAVIOUR,
@@ -476,7 +479,7 @@ def _train(effective: Dict[str, Any], run_dir: Path, summary: Dict[str, Any],
     )
 
 
-def main(cfg) -> Optional[float]:
+def main(cfg: DictConfig) -> Optional[float]:
     """Hydra task function: one job. Returns the final val top-1 (for sweepers that optimise it).
 
     In a sweep a failed job never stops the others: its error is one line on stderr (and in

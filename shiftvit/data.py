@@ -12,7 +12,7 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -833,9 +833,13 @@ def on_device_eligible(bundle: DataBundle, num_workers: int) -> bool:
     return num_workers == 0 and _replayable(bundle.train) and _replayable(bundle.val)
 
 
+# what make_loaders hands the trainer: each yields (images, labels) batches and has a sampler with set_epoch
+Loader = Union[DataLoader, "AugmentedLoader", "DeviceTensorLoader"]
+
+
 def make_loaders(bundle: DataBundle, batch_size: int, seed: int, num_workers: int = 0,
                  distributed: bool = False, drop_last: bool = True, device: Optional[torch.device] = None,
-                 aug_repeats: int = 0):
+                 aug_repeats: int = 0) -> Tuple[Loader, Loader]:
     """Train/val loaders; the train order is a function of (seed, epoch) only (see ``EpochSampler``). With
     ``device``, tensor datasets are served from a copy on that device (``DeviceTensorLoader``); with
     ``aug_repeats``, each image comes that many times an epoch (``ResumableRepeatAugSampler``)."""
@@ -892,7 +896,7 @@ class AugmentedLoader:
         self.sampler, self.batch_size = loader.sampler, loader.batch_size
 
     @classmethod
-    def around(cls, loader: DataLoader, dataset: Dataset):
+    def around(cls, loader: DataLoader, dataset: Dataset) -> Union[DataLoader, AugmentedLoader]:
         """``loader`` itself when ``dataset`` has no batch augmentation, else the loader that applies it."""
         augment = _batch_augment(dataset)
         return loader if augment is None else cls(loader, augment)

@@ -18,11 +18,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from timm.scheduler.scheduler import Scheduler
 
 from . import distributed as dist_utils
 from .compiling import compile_model
@@ -164,7 +167,8 @@ def create_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimize
                                momentum=s.momentum)
 
 
-def create_scheduler(optimizer: torch.optim.Optimizer, s: TrainSettings, updates_per_epoch: int):
+def create_scheduler(optimizer: torch.optim.Optimizer, s: TrainSettings,
+                     updates_per_epoch: int) -> Optional[Scheduler]:
     """timm's schedule as the settings name it, stepped every update (None where timm has no such schedule)."""
     from timm.scheduler import create_scheduler_v2
 

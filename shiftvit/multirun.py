@@ -25,11 +25,14 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
+
+if TYPE_CHECKING:
+    from hydra.core.utils import JobReturn
 
 from .records import (
     COMPLETED,
@@ -297,7 +300,7 @@ class SweepCallback(Callback):
         # the sweep lock belong to the launching process only
         return {**self.__dict__, "monitor": None, "lock": None, "sweep_dir": None}
 
-    def on_multirun_start(self, config, **kwargs: Any) -> None:
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             self.lock = RunLock(sweep_dir, "launching this sweep", "wait for it to end, or stop it and launch "
@@ -317,7 +320,7 @@ class SweepCallback(Callback):
             self.monitor = SweepMonitor(sweep_dir, total, self.poll_s, launch_id=self.launch_id)
             self.monitor.start()
 
-    def on_job_start(self, config, **kwargs: Any) -> None:
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         # runs where the job runs (a joblib worker, a submitit node), after Hydra made its folder; the id came
         # with the pickled callback
         if self.launch_id is not None:
@@ -326,11 +329,11 @@ class SweepCallback(Callback):
             except OSError:  # the job says why when it cannot write its record; it goes uncounted, not crashed
                 pass
 
-    def on_job_end(self, config, job_return, **kwargs: Any) -> None:
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if self.sweep_dir is not None:  # the launching process (basic launcher): keep sweep.csv current
             write_sweep_csv(self.sweep_dir)
 
-    def on_multirun_end(self, config, **kwargs: Any) -> None:
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         failed = self._finish()
         if failed:
             raise SystemExit(1)

@@ -3,7 +3,7 @@ ratio to ``clone()`` of the same tensors (the memory-traffic floor any out-of-pl
 from __future__ import annotations
 
 import statistics
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
@@ -50,8 +50,9 @@ class _CloneFunction(torch.autograd.Function):
         return grad.clone()
 
 
-def bench_shift(shape=STAGE1_SHAPE, gamma: str = "1/12", repeats: int = 20, channels_last: bool = False,
-                threads: Optional[int] = None, device: str = "cpu", dtype: str = "float32") -> Dict[str, object]:
+def bench_shift(shape: Tuple[int, int, int, int] = STAGE1_SHAPE, gamma: str = "1/12", repeats: int = 20,
+                channels_last: bool = False, threads: Optional[int] = None, device: str = "cpu",
+                dtype: str = "float32") -> Dict[str, object]:
     """Shift forward+backward vs ``x.clone()`` + ``grad.clone()`` (the memory-traffic floor) vs official."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r} is not one of: {', '.join(DTYPES)}")

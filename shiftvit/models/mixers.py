@@ -80,7 +80,8 @@ def get_mixer(name: str) -> Type[TokenMixer]:
     return _pick(MIXERS, name, "mixer")
 
 
-def register_mixer(name: str, options: Optional[Type[spec.MixerOptions]] = None):
+def register_mixer(name: str, options: Optional[Type[spec.MixerOptions]] = None
+                   ) -> Callable[[Type[nn.Module]], Type[nn.Module]]:
     """Register a mixer class under ``name``; ``options`` (a dataclass) makes ``mixer=name`` a config option
     whose values are checked before torch loads. Built-in mixers have theirs in ``spec.MIXER_OPTIONS``."""
     def wrap(cls: Type[TokenMixer]) -> Type[TokenMixer]:
