@@ -124,22 +124,24 @@ multirun.register_resolver()  # sweep job directories are named by their overrid
 def torchrun_sweep_error(argv: List[str]) -> str:
     """Why this command cannot run, under torchrun, or '': a sweep there would run every job in every process
     (each taking the sweep's lock in turn, the others refused), not one job across the processes."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and any(a in ("-m", "--multirun") for a in argv[1:]):
+    multirun = any(a in ("-m", "--multirun") or a.replace(" ", "") == "hydra.mode=MULTIRUN" for a in argv[1:])
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and multirun:
         return ("a sweep (-m) does not run under torchrun, which would start the whole sweep in every process: "
                 "launch each job with torchrun (one command per job), or sweep with hydra/launcher=submitit_slurm "
                 "and hydra.launcher.tasks_per_node=N, which runs each job on N processes")
     return ""
 
 
-if torchrun_sweep_error(sys.argv):
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"error: {torchrun_sweep_error(sys.argv)}", file=sys.stderr)
-    raise SystemExit(2)
-
 if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: join the group before Hydra picks a run dir
     from shiftvit import distributed
 
-    if not distributed.init_from_env().is_main:
+    processes = distributed.init_from_env()
+    if torchrun_sweep_error(sys.argv):
+        if processes.is_main:
+            print(f"error: {torchrun_sweep_error(sys.argv)}", file=sys.stderr, flush=True)
+        distributed.barrier()  # said before any process exits (torchrun stops the others at the first exit)
+        raise SystemExit(2)
+    if not processes.is_main:
         sys.argv.append("hydra.output_subdir=null")
 
 

@@ -588,10 +588,17 @@ def _sweep_size(sweep_dir: Path) -> Optional[int]:
 def _fail(message: str, multirun: bool, launch_error: Path) -> None:
     """A job that cannot run: one line on stderr; exit 2 for a single run, which leaves no folder behind (a
     typo would leave one per attempt); in a sweep the others go on, and the job's folder says why it did not run
-    (the sweep's table and report list it)."""
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    (the sweep's table and report list it). Under torchrun every process fails alike: rank 0 says it."""
+    from .distributed import barrier, info  # info is free of torch: a config error answers before torch loads
+
+    processes = info()
+    if processes.is_main:
+        print(f"error: {message}", file=sys.stderr, flush=True)
     if not multirun:
-        _remove_if_only_hydras(launch_error.parent)
+        if processes.enabled:  # the ranks share the folder: none may still be setting up its log file in it
+            barrier()
+        if processes.is_main:
+            _remove_if_only_hydras(launch_error.parent)
         raise SystemExit(2)
     from .records import atomic_write_bytes
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, List
+from typing import TYPE_CHECKING, Any, List
 
-import torch
-import torch.distributed as dist
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -39,11 +39,8 @@ def init_from_env() -> DistInfo:
     d = info()
     if not d.enabled:
         return d
-    if not dist.is_initialized():
-        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
-        if torch.cuda.is_available():
-            torch.cuda.set_device(d.local_rank)
-        dist.init_process_group(backend=backend)
+    _join(d)
+    dist = _dist()
     stamp = [time.strftime("%Y-%m-%d/%H-%M-%S") + f"-{time.time_ns() % 1_000_000:06d}" if d.is_main else None]
     dist.broadcast_object_list(stamp, src=0)
     os.environ["SHIFTVIT_RUN_STAMP"] = stamp[0]
@@ -59,19 +56,37 @@ def init_from_slurm() -> DistInfo:
 
     TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
     d = info()
+    _join(d)
+    return d
+
+
+def _dist():
+    """``torch.distributed``, imported at the first collective: ``info`` stays free of torch, so a process that
+    only checks its config (and says what is wrong in one line) never loads it."""
+    import torch.distributed
+
+    return torch.distributed
+
+
+def _join(d: DistInfo) -> None:
+    """Join the process group once: gloo for CPU tensors, NCCL for CUDA ones (on this rank's GPU)."""
+    import torch
+
+    dist = _dist()
     if not dist.is_initialized():
         if torch.cuda.is_available():
             torch.cuda.set_device(d.local_rank)
         dist.init_process_group(backend="cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
-    return d
 
 
 def barrier() -> None:
+    dist = _dist()
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
 
 
 def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
+    dist = _dist()
     if dist.is_available() and dist.is_initialized():
         values = values.clone()
         dist.all_reduce(values)
@@ -80,6 +95,7 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
 
 def gather_objects(value: Any) -> List[Any]:
     """Every rank's ``value``, in rank order, on every rank (``[value]`` without a process group)."""
+    dist = _dist()
     if dist.is_available() and dist.is_initialized():
         gathered: List[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(gathered, value)
@@ -89,6 +105,9 @@ def gather_objects(value: Any) -> List[Any]:
 
 def broadcast_flag(flag: bool) -> bool:
     """True on every rank if it is True on any rank (e.g. a preemption signal seen by one process)."""
+    import torch
+
+    dist = _dist()
     if dist.is_available() and dist.is_initialized():
         t = torch.tensor([1.0 if flag else 0.0])
         dist.all_reduce(t, op=dist.ReduceOp.MAX)

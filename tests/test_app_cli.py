@@ -282,6 +282,7 @@ def test_torchrun_two_processes_gloo(tmp_path):
 
 RANKS_SCRIPT = """
 import sys, timm, torch
+from pathlib import Path
 import shiftvit.models
 from shiftvit import distributed as d
 from shiftvit.config import TrainSettings
@@ -305,7 +306,7 @@ sums = d.gather_objects((trainer.partial["loss_sum"], trainer.partial["samples"]
 own = [loss / n for loss, n in sums]
 assert own[0] != own[1], own
 assert abs(mean - sum(loss for loss, _ in sums) / sum(n for _, n in sums)) < 1e-12, (mean, own)
-print("rank", d.info().rank, "ok")
+(Path(sys.argv[1]) / f"rank{d.info().rank}.ok").touch()  # the two ranks' prints would interleave
 """
 
 
@@ -321,7 +322,7 @@ def test_torchrun_ranks_draw_their_own_augmentations_and_the_loss_is_everyone_s(
     proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", str(script), str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, env=cli_env(OMP_NUM_THREADS="1"))
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    assert proc.stdout.count(" ok") == 2, proc.stdout
+    assert sorted(p.name for p in tmp_path.glob("rank*.ok")) == ["rank0.ok", "rank1.ok"], proc.stdout
 
 
 def test_torchrun_two_processes_stop_together_when_the_loss_diverges(tmp_path):
@@ -399,7 +400,7 @@ def test_every_job_of_a_sweep_names_the_commit_of_the_code_its_process_loaded(tm
     assert all(s["git_commit"] == loaded and s["git_dirty"] is False for s in summaries), summaries
 
 
-def test_a_sweep_under_torchrun_is_refused_in_one_line(tmp_path):
+def test_a_sweep_or_a_bad_value_under_torchrun_is_refused_in_one_line(tmp_path):
     """Every process would run the whole sweep (the second refused by the sweep's lock, with no record): one line
     instead, naming the two ways to run a sweep of multi-process jobs, and nothing written."""
     import shutil
@@ -414,6 +415,12 @@ def test_a_sweep_under_torchrun_is_refused_in_one_line(tmp_path):
                     "hydra/launcher=submitit_slurm and hydra.launcher.tasks_per_node=N, which runs each job on N "
                     "processes"], proc.stderr[-3000:]
     assert list(tmp_path.iterdir()) == []
+    # a bad value under torchrun: every process refuses it, rank 0 says so (it was said once per process)
+    bad = run_cli(["train.lr=-1", "logger=none"], cwd=tmp_path,
+                  command=[torchrun, "--standalone", "--nproc_per_node=2", str(ROOT / "run.py")])
+    assert bad.returncode != 0
+    assert [line for line in bad.stderr.splitlines() if line.startswith("error:")] == [
+        "error: train.lr=-1.0 must be > 0"], bad.stderr[-3000:]
 
 
 def test_three_processes_share_a_small_data_set_in_batches_of_their_share(tmp_path):
