@@ -36,7 +36,7 @@ from shiftvit.records import (
     parse_metrics,
     run_status,
 )
-from shiftvit.tracking import unflatten
+from shiftvit.tracking import RECORD_CONFIG_KEY, unflatten
 
 from .arms import MIXER_ORDER, assign_arms, flatten_config
 
@@ -161,9 +161,15 @@ def wandb_row(config: Dict[str, Any], summary: Dict[str, Any], state: str, url: 
     as ``Tracker`` logs it), its summary (the record's, which the run writes at its end) and its state. A run
     with no status in its summary was cut off before it wrote its end: running while wandb says so, else
     interrupted, as a record whose process is gone."""
-    logged = unflatten({k: v for k, v in config.items() if not k.startswith("_") and k != "config_hash"})
+    logged = config.get(RECORD_CONFIG_KEY)
+    if isinstance(logged, dict):  # the run's config as the record holds it
+        logged = {k: v for k, v in logged.items() if k != "config_hash"}
+    else:  # logged before the nested copy: the flat keys, less a sweep agent's own ("mixer" beside "mixer.name")
+        logged = unflatten({k: v for k, v in config.items() if not k.startswith("_") and k != "config_hash"
+                            and not any(other.startswith(f"{k}.") for other in config)})
     summary = {k: v for k, v in summary.items() if not k.startswith("_")}
-    status = summary.get("status") or (RUNNING if state == WANDB_RUNNING_STATE else INTERRUPTED)
+    # wandb's state first: a resumed online run is running, whatever its earlier attempt left in the summary
+    status = RUNNING if state == WANDB_RUNNING_STATE else summary.get("status") or INTERRUPTED
     return record_row(logged, summary, status, where=url, sweep=summary.get("sweep_name") or group, job=name)
 
 

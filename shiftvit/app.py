@@ -6,7 +6,6 @@ Also usable without Hydra: ``run_experiment(config_dict, run_dir)`` does everyth
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import hashlib
 import json
 import logging
@@ -52,16 +51,23 @@ def _git(*args: str) -> Optional[str]:
 
 # Both are read once per process, at its first run: the code a process runs is what it loaded then. A sweep's
 # jobs run one after another in the launcher's process, so a commit made while it runs is not the code of its
-# later jobs (read at each job, their records named it).
-@functools.cache
+# later jobs (read at each job, their records named it). A failed read (no git, a timeout) is not kept.
+_PROVENANCE: Dict[str, Any] = {}
+
+
+def _once(key: str, read: Callable[[], Any]) -> Any:
+    if _PROVENANCE.get(key) is None:
+        _PROVENANCE[key] = read()
+    return _PROVENANCE[key]
+
+
 def git_commit() -> Optional[str]:
-    return _git("rev-parse", "HEAD") or None
+    return _once("commit", lambda: _git("rev-parse", "HEAD") or None)
 
 
-@functools.cache
 def git_dirty() -> Optional[bool]:
     """Whether tracked files of the checkout differ from its commit (None outside a git checkout)."""
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    status = _once("status", lambda: _git("status", "--porcelain", "--untracked-files=no"))
     return None if status is None else bool(status)
 
 

@@ -59,13 +59,16 @@ def _order_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
-def rank_seed(seed: int, rank: int) -> int:
-    """The seed of process ``rank``'s random draws (augmentation, dropout, mixup, its loader's workers): the run's
-    seed on rank 0, and a stream of its own on every other rank. One seed on every rank gave each process the
-    same draws: the copies of an image that repeated augmentation spreads over the processes came out identical
-    (no repeated augmentation at all), and every other draw was mirrored across ranks. Mixed (not ``seed + rank``,
-    as timm does) so that one seed's rank 1 is not the next seed's rank 0."""
-    return seed if rank == 0 else int(np.random.SeedSequence((seed, rank)).generate_state(1, np.uint64)[0] >> 1)
+def rank_seed(seed: int, rank: int, world_size: int) -> int:
+    """The seed of a process's random draws (augmentation, dropout, mixup, its loader's workers): one process
+    keeps the run's seed; under torchrun each rank gets a stream of its own. One seed on every rank gave each
+    process the same draws: the copies of an image that repeated augmentation spreads over the processes came out
+    identical (no repeated augmentation at all), and every other draw was mirrored across ranks. Mixed (not
+    ``seed + rank``, as timm does) so that one seed's rank 1 is not the next seed's rank 0, and on rank 0 too,
+    whose draws would otherwise replay the numbers that initialised the weights."""
+    if world_size == 1:
+        return seed
+    return int(np.random.SeedSequence((seed, rank)).generate_state(1, np.uint64)[0] >> 1)
 
 
 class EpochSampler(Sampler[int]):
@@ -173,10 +176,10 @@ class SeededDraws(Dataset):
         index, draw = key
         seed = int(np.random.SeedSequence((self.seed, *draw)).generate_state(1, np.uint64)[0] >> 1)
         python, numpy_state = random.getstate(), np.random.get_state()
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]):  # the CPU generator's state comes back; CUDA's is never touched
             random.seed(seed)
             np.random.seed(seed % 2**32)
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)  # torch.manual_seed would reseed the GPUs' generators too
             try:
                 return self.dataset[index]
             finally:
@@ -474,8 +477,8 @@ def _require_dir(path: Path, what: str) -> Path:
 def _posterize(img, bits_to_keep: int, **_: Any):
     """timm's posterize op, with 0 bits kept giving the black image that Pillow before 13 made of it.
     RandAugment's posterize keeps 0 bits at the top of its magnitude range (``rand-m9-mstd0.5-inc1`` reaches it
-    about once in 700 images); Pillow 13's ``ImageOps.posterize`` refuses 0 bits with a ValueError, which ended
-    the official recipe's training within its first epoch. Written here because timm (1.0.31) passes the 0."""
+    now and then); Pillow 13's ``ImageOps.posterize`` refuses 0 bits with a ValueError, which ended the official
+    recipe's training within its first epoch. Written here because timm passes the 0 on."""
     from PIL import ImageOps
 
     if bits_to_keep >= 8:
@@ -552,6 +555,10 @@ def _mnist_files(cls, root: str) -> List[Path]:
     return [folder / os.path.splitext(os.path.basename(url))[0] for url, _ in cls.resources]
 
 
+# the idx format's type codes -> bytes per item (unsigned and signed byte, short, int, float, double)
+IDX_ITEM_BYTES = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}
+
+
 def _idx_problem(path: Path) -> Optional[str]:
     """What is wrong with an idx file (MNIST's format: a header with its shape, then the bytes), from its header and
     size alone; None when nothing is. The header: two zero bytes, the type code (8: unsigned bytes), the number of
@@ -567,8 +574,10 @@ def _idx_problem(path: Path) -> Optional[str]:
         return f"cannot be read ({e.strerror or e})"
     if len(dims) < 4 * header[3]:
         return "is truncated inside its header"
+    if header[2] not in IDX_ITEM_BYTES:
+        return f"has idx type code {header[2]:#x}, not one of the idx format's"
     shape = [int.from_bytes(dims[i:i + 4], "big") for i in range(0, len(dims), 4)]
-    expected = 4 + len(dims) + int(np.prod(shape, dtype=np.int64)) * (1 if header[2] == 8 else 4)
+    expected = 4 + len(dims) + int(np.prod(shape, dtype=np.int64)) * IDX_ITEM_BYTES[header[2]]
     if size != expected:
         state = "truncated" if size < expected else "longer than its header says"
         return f"is {state}: its header says {'×'.join(map(str, shape))} ({expected} bytes), the file has {size}"
@@ -590,11 +599,12 @@ def _image_extensions() -> Tuple[str, ...]:
     return tuple(get_img_extensions())
 
 
-def _holds_an_image(folder: Path) -> bool:
-    """An image file in a class folder of ``folder``; stops at the first one found."""
+def _holds_an_image(folder: Path, below: bool = True) -> bool:
+    """An image file under ``folder`` (``below``: in a folder below it, as a split's class folders); stops at the
+    first one found. A folder without one is no class to timm's reader."""
     extensions = _image_extensions()
     for here, _, files in os.walk(folder):
-        if Path(here) != folder and any(f.lower().endswith(extensions) for f in files):
+        if (Path(here) != folder or not below) and any(f.lower().endswith(extensions) for f in files):
             return True
     return False
 
@@ -647,8 +657,8 @@ def check_files(name: str, root: str = "", download: bool = C.download, train_sp
                                 f"{str(folder)!r}: imagefolder expects {layout}; put the images there, one folder "
                                 "per class")
         train_folder, val_folder = Path(root) / train_split, Path(root) / val_split
-        classes = [{entry.name for entry in folder.iterdir() if entry.is_dir() and not entry.name.startswith(".")}
-                   for folder in (train_folder, val_folder)]
+        classes = [{entry.name for entry in folder.iterdir() if entry.is_dir() and not entry.name.startswith(".")
+                    and _holds_an_image(entry, below=False)} for folder in (train_folder, val_folder)]
         if classes[0] != classes[1]:
             raise DataError(_class_folders_differ(train_folder, val_folder, *classes))
 
@@ -863,9 +873,10 @@ def make_loaders(bundle: DataBundle, batch_size: int, seed: int, num_workers: in
     # A loader-owned generator: creating an iterator must not draw from the global RNG, or resuming in the
     # middle of an epoch (a fresh iterator) would shift every random number drawn afterwards. The workers' seeds
     # come from it: a stream of each process's own (rank_seed), as the training process's draws.
-    rank = torch_dist.get_rank() if distributed else 0
-    common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(),
-                  persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(rank_seed(seed, rank)))
+    rank, world_size = (torch_dist.get_rank(), torch_dist.get_world_size()) if distributed else (0, 1)
+    generator = torch.Generator().manual_seed(rank_seed(seed, rank, world_size))
+    common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0,
+                  generator=generator)
     train_set: Dataset = _unaugmented(bundle.train)
     if not _replayable(bundle.train):  # augmented image by image: each image from a seed of its own
         train_set, train_sampler = SeededDraws(train_set, seed), DrawKeys(train_sampler, rank)

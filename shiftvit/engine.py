@@ -230,7 +230,7 @@ class Trainer:
         self.num_updates = 0
         self.diverged = False
         if self.dist.enabled:  # the model was built from the shared seed (and DDP made the ranks' weights one)
-            reseed(rank_seed(seed, self.dist.rank))
+            reseed(rank_seed(seed, self.dist.rank, self.dist.world_size))
 
     # --- checkpointing --------------------------------------------------------------------------------------
     @property
@@ -282,8 +282,12 @@ class Trainer:
             self.ema.module.load_state_dict(state["ema"])
         # this process's own state where the checkpoint holds every rank's (world_size is part of the run's
         # identity, so a resumed run has as many ranks as the one that wrote it)
-        own = (state.get("ranks") or [])[self.dist.rank:self.dist.rank + 1]
-        own = own[0] if own else {"rng": state["rng"], "partial": state["partial"]}
+        if self.dist.enabled and not state.get("ranks"):
+            raise RecordError(
+                f"{self.checkpoint_path} was written by older code, whose processes shared one random stream and "
+                "rank 0's loss: resuming it now would finish the run under two schemes; train.resume=fresh "
+                "archives the record and starts over")
+        own = state["ranks"][self.dist.rank] if self.dist.enabled else state
         _set_rng_state(own["rng"])
         self.start_epoch, self.start_batch = state["epoch"], state["batch"]
         self.num_updates = state["num_updates"]

@@ -41,6 +41,12 @@ def unflatten(flat: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
+# the run's config as one nested value in wandb's config, beside its flat keys (which wandb's tables and filters
+# want): under `wandb agent` the sweep's parameters enter the config too, as given ("mixer": "shift" beside
+# "mixer.name", an lr before the recipe scales it), so the flat keys alone no longer say what the run ran
+RECORD_CONFIG_KEY = "record_config"
+
+
 class Tracker:
     """Logs to wandb if it can; every method is a no-op after the first failure."""
 
@@ -55,7 +61,8 @@ class Tracker:
         if mode not in MODES:
             raise ValueError(f"logger.mode={mode!r} is not one of: {', '.join(MODES)}")
         kwargs = dict(project=project, entity=entity, group=group, job_type=job_type, name=name, tags=tags or None,
-                      config=flatten(config), dir=str(run_dir), id=run_id, resume="allow", reinit="finish_previous")
+                      config={**flatten(config), RECORD_CONFIG_KEY: config}, dir=str(run_dir), id=run_id,
+                      resume="allow", reinit="finish_previous")
         if os.environ.get("WANDB_SWEEP_ID"):  # started by `wandb agent`: the agent owns run id and project
             for key in ("id", "resume", "project", "entity"):
                 kwargs.pop(key)
@@ -118,4 +125,4 @@ class Tracker:
         self.run = None
 
 
-__all__ = ["Tracker", "flatten", "unflatten"]
+__all__ = ["RECORD_CONFIG_KEY", "Tracker", "flatten", "unflatten"]

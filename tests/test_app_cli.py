@@ -18,6 +18,7 @@ from shiftvit.config import DEFAULT_TOLERANCE
 from shiftvit.models import MIXERS
 from shiftvit.multirun import job_dirs
 from shiftvit.records import FAILED, INTERRUPTED, METRIC_KEYS, SUMMARY_KEYS, read_metrics, read_summary
+from shiftvit.tracking import RECORD_CONFIG_KEY
 
 REQUIRED = ("status", "val_top1", "val_top5", "best_val_top1", "ema_val_top1", "params", "macs",
             "train_images_per_s", "eval_images_per_s", "wall_s", "seed", "git_commit")
@@ -56,14 +57,23 @@ def test_default_run_records_itself_and_reaches_97(tmp_path):
     # standard errors and the verdict read (it once lacked the data, tolerance and budget target: a false verdict)
     where = ("run_dir", "sweep", "job")
     record, record_config, _ = run_row(run_dir)
-    mirror, mirror_config, why = wandb_row(logged_config(logs[0]), logged_summary(logs[0]), "finished", "url",
-                                           None, run_dir.name)
-    assert why is None and mirror_config == record_config
-    assert {k: v for k, v in mirror.items() if k not in where} == {k: v for k, v in record.items() if k not in where}
+    logged = logged_config(logs[0])
+    # under `wandb agent` the sweep's parameters enter wandb's config as given, beside the flat keys: the mixer's
+    # name as "mixer", an lr before the recipe scales it; and a run logged before the nested record config had
+    # the flat keys only (the agent's "mixer" then broke the nesting: a crash)
+    as_agent = {**logged, "mixer": "shift", "scale": "none", "train.lr": 1.0}
+    flat_only = {k: v for k, v in {**logged, "mixer": "shift"}.items() if k != RECORD_CONFIG_KEY}
+    for config in (logged, as_agent, flat_only):
+        mirror, mirror_config, why = wandb_row(config, logged_summary(logs[0]), "finished", "url", None,
+                                               run_dir.name)
+        assert why is None and mirror_config == record_config
+        assert {k: v for k, v in mirror.items() if k not in where} == \
+            {k: v for k, v in record.items() if k not in where}
     cut_off = {k: v for k, v in logged_summary(logs[0]).items() if k != "status"}  # killed before its end
     assert wandb_row(logged_config(logs[0]), cut_off, "crashed", "url", None, None)[0]["status"] == INTERRUPTED
-    assert wandb_row(logged_config(logs[0]), cut_off, "running", "url", None, None)[2] == \
-        "status 'running' (still running)"
+    for summary_now in (cut_off, logged_summary(logs[0])):  # wandb's state first: a resumed run is running
+        assert wandb_row(logged_config(logs[0]), summary_now, "running", "url", None, None)[2] == \
+            "status 'running' (still running)"
 
 
 def test_headline_sweep_is_fair_by_default_with_exact_gamma_and_dedupe(tmp_path):
@@ -268,6 +278,15 @@ def test_torchrun_two_processes_gloo(tmp_path):
     killed = subprocess.run([*torchrun, *options, f"hydra.run.dir={killed_dir}"], cwd=tmp_path, capture_output=True,
                             text=True, timeout=600, env=cli_env(SHIFTVIT_FAULT="after_rename:checkpoint.pt:1:kill"))
     assert killed.returncode != 0 and len(read_metrics(killed_dir)) == 1, killed.stderr[-3000:]
+    # a checkpoint that older code wrote under torchrun (one random stream for all ranks, rank 0's loss) is not
+    # resumed under the new scheme: the run would finish as a hybrid of the two
+    older = tmp_path / "older"
+    shutil.copytree(killed_dir, older)
+    state = torch.load(older / "checkpoint.pt", weights_only=True)
+    torch.save({k: v for k, v in state.items() if k != "ranks"}, older / "checkpoint.pt")
+    refused = run_cli([*options, f"hydra.run.dir={older}"], cwd=tmp_path, command=torchrun)
+    assert refused.returncode != 0 and "was written by older code, whose processes shared one random stream" in \
+        refused.stderr and "train.resume=fresh" in refused.stderr, refused.stderr[-3000:]
     resumed = run_cli([*options, f"hydra.run.dir={killed_dir}"], cwd=tmp_path, command=torchrun)
     assert resumed.returncode == 0 and "resumed from" in resumed.stdout + resumed.stderr, resumed.stderr[-3000:]
     same = ("train_loss", "lr", "val_loss", "val_top1", "val_top5", "ema_val_top1")

@@ -211,6 +211,10 @@ def test_imagefolder_classes_must_match_before_anything_is_written(tmp_path):
         run_experiment(composed(*FAST, "data=imagefolder", f"data.root={tmp_path / 'imgs'}", "data.img_size=32"),
                        tmp_path / "run")
     assert not (tmp_path / "run").exists()
+    # a folder without images is no class to timm's reader, nor to the check
+    (tmp_path / "imgs" / "val" / "c11").rename(tmp_path / "imgs" / "val" / "c10")
+    (tmp_path / "imgs" / "val" / "empty").mkdir()
+    check_files("imagefolder", root=str(tmp_path / "imgs"))
 
 
 def test_the_official_recipe_s_augmentation_runs_at_every_magnitude_and_erases_with_noise(tmp_path):
@@ -459,6 +463,9 @@ def test_mnist_like_broken_files_are_named_with_the_way_out(tmp_path):
     images.write_bytes(whole[:-100])
     one_line_data_error(build_data, "mnist", root=str(tmp_path), match=(
         f"mnist: '{images}' is truncated: its header says 60×28×28 (47056 bytes), the file has 46956: fetch it again"))
+    images.write_bytes(whole[:2] + b"\x07" + whole[3:])
+    one_line_data_error(build_data, "mnist", root=str(tmp_path), match=(
+        f"mnist: '{images}' has idx type code 0x7, not one of the idx format's: fetch it again"))
     images.write_bytes(whole)
     write_idx(tmp_path / "other", "t10k", 20)
     (raw / "train-labels-idx1-ubyte").write_bytes((tmp_path / "other" / "t10k-labels-idx1-ubyte").read_bytes())

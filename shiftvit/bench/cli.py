@@ -89,7 +89,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     default_device = "cuda" if torch.cuda.is_available() else "cpu"
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--malloc", default=TrainSettings.malloc, choices=MALLOC_MODES,
-                        help="CPU allocator mode, as run.py's train.malloc (default: retain, as run.py)")
+                        help="CPU allocator mode, as run.py's train.malloc (default: run.py's)")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("shift", parents=[common],
                        help="shift op forward+backward vs clone() and vs the official implementation")

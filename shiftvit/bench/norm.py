@@ -4,8 +4,7 @@ of the same tensors, in both memory formats, in float32 and under bf16 autocast 
 ``train.amp=bf16``): what the norm of every block costs, against the floor of any out-of-place op.
 
 A LayerNorm over the last three dimensions of the tensor as stored computes the same statistics in either memory
-format; timed here at commit 2d9ae04 it cost 11-13 copies against native's 4-7 on an H200, and was dropped
-(README, Performance)."""
+format; it was timed here, slower than native on an H200, and dropped (README, Performance, has the numbers)."""
 from __future__ import annotations
 
 import statistics
