@@ -136,9 +136,10 @@ if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: join the group
     from shiftvit import distributed
 
     processes = distributed.init_from_env()
-    if torchrun_sweep_error(sys.argv):
+    problem = torchrun_sweep_error(sys.argv)
+    if problem:
         if processes.is_main:
-            print(f"error: {torchrun_sweep_error(sys.argv)}", file=sys.stderr, flush=True)
+            print(f"error: {problem}", file=sys.stderr, flush=True)
         distributed.barrier()  # said before any process exits (torchrun stops the others at the first exit)
         raise SystemExit(2)
     if not processes.is_main:

@@ -157,10 +157,10 @@ def record_row(config: Dict[str, Any], summary: Dict[str, Any], status: str, whe
 
 def wandb_row(config: Dict[str, Any], summary: Dict[str, Any], state: str, url: str, group: Optional[str],
               name: Optional[str]) -> Tuple[Optional[Dict[str, Any]], Optional[Dict[str, Any]], Optional[str]]:
-    """A wandb run as ``record_row`` makes a record's row: its logged config (the effective config with flat keys,
-    as ``Tracker`` logs it), its summary (the record's, which the run writes at its end) and its state. A run
-    with no status in its summary was cut off before it wrote its end: running while wandb says so, else
-    interrupted, as a record whose process is gone."""
+    """A wandb run as ``record_row`` makes a record's row: its logged config (the effective config, which
+    ``Tracker`` logs whole under ``RECORD_CONFIG_KEY`` beside the flat keys), its summary (the record's, which the
+    run writes at its end) and its state. wandb's running state comes first; a run with no status in its summary
+    was cut off before it wrote its end: interrupted, as a record whose process is gone."""
     logged = config.get(RECORD_CONFIG_KEY)
     if isinstance(logged, dict):  # the run's config as the record holds it
         logged = {k: v for k, v in logged.items() if k != "config_hash"}

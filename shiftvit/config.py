@@ -727,6 +727,7 @@ def resolve(cfg: Dict[str, Any]) -> Dict[str, Any]:
     # schedule length, so another run (and never the resume of one), whether or not lr_base_size scales the lr
     effective["world_size"] = world_size
     _check_optimisation(effective["train"])  # timm, and so torch, from here on
+    _check_augmentation(effective["train"])
     from .flops import BudgetError, count, solve_depths
 
     name, img_size = effective["model"]["name"], effective["model"]["img_size"]
@@ -799,7 +800,11 @@ def _check_optimisation(train: Dict[str, Any]) -> None:
         raise ConfigError(f"train.sched={train['sched']!r} is not a per-update schedule timm builds ({reason}): use "
                           f"train.sched={TrainSettings.sched}, constant (a fixed rate after the warm-up) or another "
                           "name timm.scheduler.create_scheduler_v2 accepts")
-    if train["aa"]:  # parsed by timm when the data is built, after the record is written: parse it now
+
+
+def _check_augmentation(train: Dict[str, Any]) -> None:
+    """timm parses ``train.aa`` when the data is built, after the record is written: parse it now."""
+    if train["aa"]:
         from timm.data import create_transform
 
         try:

@@ -59,6 +59,12 @@ def _order_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
+def _mixed_seed(*entropy: int) -> int:
+    """A seed mixed from integers (numpy's SeedSequence): nearby inputs give unrelated streams, and every
+    generator here (Python's, NumPy's, torch's) takes it."""
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)
+
+
 def rank_seed(seed: int, rank: int, world_size: int) -> int:
     """The seed of a process's random draws (augmentation, dropout, mixup, its loader's workers): one process
     keeps the run's seed; under torchrun each rank gets a stream of its own. One seed on every rank gave each
@@ -66,9 +72,7 @@ def rank_seed(seed: int, rank: int, world_size: int) -> int:
     identical (no repeated augmentation at all), and every other draw was mirrored across ranks. Mixed (not
     ``seed + rank``, as timm does) so that one seed's rank 1 is not the next seed's rank 0, and on rank 0 too,
     whose draws would otherwise replay the numbers that initialised the weights."""
-    if world_size == 1:
-        return seed
-    return int(np.random.SeedSequence((seed, rank)).generate_state(1, np.uint64)[0] >> 1)
+    return seed if world_size == 1 else _mixed_seed(seed, rank)
 
 
 class EpochSampler(Sampler[int]):
@@ -174,7 +178,7 @@ class SeededDraws(Dataset):
 
     def __getitem__(self, key):
         index, draw = key
-        seed = int(np.random.SeedSequence((self.seed, *draw)).generate_state(1, np.uint64)[0] >> 1)
+        seed = _mixed_seed(self.seed, *draw)
         python, numpy_state = random.getstate(), np.random.get_state()
         with torch.random.fork_rng(devices=[]):  # the CPU generator's state comes back; CUDA's is never touched
             random.seed(seed)
