@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One short pass over everything that needs a GPU: the GPU benchmark tables (the shift op, GroupNorm(1), Shift-T
 # against its identity backbone, Swin-T and the official structure, compiled against eager, run.py against a
-# bare loop on a 32-px ablation job, CIFAR's loaders against a small model's steps), then the CUDA tests:
+# bare loop on a 32-px ablation job, CIFAR's loaders against a small model's steps) and the CUDA tests (the quick
+# ones after the cheap benchmarks, those that compile or run run.py last):
 #     bash experiments/gpu_check.sh [OUT_DIR]        (BUDGET_S seconds in all, default 500, on one H100/H200)
 # The steps run in order of what they settle, each under its own limit and never past the whole budget; the
 # script goes on past a failing step, so one bad step still leaves the others' numbers. Output: OUT_DIR/log.txt
@@ -85,6 +86,12 @@ step fast_bf16 45 "$py" -m shiftvit.bench fast --device "$device" --amp bf16 "${
 # the cheap steps that settle a target or a default first, the compilations (minutes each) after them:
 # GroupNorm(1)'s kernels, the default norm kernel's question
 step norm 90 "$py" -m shiftvit.bench norm --device "$device" "${norm_args[@]}" --out "$out/norm.json"
+# the quick CUDA tests (the Triton kernels against their definitions on the device: what the numbers above assume)
+# before the slow steps, which spent the budget in an earlier run and left them unrun
+slow="compile or run_py or resume or torchrun"
+if [ "$device" = cuda ]; then
+    step tests 120 "$py" -m pytest -q --durations=5 -p no:cacheprovider tests/test_cuda.py -k "not ($slow)"
+fi
 # a 32-px ablation job: run.py's engine (in the bare loop's process, epochs in turn) and run.py (its own process)
 # against a bare loop, tensor data served on the device, same batch; eager, then compiled with CUDA graphs (static
 # shapes: every batch is full)
@@ -109,9 +116,7 @@ step overhead_eager_nondeterministic 90 "$py" -m shiftvit.bench overhead --devic
 # Shift-T compiled whole (train.compile_scope=model, the default) against eager: the other scope's speed
 step throughput_compiled_whole 300 $(cold) "$py" -m shiftvit.bench throughput "${compiled_whole[@]}" --device "$device" \
     --amp bf16 --channels-last --no-eval "${tp_args[@]}" --out "$out/throughput_compiled_whole.json"
-if [ "$device" = cuda ]; then  # last, in what is left of the budget: the quick tests, then those that run run.py
-    slow="compile or run_py or resume or torchrun"
-    step tests 120 "$py" -m pytest -q --durations=5 -p no:cacheprovider tests/test_cuda.py -k "not ($slow)"
+if [ "$device" = cuda ]; then  # last, in what is left of the budget: the tests that compile or run run.py
     step tests_run_py 600 "$py" -m pytest -q --durations=0 -p no:cacheprovider tests/test_cuda.py -k "$slow"
 fi
 # the targets of issue #16 read off the JSON above: the table this run settles, always made, past the budget

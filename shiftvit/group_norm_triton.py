@@ -1,5 +1,8 @@
 """GroupNorm(1, C), the norm of every ShiftViT block, as four Triton kernels for CUDA tensors, in either memory
-format, with float32 statistics for float32, bf16 and fp16 tensors (the output keeps the input's dtype).
+format, with float32 statistics for float32, bf16 and fp16 tensors. The output keeps the input's dtype, except under
+CUDA autocast, where it is float32 as native ``group_norm``'s is (autocast runs ``group_norm`` in float32; a custom
+autograd function is outside its op lists, so this one would otherwise hand bf16 to the next op where the native
+norm hands float32). The kernels read the input in its own dtype either way: no cast is launched for it.
 
 Why hand-written: PyTorch's CUDA ``group_norm`` copies a channels-last input to NCHW and returns NCHW (on an
 H200 it cost 6.5 copies forward + backward in channels-last against 3.9 in NCHW; README, Performance), Inductor's
@@ -13,9 +16,13 @@ Opt-in (``SHIFTVIT_GPU_NORM_KERNEL=triton`` or ``shiftvit.ops.set_gpu_norm_kerne
 GPU when written. Tested on CPU through Triton's interpreter (``TRITON_INTERPRET=1``) against ``F.group_norm``.
 Imported only when selected, so Triton is never a dependency of the default path.
 """
+from typing import Optional
+
 import torch
 import triton
 import triton.language as tl
+
+from .ops import empty_unfilled
 
 # elements a statistics program reduces (in BLOCK-sized steps), and the tile sizes of the other three kernels
 CHUNK = 16384
@@ -132,11 +139,12 @@ def _statistics(x: torch.Tensor, eps: float):
 
 class _GroupNorm1(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
+                out_dtype: torch.dtype) -> torch.Tensor:
         x, s_c, s_p = _layout(x)
         n, c, h, w = x.shape
         mean, rstd = _statistics(x, eps)
-        y = torch.empty_like(x)
+        y = empty_unfilled(x, dtype=out_dtype)
         grid, block_c, block_p = _grid_tiles(n, c, h * w)
         _normalise[grid](x, y, mean, rstd, weight, bias, c, h * w, s_c, s_p, BLOCK_C=block_c, BLOCK_P=block_p)
         ctx.save_for_backward(x, weight, mean, rstd)
@@ -157,14 +165,21 @@ class _GroupNorm1(torch.autograd.Function):
         w32 = weight.float()
         m = c * h * w
         c1, c2 = (b * w32).sum(1) / m, (a * w32).sum(1) / m
-        dx = torch.empty_like(x)
+        dx = empty_unfilled(x)
         _backward_input[grid](x, dy, dx, mean, rstd, weight, c1, c2, c, h * w, s_c, s_p,
                               BLOCK_C=block_c, BLOCK_P=block_p)
-        return dx, a.sum(0).to(weight.dtype), b.sum(0).to(weight.dtype), None
+        return dx, a.sum(0).to(weight.dtype), b.sum(0).to(weight.dtype), None, None
 
 
-def group_norm1_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """``F.group_norm(x, 1, weight, bias, eps)`` of an (N, C, H, W) tensor, in its own memory format and dtype."""
+def output_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype native ``group_norm`` returns for ``x`` here: float32 under CUDA autocast, else ``x``'s own."""
+    return torch.float32 if x.is_cuda and torch.is_autocast_enabled("cuda") else x.dtype
+
+
+def group_norm1_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5,
+                       out_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """``F.group_norm(x, 1, weight, bias, eps)`` of an (N, C, H, W) tensor, in its own memory format; its dtype
+    is ``out_dtype``, by default the one native ``group_norm`` would return (``output_dtype``)."""
     if x.dim() != 4:
         raise ValueError(f"group_norm1_triton expects an (N, C, H, W) tensor, got shape {tuple(x.shape)}")
-    return _GroupNorm1.apply(x, weight, bias, eps)
+    return _GroupNorm1.apply(x, weight, bias, eps, output_dtype(x) if out_dtype is None else out_dtype)

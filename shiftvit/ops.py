@@ -29,6 +29,23 @@ from timm.layers import register_notrace_function
 from .spec import GammaLike, parse_gamma, shift_channels  # noqa: F401  (re-exported: shiftvit.ops.parse_gamma)
 
 
+def empty_unfilled(like: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """``torch.empty_like(like, dtype=dtype)`` for an output its kernel writes in full. Under
+    ``torch.use_deterministic_algorithms`` (``run.py``'s default, ``train.deterministic=true``) PyTorch fills every
+    ``torch.empty*`` tensor with NaN, so that a read of uninitialised memory is reproducible
+    (``torch.utils.deterministic.fill_uninitialized_memory``); for a kernel that writes every element that is one
+    more full write, which turned the write-once shift into a write-twice one. Compiled code allocates its own."""
+    flags = torch.utils.deterministic
+    if torch.compiler.is_compiling() or not (flags.fill_uninitialized_memory
+                                             and torch.are_deterministic_algorithms_enabled()):
+        return torch.empty_like(like, dtype=dtype)
+    flags.fill_uninitialized_memory = False
+    try:
+        return torch.empty_like(like, dtype=dtype)
+    finally:
+        flags.fill_uninitialized_memory = True
+
+
 def shift_official(x: torch.Tensor, g: int, inverse: bool = False, shift_size: int = 1) -> torch.Tensor:
     """The official algorithm (microsoft/SPACH): zero the output, then five slice copies (``inverse``: the
     opposite shift). Plain and obviously correct; the TorchScript path and the default GPU kernel: 6 launches,
@@ -51,7 +68,7 @@ def _shift_write_once(x: torch.Tensor, g: int, inverse: bool = False, shift_size
     """Write each output element once: shifted slice copies plus ``shift_size``-wide zero fills, no full
     zeroing. Fewest bytes moved (9 small ops): the fastest on CPUs, where the shift is bound by memory traffic."""
     s = shift_size
-    out = torch.empty_like(x)  # preserves channels_last
+    out = empty_unfilled(x)  # preserves channels_last
     starts = (g, 0, 3 * g, 2 * g) if inverse else (0, g, 2 * g, 3 * g)
     left, right, up, down = (slice(c, c + g) for c in starts)
     if x.shape[-1] > s:
@@ -167,9 +184,13 @@ def set_gpu_kernel(name: str) -> str:
 
 
 def _shift_once(x: torch.Tensor, g: int, inverse: bool, shift_size: int) -> torch.Tensor:
+    if x.is_cuda:
+        return _gpu_shift.fn(x, g, inverse, shift_size)
     if x.device.type == "cpu":
         return _shift_write_once(x, g, inverse, shift_size)
-    return _gpu_shift.fn(x, g, inverse, shift_size)
+    # meta (the FLOP counter builds models there), mps, ...: the official slices run on any device; a Triton
+    # kernel would be launched on a null pointer
+    return shift_official(x, g, inverse, shift_size)
 
 
 class _ShiftFunction(torch.autograd.Function):

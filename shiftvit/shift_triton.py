@@ -14,6 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .ops import empty_unfilled
+
 # Elements per program: a tile of rows x columns (NCHW) or of columns x channels (channels-last)
 TILE = 2048
 CHANNEL_BLOCK = 128
@@ -78,7 +80,7 @@ def shift_triton(x: torch.Tensor, g: int, inverse: bool = False, shift_size: int
     channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
     if not channels_last:
         x = x.contiguous()
-    out = torch.empty_like(x)
+    out = empty_unfilled(x)
     n, c, h, w = x.shape
     if out.numel() == 0:
         return out

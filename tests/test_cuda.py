@@ -117,6 +117,22 @@ def test_triton_group_norm_on_cuda_equals_group_norm_and_in_a_model(memory_forma
     torch.testing.assert_close(logits, reference, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_triton_group_norm_under_bf16_autocast_returns_what_native_group_norm_returns(dtype):
+    """Autocast runs native group_norm in float32; the Triton norm, outside autocast's op lists, matches that
+    itself, so a model's dtypes (and the speed rows that compare the two norms) are the same with either."""
+    pytest.importorskip("triton")
+    from shiftvit.group_norm_triton import group_norm1_triton
+
+    x = torch.randn(4, 96, 14, 14, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last)
+    weight, bias = torch.randn(96, device="cuda"), torch.randn(96, device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        expected = torch.nn.functional.group_norm(x, 1, weight, bias, 1e-5)
+        got = group_norm1_triton(x, weight, bias, 1e-5)
+    assert got.dtype == expected.dtype == torch.float32
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("mixer", ["shift", "attn", "dwconv", "pool"])
 def test_model_on_cuda_equals_cpu_in_both_memory_formats(mixer):
     model = timm.create_model("shiftvit_light_tiny", mixer=mixer, img_size=64).eval()

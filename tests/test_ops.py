@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from shiftvit import parse_gamma, shift, shift_official
-from shiftvit.ops import _shift_write_once, shift_by, shift_channels
+from shiftvit.ops import GPU_KERNELS, _shift_write_once, shift_by, shift_channels
 
 
 def naive_shift(x: torch.Tensor, g: int) -> torch.Tensor:
@@ -197,6 +197,51 @@ def test_gpu_kernel_setting_is_validated_and_leaves_cpu_tensors_alone():
         assert previous == "torch" and torch.equal(shift_by(x, 2), expected)  # CPU: the write-once kernel still
     finally:
         set_gpu_kernel(previous)
+
+
+def test_deterministic_mode_adds_no_fill_to_the_shift():
+    """Deterministic algorithms (run.py's default) NaN-fill every torch.empty* tensor; the shift's output, which it
+    writes in full, is not filled again: the same ATen fills run with or without the mode, and the flag is back."""
+    from torch.profiler import profile
+
+    x = torch.randn(2, 24, 5, 6, requires_grad=True)
+    grad = torch.randn(2, 24, 5, 6)
+
+    def fills() -> int:
+        with profile() as prof:
+            torch.autograd.grad(shift_by(x, 2), x, grad)
+        return sum(event.name == "aten::fill_" for event in prof.events())
+
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(False)
+        plain = fills()
+        torch.use_deterministic_algorithms(True)
+        deterministic = fills()
+        with profile() as prof:
+            torch.empty_like(x)
+        assert sum(event.name == "aten::fill_" for event in prof.events()) == 1  # what the mode does to empty_like
+    finally:
+        torch.use_deterministic_algorithms(before)
+    assert deterministic == plain and torch.utils.deterministic.fill_uninitialized_memory
+
+
+@pytest.mark.parametrize("kernel", GPU_KERNELS)
+def test_every_gpu_kernel_setting_leaves_the_flop_count_on_the_meta_device_alone(kernel):
+    """run.py counts a model's FLOPs on the meta device before training; SHIFTVIT_GPU_SHIFT_KERNEL=triton once sent
+    those meta tensors to Triton ("0 active drivers" here, a kernel on a null pointer on a GPU)."""
+    import timm
+
+    import shiftvit.models  # noqa: F401  (registers the models with timm)
+    from shiftvit.flops import count_model
+    from shiftvit.ops import use_gpu_kernels
+
+    if kernel != "torch" and importlib.util.find_spec("triton") is None:
+        pytest.skip("triton is not installed")
+    expected = count_model(timm.create_model("shiftvit_nano", num_classes=10).to("meta"), (32, 32))
+    with use_gpu_kernels(shift=kernel):
+        cost = count_model(timm.create_model("shiftvit_nano", num_classes=10).to("meta"), (32, 32))
+    assert cost == expected and cost.macs["mixer"] == 0 and sum(cost.macs.values()) > 0
 
 
 def test_fastest_per_shape_times_each_kind_of_call_once_and_changes_no_bit():
@@ -432,14 +477,33 @@ for shape, offset in cases:
             assert y.dtype == dtype and y.is_contiguous(memory_format=fmt), (shape, fmt, dtype)
             assert got[0].dtype == dtype and got[0].is_contiguous(memory_format=fmt), (shape, fmt, dtype)
             checked += 1
+# as under CUDA autocast: a bf16 or fp16 input normalised into a float32 output, whose float32 gradient comes back
+# as the input's dtype; the output is the float32 norm of the input's values
+for fmt in (torch.contiguous_format, torch.channels_last):
+    for dtype in (torch.bfloat16, torch.float16):
+        x = (3 * torch.randn(2, 24, 9, 7) + 2).to(dtype).contiguous(memory_format=fmt).requires_grad_(True)
+        w, b = torch.randn(24, requires_grad=True), torch.randn(24, requires_grad=True)
+        dy = torch.randn(2, 24, 9, 7).contiguous(memory_format=fmt)
+        y = group_norm1_triton(x, w, b, 1e-5, out_dtype=torch.float32)
+        got = torch.autograd.grad(y, (x, w, b), dy)
+        leaves = [t.detach().double().requires_grad_(True) for t in (x, w, b)]
+        ref = F.group_norm(leaves[0], 1, leaves[1], leaves[2], 1e-5)
+        expected = torch.autograd.grad(ref, leaves, dy.double())
+        assert y.dtype == torch.float32 and y.is_contiguous(memory_format=fmt), (fmt, dtype)
+        assert ((y.double() - ref).norm() / ref.norm()).item() < 1e-5, (fmt, dtype)
+        assert got[0].dtype == dtype and got[0].is_contiguous(memory_format=fmt), (fmt, dtype)
+        errors = [((a.double() - e).norm() / e.norm()).item() for a, e in zip(got, expected)]
+        assert max(errors) < 2e-2, (fmt, dtype, errors)
+        checked += 1
 print("checked", checked)
 """
 
 
 def test_triton_group_norm_equals_group_norm_in_the_interpreter():
     """GroupNorm(1, C) forward and backward (input, weight and bias gradients) against float64 F.group_norm, in
-    both layouts, fp32, bf16 and fp16; the output and the input gradient keep the input's layout and dtype."""
-    assert "checked 26" in in_triton_interpreter(TRITON_GROUP_NORM_CHECK)
+    both layouts, fp32, bf16 and fp16; the output and the input gradient keep the input's layout and dtype, or the
+    output is float32 when asked (what native group_norm returns under CUDA autocast)."""
+    assert "checked 30" in in_triton_interpreter(TRITON_GROUP_NORM_CHECK)
 
 
 def test_gpu_norm_kernel_is_validated_and_leaves_cpu_tensors_alone():

@@ -55,6 +55,9 @@ def _shape(args: argparse.Namespace) -> tuple:
     return (2, 24, 9, 7) if args.quick else tuple(int(v) for v in args.shape.split(","))
 
 
+DEVICE_CHOICES = "cpu | cuda | cuda:N"
+
+
 def device_problem(device: str) -> Optional[str]:
     """None when ``device`` can run here, else why not: a benchmark asked for a missing GPU would otherwise end in
     a driver's traceback after its models were built."""
@@ -90,8 +93,10 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--malloc", default=TrainSettings.malloc, choices=MALLOC_MODES,
                         help="CPU allocator mode, as run.py's train.malloc (default: run.py's)")
+    on_device = argparse.ArgumentParser(add_help=False, parents=[common])
+    on_device.add_argument("--device", default=default_device, help=f"{DEVICE_CHOICES} (default: cuda if present)")
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("shift", parents=[common],
+    s = sub.add_parser("shift", parents=[on_device],
                        help="shift op forward+backward vs clone() and vs the official implementation")
     stage1 = ",".join(map(str, STAGE1_SHAPE))
     s.add_argument("--shape", default=stage1, help="N,C,H,W (default: Shift-T stage 1 at batch 64)")
@@ -100,10 +105,9 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     s.add_argument("--channels-last", action="store_true")
     s.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     s.add_argument("--threads", type=int, default=None)
-    s.add_argument("--device", default=default_device, help="cpu | cuda | cuda:N (default: cuda if present)")
     s.add_argument("--quick", action="store_true", help="tiny tensor, 3 repeats: checks the benchmark runs")
     s.add_argument("--out", default="bench_results/shift.json", help="JSON output ('' to skip)")
-    t = sub.add_parser("throughput", parents=[common],
+    t = sub.add_parser("throughput", parents=[on_device],
                        help="eval and training images/s of timm models and of every mixer")
     t.add_argument("models", nargs="*", help="timm names or shiftvit_r2_tiny[mixer] (FLOPs-matched), each with "
                    "optional suffixes: GPU kernels (+triton, +gn_triton) and +compiled (that model through "
@@ -113,7 +117,6 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     t.add_argument("--img-size", type=int, default=224)
     t.add_argument("--repeats", type=int, default=5)
     t.add_argument("--steps", type=int, default=3)
-    t.add_argument("--device", default=default_device, help="cpu | cuda | cuda:N (default: cuda if present)")
     t.add_argument("--channels-last", action="store_true")
     t.add_argument("--compile", action="store_true")
     t.add_argument("--compile-mode", default=TrainSettings.compile_mode, choices=COMPILE_MODES)
@@ -123,19 +126,18 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
                    help="training only (with --compile: one compilation per model instead of two)")
     t.add_argument("--quick", action="store_true", help="two small models, batch 2, 64 px: checks it runs")
     t.add_argument("--out", default="bench_results/throughput.json")
-    f = sub.add_parser("fast", parents=[common],
+    f = sub.add_parser("fast", parents=[on_device],
                        help="Shift-T inference: official structure vs ours, same weights, same outputs")
     f.add_argument("--model", default=SHIFT_T)
     f.add_argument("--batch-size", type=int, default=64)
     f.add_argument("--img-size", type=int, default=224)
     f.add_argument("--repeats", type=int, default=3)
-    f.add_argument("--device", default=default_device, help="cpu | cuda | cuda:N (default: cuda if present)")
     f.add_argument("--amp", default=TrainSettings.amp, choices=sorted(AMP_DTYPES), help="autocast dtype")
     f.add_argument("--out", default="bench_results/fast.json")
-    n = sub.add_parser("norm", parents=[common], help="GroupNorm(1, C) forward+backward: the norm kernels vs clone()")
+    n = sub.add_parser("norm", parents=[on_device],
+                       help="GroupNorm(1, C) forward+backward: the norm kernels vs clone()")
     n.add_argument("--shape", default=stage1, help="N,C,H,W (default: Shift-T stage 1 at batch 64)")
     n.add_argument("--repeats", type=int, default=20)
-    n.add_argument("--device", default=default_device, help="cpu | cuda | cuda:N (default: cuda if present)")
     n.add_argument("--compile", action="store_true", help="also Inductor's fused group_norm")
     n.add_argument("--quick", action="store_true", help="tiny tensor, 3 repeats: checks the benchmark runs")
     n.add_argument("--out", default="bench_results/norm.json")
@@ -148,7 +150,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     o.add_argument("--model", default="shiftvit_nano")
     o.add_argument("--data", default="digits", help="an in-memory data set: digits | relations | synthetic ...")
     o.add_argument("--batch-size", type=int, default=64)
-    o.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    o.add_argument("--device", default="cpu", help=f"{DEVICE_CHOICES} (default: cpu)")
     o.add_argument("--data-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="a data option for both sides, e.g. num_train=20480 (repeatable)")
     o.add_argument("--compile", action="store_true", help="both sides compile the model (train.compile=true)")
@@ -158,7 +160,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
                    help="both sides without deterministic algorithms (train.deterministic=false)")
     o.add_argument("--quick", action="store_true", help="start-up timed once, not the fastest of 3: checks it runs")
     o.add_argument("--out", default="bench_results/overhead.json")
-    ld = sub.add_parser("loader", parents=[common],
+    ld = sub.add_parser("loader", parents=[on_device],
                         help="CIFAR's training batches: timm's per-sample transforms vs crop_flip, per sample and on "
                              "the device; beside a small model's training steps")
     ld.add_argument("--data", default="cifar10", choices=tuple(CIFAR_FILES))
@@ -168,7 +170,6 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     ld.add_argument("--img-size", type=int, default=32)
     ld.add_argument("--batches", type=int, default=20, help="batches per round and case")
     ld.add_argument("--repeats", type=int, default=5)
-    ld.add_argument("--device", default=default_device, help="cpu | cuda | cuda:N (default: cuda if present)")
     ld.add_argument("--model", default="shiftvit_micro", help="the model whose training steps are timed beside "
                                                              "(none: no model)")
     ld.add_argument("--quick", action="store_true", help="512 images, 2 batches of 64, 2 rounds: checks it runs")
