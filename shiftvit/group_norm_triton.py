@@ -1,16 +1,17 @@
-"""GroupNorm(1, C), the norm of every ShiftViT block, as four Triton kernels for CUDA tensors, in either memory
+"""GroupNorm(1, C), the norm of every ShiftViT block, as Triton kernels for CUDA tensors, in either memory
 format, with float32 statistics for float32, bf16 and fp16 tensors. The output keeps the input's dtype, except under
 CUDA autocast, where it is float32 as native ``group_norm``'s is (autocast runs ``group_norm`` in float32; a custom
 autograd function is outside its op lists, so this one would otherwise hand bf16 to the next op where the native
 norm hands float32). The kernels read the input in its own dtype either way: no cast is launched for it.
 
-Why hand-written: PyTorch's CUDA ``group_norm`` copies a channels-last input to NCHW and returns NCHW (on an
-H200 it cost 6.5 copies forward + backward in channels-last against 3.9 in NCHW; README, Performance), Inductor's
-version cost more, and no library has a layout-preserving one. Each sample's C x H x W elements are one contiguous
+Why hand-written: PyTorch's CUDA ``group_norm`` copies a channels-last input to NCHW and returns NCHW (measured
+on an H200 in README, Performance), Inductor's version cost more, and no library has a layout-preserving one. Each sample's C x H x W elements are one contiguous
 block of memory in both formats, so the statistics are a reduction over that block; only where an element's
 channel lies differs, which the kernels take as two strides (NCHW: channel stride H*W, position stride 1;
 channels-last: 1 and C). The passes over memory are the fewest an out-of-place norm needs: forward reads x twice
-(statistics, then normalise) and writes y once; backward reads x and dy twice and writes dx once.
+(statistics, then normalise) and writes y once; backward reads x and dy twice and writes dx once. The small steps
+between those passes (merging the chunks' statistics, the backward's two per-sample means) are a kernel each, not
+a dozen small PyTorch ops: in Shift-T's late stages launches, not bytes, set the time.
 
 Opt-in (``SHIFTVIT_GPU_NORM_KERNEL=triton`` or ``shiftvit.ops.set_gpu_norm_kernel("triton")``), unmeasured on a
 GPU when written. Tested on CPU through Triton's interpreter (``TRITON_INTERPRET=1``) against ``F.group_norm``.
@@ -58,6 +59,41 @@ def _stats(x_ptr, count_ptr, mean_ptr, m2_ptr, M, SPLIT, CHUNK: tl.constexpr, BL
     tl.store(count_ptr + out, count)
     tl.store(mean_ptr + out, mean)
     tl.store(m2_ptr + out, m2)
+
+
+@triton.jit
+def _merge(count_ptr, mean_ptr, m2_ptr, out_mean_ptr, out_rstd_ptr, M, SPLIT, eps, BLOCK_S: tl.constexpr):
+    """Program n: sample n's mean and 1/std from its chunks' statistics (Chan's merge, in float64 as the chunks
+    may number thousands). One launch where the same merge in PyTorch ops took about fifteen small ones."""
+    n = tl.program_id(0)
+    idx = tl.arange(0, BLOCK_S)
+    mask = idx < SPLIT
+    count = tl.load(count_ptr + n * SPLIT + idx, mask=mask, other=0.0).to(tl.float64)
+    means = tl.load(mean_ptr + n * SPLIT + idx, mask=mask, other=0.0).to(tl.float64)
+    m2 = tl.load(m2_ptr + n * SPLIT + idx, mask=mask, other=0.0).to(tl.float64)
+    mean = tl.sum(count * means, axis=0) / M
+    delta = tl.where(mask, means - mean, 0.0)
+    var = (tl.sum(m2, axis=0) + tl.sum(count * delta * delta, axis=0)) / M
+    tl.store(out_mean_ptr + n, mean.to(tl.float32))
+    tl.store(out_rstd_ptr + n, (1.0 / tl.sqrt(var.to(tl.float32) + eps)))
+
+
+@triton.jit
+def _backward_coefficients(a_ptr, b_ptr, w_ptr, c1_ptr, c2_ptr, C, NUM_P, M, BLOCK_C: tl.constexpr):
+    """Program n: mean(w * dy) and mean(w * dy * xhat) over sample n, from the per-tile channel sums."""
+    n = tl.program_id(0)
+    c1 = 0.0
+    c2 = 0.0
+    for c0 in range(0, C, BLOCK_C):
+        chans = c0 + tl.arange(0, BLOCK_C)
+        mask = chans < C
+        w = tl.load(w_ptr + chans, mask=mask, other=0.0).to(tl.float32)
+        for p in range(0, NUM_P):
+            row = (n * NUM_P + p) * C
+            c1 += tl.sum(tl.load(b_ptr + row + chans, mask=mask, other=0.0) * w, axis=0)
+            c2 += tl.sum(tl.load(a_ptr + row + chans, mask=mask, other=0.0) * w, axis=0)
+    tl.store(c1_ptr + n, c1 / M)
+    tl.store(c2_ptr + n, c2 / M)
 
 
 @triton.jit
@@ -131,10 +167,10 @@ def _statistics(x: torch.Tensor, eps: float):
     split = triton.cdiv(m, CHUNK)
     parts = torch.empty((3, n, split), device=x.device, dtype=torch.float32)
     _stats[(n, split)](x, parts[0], parts[1], parts[2], m, split, CHUNK=CHUNK, BLOCK=BLOCK)
-    count, means, m2 = parts.double()  # Chan's merge of the chunks, in float64 (n x split numbers)
-    mean = (count * means).sum(1) / m
-    var = (m2.sum(1) + (count * (means - mean[:, None]) ** 2).sum(1)) / m
-    return mean.float(), torch.rsqrt(var + eps).float()
+    mean_rstd = torch.empty((2, n), device=x.device, dtype=torch.float32)
+    _merge[(n,)](parts[0], parts[1], parts[2], mean_rstd[0], mean_rstd[1], m, split, eps,
+                 BLOCK_S=triton.next_power_of_2(split))
+    return mean_rstd[0], mean_rstd[1]
 
 
 class _GroupNorm1(torch.autograd.Function):
@@ -161,14 +197,13 @@ class _GroupNorm1(torch.autograd.Function):
         a = torch.empty((n, grid[1], c), device=x.device, dtype=torch.float32)
         b = torch.empty_like(a)
         _backward_sums[grid](x, dy, mean, rstd, a, b, c, h * w, s_c, s_p, grid[1], BLOCK_C=block_c, BLOCK_P=block_p)
-        a, b = a.sum(1), b.sum(1)  # (n, c): sum over positions of dy * xhat and of dy
-        w32 = weight.float()
-        m = c * h * w
-        c1, c2 = (b * w32).sum(1) / m, (a * w32).sum(1) / m
+        coefficients = torch.empty((2, n), device=x.device, dtype=torch.float32)
+        _backward_coefficients[(n,)](a, b, weight, coefficients[0], coefficients[1], c, grid[1], c * h * w,
+                                     BLOCK_C=block_c)
         dx = empty_unfilled(x)
-        _backward_input[grid](x, dy, dx, mean, rstd, weight, c1, c2, c, h * w, s_c, s_p,
+        _backward_input[grid](x, dy, dx, mean, rstd, weight, coefficients[0], coefficients[1], c, h * w, s_c, s_p,
                               BLOCK_C=block_c, BLOCK_P=block_p)
-        return dx, a.sum(0).to(weight.dtype), b.sum(0).to(weight.dtype), None, None
+        return dx, a.sum((0, 1)).to(weight.dtype), b.sum((0, 1)).to(weight.dtype), None, None
 
 
 def output_dtype(x: torch.Tensor) -> torch.dtype:
