@@ -43,7 +43,7 @@ from statsmodels.stats.power import TTestIndPower, TTestPower
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttost_ind, ttost_paired
 
 from shiftvit.config import DEFAULT_TOLERANCE, MATCH_PARAMS, check_tolerance
-from shiftvit.records import FAILED_STATUSES, USED_STATUSES
+from shiftvit.records import FAILED_STATUSES, USED_STATUSES, read_predictions
 
 from .arms import DISPLAY, ArmSpec, arms_matching, column_name, describe, select_arm
 from .headroom import CEILING, Testbed, ceiling_reason, headroom_of
@@ -56,6 +56,9 @@ POWER = 0.8
 CORRECTION = "holm"
 # beyond this many seeds per arm a seeds count stops being advice
 MAX_SEEDS = 1000
+BOOTSTRAP_DRAWS = 4000  # of the images × seeds bootstrap: its smallest p is 1/4001, below α/7 for a 7-arm table
+BOOTSTRAP_SEED = 0  # a verdict is a function of the records: the same records, the same interval
+IMAGES_AND_SEEDS = "images × seeds"  # what that bootstrap resamples, as the tables name it
 INSUFFICIENT = "insufficient data"
 NO_HEADROOM = "testbed cannot separate the arms"
 INCONCLUSIVE = "inconclusive"
@@ -200,6 +203,15 @@ class Comparison:
     seeds_alpha: float = ALPHA
     noise_sd: float = math.nan  # the SD the seeds advice assumes (of the differences when paired, pooled else)
     noise_dof: int = 0  # its degrees of freedom
+    # the same difference with the validation set's own sampling noise counted (bootstrap_images_and_seeds), where
+    # every finished run of both arms recorded its predictions on the same images; images_why says why not else
+    images_ci_low: float = math.nan
+    images_ci_high: float = math.nan
+    images_p_equivalence: float = math.nan
+    images_p_difference: float = math.nan
+    images_p_equivalence_adj: float = math.nan
+    images_p_difference_adj: float = math.nan
+    images_why: str = ""
     budget: str = ""
     budget_matched: Optional[bool] = None
     ceiling: str = ""
@@ -278,6 +290,93 @@ def compare(treatment: pd.Series, baseline: pd.Series, margin: float = DEFAULT_M
     return result
 
 
+def bootstrap_images_and_seeds(treatment: np.ndarray, baseline: np.ndarray, margin: float = DEFAULT_MARGIN,
+                               draws: int = BOOTSTRAP_DRAWS, seed: int = BOOTSTRAP_SEED,
+                               confidence: float = CONFIDENCE) -> Dict[str, float]:
+    """The difference of two arms' mean top-1 (points) with its uncertainty from both sources of noise: the seeds
+    and the validation images. ``treatment``, ``baseline``: (seeds, images) arrays of per-image correctness (1/0,
+    or a seed's mean over its runs), scored on the same images in the same order. Each draw resamples the images
+    (one draw for both arms: they were scored on the same images, so an image both get wrong moves both) and,
+    within each arm, the seeds. Returns ``diff``, ``ci_low``, ``ci_high`` (percentile interval), ``p_difference``
+    (two-sided, of d = 0) and ``p_equivalence`` (of |d| ≥ ``margin``, as TOST). The seed tests (Welch) hold the
+    validation set fixed; on 360 images one image is 0.28 points, and a test that ignores them can call a
+    difference of a few images settled. Written by hand: ``scipy.stats.bootstrap`` resamples one level of
+    independent observations, not images shared by two arms crossed with seeds within each."""
+    t, b = np.asarray(treatment, dtype=float), np.asarray(baseline, dtype=float)
+    if t.ndim != 2 or b.ndim != 2 or t.shape[1] != b.shape[1] or t.shape[1] == 0:
+        raise ValueError(f"need (seeds, images) arrays over the same images; got shapes {t.shape} and {b.shape}")
+    rng = np.random.default_rng(seed)
+    n = t.shape[1]
+    diffs = np.empty(draws)
+    chunk = max(1, min(draws, 4_000_000 // n))  # draws at a time: the image weights are chunk × n floats
+    for start in range(0, draws, chunk):
+        k = min(chunk, draws - start)
+        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=k) / n
+        arms = []
+        for values in (t, b):
+            accuracy = weights @ values.T  # (k, seeds): each seed's top-1 on the resampled images
+            picked = rng.integers(0, values.shape[0], size=(k, values.shape[0]))
+            arms.append(np.take_along_axis(accuracy, picked, axis=1).mean(axis=1))
+        diffs[start:start + k] = 100 * (arms[0] - arms[1])
+    tail = 100 * (1 - confidence) / 2
+
+    def share(hits: np.ndarray) -> float:  # a bootstrap p never 0: (count + 1) / (draws + 1)
+        return float((hits.sum() + 1) / (draws + 1))
+
+    return dict(diff=float(100 * (t.mean(axis=1).mean() - b.mean(axis=1).mean())),
+                ci_low=float(np.percentile(diffs, tail)), ci_high=float(np.percentile(diffs, 100 - tail)),
+                p_difference=min(1.0, 2 * min(share(diffs <= 0), share(diffs >= 0))),
+                p_equivalence=max(share(diffs <= -margin), share(diffs >= margin)))
+
+
+def correctness_by_seed(runs: pd.DataFrame, arm: str) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], str]:
+    """(seeds × images correctness, the labels, "") of the arm's finished runs from their ``predictions.npz``
+    (a seed that finished twice: the mean of its runs), or (None, None, why not)."""
+    rows = runs[(runs["arm"] == arm) & runs["used"]]
+    by_seed: Dict[Any, List[np.ndarray]] = {}
+    target = None
+    missing = 0
+    for run_dir, run_seed in zip(rows["run_dir"], rows["seed"]):
+        read = read_predictions(run_dir)
+        if read is None:
+            missing += 1
+            continue
+        predicted, labels = read
+        if target is not None and not np.array_equal(labels, target):
+            return None, None, f"the runs of {arm} were scored on different validation images"
+        target = labels
+        by_seed.setdefault(run_seed, []).append((predicted == labels).astype(float))
+    if missing:
+        return None, None, f"{missing} of {len(rows)} finished runs of {arm} recorded no predictions (older code)"
+    if len(by_seed) < 2:
+        return None, None, f"fewer than 2 seeds of {arm} with predictions"
+    return np.stack([np.mean(v, axis=0) for v in by_seed.values()]), target, ""
+
+
+def _images_and_seeds(c: Comparison, runs: pd.DataFrame, t_arm: str, b_arm: str) -> None:
+    """Fill ``c``'s images × seeds fields, or ``images_why``."""
+    t, t_target, why = correctness_by_seed(runs, t_arm)
+    b, b_target, why_b = correctness_by_seed(runs, b_arm) if not why else (None, None, "")
+    why = why or why_b
+    if not why and not np.array_equal(t_target, b_target):
+        why = "the two arms were scored on different validation images"
+    if why:
+        c.images_why = why
+        return
+    result = bootstrap_images_and_seeds(t, b, c.margin)
+    c.images_ci_low, c.images_ci_high = result["ci_low"], result["ci_high"]
+    c.images_p_equivalence, c.images_p_difference = result["p_equivalence"], result["p_difference"]
+
+
+def _claims(c: Comparison) -> Tuple[bool, bool]:
+    """(equivalent, different) at α after the correction: by the seed test, and by the images × seeds bootstrap
+    as well where it was computed."""
+    images = math.isfinite(c.images_p_difference_adj)
+    equivalent = c.p_equivalence_adj < ALPHA and (not images or c.images_p_equivalence_adj < ALPHA)
+    different = c.p_difference_adj < ALPHA and (not images or c.images_p_difference_adj < ALPHA)
+    return equivalent, different
+
+
 def _advise_seeds(c: Comparison, alpha: float) -> None:
     """The seeds (pairs when paired) that would settle ``c`` at 80 % power, at level ``alpha``."""
     c.seeds_low, c.seeds_high = _seeds_range(c.diff, c.noise_sd, c.noise_dof, c.margin, c.test.startswith("paired"),
@@ -295,7 +394,13 @@ def outcome_text(c: Comparison, names: Tuple[str, str]) -> str:
     """The statistical outcome of a corrected comparison (``p_*_adj`` filled)."""
     if c.outcome.startswith(INSUFFICIENT):
         return c.outcome
-    equivalent, different = c.p_equivalence_adj < ALPHA, c.p_difference_adj < ALPHA
+    equivalent, different = _claims(c)
+    seeds_equivalent, seeds_different = c.p_equivalence_adj < ALPHA, c.p_difference_adj < ALPHA
+    if (seeds_different and not different) or (seeds_equivalent and not equivalent and not different):
+        seeds_claim = _better(c, names) if seeds_different else f"equivalent within ±{c.margin:g}"
+        return (f"{INCONCLUSIVE} once the validation images' own noise is counted ({IMAGES_AND_SEEDS}: "
+                f"{c.diff:+.2f} [{c.images_ci_low:+.2f}, {c.images_ci_high:+.2f}]; the seeds alone: {seeds_claim}): "
+                "more validation images, not more seeds, would settle it")
     if different:
         better = _better(c, names)
         return f"equivalent within ±{c.margin:g}, yet different ({better})" if equivalent else better
@@ -326,7 +431,7 @@ def verdict_text(c: Comparison, names: Tuple[str, str] = ("treatment", "baseline
         return f"{NOT_MATCHED} ({c.budget})"
     if c.ceiling:
         # a real difference survives, stated with where it was measured; an equivalence on such a testbed does not
-        if c.p_difference_adj < ALPHA:
+        if _claims(c)[1]:
             return f"{_better(c, names)}; on a testbed where {c.ceiling}"
         return f"{NO_HEADROOM}: {c.ceiling}"
     return c.outcome
@@ -438,11 +543,18 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
     for c, (t_arm, b_arm) in zip(comparisons, pairs):
         c.budget, c.budget_matched = budget_difference(runs, t_arm, b_arm, tolerance)
         c.ceiling = _ceiling(runs, t_arm, b_arm, metric, margin, testbeds) or ""
-    if tested:
-        for field in ("p_equivalence", "p_difference"):
-            raw = [getattr(c, field) for c in tested]
+    if metric == DEFAULT_METRIC:  # the predictions are the final model's: they count for val_top1 only
+        tested_ids = {id(c) for c in tested}
+        for c, (t_arm, b_arm) in zip(comparisons, pairs):
+            if id(c) in tested_ids:
+                _images_and_seeds(c, runs, t_arm, b_arm)
+    with_images = [c for c in tested if math.isfinite(c.images_p_difference)]
+    for family, fields in ((tested, ("p_equivalence", "p_difference")),
+                           (with_images, ("images_p_equivalence", "images_p_difference"))):
+        for field in fields if family else ():
+            raw = [getattr(c, field) for c in family]
             adjusted = multipletests(raw, alpha=ALPHA, method=correction)[1] if correction else raw
-            for c, p in zip(tested, adjusted):
+            for c, p in zip(family, adjusted):
                 setattr(c, f"{field}_adj", float(p))
     for c, pair_names in zip(comparisons, names):
         c.outcome = outcome_text(c, pair_names)

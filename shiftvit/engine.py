@@ -40,6 +40,7 @@ from .records import (
     atomic_write_bytes,
     read_metrics,
     write_metrics,
+    write_predictions,
 )
 
 log = logging.getLogger(__name__)
@@ -429,10 +430,13 @@ class Trainer:
             self.ema.update(self.model, step=self.num_updates)
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module) -> Dict[str, float]:
+    def evaluate(self, model: nn.Module, predictions: bool = False) -> Dict[str, Any]:
+        """Loss, top-1 and top-5 over the validation set, and images/s; with ``predictions``, also every image's
+        top-1 class and label in the data set's order (``"predictions"``: two int64 arrays, on every rank)."""
         model.eval()
         # loss_sum, top1, top5, n: summed on the device, read once at the end (no wait per batch)
         totals = torch.zeros(4, dtype=torch.float64, device=self.device)
+        kept: List[torch.Tensor] = []
         started = time.perf_counter()
         k = min(5, self.data.num_classes)
         for x, y in self.val_loader:
@@ -444,11 +448,18 @@ class Trainer:
             totals += torch.stack([self.eval_criterion(out, y).double() * x.shape[0],
                                    (top[:, 0] == y).sum().double(), (top == y[:, None]).any(dim=1).sum().double(),
                                    torch.full((), x.shape[0], dtype=torch.float64, device=self.device)])
+            if predictions:
+                kept.append(torch.stack([top[:, 0], y]))
         totals = dist_utils.all_reduce_sum(totals).cpu()
         seconds = time.perf_counter() - started
         n = max(totals[3].item(), 1.0)
-        return {"val_loss": totals[0].item() / n, "val_top1": 100 * totals[1].item() / n,
-                "val_top5": 100 * totals[2].item() / n, "images_per_s": totals[3].item() / max(seconds, 1e-9)}
+        metrics: Dict[str, Any] = {
+            "val_loss": totals[0].item() / n, "val_top1": 100 * totals[1].item() / n,
+            "val_top5": 100 * totals[2].item() / n, "images_per_s": totals[3].item() / max(seconds, 1e-9)}
+        if predictions:
+            mine = torch.cat(kept, dim=1).cpu().numpy() if kept else np.zeros((2, 0), dtype=np.int64)
+            metrics["predictions"] = _in_data_set_order(dist_utils.gather_objects(mine))
+        return metrics
 
     def fit(self) -> FitResult:
         s = self.settings
@@ -468,8 +479,11 @@ class Trainer:
                                        / max(self.partial["seconds"], 1e-9),
                                        "epoch_s": self.partial["seconds"]}
                 if (epoch + 1) % s.eval_every == 0 or epoch + 1 == s.epochs:
-                    metrics = self.evaluate(self.model)
+                    metrics = self.evaluate(self.model, predictions=epoch + 1 == s.epochs)
                     row["eval_images_per_s"] = metrics.pop("images_per_s")
+                    predicted_and_target = metrics.pop("predictions", None)
+                    if predicted_and_target is not None and self.dist.is_main:  # before the row that records them
+                        write_predictions(self.run_dir, *predicted_and_target)
                     row.update(metrics)
                     if self.ema is not None:
                         row["ema_val_top1"] = self.evaluate(self.ema.module)["val_top1"]
@@ -492,6 +506,17 @@ class Trainer:
         return FitResult(DIVERGED if self.diverged else COMPLETED, self.history,
                          _median(self.history, "train_images_per_s"), _median(self.history, "eval_images_per_s"),
                          len(self.history))
+
+
+def _in_data_set_order(shards: List[np.ndarray]) -> np.ndarray:
+    """One (2, n) array from every rank's (2, n_r) evaluation shard: ``data.ShardSampler`` gives rank r the images
+    r, r + world, r + 2·world, ..., so image i is item i // world of rank i % world's shard."""
+    world = len(shards)
+    total = sum(shard.shape[1] for shard in shards)
+    merged = np.empty((2, total), dtype=np.int64)
+    for rank, shard in enumerate(shards):
+        merged[:, rank::world] = shard
+    return merged
 
 
 def _epochs_text(epochs: List[int]) -> str:

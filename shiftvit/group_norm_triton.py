@@ -4,14 +4,14 @@ CUDA autocast, where it is float32 as native ``group_norm``'s is (autocast runs 
 autograd function is outside its op lists, so this one would otherwise hand bf16 to the next op where the native
 norm hands float32). The kernels read the input in its own dtype either way: no cast is launched for it.
 
-Why hand-written: PyTorch's CUDA ``group_norm`` copies a channels-last input to NCHW and returns NCHW (measured
-on an H200 in README, Performance), Inductor's version cost more, and no library has a layout-preserving one. Each sample's C x H x W elements are one contiguous
-block of memory in both formats, so the statistics are a reduction over that block; only where an element's
-channel lies differs, which the kernels take as two strides (NCHW: channel stride H*W, position stride 1;
-channels-last: 1 and C). The passes over memory are the fewest an out-of-place norm needs: forward reads x twice
-(statistics, then normalise) and writes y once; backward reads x and dy twice and writes dx once. The small steps
-between those passes (merging the chunks' statistics, the backward's two per-sample means) are a kernel each, not
-a dozen small PyTorch ops: in Shift-T's late stages launches, not bytes, set the time.
+Why hand-written: PyTorch's CUDA ``group_norm`` copies a channels-last input to NCHW and returns NCHW (measured on
+an H200 in README, Performance), Inductor's version cost more, and no library has a layout-preserving one. Each
+sample's C x H x W elements are one contiguous block of memory in both formats, so the statistics are a reduction
+over that block; only where an element's channel lies differs, which the kernels take as two strides (NCHW: channel
+stride H*W, position stride 1; channels-last: 1 and C). The passes over memory are the fewest an out-of-place norm
+needs: forward reads x twice (statistics, then normalise) and writes y once; backward reads x and dy twice and
+writes dx once. The small steps between those passes (merging the chunks' statistics, the backward's two per-sample
+means) are a kernel each, not a dozen small PyTorch ops: in Shift-T's late stages launches, not bytes, set the time.
 
 Opt-in (``SHIFTVIT_GPU_NORM_KERNEL=triton`` or ``shiftvit.ops.set_gpu_norm_kernel("triton")``), unmeasured on a
 GPU when written. Tested on CPU through Triton's interpreter (``TRITON_INTERPRET=1``) against ``F.group_norm``.

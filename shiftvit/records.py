@@ -7,6 +7,8 @@ Layout of a run directory (the Hydra output dir of the job)::
                       log prints them (summary.json's best_epoch too)
     summary.json      final state of the run (keys: SUMMARY_KEYS, plus macs_*/params_* per component)
     checkpoint.pt     latest checkpoint (weights_only-loadable), rewritten atomically each epoch
+    predictions.npz   the final model's top-1 class and the label of every validation image (data set order),
+                      written at the last epoch's evaluation, before that epoch's metrics row
 
 Every write goes to a temporary file in the same directory and is renamed over the target, so a crash or a
 kill never leaves a half-written record; files get the process umask's permissions, as ``open`` would give.
@@ -19,19 +21,25 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
+import io
 import json
 import math
 import os
 import signal
 import socket
 import tempfile
+import zipfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Tuple
+
+if TYPE_CHECKING:
+    import numpy as np
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
+PREDICTIONS_FILE = "predictions.npz"  # the final model's top-1 class for every validation image, and its label
 # held (flock) by the process that owns the run while it runs: readers tell a live run from a dead one
 LOCK_FILE = ".lock"
 # where train.resume=fresh moves an old record; dot-named so that no loader takes it for a run
@@ -130,6 +138,30 @@ def write_json(path: Path, obj: Dict[str, Any]) -> None:
 
 def read_json(path: Path) -> Dict[str, Any]:
     return json.loads(Path(path).read_text())
+
+
+def write_predictions(run_dir: Path, predicted: np.ndarray, target: np.ndarray) -> None:
+    """The final evaluation's top-1 class and label of every validation image, in the data set's order: what a
+    verdict needs to count the validation set's own sampling noise (analysis.stats.bootstrap_images_and_seeds)."""
+    import numpy as np  # here, not at the top: the records are read where numpy is not otherwise needed
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, predicted=np.asarray(predicted, dtype=np.int64),
+                        target=np.asarray(target, dtype=np.int64))
+    atomic_write_bytes(Path(run_dir) / PREDICTIONS_FILE, buffer.getvalue())
+
+
+def read_predictions(run_dir: Path) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """(predicted, target) from ``write_predictions``, or None where the run has none (older code, unfinished)
+    or the file cannot be read."""
+    import numpy as np
+
+    try:
+        with np.load(Path(run_dir) / PREDICTIONS_FILE) as f:
+            predicted, target = f["predicted"], f["target"]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    return (predicted, target) if predicted.shape == target.shape and predicted.ndim == 1 else None
 
 
 def write_metrics(run_dir: Path, rows: Iterable[Dict[str, Any]]) -> None:

@@ -15,9 +15,18 @@ from wandb_log import summary as logged_summary
 
 from analysis.load import run_row, wandb_row
 from shiftvit.config import DEFAULT_TOLERANCE
+from shiftvit.data import build_data
 from shiftvit.models import MIXERS
 from shiftvit.multirun import job_dirs
-from shiftvit.records import FAILED, INTERRUPTED, METRIC_KEYS, SUMMARY_KEYS, read_metrics, read_summary
+from shiftvit.records import (
+    FAILED,
+    INTERRUPTED,
+    METRIC_KEYS,
+    SUMMARY_KEYS,
+    read_metrics,
+    read_predictions,
+    read_summary,
+)
 from shiftvit.tracking import RECORD_CONFIG_KEY
 
 REQUIRED = ("status", "val_top1", "val_top5", "best_val_top1", "ema_val_top1", "params", "macs",
@@ -42,6 +51,8 @@ def test_default_run_records_itself_and_reaches_97(tmp_path):
     assert [r["epoch"] for r in rows] == list(range(1, 21))  # numbered as the log prints them
     assert rows[-1]["val_top1"] == summary["val_top1"]
     assert max(r["val_top1"] for r in rows) == summary["best_val_top1"]
+    predicted, target = read_predictions(run_dir)  # the final model's class for each of the 360 images
+    assert len(target) == 360 and 100 * (predicted == target).mean() == pytest.approx(summary["val_top1"], abs=1e-9)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["mixer"] == {"name": "shift", "shift_size": 1} and config["gamma"] == "1/12"
     assert config["depths"] == [4, 4, 12, 4]
@@ -272,6 +283,11 @@ def test_torchrun_two_processes_gloo(tmp_path):
     for key in ("val_top1", "val_top5", "ema_val_top1"):
         hits = rows[-1][key] * 369 / 100
         assert abs(hits - round(hits)) < 1e-6, (key, rows[-1][key], hits)
+    # every image's prediction, the two shards put back in the data set's order: the labels are the data set's
+    predicted, target = read_predictions(run_dir)
+    labels = [int(y) for _, y in build_data("digits", val_fraction=0.205, train_fraction=0.5).val]
+    assert target.tolist() == labels and len(set(labels)) == 10
+    assert 100 * (predicted == target).sum() / 369 == pytest.approx(summary["val_top1"], abs=1e-9)
     # rank 0 killed after its first checkpoint, then the same command: the record of the uninterrupted run, to the
     # last bit (each rank's random state is its own, and the checkpoint holds every rank's)
     killed_dir = tmp_path / "killed"
