@@ -23,18 +23,20 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import pandas as pd
 
 from shiftvit.config import ConfigError, check_tolerance
-from shiftvit.records import FAILED_STATUSES, USED_STATUSES
+from shiftvit.records import FAILED_STATUSES, PREDICTIONS_FILE, USED_STATUSES
 
 from .arms import ArmSpec, arms_matching, describe
 from .headroom import METHOD, Testbed, headroom_line, headroom_of
 from .load import METRICS, RepeatedSeed, SkippedRun, find_run_dirs, load_curves, load_runs
 from .stats import (
     ALPHA,
+    BOOTSTRAP_DRAWS,
     CONFIDENCE,
     CORRECTION,
     DEFAULT_BASELINE,
     DEFAULT_MARGIN,
     DEFAULT_METRIC,
+    IMAGES_AND_SEEDS,
     INCONCLUSIVE,
     NO_HEADROOM,
     NOT_MATCHED,
@@ -90,16 +92,24 @@ def arms_table(runs: pd.DataFrame, metric: str, baselines: Dict[str, str], toler
     return pd.DataFrame(rows)
 
 
+def _interval(low: float, high: float) -> str:
+    return f"{low:+.2f} – {high:+.2f}" if math.isfinite(low) else ""
+
+
 def verdict_table(table: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({
+    columns = {
         "treatment": table["treatment"], "baseline": table["baseline"],
         "n": [f"{a} vs {b}" for a, b in zip(table["n_treatment"], table["n_baseline"])],
         "difference": [(f"{d:+.2f}" if math.isfinite(d) else "") for d in table["diff"]],
-        f"{CI} CI": [f"{lo:+.2f} – {hi:+.2f}" if math.isfinite(lo) else "" for lo, hi in
-                   zip(table["ci_low"], table["ci_high"])],
+        f"{CI} CI": [_interval(lo, hi) for lo, hi in zip(table["ci_low"], table["ci_high"])],
         f"p equivalence ({CORRECTED})": [_p(p) for p in table["p_equivalence_adj"]],
-        f"p difference ({CORRECTED})": [_p(p) for p in table["p_difference_adj"]],
-        "budget": table["budget"], "verdict": table["verdict"]})
+        f"p difference ({CORRECTED})": [_p(p) for p in table["p_difference_adj"]]}
+    if table["images_p_difference"].notna().any():  # the validation images' noise counted too, where recorded
+        columns.update({
+            f"{CI} CI, {IMAGES_AND_SEEDS}": [_interval(lo, hi) for lo, hi in
+                                             zip(table["images_ci_low"], table["images_ci_high"])],
+            f"p difference, {IMAGES_AND_SEEDS} ({CORRECTED})": [_p(p) for p in table["images_p_difference_adj"]]})
+    return pd.DataFrame({**columns, "budget": table["budget"], "verdict": table["verdict"]})
 
 
 def _arm_knobs(runs: pd.DataFrame) -> str:
@@ -159,6 +169,17 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
                   f"±{margin:g} (TOST) and any difference (two-sided), each at α = {ALPHA:g}; {family}. "
                   f"{CI} CIs are not adjusted. Only finished runs ({', '.join(USED_STATUSES)}) enter the tests."),
             ("table", verdict_table(table))]
+        images = table["images_p_difference"].notna()
+        if images.any():
+            sections.append(("p", f"The seed tests hold the validation set fixed. Where every finished run of both "
+                                  f"arms recorded its predictions ({PREDICTIONS_FILE}), the {IMAGES_AND_SEEDS} "
+                                  f"columns count that set's own sampling noise as well: a bootstrap that resamples "
+                                  f"the validation images (the same draw for both arms) and each arm's seeds, "
+                                  f"{BOOTSTRAP_DRAWS} draws, {CORRECTED}-corrected over those comparisons. A "
+                                  f"verdict claims a difference or an equivalence only where both support it."))
+        for _, row in table[~images & (table["images_why"] != "")].iterrows():
+            sections.append(("p", f"{row['treatment']} vs {row['baseline']}: the seed test alone, with the validation "
+                                  f"set held fixed: {row['images_why']}."))
         for _, row in table.iterrows():
             if row["ceiling"] and not row["verdict"].startswith(NO_HEADROOM):
                 sections.append(("p", f"{row['treatment']} vs {row['baseline']}: measured where "

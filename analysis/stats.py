@@ -43,7 +43,7 @@ from statsmodels.stats.power import TTestIndPower, TTestPower
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttost_ind, ttost_paired
 
 from shiftvit.config import DEFAULT_TOLERANCE, MATCH_PARAMS, check_tolerance
-from shiftvit.records import FAILED_STATUSES, USED_STATUSES, read_predictions
+from shiftvit.records import FAILED_STATUSES, PREDICTIONS_FILE, USED_STATUSES, read_predictions
 
 from .arms import DISPLAY, ArmSpec, arms_matching, column_name, describe, select_arm
 from .headroom import CEILING, Testbed, ceiling_reason, headroom_of
@@ -300,8 +300,10 @@ def bootstrap_images_and_seeds(treatment: np.ndarray, baseline: np.ndarray, marg
     within each arm, the seeds. Returns ``diff``, ``ci_low``, ``ci_high`` (percentile interval), ``p_difference``
     (two-sided, of d = 0) and ``p_equivalence`` (of |d| ≥ ``margin``, as TOST). The seed tests (Welch) hold the
     validation set fixed; on 360 images one image is 0.28 points, and a test that ignores them can call a
-    difference of a few images settled. Written by hand: ``scipy.stats.bootstrap`` resamples one level of
-    independent observations, not images shared by two arms crossed with seeds within each."""
+    difference of a few images settled. Resampling both crossed factors is Owen's pigeonhole bootstrap (Annals of
+    Applied Statistics, 2007): conservative, as it counts a seed's own luck on an image more than once, never
+    the other way. Written by hand: ``scipy.stats.bootstrap`` resamples one level of independent observations,
+    not images shared by two arms crossed with seeds within each."""
     t, b = np.asarray(treatment, dtype=float), np.asarray(baseline, dtype=float)
     if t.ndim != 2 or b.ndim != 2 or t.shape[1] != b.shape[1] or t.shape[1] == 0:
         raise ValueError(f"need (seeds, images) arrays over the same images; got shapes {t.shape} and {b.shape}")
@@ -347,7 +349,8 @@ def correctness_by_seed(runs: pd.DataFrame, arm: str) -> Tuple[Optional[np.ndarr
         target = labels
         by_seed.setdefault(run_seed, []).append((predicted == labels).astype(float))
     if missing:
-        return None, None, f"{missing} of {len(rows)} finished runs of {arm} recorded no predictions (older code)"
+        return None, None, (f"{missing} of {len(rows)} finished runs of {arm} have no readable {PREDICTIONS_FILE} "
+                            "(recorded by older code, or read from wandb)")
     if len(by_seed) < 2:
         return None, None, f"fewer than 2 seeds of {arm} with predictions"
     return np.stack([np.mean(v, axis=0) for v in by_seed.values()]), target, ""

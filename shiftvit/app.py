@@ -111,17 +111,15 @@ def _take_over(run_dir: Path, effective: Dict[str, Any], digest: str) -> Dict[st
     import yaml
 
     from .records import (
-        CHECKPOINT_FILE,
         CONFIG_FILE,
-        METRICS_FILE,
+        RECORD_FILES,
         RESUME_FRESH,
-        SUMMARY_FILE,
         RecordError,
         archive_record,
         read_summary,
     )
 
-    held = [name for name in (CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, CHECKPOINT_FILE) if (run_dir / name).exists()]
+    held = [name for name in RECORD_FILES if (run_dir / name).exists()]
     if not held:
         return {}
     if effective["train"].get("resume", TrainSettings.resume) == RESUME_FRESH:

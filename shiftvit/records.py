@@ -40,6 +40,8 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 PREDICTIONS_FILE = "predictions.npz"  # the final model's top-1 class for every validation image, and its label
+# every file of a record, config.yaml last: the order archive_record moves them in
+RECORD_FILES = (SUMMARY_FILE, CHECKPOINT_FILE, PREDICTIONS_FILE, METRICS_FILE, CONFIG_FILE)
 # held (flock) by the process that owns the run while it runs: readers tell a live run from a dead one
 LOCK_FILE = ".lock"
 # where train.resume=fresh moves an old record; dot-named so that no loader takes it for a run
@@ -218,8 +220,7 @@ def remove_stale_temporaries(run_dir: Path) -> List[Path]:
     """Temporaries of atomic writes that a killed process left behind (only call while holding the lock)."""
     removed = []
     for path in Path(run_dir).glob(f".*{_TEMP_SUFFIX}"):
-        if any(path.name.startswith(f".{name}.") for name in (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE,
-                                                              CHECKPOINT_FILE)):
+        if any(path.name.startswith(f".{name}.") for name in RECORD_FILES):
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
@@ -242,7 +243,7 @@ def archive_record(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     dest = run_dir / ARCHIVE_DIR / _dt.datetime.now().strftime("%Y%m%dT%H%M%S%f")
     dest.mkdir(parents=True)
-    for name in (WANDB_DIR, SUMMARY_FILE, CHECKPOINT_FILE, METRICS_FILE, CONFIG_FILE):
+    for name in (WANDB_DIR, *RECORD_FILES):
         if (run_dir / name).exists():
             os.replace(run_dir / name, dest / name)
     return dest

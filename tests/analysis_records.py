@@ -7,13 +7,14 @@ import functools
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
+import numpy as np
 import pytest
 import yaml
 
 from shiftvit.config import resolve
-from shiftvit.records import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE
+from shiftvit.records import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, write_predictions
 
 # a small relations set: a testbed far from its ceiling (1-NN ~78 % on 200 validation images) and quick to build
 RELATIONS = {"name": "relations", "img_size": 32, "num_train": 400, "num_val": 200, "seed": 0}
@@ -31,8 +32,12 @@ def _effective(mixer: str, gamma: Optional[str], lr: float, epochs: int, data: s
 def write_run(root: Path, name: str, *, mixer: str = "shift", seed: int = 0, val_top1: Optional[float] = 90.0,
               status: str = "completed", gamma: Optional[str] = None, lr: float = 0.002, epochs: int = 1,
               data: Dict[str, Any] = RELATIONS, macs: Optional[float] = None, params: float = 650_000,
-              match: str = "none", curve: Optional[list] = None, speed: float = 1000.0) -> Path:
-    """One run directory ``root/name`` with config.yaml, summary.json and metrics.jsonl."""
+              match: str = "none", curve: Optional[list] = None, speed: float = 1000.0,
+              correct: Optional[Sequence[bool]] = None) -> Path:
+    """One run directory ``root/name`` with config.yaml, summary.json and metrics.jsonl; with ``correct`` (one
+    flag per validation image), predictions.npz too, and the top-1 those flags give."""
+    if correct is not None:
+        val_top1 = 100 * sum(map(bool, correct)) / len(correct)
     run_dir = Path(root) / name
     run_dir.mkdir(parents=True, exist_ok=True)
     effective = json.loads(_effective(mixer, gamma, lr, epochs, json.dumps(data, sort_keys=True), match))
@@ -47,6 +52,9 @@ def write_run(root: Path, name: str, *, mixer: str = "shift", seed: int = 0, val
     rows = curve or [val_top1] * epochs
     (run_dir / METRICS_FILE).write_text("".join(json.dumps({"epoch": i, "val_top1": v}) + "\n"
                                                 for i, v in enumerate(rows, 1)))
+    if correct is not None:  # labels 0..9 in turn; a wrong image is predicted as the next class
+        target = np.arange(len(correct)) % 10
+        write_predictions(run_dir, np.where(np.asarray(correct, dtype=bool), target, (target + 1) % 10), target)
     return run_dir
 
 

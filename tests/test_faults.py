@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -33,10 +34,12 @@ from shiftvit.records import (
     FAULT_ENV,
     LOCK_FILE,
     METRICS_FILE,
+    PREDICTIONS_FILE,
     SUMMARY_FILE,
     RecordError,
     RunLock,
     read_metrics,
+    read_predictions,
     read_summary,
     run_status,
 )
@@ -106,6 +109,8 @@ def assert_same_records(run_dir: Path, reference_dir: Path):
     assert summary["status"] == "completed" and run_status(run_dir) == "completed"
     for key in ("val_top1", "best_val_top1", "best_epoch", "ema_val_top1", "epochs_done", "config_hash"):
         assert summary[key] == expected[key], key
+    predictions, expected_predictions = read_predictions(run_dir), read_predictions(reference_dir)
+    assert predictions is not None and all(map(np.array_equal, predictions, expected_predictions))
     assert temporaries(run_dir) == []
 
 
@@ -121,6 +126,8 @@ WRITE_POINTS = [
     ("before_rename", SUMMARY_FILE, 3),
     ("before_rename", SUMMARY_FILE, 5),
     ("after_rename", CHECKPOINT_FILE, 3),
+    ("before_rename", PREDICTIONS_FILE, 1),  # the last epoch's evaluation: before its metrics row
+    ("after_rename", PREDICTIONS_FILE, 1),
 ]
 
 

@@ -27,9 +27,9 @@ from analysis.plots import (
     legend_entries,
     mixer_color,
 )
-from analysis.report import arms_table
+from analysis.report import arms_table, build
 from analysis.report import main as report_main
-from analysis.stats import ALPHA, INSUFFICIENT, NO_HEADROOM, _seeds_range
+from analysis.stats import ALPHA, INSUFFICIENT, NO_HEADROOM, _seeds_range, bootstrap_images_and_seeds
 
 pytestmark = pytest.mark.usefixtures("testbed_cache")
 SHIFT = [91.0, 92.5, 90.5, 92.0]
@@ -529,3 +529,69 @@ def test_arms_of_one_target_further_apart_than_their_tolerances_allow_are_not_ma
     assert budget_difference(runs(104.0, 0.02), "t", "b") == ("+4.0 % MACs (same target)", True)
     assert budget_difference(runs(104.2, 0.02), "t", "b") == ("+4.2 % MACs (same target)", False)
     assert budget_difference(runs(187.0, 0.5), "t", "b") == ("+87 % MACs, ±50 % tolerance (same target)", True)
+
+
+# --- the validation set's own noise: predictions.npz and the images × seeds bootstrap ------------------------------
+def _correct(images: int, right: int, seed: int) -> list:
+    """The first ``right`` images right, then one image toggled by the seed: an even seed gets image ``seed`` wrong,
+    an odd one image 190 + ``seed`` right (the seeds' own spread: one image either way)."""
+    flags = [i < right for i in range(images)]
+    flipped = seed if seed % 2 == 0 else 190 + seed
+    flags[flipped] = not flags[flipped]
+    return flags
+
+
+def test_a_difference_of_three_images_is_not_settled_by_many_seeds(tmp_path):
+    """Five seeds per arm that agree image for image, except one image each: the seed test calls 1.5 points a
+    difference, yet it is 3 images of 200, which a new draw of validation images could take away."""
+    for seed in range(5):
+        write_run(tmp_path, f"attn-{seed}", mixer="attn", seed=seed, correct=_correct(200, 170, seed))
+        write_run(tmp_path, f"shift-{seed}", seed=seed, correct=_correct(200, 173, seed))
+    runs = load_runs(tmp_path, warn=False)
+    row = verdicts(runs).iloc[0]
+    assert row["p_difference_adj"] < 0.01 and row["diff"] == pytest.approx(1.5)  # what the seeds alone say
+    assert row["images_p_difference_adj"] > 0.05 and row["images_ci_low"] < 0 < row["images_ci_high"]
+    assert row["verdict"].startswith("inconclusive once the validation images' own noise is counted")
+    assert "shift better by 1.50" in row["verdict"] and "more validation images, not more seeds" in row["verdict"]
+    report = build([tmp_path], tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "95% CI, images × seeds" in text and "predictions.npz" in text and report is not None
+
+
+def test_a_difference_over_many_images_stands_with_the_images_counted(tmp_path):
+    for seed in range(4):
+        write_run(tmp_path, f"attn-{seed}", mixer="attn", seed=seed, correct=_correct(200, 150, seed))
+        write_run(tmp_path, f"shift-{seed}", seed=seed, correct=_correct(200, 175, seed))
+    row = verdicts(load_runs(tmp_path, warn=False)).iloc[0]
+    assert row["images_p_difference_adj"] < 0.01 and 0 < row["images_ci_low"] < 12.5 < row["images_ci_high"]
+    assert row["verdict"].startswith("shift better by 12.50")
+
+
+def test_without_every_run_s_predictions_the_seed_test_stands_alone_and_says_so(tmp_path):
+    for seed in range(3):
+        write_run(tmp_path, f"attn-{seed}", mixer="attn", seed=seed, correct=_correct(200, 170, seed))
+        write_run(tmp_path, f"shift-{seed}", seed=seed, correct=_correct(200, 173, seed))
+    write_run(tmp_path, "shift-3", seed=3, val_top1=86.5)  # an older record: no predictions.npz
+    row = verdicts(load_runs(tmp_path, warn=False)).iloc[0]
+    assert math.isnan(row["images_p_difference"]) and row["verdict"].startswith("shift better by")
+    assert row["images_why"] == ("1 of 4 finished runs of mixer=shift have no readable predictions.npz (recorded by "
+                                 "older code, or read from wandb)")
+    build([tmp_path], tmp_path / "report")
+    assert "the seed test alone, with the validation set held fixed: 1 of 4 finished runs" in \
+        (tmp_path / "report" / "report.md").read_text()
+
+
+def test_images_and_seeds_bootstrap_is_a_function_of_the_records():
+    rng = np.random.default_rng(1)
+    same = (rng.random((4, 300)) < 0.8).astype(float)
+    result = bootstrap_images_and_seeds(same, same)
+    assert result["diff"] == 0 and result["ci_low"] <= 0 <= result["ci_high"] and result["p_difference"] == 1.0
+    a, b = (rng.random((5, 300)) < 0.9).astype(float), (rng.random((3, 300)) < 0.8).astype(float)
+    first, again = bootstrap_images_and_seeds(a, b), bootstrap_images_and_seeds(a, b)
+    assert first == again and first["diff"] == pytest.approx(100 * (a.mean() - b.mean()))
+    # every image of every seed an independent draw: the true SE of the difference is binomial; resampling images
+    # and seeds both counts that noise twice or so (Owen's pigeonhole bootstrap is conservative for it), no less
+    se = 100 * math.sqrt(0.9 * 0.1 / 300 / 5 + 0.8 * 0.2 / 300 / 3)
+    assert 1.96 * se < (first["ci_high"] - first["ci_low"]) / 2 < 1.96 * se * math.sqrt(3)
+    with pytest.raises(ValueError, match="over the same images"):
+        bootstrap_images_and_seeds(a, b[:, :200])
