@@ -30,7 +30,6 @@ from .headroom import METHOD, Testbed, headroom_line, headroom_of
 from .load import METRICS, RepeatedSeed, SkippedRun, find_run_dirs, load_curves, load_runs
 from .stats import (
     ALPHA,
-    BOOTSTRAP_DRAWS,
     CONFIDENCE,
     CORRECTION,
     DEFAULT_BASELINE,
@@ -108,6 +107,7 @@ def verdict_table(table: pd.DataFrame) -> pd.DataFrame:
         columns.update({
             f"{CI} CI, {IMAGES_AND_SEEDS}": [_interval(lo, hi) for lo, hi in
                                              zip(table["images_ci_low"], table["images_ci_high"])],
+            f"p equivalence, {IMAGES_AND_SEEDS} ({CORRECTED})": [_p(p) for p in table["images_p_equivalence_adj"]],
             f"p difference, {IMAGES_AND_SEEDS} ({CORRECTED})": [_p(p) for p in table["images_p_difference_adj"]]})
     return pd.DataFrame({**columns, "budget": table["budget"], "verdict": table["verdict"]})
 
@@ -173,10 +173,12 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
         if images.any():
             sections.append(("p", f"The seed tests hold the validation set fixed. Where every finished run of both "
                                   f"arms recorded its predictions ({PREDICTIONS_FILE}), the {IMAGES_AND_SEEDS} "
-                                  f"columns count that set's own sampling noise as well: a bootstrap that resamples "
-                                  f"the validation images (the same draw for both arms) and each arm's seeds, "
-                                  f"{BOOTSTRAP_DRAWS} draws, {CORRECTED}-corrected over those comparisons. A "
-                                  f"verdict claims a difference or an equivalence only where both support it."))
+                                  f"columns count that set's own sampling noise as well: the same t test with the "
+                                  f"variance a new draw of validation images would add (the spread over images of "
+                                  f"the arms' per-image accuracy difference, ÷ the number of images) added to the "
+                                  f"seed test's, {CORRECTED}-corrected over those comparisons. It is never narrower "
+                                  f"than the seed test. A verdict claims a difference or an equivalence only where "
+                                  f"both support it, and then gives this interval."))
         for _, row in table[~images & (table["images_why"] != "")].iterrows():
             sections.append(("p", f"{row['treatment']} vs {row['baseline']}: the seed test alone, with the validation "
                                   f"set held fixed: {row['images_why']}."))

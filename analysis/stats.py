@@ -56,9 +56,7 @@ POWER = 0.8
 CORRECTION = "holm"
 # beyond this many seeds per arm a seeds count stops being advice
 MAX_SEEDS = 1000
-BOOTSTRAP_DRAWS = 4000  # of the images × seeds bootstrap: its smallest p is 1/4001, below α/7 for a 7-arm table
-BOOTSTRAP_SEED = 0  # a verdict is a function of the records: the same records, the same interval
-IMAGES_AND_SEEDS = "images × seeds"  # what that bootstrap resamples, as the tables name it
+IMAGES_AND_SEEDS = "images + seeds"  # the test that counts both sources of noise, as the tables name it
 INSUFFICIENT = "insufficient data"
 NO_HEADROOM = "testbed cannot separate the arms"
 INCONCLUSIVE = "inconclusive"
@@ -203,7 +201,7 @@ class Comparison:
     seeds_alpha: float = ALPHA
     noise_sd: float = math.nan  # the SD the seeds advice assumes (of the differences when paired, pooled else)
     noise_dof: int = 0  # its degrees of freedom
-    # the same difference with the validation set's own sampling noise counted (bootstrap_images_and_seeds), where
+    # the same difference with the validation set's own sampling noise counted (images_and_seeds_test), where
     # every finished run of both arms recorded its predictions on the same images; images_why says why not else
     images_ci_low: float = math.nan
     images_ci_high: float = math.nan
@@ -290,90 +288,101 @@ def compare(treatment: pd.Series, baseline: pd.Series, margin: float = DEFAULT_M
     return result
 
 
-def bootstrap_images_and_seeds(treatment: np.ndarray, baseline: np.ndarray, margin: float = DEFAULT_MARGIN,
-                               draws: int = BOOTSTRAP_DRAWS, seed: int = BOOTSTRAP_SEED,
-                               confidence: float = CONFIDENCE) -> Dict[str, float]:
-    """The difference of two arms' mean top-1 (points) with its uncertainty from both sources of noise: the seeds
-    and the validation images. ``treatment``, ``baseline``: (seeds, images) arrays of per-image correctness (1/0,
-    or a seed's mean over its runs), scored on the same images in the same order. Each draw resamples the images
-    (one draw for both arms: they were scored on the same images, so an image both get wrong moves both) and,
-    within each arm, the seeds. Returns ``diff``, ``ci_low``, ``ci_high`` (percentile interval), ``p_difference``
-    (two-sided, of d = 0) and ``p_equivalence`` (of |d| ≥ ``margin``, as TOST). The seed tests (Welch) hold the
-    validation set fixed; on 360 images one image is 0.28 points, and a test that ignores them can call a
-    difference of a few images settled. Resampling both crossed factors is Owen's pigeonhole bootstrap (Annals of
-    Applied Statistics, 2007): conservative, as it counts a seed's own luck on an image more than once, never
-    the other way. Written by hand: ``scipy.stats.bootstrap`` resamples one level of independent observations,
-    not images shared by two arms crossed with seeds within each."""
+def images_and_seeds_test(treatment: np.ndarray, baseline: np.ndarray, margin: float = DEFAULT_MARGIN,
+                          paired: bool = False, confidence: float = CONFIDENCE) -> Dict[str, float]:
+    """The difference of two arms' mean top-1 (points) tested with both sources of noise counted: the seeds and the
+    validation images. ``treatment``, ``baseline``: (seeds, images) arrays of per-image correctness (1/0, or a
+    seed's mean over its runs), scored on the same images in the same order (``paired``: row i of both is seed i).
+
+    The seed tests (Welch, or paired) hold the validation set fixed: on 360 images one image is 0.28 points, and a
+    difference of a few images can be settled by seeds alone. Here the standard error adds to the seed test's the
+    variance a new draw of validation images would bring, from the spread over images of the per-image difference
+    of the two arms' accuracies (seeds averaged), ÷ the number of images: SE² = SE²(seeds) + SE²(images), with the
+    seed test's degrees of freedom. Never narrower than the seed test; conservative, since each seed's accuracy
+    already carries its own luck on the images, which the images term counts again. Returns ``diff``, ``ci_low``,
+    ``ci_high``, ``p_difference`` (two-sided) and ``p_equivalence`` (TOST within ±``margin``). Written by hand:
+    statsmodels' mixed models fit one grouping factor, not images crossed with seeds, on 1/0 outcomes."""
     t, b = np.asarray(treatment, dtype=float), np.asarray(baseline, dtype=float)
-    if t.ndim != 2 or b.ndim != 2 or t.shape[1] != b.shape[1] or t.shape[1] == 0:
-        raise ValueError(f"need (seeds, images) arrays over the same images; got shapes {t.shape} and {b.shape}")
-    rng = np.random.default_rng(seed)
-    n = t.shape[1]
-    diffs = np.empty(draws)
-    chunk = max(1, min(draws, 4_000_000 // n))  # draws at a time: the image weights are chunk × n floats
-    for start in range(0, draws, chunk):
-        k = min(chunk, draws - start)
-        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=k) / n
-        arms = []
-        for values in (t, b):
-            accuracy = weights @ values.T  # (k, seeds): each seed's top-1 on the resampled images
-            picked = rng.integers(0, values.shape[0], size=(k, values.shape[0]))
-            arms.append(np.take_along_axis(accuracy, picked, axis=1).mean(axis=1))
-        diffs[start:start + k] = 100 * (arms[0] - arms[1])
-    tail = 100 * (1 - confidence) / 2
+    if t.ndim != 2 or b.ndim != 2 or t.shape[1] != b.shape[1] or t.shape[1] < 2 or min(len(t), len(b)) < 2 \
+            or (paired and len(t) != len(b)):
+        raise ValueError(f"need (seeds, images) arrays of 2+ seeds over the same 2+ images (the same seeds when "
+                         f"paired); got shapes {t.shape} and {b.shape}")
+    accuracy_t, accuracy_b = 100 * t.mean(axis=1), 100 * b.mean(axis=1)
+    if paired:
+        d = accuracy_t - accuracy_b
+        var_seeds, dof = d.var(ddof=1) / len(d), len(d) - 1
+    else:
+        var_t, var_b = accuracy_t.var(ddof=1) / len(t), accuracy_b.var(ddof=1) / len(b)
+        var_seeds = var_t + var_b
+        # Welch–Satterthwaite; with no spread in either arm, the pooled test's
+        dof = var_seeds ** 2 / (var_t ** 2 / (len(t) - 1) + var_b ** 2 / (len(b) - 1)) if var_seeds > 0 \
+            else len(t) + len(b) - 2
+    per_image = 100 * (t.mean(axis=0) - b.mean(axis=0))
+    var_images = per_image.var(ddof=1) / per_image.size
+    se = math.sqrt(var_seeds + var_images)
+    diff = float(accuracy_t.mean() - accuracy_b.mean())
+    if se == 0:  # the same outcome on every image of every seed: nothing to test
+        return dict(diff=diff, ci_low=diff, ci_high=diff, p_difference=math.nan, p_equivalence=math.nan)
+    half = float(st.t.ppf(1 - (1 - confidence) / 2, dof)) * se
+    return dict(diff=diff, ci_low=diff - half, ci_high=diff + half,
+                p_difference=float(2 * st.t.sf(abs(diff) / se, dof)),
+                p_equivalence=float(max(st.t.sf((diff + margin) / se, dof), st.t.sf((margin - diff) / se, dof))))
 
-    def share(hits: np.ndarray) -> float:  # a bootstrap p never 0: (count + 1) / (draws + 1)
-        return float((hits.sum() + 1) / (draws + 1))
 
-    return dict(diff=float(100 * (t.mean(axis=1).mean() - b.mean(axis=1).mean())),
-                ci_low=float(np.percentile(diffs, tail)), ci_high=float(np.percentile(diffs, 100 - tail)),
-                p_difference=min(1.0, 2 * min(share(diffs <= 0), share(diffs >= 0))),
-                p_equivalence=max(share(diffs <= -margin), share(diffs >= margin)))
-
-
-def correctness_by_seed(runs: pd.DataFrame, arm: str) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], str]:
-    """(seeds × images correctness, the labels, "") of the arm's finished runs from their ``predictions.npz``
-    (a seed that finished twice: the mean of its runs), or (None, None, why not)."""
+def correctness_by_seed(runs: pd.DataFrame, arm: str, metric: str = DEFAULT_METRIC
+                        ) -> Tuple[Optional[pd.DataFrame], Optional[np.ndarray], str]:
+    """(per-image correctness, one row per seed, indexed by seed; the labels; "") of the arm's finished runs from
+    their ``predictions.npz`` (a seed that finished twice: the mean of its runs), or (None, None, why not). A file
+    whose accuracy is not the run's recorded ``metric`` is refused, not used: it is another run's, or stale."""
     rows = runs[(runs["arm"] == arm) & runs["used"]]
     by_seed: Dict[Any, List[np.ndarray]] = {}
     target = None
     missing = 0
-    for run_dir, run_seed in zip(rows["run_dir"], rows["seed"]):
+    for run_dir, run_seed, recorded in zip(rows["run_dir"], rows["seed"], pd.to_numeric(rows[metric])):
         read = read_predictions(run_dir)
-        if read is None:
+        if read is None or not len(read[1]):
             missing += 1
             continue
         predicted, labels = read
+        correct = (predicted == labels).astype(float)
+        if not math.isclose(100 * correct.mean(), recorded, abs_tol=1e-6):
+            return None, None, (f"the {PREDICTIONS_FILE} of {run_dir} gives {metric} {100 * correct.mean():.2f}, "
+                                f"its record {recorded:.2f}")
         if target is not None and not np.array_equal(labels, target):
             return None, None, f"the runs of {arm} were scored on different validation images"
         target = labels
-        by_seed.setdefault(run_seed, []).append((predicted == labels).astype(float))
+        by_seed.setdefault(run_seed, []).append(correct)
     if missing:
         return None, None, (f"{missing} of {len(rows)} finished runs of {arm} have no readable {PREDICTIONS_FILE} "
                             "(recorded by older code, or read from wandb)")
     if len(by_seed) < 2:
         return None, None, f"fewer than 2 seeds of {arm} with predictions"
-    return np.stack([np.mean(v, axis=0) for v in by_seed.values()]), target, ""
+    return pd.DataFrame([np.mean(v, axis=0) for v in by_seed.values()], index=list(by_seed)), target, ""
 
 
 def _images_and_seeds(c: Comparison, runs: pd.DataFrame, t_arm: str, b_arm: str) -> None:
-    """Fill ``c``'s images × seeds fields, or ``images_why``."""
+    """Fill ``c``'s images + seeds fields, or ``images_why``; paired by seed as ``c`` is."""
     t, t_target, why = correctness_by_seed(runs, t_arm)
     b, b_target, why_b = correctness_by_seed(runs, b_arm) if not why else (None, None, "")
     why = why or why_b
     if not why and not np.array_equal(t_target, b_target):
         why = "the two arms were scored on different validation images"
+    paired = c.test.startswith("paired")
+    if not why and paired:  # the seeds the seed test paired, in one order for both
+        common = [seed for seed in t.index if seed in set(b.index)]
+        t, b = t.loc[common], b.loc[common]
+        why = "" if len(common) >= 2 else "fewer than 2 seeds that both arms have, with predictions"
     if why:
         c.images_why = why
         return
-    result = bootstrap_images_and_seeds(t, b, c.margin)
+    result = images_and_seeds_test(t.to_numpy(), b.to_numpy(), c.margin, paired=paired)
     c.images_ci_low, c.images_ci_high = result["ci_low"], result["ci_high"]
     c.images_p_equivalence, c.images_p_difference = result["p_equivalence"], result["p_difference"]
 
 
 def _claims(c: Comparison) -> Tuple[bool, bool]:
-    """(equivalent, different) at α after the correction: by the seed test, and by the images × seeds bootstrap
-    as well where it was computed."""
+    """(equivalent, different) at α after the correction: by the seed test, and by ``images_and_seeds_test`` as
+    well where it was computed."""
     images = math.isfinite(c.images_p_difference_adj)
     equivalent = c.p_equivalence_adj < ALPHA and (not images or c.images_p_equivalence_adj < ALPHA)
     different = c.p_difference_adj < ALPHA and (not images or c.images_p_difference_adj < ALPHA)
@@ -399,11 +408,10 @@ def outcome_text(c: Comparison, names: Tuple[str, str]) -> str:
         return c.outcome
     equivalent, different = _claims(c)
     seeds_equivalent, seeds_different = c.p_equivalence_adj < ALPHA, c.p_difference_adj < ALPHA
-    if (seeds_different and not different) or (seeds_equivalent and not equivalent and not different):
-        seeds_claim = _better(c, names) if seeds_different else f"equivalent within ±{c.margin:g}"
+    if not (equivalent or different) and (seeds_equivalent or seeds_different):
+        seeds_claim = _better(c, names, seeds_alone=True) if seeds_different else f"equivalent within ±{c.margin:g}"
         return (f"{INCONCLUSIVE} once the validation images' own noise is counted ({IMAGES_AND_SEEDS}: "
-                f"{c.diff:+.2f} [{c.images_ci_low:+.2f}, {c.images_ci_high:+.2f}]; the seeds alone: {seeds_claim}): "
-                "more validation images, not more seeds, would settle it")
+                f"{c.diff:+.2f} [{c.images_ci_low:+.2f}, {c.images_ci_high:+.2f}]; the seeds alone: {seeds_claim})")
     if different:
         better = _better(c, names)
         return f"equivalent within ±{c.margin:g}, yet different ({better})" if equivalent else better
@@ -419,10 +427,12 @@ def outcome_text(c: Comparison, names: Tuple[str, str]) -> str:
     return f"{INCONCLUSIVE}: about {span} {unit} would settle it ({POWER * 100:.0f} % power{level})"
 
 
-def _better(c: Comparison, names: Tuple[str, str]) -> str:
-    """``shift better by 0.50 [0.20, 0.80]``: the winner, and the difference with its CI from its side."""
-    winner, d, lo, hi = (names[0], c.diff, c.ci_low, c.ci_high) if c.diff > 0 else \
-        (names[1], -c.diff, -c.ci_high, -c.ci_low)
+def _better(c: Comparison, names: Tuple[str, str], seeds_alone: bool = False) -> str:
+    """``shift better by 0.50 [0.20, 0.80]``: the winner, and the difference with its CI from its side; the CI of
+    the test that counts the validation images too where there is one (unless ``seeds_alone``)."""
+    low, high = (c.ci_low, c.ci_high) if seeds_alone or not math.isfinite(c.images_ci_low) else \
+        (c.images_ci_low, c.images_ci_high)
+    winner, d, lo, hi = (names[0], c.diff, low, high) if c.diff > 0 else (names[1], -c.diff, -high, -low)
     return f"{winner} better by {d:.2f} [{lo:.2f}, {hi:.2f}]"
 
 

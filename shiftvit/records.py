@@ -29,6 +29,7 @@ import signal
 import socket
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Tuple
 
@@ -161,7 +162,7 @@ def read_predictions(run_dir: Path) -> Optional[Tuple[np.ndarray, np.ndarray]]:
     try:
         with np.load(Path(run_dir) / PREDICTIONS_FILE) as f:
             predicted, target = f["predicted"], f["target"]
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
         return None
     return (predicted, target) if predicted.shape == target.shape and predicted.ndim == 1 else None
 

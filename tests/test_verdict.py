@@ -2,6 +2,7 @@
 import json
 import math
 import re
+import shutil
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -29,7 +30,7 @@ from analysis.plots import (
 )
 from analysis.report import arms_table, build
 from analysis.report import main as report_main
-from analysis.stats import ALPHA, INSUFFICIENT, NO_HEADROOM, _seeds_range, bootstrap_images_and_seeds
+from analysis.stats import ALPHA, INSUFFICIENT, NO_HEADROOM, _seeds_range, images_and_seeds_test
 
 pytestmark = pytest.mark.usefixtures("testbed_cache")
 SHIFT = [91.0, 92.5, 90.5, 92.0]
@@ -531,12 +532,12 @@ def test_arms_of_one_target_further_apart_than_their_tolerances_allow_are_not_ma
     assert budget_difference(runs(187.0, 0.5), "t", "b") == ("+87 % MACs, ±50 % tolerance (same target)", True)
 
 
-# --- the validation set's own noise: predictions.npz and the images × seeds bootstrap ------------------------------
+# --- the validation set's own noise: predictions.npz and the images + seeds test -----------------------------------
 def _correct(images: int, right: int, seed: int) -> list:
     """The first ``right`` images right, then one image toggled by the seed: an even seed gets image ``seed`` wrong,
-    an odd one image 190 + ``seed`` right (the seeds' own spread: one image either way)."""
+    an odd one the image ``seed`` from the end right (the seeds' own spread: one image either way)."""
     flags = [i < right for i in range(images)]
-    flipped = seed if seed % 2 == 0 else 190 + seed
+    flipped = seed if seed % 2 == 0 else images - 1 - seed
     flags[flipped] = not flags[flipped]
     return flags
 
@@ -550,12 +551,13 @@ def test_a_difference_of_three_images_is_not_settled_by_many_seeds(tmp_path):
     runs = load_runs(tmp_path, warn=False)
     row = verdicts(runs).iloc[0]
     assert row["p_difference_adj"] < 0.01 and row["diff"] == pytest.approx(1.5)  # what the seeds alone say
+    # 3 images apart, 200 images: the per-image difference has SD √(3/200) ≈ 0.12, so its SE is 0.87 points
     assert row["images_p_difference_adj"] > 0.05 and row["images_ci_low"] < 0 < row["images_ci_high"]
     assert row["verdict"].startswith("inconclusive once the validation images' own noise is counted")
-    assert "shift better by 1.50" in row["verdict"] and "more validation images, not more seeds" in row["verdict"]
+    assert "the seeds alone: shift better by 1.50" in row["verdict"]
     report = build([tmp_path], tmp_path / "report")
     text = (tmp_path / "report" / "report.md").read_text()
-    assert "95% CI, images × seeds" in text and "predictions.npz" in text and report is not None
+    assert "95% CI, images + seeds" in text and "predictions.npz" in text and report is not None
 
 
 def test_a_difference_over_many_images_stands_with_the_images_counted(tmp_path):
@@ -564,7 +566,24 @@ def test_a_difference_over_many_images_stands_with_the_images_counted(tmp_path):
         write_run(tmp_path, f"shift-{seed}", seed=seed, correct=_correct(200, 175, seed))
     row = verdicts(load_runs(tmp_path, warn=False)).iloc[0]
     assert row["images_p_difference_adj"] < 0.01 and 0 < row["images_ci_low"] < 12.5 < row["images_ci_high"]
-    assert row["verdict"].startswith("shift better by 12.50")
+    # the claim gives the interval that counts the images too, wider than the seeds' own
+    assert row["images_ci_low"] < row["ci_low"] and row["images_ci_high"] > row["ci_high"]
+    assert row["verdict"] == f"shift better by 12.50 [{row['images_ci_low']:.2f}, {row['images_ci_high']:.2f}]"
+
+
+def test_an_equivalence_both_tests_support_stands_and_pairs_stay_pairs(tmp_path):
+    """Both tests call the arms equivalent within ±1: an equivalence, not "inconclusive" (the seeds alone also call
+    them different); paired by seed, the images test uses the seeds the seed test paired, no others."""
+    for seed in range(6):  # 2000 images, the arms 4 or 8 images apart (the toggled images differ within a pair)
+        write_run(tmp_path, f"attn-{seed}", mixer="attn", seed=seed, correct=_correct(2000, 1700, seed + 1))
+        write_run(tmp_path, f"shift-{seed}", seed=seed, correct=_correct(2000, 1706, seed))
+    for seed in range(6, 9):  # seeds only the treatment has, much better: outside any pair
+        write_run(tmp_path, f"shift-{seed}", seed=seed, correct=_correct(2000, 1800, seed))
+    row = verdicts(load_runs(tmp_path, warn=False), pair_by="seed").iloc[0]
+    assert row["n_treatment"] == row["n_baseline"] == 6 and row["diff"] == pytest.approx(0.3)
+    assert row["images_ci_low"] < 0.3 < row["images_ci_high"] < 1  # the 6 pairs' difference, not the 9 seeds'
+    assert row["p_difference_adj"] < ALPHA and row["images_p_equivalence_adj"] < ALPHA
+    assert row["verdict"] == "equivalent within ±1"
 
 
 def test_without_every_run_s_predictions_the_seed_test_stands_alone_and_says_so(tmp_path):
@@ -581,17 +600,39 @@ def test_without_every_run_s_predictions_the_seed_test_stands_alone_and_says_so(
         (tmp_path / "report" / "report.md").read_text()
 
 
-def test_images_and_seeds_bootstrap_is_a_function_of_the_records():
+def test_images_and_seeds_test_counts_the_images_on_top_of_the_seeds():
     rng = np.random.default_rng(1)
     same = (rng.random((4, 300)) < 0.8).astype(float)
-    result = bootstrap_images_and_seeds(same, same)
-    assert result["diff"] == 0 and result["ci_low"] <= 0 <= result["ci_high"] and result["p_difference"] == 1.0
+    result = images_and_seeds_test(same, same)
+    assert result["diff"] == 0 and result["ci_low"] < 0 < result["ci_high"] and result["p_difference"] == 1.0
     a, b = (rng.random((5, 300)) < 0.9).astype(float), (rng.random((3, 300)) < 0.8).astype(float)
-    first, again = bootstrap_images_and_seeds(a, b), bootstrap_images_and_seeds(a, b)
-    assert first == again and first["diff"] == pytest.approx(100 * (a.mean() - b.mean()))
-    # every image of every seed an independent draw: the true SE of the difference is binomial; resampling images
-    # and seeds both counts that noise twice or so (Owen's pigeonhole bootstrap is conservative for it), no less
-    se = 100 * math.sqrt(0.9 * 0.1 / 300 / 5 + 0.8 * 0.2 / 300 / 3)
-    assert 1.96 * se < (first["ci_high"] - first["ci_low"]) / 2 < 1.96 * se * math.sqrt(3)
-    with pytest.raises(ValueError, match="over the same images"):
-        bootstrap_images_and_seeds(a, b[:, :200])
+    result = images_and_seeds_test(a, b)
+    assert result["diff"] == pytest.approx(100 * (a.mean(axis=1).mean() - b.mean(axis=1).mean()))
+    # never narrower than Welch on the seeds' accuracies, with the same degrees of freedom
+    welch = CompareMeans(DescrStatsW(100 * a.mean(axis=1)), DescrStatsW(100 * b.mean(axis=1))).tconfint_diff(
+        usevar="unequal")
+    assert result["ci_low"] < welch[0] and result["ci_high"] > welch[1]
+    # every image of every seed an independent draw: the seeds' spread is already that binomial noise, which the
+    # images term adds again: conservative, by at most about √2 on the SE
+    true_se = 100 * math.sqrt(0.9 * 0.1 / 300 / 5 + 0.8 * 0.2 / 300 / 3)
+    half = (result["ci_high"] - result["ci_low"]) / 2
+    assert 1.96 * true_se < half < st.t.ppf(0.975, 2) * true_se * math.sqrt(2) * 1.5
+    with pytest.raises(ValueError, match="over the same 2"):
+        images_and_seeds_test(a, b[:, :200])
+
+
+def test_a_damaged_or_foreign_predictions_file_leaves_the_seed_test_alone_and_is_named(tmp_path):
+    for seed in range(3):
+        write_run(tmp_path, f"attn-{seed}", mixer="attn", seed=seed, correct=_correct(200, 150, seed))
+        write_run(tmp_path, f"shift-{seed}", seed=seed, correct=_correct(200, 175, seed))
+    damaged = tmp_path / "shift-1" / "predictions.npz"
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside the compressed stream: zlib refuses it
+    damaged.write_bytes(bytes(data))
+    row = verdicts(load_runs(tmp_path, warn=False)).iloc[0]
+    assert "1 of 3 finished runs of mixer=shift have no readable predictions.npz" in row["images_why"]
+    assert row["verdict"].startswith("shift better by 12.50")  # the seed test's own claim, its own interval
+    shutil.copy(tmp_path / "attn-0" / "predictions.npz", damaged)  # another run's file: its accuracy is not this run's
+    row = verdicts(load_runs(tmp_path, warn=False)).iloc[0]
+    assert row["images_why"] == (f"the predictions.npz of {tmp_path / 'shift-1'} gives val_top1 74.50, its record "
+                                 "88.00")
