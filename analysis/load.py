@@ -35,6 +35,7 @@ from shiftvit.records import (
     WANDB_DIR,
     parse_metrics,
     run_status,
+    trained_code,
 )
 from shiftvit.tracking import RECORD_CONFIG_KEY, unflatten
 
@@ -47,6 +48,9 @@ WANDB_RUNNING_STATE = "running"  # wandb's ``Run.state`` of a run whose process 
 # summary.json's columns in a run's row (its identity comes from config.yaml): the schema of records.py
 RECORD_FILES = (SUMMARY_FILE, CONFIG_FILE, LAUNCH_ERROR_FILE)  # any of them makes a folder a run to load or skip
 SUMMARY_COLUMNS = ("status", *RESULT_KEYS, "config_hash", "git_commit", "git_dirty", *OUTCOME_KEYS)
+# the code every attempt that trained the run ran (records.trained_code), joined: two or more when it was resumed under
+# other code
+CODE_COLUMN, CODE_SEPARATOR = "code", " + "
 METRICS = ("val_top1", "val_top5", "best_val_top1", "ema_val_top1")
 
 
@@ -148,6 +152,7 @@ def record_row(config: Dict[str, Any], summary: Dict[str, Any], status: str, whe
         "budget_target": _budget_target(config),
     }
     row.update({k: summary.get(k) for k in SUMMARY_COLUMNS})
+    row[CODE_COLUMN] = CODE_SEPARATOR.join(trained_code(summary))
     # the identity as this code hashes configs: a hash stored by older code may name the same config otherwise
     row["config_hash"] = config_hash(config)
     row["status"] = status

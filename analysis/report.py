@@ -27,7 +27,7 @@ from shiftvit.records import FAILED_STATUSES, PREDICTIONS_FILE, USED_STATUSES
 
 from .arms import ArmSpec, arms_matching, describe
 from .headroom import METHOD, Testbed, headroom_line, headroom_of
-from .load import METRICS, RepeatedSeed, SkippedRun, find_run_dirs, load_curves, load_runs
+from .load import CODE_COLUMN, CODE_SEPARATOR, METRICS, RepeatedSeed, SkippedRun, find_run_dirs, load_curves, load_runs
 from .stats import (
     ALPHA,
     CONFIDENCE,
@@ -120,6 +120,26 @@ def _arm_knobs(runs: pd.DataFrame) -> str:
     shared = [f"{c}={runs[c].iloc[0]}" for c in columns if c not in varying and pd.notna(runs[c].iloc[0])]
     text = f"arms differ in: {', '.join(varying)}" if varying else "one arm"
     return text + (f"; every arm has {' '.join(shared)}" if shared else "")
+
+
+def code_paragraph(runs: pd.DataFrame) -> Optional[str]:
+    """Which code the loaded runs ran, from their records: each commit with its number of runs, and the runs
+    resumed under other code (their epochs ran under more than one commit), by name. None without the column
+    (runs read from wandb before it was logged)."""
+    if runs.empty or CODE_COLUMN not in runs or not runs[CODE_COLUMN].astype(bool).any():
+        return None
+    per_run = [code.split(CODE_SEPARATOR) if code else [] for code in runs[CODE_COLUMN]]
+    counts: Dict[str, int] = {}
+    for codes in per_run:
+        for code in codes:
+            counts[code] = counts.get(code, 0) + 1
+    named = ", ".join(f"{code} ({n} run{'s' if n != 1 else ''})" for code, n in counts.items())
+    text = f"Code, as each record names it: {named}."
+    mixed = [f"{job} ({', '.join(codes)})" for job, codes in zip(runs["job"], per_run) if len(codes) > 1]
+    if mixed:
+        text += (f" {len(mixed)} run{'s were' if len(mixed) != 1 else ' was'} resumed under other code, so "
+                 f"{'their' if len(mixed) != 1 else 'its'} epochs ran under more than one: {'; '.join(mixed)}.")
+    return text
 
 
 def _testbed_sections(runs: pd.DataFrame, metric: str) -> Tuple[List[Section], Dict[str, Testbed]]:
@@ -227,6 +247,9 @@ def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = N
         ("p", f"Sources: {', '.join(str(s) for s in sweep_dirs)}. {len(runs)} runs loaded"
               f"{f' ({by_status})' if by_status else ''} in {runs['arm'].nunique() if len(runs) else 0} arms; "
               f"{len(skipped)} record{'s' if len(skipped) != 1 else ''} skipped (listed at the end).")]
+    code = code_paragraph(runs)
+    if code:
+        sections.append(("p", code))
     for arm, seed, run_dirs in runs.attrs.get("repeated_seeds", []):
         sections.append(("p", f"{arm}: seed {seed} finished {len(run_dirs)} times ({', '.join(run_dirs)}): one "
                               "replicate, its values averaged in every mean and test."))

@@ -304,8 +304,18 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
     from . import distributed as dist_utils
     from .data import DataError, data_error_message
     from .engine import Interrupted
-    from .records import CONFIG_FILE, SUMMARY_FILE, RecordError, atomic_write_bytes, read_metrics, write_json
+    from .records import (
+        CONFIG_FILE,
+        SUMMARY_FILE,
+        RecordError,
+        atomic_write_bytes,
+        attempt_code,
+        earlier_attempts_code,
+        read_metrics,
+        write_json,
+    )
 
+    this_attempt = attempt_code(git_commit(), git_dirty(), versions())
     summary: Dict[str, Any] = {
         "status": RUNNING, "seed": effective["seed"], "config_hash": digest, "mixer": effective["mixer"]["name"],
         "gamma": effective["gamma"], "tau": effective["tau"], "depths": effective["depths"],
@@ -314,6 +324,7 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
         "run_dir": str(run_dir), "overrides": list(overrides or []), "sweep_name": sweep_name,
         "world_size": dist.world_size, "attempts": int(previous.get("attempts") or 0) + 1,
         "epochs_done": previous.get("epochs_done"),  # until this attempt ends an epoch, what the last one did
+        "attempts_code": [*earlier_attempts_code(previous), this_attempt],
     }
     # wall time across every attempt at this run (an interrupted one recorded its time up to its last epoch)
     earlier = previous.get("wall_s") or 0.0
@@ -375,7 +386,11 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
             tracker.log(row, step=row["epoch"])
             record(epochs_done=row["epoch"])
 
-        record(**_train(effective, run_dir, summary, on_epoch, dist))
+        def on_start(epoch: int, batch: int) -> None:
+            this_attempt["resumed_at"] = [epoch, batch]
+            record()
+
+        record(**_train(effective, run_dir, summary, on_start, on_epoch, dist))
     except (Interrupted, KeyboardInterrupt) as e:
         by = str(e) if isinstance(e, Interrupted) else "SIGINT"
         end_early(INTERRUPTED, interrupted_by=by)
@@ -438,9 +453,10 @@ def _tracker(logger_cfg: Dict[str, Any], effective: Dict[str, Any], run_dir: Pat
                + (f"-{archived}" if (archived := archived_records(run_dir)) else ""))
 
 
-def _train(effective: Dict[str, Any], run_dir: Path, summary: Dict[str, Any],
+def _train(effective: Dict[str, Any], run_dir: Path, summary: Dict[str, Any], on_start: Callable[[int, int], None],
            on_epoch: Callable[[Dict[str, Any]], None], dist) -> Dict[str, Any]:
-    """Build data and model, fit, and return the summary fields the run produced."""
+    """Build data and model, fit, and return the summary fields the run produced. ``on_start(epoch, batch)``: where
+    training starts (a checkpoint's position, or 0, 0), before it does."""
     import timm
 
     from .allocator import configure as configure_malloc
@@ -468,7 +484,8 @@ def _train(effective: Dict[str, Any], run_dir: Path, summary: Dict[str, Any],
                  len(bundle.train), len(bundle.val), bundle.img_size, bundle.num_classes)
         log.info("model: %.2f M params, %.2f M MACs per image", summary["params"] / 1e6, summary["macs"] / 1e6)
 
-    trainer = Trainer(model, bundle, settings, run_dir, effective["seed"], on_epoch=on_epoch, dist=dist)
+    trainer = Trainer(model, bundle, settings, run_dir, effective["seed"], on_epoch=on_epoch, dist=dist,
+                      on_start=on_start)
     result = trainer.fit()
     history = result.history
     last = next((r for r in reversed(history) if "val_top1" in r), {})

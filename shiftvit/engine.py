@@ -182,7 +182,10 @@ def create_scheduler(optimizer: torch.optim.Optimizer, s: TrainSettings,
 class Trainer:
     def __init__(self, model: nn.Module, data: DataBundle, settings: TrainSettings, run_dir: Path, seed: int,
                  on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None,
-                 dist: Optional[dist_utils.DistInfo] = None):
+                 dist: Optional[dist_utils.DistInfo] = None,
+                 on_start: Optional[Callable[[int, int], None]] = None):
+        """``on_epoch(row)``: after each epoch's row; ``on_start(epoch, batch)``: where ``fit`` starts training (its
+        checkpoint's position, or 0, 0), before it does."""
         from timm.data import Mixup
         from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
         from timm.utils import ModelEmaV3
@@ -191,7 +194,7 @@ class Trainer:
         self.dist = dist or dist_utils.info()
         self.run_dir = Path(run_dir)
         self.seed = seed
-        self.on_epoch = on_epoch
+        self.on_epoch, self.on_start = on_epoch, on_start
         if s.threads:
             torch.set_num_threads(s.threads)
         self.device = resolve_device(s.device, self.dist.local_rank)
@@ -464,6 +467,8 @@ class Trainer:
     def fit(self) -> FitResult:
         s = self.settings
         self.load_checkpoint()
+        if self.on_start is not None:
+            self.on_start(self.start_epoch, self.start_batch)
         # a run whose checkpoint says it diverged is never trained past that point
         last_epoch = self.start_epoch if self.diverged else s.epochs
         with _SignalCatcher() as catcher:

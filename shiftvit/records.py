@@ -100,9 +100,50 @@ RESULT_KEYS = ("val_top1", "best_val_top1", "ema_val_top1", "val_top5", "val_los
 IDENTITY_KEYS = ("mixer", "gamma", "tau", "depths", "model", "data", "match", "seed", "config_hash")
 OUTCOME_KEYS = ("duplicate_of", "error", "interrupted_by")  # present only when the status calls for them
 # git_dirty: the checkout had changes to tracked files when the run started, so git_commit alone is not its code
+# attempts: the code of every attempt at the run, in order (git_commit and git_dirty above are the last one's): a run
+# resumed under other code trained its epochs under more than one, which the last attempt's alone would hide
 PROVENANCE_KEYS = ("git_commit", "git_dirty", "versions", "host", "run_dir", "overrides", "sweep_name", "world_size",
-                   "malloc", "finished")
+                   "malloc", "finished", "attempts_code")
 SUMMARY_KEYS = ("status", *RESULT_KEYS, *IDENTITY_KEYS, *PROVENANCE_KEYS)  # always present once a run trained
+
+
+def attempt_code(commit: Optional[str], dirty: Optional[bool], versions: Dict[str, str]) -> Dict[str, Any]:
+    """One entry of ``attempts_code``: the code an attempt ran. ``resumed_at`` ([epoch, batch] of the checkpoint it
+    started from, [0, 0] for none) is set, and written, before it trains: None, it trained nothing."""
+    return {"git_commit": commit, "git_dirty": dirty, "versions": versions, "resumed_at": None}
+
+
+def earlier_attempts_code(previous: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """``attempts_code`` of the record a new attempt resumes. A record from before the list names only its last
+    attempt's code; that attempt counts as started from the beginning, so its code is never left out of what the run
+    trained under."""
+    if previous.get("attempts_code"):
+        return list(previous["attempts_code"])
+    if not previous.get("attempts"):
+        return []
+    return [{**attempt_code(previous.get("git_commit"), previous.get("git_dirty"), previous.get("versions") or {}),
+             "resumed_at": [0, 0]}]
+
+
+def code_label(commit: Optional[str], dirty: Optional[bool]) -> str:
+    """A commit as a report names it: its short hash, marked when the checkout had uncommitted changes."""
+    if not commit:
+        return "no git commit"
+    return f"{commit[:7]}{' with uncommitted changes' if dirty else ''}"
+
+
+def trained_code(summary: Dict[str, Any]) -> List[str]:
+    """The code (``code_label``) of every attempt that trained, each once, in order; for a record without
+    ``attempts_code``, its one commit. An attempt trained when the next one resumed from a later point than it did
+    (a kill can land after an epoch and before the record says so: the positions are written before training), and
+    the last one always counts."""
+    attempts = summary.get("attempts_code")
+    if not attempts:
+        return [code_label(summary.get("git_commit"), summary.get("git_dirty"))] if "git_commit" in summary else []
+    started = [a for a in attempts if a.get("resumed_at") is not None]
+    trained = [a for a, later in zip(started, started[1:]) if list(later["resumed_at"]) > list(a["resumed_at"])]
+    trained += started[-1:]
+    return list(dict.fromkeys(code_label(a.get("git_commit"), a.get("git_dirty")) for a in trained))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

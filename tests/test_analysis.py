@@ -277,3 +277,24 @@ def test_arms_told_apart_by_a_null_say_so_in_their_labels():
     rows = [{}, {}, {}]
     assign_arms(rows, [plain, clipped, {**plain, "seed": 1}])
     assert [r["arm"] for r in rows] == ["train.clip_grad=null", "train.clip_grad=1.0", "train.clip_grad=null"]
+
+
+def test_trained_code_counts_the_attempts_that_trained():
+    """An attempt trained when the next one resumed from a later point (mid-epoch too); one that stopped before it
+    started (no position) or that the next resumed from the same point trained nothing; the last one counts."""
+    from shiftvit.records import trained_code
+
+    def attempt(commit, resumed_at, dirty=False):
+        return {"git_commit": commit * 40, "git_dirty": dirty, "versions": {}, "resumed_at": resumed_at}
+
+    assert trained_code({"attempts_code": [attempt("a", [0, 0]), attempt("b", [3, 0])]}) == ["aaaaaaa", "bbbbbbb"]
+    # a SIGTERM inside epoch 3: the next attempt resumed mid-epoch, so the first trained part of it
+    assert trained_code({"attempts_code": [attempt("a", [2, 0]), attempt("b", [2, 5])]}) == ["aaaaaaa", "bbbbbbb"]
+    # stopped before its first step (the next resumed where it started), or before it had a position
+    assert trained_code({"attempts_code": [attempt("a", [2, 0]), attempt("b", [2, 0])]}) == ["bbbbbbb"]
+    assert trained_code({"attempts_code": [attempt("a", None), attempt("b", [0, 0])]}) == ["bbbbbbb"]
+    assert trained_code({"attempts_code": [attempt("a", [0, 0]), attempt("a", [1, 0], dirty=True)]}) == [
+        "aaaaaaa", "aaaaaaa with uncommitted changes"]
+    # a record from before the list: its one commit
+    assert trained_code({"git_commit": "c" * 40, "git_dirty": False}) == ["ccccccc"]
+    assert trained_code({"git_commit": None}) == ["no git commit"]

@@ -401,12 +401,10 @@ def test_an_unreadable_image_stops_the_run_naming_it_and_the_fixed_data_resumes(
     assert fixed.returncode == 0 and read_summary(run_dir)["status"] == "completed", fixed.stderr[-3000:]
 
 
-def test_every_job_of_a_sweep_names_the_commit_of_the_code_its_process_loaded(tmp_path):
-    """The basic launcher runs a sweep's jobs in one process, on the code it loaded at the start: a commit made
-    while the sweep runs is not the code of its later jobs, which named it (and git_dirty) in their records."""
+def _code_in_a_repository_of_its_own(repo: Path):
+    """A copy of run.py and its code in a git repository of its own, committed; returns ``git`` there."""
     import shutil
 
-    repo = tmp_path / "repo"
     for part in ("shiftvit", "conf"):
         shutil.copytree(ROOT / part, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "run.py", repo / "run.py")
@@ -417,7 +415,15 @@ def test_every_job_of_a_sweep_names_the_commit_of_the_code_its_process_loaded(tm
 
     git("init", "-q")
     git("add", ".")
-    git("commit", "-qm", "the code the sweep loads")
+    git("commit", "-qm", "the code the first process loads")
+    return git
+
+
+def test_every_job_of_a_sweep_names_the_commit_of_the_code_its_process_loaded(tmp_path):
+    """The basic launcher runs a sweep's jobs in one process, on the code it loaded at the start: a commit made
+    while the sweep runs is not the code of its later jobs, which named it (and git_dirty) in their records."""
+    repo = tmp_path / "repo"
+    git = _code_in_a_repository_of_its_own(repo)
     loaded = git("rev-parse", "HEAD")
     sweep = tmp_path / "sweep"
     launcher = subprocess.Popen([sys.executable, "run.py", "-m", "seed=0,1", "model=shiftvit_nano", "match=none",
@@ -433,6 +439,42 @@ def test_every_job_of_a_sweep_names_the_commit_of_the_code_its_process_loaded(tm
     summaries = [read_summary(job) for job in job_dirs(sweep)]
     assert [s["seed"] for s in summaries] == [0, 1], output[-3000:]
     assert all(s["git_commit"] == loaded and s["git_dirty"] is False for s in summaries), summaries
+    assert all([a["git_commit"] for a in s["attempts_code"]] == [loaded] for s in summaries), summaries
+
+
+def test_a_run_resumed_under_other_code_names_both_and_the_report_says_so(tmp_path):
+    """git_commit is the last attempt's code: a run killed, then resumed after a commit, lists each attempt's code
+    and the point it started from, and the report names the run as trained under two commits."""
+    from analysis.load import load_runs
+    from analysis.report import code_paragraph
+
+    repo = tmp_path / "repo"
+    git = _code_in_a_repository_of_its_own(repo)
+    first = git("rev-parse", "HEAD")
+    options = ["model=shiftvit_nano", "match=none", "train.epochs=2", "data.train_fraction=0.5", "logger=none",
+               "train.threads=1"]
+    resumed, whole = tmp_path / "runs" / "resumed", tmp_path / "runs" / "whole"
+    killed = subprocess.run([sys.executable, "run.py", *options, f"hydra.run.dir={resumed}"], cwd=repo,
+                            capture_output=True, text=True, timeout=600,
+                            env=cli_env(SHIFTVIT_FAULT="after_rename:checkpoint.pt:1:kill"))
+    assert killed.returncode != 0 and len(read_metrics(resumed)) == 1, killed.stderr[-3000:]
+    (repo / "shiftvit" / "__init__.py").write_text("# a commit between the two attempts\n", encoding="utf-8")
+    git("commit", "-qam", "a commit between the attempts")
+    second = git("rev-parse", "HEAD")
+    for run_dir in (resumed, whole):
+        proc = run_cli([*options, f"hydra.run.dir={run_dir}", "seed=1" if run_dir == whole else "seed=0"],
+                       cwd=tmp_path, command=[sys.executable, str(repo / "run.py")])
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = read_summary(resumed)
+    assert summary["status"] == "completed" and summary["attempts"] == 2 and summary["git_commit"] == second
+    # killed after its first checkpoint, before its record said so: the second attempt resumed from that epoch
+    assert [(a["git_commit"], a["git_dirty"], a["resumed_at"]) for a in summary["attempts_code"]] == [
+        (first, False, [0, 0]), (second, False, [1, 0])]
+    assert [(a["git_commit"], a["resumed_at"]) for a in read_summary(whole)["attempts_code"]] == [(second, [0, 0])]
+    text = code_paragraph(load_runs([tmp_path / "runs"]))
+    assert f"{first[:7]} (1 run), {second[:7]} (2 runs)" in text, text
+    assert f"1 run was resumed under other code, so its epochs ran under more than one: resumed ({first[:7]}, " \
+           f"{second[:7]})" in text, text
 
 
 def test_a_sweep_or_a_bad_value_under_torchrun_is_refused_in_one_line(tmp_path):
