@@ -257,24 +257,29 @@ def _solve_depths(reference: str, img_size: Optional[int], match: str, tolerance
     def total(depths: Sequence[int]) -> float:
         return fixed + sum(d * b for d, b in zip(depths, block))
 
+    shaped = range(min(3, len(shape)))
+    ordered = [(i, j) for i in shaped for j in shaped if i < j and shape[i] <= shape[j]]
+
     def keeps_order(depths: Sequence[int]) -> bool:
         """Stages 1-3 keep the model's order: never an earlier stage deeper than a later one unless the model
         has it so (a shape change would confound the ablation with the model's shape)."""
-        shaped = range(min(3, len(shape)))
-        return all(depths[i] <= depths[j] for i in shaped for j in shaped if i < j and shape[i] <= shape[j])
+        return all(depths[i] <= depths[j] for i, j in ordered)
 
     share = [d / sum(shape) for d in shape]
     deepest = max(range(len(shape)), key=lambda i: shape[i])
     candidates = set()
+    bases = set()  # consecutive scales mostly round to the same base, whose neighbours are already candidates
     scale = 1.0 / max(shape)
     while True:
         base = [max(1, round(scale * d)) for d in shape]
-        for offsets in itertools.product((-1, 0, 1), repeat=len(base)):
-            for extra in (-2, 0, 2):
-                cand = [max(1, b + o) for b, o in zip(base, offsets)]
-                cand[deepest] = max(1, cand[deepest] + extra)
-                if keeps_order(cand):
-                    candidates.add(tuple(cand))
+        if tuple(base) not in bases:
+            bases.add(tuple(base))
+            for offsets in itertools.product((-1, 0, 1), repeat=len(base)):
+                for extra in (-2, 0, 2):
+                    cand = [max(1, b + o) for b, o in zip(base, offsets)]
+                    cand[deepest] = max(1, cand[deepest] + extra)
+                    if keeps_order(cand):
+                        candidates.add(tuple(cand))
         if total(base) > target * (1 + tolerance) * 1.25 or scale > 64:
             break
         scale *= 1.03
