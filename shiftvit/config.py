@@ -820,7 +820,7 @@ def _check_device_here(device: str) -> None:
         return
     import torch
 
-    from .engine import cuda_devices_if_absent
+    from .devices import cuda_devices_if_absent
 
     count = cuda_devices_if_absent(torch.device(device))
     if count is None:

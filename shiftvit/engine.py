@@ -8,7 +8,6 @@ included), stops cleanly on SIGINT/SIGTERM/SIGUSR1, and records a NaN loss as a 
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -29,8 +28,9 @@ if TYPE_CHECKING:
 
 from . import distributed as dist_utils
 from .compiling import compile_model
-from .config import AMP_CHOICES, TrainSettings
+from .config import TrainSettings
 from .data import DataBundle, make_loaders, on_device_eligible, rank_seed
+from .devices import AMP_DTYPES, autocast_for, cuda_devices_if_absent  # noqa: F401  (also engine API)
 from .records import (
     CHECKPOINT_FILE,
     COMPLETED,
@@ -58,19 +58,6 @@ class FitResult:
     epochs_done: int
 
 
-# train.amp's names (config.AMP_CHOICES) -> autocast's dtype; none: no autocast
-AMP_DTYPES: Dict[str, Optional[torch.dtype]] = dict(zip(AMP_CHOICES, (None, torch.bfloat16, torch.float16)))
-
-
-def autocast_for(device: torch.device, amp: str):
-    """The autocast context of ``amp`` (a ``train.amp`` name) on ``device``'s type; none: no autocast. An unknown
-    name is refused naming the choices."""
-    if amp not in AMP_DTYPES:
-        raise ValueError(f"amp={amp!r} is not one of: {', '.join(AMP_DTYPES)}")
-    dtype = AMP_DTYPES[amp]
-    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def reseed(seed: int) -> None:
     """Seed every generator a training step draws from: Python's, NumPy's and torch's (CPU and CUDA)."""
     random.seed(seed)
@@ -96,15 +83,6 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"train.device={name!r} but no CUDA device is available; use auto or cpu")
     return device
-
-
-def cuda_devices_if_absent(device: torch.device) -> Optional[int]:
-    """None when ``device`` is no GPU or this machine has it, else the number of CUDA devices it has (0: none):
-    asked before a run or a benchmark starts, so that a missing GPU is one line, not a driver's traceback."""
-    if device.type != "cuda":
-        return None
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return count if count == 0 or (device.index or 0) >= count else None
 
 
 def _rng_state() -> Dict[str, Any]:

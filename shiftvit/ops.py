@@ -24,7 +24,6 @@ from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from timm.layers import register_notrace_function
 
 from .spec import GammaLike, parse_gamma, shift_channels  # noqa: F401  (re-exported: shiftvit.ops.parse_gamma)
 
@@ -209,7 +208,6 @@ def _shift_autograd(x: torch.Tensor, g: int, shift_size: int) -> torch.Tensor:
     return _ShiftFunction.apply(x, g, shift_size)
 
 
-@register_notrace_function  # torch.fx: keep the shift as one leaf call instead of tracing the slice writes
 def shift_by(x: torch.Tensor, g: int, shift_size: int = 1) -> torch.Tensor:
     """Shift ``g`` channels per direction of an NCHW (or channels-last) tensor by ``shift_size`` pixels."""
     if shift_size < 1:  # a step of 0 or less would turn the slices below into a different, silent operation
@@ -244,7 +242,6 @@ def set_gpu_norm_kernel(name: str) -> str:
     return _gpu_norm.choose(name)
 
 
-@register_notrace_function  # torch.fx: one leaf call, whichever kernel is chosen
 @torch.jit.unused
 def group_norm1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
     """``F.group_norm(x, 1, weight, bias, eps)`` by the process's GPU norm kernel for CUDA tensors."""

@@ -15,7 +15,7 @@ import torch
 from ..allocator import MODES as MALLOC_MODES
 from ..allocator import configure as configure_malloc
 from ..config import COMPILE_MODES, TrainSettings
-from ..engine import AMP_DTYPES, cuda_devices_if_absent
+from ..devices import AMP_DTYPES, cuda_devices_if_absent
 from .loader import CIFAR_FILES, _print_loader, bench_loader
 from .models import (
     DEFAULT_MODELS,

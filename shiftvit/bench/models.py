@@ -10,13 +10,15 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..compiling import BLOCKS_SCOPE, MODEL_SCOPE, compile_model
-from ..engine import autocast_for
+from ..config import COMPILE_SCOPES
+from ..devices import autocast_for
 from ..ops import GPU_KERNELS, GPU_NORM_KERNELS, auto_shift_choices, shift_official
 from ..spec import MIXER_OPTIONS
 from .shift import _triton_usable, with_kernels
 from .timing import _device_name, _minor_faults, synchronizer, time_interleaved
 
+# compiling.py's names for them; it imports timm, which a benchmark of one op (cli.py imports this module) needs not
+MODEL_SCOPE, BLOCKS_SCOPE = COMPILE_SCOPES
 SHIFT_T = "shiftvit_r2_tiny"
 SWIN_T = "swin_tiny_patch4_window7_224"  # Shift-T's attention peer at its FLOPs (timm's name)
 DEFAULT_MODELS = (SHIFT_T, "shiftvit_light_tiny", SWIN_T, "resnet50", "convnext_tiny", "poolformer_s24")
@@ -151,6 +153,8 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
     The rounds are interleaved: every model runs once in round 1, then once in round 2, and so on, so a drift of
     the machine (clocks, temperature, other load) touches every model alike; timed one model after another, a
     drift can put a model that does strictly less work behind one that does more."""
+    from ..compiling import compile_model
+
     dev = torch.device(device)
     autocast = autocast_for(dev, amp)
     fmt = torch.channels_last if channels_last else torch.contiguous_format

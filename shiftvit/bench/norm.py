@@ -16,7 +16,7 @@ from typing import Callable, Dict, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..engine import AMP_DTYPES, autocast_for
+from ..devices import AMP_DTYPES, autocast_for
 from .shift import STAGE1_SHAPE, _triton_usable
 from .timing import _device_name, time_interleaved
 

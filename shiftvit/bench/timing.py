@@ -1,5 +1,5 @@
 """What every benchmark shares: timers that wait for the device, interleaved rounds, page-fault counts, the
-device's name and the JSON output (the autocast contexts are run.py's: ``engine.autocast_for``)."""
+device's name and the JSON output (the autocast contexts are run.py's: ``devices.autocast_for``)."""
 from __future__ import annotations
 
 import json

@@ -18,7 +18,7 @@ from typing import Callable, Dict, Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
-from timm.layers import Attention, LayerNorm2d
+from timm.layers import Attention, LayerNorm2d, register_notrace_function
 from timm.layers import GroupNorm1 as TimmGroupNorm1
 from timm.layers.fast_norm import fast_group_norm
 from timm.models.swin_transformer import WindowAttention, window_partition, window_reverse
@@ -37,6 +37,12 @@ from ..spec import (
     parse_gamma,
     shift_channels,
 )
+
+# torch.fx (timm's feature extraction) keeps each one leaf call: the shift instead of its slice writes, the norm
+# whichever kernel is chosen. Registered where the mixers call them (a tracer wraps the functions the traced code
+# calls) rather than in ops.py, which stays free of timm: the op and its benchmark load without it.
+register_notrace_function(shift_by)
+register_notrace_function(group_norm1)
 
 MIXERS: Dict[str, Type[TokenMixer]] = {}
 

@@ -1,0 +1,32 @@
+"""The autocast context of a ``train.amp`` name and the check for a missing GPU: torch alone, no timm, so that the
+benchmarks of one op (``python -m shiftvit.bench shift``) and a refused ``train.device`` answer without importing
+the training stack (``shiftvit.engine`` re-exports them)."""
+from __future__ import annotations
+
+import contextlib
+from typing import Dict, Optional
+
+import torch
+
+from .config import AMP_CHOICES
+
+# train.amp's names (config.AMP_CHOICES) -> autocast's dtype; none: no autocast
+AMP_DTYPES: Dict[str, Optional[torch.dtype]] = dict(zip(AMP_CHOICES, (None, torch.bfloat16, torch.float16)))
+
+
+def autocast_for(device: torch.device, amp: str):
+    """The autocast context of ``amp`` (a ``train.amp`` name) on ``device``'s type; none: no autocast. An unknown
+    name is refused naming the choices."""
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"amp={amp!r} is not one of: {', '.join(AMP_DTYPES)}")
+    dtype = AMP_DTYPES[amp]
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def cuda_devices_if_absent(device: torch.device) -> Optional[int]:
+    """None when ``device`` is no GPU or this machine has it, else the number of CUDA devices it has (0: none):
+    asked before a run or a benchmark starts, so that a missing GPU is one line, not a driver's traceback."""
+    if device.type != "cuda":
+        return None
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return count if count == 0 or (device.index or 0) >= count else None
