@@ -432,19 +432,24 @@ def test_a_relaunch_counts_only_its_own_jobs(tmp_path):
 # --- 6 and 7. one launcher per sweep; Ctrl-C; a failed job ---------------------------------------------------
 def test_second_launch_is_refused_and_ctrl_c_leaves_sweep_csv(tmp_path):
     sweep = tmp_path / "sweep"
-    # epochs long enough (256 batches) that the first job is still training when the refused second launch
-    # returns: with 64 batches a fast machine finished it in that time, and Ctrl-C then fell between two jobs
-    args = ["-m", "seed=0,1", *small(epochs=3, num_train=2048), f"hydra.sweep.dir={sweep}"]
+    args = ["-m", "seed=0,1", *small(epochs=3, num_train=512), f"hydra.sweep.dir={sweep}"]
     first = popen_cli(args, cwd=tmp_path)
     deadline = time.time() + 300
     while not any(read_metrics(job) for job in job_dirs(sweep)):
         assert first.poll() is None and time.time() < deadline, first.stdout.read()[-3000:]
         time.sleep(0.05)
-    second = run_cli(args, cwd=tmp_path)
+    # Ctrl-C must land inside the first job, not between two jobs. Raced against the refused second launch (seconds),
+    # the job's last two epochs needed 256 batches each (a fast machine finished 64-batch ones first); stopped within
+    # a poll of its first epoch's row, the launch keeps the sweep's lock and stays inside that job on any machine
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = run_cli(args, cwd=tmp_path)
+    finally:
+        first.send_signal(signal.SIGINT)  # pending while stopped: delivered where the launch stopped
+        first.send_signal(signal.SIGCONT)
     assert second.returncode == 2
     lines = [line for line in second.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and f"in use by pid {first.pid} " in lines[0], second.stderr
-    first.send_signal(signal.SIGINT)
     out, _ = first.communicate(timeout=120)
     assert first.returncode == 130, out[-3000:]
     assert "Traceback" not in out
