@@ -1,8 +1,11 @@
+import functools
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional, TypeVar
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,6 +29,15 @@ WITH_TORCH_PROBE = [sys.executable, "-c", "import atexit, runpy, sys; atexit.reg
                     f"runpy.run_path({str(ROOT / 'run.py')!r}, run_name='__main__')"]
 
 
+def at_once(*calls: Callable[[], T]) -> List[T]:
+    """The results of ``calls`` (each starting and waiting for its own processes, e.g. ``run_cli``), run at the
+    same time: independent commands whose start-ups (imports on one core) would otherwise take turns."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return [future.result() for future in [pool.submit(call) for call in calls]]
+
+
 def popen_cli(args: List[str], cwd: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -35,6 +47,7 @@ def popen_cli(args: List[str], cwd: Path) -> subprocess.Popen:
 AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
+@functools.cache  # one probe (a Python start importing pandas) for every test that asks
 def nobody_cannot_run_checkout() -> Optional[str]:
     """Why uid 65534 cannot run this checkout's Python here (a private parent folder, no setpriv), or None."""
     import shutil

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import ROOT, WITH_TORCH_PROBE, cli_env, popen_cli, run_cli
+from helpers import ROOT, WITH_TORCH_PROBE, at_once, cli_env, popen_cli, run_cli
 from wandb_log import config as logged_config
 from wandb_log import history, written
 from wandb_log import summary as logged_summary
@@ -273,7 +273,14 @@ def test_torchrun_two_processes_gloo(tmp_path):
     # 369 validation images (ceil(0.205 * 1797)): two processes cannot split them evenly
     options = ["train.epochs=2", "logger=none", "data.val_fraction=0.205", "data.train_fraction=0.5"]
     args = [*options, f"hydra.run.dir={run_dir}"]
-    proc = run_cli(args, cwd=tmp_path, command=torchrun)
+    # rank 0 killed after its first checkpoint (below), in a run of its own: it and the uninterrupted run are
+    # independent, so they start together (torchrun gives each process one thread)
+    killed_dir = tmp_path / "killed"
+    proc, killed = at_once(
+        lambda: run_cli(args, cwd=tmp_path, command=torchrun),
+        lambda: subprocess.run([*torchrun, *options, f"hydra.run.dir={killed_dir}"], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=600,
+                               env=cli_env(SHIFTVIT_FAULT="after_rename:checkpoint.pt:1:kill")))
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = read_summary(run_dir)
     assert summary["status"] == "completed" and summary["world_size"] == 2
@@ -288,11 +295,8 @@ def test_torchrun_two_processes_gloo(tmp_path):
     labels = [int(y) for _, y in build_data("digits", val_fraction=0.205, train_fraction=0.5).val]
     assert target.tolist() == labels and len(set(labels)) == 10
     assert 100 * (predicted == target).sum() / 369 == pytest.approx(summary["val_top1"], abs=1e-9)
-    # rank 0 killed after its first checkpoint, then the same command: the record of the uninterrupted run, to the
-    # last bit (each rank's random state is its own, and the checkpoint holds every rank's)
-    killed_dir = tmp_path / "killed"
-    killed = subprocess.run([*torchrun, *options, f"hydra.run.dir={killed_dir}"], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=600, env=cli_env(SHIFTVIT_FAULT="after_rename:checkpoint.pt:1:kill"))
+    # the killed run, then the same command: the record of the uninterrupted run, to the last bit (each rank's
+    # random state is its own, and the checkpoint holds every rank's)
     assert killed.returncode != 0 and len(read_metrics(killed_dir)) == 1, killed.stderr[-3000:]
     # a checkpoint that older code wrote under torchrun (one random stream for all ranks, rank 0's loss) is not
     # resumed under the new scheme: the run would finish as a hybrid of the two
@@ -300,17 +304,18 @@ def test_torchrun_two_processes_gloo(tmp_path):
     shutil.copytree(killed_dir, older)
     state = torch.load(older / "checkpoint.pt", weights_only=True)
     torch.save({k: v for k, v in state.items() if k != "ranks"}, older / "checkpoint.pt")
-    refused = run_cli([*options, f"hydra.run.dir={older}"], cwd=tmp_path, command=torchrun)
+    # one process is another total batch: it neither resumes nor stands for this record (it ran the hybrid of
+    # both, and called it completed); the record stays as it was. The three commands touch three folders.
+    before = (run_dir / "summary.json").read_bytes()
+    refused, resumed, one = at_once(
+        lambda: run_cli([*options, f"hydra.run.dir={older}"], cwd=tmp_path, command=torchrun),
+        lambda: run_cli([*options, f"hydra.run.dir={killed_dir}"], cwd=tmp_path, command=torchrun),
+        lambda: run_cli(args, cwd=tmp_path))
     assert refused.returncode != 0 and "was written by older code, whose processes shared one random stream" in \
         refused.stderr and "train.resume=fresh" in refused.stderr, refused.stderr[-3000:]
-    resumed = run_cli([*options, f"hydra.run.dir={killed_dir}"], cwd=tmp_path, command=torchrun)
     assert resumed.returncode == 0 and "resumed from" in resumed.stdout + resumed.stderr, resumed.stderr[-3000:]
     same = ("train_loss", "lr", "val_loss", "val_top1", "val_top5", "ema_val_top1")
     assert [{k: r[k] for k in same} for r in read_metrics(killed_dir)] == [{k: r[k] for k in same} for r in rows]
-    # one process is another total batch: it neither resumes nor stands for this record (it ran the hybrid of
-    # both, and called it completed); the record stays as it was
-    before = (run_dir / "summary.json").read_bytes()
-    one = run_cli(args, cwd=tmp_path)
     assert one.returncode == 2 and "holds a run of another config (world_size: 2 -> 1)" in one.stderr, one.stderr
     assert (run_dir / "summary.json").read_bytes() == before
 
@@ -477,14 +482,17 @@ def test_a_run_resumed_under_other_code_names_both_and_the_report_says_so(tmp_pa
            f"{second[:7]})" in text, text
 
 
-def test_a_sweep_or_a_bad_value_under_torchrun_is_refused_in_one_line(tmp_path):
+def test_a_sweep_or_a_bad_value_under_torchrun_is_refused_in_one_line(tmp_path, tmp_path_factory):
     """Every process would run the whole sweep (the second refused by the sweep's lock, with no record): one line
     instead, naming the two ways to run a sweep of multi-process jobs, and nothing written."""
     import shutil
 
-    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
-    proc = run_cli(["-m", "seed=0,1", "logger=none"], cwd=tmp_path,
-                   command=[torchrun, "--standalone", "--nproc_per_node=2", str(ROOT / "run.py")])
+    torchrun = [shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun"), "--standalone",
+                "--nproc_per_node=2", str(ROOT / "run.py")]
+    # a bad value under torchrun (below), launched beside the sweep, from a folder of its own
+    proc, bad = at_once(lambda: run_cli(["-m", "seed=0,1", "logger=none"], cwd=tmp_path, command=torchrun),
+                        lambda: run_cli(["train.lr=-1", "logger=none"], cwd=tmp_path_factory.mktemp("bad"),
+                                        command=torchrun))
     assert proc.returncode != 0
     said = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert said == ["error: a sweep (-m) does not run under torchrun, which would start the whole sweep in every "
@@ -493,8 +501,6 @@ def test_a_sweep_or_a_bad_value_under_torchrun_is_refused_in_one_line(tmp_path):
                     "processes"], proc.stderr[-3000:]
     assert list(tmp_path.iterdir()) == []
     # a bad value under torchrun: every process refuses it, rank 0 says so (it was said once per process)
-    bad = run_cli(["train.lr=-1", "logger=none"], cwd=tmp_path,
-                  command=[torchrun, "--standalone", "--nproc_per_node=2", str(ROOT / "run.py")])
     assert bad.returncode != 0
     assert [line for line in bad.stderr.splitlines() if line.startswith("error:")] == [
         "error: train.lr=-1.0 must be > 0"], bad.stderr[-3000:]
@@ -523,21 +529,25 @@ def test_image_by_image_augmentation_is_the_same_with_any_workers_and_after_a_ki
 
     root = tmp_path / "imgs"
     write_imagefolder(root, per_class=8)
+    # one thread each: the three independent runs below train at the same time, and two-thread runs sharing two
+    # cores wait on each other's descheduled threads
     options = ["model=shiftvit_nano", "match=none", "logger=none", "data=imagefolder", f"data.root={root}",
                "data.img_size=32", "train.batch_size=4", "train.epochs=2", "train.aa=rand-m9-mstd0.5-inc1",
-               "train.reprob=0.25", "train.remode=pixel"]
+               "train.reprob=0.25", "train.remode=pixel", "train.threads=1"]
     same = ("train_loss", "lr", "val_loss", "val_top1", "ema_val_top1")
-    records = {}
-    for workers in (0, 2):
-        run_dir = tmp_path / f"workers{workers}"
-        proc = run_cli([*options, f"train.num_workers={workers}", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        records[workers] = [{k: r[k] for k in same} for r in read_metrics(run_dir)]
-    assert records[0] == records[2] and len(records[0]) == 2
     killed_dir = tmp_path / "killed"
     args = [sys.executable, str(ROOT / "run.py"), *options, "train.num_workers=1", f"hydra.run.dir={killed_dir}"]
-    killed = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                            env=cli_env(SHIFTVIT_FAULT="after_rename:checkpoint.pt:1:kill"))
+    *procs, killed = at_once(
+        *(lambda workers=workers: run_cli([*options, f"train.num_workers={workers}",
+                                           f"hydra.run.dir={tmp_path / f'workers{workers}'}"], cwd=tmp_path)
+          for workers in (0, 2)),
+        lambda: subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                               env=cli_env(SHIFTVIT_FAULT="after_rename:checkpoint.pt:1:kill")))
+    records = {}
+    for workers, proc in zip((0, 2), procs):
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        records[workers] = [{k: r[k] for k in same} for r in read_metrics(tmp_path / f"workers{workers}")]
+    assert records[0] == records[2] and len(records[0]) == 2
     assert killed.returncode == -signal.SIGKILL and len(read_metrics(killed_dir)) == 1, killed.stderr[-3000:]
     resumed = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=cli_env())
     assert resumed.returncode == 0 and "resumed from" in resumed.stdout + resumed.stderr, resumed.stderr[-3000:]
