@@ -549,19 +549,19 @@ def test_the_wandb_mirror_ends_as_the_record_does(tmp_path):
 
     signal_after_first_epoch(cut, signal.SIGTERM)
     with pytest.raises(SystemExit):
-        run_experiment(composed("train.epochs=8", "data.train_fraction=0.1", "train.threads=1"), cut)
+        run_experiment(composed("train.epochs=4", "data.train_fraction=0.1", "train.threads=1"), cut)
     log, = wandb_logs(cut)
     assert summary(log)["status"] == "interrupted" and summary(log)["interrupted_by"] == "SIGTERM"
     assert ending(log) == {"exit_code": 1, "preempting": True}
     first_id = run_id(log)
     # resumed offline: another offline run of the same id, holding every epoch (the earlier ones replayed)
-    resumed = run_experiment(composed("train.epochs=8", "data.train_fraction=0.1", "train.threads=1"), cut)
+    resumed = run_experiment(composed("train.epochs=4", "data.train_fraction=0.1", "train.threads=1"), cut)
     assert resumed["status"] == "completed" and resumed["attempts"] == 2
     newest = wandb_logs(cut)[-1]  # (two attempts started within one second would share one folder)
-    assert run_id(newest) == first_id and [row["epoch"] for row in history(newest)] == list(range(1, 9))
+    assert run_id(newest) == first_id and [row["epoch"] for row in history(newest)] == list(range(1, 5))
     assert [row["val_top1"] for row in history(newest)] == [row["val_top1"] for row in read_metrics(cut)]
     assert summary(newest)["status"] == "completed" and ending(newest)["exit_code"] == 0
-    fresh = run_experiment(composed("train.epochs=8", "data.train_fraction=0.1", "train.threads=1",
+    fresh = run_experiment(composed("train.epochs=4", "data.train_fraction=0.1", "train.threads=1",
                                     "train.resume=fresh"), cut)  # the same config: without the archive's count,
     # the same wandb id, and online wandb would resume the archived record's run
     assert fresh["status"] == "completed"
