@@ -337,15 +337,14 @@ def test_cut_off_sweep_resumes_with_the_same_command(tmp_path):
     assert [r["epoch"] for r in read_metrics(identity)] == [1, 2, 3]
 
 
-def test_a_sweep_hydra_refuses_before_its_first_job_leaves_no_folder(tmp_path):
+def test_a_sweep_hydra_refuses_before_its_first_job_leaves_no_folder(tmp_path, one_job_sweep):
     """mixer=shift,atn: Hydra refuses the second value as it composes the first job's batch. No job ran, so no
     multirun/<sweep named after the typo>/ holding only multirun.yaml, a lock and a header-only sweep.csv; a
     sweep folder that holds jobs keeps them."""
     proc = run_cli(["-m", "mixer=shift,atn", "logger=none"], cwd=tmp_path)
     assert proc.returncode != 0 and "Could not find 'mixer/atn'" in proc.stderr, proc.stderr
     assert list(tmp_path.iterdir()) == [] and "wrote" not in proc.stdout
-    sweep = tmp_path / "kept"
-    assert run_cli(["-m", *SMALL, f"hydra.sweep.dir={sweep}"], cwd=tmp_path).returncode == 0
+    sweep = one_job_sweep
     before = sorted(p.relative_to(sweep) for p in sweep.rglob("*") if p.name != SWEEP_CSV)
     assert run_cli(["-m", "mixer=shift,atn", "logger=none", f"hydra.sweep.dir={sweep}"], cwd=tmp_path).returncode
     assert sorted(p.relative_to(sweep) for p in sweep.rglob("*") if p.name != SWEEP_CSV) == before
