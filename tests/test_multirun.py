@@ -1,5 +1,7 @@
 """Sweeps: experiment configs, wandb sweep files, Hydra launchers, relaunch and resume of a sweep."""
+import copy
 import csv
+import functools
 import itertools
 import os
 import signal
@@ -30,11 +32,33 @@ def _compose(overrides, hydra: bool = True):
         return compose("config", overrides=list(overrides), return_hydra_config=hydra)
 
 
-def _grid(experiment: str) -> list:
-    """Every job of the experiment's Hydra grid (seed 0), as override lists."""
+@functools.cache
+def _grid(experiment: str) -> tuple:
+    """Every job of the experiment's Hydra grid (seed 0), as override tuples."""
     params = dict(_compose([f"+experiment={experiment}"]).hydra.sweeper.params)
     grid = [[f"{k}={v}" for v in str(values).split(",")] for k, values in params.items() if k != "seed"]
-    return [[f"+experiment={experiment}", *combo] for combo in itertools.product(*grid)]
+    return tuple((f"+experiment={experiment}", *combo) for combo in itertools.product(*grid))
+
+
+@functools.cache
+def _resolved(overrides: tuple) -> dict:
+    return resolve(OmegaConf.to_container(_compose(overrides, hydra=False), resolve=True))
+
+
+def _effective(overrides) -> dict:
+    """The effective config of a job (a copy: the caller may change it). Each grid job is resolved once (the
+    solver counts models) for the tests that check its budget and its twin in the wandb sweep."""
+    return copy.deepcopy(_resolved(tuple(overrides)))
+
+
+@functools.cache
+def _sweep(path: Path) -> dict:
+    return wandb_sweep.check(path)
+
+
+def _checked_sweep(path: Path) -> dict:
+    """``wandb_sweep.check`` of a sweep file (it composes every job: seconds), once for the tests that read it."""
+    return copy.deepcopy(_sweep(path))
 
 
 @pytest.mark.parametrize("experiment", ABLATIONS)
@@ -48,7 +72,7 @@ def test_cpu_ablation_every_job_resolves_at_its_matched_budget(experiment):
     cost = "total_macs" if cfg.match == "flops" else "total_params"
     reference = getattr(count("shiftvit_micro", 32), cost)
     for job in _grid(experiment):
-        eff = resolve(OmegaConf.to_container(_compose(job, hydra=False), resolve=True))
+        eff = _effective(job)
         kwargs = dict(mixer=eff["mixer"]["name"], depths=tuple(eff["depths"]), mlp_ratio=eff["tau"],
                       mixer_kwargs={k: v for k, v in eff["mixer"].items() if k != "name"},
                       norm=eff["model"]["norm"], act=eff["model"]["act"])
@@ -99,7 +123,7 @@ SWEEPS = sorted((ROOT / "experiments" / "wandb_sweeps").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.stem)
 def test_wandb_sweep_renders_agent_commands_that_compose(path):
-    sweep = wandb_sweep.check(path)
+    sweep = _checked_sweep(path)
     assert sweep["metric"]["name"] == "val_top1"
     if sweep["method"] == "bayes":
         assert "early_terminate" in sweep
@@ -126,7 +150,7 @@ def test_wandb_sweep_renders_agent_commands_that_compose(path):
 def _hash_without_logger(overrides) -> str:
     from shiftvit.config import config_hash
 
-    eff = resolve(OmegaConf.to_container(_compose(overrides, hydra=False), resolve=True))
+    eff = _effective(overrides)
     eff.pop("logger", None)  # the wandb sweep logs online, the Hydra grid as configured
     return config_hash(eff)
 
@@ -135,7 +159,7 @@ def _hash_without_logger(overrides) -> str:
 def test_every_experiment_has_a_wandb_sweep_running_the_same_jobs(experiment):
     path = ROOT / "experiments" / "wandb_sweeps" / f"{experiment}.yaml"
     assert path.exists(), f"+experiment={experiment} has no wandb sweep file {path.name}"
-    sweep = wandb_sweep.check(path)
+    sweep = _checked_sweep(path)
     agent = {_hash_without_logger(wandb_sweep.agent_command(sweep, values)[3:])
              for values in wandb_sweep.parameter_sets(sweep, limit=None) if values.get("seed", 0) == 0}
     hydra = {_hash_without_logger(job) for job in _grid(experiment)}
@@ -310,12 +334,15 @@ def test_a_local_sweeps_size_comes_from_its_saved_overrides_and_the_experiments_
 
 def test_cut_off_sweep_resumes_with_the_same_command(tmp_path):
     sweep = tmp_path / "cut"
-    args = ["-m", "model=shiftvit_nano", "mixer=shift,identity", "train.epochs=3", "logger=none",
-            f"hydra.sweep.dir={sweep}"]
+    # half of digits' training images: a cut-off job resumes at any size, and the kill still lands with two of
+    # its epochs (12 batches each) to go
+    args = ["-m", "model=shiftvit_nano", "mixer=shift,identity", "data.train_fraction=0.5", "train.epochs=3",
+            "logger=none", f"hydra.sweep.dir={sweep}"]
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=tmp_path, env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     start = time.time()
-    identity_dir = sweep / "mixer=identity,model=shiftvit_nano,train.epochs=3"  # logger=none names no job
+    # logger=none names no job
+    identity_dir = sweep / "data.train_fraction=0.5,mixer=identity,model=shiftvit_nano,train.epochs=3"
     # an epoch's metrics row is written just before its checkpoint: wait for both
     while len(read_metrics(identity_dir)) < 1 or not (identity_dir / "checkpoint.pt").exists():
         assert proc.poll() is None, proc.stdout.read()[-3000:]
