@@ -5,8 +5,15 @@ import torch
 
 from shiftvit.config import register_configs
 
-# deterministic, quiet, and fair to the 2-core CI machine
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# pytest-xdist's workers share the cores: each takes its share of threads, and so does every process a test starts
+# (run.py, torchrun, a sweep: they read OMP_NUM_THREADS), or a few processes with every core each run many times
+# slower than one after another. One process alone (-n 0) keeps the 2 cores of the CI machine.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, min(2, (os.cpu_count() or 1) // WORKERS))
+torch.set_num_threads(THREADS)
+if WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(THREADS)
+# deterministic and quiet
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 register_configs()  # what run.py does before Hydra composes: the schema and group options
@@ -15,3 +22,13 @@ register_configs()  # what run.py does before Hydra composes: the schema and gro
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+# Each worker imports torch and starts training processes of about 1 GiB: more workers than this add memory, not speed
+MAX_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """-n auto: one worker per core, at most MAX_WORKERS."""
+    return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else os.cpu_count() or 1))
