@@ -12,7 +12,7 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -52,6 +52,13 @@ class DataBundle:
     img_size: int
     mean: Tuple[float, ...]
     std: Tuple[float, ...]
+    # each label's name, in label order (an image folder's class folders, CIFAR's meta file, torchvision's MNIST
+    # names): what a run's predictions file records beside its class indices, which mean nothing without it
+    class_names: Tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
 
 
 def _order_seed(seed: int, epoch: int) -> int:
@@ -242,7 +249,7 @@ def _subsample(x: np.ndarray, y: np.ndarray, train_fraction: float, seed: int):
 
 
 def _tensor_bundle(x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray, img_size: int,
-                   num_classes: int, translate: int, in_chans: int) -> DataBundle:
+                   class_names: Sequence[str], translate: int, in_chans: int) -> DataBundle:
     """Grey images in [0, 1] (N, H, W) -> upsampled to ``img_size``, standardised on the training set, with a
     random translation of ``translate`` pixels of a 32-px image (scaled to ``img_size``) for training."""
     def up(a: np.ndarray) -> torch.Tensor:
@@ -253,8 +260,8 @@ def _tensor_bundle(x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: n
     scale = max(1, img_size // 8)
     return DataBundle(
         train=TransformedTensorDataset(tr, torch.as_tensor(y_tr), RandomTranslate(translate * scale // 4)),
-        val=TensorDataset(va, torch.as_tensor(y_va)), num_classes=num_classes, in_chans=in_chans, img_size=img_size,
-        mean=mean, std=std)
+        val=TensorDataset(va, torch.as_tensor(y_va)), num_classes=len(class_names), in_chans=in_chans,
+        img_size=img_size, mean=mean, std=std, class_names=tuple(class_names))
 
 
 def _standardize(train: torch.Tensor, val: torch.Tensor):
@@ -383,7 +390,8 @@ def build_digits(img_size: int = D.img_size, val_fraction: float = D.val_fractio
     digits = load_digits()
     x_tr, x_va, y_tr, y_va = _split(digits.images.astype(np.float32) / 16.0, digits.target, val_fraction, split_seed)
     x_tr, y_tr = _subsample(x_tr, y_tr, train_fraction, split_seed)
-    return _tensor_bundle(x_tr, y_tr, x_va, y_va, img_size, 10, translate, D.CHANNELS)
+    return _tensor_bundle(x_tr, y_tr, x_va, y_va, img_size, [str(c) for c in digits.target_names], translate,
+                          D.CHANNELS)
 
 
 # torchvision's class for each MNIST-like set: its files are read from root/<class name>/raw/
@@ -421,8 +429,11 @@ def build_mnist_like(name: str = M.name, root: str = "", img_size: int = M.img_s
                             f"{len(split.targets)} labels: the two files of a split must come together; fetch them "
                             "again")
     x_tr, y_tr = _subsample(train.data.numpy() / 255.0, train.targets.numpy(), train_fraction, split_seed)
-    return _tensor_bundle(x_tr, y_tr, val.data.numpy() / 255.0, val.targets.numpy(), img_size, len(cls.classes),
+    return _tensor_bundle(x_tr, y_tr, val.data.numpy() / 255.0, val.targets.numpy(), img_size, cls.classes,
                           translate, M.CHANNELS)
+
+
+RELATIONS_CLASSES = ("different rows", "same row")  # make_relations' labels 0 and 1
 
 
 def make_relations(num_samples: int, img_size: int = 32, seed: int = 0, mark: int = 3,
@@ -457,7 +468,8 @@ def build_relations(img_size: int = R.img_size, num_train: int = R.num_train, nu
     x_tr, y_tr = make_relations(num_train, img_size, seed)
     x_va, y_va = make_relations(num_val, img_size, seed + 1)
     tr, va, mean, std = _standardize(x_tr, x_va)
-    return DataBundle(TensorDataset(tr, y_tr), TensorDataset(va, y_va), 2, R.CHANNELS, img_size, mean, std)
+    return DataBundle(TensorDataset(tr, y_tr), TensorDataset(va, y_va), 2, R.CHANNELS, img_size, mean, std,
+                      class_names=RELATIONS_CLASSES)
 
 
 def build_synthetic(img_size: int = S.img_size, num_classes: int = S.num_classes, num_train: int = S.num_train,
@@ -468,7 +480,7 @@ def build_synthetic(img_size: int = S.img_size, num_classes: int = S.num_classes
         return TensorDataset(torch.randn(n, in_chans, img_size, img_size, generator=g),
                              torch.randint(0, num_classes, (n,), generator=g))
     return DataBundle(make(num_train), make(num_val), num_classes, in_chans, img_size,
-                      (0.0,) * in_chans, (1.0,) * in_chans)
+                      (0.0,) * in_chans, (1.0,) * in_chans, tuple(str(c) for c in range(num_classes)))
 
 
 # --- file sources ---------------------------------------------------------------------------------------------
@@ -713,7 +725,10 @@ def build_cifar(name: str = C.name, root: str = "", img_size: int = C.img_size, 
                             f"network, put {cls.base_folder}/ there and set data.download=false") from None
         raise DataError(f"{name}: cannot read {_unreadable_pickle(_cifar_files(cls, root)) or repr(str(root))} "
                         f"({type(e).__name__}: {e}): fetch the dataset again") from None
-    num_classes = 10 if name == "cifar10" else 100
+    class_names = tuple(train.classes)  # the meta file's, in label order
+    if len(class_names) != (10 if name == "cifar10" else 100):
+        raise DataError(f"{name}: the meta file under {str(Path(root) / cls.base_folder)!r} names "
+                        f"{len(class_names)} classes, not {10 if name == 'cifar10' else 100}: fetch the dataset again")
     train.data, targets = _subsample(train.data, np.asarray(train.targets), train_fraction, split_seed)
     train.targets = targets.tolist()
     if augment == "crop_flip":
@@ -722,7 +737,7 @@ def build_cifar(name: str = C.name, root: str = "", img_size: int = C.img_size, 
             return TransformedTensorDataset(images, torch.as_tensor(split.targets, dtype=torch.long),
                                             CropFlip(padding, img_size, mean, std, train=is_training))
         train, val = tensors(train, True), tensors(val, False)
-    return DataBundle(train, val, num_classes, C.CHANNELS, img_size, mean, std)
+    return DataBundle(train, val, len(class_names), C.CHANNELS, img_size, mean, std, class_names)
 
 
 def build_imagefolder(root: str = "", train_split: str = I.train_split, val_split: str = I.val_split,
@@ -745,14 +760,14 @@ def build_imagefolder(root: str = "", train_split: str = I.train_split, val_spli
         if len(splits[split]) == 0:
             raise DataError(f"imagefolder: no images found under {str(folder)!r}")
     train, val = splits[train_split], splits[val_split]
-    classes = len(train.reader.class_to_idx)
+    class_names = tuple(sorted(train.reader.class_to_idx, key=train.reader.class_to_idx.get))
     if val.reader.class_to_idx != train.reader.class_to_idx:  # check_files says it first; kept for other callers
         raise DataError(_class_folders_differ(base / train_split, base / val_split,
                                               set(train.reader.class_to_idx), set(val.reader.class_to_idx)))
     mean, std = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
     train.transform = _image_transforms(aug, img_size, True, mean, std)
     val.transform = _image_transforms(aug, img_size, False, mean, std)
-    return DataBundle(train, val, classes, I.CHANNELS, img_size, mean, std)
+    return DataBundle(train, val, len(class_names), I.CHANNELS, img_size, mean, std, class_names)
 
 
 class StrictImages(Dataset):

@@ -466,7 +466,7 @@ class Trainer:
                     row["eval_images_per_s"] = metrics.pop("images_per_s")
                     predicted_and_target = metrics.pop("predictions", None)
                     if predicted_and_target is not None and self.dist.is_main:  # before the row that records them
-                        write_predictions(self.run_dir, *predicted_and_target)
+                        write_predictions(self.run_dir, *predicted_and_target, self.data.class_names)
                     row.update(metrics)
                     if self.ema is not None:
                         row["ema_val_top1"] = self.evaluate(self.ema.module)["val_top1"]

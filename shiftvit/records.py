@@ -31,7 +31,7 @@ import tempfile
 import zipfile
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 if TYPE_CHECKING:
     import numpy as np
@@ -184,14 +184,16 @@ def read_json(path: Path) -> Dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
-def write_predictions(run_dir: Path, predicted: np.ndarray, target: np.ndarray) -> None:
+def write_predictions(run_dir: Path, predicted: np.ndarray, target: np.ndarray, class_names: Sequence[str]) -> None:
     """The final evaluation's top-1 class and label of every validation image, in the data set's order: what a
-    verdict needs to count the validation set's own sampling noise (analysis.stats.bootstrap_images_and_seeds)."""
+    verdict needs to count the validation set's own sampling noise (analysis.stats.images_and_seeds_test). With
+    them, each class index's name (``class_names``), without which the indices name nothing: an image folder's
+    indices follow its sorted class folders, and a folder added later renumbers them."""
     import numpy as np  # here, not at the top: the records are read where numpy is not otherwise needed
 
     buffer = io.BytesIO()
     np.savez_compressed(buffer, predicted=np.asarray(predicted, dtype=np.int64),
-                        target=np.asarray(target, dtype=np.int64))
+                        target=np.asarray(target, dtype=np.int64), class_names=np.asarray(list(class_names), dtype=str))
     atomic_write_bytes(Path(run_dir) / PREDICTIONS_FILE, buffer.getvalue())
 
 
@@ -206,6 +208,18 @@ def read_predictions(run_dir: Path) -> Optional[Tuple[np.ndarray, np.ndarray]]:
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
         return None
     return (predicted, target) if predicted.shape == target.shape and predicted.ndim == 1 else None
+
+
+def read_class_names(run_dir: Path) -> Optional[List[str]]:
+    """The class names ``write_predictions`` recorded, in label order, or None (no file, or one written before they
+    were recorded)."""
+    import numpy as np
+
+    try:
+        with np.load(Path(run_dir) / PREDICTIONS_FILE) as f:
+            return [str(name) for name in f["class_names"]]
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
+        return None
 
 
 def write_metrics(run_dir: Path, rows: Iterable[Dict[str, Any]]) -> None:

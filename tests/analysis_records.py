@@ -54,7 +54,8 @@ def write_run(root: Path, name: str, *, mixer: str = "shift", seed: int = 0, val
                                                 for i, v in enumerate(rows, 1)))
     if correct is not None:  # labels 0..9 in turn; a wrong image is predicted as the next class
         target = np.arange(len(correct)) % 10
-        write_predictions(run_dir, np.where(np.asarray(correct, dtype=bool), target, (target + 1) % 10), target)
+        write_predictions(run_dir, np.where(np.asarray(correct, dtype=bool), target, (target + 1) % 10), target,
+                          [str(c) for c in range(10)])
     return run_dir
 
 

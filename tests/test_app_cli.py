@@ -23,6 +23,7 @@ from shiftvit.records import (
     INTERRUPTED,
     METRIC_KEYS,
     SUMMARY_KEYS,
+    read_class_names,
     read_metrics,
     read_predictions,
     read_summary,
@@ -53,6 +54,7 @@ def test_default_run_records_itself_and_reaches_97(tmp_path):
     assert max(r["val_top1"] for r in rows) == summary["best_val_top1"]
     predicted, target = read_predictions(run_dir)  # the final model's class for each of the 360 images
     assert len(target) == 360 and 100 * (predicted == target).mean() == pytest.approx(summary["val_top1"], abs=1e-9)
+    assert read_class_names(run_dir) == [str(d) for d in range(10)]  # what each class index names
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["mixer"] == {"name": "shift", "shift_size": 1} and config["gamma"] == "1/12"
     assert config["depths"] == [4, 4, 12, 4]
@@ -409,6 +411,8 @@ def test_an_unreadable_image_stops_the_run_naming_it_and_the_fixed_data_resumes(
     broken.write_bytes(whole)
     fixed = run_cli(args, cwd=tmp_path)
     assert fixed.returncode == 0 and read_summary(run_dir)["status"] == "completed", fixed.stderr[-3000:]
+    # the class indices of its predictions are the class folders', sorted: their names are recorded with them
+    assert read_class_names(run_dir) == ["cat", "dog"]
 
 
 def _code_in_a_repository_of_its_own(repo: Path):

@@ -151,6 +151,7 @@ def test_cifar10_from_local_files_trains(tmp_path):
     write_cifar(tmp_path / "cifar", num_train=100, num_val=20)
     bundle = build_data("cifar10", root=str(tmp_path / "cifar"))
     assert len(bundle.train) == 100 and len(bundle.val) == 20 and bundle.num_classes == 10
+    assert bundle.class_names == tuple(f"c{i}" for i in range(10))  # the meta file's names, in label order
     x, y = bundle.train[0]
     assert x.shape == (3, 32, 32)
     summary = run_experiment(composed(*FAST, "data=cifar10", f"data.root={tmp_path / 'cifar'}",
@@ -170,6 +171,14 @@ def test_cifar_missing_or_malformed_names_the_path(tmp_path):
     named = re.escape(f"cifar10: cannot read '{batch}' (") + r".+\): fetch the dataset again"
     with pytest.raises(DataError, match=named):
         build_data("cifar10", root=str(tmp_path / "bad"))
+    # a meta file naming another number of classes would change the model's head: refused, naming the folder
+    import pickle
+
+    write_cifar(tmp_path / "meta", num_train=100, num_val=20)
+    folder = tmp_path / "meta" / "cifar-10-batches-py"
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": ["a", "b"]}, protocol=2))
+    with pytest.raises(DataError, match=re.escape(f"cifar10: the meta file under '{folder}' names 2 classes, not 10")):
+        build_data("cifar10", root=str(tmp_path / "meta"))
 
 
 def write_imagefolder(root: Path, classes=("cat", "dog"), per_class: int = 6) -> None:
@@ -186,7 +195,7 @@ def write_imagefolder(root: Path, classes=("cat", "dog"), per_class: int = 6) ->
 def test_imagefolder_trains_a_step(tmp_path):
     write_imagefolder(tmp_path / "imgs")
     bundle = build_data("imagefolder", root=str(tmp_path / "imgs"), img_size=32)
-    assert bundle.num_classes == 2 and len(bundle.train) == 12
+    assert bundle.num_classes == 2 and len(bundle.train) == 12 and bundle.class_names == ("cat", "dog")
     assert bundle.train[0][0].shape == (3, 32, 32)
     summary = run_experiment(composed(*FAST, "data=imagefolder", f"data.root={tmp_path / 'imgs'}",
                                       "data.img_size=32", "train.batch_size=4"), tmp_path / "run")
@@ -434,6 +443,7 @@ def test_mnist_like_sets_read_torchvision_layout_with_a_training_fraction(tmp_pa
     write_idx(tmp_path / folder / "raw", "t10k", 50, seed=1)
     bundle = build_data(name, root=str(tmp_path))
     assert (len(bundle.train), len(bundle.val), bundle.num_classes, bundle.in_chans) == (200, 50, 10, 1)
+    assert len(bundle.class_names) == 10 and len(set(bundle.class_names)) == 10  # torchvision's names of the set
     assert bundle.train[0][0].shape == (1, 32, 32)
     part = build_data(name, root=str(tmp_path), train_fraction=0.25)
     labels = [int(y) for _, y in part.train]

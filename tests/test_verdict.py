@@ -3,6 +3,7 @@ import json
 import math
 import re
 import shutil
+import zipfile
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -626,8 +627,12 @@ def test_a_damaged_or_foreign_predictions_file_leaves_the_seed_test_alone_and_is
         write_run(tmp_path, f"attn-{seed}", mixer="attn", seed=seed, correct=_correct(200, 150, seed))
         write_run(tmp_path, f"shift-{seed}", seed=seed, correct=_correct(200, 175, seed))
     damaged = tmp_path / "shift-1" / "predictions.npz"
+    with zipfile.ZipFile(damaged) as archive:  # where the predicted classes' compressed stream lies
+        info = archive.getinfo("predicted.npy")
     data = bytearray(damaged.read_bytes())
-    data[len(data) // 2] ^= 0xFF  # inside the compressed stream: zlib refuses it
+    name_and_extra = int.from_bytes(data[info.header_offset + 26:info.header_offset + 28], "little") + \
+        int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
+    data[info.header_offset + 30 + name_and_extra + info.compress_size // 2] ^= 0xFF  # zlib refuses the stream
     damaged.write_bytes(bytes(data))
     row = verdicts(load_runs(tmp_path, warn=False)).iloc[0]
     assert "1 of 3 finished runs of mixer=shift have no readable predictions.npz" in row["images_why"]
