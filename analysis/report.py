@@ -17,6 +17,7 @@ import math
 import os
 import sys
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -129,10 +130,7 @@ def code_paragraph(runs: pd.DataFrame) -> Optional[str]:
     if runs.empty or CODE_COLUMN not in runs or not runs[CODE_COLUMN].astype(bool).any():
         return None
     per_run = [code.split(CODE_SEPARATOR) if code else [] for code in runs[CODE_COLUMN]]
-    counts: Dict[str, int] = {}
-    for codes in per_run:
-        for code in codes:
-            counts[code] = counts.get(code, 0) + 1
+    counts = Counter(code for codes in per_run for code in codes)  # in order of first appearance
     named = ", ".join(f"{code} ({n} run{'s' if n != 1 else ''})" for code, n in counts.items())
     text = f"Code, as each record names it: {named}."
     mixed = [f"{job} ({', '.join(codes)})" for job, codes in zip(runs["job"], per_run) if len(codes) > 1]

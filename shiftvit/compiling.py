@@ -22,9 +22,8 @@ import torch
 from timm.layers import DropPath
 from torch import nn
 
-from .config import COMPILE_SCOPES
+from .config import BLOCKS_SCOPE, COMPILE_SCOPES, MODEL_SCOPE
 
-MODEL_SCOPE, BLOCKS_SCOPE = COMPILE_SCOPES
 # timm's convention, which our ShiftViT follows: a stage's repeated blocks are an nn.Sequential named "blocks"
 # (ViT, Swin, ConvNeXt, the MetaFormers)
 BLOCKS_NAME = "blocks"

@@ -47,7 +47,7 @@ COMPILE_MODES = ("default", "reduce-overhead")
 # what train.compile compiles (shiftvit/compiling.py): the whole model as one graph | each block on its own, the
 # rest eager (regional compilation: blocks of a stage share one graph, so compiling takes far less time as the
 # depth grows). Speed-only like the mode: the same operations, fused within a block instead of across blocks.
-COMPILE_SCOPES = ("model", "blocks")
+MODEL_SCOPE, BLOCKS_SCOPE = COMPILE_SCOPES = ("model", "blocks")
 # CIFAR's training augmentation (data.augment): random crop after zero padding plus horizontal flip (He et al.,
 # 2016: the usual CIFAR recipe), batched and exact on any device | timm's transform factory, per sample on the CPU
 # (RandomResizedCrop at scale 0.6-1, bicubic, flip, and train.aa / color_jitter / reprob when set)

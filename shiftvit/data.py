@@ -726,9 +726,10 @@ def build_cifar(name: str = C.name, root: str = "", img_size: int = C.img_size, 
         raise DataError(f"{name}: cannot read {_unreadable_pickle(_cifar_files(cls, root)) or repr(str(root))} "
                         f"({type(e).__name__}: {e}): fetch the dataset again") from None
     class_names = tuple(train.classes)  # the meta file's, in label order
-    if len(class_names) != (10 if name == "cifar10" else 100):
+    expected = 10 if name == "cifar10" else 100
+    if len(class_names) != expected:
         raise DataError(f"{name}: the meta file under {str(Path(root) / cls.base_folder)!r} names "
-                        f"{len(class_names)} classes, not {10 if name == 'cifar10' else 100}: fetch the dataset again")
+                        f"{len(class_names)} classes, not {expected}: fetch the dataset again")
     train.data, targets = _subsample(train.data, np.asarray(train.targets), train_fraction, split_seed)
     train.targets = targets.tolist()
     if augment == "crop_flip":

@@ -200,24 +200,28 @@ def write_predictions(run_dir: Path, predicted: np.ndarray, target: np.ndarray, 
 def read_predictions(run_dir: Path) -> Optional[Tuple[np.ndarray, np.ndarray]]:
     """(predicted, target) from ``write_predictions``, or None where the run has none (older code, unfinished)
     or the file cannot be read."""
-    import numpy as np
-
-    try:
-        with np.load(Path(run_dir) / PREDICTIONS_FILE) as f:
-            predicted, target = f["predicted"], f["target"]
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
+    arrays = _predictions_arrays(run_dir, "predicted", "target")
+    if arrays is None:
         return None
+    predicted, target = arrays
     return (predicted, target) if predicted.shape == target.shape and predicted.ndim == 1 else None
 
 
 def read_class_names(run_dir: Path) -> Optional[List[str]]:
     """The class names ``write_predictions`` recorded, in label order, or None (no file, or one written before they
     were recorded)."""
+    arrays = _predictions_arrays(run_dir, "class_names")
+    return None if arrays is None else [str(name) for name in arrays[0]]
+
+
+def _predictions_arrays(run_dir: Path, *names: str) -> Optional[List[np.ndarray]]:
+    """The named arrays of a run's predictions file, or None where it has no such file or member, or the file
+    cannot be read (truncated, damaged, foreign)."""
     import numpy as np
 
     try:
         with np.load(Path(run_dir) / PREDICTIONS_FILE) as f:
-            return [str(name) for name in f["class_names"]]
+            return [f[name] for name in names]
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
         return None
 

@@ -10,15 +10,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..config import COMPILE_SCOPES
+from ..config import BLOCKS_SCOPE, MODEL_SCOPE
 from ..devices import autocast_for
 from ..ops import GPU_KERNELS, GPU_NORM_KERNELS, auto_shift_choices, shift_official
 from ..spec import MIXER_OPTIONS
 from .shift import _triton_usable, with_kernels
 from .timing import _device_name, _minor_faults, synchronizer, time_interleaved
 
-# compiling.py's names for them; it imports timm, which a benchmark of one op (cli.py imports this module) needs not
-MODEL_SCOPE, BLOCKS_SCOPE = COMPILE_SCOPES
 SHIFT_T = "shiftvit_r2_tiny"
 SWIN_T = "swin_tiny_patch4_window7_224"  # Shift-T's attention peer at its FLOPs (timm's name)
 DEFAULT_MODELS = (SHIFT_T, "shiftvit_light_tiny", SWIN_T, "resnet50", "convnext_tiny", "poolformer_s24")
