@@ -218,6 +218,13 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
                 f"{result['levels']} levels: {result['slope']:+.3g} points per unit [{CI} CI {result['ci_low']:+.3g}, "
                 f"{result['ci_high']:+.3g}], p = {_p(result['p'])}." if math.isfinite(result["slope"]) else
                 f"Too few finished runs ({result['runs']}) or levels ({result['levels']}) for a trend over {factor}.")
+        if math.isfinite(result["images_p"]):
+            text += (f" With the validation images' own noise counted too ({IMAGES_AND_SEEDS}: the variance over "
+                     f"images of each image's slope, ÷ the number of images, added to the slope's): "
+                     f"[{CI} CI {result['images_ci_low']:+.3g}, {result['images_ci_high']:+.3g}], "
+                     f"p = {_p(result['images_p'])}.")
+        elif result["images_why"]:
+            text += f" The seeds alone, with the validation set held fixed: {result['images_why']}."
         sections += [("h2", f"Trend over {factor} (one-factor sweep)"), ("p", text)]
     elif table is None:
         sections += [("h2", "Verdicts"), ("p", f"No comparison: {why}. The arms differ in more than one knob; "

@@ -14,7 +14,8 @@
   - ``equivalent within ±m, yet different``: both reject (a real but small difference);
   - ``inconclusive``: neither, with the seeds per arm that would settle it at 80 % power, as a range from the
     95 % interval of the variance estimate, at the level the correction holds each comparison to at worst
-    (α / k for k comparisons: Holm's first step);
+    (α / k for k comparisons: Holm's first step); where the validation images' noise is counted, by that test,
+    whose images term does not shrink with seeds: when it alone leaves under 80 % power, no number of seeds would;
   - ``insufficient data``: fewer than 2 finished runs in an arm (or complete pairs), or no variance at all;
   - ``testbed cannot separate the arms: <why>`` replaces an equivalence or an inconclusive outcome when the
     testbed cannot resolve the arms (``headroom.ceiling_reason``: both near 100 %, or neither above a raw-pixel
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -39,7 +39,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.power import TTestIndPower, TTestPower
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttost_ind, ttost_paired
 
 from shiftvit.config import DEFAULT_TOLERANCE, MATCH_PARAMS, check_tolerance
@@ -56,6 +55,7 @@ POWER = 0.8
 CORRECTION = "holm"
 # beyond this many seeds per arm a seeds count stops being advice
 MAX_SEEDS = 1000
+NO_IMAGES = (0.0, 0.0, 1)  # (between, within, images) of a seed test: no images term
 IMAGES_AND_SEEDS = "images + seeds"  # the test that counts both sources of noise, as the tables name it
 INSUFFICIENT = "insufficient data"
 NO_HEADROOM = "testbed cannot separate the arms"
@@ -210,42 +210,17 @@ class Comparison:
     images_p_equivalence_adj: float = math.nan
     images_p_difference_adj: float = math.nan
     images_why: str = ""
+    # what the seeds advice needs of the images' noise: how many images, the variance over them of the arms' true
+    # per-image difference (points², a floor no number of seeds lowers) and one seed's own luck on an image
+    images_count: int = 0
+    images_between_var: float = math.nan
+    images_within_var: float = math.nan
+    seeds_never: bool = False  # the images' noise alone leaves under 80 % power, however many seeds
     budget: str = ""
     budget_matched: Optional[bool] = None
     ceiling: str = ""
     outcome: str = ""
     verdict: str = ""
-
-
-def _seeds_for(diff: float, sd: float, margin: float, paired: bool, alpha: float = ALPHA) -> Optional[int]:
-    """Seeds per arm (pairs when paired) for 80 % power: to show equivalence when |d| < margin, else the
-    difference. None when no finite number would do."""
-    if not (math.isfinite(sd) and sd > 0):
-        return None
-    power = TTestPower() if paired else TTestIndPower()
-    equivalence_side = abs(diff) < margin
-    effect = (margin - abs(diff)) / sd if equivalence_side else abs(diff) / sd
-    if effect <= 0:
-        return None
-    alternative = "larger" if equivalence_side else "two-sided"
-    if power.power(effect, 2, alpha, alternative=alternative) >= POWER:  # (effect, n per arm, alpha)
-        return 2  # the smallest sample a t-test has; the solver does not converge below it
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # statsmodels warns, then returns NaN, when no n solves it
-        try:
-            n = float(power.solve_power(effect_size=effect, alpha=alpha, power=POWER, alternative=alternative))
-        except (ValueError, RuntimeError, ArithmeticError):
-            return None
-    return int(math.ceil(n)) if math.isfinite(n) and n <= MAX_SEEDS else None
-
-
-def _seeds_range(diff: float, sd: float, df: int, margin: float, paired: bool, alpha: float = ALPHA
-                 ) -> Tuple[Optional[int], Optional[int]]:
-    """Seeds needed, at level ``alpha``, at the two ends of the 95 % interval of the SD estimate (chi-square,
-    ``df`` dof)."""
-    sd_low = sd * math.sqrt(df / st.chi2.ppf(1 - ALPHA / 2, df))
-    sd_high = sd * math.sqrt(df / st.chi2.ppf(ALPHA / 2, df))
-    return _seeds_for(diff, sd_low, margin, paired, alpha), _seeds_for(diff, sd_high, margin, paired, alpha)
 
 
 def compare(treatment: pd.Series, baseline: pd.Series, margin: float = DEFAULT_MARGIN, paired: bool = False,
@@ -321,15 +296,33 @@ def images_and_seeds_test(treatment: np.ndarray, baseline: np.ndarray, margin: f
     var_images = per_image.var(ddof=1) / per_image.size
     se = math.sqrt(var_seeds + var_images)
     diff = float(accuracy_t.mean() - accuracy_b.mean())
+    parts = dict(images=per_image.size, **_image_variance_parts(t, b, per_image, paired))
     if se == 0:  # the same outcome on every image of every seed: nothing to test
-        return dict(diff=diff, ci_low=diff, ci_high=diff, p_difference=math.nan, p_equivalence=math.nan)
+        return dict(diff=diff, ci_low=diff, ci_high=diff, p_difference=math.nan, p_equivalence=math.nan, **parts)
     half = float(st.t.ppf(1 - (1 - confidence) / 2, dof)) * se
     return dict(diff=diff, ci_low=diff - half, ci_high=diff + half,
                 p_difference=float(2 * st.t.sf(abs(diff) / se, dof)),
-                p_equivalence=float(max(st.t.sf((diff + margin) / se, dof), st.t.sf((margin - diff) / se, dof))))
+                p_equivalence=float(max(st.t.sf((diff + margin) / se, dof), st.t.sf((margin - diff) / se, dof))),
+                **parts)
 
 
-def correctness_by_seed(runs: pd.DataFrame, arm: str, metric: str = DEFAULT_METRIC
+def _image_variance_parts(t: np.ndarray, b: np.ndarray, per_image: np.ndarray, paired: bool) -> Dict[str, float]:
+    """The images term's variance over images (``per_image``: the seeds-averaged difference, points) split in two,
+    by the method of moments: ``within``, one seed's own luck on an image (the spread over seeds of an image's
+    outcome, averaged over images; of the pair's difference when ``paired``, else the two arms' summed), which
+    averaging n seeds divides by n; and ``between``, the rest: how much the arms' true per-image difference varies
+    over images, which no number of seeds changes (clipped at 0)."""
+    if paired:
+        within = float((100 * (t - b)).var(axis=0, ddof=1).mean())
+        seeds_term = within / len(t)
+    else:
+        within_t, within_b = (float((100 * x).var(axis=0, ddof=1).mean()) for x in (t, b))
+        within = within_t + within_b
+        seeds_term = within_t / len(t) + within_b / len(b)
+    return dict(between=max(float(per_image.var(ddof=1)) - seeds_term, 0.0), within=within)
+
+
+def correctness_by_seed(runs: pd.DataFrame, arm: str, metric: str = DEFAULT_METRIC, min_seeds: int = 2
                         ) -> Tuple[Optional[pd.DataFrame], Optional[np.ndarray], str]:
     """(per-image correctness, one row per seed, indexed by seed; the labels; "") of the arm's finished runs from
     their ``predictions.npz`` (a seed that finished twice: the mean of its runs), or (None, None, why not). A file
@@ -355,8 +348,8 @@ def correctness_by_seed(runs: pd.DataFrame, arm: str, metric: str = DEFAULT_METR
     if missing:
         return None, None, (f"{missing} of {len(rows)} finished runs of {arm} have no readable {PREDICTIONS_FILE} "
                             "(recorded by older code, or read from wandb)")
-    if len(by_seed) < 2:
-        return None, None, f"fewer than 2 seeds of {arm} with predictions"
+    if len(by_seed) < min_seeds:
+        return None, None, f"fewer than {min_seeds} seeds of {arm} with predictions"
     return pd.DataFrame([np.mean(v, axis=0) for v in by_seed.values()], index=list(by_seed)), target, ""
 
 
@@ -378,6 +371,7 @@ def _images_and_seeds(c: Comparison, runs: pd.DataFrame, t_arm: str, b_arm: str)
     result = images_and_seeds_test(t.to_numpy(), b.to_numpy(), c.margin, paired=paired)
     c.images_ci_low, c.images_ci_high = result["ci_low"], result["ci_high"]
     c.images_p_equivalence, c.images_p_difference = result["p_equivalence"], result["p_difference"]
+    c.images_count, c.images_between_var, c.images_within_var = result["images"], result["between"], result["within"]
 
 
 def _claims(c: Comparison) -> Tuple[bool, bool]:
@@ -390,10 +384,84 @@ def _claims(c: Comparison) -> Tuple[bool, bool]:
 
 
 def _advise_seeds(c: Comparison, alpha: float) -> None:
-    """The seeds (pairs when paired) that would settle ``c`` at 80 % power, at level ``alpha``."""
-    c.seeds_low, c.seeds_high = _seeds_range(c.diff, c.noise_sd, c.noise_dof, c.margin, c.test.startswith("paired"),
-                                             alpha)
+    """The seeds (pairs when paired) that would settle ``c`` at 80 % power, at level ``alpha``: by the seed test,
+    or, where the images + seeds test was computed, by that test, whose images term more seeds never remove."""
+    images = (c.images_between_var, c.images_within_var, c.images_count) if c.images_count else NO_IMAGES
+    paired = c.test.startswith("paired")
     c.seeds_alpha = alpha
+    c.seeds_never = bool(c.images_count) and _power(c.diff, 0.0, math.inf, c.margin, paired, alpha, images) < POWER
+    c.seeds_low, c.seeds_high = (None, None) if c.seeds_never else \
+        _seeds_range(c.diff, c.noise_sd, c.noise_dof, c.margin, paired, alpha, images)
+
+
+def _sd_interval(sd: float, df: int) -> Tuple[float, float]:
+    """The 95 % interval of an SD estimated on ``df`` degrees of freedom (chi-square)."""
+    return sd * math.sqrt(df / st.chi2.ppf(1 - ALPHA / 2, df)), sd * math.sqrt(df / st.chi2.ppf(ALPHA / 2, df))
+
+
+def _seeds_range(diff: float, sd: float, df: int, margin: float, paired: bool, alpha: float = ALPHA,
+                 images: Tuple[float, float, int] = None) -> Tuple[Optional[int], Optional[int]]:
+    """Seeds needed, at level ``alpha``, at the two ends of the 95 % interval of the SD estimate (``df`` dof)."""
+    low, high = _sd_interval(sd, df)
+    return (_seeds_for(diff, low, margin, paired, alpha, images or NO_IMAGES),
+            _seeds_for(diff, high, margin, paired, alpha, images or NO_IMAGES))
+
+
+def _seeds_for(diff: float, sd: float, margin: float, paired: bool, alpha: float = ALPHA,
+               images: Tuple[float, float, int] = None) -> Optional[int]:
+    """The fewest seeds per arm (pairs when paired), from 2, at which ``_power`` reaches 80 %: to show equivalence
+    when |d| < margin, else the difference; None past ``MAX_SEEDS``. A search over counts, by hand: statsmodels'
+    power classes take one effect size over the seeds' SD, where the images term does not shrink with the seeds,
+    and their ``solve_power`` can miss at large effects (it settles 2 pairs where their own ``power`` gives 0.11)."""
+    images = images or NO_IMAGES
+    if not (math.isfinite(sd) and sd > 0) or _power(diff, sd, MAX_SEEDS, margin, paired, alpha, images) < POWER:
+        return None
+    low, high = 2, MAX_SEEDS
+    while low < high:  # the power grows with the seeds: the smallest count that reaches 80 %
+        middle = (low + high) // 2
+        if _power(diff, sd, middle, margin, paired, alpha, images) >= POWER:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def _power(diff: float, sd: float, seeds: float, margin: float, paired: bool, alpha: float,
+           images: Tuple[float, float, int]) -> float:
+    """Power of the test at ``seeds`` per arm (pairs when paired; ``math.inf``: the limit) against a true difference
+    ``diff`` with seed SD ``sd`` (of the pairs' differences when paired). The seed test's SE² is sd² · 2 / seeds
+    (sd² / pairs); the images + seeds test adds (between + within / seeds) / images (``_image_variance_parts``),
+    on the same validation images. The seed test's degrees of freedom. The equivalence side (|d| < margin) is the
+    nearer bound's one-sided test, as statsmodels' power classes take it."""
+    between, within, count = images
+    per_arm = 1 if paired else 2
+    if math.isinf(seeds):
+        se, dof = math.sqrt(between / count), math.inf
+    else:
+        se = math.sqrt(sd ** 2 * per_arm / seeds + (between + within / seeds) / count)
+        dof = seeds - 1 if paired else 2 * seeds - 2
+    equivalence_side = abs(diff) < margin
+    distance = margin - abs(diff) if equivalence_side else abs(diff)
+    if se == 0:
+        return 1.0 if distance > 0 else 0.0
+    return _t_power(distance / se, dof, alpha, two_sided=not equivalence_side)
+
+
+def _t_power(effect: float, dof: float, alpha: float, two_sided: bool) -> float:
+    """Power of a t test at noncentrality ``effect`` (≥ 0) on ``dof`` degrees of freedom, as statsmodels computes it.
+    A tail scipy's noncentral t cannot compute (NaN, far out at large noncentralities) is the normal's, as is
+    either tail at infinite ``dof``."""
+    level = alpha / 2 if two_sided else alpha
+    t_crit, z_crit = (st.t.isf(level, dof) if math.isfinite(dof) else math.nan), st.norm.isf(level)
+    upper = st.nct.sf(t_crit, dof, effect) if math.isfinite(dof) else math.nan
+    if not math.isfinite(upper):
+        upper = st.norm.sf(z_crit - effect)
+    if not two_sided:
+        return float(upper)
+    lower = st.nct.cdf(-t_crit, dof, effect) if math.isfinite(dof) else math.nan
+    if not math.isfinite(lower):
+        lower = st.norm.cdf(-z_crit - effect)
+    return float(upper + lower)
 
 
 def _name(arm: str, runs: pd.DataFrame) -> str:
@@ -411,20 +479,43 @@ def outcome_text(c: Comparison, names: Tuple[str, str]) -> str:
     if not (equivalent or different) and (seeds_equivalent or seeds_different):
         seeds_claim = _better(c, names, seeds_alone=True) if seeds_different else f"equivalent within ±{c.margin:g}"
         return (f"{INCONCLUSIVE} once the validation images' own noise is counted ({IMAGES_AND_SEEDS}: "
-                f"{c.diff:+.2f} [{c.images_ci_low:+.2f}, {c.images_ci_high:+.2f}]; the seeds alone: {seeds_claim})")
+                f"{c.diff:+.2f} [{c.images_ci_low:+.2f}, {c.images_ci_high:+.2f}]; the seeds alone: {seeds_claim}); "
+                f"{seeds_advice(c)}")
     if different:
         better = _better(c, names)
         return f"equivalent within ±{c.margin:g}, yet different ({better})" if equivalent else better
     if equivalent:
         return f"equivalent within ±{c.margin:g}"
-    if c.seeds_low is None and c.seeds_high is None:
-        return f"{INCONCLUSIVE}: more than {MAX_SEEDS} seeds per arm would be needed"
-    low = c.seeds_low if c.seeds_low is not None else f">{MAX_SEEDS}"
-    high = c.seeds_high if c.seeds_high is not None else f">{MAX_SEEDS}"
-    span = str(low) if low == high else f"{low}–{high}"
-    unit = "pairs" if c.test.startswith("paired") else "seeds per arm"
+    return f"{INCONCLUSIVE}: {seeds_advice(c)}"
+
+
+def seeds_advice(c: Comparison) -> str:
+    """``about 4–27 seeds per arm would settle it (80 % power at the corrected α = 0.013)``, or why no count would:
+    past ``MAX_SEEDS``, or the validation images' own noise alone (``seeds_never``); then what would instead."""
     level = "" if c.seeds_alpha == ALPHA else f" at the corrected α = {c.seeds_alpha:.2g}"
-    return f"{INCONCLUSIVE}: about {span} {unit} would settle it ({POWER * 100:.0f} % power{level})"
+    unit = "pairs" if c.test.startswith("paired") else "seeds per arm"
+    if c.seeds_never:
+        floor = math.sqrt(c.images_between_var / c.images_count)
+        text = (f"no number of seeds would settle it on these {c.images_count} validation images: their own noise "
+                f"(SE {floor:.2f} points however many seeds) leaves under {POWER * 100:.0f} % power{level}; more "
+                "validation images would")
+        images = (c.images_between_var, c.images_within_var, c.images_count)
+        paired = c.test.startswith("paired")
+        if c.seeds_alpha < ALPHA and _power(c.diff, 0.0, math.inf, c.margin, paired, ALPHA, images) >= POWER:
+            alone = _seeds_range(c.diff, c.noise_sd, c.noise_dof, c.margin, paired, ALPHA, images)
+            text += (f", or this comparison alone, fixed in advance at α = {ALPHA:g}, on about {_span(*alone)} new "
+                     f"{unit}")
+        return text
+    if c.seeds_low is None and c.seeds_high is None:
+        return f"more than {MAX_SEEDS} {unit} would be needed ({POWER * 100:.0f} % power{level})"
+    images = f", the {c.images_count} validation images' noise counted" if c.images_count else ""
+    return f"about {_span(c.seeds_low, c.seeds_high)} {unit} would settle it ({POWER * 100:.0f} % power{level}{images})"
+
+
+def _span(low: Optional[int], high: Optional[int]) -> str:
+    """``4–27``, ``12``, ``7–>1000``: a seeds range, None past ``MAX_SEEDS``."""
+    low_text, high_text = (str(n) if n is not None else f">{MAX_SEEDS}" for n in (low, high))
+    return low_text if low_text == high_text else f"{low_text}–{high_text}"
 
 
 def _better(c: Comparison, names: Tuple[str, str], seeds_alone: bool = False) -> str:
@@ -549,9 +640,6 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
     comparisons = [compare(finished_values(runs, t_arm, metric), finished_values(runs, b_arm, metric), margin,
                            paired=pair_by == "seed", names=(t_arm, b_arm)) for t_arm, b_arm in pairs]
     tested = [c for c in comparisons if not c.outcome.startswith(INSUFFICIENT)]
-    if correction and len(tested) > 1:  # the seeds advice at the level the correction holds a comparison to at worst
-        for c in tested:
-            _advise_seeds(c, ALPHA / len(tested))
     names = [(_name(t_arm, runs), _name(b_arm, runs)) for t_arm, b_arm in pairs]
     for c, (t_arm, b_arm) in zip(comparisons, pairs):
         c.budget, c.budget_matched = budget_difference(runs, t_arm, b_arm, tolerance)
@@ -561,6 +649,9 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
         for c, (t_arm, b_arm) in zip(comparisons, pairs):
             if id(c) in tested_ids:
                 _images_and_seeds(c, runs, t_arm, b_arm)
+    # the seeds advice at the level the correction holds a comparison to at worst, by the test the verdict reads
+    for c in tested:
+        _advise_seeds(c, ALPHA / len(tested) if correction and len(tested) > 1 else ALPHA)
     with_images = [c for c in tested if math.isfinite(c.images_p_difference)]
     for family, fields in ((tested, ("p_equivalence", "p_difference")),
                            (with_images, ("images_p_equivalence", "images_p_difference"))):
@@ -606,21 +697,53 @@ def one_factor(runs: pd.DataFrame) -> Optional[str]:
 def trend(runs: pd.DataFrame, factor: str, metric: str = DEFAULT_METRIC) -> Dict[str, Any]:
     """Least-squares slope of ``metric`` on ``factor`` over the finished seeds of every arm (statsmodels OLS)
     with its 95 % CI and p-value; NaN fields when fewer than 3 seeds or 2 levels. A seed an arm finished more
-    than once is one point, its mean (``finished_values``): the same result read twice is not more evidence."""
+    than once is one point, its mean (``finished_values``): the same result read twice is not more evidence.
+    For ``val_top1``, where every finished run recorded its predictions on the same images, ``images_ci_low``,
+    ``images_ci_high`` and ``images_p`` count the validation images' own noise as well (``images_why`` says why
+    not else): the OLS slope is a weighted sum of the seeds' accuracies, so it is the mean over images of the same
+    weighted sum of each image's outcomes, and a new draw of images adds the variance of those per-image slopes
+    ÷ the number of images to the slope's, on the fit's residual degrees of freedom (as ``images_and_seeds_test``
+    does for a difference, and as conservative)."""
     import statsmodels.api as sm
 
-    levels, values = [], []
+    levels, values, arms = [], [], []
     for arm in dict.fromkeys(runs.loc[runs["used"], "arm"]):
         level = pd.to_numeric(runs.loc[runs["arm"] == arm, factor], errors="coerce").iloc[0]  # one per arm
         if pd.notna(level):
             seeds = finished_values(runs, arm, metric)
             levels += [level] * len(seeds)
             values += list(seeds)
+            arms.append((arm, seeds.index))
     x, y = np.array(levels, dtype=float), np.array(values, dtype=float)
     result = {"factor": factor, "runs": len(x), "levels": len(set(x)), "slope": math.nan, "ci_low": math.nan,
-              "ci_high": math.nan, "p": math.nan}
+              "ci_high": math.nan, "p": math.nan, "images_ci_low": math.nan, "images_ci_high": math.nan,
+              "images_p": math.nan, "images_why": ""}
     if len(x) >= 3 and len(set(x)) >= 2:
         fit = sm.OLS(y, sm.add_constant(x)).fit()
         low, high = fit.conf_int(alpha=ALPHA)[1]
         result.update(slope=float(fit.params[1]), ci_low=float(low), ci_high=float(high), p=float(fit.pvalues[1]))
+        if metric == DEFAULT_METRIC:  # the predictions are the final model's
+            result.update(_trend_with_images(runs, arms, x, fit))
     return result
+
+
+def _trend_with_images(runs: pd.DataFrame, arms: List[Tuple[str, pd.Index]], x: np.ndarray, fit: Any
+                       ) -> Dict[str, Any]:
+    """``trend``'s images fields, from the arms' per-image correctness (one row per seed, in ``x``'s order)."""
+    rows, target = [], None
+    for arm, seeds in arms:
+        correct, labels, why = correctness_by_seed(runs, arm, min_seeds=1)
+        if not why and target is not None and not np.array_equal(labels, target):
+            why = "the arms were scored on different validation images"
+        if why:
+            return {"images_why": why}
+        target = labels
+        rows.append(correct.loc[list(seeds)].to_numpy())
+    outcomes = np.vstack(rows)
+    weights = (x - x.mean()) / ((x - x.mean()) ** 2).sum()  # slope = weights @ accuracies
+    per_image = 100 * weights @ outcomes
+    se = math.sqrt(float(fit.bse[1]) ** 2 + per_image.var(ddof=1) / per_image.size)
+    slope, dof = float(fit.params[1]), float(fit.df_resid)
+    half = float(st.t.ppf(1 - ALPHA / 2, dof)) * se
+    return {"images_ci_low": slope - half, "images_ci_high": slope + half,
+            "images_p": float(2 * st.t.sf(abs(slope) / se, dof)) if se > 0 else math.nan}

@@ -641,3 +641,132 @@ def test_a_damaged_or_foreign_predictions_file_leaves_the_seed_test_alone_and_is
     row = verdicts(load_runs(tmp_path, warn=False)).iloc[0]
     assert row["images_why"] == (f"the predictions.npz of {tmp_path / 'shift-1'} gives val_top1 74.50, its record "
                                  "88.00")
+
+
+# --- the seeds advice: by the test the verdict reads, and no count where the images' noise alone forbids one --------
+def test_a_difference_the_images_noise_alone_hides_gets_no_seeds_count(tmp_path):
+    """3 images of 200 apart: however many seeds, the images + seeds test cannot settle it, and the advice says so
+    instead of naming a count (the seed test alone would name one)."""
+    for seed in range(5):
+        write_run(tmp_path, f"attn-{seed}", mixer="attn", seed=seed, correct=_correct(200, 170, seed))
+        write_run(tmp_path, f"shift-{seed}", seed=seed, correct=_correct(200, 173, seed))
+    row = verdicts(load_runs(tmp_path, warn=False)).iloc[0]
+    assert row["seeds_never"] and row["seeds_low"] is None and row["seeds_high"] is None
+    # 3 images flip between the arms: the per-image difference's variance, less 5 toggled images' luck per arm
+    spread = (3 * 100 ** 2 - 200 * 1.5 ** 2) / 199
+    luck = 5 * (100 ** 2 * 0.2 * 0.8 * 5 / 4) / 200  # one seed's, per arm: 5 images each wrong (right) on 1 of 5
+    assert row["images_between_var"] == pytest.approx(spread - 2 * luck / 5)
+    assert row["verdict"].endswith("no number of seeds would settle it on these 200 validation images: their own "
+                                   "noise (SE 0.80 points however many seeds) leaves under 80 % power; more "
+                                   "validation images would")
+    # and it is so: a thousand seeds per arm, these five seeds' outcomes 200 times over, leave the test at p > 0.05
+    many_t = np.array([_correct(200, 173, seed % 5) for seed in range(1000)], dtype=float)
+    many_b = np.array([_correct(200, 170, seed % 5) for seed in range(1000)], dtype=float)
+    assert images_and_seeds_test(many_t, many_b)["p_difference"] > ALPHA
+
+
+def test_the_seeds_advice_counts_the_images_term_as_statsmodels_would_an_extra_variance():
+    """With the images term, the power at n seeds is the t test's at the SD that carries it too: statsmodels'
+    TTestIndPower at sd_eff² = sd² + n/2 · (between + within/n)/images, so the count is its, and more than the
+    seeds alone need."""
+    from analysis.stats import _power, _seeds_for
+
+    images = (250.0, 500.0, 360)
+    diff, sd, alpha = 3.0, 0.9, ALPHA
+    n = _seeds_for(diff, sd, 1.0, False, alpha, images)
+    for count, expect in ((n, True), (n - 1, False)):
+        sd_eff = math.sqrt(sd ** 2 + count / 2 * (images[0] + images[1] / count) / images[2])
+        power = TTestIndPower().power(diff / sd_eff, count, alpha)
+        assert _power(diff, sd, count, 1.0, False, alpha, images) == pytest.approx(power)
+        assert bool(power >= 0.8) is expect
+    assert n > _seeds_for(diff, sd, 1.0, False, alpha) >= 2
+
+
+@pytest.mark.parametrize("paired", [False, True])
+def test_the_seeds_search_gives_statsmodels_power_where_statsmodels_solve_power_misses(paired):
+    """Without the images term the count is the fewest seeds at which statsmodels' own power reaches 80 %, over a
+    grid of differences, SDs, margins and levels; including a large effect where ``solve_power`` answers 2 pairs at
+    a power of 0.11."""
+    from statsmodels.stats.power import TTestPower
+
+    from analysis.stats import _seeds_for
+
+    power = TTestPower() if paired else TTestIndPower()
+    for diff in (0.1, 0.5, 0.9, 1.3, 2.5, 4.0):
+        for sd in (0.2, 0.7, 1.5, 3.0):
+            for margin, alpha in ((1.0, 0.05), (0.5, 0.01), (1.0, 0.005)):
+                n = _seeds_for(diff, sd, margin, paired, alpha)
+                if n is None:
+                    continue
+                side = abs(diff) < margin
+                effect = (margin - abs(diff)) / sd if side else abs(diff) / sd
+                alternative = "larger" if side else "two-sided"
+                at_n = power.power(effect, n, alpha, alternative=alternative)
+                assert math.isnan(at_n) or at_n >= 0.8, (diff, sd, margin, alpha, n)  # NaN: scipy's far tail
+                below = power.power(effect, n - 1, alpha, alternative=alternative) if n > 2 else 0.0
+                assert math.isnan(below) or below < 0.8, (diff, sd, margin, alpha, n)
+    if paired:
+        assert power.power(6.5, 2, 0.01) < 0.2 and _seeds_for(1.3, 0.2, 1.0, True, 0.01) == 4
+
+
+def test_the_images_floor_is_the_arms_true_per_image_difference():
+    """The images term split by the method of moments: on arms drawn image by image from known probabilities, the
+    floor is the variance of the true per-image difference and the rest one seed's own luck, paired or not."""
+    rng = np.random.default_rng(0)
+    count = 4000
+    p_b = rng.uniform(0.5, 1.0, count)
+    p_t = np.clip(p_b + rng.choice([-0.3, 0.0, 0.0, 0.3], count), 0.0, 1.0)
+    t = (rng.random((6, count)) < p_t).astype(float)
+    b = (rng.random((6, count)) < p_b).astype(float)
+    luck = 100 ** 2 * (np.mean(p_t * (1 - p_t)) + np.mean(p_b * (1 - p_b)))
+    for paired in (False, True):
+        result = images_and_seeds_test(t, b, paired=paired)
+        assert result["images"] == count
+        assert result["between"] == pytest.approx(np.var(100 * (p_t - p_b), ddof=1), rel=0.1)
+        assert result["within"] == pytest.approx(luck, rel=0.05)
+
+
+def test_with_many_comparisons_the_advice_names_the_one_comparison_that_would_settle_it():
+    """At Holm's α/7 the images' noise alone forbids any count, at α = 0.05 it does not: the advice says that a
+    comparison fixed in advance would settle it, and on how many new seeds (the shift_vs_swin design)."""
+    from analysis.stats import Comparison, _advise_seeds, _seeds_range, seeds_advice
+
+    c = Comparison("shift", "attn", "Welch (unpaired)", 3, 3, diff=2.6, noise_sd=0.9, noise_dof=4,
+                   images_count=360, images_between_var=250.0, images_within_var=500.0)
+    _advise_seeds(c, ALPHA / 7)
+    assert c.seeds_never
+    low, high = _seeds_range(2.6, 0.9, 4, 1.0, False, ALPHA, (250.0, 500.0, 360))
+    assert low is not None and 3 < low <= high
+    assert seeds_advice(c).endswith(f"more validation images would, or this comparison alone, fixed in advance at "
+                                    f"α = 0.05, on about {low}–{high} new seeds per arm")
+    _advise_seeds(c, ALPHA)
+    assert not c.seeds_never and (c.seeds_low, c.seeds_high) == (low, high)
+    assert seeds_advice(c) == (f"about {low}–{high} seeds per arm would settle it (80 % power, the 360 validation "
+                               "images' noise counted)")
+
+
+def test_a_trend_counts_the_images_noise_where_every_run_recorded_predictions(tmp_path):
+    import statsmodels.api as sm
+
+    from analysis.stats import trend
+
+    right = {"1/24": 170, "1/12": 172, "1/6": 174}  # one image apart per level per seed: 2 images per step
+    for gamma, base in right.items():
+        for seed in range(3):
+            write_run(tmp_path, f"g{gamma.replace('/', '_')}-{seed}", gamma=gamma, seed=seed,
+                      correct=_correct(200, base + seed % 2, seed))
+    runs = load_runs(tmp_path, warn=False)
+    result = trend(runs, "gamma_float")
+    x = np.repeat([1 / 24, 1 / 12, 1 / 6], 3)
+    fit = sm.OLS(runs.set_index("job").loc[[f"g{g.replace('/', '_')}-{s}" for g in right for s in range(3)],
+                                           "val_top1"].to_numpy(), sm.add_constant(x)).fit()
+    assert result["slope"] == pytest.approx(fit.params[1]) and result["p"] < ALPHA  # the seeds alone: settled
+    # a few images carry the whole slope: counted as noise, the interval is wider and holds 0
+    assert result["images_ci_low"] < result["ci_low"] and result["images_ci_high"] > result["ci_high"]
+    assert result["images_p"] > 0.05 and result["images_ci_low"] < 0 < result["images_ci_high"]
+    build([tmp_path], tmp_path / "r")
+    assert f"p = {result['images_p']:.3f}." in (tmp_path / "r" / "report.md").read_text()
+    (tmp_path / "g1_6-0" / "predictions.npz").unlink()
+    assert trend(load_runs(tmp_path, warn=False), "gamma_float")["images_why"] == (
+        "1 of 3 finished runs of mixer=shift gamma=1/6 have no readable predictions.npz (recorded by older code, "
+        "or read from wandb)")
