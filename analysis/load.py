@@ -36,6 +36,7 @@ from shiftvit.records import (
     parse_metrics,
     run_status,
     trained_code,
+    trained_machines,
 )
 from shiftvit.tracking import RECORD_CONFIG_KEY, unflatten
 
@@ -48,9 +49,9 @@ WANDB_RUNNING_STATE = "running"  # wandb's ``Run.state`` of a run whose process 
 # summary.json's columns in a run's row (its identity comes from config.yaml): the schema of records.py
 RECORD_FILES = (SUMMARY_FILE, CONFIG_FILE, LAUNCH_ERROR_FILE)  # any of them makes a folder a run to load or skip
 SUMMARY_COLUMNS = ("status", *RESULT_KEYS, "config_hash", "git_commit", "git_dirty", *OUTCOME_KEYS)
-# the code every attempt that trained the run ran (records.trained_code), joined: two or more when it was resumed under
-# other code
-CODE_COLUMN, CODE_SEPARATOR = "code", " + "
+# the code every attempt that trained the run ran (records.trained_code), and the machines (records.trained_machines),
+# each joined: two or more when it was resumed under other code, or on another machine
+CODE_COLUMN, MACHINE_COLUMN, ATTEMPTS_SEPARATOR = "code", "machine", " + "
 METRICS = ("val_top1", "val_top5", "best_val_top1", "ema_val_top1")
 
 
@@ -152,7 +153,8 @@ def record_row(config: Dict[str, Any], summary: Dict[str, Any], status: str, whe
         "budget_target": _budget_target(config),
     }
     row.update({k: summary.get(k) for k in SUMMARY_COLUMNS})
-    row[CODE_COLUMN] = CODE_SEPARATOR.join(trained_code(summary))
+    row[CODE_COLUMN] = ATTEMPTS_SEPARATOR.join(trained_code(summary))
+    row[MACHINE_COLUMN] = ATTEMPTS_SEPARATOR.join(trained_machines(summary))
     # the identity as this code hashes configs: a hash stored by older code may name the same config otherwise
     row["config_hash"] = config_hash(config)
     row["status"] = status
@@ -172,7 +174,8 @@ def wandb_row(config: Dict[str, Any], summary: Dict[str, Any], state: str, url: 
     else:  # logged before the nested copy: the flat keys, less a sweep agent's own ("mixer" beside "mixer.name")
         logged = unflatten({k: v for k, v in config.items() if not k.startswith("_") and k != "config_hash"
                             and not any(other.startswith(f"{k}.") for other in config)})
-    summary = {k: v for k, v in summary.items() if not k.startswith("_")}
+    # the tracker logs the record's summary flattened ("machine.cpu"): nested again, as the record holds it
+    summary = unflatten({k: v for k, v in summary.items() if not k.startswith("_")})
     # wandb's state first: a resumed online run is running, whatever its earlier attempt left in the summary
     status = RUNNING if state == WANDB_RUNNING_STATE else summary.get("status") or INTERRUPTED
     return record_row(logged, summary, status, where=url, sweep=summary.get("sweep_name") or group, job=name)

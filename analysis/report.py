@@ -28,7 +28,17 @@ from shiftvit.records import FAILED_STATUSES, PREDICTIONS_FILE, USED_STATUSES
 
 from .arms import ArmSpec, arms_matching, describe
 from .headroom import METHOD, Testbed, headroom_line, headroom_of
-from .load import CODE_COLUMN, CODE_SEPARATOR, METRICS, RepeatedSeed, SkippedRun, find_run_dirs, load_curves, load_runs
+from .load import (
+    ATTEMPTS_SEPARATOR,
+    CODE_COLUMN,
+    MACHINE_COLUMN,
+    METRICS,
+    RepeatedSeed,
+    SkippedRun,
+    find_run_dirs,
+    load_curves,
+    load_runs,
+)
 from .stats import (
     ALPHA,
     CONFIDENCE,
@@ -127,15 +137,32 @@ def code_paragraph(runs: pd.DataFrame) -> Optional[str]:
     """Which code the loaded runs ran, from their records: each commit with its number of runs, and the runs
     resumed under other code (their epochs ran under more than one commit), by name. None without the column
     (runs read from wandb before it was logged)."""
-    if runs.empty or CODE_COLUMN not in runs or not runs[CODE_COLUMN].astype(bool).any():
+    return _attempts_paragraph(runs, CODE_COLUMN, "Code", "resumed under other code")
+
+
+def machine_paragraph(runs: pd.DataFrame) -> Optional[str]:
+    """On which machines the loaded runs trained (CPU, its vector instructions, GPU), as ``code_paragraph`` names
+    the code: the same code gives other last bits on another CPU, and a short ReLU run can end images apart. None
+    when no record names one (records from before the key)."""
+    return _attempts_paragraph(runs, MACHINE_COLUMN, "Machines", "resumed on another machine")
+
+
+def _attempts_paragraph(runs: pd.DataFrame, column: str, title: str, resumed: str) -> Optional[str]:
+    """``<title>, as each record names it: a (3 runs), b (1 run).`` from a column of ``ATTEMPTS_SEPARATOR``-joined
+    labels, one per attempt that trained, and the runs with more than one, by name."""
+    if runs.empty or column not in runs or not runs[column].fillna("").astype(bool).any():
         return None
-    per_run = [code.split(CODE_SEPARATOR) if code else [] for code in runs[CODE_COLUMN]]
-    counts = Counter(code for codes in per_run for code in codes)  # in order of first appearance
-    named = ", ".join(f"{code} ({n} run{'s' if n != 1 else ''})" for code, n in counts.items())
-    text = f"Code, as each record names it: {named}."
-    mixed = [f"{job} ({', '.join(codes)})" for job, codes in zip(runs["job"], per_run) if len(codes) > 1]
+    per_run = [labels.split(ATTEMPTS_SEPARATOR) if isinstance(labels, str) and labels else []
+               for labels in runs[column]]
+    counts = Counter(label for labels in per_run for label in labels)  # in order of first appearance
+    named = ", ".join(f"{label} ({n} run{'s' if n != 1 else ''})" for label, n in counts.items())
+    text = f"{title}, as each record names it: {named}."
+    unnamed = sum(not labels for labels in per_run)
+    if unnamed:
+        text += f" {unnamed} record{'s name' if unnamed != 1 else ' names'} none (written before the key)."
+    mixed = [f"{job} ({', '.join(labels)})" for job, labels in zip(runs["job"], per_run) if len(labels) > 1]
     if mixed:
-        text += (f" {len(mixed)} run{'s were' if len(mixed) != 1 else ' was'} resumed under other code, so "
+        text += (f" {len(mixed)} run{'s were' if len(mixed) != 1 else ' was'} {resumed}, so "
                  f"{'their' if len(mixed) != 1 else 'its'} epochs ran under more than one: {'; '.join(mixed)}.")
     return text
 
@@ -252,9 +279,9 @@ def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = N
         ("p", f"Sources: {', '.join(str(s) for s in sweep_dirs)}. {len(runs)} runs loaded"
               f"{f' ({by_status})' if by_status else ''} in {runs['arm'].nunique() if len(runs) else 0} arms; "
               f"{len(skipped)} record{'s' if len(skipped) != 1 else ''} skipped (listed at the end).")]
-    code = code_paragraph(runs)
-    if code:
-        sections.append(("p", code))
+    for paragraph in (code_paragraph(runs), machine_paragraph(runs)):
+        if paragraph:
+            sections.append(("p", paragraph))
     for arm, seed, run_dirs in runs.attrs.get("repeated_seeds", []):
         sections.append(("p", f"{arm}: seed {seed} finished {len(run_dirs)} times ({', '.join(run_dirs)}): one "
                               "replicate, its values averaged in every mean and test."))

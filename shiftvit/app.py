@@ -83,6 +83,29 @@ def versions() -> Dict[str, str]:
     return out
 
 
+def machine() -> Dict[str, Optional[str]]:
+    """What, besides the code and the versions, decides a run's last bits: the CPU model, the vector instructions
+    PyTorch's CPU kernels dispatch to on it (``AVX512``, ``AVX2``: the same run gives other rounding, and a ReLU
+    network trained for a few dozen steps can end a few images apart), and the GPU where one is visible. ``host``
+    does not say it: a container's hostname is the same on every machine."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": _once("cpu", _cpu_model), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "gpu": gpu}
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo; elsewhere what ``platform`` says)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.lower().startswith("model name") and ":" in line:
+                    return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 # --- the run ------------------------------------------------------------------------------------------------------
 def config_difference(old: Dict[str, Any], new: Dict[str, Any], shown: int = 3) -> str:
     """``train.lr: 0.002 -> 0.0001, seed: 0 -> 1`` for the keys that change a run's numbers."""
@@ -315,12 +338,13 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
         write_json,
     )
 
-    this_attempt = attempt_code(git_commit(), git_dirty(), versions())
+    this_attempt = attempt_code(git_commit(), git_dirty(), versions(), machine())
     summary: Dict[str, Any] = {
         "status": RUNNING, "seed": effective["seed"], "config_hash": digest, "mixer": effective["mixer"]["name"],
         "gamma": effective["gamma"], "tau": effective["tau"], "depths": effective["depths"],
         "model": effective["model"]["name"], "data": effective["data"]["name"], "match": effective["match"],
         "git_commit": git_commit(), "git_dirty": git_dirty(), "versions": versions(), "host": socket.gethostname(),
+        "machine": this_attempt["machine"],
         "run_dir": str(run_dir), "overrides": list(overrides or []), "sweep_name": sweep_name,
         "world_size": dist.world_size, "attempts": int(previous.get("attempts") or 0) + 1,
         "epochs_done": previous.get("epochs_done"),  # until this attempt ends an epoch, what the last one did

@@ -102,15 +102,18 @@ OUTCOME_KEYS = ("duplicate_of", "error", "interrupted_by")  # present only when 
 # git_dirty: the checkout had changes to tracked files when the run started, so git_commit alone is not its code
 # attempts: the code of every attempt at the run, in order (git_commit and git_dirty above are the last one's): a run
 # resumed under other code trained its epochs under more than one, which the last attempt's alone would hide
-PROVENANCE_KEYS = ("git_commit", "git_dirty", "versions", "host", "run_dir", "overrides", "sweep_name", "world_size",
-                   "malloc", "finished", "attempts_code")
+# machine: the last attempt's CPU, its vector instructions and GPU (app.machine); each attempt's is in attempts_code
+PROVENANCE_KEYS = ("git_commit", "git_dirty", "versions", "host", "machine", "run_dir", "overrides", "sweep_name",
+                   "world_size", "malloc", "finished", "attempts_code")
 SUMMARY_KEYS = ("status", *RESULT_KEYS, *IDENTITY_KEYS, *PROVENANCE_KEYS)  # always present once a run trained
 
 
-def attempt_code(commit: Optional[str], dirty: Optional[bool], versions: Dict[str, str]) -> Dict[str, Any]:
-    """One entry of ``attempts_code``: the code an attempt ran. ``resumed_at`` ([epoch, batch] of the checkpoint it
-    started from, [0, 0] for none) is set, and written, before it trains: None, it trained nothing."""
-    return {"git_commit": commit, "git_dirty": dirty, "versions": versions, "resumed_at": None}
+def attempt_code(commit: Optional[str], dirty: Optional[bool], versions: Dict[str, str],
+                 machine: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """One entry of ``attempts_code``: the code an attempt ran, and on what machine. ``resumed_at`` ([epoch, batch] of
+    the checkpoint it started from, [0, 0] for none) is set, and written, before it trains: None, it trained
+    nothing."""
+    return {"git_commit": commit, "git_dirty": dirty, "versions": versions, "machine": machine, "resumed_at": None}
 
 
 def earlier_attempts_code(previous: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -121,7 +124,8 @@ def earlier_attempts_code(previous: Dict[str, Any]) -> List[Dict[str, Any]]:
         return list(previous["attempts_code"])
     if not previous.get("attempts"):
         return []
-    return [{**attempt_code(previous.get("git_commit"), previous.get("git_dirty"), previous.get("versions") or {}),
+    return [{**attempt_code(previous.get("git_commit"), previous.get("git_dirty"), previous.get("versions") or {},
+                            previous.get("machine")),
              "resumed_at": [0, 0]}]
 
 
@@ -132,18 +136,37 @@ def code_label(commit: Optional[str], dirty: Optional[bool]) -> str:
     return f"{commit[:7]}{' with uncommitted changes' if dirty else ''}"
 
 
-def trained_code(summary: Dict[str, Any]) -> List[str]:
-    """The code (``code_label``) of every attempt that trained, each once, in order; for a record without
-    ``attempts_code``, its one commit. An attempt trained when the next one resumed from a later point than it did
-    (a kill can land after an epoch and before the record says so: the positions are written before training), and
-    the last one always counts."""
-    attempts = summary.get("attempts_code")
-    if not attempts:
-        return [code_label(summary.get("git_commit"), summary.get("git_dirty"))] if "git_commit" in summary else []
-    started = [a for a in attempts if a.get("resumed_at") is not None]
+def machine_label(machine: Optional[Dict[str, Any]]) -> str:
+    """A machine as a report names it: ``AMD EPYC (AVX512)``, with its GPU when it had one."""
+    if not machine:
+        return "machine not recorded"
+    label = f"{machine.get('cpu') or 'unknown CPU'} ({machine.get('cpu_capability') or 'unknown instructions'})"
+    return f"{label}, {machine['gpu']}" if machine.get("gpu") else label
+
+
+def _trained_attempts(summary: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The entries of ``attempts_code`` whose attempt trained, in order. An attempt trained when the next one resumed
+    from a later point than it did (a kill can land after an epoch and before the record says so: the positions are
+    written before training), and the last one always counts."""
+    started = [a for a in summary.get("attempts_code") or [] if a.get("resumed_at") is not None]
     trained = [a for a, later in zip(started, started[1:]) if list(later["resumed_at"]) > list(a["resumed_at"])]
-    trained += started[-1:]
-    return list(dict.fromkeys(code_label(a.get("git_commit"), a.get("git_dirty")) for a in trained))
+    return trained + started[-1:]
+
+
+def trained_code(summary: Dict[str, Any]) -> List[str]:
+    """The code (``code_label``) of every attempt that trained (``_trained_attempts``), each once, in order; for a
+    record without ``attempts_code``, its one commit."""
+    if not summary.get("attempts_code"):
+        return [code_label(summary.get("git_commit"), summary.get("git_dirty"))] if "git_commit" in summary else []
+    return list(dict.fromkeys(code_label(a.get("git_commit"), a.get("git_dirty")) for a in _trained_attempts(summary)))
+
+
+def trained_machines(summary: Dict[str, Any]) -> List[str]:
+    """The machines (``machine_label``) every attempt that trained ran on, each once, in order; none for a record
+    from before machines were recorded."""
+    if not summary.get("attempts_code"):
+        return [machine_label(summary["machine"])] if summary.get("machine") else []
+    return list(dict.fromkeys(machine_label(a.get("machine")) for a in _trained_attempts(summary)))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

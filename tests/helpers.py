@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional, TypeVar
+from typing import Callable, Dict, List, Optional, TypeVar
 
 T = TypeVar("T")
 
@@ -17,10 +17,10 @@ def cli_env(**extra: str) -> dict:
     return env
 
 
-def run_cli(args: List[str], cwd: Path, timeout: int = 600, command: Optional[List[str]] = None
-            ) -> subprocess.CompletedProcess:
+def run_cli(args: List[str], cwd: Path, timeout: int = 600, command: Optional[List[str]] = None,
+            env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
     cmd = (command or [sys.executable, str(ROOT / "run.py")]) + list(args)
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=cli_env())
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=cli_env(**(env or {})))
 
 
 # run.py (as run_cli's command=), with one line on stdout at exit saying whether torch was ever imported

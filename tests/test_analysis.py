@@ -298,3 +298,25 @@ def test_trained_code_counts_the_attempts_that_trained():
     # a record from before the list: its one commit
     assert trained_code({"git_commit": "c" * 40, "git_dirty": False}) == ["ccccccc"]
     assert trained_code({"git_commit": None}) == ["no git commit"]
+
+
+def test_trained_machines_counts_the_attempts_that_trained():
+    """As for the code: the machines of the attempts that trained, each once; records from before the key name
+    none, an attempt from before it says so."""
+    from shiftvit.records import trained_machines
+
+    epyc = {"cpu": "AMD EPYC", "cpu_capability": "AVX512", "gpu": None}
+    xeon = {"cpu": "Intel Xeon", "cpu_capability": "AVX2", "gpu": "NVIDIA H200"}
+
+    def attempt(machine, resumed_at):
+        return {"git_commit": "a" * 40, "git_dirty": False, "versions": {}, "machine": machine,
+                "resumed_at": resumed_at}
+
+    assert trained_machines({"attempts_code": [attempt(epyc, [0, 0]), attempt(xeon, [3, 0])]}) == [
+        "AMD EPYC (AVX512)", "Intel Xeon (AVX2), NVIDIA H200"]
+    assert trained_machines({"attempts_code": [attempt(epyc, [2, 0]), attempt(xeon, [2, 0])]}) == [
+        "Intel Xeon (AVX2), NVIDIA H200"]  # the first stopped before its first step
+    assert trained_machines({"attempts_code": [attempt(None, [0, 0]), attempt(epyc, [1, 0])]}) == [
+        "machine not recorded", "AMD EPYC (AVX512)"]  # resumed after an upgrade
+    assert trained_machines({"git_commit": "c" * 40}) == []
+    assert trained_machines({"machine": epyc}) == ["AMD EPYC (AVX512)"]

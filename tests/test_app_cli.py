@@ -44,6 +44,10 @@ def test_default_run_records_itself_and_reaches_97(tmp_path):
         assert summary.get(key) is not None, key
     assert summary["status"] == "completed"
     assert set(SUMMARY_KEYS) <= set(summary)  # the schema records.py documents
+    # the machine: its CPU and the vector instructions torch's kernels used, which decide the last bits
+    assert summary["machine"]["cpu"] and summary["machine"]["gpu"] is None
+    assert summary["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert summary["attempts_code"][-1]["machine"] == summary["machine"]
     assert summary["val_top1"] >= 97.0
     assert summary["macs"] == summary["macs_mlp"] + summary["macs_merge"] + summary["macs_embed"] + \
         summary["macs_head"] + summary["macs_mixer"] + summary["macs_norm"] + summary["macs_other"]
@@ -458,9 +462,15 @@ def test_every_job_of_a_sweep_names_the_commit_of_the_code_its_process_loaded(tm
 
 def test_a_run_resumed_under_other_code_names_both_and_the_report_says_so(tmp_path):
     """git_commit is the last attempt's code: a run killed, then resumed after a commit, lists each attempt's code
-    and the point it started from, and the report names the run as trained under two commits."""
+    and the point it started from, and the report names the run as trained under two commits. Resumed with torch's
+    kernels held to another instruction set (``ATEN_CPU_CAPABILITY``, as on an older CPU), it is named as trained
+    on two machines too."""
     from analysis.load import load_runs
-    from analysis.report import code_paragraph
+    from analysis.report import code_paragraph, machine_paragraph
+
+    natural = torch.backends.cpu.get_cpu_capability()
+    if natural == "DEFAULT":
+        pytest.skip("this CPU has no vector instructions for torch to be held back from")
 
     repo = tmp_path / "repo"
     git = _code_in_a_repository_of_its_own(repo)
@@ -477,7 +487,8 @@ def test_a_run_resumed_under_other_code_names_both_and_the_report_says_so(tmp_pa
     second = git("rev-parse", "HEAD")
     for run_dir in (resumed, whole):
         proc = run_cli([*options, f"hydra.run.dir={run_dir}", "seed=1" if run_dir == whole else "seed=0"],
-                       cwd=tmp_path, command=[sys.executable, str(repo / "run.py")])
+                       cwd=tmp_path, command=[sys.executable, str(repo / "run.py")],
+                       env={"ATEN_CPU_CAPABILITY": "default"})
         assert proc.returncode == 0, proc.stderr[-3000:]
     summary = read_summary(resumed)
     assert summary["status"] == "completed" and summary["attempts"] == 2 and summary["git_commit"] == second
@@ -489,6 +500,12 @@ def test_a_run_resumed_under_other_code_names_both_and_the_report_says_so(tmp_pa
     assert f"{first[:7]} (1 run), {second[:7]} (2 runs)" in text, text
     assert f"1 run was resumed under other code, so its epochs ran under more than one: resumed ({first[:7]}, " \
            f"{second[:7]})" in text, text
+    assert [a["machine"]["cpu_capability"] for a in summary["attempts_code"]] == [natural, "DEFAULT"]
+    cpu = summary["machine"]["cpu"]
+    text = machine_paragraph(load_runs([tmp_path / "runs"]))
+    assert f"Machines, as each record names it: {cpu} ({natural}) (1 run), {cpu} (DEFAULT) (2 runs)." in text, text
+    assert f"1 run was resumed on another machine, so its epochs ran under more than one: resumed ({cpu} " \
+           f"({natural}), {cpu} (DEFAULT))" in text, text
 
 
 def test_a_sweep_or_a_bad_value_under_torchrun_is_refused_in_one_line(tmp_path, tmp_path_factory):
