@@ -163,10 +163,13 @@ def trained_code(summary: Dict[str, Any]) -> List[str]:
 
 def trained_machines(summary: Dict[str, Any]) -> List[str]:
     """The machines (``machine_label``) every attempt that trained ran on, each once, in order; none for a record
-    from before machines were recorded."""
+    none of whose attempts recorded one (from before the key)."""
     if not summary.get("attempts_code"):
         return [machine_label(summary["machine"])] if summary.get("machine") else []
-    return list(dict.fromkeys(machine_label(a.get("machine")) for a in _trained_attempts(summary)))
+    trained = _trained_attempts(summary)
+    if not any(a.get("machine") for a in trained):
+        return []
+    return list(dict.fromkeys(machine_label(a.get("machine")) for a in trained))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -318,5 +318,6 @@ def test_trained_machines_counts_the_attempts_that_trained():
         "Intel Xeon (AVX2), NVIDIA H200"]  # the first stopped before its first step
     assert trained_machines({"attempts_code": [attempt(None, [0, 0]), attempt(epyc, [1, 0])]}) == [
         "machine not recorded", "AMD EPYC (AVX512)"]  # resumed after an upgrade
+    assert trained_machines({"attempts_code": [attempt(None, [0, 0])]}) == []
     assert trained_machines({"git_commit": "c" * 40}) == []
     assert trained_machines({"machine": epyc}) == ["AMD EPYC (AVX512)"]
