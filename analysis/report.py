@@ -223,7 +223,10 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
                                   f"the arms' per-image accuracy difference, ÷ the number of images) added to the "
                                   f"seed test's, {CORRECTED}-corrected over those comparisons. It is never narrower "
                                   f"than the seed test. A verdict claims a difference or an equivalence only where "
-                                  f"both support it, and then gives this interval."))
+                                  f"both support it, and then gives this interval. An inconclusive verdict's seeds "
+                                  f"count is for this test too: the part of the images' noise more seeds do not "
+                                  f"remove (how much the arms' true per-image difference varies over images) stays, "
+                                  f"so where it alone leaves under 80 % power no number of seeds is named."))
         for _, row in table[~images & (table["images_why"] != "")].iterrows():
             sections.append(("p", f"{row['treatment']} vs {row['baseline']}: the seed test alone, with the validation "
                                   f"set held fixed: {row['images_why']}."))

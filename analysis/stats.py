@@ -386,12 +386,17 @@ def _claims(c: Comparison) -> Tuple[bool, bool]:
 def _advise_seeds(c: Comparison, alpha: float) -> None:
     """The seeds (pairs when paired) that would settle ``c`` at 80 % power, at level ``alpha``: by the seed test,
     or, where the images + seeds test was computed, by that test, whose images term more seeds never remove."""
-    images = (c.images_between_var, c.images_within_var, c.images_count) if c.images_count else NO_IMAGES
+    images = _images_term(c)
     paired = c.test.startswith("paired")
     c.seeds_alpha = alpha
     c.seeds_never = bool(c.images_count) and _power(c.diff, 0.0, math.inf, c.margin, paired, alpha, images) < POWER
     c.seeds_low, c.seeds_high = (None, None) if c.seeds_never else \
         _seeds_range(c.diff, c.noise_sd, c.noise_dof, c.margin, paired, alpha, images)
+
+
+def _images_term(c: Comparison) -> Tuple[float, float, int]:
+    """(between, within, images) of ``c``'s images + seeds test, or ``NO_IMAGES`` where it has none."""
+    return (c.images_between_var, c.images_within_var, c.images_count) if c.images_count else NO_IMAGES
 
 
 def _sd_interval(sd: float, df: int) -> Tuple[float, float]:
@@ -400,20 +405,18 @@ def _sd_interval(sd: float, df: int) -> Tuple[float, float]:
 
 
 def _seeds_range(diff: float, sd: float, df: int, margin: float, paired: bool, alpha: float = ALPHA,
-                 images: Tuple[float, float, int] = None) -> Tuple[Optional[int], Optional[int]]:
+                 images: Tuple[float, float, int] = NO_IMAGES) -> Tuple[Optional[int], Optional[int]]:
     """Seeds needed, at level ``alpha``, at the two ends of the 95 % interval of the SD estimate (``df`` dof)."""
     low, high = _sd_interval(sd, df)
-    return (_seeds_for(diff, low, margin, paired, alpha, images or NO_IMAGES),
-            _seeds_for(diff, high, margin, paired, alpha, images or NO_IMAGES))
+    return (_seeds_for(diff, low, margin, paired, alpha, images), _seeds_for(diff, high, margin, paired, alpha, images))
 
 
 def _seeds_for(diff: float, sd: float, margin: float, paired: bool, alpha: float = ALPHA,
-               images: Tuple[float, float, int] = None) -> Optional[int]:
+               images: Tuple[float, float, int] = NO_IMAGES) -> Optional[int]:
     """The fewest seeds per arm (pairs when paired), from 2, at which ``_power`` reaches 80 %: to show equivalence
     when |d| < margin, else the difference; None past ``MAX_SEEDS``. A search over counts, by hand: statsmodels'
     power classes take one effect size over the seeds' SD, where the images term does not shrink with the seeds,
     and their ``solve_power`` can miss at large effects (it settles 2 pairs where their own ``power`` gives 0.11)."""
-    images = images or NO_IMAGES
     if not (math.isfinite(sd) and sd > 0) or _power(diff, sd, MAX_SEEDS, margin, paired, alpha, images) < POWER:
         return None
     low, high = 2, MAX_SEEDS
@@ -499,8 +502,7 @@ def seeds_advice(c: Comparison) -> str:
         text = (f"no number of seeds would settle it on these {c.images_count} validation images: their own noise "
                 f"(SE {floor:.2f} points however many seeds) leaves under {POWER * 100:.0f} % power{level}; more "
                 "validation images would")
-        images = (c.images_between_var, c.images_within_var, c.images_count)
-        paired = c.test.startswith("paired")
+        images, paired = _images_term(c), c.test.startswith("paired")
         if c.seeds_alpha < ALPHA and _power(c.diff, 0.0, math.inf, c.margin, paired, ALPHA, images) >= POWER:
             alone = _seeds_range(c.diff, c.noise_sd, c.noise_dof, c.margin, paired, ALPHA, images)
             text += (f", or this comparison alone, fixed in advance at α = {ALPHA:g}, on about {_span(*alone)} new "
