@@ -499,10 +499,11 @@ def seeds_advice(c: Comparison) -> str:
     unit = "pairs" if c.test.startswith("paired") else "seeds per arm"
     if c.seeds_never:
         floor = math.sqrt(c.images_between_var / c.images_count)
+        images, paired = _images_term(c), c.test.startswith("paired")
+        needed = _images_needed(c.diff, c.margin, paired, c.seeds_alpha, images)
         text = (f"no number of seeds would settle it on these {c.images_count} validation images: their own noise "
                 f"(SE {floor:.2f} points however many seeds) leaves under {POWER * 100:.0f} % power{level}; more "
-                "validation images would")
-        images, paired = _images_term(c), c.test.startswith("paired")
+                f"validation images would (at least {needed:,} at this spread over images, with many seeds)")
         if c.seeds_alpha < ALPHA and _power(c.diff, 0.0, math.inf, c.margin, paired, ALPHA, images) >= POWER:
             alone = _seeds_range(c.diff, c.noise_sd, c.noise_dof, c.margin, paired, ALPHA, images)
             text += (f", or this comparison alone, fixed in advance at α = {ALPHA:g}, on about {_span(*alone)} new "
@@ -512,6 +513,22 @@ def seeds_advice(c: Comparison) -> str:
         return f"more than {MAX_SEEDS} {unit} would be needed ({POWER * 100:.0f} % power{level})"
     images = f", the {c.images_count} validation images' noise counted" if c.images_count else ""
     return f"about {_span(c.seeds_low, c.seeds_high)} {unit} would settle it ({POWER * 100:.0f} % power{level}{images})"
+
+
+def _images_needed(diff: float, margin: float, paired: bool, alpha: float, images: Tuple[float, float, int]) -> int:
+    """The fewest validation images, with the arms' per-image difference as spread as on these (``between``), at
+    which infinitely many seeds would reach 80 % power: a lower bound on the validation set that could settle it."""
+    between, within, _ = images
+    low, high = 2, 2
+    while _power(diff, 0.0, math.inf, margin, paired, alpha, (between, within, high)) < POWER:
+        low, high = high, high * 2
+    while low < high:
+        middle = (low + high) // 2
+        if _power(diff, 0.0, math.inf, margin, paired, alpha, (between, within, middle)) >= POWER:
+            high = middle
+        else:
+            low = middle + 1
+    return low
 
 
 def _span(low: Optional[int], high: Optional[int]) -> str:

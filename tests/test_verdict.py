@@ -656,9 +656,12 @@ def test_a_difference_the_images_noise_alone_hides_gets_no_seeds_count(tmp_path)
     spread = (3 * 100 ** 2 - 200 * 1.5 ** 2) / 199
     luck = 5 * (100 ** 2 * 0.2 * 0.8 * 5 / 4) / 200  # one seed's, per arm: 5 images each wrong (right) on 1 of 5
     assert row["images_between_var"] == pytest.approx(spread - 2 * luck / 5)
+    # how many images would do, with many seeds: d / √(between / N) must reach z(0.975) + z(0.8)
+    needed = math.ceil(row["images_between_var"] * (st.norm.isf(0.025) + st.norm.isf(0.2)) ** 2 / 1.5 ** 2)
     assert row["verdict"].endswith("no number of seeds would settle it on these 200 validation images: their own "
                                    "noise (SE 0.80 points however many seeds) leaves under 80 % power; more "
-                                   "validation images would")
+                                   f"validation images would (at least {needed} at this spread over images, with "
+                                   "many seeds)")
     # and it is so: a thousand seeds per arm, these five seeds' outcomes 200 times over, leave the test at p > 0.05
     many_t = np.array([_correct(200, 173, seed % 5) for seed in range(1000)], dtype=float)
     many_b = np.array([_correct(200, 170, seed % 5) for seed in range(1000)], dtype=float)
@@ -737,7 +740,7 @@ def test_with_many_comparisons_the_advice_names_the_one_comparison_that_would_se
     assert c.seeds_never
     low, high = _seeds_range(2.6, 0.9, 4, 1.0, False, ALPHA, (250.0, 500.0, 360))
     assert low is not None and 3 < low <= high
-    assert seeds_advice(c).endswith(f"more validation images would, or this comparison alone, fixed in advance at "
+    assert seeds_advice(c).endswith(f"with many seeds), or this comparison alone, fixed in advance at "
                                     f"α = 0.05, on about {low}–{high} new seeds per arm")
     _advise_seeds(c, ALPHA)
     assert not c.seeds_never and (c.seeds_low, c.seeds_high) == (low, high)
