@@ -34,6 +34,7 @@ from .config import (
     preflight,
     resolve,
 )
+from .devices import machine
 from .records import COMPLETED, DUPLICATE, FAILED, FINISHED_STATUSES, INTERRUPTED, RUNNING
 
 log = logging.getLogger("shiftvit")
@@ -81,29 +82,6 @@ def versions() -> Dict[str, str]:
         except md.PackageNotFoundError:
             pass
     return out
-
-
-def machine() -> Dict[str, Optional[str]]:
-    """What, besides the code and the versions, decides a run's last bits: the CPU model, the vector instructions
-    PyTorch's CPU kernels dispatch to on it (``AVX512``, ``AVX2``: the same run gives other rounding, and a ReLU
-    network trained for a few dozen steps can end a few images apart), and the GPU where one is visible. ``host``
-    does not say it: a container's hostname is the same on every machine."""
-    import torch
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": _once("cpu", _cpu_model), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "gpu": gpu}
-
-
-def _cpu_model() -> str:
-    """The CPU's model name (Linux's /proc/cpuinfo; elsewhere what ``platform`` says)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
-            for line in info:
-                if line.lower().startswith("model name") and ":" in line:
-                    return " ".join(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 # --- the run ------------------------------------------------------------------------------------------------------

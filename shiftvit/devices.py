@@ -1,9 +1,11 @@
-"""The autocast context of a ``train.amp`` name and the check for a missing GPU: torch alone, no timm, so that the
-benchmarks of one op (``python -m shiftvit.bench shift``) and a refused ``train.device`` answer without importing
-the training stack (``shiftvit.engine`` re-exports them)."""
+"""The autocast context of a ``train.amp`` name, the check for a missing GPU and the machine a run or a benchmark
+ran on: torch alone, no timm, so that the benchmarks of one op (``python -m shiftvit.bench shift``) and a refused
+``train.device`` answer without importing the training stack (``shiftvit.engine`` re-exports them)."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import platform
 from typing import Dict, Optional
 
 import torch
@@ -30,3 +32,25 @@ def cuda_devices_if_absent(device: torch.device) -> Optional[int]:
         return None
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     return count if count == 0 or (device.index or 0) >= count else None
+
+
+def machine() -> Dict[str, Optional[str]]:
+    """What, besides the code and the versions, decides a run's last bits: the CPU model, the vector instructions
+    PyTorch's CPU kernels dispatch to on it (``AVX512``, ``AVX2``: the same run gives other rounding, and a ReLU
+    network trained for a few dozen steps can end a few images apart), and the GPU where one is visible. A
+    container's hostname does not say it: it is the same on every machine."""
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "gpu": gpu}
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo; elsewhere what ``platform`` says)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.lower().startswith("model name") and ":" in line:
+                    return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"

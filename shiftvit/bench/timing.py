@@ -3,12 +3,14 @@ device's name and the JSON output (the autocast contexts are run.py's: ``devices
 from __future__ import annotations
 
 import json
-import platform
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import torch
+
+from ..devices import machine
+from ..records import machine_label
 
 
 def synchronizer(device: torch.device) -> Callable[[], None]:
@@ -48,7 +50,8 @@ def _minor_faults(call: Callable[[], object]) -> Optional[int]:
 
 
 def _machine() -> str:
-    return platform.processor() or platform.machine()
+    """The CPU and the vector instructions torch's kernels use on it, as a report names a run's."""
+    return machine_label({**machine(), "gpu": None})
 
 
 def _device_name(device: torch.device) -> str:
