@@ -102,7 +102,7 @@ OUTCOME_KEYS = ("duplicate_of", "error", "interrupted_by")  # present only when 
 # git_dirty: the checkout had changes to tracked files when the run started, so git_commit alone is not its code
 # attempts: the code of every attempt at the run, in order (git_commit and git_dirty above are the last one's): a run
 # resumed under other code trained its epochs under more than one, which the last attempt's alone would hide
-# machine: the last attempt's CPU, its vector instructions and GPU (app.machine); each attempt's is in attempts_code
+# machine: the last attempt's CPU, its vector instructions and GPU (devices.machine); each attempt's is in attempts_code
 PROVENANCE_KEYS = ("git_commit", "git_dirty", "versions", "host", "machine", "run_dir", "overrides", "sweep_name",
                    "world_size", "malloc", "finished", "attempts_code")
 SUMMARY_KEYS = ("status", *RESULT_KEYS, *IDENTITY_KEYS, *PROVENANCE_KEYS)  # always present once a run trained
