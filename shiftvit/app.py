@@ -34,7 +34,6 @@ from .config import (
     preflight,
     resolve,
 )
-from .devices import machine
 from .records import COMPLETED, DUPLICATE, FAILED, FINISHED_STATUSES, INTERRUPTED, RUNNING
 
 log = logging.getLogger("shiftvit")
@@ -304,6 +303,7 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
 
     from . import distributed as dist_utils
     from .data import DataError, data_error_message
+    from .devices import machine
     from .engine import Interrupted
     from .records import (
         CONFIG_FILE,
