@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -417,12 +417,20 @@ def _seeds_for(diff: float, sd: float, margin: float, paired: bool, alpha: float
     when |d| < margin, else the difference; None past ``MAX_SEEDS``. A search over counts, by hand: statsmodels'
     power classes take one effect size over the seeds' SD, where the images term does not shrink with the seeds,
     and their ``solve_power`` can miss at large effects (it settles 2 pairs where their own ``power`` gives 0.11)."""
-    if not (math.isfinite(sd) and sd > 0) or _power(diff, sd, MAX_SEEDS, margin, paired, alpha, images) < POWER:
+    def reaches(seeds: int) -> bool:
+        return _power(diff, sd, seeds, margin, paired, alpha, images) >= POWER
+
+    if not (math.isfinite(sd) and sd > 0) or not reaches(MAX_SEEDS):
         return None
-    low, high = 2, MAX_SEEDS
-    while low < high:  # the power grows with the seeds: the smallest count that reaches 80 %
+    return _fewest(reaches, 2, MAX_SEEDS)
+
+
+def _fewest(reaches: Callable[[int], bool], low: int, high: int) -> int:
+    """The smallest n in [low, high] for which ``reaches`` holds, given that it holds at ``high`` and, once it holds,
+    for every larger n (power grows with the seeds and with the images)."""
+    while low < high:
         middle = (low + high) // 2
-        if _power(diff, sd, middle, margin, paired, alpha, images) >= POWER:
+        if reaches(middle):
             high = middle
         else:
             low = middle + 1
@@ -519,16 +527,14 @@ def _images_needed(diff: float, margin: float, paired: bool, alpha: float, image
     """The fewest validation images, with the arms' per-image difference as spread as on these (``between``), at
     which infinitely many seeds would reach 80 % power: a lower bound on the validation set that could settle it."""
     between, within, _ = images
+
+    def reaches(count: int) -> bool:
+        return _power(diff, 0.0, math.inf, margin, paired, alpha, (between, within, count)) >= POWER
+
     low, high = 2, 2
-    while _power(diff, 0.0, math.inf, margin, paired, alpha, (between, within, high)) < POWER:
+    while not reaches(high):  # no bound is known in advance: double until one holds
         low, high = high, high * 2
-    while low < high:
-        middle = (low + high) // 2
-        if _power(diff, 0.0, math.inf, margin, paired, alpha, (between, within, middle)) >= POWER:
-            high = middle
-        else:
-            low = middle + 1
-    return low
+    return _fewest(reaches, low, high)
 
 
 def _span(low: Optional[int], high: Optional[int]) -> str:

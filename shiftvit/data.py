@@ -47,18 +47,17 @@ def data_error_message(error: DataError) -> str:
 class DataBundle:
     train: Dataset
     val: Dataset
-    num_classes: int
+    # each label's name, in label order (an image folder's class folders, CIFAR's meta file, torchvision's MNIST
+    # names): what a run's predictions file records beside its class indices, which mean nothing without it
+    class_names: Tuple[str, ...]
     in_chans: int
     img_size: int
     mean: Tuple[float, ...]
     std: Tuple[float, ...]
-    # each label's name, in label order (an image folder's class folders, CIFAR's meta file, torchvision's MNIST
-    # names): what a run's predictions file records beside its class indices, which mean nothing without it
-    class_names: Tuple[str, ...]
 
-    def __post_init__(self) -> None:
-        if len(self.class_names) != self.num_classes:
-            raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
 
 
 def _order_seed(seed: int, epoch: int) -> int:
@@ -260,8 +259,8 @@ def _tensor_bundle(x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: n
     scale = max(1, img_size // 8)
     return DataBundle(
         train=TransformedTensorDataset(tr, torch.as_tensor(y_tr), RandomTranslate(translate * scale // 4)),
-        val=TensorDataset(va, torch.as_tensor(y_va)), num_classes=len(class_names), in_chans=in_chans,
-        img_size=img_size, mean=mean, std=std, class_names=tuple(class_names))
+        val=TensorDataset(va, torch.as_tensor(y_va)), class_names=tuple(class_names), in_chans=in_chans,
+        img_size=img_size, mean=mean, std=std)
 
 
 def _standardize(train: torch.Tensor, val: torch.Tensor):
@@ -468,8 +467,8 @@ def build_relations(img_size: int = R.img_size, num_train: int = R.num_train, nu
     x_tr, y_tr = make_relations(num_train, img_size, seed)
     x_va, y_va = make_relations(num_val, img_size, seed + 1)
     tr, va, mean, std = _standardize(x_tr, x_va)
-    return DataBundle(TensorDataset(tr, y_tr), TensorDataset(va, y_va), 2, R.CHANNELS, img_size, mean, std,
-                      class_names=RELATIONS_CLASSES)
+    return DataBundle(TensorDataset(tr, y_tr), TensorDataset(va, y_va), RELATIONS_CLASSES, R.CHANNELS, img_size, mean,
+                      std)
 
 
 def build_synthetic(img_size: int = S.img_size, num_classes: int = S.num_classes, num_train: int = S.num_train,
@@ -479,8 +478,8 @@ def build_synthetic(img_size: int = S.img_size, num_classes: int = S.num_classes
     def make(n: int):
         return TensorDataset(torch.randn(n, in_chans, img_size, img_size, generator=g),
                              torch.randint(0, num_classes, (n,), generator=g))
-    return DataBundle(make(num_train), make(num_val), num_classes, in_chans, img_size,
-                      (0.0,) * in_chans, (1.0,) * in_chans, tuple(str(c) for c in range(num_classes)))
+    return DataBundle(make(num_train), make(num_val), tuple(str(c) for c in range(num_classes)), in_chans, img_size,
+                      (0.0,) * in_chans, (1.0,) * in_chans)
 
 
 # --- file sources ---------------------------------------------------------------------------------------------
@@ -738,7 +737,7 @@ def build_cifar(name: str = C.name, root: str = "", img_size: int = C.img_size, 
             return TransformedTensorDataset(images, torch.as_tensor(split.targets, dtype=torch.long),
                                             CropFlip(padding, img_size, mean, std, train=is_training))
         train, val = tensors(train, True), tensors(val, False)
-    return DataBundle(train, val, len(class_names), C.CHANNELS, img_size, mean, std, class_names)
+    return DataBundle(train, val, class_names, C.CHANNELS, img_size, mean, std)
 
 
 def build_imagefolder(root: str = "", train_split: str = I.train_split, val_split: str = I.val_split,
@@ -768,7 +767,7 @@ def build_imagefolder(root: str = "", train_split: str = I.train_split, val_spli
     mean, std = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
     train.transform = _image_transforms(aug, img_size, True, mean, std)
     val.transform = _image_transforms(aug, img_size, False, mean, std)
-    return DataBundle(train, val, len(class_names), I.CHANNELS, img_size, mean, std, class_names)
+    return DataBundle(train, val, class_names, I.CHANNELS, img_size, mean, std)
 
 
 class StrictImages(Dataset):
