@@ -304,7 +304,7 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
     from . import distributed as dist_utils
     from .data import DataError, data_error_message
     from .devices import machine
-    from .engine import Interrupted
+    from .engine import Interrupted, resolve_device
     from .records import (
         CONFIG_FILE,
         SUMMARY_FILE,
@@ -316,7 +316,8 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
         write_json,
     )
 
-    this_attempt = attempt_code(git_commit(), git_dirty(), versions(), machine())
+    this_attempt = attempt_code(git_commit(), git_dirty(), versions(),
+                                machine(resolve_device(effective["train"]["device"], dist.local_rank)))
     summary: Dict[str, Any] = {
         "status": RUNNING, "seed": effective["seed"], "config_hash": digest, "mixer": effective["mixer"]["name"],
         "gamma": effective["gamma"], "tau": effective["tau"], "depths": effective["depths"],

@@ -34,12 +34,13 @@ def cuda_devices_if_absent(device: torch.device) -> Optional[int]:
     return count if count == 0 or (device.index or 0) >= count else None
 
 
-def machine() -> Dict[str, Optional[str]]:
+def machine(device: Optional[torch.device] = None) -> Dict[str, Optional[str]]:
     """What, besides the code and the versions, decides a run's last bits: the CPU model, the vector instructions
     PyTorch's CPU kernels dispatch to on it (``AVX512``, ``AVX2``: the same run gives other rounding, and a ReLU
-    network trained for a few dozen steps can end a few images apart), and the GPU where one is visible. A
-    container's hostname does not say it: it is the same on every machine."""
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    network trained for a few dozen steps can end a few images apart), and the GPU ``device`` is, where it is one
+    (None: a run on the CPU, whatever GPUs the machine has, names none). A container's hostname does not say it:
+    it is the same on every machine."""
+    gpu = torch.cuda.get_device_name(device) if device is not None and device.type == "cuda" else None
     return {"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "gpu": gpu}
 
 

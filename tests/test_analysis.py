@@ -321,3 +321,15 @@ def test_trained_machines_counts_the_attempts_that_trained():
     assert trained_machines({"attempts_code": [attempt(None, [0, 0])]}) == []
     assert trained_machines({"git_commit": "c" * 40}) == []
     assert trained_machines({"machine": epyc}) == ["AMD EPYC (AVX512)"]
+
+
+def test_machine_names_the_gpu_of_the_device_only():
+    """A run on the CPU names no GPU, even on a machine that has one: the record says what trained it."""
+    import torch
+
+    from shiftvit.devices import machine
+
+    assert machine()["gpu"] is None and machine(torch.device("cpu"))["gpu"] is None
+    assert machine(torch.device("cpu"))["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    if torch.cuda.is_available():
+        assert machine(torch.device("cuda", 0))["gpu"] == torch.cuda.get_device_name(0)

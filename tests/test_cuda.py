@@ -203,6 +203,7 @@ def test_run_py_trains_on_cuda(tmp_path, extra):
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = read_summary(run_dir)
     assert summary["status"] == "completed" and summary["val_top1"] > 80, summary
+    assert summary["machine"]["gpu"] == torch.cuda.get_device_name(0)  # the GPU it trained on
     assert len(read_metrics(run_dir)) == 4
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert "cuda" in state["rng"]

@@ -51,7 +51,7 @@ def _minor_faults(call: Callable[[], object]) -> Optional[int]:
 
 def _machine() -> str:
     """The CPU and the vector instructions torch's kernels use on it, as a report names a run's."""
-    return machine_label({**machine(), "gpu": None})
+    return machine_label(machine())
 
 
 def _device_name(device: torch.device) -> str:
