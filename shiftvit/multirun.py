@@ -18,6 +18,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import sys
 import threading
@@ -65,6 +66,8 @@ LAUNCH_ID_FILE = ".launch_id"
 # lines, started without a summary yet
 QUEUED = "queued"
 STARTING = "starting"
+# the next step once a sweep ends, printed before its folder: the per-arm tables, the verdicts and the figures
+REPORT_HINT = "tables, verdicts and figures: python -m analysis.report"
 POLL_S = 2.0  # seconds between two looks at the sweep's jobs for the live lines
 JOB_DIR_RESOLVER = "shiftvit_job_dir"
 # one row per job: its overrides, then summary.json's columns in the schema's order (records.py)
@@ -356,6 +359,7 @@ class SweepCallback(Callback):
                 counts = Counter(row["status"] for row in rows)
                 tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no jobs"
                 print(f"[sweep] wrote {path} ({tally})", flush=True)
+                print(f"[sweep] {REPORT_HINT} {shlex.quote(str(sweep_dir))}", flush=True)
                 # this launch's jobs: a job an earlier launch refused (a typo's folder) is not this launch's failure
                 launched = [row for row in rows if launched_by(sweep_dir / row["job"], self.launch_id)]
                 failed = [row["job"] for row in launched if row["status"] == FAILED or row["launch_error"]]

@@ -4,6 +4,7 @@ import csv
 import functools
 import itertools
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,7 +19,15 @@ from omegaconf import OmegaConf
 
 from experiments import wandb_sweep
 from shiftvit.config import resolve
-from shiftvit.multirun import LAUNCH_ID_FILE, SWEEP_CSV, expected_jobs, job_dirs, job_status, write_sweep_csv
+from shiftvit.multirun import (
+    LAUNCH_ID_FILE,
+    REPORT_HINT,
+    SWEEP_CSV,
+    expected_jobs,
+    job_dirs,
+    job_status,
+    write_sweep_csv,
+)
 from shiftvit.records import read_metrics, read_summary
 
 CONF = ROOT / "conf"
@@ -250,6 +259,13 @@ def test_joblib_two_jobs_then_relaunch_trains_nothing(tmp_path):
     # the workers mark their jobs with the launch's id (the callback is pickled into them): the launcher counts both
     assert len({(job / LAUNCH_ID_FILE).read_text() for job in jobs}) == 1
     assert "[sweep] 2/2 finished" in proc.stdout
+    # the last line names the next step: the report's command, which runs as printed
+    hint = proc.stdout.strip().splitlines()[-1]
+    assert hint.startswith(f"[sweep] {REPORT_HINT} ")
+    report = subprocess.run(shlex.split(hint.split(": ", 1)[1]), cwd=tmp_path, capture_output=True, text=True,
+                            env=cli_env(), timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "2 runs loaded (2 completed)" in (sweep / "report" / "report.md").read_text()
     for job in jobs:
         assert yaml.safe_load((job / "config.yaml").read_text())["train"]["threads"] == max(
             1, (os.cpu_count() or 1) // 2)
