@@ -225,8 +225,11 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
                                   f"than the seed test. A verdict claims a difference or an equivalence only where "
                                   f"both support it, and then gives this interval. An inconclusive verdict's seeds "
                                   f"count is for this test too: the part of the images' noise more seeds do not "
-                                  f"remove (how much the arms' true per-image difference varies over images) stays, "
-                                  f"so where it alone leaves under 80 % power no number of seeds is named."))
+                                  f"remove (how much the arms' true per-image difference varies over images) stays. "
+                                  f"That part is estimated through the seeds' own luck, so it carries a 95 % "
+                                  f"interval (the jackknife over seeds): no number of seeds is named where even the "
+                                  f"interval's low end alone leaves under 80 % power, and a count is named as a "
+                                  f"minimum (\"or none\") where only its high end does."))
         for _, row in table[~images & (table["images_why"] != "")].iterrows():
             sections.append(("p", f"{row['treatment']} vs {row['baseline']}: the seed test alone, with the validation "
                                   f"set held fixed: {row['images_why']}."))

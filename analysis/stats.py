@@ -215,7 +215,13 @@ class Comparison:
     images_count: int = 0
     images_between_var: float = math.nan
     images_within_var: float = math.nan
-    seeds_never: bool = False  # the images' noise alone leaves under 80 % power, however many seeds
+    # the floor's 95 % interval: estimated through the seeds' own luck, from a few seeds it is uncertain too
+    images_between_var_low: float = math.nan
+    images_between_var_high: float = math.nan
+    # the images' noise alone leaves under 80 % power however many seeds: at the low end of the floor's interval
+    # (never), or only at its high end (maybe_never: then the seeds range's high end is None)
+    seeds_never: bool = False
+    seeds_maybe_never: bool = False
     budget: str = ""
     budget_matched: Optional[bool] = None
     ceiling: str = ""
@@ -296,7 +302,7 @@ def images_and_seeds_test(treatment: np.ndarray, baseline: np.ndarray, margin: f
     var_images = per_image.var(ddof=1) / per_image.size
     se = math.sqrt(var_seeds + var_images)
     diff = float(accuracy_t.mean() - accuracy_b.mean())
-    parts = dict(images=per_image.size, **_image_variance_parts(t, b, per_image, paired))
+    parts = dict(images=per_image.size, **_image_variance_parts(t, b, paired))
     if se == 0:  # the same outcome on every image of every seed: nothing to test
         return dict(diff=diff, ci_low=diff, ci_high=diff, p_difference=math.nan, p_equivalence=math.nan, **parts)
     half = float(st.t.ppf(1 - (1 - confidence) / 2, dof)) * se
@@ -306,12 +312,35 @@ def images_and_seeds_test(treatment: np.ndarray, baseline: np.ndarray, margin: f
                 **parts)
 
 
-def _image_variance_parts(t: np.ndarray, b: np.ndarray, per_image: np.ndarray, paired: bool) -> Dict[str, float]:
-    """The images term's variance over images (``per_image``: the seeds-averaged difference, points) split in two,
+def _image_variance_parts(t: np.ndarray, b: np.ndarray, paired: bool, confidence: float = CONFIDENCE
+                          ) -> Dict[str, float]:
+    """The images term's variance over images (of the seeds-averaged per-image difference, points) split in two,
     by the method of moments: ``within``, one seed's own luck on an image (the spread over seeds of an image's
     outcome, averaged over images; of the pair's difference when ``paired``, else the two arms' summed), which
     averaging n seeds divides by n; and ``between``, the rest: how much the arms' true per-image difference varies
-    over images, which no number of seeds changes (clipped at 0)."""
+    over these images, which no number of seeds changes (clipped at 0).
+
+    ``between`` is a fact of these images, but it is estimated through the seeds' luck, which it subtracts: from
+    3 seeds its 95 % interval is often ±50 % or more. ``between_low``/``between_high`` (clipped at 0) are that
+    interval by the jackknife over seeds (leave one seed of one arm out, or one pair when ``paired``): the seeds are
+    the draws, the images stay; with fewer than 3 seeds in an arm (2 pairs), [0, ∞)."""
+    between, within = _floor_and_luck(t, b, paired)
+    leave_out = [(np.delete(t, i, 0), np.delete(b, i, 0)) for i in range(len(t))] if paired else \
+        [(np.delete(t, i, 0), b) for i in range(len(t))] + [(t, np.delete(b, i, 0)) for i in range(len(b))]
+    if min(len(x) for pair in leave_out for x in pair) < 2:
+        low, high = 0.0, math.inf
+    else:
+        replicates = np.array([_floor_and_luck(t_out, b_out, paired)[0] for t_out, b_out in leave_out])
+        groups = [replicates] if paired else [replicates[:len(t)], replicates[len(t):]]
+        variance = sum((len(g) - 1) / len(g) * float(((g - g.mean()) ** 2).sum()) for g in groups)
+        half = float(st.norm.isf((1 - confidence) / 2)) * math.sqrt(variance)
+        low, high = max(between - half, 0.0), max(between + half, 0.0)
+    return dict(between=max(between, 0.0), within=within, between_low=low, between_high=high)
+
+
+def _floor_and_luck(t: np.ndarray, b: np.ndarray, paired: bool) -> Tuple[float, float]:
+    """(between, unclipped; within) of ``_image_variance_parts``."""
+    per_image = 100 * (t.mean(axis=0) - b.mean(axis=0))
     if paired:
         within = float((100 * (t - b)).var(axis=0, ddof=1).mean())
         seeds_term = within / len(t)
@@ -319,7 +348,7 @@ def _image_variance_parts(t: np.ndarray, b: np.ndarray, per_image: np.ndarray, p
         within_t, within_b = (float((100 * x).var(axis=0, ddof=1).mean()) for x in (t, b))
         within = within_t + within_b
         seeds_term = within_t / len(t) + within_b / len(b)
-    return dict(between=max(float(per_image.var(ddof=1)) - seeds_term, 0.0), within=within)
+    return float(per_image.var(ddof=1)) - seeds_term, within
 
 
 def correctness_by_seed(runs: pd.DataFrame, arm: str, metric: str = DEFAULT_METRIC, min_seeds: int = 2
@@ -372,6 +401,7 @@ def _images_and_seeds(c: Comparison, runs: pd.DataFrame, t_arm: str, b_arm: str)
     c.images_ci_low, c.images_ci_high = result["ci_low"], result["ci_high"]
     c.images_p_equivalence, c.images_p_difference = result["p_equivalence"], result["p_difference"]
     c.images_count, c.images_between_var, c.images_within_var = result["images"], result["between"], result["within"]
+    c.images_between_var_low, c.images_between_var_high = result["between_low"], result["between_high"]
 
 
 def _claims(c: Comparison) -> Tuple[bool, bool]:
@@ -385,18 +415,34 @@ def _claims(c: Comparison) -> Tuple[bool, bool]:
 
 def _advise_seeds(c: Comparison, alpha: float) -> None:
     """The seeds (pairs when paired) that would settle ``c`` at 80 % power, at level ``alpha``: by the seed test,
-    or, where the images + seeds test was computed, by that test, whose images term more seeds never remove."""
-    images = _images_term(c)
-    paired = c.test.startswith("paired")
+    or, where the images + seeds test was computed, by that test, whose images term more seeds never remove. The
+    range's low end takes the low ends of the seed SD's and the floor's intervals, its high end their high ends;
+    no count where even the floor's low end leaves under 80 % power."""
+    low, high = _images_ends(c)
     c.seeds_alpha = alpha
-    c.seeds_never = bool(c.images_count) and _power(c.diff, 0.0, math.inf, c.margin, paired, alpha, images) < POWER
+    c.seeds_never = _floor_forbids(c, alpha, low)
+    c.seeds_maybe_never = not c.seeds_never and _floor_forbids(c, alpha, high)
     c.seeds_low, c.seeds_high = (None, None) if c.seeds_never else \
-        _seeds_range(c.diff, c.noise_sd, c.noise_dof, c.margin, paired, alpha, images)
+        _seeds_range(c.diff, c.noise_sd, c.noise_dof, c.margin, c.test.startswith("paired"), alpha, low, high)
+
+
+def _floor_forbids(c: Comparison, alpha: float, images: Tuple[float, float, int]) -> bool:
+    """Whether the images' noise alone, at this floor, leaves ``c`` under 80 % power however many seeds."""
+    return bool(c.images_count) and \
+        _power(c.diff, 0.0, math.inf, c.margin, c.test.startswith("paired"), alpha, images) < POWER
 
 
 def _images_term(c: Comparison) -> Tuple[float, float, int]:
     """(between, within, images) of ``c``'s images + seeds test, or ``NO_IMAGES`` where it has none."""
     return (c.images_between_var, c.images_within_var, c.images_count) if c.images_count else NO_IMAGES
+
+
+def _images_ends(c: Comparison) -> Tuple[Tuple[float, float, int], Tuple[float, float, int]]:
+    """``_images_term`` at the low and at the high end of the floor's 95 % interval."""
+    if not c.images_count:
+        return NO_IMAGES, NO_IMAGES
+    return ((c.images_between_var_low, c.images_within_var, c.images_count),
+            (c.images_between_var_high, c.images_within_var, c.images_count))
 
 
 def _sd_interval(sd: float, df: int) -> Tuple[float, float]:
@@ -405,10 +451,13 @@ def _sd_interval(sd: float, df: int) -> Tuple[float, float]:
 
 
 def _seeds_range(diff: float, sd: float, df: int, margin: float, paired: bool, alpha: float = ALPHA,
-                 images: Tuple[float, float, int] = NO_IMAGES) -> Tuple[Optional[int], Optional[int]]:
-    """Seeds needed, at level ``alpha``, at the two ends of the 95 % interval of the SD estimate (``df`` dof)."""
+                 images: Tuple[float, float, int] = NO_IMAGES, images_high: Optional[Tuple[float, float, int]] = None
+                 ) -> Tuple[Optional[int], Optional[int]]:
+    """Seeds needed, at level ``alpha``, at the two ends of the 95 % interval of the SD estimate (``df`` dof): the
+    low end with ``images``, the high end with ``images_high`` (the floor's high end; default: ``images``)."""
     low, high = _sd_interval(sd, df)
-    return (_seeds_for(diff, low, margin, paired, alpha, images), _seeds_for(diff, high, margin, paired, alpha, images))
+    return (_seeds_for(diff, low, margin, paired, alpha, images),
+            _seeds_for(diff, high, margin, paired, alpha, images if images_high is None else images_high))
 
 
 def _seeds_for(diff: float, sd: float, margin: float, paired: bool, alpha: float = ALPHA,
@@ -502,30 +551,42 @@ def outcome_text(c: Comparison, names: Tuple[str, str]) -> str:
 
 def seeds_advice(c: Comparison) -> str:
     """``about 4–27 seeds per arm would settle it (80 % power at the corrected α = 0.013)``, or why no count would:
-    past ``MAX_SEEDS``, or the validation images' own noise alone (``seeds_never``); then what would instead."""
+    past ``MAX_SEEDS``, or the validation images' own noise alone (``seeds_never``: even at the low end of the
+    floor's interval), then what would instead; or, where only the floor's high end forbids a count
+    (``seeds_maybe_never``), the fewest seeds that might do and the images that would."""
     level = "" if c.seeds_alpha == ALPHA else f" at the corrected α = {c.seeds_alpha:.2g}"
     unit = "pairs" if c.test.startswith("paired") else "seeds per arm"
+    paired = c.test.startswith("paired")
+    low, high = _images_ends(c)
     if c.seeds_never:
-        floor = math.sqrt(c.images_between_var / c.images_count)
-        images, paired = _images_term(c), c.test.startswith("paired")
-        needed = _images_needed(c.diff, c.margin, paired, c.seeds_alpha, images)
+        floor = math.sqrt(low[0] / c.images_count)
+        needed = _images_needed(c.diff, c.margin, paired, c.seeds_alpha, low)
         text = (f"no number of seeds would settle it on these {c.images_count} validation images: their own noise "
-                f"(SE {floor:.2f} points however many seeds) leaves under {POWER * 100:.0f} % power{level}; more "
-                f"validation images would (at least {needed:,} at this spread over images, with many seeds)")
-        if c.seeds_alpha < ALPHA and _power(c.diff, 0.0, math.inf, c.margin, paired, ALPHA, images) >= POWER:
-            alone = _seeds_range(c.diff, c.noise_sd, c.noise_dof, c.margin, paired, ALPHA, images)
-            text += (f", or this comparison alone, fixed in advance at α = {ALPHA:g}, on about {_span(*alone)} new "
-                     f"{unit}")
+                f"(SE at least {floor:.2f} points however many seeds, at the low end of its 95 % interval) leaves "
+                f"under {POWER * 100:.0f} % power{level}; more validation images would (at least {needed:,}, with "
+                "many seeds)")
+        if c.seeds_alpha < ALPHA and not _floor_forbids(c, ALPHA, low):
+            alone = _seeds_range(c.diff, c.noise_sd, c.noise_dof, c.margin, paired, ALPHA, low, high)
+            text += (f", or perhaps this comparison alone, fixed in advance at α = {ALPHA:g}, on about "
+                     f"{_span(*alone)} new {unit}")
         return text
     if c.seeds_low is None and c.seeds_high is None:
         return f"more than {MAX_SEEDS} {unit} would be needed ({POWER * 100:.0f} % power{level})"
     images = f", the {c.images_count} validation images' noise counted" if c.images_count else ""
+    if c.seeds_maybe_never:
+        maybe = f"{c.seeds_low} or more {unit} might settle it ({POWER * 100:.0f} % power{level}{images}), or none"
+        if not math.isfinite(high[0]):  # 2 seeds: a seed left out leaves no spread to subtract the luck with
+            return (f"{maybe}: with 2 {unit.split()[0]}, the part of the images' noise that more seeds do not remove "
+                    "cannot be told from one seed's luck")
+        needed = _images_needed(c.diff, c.margin, paired, c.seeds_alpha, high)
+        return (f"{maybe}: near the high end of its 95 % interval, the images' own noise alone leaves under "
+                f"{POWER * 100:.0f} % power; with many seeds, {needed:,} validation images would even there")
     return f"about {_span(c.seeds_low, c.seeds_high)} {unit} would settle it ({POWER * 100:.0f} % power{level}{images})"
 
 
 def _images_needed(diff: float, margin: float, paired: bool, alpha: float, images: Tuple[float, float, int]) -> int:
-    """The fewest validation images, with the arms' per-image difference as spread as on these (``between``), at
-    which infinitely many seeds would reach 80 % power: a lower bound on the validation set that could settle it."""
+    """The fewest validation images, with the arms' per-image difference spread as ``between`` says, at which
+    infinitely many seeds would reach 80 % power: a lower bound on the validation set that could settle it."""
     between, within, _ = images
 
     def reaches(count: int) -> bool:

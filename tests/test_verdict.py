@@ -656,12 +656,15 @@ def test_a_difference_the_images_noise_alone_hides_gets_no_seeds_count(tmp_path)
     spread = (3 * 100 ** 2 - 200 * 1.5 ** 2) / 199
     luck = 5 * (100 ** 2 * 0.2 * 0.8 * 5 / 4) / 200  # one seed's, per arm: 5 images each wrong (right) on 1 of 5
     assert row["images_between_var"] == pytest.approx(spread - 2 * luck / 5)
-    # how many images would do, with many seeds: d / √(between / N) must reach z(0.975) + z(0.8)
-    needed = math.ceil(row["images_between_var"] * (st.norm.isf(0.025) + st.norm.isf(0.2)) ** 2 / 1.5 ** 2)
+    # its interval: the 3 images differ in every seed, only the toggled images' luck moves the estimate
+    low, high = row["images_between_var_low"], row["images_between_var_high"]
+    assert 0.9 * row["images_between_var"] < low < row["images_between_var"] < high < 1.1 * row["images_between_var"]
+    # how many images would do, with many seeds, at the floor's low end: d / √(low / N) must reach z(.975) + z(.8)
+    needed = math.ceil(low * (st.norm.isf(0.025) + st.norm.isf(0.2)) ** 2 / 1.5 ** 2)
     assert row["verdict"].endswith("no number of seeds would settle it on these 200 validation images: their own "
-                                   "noise (SE 0.80 points however many seeds) leaves under 80 % power; more "
-                                   f"validation images would (at least {needed} at this spread over images, with "
-                                   "many seeds)")
+                                   f"noise (SE at least {math.sqrt(low / 200):.2f} points however many seeds, at the "
+                                   "low end of its 95 % interval) leaves under 80 % power; more validation images "
+                                   f"would (at least {needed}, with many seeds)")
     # and it is so: a thousand seeds per arm, these five seeds' outcomes 200 times over, leave the test at p > 0.05
     many_t = np.array([_correct(200, 173, seed % 5) for seed in range(1000)], dtype=float)
     many_b = np.array([_correct(200, 170, seed % 5) for seed in range(1000)], dtype=float)
@@ -735,12 +738,13 @@ def test_with_many_comparisons_the_advice_names_the_one_comparison_that_would_se
     from analysis.stats import Comparison, _advise_seeds, _seeds_range, seeds_advice
 
     c = Comparison("shift", "attn", "Welch (unpaired)", 3, 3, diff=2.6, noise_sd=0.9, noise_dof=4,
-                   images_count=360, images_between_var=250.0, images_within_var=500.0)
+                   images_count=360, images_between_var=250.0, images_within_var=500.0,
+                   images_between_var_low=250.0, images_between_var_high=250.0)
     _advise_seeds(c, ALPHA / 7)
-    assert c.seeds_never
+    assert c.seeds_never and not c.seeds_maybe_never
     low, high = _seeds_range(2.6, 0.9, 4, 1.0, False, ALPHA, (250.0, 500.0, 360))
     assert low is not None and 3 < low <= high
-    assert seeds_advice(c).endswith(f"with many seeds), or this comparison alone, fixed in advance at "
+    assert seeds_advice(c).endswith(f"with many seeds), or perhaps this comparison alone, fixed in advance at "
                                     f"α = 0.05, on about {low}–{high} new seeds per arm")
     _advise_seeds(c, ALPHA)
     assert not c.seeds_never and (c.seeds_low, c.seeds_high) == (low, high)
@@ -773,3 +777,59 @@ def test_a_trend_counts_the_images_noise_where_every_run_recorded_predictions(tm
     assert trend(load_runs(tmp_path, warn=False), "gamma_float")["images_why"] == (
         "1 of 3 finished runs of mixer=shift gamma=1/6 have no readable predictions.npz (recorded by older code, "
         "or read from wandb)")
+
+
+def test_the_floor_is_uncertain_and_the_advice_says_no_count_only_where_its_low_end_forbids_one():
+    """From 3 seeds the floor's estimate is uncertain: where its interval's low end lets seeds settle the comparison
+    and its high end does not, the advice names the fewest seeds that might and the images that would; where the
+    low end forbids too, no count."""
+    from analysis.stats import Comparison, _advise_seeds, _images_needed, _sd_interval, _seeds_for, seeds_advice
+
+    c = Comparison("shift", "attn", "Welch (unpaired)", 3, 3, diff=2.6, noise_sd=0.9, noise_dof=4,
+                   images_count=360, images_between_var=250.0, images_within_var=500.0,
+                   images_between_var_low=90.0, images_between_var_high=420.0)
+    _advise_seeds(c, ALPHA / 7)
+    assert not c.seeds_never and c.seeds_maybe_never and c.seeds_high is None
+    fewest = _seeds_for(2.6, _sd_interval(0.9, 4)[0], 1.0, False, ALPHA / 7, (90.0, 500.0, 360))
+    assert c.seeds_low == fewest and fewest > 2
+    images = _images_needed(2.6, 1.0, False, ALPHA / 7, (420.0, 500.0, 360))
+    assert images > 360
+    assert seeds_advice(c) == (f"{fewest} or more seeds per arm might settle it (80 % power at the corrected "
+                               "α = 0.0071, the 360 validation images' noise counted), or none: near the high end of "
+                               "its 95 % interval, the images' own noise alone leaves under 80 % power; with many "
+                               f"seeds, {images:,} validation images would even there")
+    c.images_between_var_low = 240.0  # the low end forbids too
+    _advise_seeds(c, ALPHA / 7)
+    assert c.seeds_never and not c.seeds_maybe_never and "at least 0.82 points" in seeds_advice(c)
+
+
+@pytest.mark.parametrize("paired", [False, True])
+def test_the_floors_interval_covers_the_true_floor_of_these_images(paired):
+    """The jackknife over seeds: on arms drawn image by image from known probabilities, 3 seeds per arm, the 95 %
+    interval holds the floor of these images (the variance over them of the true difference) in about 95 % of
+    draws of the seeds; the images stay, as the advice's "on these N validation images" says."""
+    rng = np.random.default_rng(0)
+    count, draws = 360, 200
+    p_b = rng.uniform(0.6, 1.0, count)
+    p_t = np.clip(p_b + rng.choice([-0.3, 0.0, 0.0, 0.0, 0.3], count), 0.0, 1.0)
+    floor = np.var(100 * (p_t - p_b), ddof=1)
+    held = 0
+    for _ in range(draws):
+        t, b = ((rng.random((3, count)) < p).astype(float) for p in (p_t, p_b))
+        result = images_and_seeds_test(t, b, paired=paired)
+        held += result["between_low"] <= floor <= result["between_high"]
+    assert 0.88 <= held / draws <= 0.99
+    # with 2 seeds no seed can be left out: the floor could be anything, and no advice says "no number of seeds"
+    result = images_and_seeds_test(t[:2], b[:2], paired=paired)
+    assert (result["between_low"], result["between_high"]) == (0.0, math.inf)
+
+
+def test_with_two_seeds_the_advice_says_the_floor_cannot_be_estimated(tmp_path):
+    for seed in range(2):
+        write_run(tmp_path, f"attn-{seed}", mixer="attn", seed=seed, correct=_correct(200, 170, seed))
+        write_run(tmp_path, f"shift-{seed}", seed=seed, correct=_correct(200, 176, seed))
+    row = verdicts(load_runs(tmp_path, warn=False)).iloc[0]
+    assert not row["seeds_never"] and row["seeds_maybe_never"] and row["seeds_high"] is None
+    assert row["verdict"].endswith(f"{row['seeds_low']} or more seeds per arm might settle it (80 % power, the 200 "
+                                   "validation images' noise counted), or none: with 2 seeds, the part of the images' "
+                                   "noise that more seeds do not remove cannot be told from one seed's luck")
