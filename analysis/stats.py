@@ -58,6 +58,7 @@ MAX_SEEDS = 1000
 NO_IMAGES = (0.0, 0.0, 1)  # (between, within, images) of a seed test: no images term
 IMAGES_AND_SEEDS = "images + seeds"  # the test that counts both sources of noise, as the tables name it
 INSUFFICIENT = "insufficient data"
+ADD_SEEDS = "add seeds to the sweep (seed=0,1,2)"  # the way out of too few seeds, in run.py's own words
 NO_HEADROOM = "testbed cannot separate the arms"
 INCONCLUSIVE = "inconclusive"
 NOT_MATCHED = "not budget-matched"
@@ -245,7 +246,8 @@ def compare(treatment: pd.Series, baseline: pd.Series, margin: float = DEFAULT_M
     if paired:
         d = (t.to_numpy() - b.to_numpy())
         if len(d) < 2 or _no_spread(d):
-            result.outcome = f"{INSUFFICIENT} ({len(d)} complete pairs{', no variance' if len(d) >= 2 else ''})"
+            result.outcome = f"{INSUFFICIENT} ({len(d)} complete pairs, " + (
+                "no variance)" if len(d) >= 2 else f"a paired test needs 2 or more: {ADD_SEEDS} in both arms)")
             return result
         result.ci_low, result.ci_high = DescrStatsW(d).tconfint_mean(alpha=ALPHA)
         result.p_equivalence = float(ttost_paired(t.to_numpy(), b.to_numpy(), -margin, margin)[0])
@@ -253,7 +255,8 @@ def compare(treatment: pd.Series, baseline: pd.Series, margin: float = DEFAULT_M
         sd, df = float(np.std(d, ddof=1)), len(d) - 1
     else:
         if len(t) < 2 or len(b) < 2:
-            result.outcome = f"{INSUFFICIENT} ({len(t)} and {len(b)} finished runs; need 2 or more each)"
+            result.outcome = f"{INSUFFICIENT} ({len(t)} and {len(b)} finished runs; a test needs 2 or more in each " \
+                             f"arm: {ADD_SEEDS})"
             return result
         if _no_spread(t.to_numpy()) and _no_spread(b.to_numpy()):
             result.outcome = f"{INSUFFICIENT} (no variance within either arm)"
@@ -615,8 +618,8 @@ def _better(c: Comparison, names: Tuple[str, str], seeds_alone: bool = False) ->
 
 def verdict_text(c: Comparison, names: Tuple[str, str] = ("treatment", "baseline")) -> str:
     """What the comparison can claim: the outcome, unless the budget or the testbed forbids the claim."""
-    if c.outcome.startswith(INSUFFICIENT):
-        return INSUFFICIENT + (f"; {NOT_MATCHED} ({c.budget})" if c.budget_matched is False else "")
+    if c.outcome.startswith(INSUFFICIENT):  # with why, and the way out
+        return c.outcome + (f"; {NOT_MATCHED} ({c.budget})" if c.budget_matched is False else "")
     if c.budget_matched is False:
         return f"{NOT_MATCHED} ({c.budget})"
     if c.ceiling:

@@ -113,7 +113,8 @@ def test_degenerate_inputs_are_insufficient_never_equivalent(tmp_path, shift, at
     write_arm(tmp_path, "shift", shift)
     write_arm(tmp_path, "attn", attn, mixer="attn")
     row = verdicts(load_runs(tmp_path, warn=False), pair_by=pair_by).iloc[0]
-    assert row["verdict"] == INSUFFICIENT and math.isnan(row["p_equivalence"])
+    assert row["verdict"] == row["outcome"] and row["verdict"].startswith(INSUFFICIENT) and \
+        math.isnan(row["p_equivalence"])
 
 
 def test_differences_equal_but_for_float_rounding_have_no_variance(tmp_path):
@@ -123,7 +124,7 @@ def test_differences_equal_but_for_float_rounding_have_no_variance(tmp_path):
     write_arm(tmp_path, "shift", [(k + 1) * image for k in (340, 345, 350)])
     write_arm(tmp_path, "attn", [k * image for k in (340, 345, 350)], mixer="attn")
     row = verdicts(load_runs(tmp_path, warn=False), pair_by="seed").iloc[0]
-    assert row["verdict"] == INSUFFICIENT and row["outcome"] == f"{INSUFFICIENT} (3 complete pairs, no variance)"
+    assert row["verdict"] == row["outcome"] == f"{INSUFFICIENT} (3 complete pairs, no variance)"
 
 
 @pytest.mark.parametrize("pair_by", [None, "seed"])
@@ -214,7 +215,8 @@ def test_paired_with_a_missing_seed_counts_complete_pairs_only(tmp_path):
     write_run(tmp_path, "attn-1", mixer="attn", seed=1, val_top1=90.0)
     write_run(tmp_path, "attn-5", mixer="attn", seed=5, val_top1=90.5)
     row = verdicts(load_runs(tmp_path, warn=False), pair_by="seed").iloc[0]
-    assert row["verdict"] == INSUFFICIENT and "1 complete pairs" in row["outcome"]
+    assert row["verdict"] == row["outcome"] == (f"{INSUFFICIENT} (1 complete pairs, a paired test needs 2 or more: "
+                                                "add seeds to the sweep (seed=0,1,2) in both arms)")
 
 
 def test_equivalent_yet_different(tmp_path):
