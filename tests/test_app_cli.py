@@ -251,6 +251,9 @@ def test_help_lists_groups_and_options(tmp_path):
             "relations_small, synthetic")
     assert data in proc.stdout
     assert "gamma" in proc.stdout and "match" in proc.stdout
+    from shiftvit.multirun import REPORT_HINT  # the next step, as a sweep's last line gives it
+
+    assert f"{REPORT_HINT.split(': ')[1]} multirun/<sweep>" in proc.stdout
 
 
 def test_every_config_group_option_composes(tmp_path):
