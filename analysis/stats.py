@@ -58,6 +58,7 @@ MAX_SEEDS = 1000
 NO_IMAGES = (0.0, 0.0, 1)  # (between, within, images) of a seed test: no images term
 IMAGES_AND_SEEDS = "images + seeds"  # the test that counts both sources of noise, as the tables name it
 INSUFFICIENT = "insufficient data"
+PAIRED_TEST, WELCH_TEST = "paired by seed", "Welch (unpaired)"  # a Comparison's test
 ADD_SEEDS = "add seeds to the sweep (seed=0,1,2)"  # the way out of too few seeds, in run.py's own words
 NO_HEADROOM = "testbed cannot separate the arms"
 INCONCLUSIVE = "inconclusive"
@@ -240,7 +241,7 @@ def compare(treatment: pd.Series, baseline: pd.Series, margin: float = DEFAULT_M
     if paired:
         common = sorted(set(t.index) & set(b.index))
         t, b = t.loc[common], b.loc[common]
-    result = Comparison(names[0], names[1], "paired by seed" if paired else "Welch (unpaired)", len(t), len(b),
+    result = Comparison(names[0], names[1], PAIRED_TEST if paired else WELCH_TEST, len(t), len(b),
                         margin=margin)
     result.diff = float(t.mean() - b.mean()) if len(t) and len(b) else math.nan
     if paired:
@@ -392,7 +393,7 @@ def _images_and_seeds(c: Comparison, runs: pd.DataFrame, t_arm: str, b_arm: str)
     why = why or why_b
     if not why and not np.array_equal(t_target, b_target):
         why = "the two arms were scored on different validation images"
-    paired = c.test.startswith("paired")
+    paired = _paired(c)
     if not why and paired:  # the seeds the seed test paired, in one order for both
         common = [seed for seed in t.index if seed in set(b.index)]
         t, b = t.loc[common], b.loc[common]
@@ -426,13 +427,17 @@ def _advise_seeds(c: Comparison, alpha: float) -> None:
     c.seeds_never = _floor_forbids(c, alpha, low)
     c.seeds_maybe_never = not c.seeds_never and _floor_forbids(c, alpha, high)
     c.seeds_low, c.seeds_high = (None, None) if c.seeds_never else \
-        _seeds_range(c.diff, c.noise_sd, c.noise_dof, c.margin, c.test.startswith("paired"), alpha, low, high)
+        _seeds_range(c.diff, c.noise_sd, c.noise_dof, c.margin, _paired(c), alpha, low, high)
 
 
 def _floor_forbids(c: Comparison, alpha: float, images: Tuple[float, float, int]) -> bool:
     """Whether the images' noise alone, at this floor, leaves ``c`` under 80 % power however many seeds."""
     return bool(c.images_count) and \
-        _power(c.diff, 0.0, math.inf, c.margin, c.test.startswith("paired"), alpha, images) < POWER
+        _power(c.diff, 0.0, math.inf, c.margin, _paired(c), alpha, images) < POWER
+
+
+def _paired(c: Comparison) -> bool:
+    return c.test == PAIRED_TEST
 
 
 def _images_term(c: Comparison) -> Tuple[float, float, int]:
@@ -558,8 +563,8 @@ def seeds_advice(c: Comparison) -> str:
     floor's interval), then what would instead; or, where only the floor's high end forbids a count
     (``seeds_maybe_never``), the fewest seeds that might do and the images that would."""
     level = "" if c.seeds_alpha == ALPHA else f" at the corrected α = {c.seeds_alpha:.2g}"
-    unit = "pairs" if c.test.startswith("paired") else "seeds per arm"
-    paired = c.test.startswith("paired")
+    paired = _paired(c)
+    unit = "pairs" if paired else "seeds per arm"
     low, high = _images_ends(c)
     if c.seeds_never:
         floor = math.sqrt(low[0] / c.images_count)
@@ -579,8 +584,8 @@ def seeds_advice(c: Comparison) -> str:
     if c.seeds_maybe_never:
         maybe = f"{c.seeds_low} or more {unit} might settle it ({POWER * 100:.0f} % power{level}{images}), or none"
         if not math.isfinite(high[0]):  # 2 seeds: a seed left out leaves no spread to subtract the luck with
-            return (f"{maybe}: with 2 {unit.split()[0]}, the part of the images' noise that more seeds do not remove "
-                    "cannot be told from one seed's luck")
+            return (f"{maybe}: with 2 {'pairs' if paired else 'seeds'}, the part of the images' noise that more seeds "
+                    "do not remove cannot be told from one seed's luck")
         needed = _images_needed(c.diff, c.margin, paired, c.seeds_alpha, high)
         return (f"{maybe}: near the high end of its 95 % interval, the images' own noise alone leaves under "
                 f"{POWER * 100:.0f} % power; with many seeds, {needed:,} validation images would even there")
@@ -754,7 +759,7 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
         c.verdict = verdict_text(c, pair_names)
     table = pd.DataFrame([asdict(c) for c in comparisons], columns=list(Comparison.__dataclass_fields__))
     table.attrs.update(correction=correction, comparisons=len(tested), margin=margin, metric=metric,
-                       test="paired by seed" if pair_by else "Welch (unpaired)", no_baseline=unpaired)
+                       test=PAIRED_TEST if pair_by else WELCH_TEST, no_baseline=unpaired)
     return table
 
 

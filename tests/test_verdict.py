@@ -31,7 +31,7 @@ from analysis.plots import (
 )
 from analysis.report import arms_table, build
 from analysis.report import main as report_main
-from analysis.stats import ALPHA, INSUFFICIENT, NO_HEADROOM, _seeds_range, images_and_seeds_test
+from analysis.stats import ALPHA, INSUFFICIENT, NO_HEADROOM, WELCH_TEST, _seeds_range, images_and_seeds_test
 
 pytestmark = pytest.mark.usefixtures("testbed_cache")
 SHIFT = [91.0, 92.5, 90.5, 92.0]
@@ -739,7 +739,7 @@ def test_with_many_comparisons_the_advice_names_the_one_comparison_that_would_se
     comparison fixed in advance would settle it, and on how many new seeds (the shift_vs_swin design)."""
     from analysis.stats import Comparison, _advise_seeds, _seeds_range, seeds_advice
 
-    c = Comparison("shift", "attn", "Welch (unpaired)", 3, 3, diff=2.6, noise_sd=0.9, noise_dof=4,
+    c = Comparison("shift", "attn", WELCH_TEST, 3, 3, diff=2.6, noise_sd=0.9, noise_dof=4,
                    images_count=360, images_between_var=250.0, images_within_var=500.0,
                    images_between_var_low=250.0, images_between_var_high=250.0)
     _advise_seeds(c, ALPHA / 7)
@@ -787,7 +787,7 @@ def test_the_floor_is_uncertain_and_the_advice_says_no_count_only_where_its_low_
     low end forbids too, no count."""
     from analysis.stats import Comparison, _advise_seeds, _images_needed, _sd_interval, _seeds_for, seeds_advice
 
-    c = Comparison("shift", "attn", "Welch (unpaired)", 3, 3, diff=2.6, noise_sd=0.9, noise_dof=4,
+    c = Comparison("shift", "attn", WELCH_TEST, 3, 3, diff=2.6, noise_sd=0.9, noise_dof=4,
                    images_count=360, images_between_var=250.0, images_within_var=500.0,
                    images_between_var_low=90.0, images_between_var_high=420.0)
     _advise_seeds(c, ALPHA / 7)
