@@ -18,8 +18,8 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 import pandas as pd
 import yaml
 
-from shiftvit.config import MATCH_NONE, config_hash
-from shiftvit.multirun import LAUNCH_ERROR_FILE, launch_error
+from shiftvit.config import MATCH_NONE, NOT_IDENTITY_KEYS, config_hash
+from shiftvit.multirun import LAUNCH_ERROR_FILE, MULTIRUN_FILE, arm_key, job_overrides, launch_error, unstarted_jobs
 from shiftvit.records import (
     CONFIG_FILE,
     DUPLICATE,
@@ -90,6 +90,31 @@ def find_run_dirs(paths: Union[PathLike, Iterable[PathLike]]) -> List[Path]:
                         if not any(part.startswith(".") or part == WANDB_DIR for part in below):
                             found.add(path.parent.resolve())
     return sorted(found)
+
+
+def not_run(paths: Union[PathLike, Iterable[PathLike]], runs: pd.DataFrame) -> Tuple[Dict[str, int], List[str]]:
+    """The jobs that a sweep's latest launch planned (its ``multirun.yaml``) and that hold no record: queued, or
+    never started because the sweep was cut off. Counted per arm where another seed of the arm has a run
+    (the same overrides but for the seed), else named by their overrides: ({arm: count}, [overrides])."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    sweeps = {Path(d).parent.resolve() for d in (runs["run_dir"] if "run_dir" in runs else [])}
+    sweeps |= {Path(p).resolve() for pattern in paths for p in glob.glob(str(pattern)) or [pattern]}
+    by_arm: Dict[str, int] = {}
+    without_arm: List[str] = []
+    for sweep in sorted(s for s in sweeps if (s / MULTIRUN_FILE).is_file()):
+        unstarted = unstarted_jobs(sweep)
+        if not unstarted:
+            continue
+        arms = {arm_key(job_overrides(Path(run_dir)), NOT_IDENTITY_KEYS): arm
+                for run_dir, arm in zip(runs["run_dir"], runs["arm"]) if Path(run_dir).parent.resolve() == sweep}
+        for _, overrides in unstarted:
+            arm = arms.get(arm_key(overrides, NOT_IDENTITY_KEYS))
+            if arm is None:
+                without_arm.append(" ".join(overrides))
+            else:
+                by_arm[arm] = by_arm.get(arm, 0) + 1
+    return by_arm, without_arm
 
 
 def _gamma_float(value: Any) -> Optional[float]:

@@ -38,6 +38,7 @@ from .load import (
     find_run_dirs,
     load_curves,
     load_runs,
+    not_run,
 )
 from .stats import (
     ALPHA,
@@ -62,6 +63,7 @@ CORRECTED = CORRECTION.capitalize()  # the multiple-comparison correction, as th
 RUN_COLUMNS = ["sweep", "job", "arm", "seed", "status", "val_top1", "val_top1_se", "macs", "params",
                "train_images_per_s", "epochs_done"]
 Section = Tuple[str, Any]
+NOT_RUN = "not run"  # the arms table's column of jobs a sweep planned and never ran
 
 
 def _points(value: Any) -> str:
@@ -78,10 +80,11 @@ def _millions(value: Any) -> str:
     return "" if value is None or not math.isfinite(value) else f"{value / 1e6:.2f} M"
 
 
-def arms_table(runs: pd.DataFrame, metric: str, baselines: Dict[str, str], tolerance: Optional[float]
-               ) -> pd.DataFrame:
+def arms_table(runs: pd.DataFrame, metric: str, baselines: Dict[str, str], tolerance: Optional[float],
+               unstarted: Optional[Dict[str, int]] = None) -> pd.DataFrame:
     """The per-arm table as printed: accuracy beside its noise, budget, and the budget flag against the arm's
-    baseline (``baselines``: arm -> baseline arm)."""
+    baseline (``baselines``: arm -> baseline arm). ``unstarted``: arm -> its jobs that the sweep planned and never
+    ran (``load.not_run``), a column only when there are any."""
     table = summarize(runs, metric=metric)
     rows = []
     for _, row in table.iterrows():
@@ -94,12 +97,27 @@ def arms_table(runs: pd.DataFrame, metric: str, baselines: Dict[str, str], toler
         rows.append({
             "arm": row["arm"], "finished": f"{row['n']} of {row['seeds']}"
             + (f" ({row['runs']} runs)" if row["runs"] != row["seeds"] else ""), "failed": row["failures"],
+            **({NOT_RUN: unstarted.get(row["arm"], 0)} if unstarted else {}),
             f"mean {metric}": _points(row["mean"]),
             f"{CI} CI (seeds)": f"{_points(row['ci_low'])} – {_points(row['ci_high'])}" if row["n"] >= 2 else "",
             "seed SD": _points(row["seed_sd"]), "binomial SE": _points(row["binomial_se"]),
             "noise dominated by": row["noise"], "MACs": _millions(row["macs"]), "params": _millions(row["params"]),
             "budget vs baseline": budget})
     return pd.DataFrame(rows)
+
+
+def not_run_paragraph(unstarted: Dict[str, int], without_arm: List[str]) -> str:
+    """The jobs a sweep planned and never ran, said before any number: a cut-off sweep's arms may rest on fewer
+    seeds than its command asked for."""
+    total = sum(unstarted.values()) + len(without_arm)
+    text = (f"Not run: {total} job{'s' if total != 1 else ''} that the sweep's latest launch planned (its "
+            "multirun.yaml) hold no record: still queued, or never started because the sweep was cut off. "
+            "Relaunching the same command runs them; until then each arm is compared on the seeds it has")
+    if unstarted:
+        text += f" (the '{NOT_RUN}' column: " + ", ".join(f"{arm} {n}" for arm, n in unstarted.items()) + ")"
+    if without_arm:
+        text += ". With no run of their arm at all: " + "; ".join(f"`{job}`" for job in without_arm)
+    return text + "."
 
 
 def _interval(low: float, high: float) -> str:
@@ -285,6 +303,9 @@ def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = N
         ("p", f"Sources: {', '.join(str(s) for s in sweep_dirs)}. {len(runs)} runs loaded"
               f"{f' ({by_status})' if by_status else ''} in {runs['arm'].nunique() if len(runs) else 0} arms; "
               f"{len(skipped)} record{'s' if len(skipped) != 1 else ''} skipped (listed at the end).")]
+    unstarted, without_arm = not_run(sweep_dirs, runs)
+    if unstarted or without_arm:
+        sections.append(("p", not_run_paragraph(unstarted, without_arm)))
     for paragraph in (code_paragraph(runs), machine_paragraph(runs)):
         if paragraph:
             sections.append(("p", paragraph))
@@ -302,7 +323,7 @@ def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = N
                   f"{CI} t-interval over the finished seeds; seed SD next to the binomial SE of one run's accuracy on "
                   "the validation set. Diverged, failed and interrupted runs are counted and never enter a mean or "
                   "a test. Budgets are flagged when they differ from the baseline arm's by more than the tolerance."),
-            ("table", arms_table(runs, metric, pairs, tolerance))] + verdict_part
+            ("table", arms_table(runs, metric, pairs, tolerance, unstarted))] + verdict_part
         problems = curves.attrs.get("curve_problems", []) if curves is not None else []
         sections += [("h2", "Curves"),
                      ("p", f"{len(problems)} run{'s' if len(problems) != 1 else ''} with unreadable or truncated "

@@ -589,24 +589,11 @@ def _threads_per_job(hc) -> Optional[int]:
     if target.endswith("submitit_launcher.locallauncher"):  # submitit's local executor starts every job at once
         if hc.launcher.get("cpus_per_task"):
             return int(hc.launcher.cpus_per_task)
-        jobs = _sweep_size(Path(hc.sweep.dir))
+        from .multirun import saved_sweep_size
+
+        jobs = saved_sweep_size(Path(hc.sweep.dir))
         return max(1, cores // jobs) if jobs else None
     return None
-
-
-def _sweep_size(sweep_dir: Path) -> Optional[int]:
-    """How many jobs the sweep launched, from the overrides Hydra saved in ``multirun.yaml`` at its launch (a
-    job's own config has only its own values)."""
-    from omegaconf import OmegaConf
-
-    from .multirun import MULTIRUN_FILE, expected_jobs
-
-    try:
-        saved = OmegaConf.load(sweep_dir / MULTIRUN_FILE).hydra
-        params = saved.sweeper.get("params")
-        return expected_jobs(list(saved.overrides.task), OmegaConf.to_container(params) if params else None)
-    except Exception:  # a speed setting only: a file it cannot read leaves torch's default
-        return None
 
 
 def _fail(message: str, multirun: bool, launch_error: Path) -> None:

@@ -473,13 +473,14 @@ class ExperimentConfig:
     reference: Optional[str] = None
     reference_arch: ReferenceArch = field(default_factory=ReferenceArch)
     tolerance: float = DEFAULT_TOLERANCE  # relative tolerance of the matched budget
-    seed: int = 0
+    seed: int = 0  # SEED_KEY: runs that differ only in it are replicates of one arm
     # the group this run belongs to in wandb and in the analysis (default: the sweep's directory name)
     sweep_name: Optional[str] = None
 
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the source checkout's conf/ (run.py's config_path)
 HYDRA_VERSION_BASE = "1.3"  # the Hydra behaviour run.py and every composition here ask for
+SEED_KEY = "seed"  # ExperimentConfig's field that makes runs of one arm its replicates (a test holds it a field)
 
 
 def group_options() -> Dict[str, List[str]]:

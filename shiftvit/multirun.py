@@ -1,5 +1,5 @@
-"""Sweep bookkeeping for Hydra multiruns: job identity, one launcher at a time, a live one-line-per-job
-status, and ``sweep.csv`` whatever way the sweep ends.
+"""Sweep bookkeeping for Hydra multiruns: job identity, jobs seed by seed, one launcher at a time, a live
+one-line-per-job status, and ``sweep.csv`` (every job asked for, started or not) whatever way the sweep ends.
 
 A job's directory is named after its overrides (``job_dir_name``, resolved by Hydra for
 ``hydra.sweep.subdir``), not its number: relaunching a sweep with its arguments in another order, or with jobs
@@ -26,15 +26,16 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 if TYPE_CHECKING:
     from hydra.core.utils import JobReturn
 
+from .config import SEED_KEY
 from .records import (
     COMPLETED,
     CONFIG_FILE,
@@ -70,6 +71,8 @@ STARTING = "starting"
 REPORT_HINT = "tables, verdicts and figures: python -m analysis.report"
 POLL_S = 2.0  # seconds between two looks at the sweep's jobs for the live lines
 JOB_DIR_RESOLVER = "shiftvit_job_dir"
+# hydra.sweep.subdir as conf/config.yaml sets it (a test holds them equal): a job's folder is named after its overrides
+JOB_SUBDIR = "${" + JOB_DIR_RESOLVER + ":${hydra.job.override_dirname}}"
 # one row per job: its overrides, then summary.json's columns in the schema's order (records.py)
 CSV_COLUMNS = ("job", "overrides", "status", *RESULT_KEYS, *IDENTITY_KEYS, *OUTCOME_KEYS, "launch_error", "run_dir")
 
@@ -154,7 +157,15 @@ def job_row(job_dir: Path) -> Dict[str, Any]:
 
 
 def sweep_rows(sweep_dir: Path) -> List[Dict[str, Any]]:
-    return [job_row(job) for job in job_dirs(sweep_dir)]
+    """One row per job: those with a folder, and the latest launch's jobs that never started (``queued``), so
+    that a cut-off sweep's table still lists every job it was asked for."""
+    rows = [job_row(job) for job in job_dirs(sweep_dir)]
+    have = {row["job"] for row in rows}
+    for name, overrides in unstarted_jobs(sweep_dir):
+        if name not in have:
+            rows.append({**dict.fromkeys(CSV_COLUMNS), "job": name, "overrides": " ".join(overrides),
+                         "status": QUEUED, "run_dir": str(Path(sweep_dir) / name)})
+    return sorted(rows, key=lambda row: row["job"])
 
 
 def write_sweep_csv(sweep_dir: Path, rows: Optional[List[Dict[str, Any]]] = None) -> Path:
@@ -196,21 +207,105 @@ def job_status(job_dir: Path) -> str:
     return str(status)
 
 
-def expected_jobs(task_overrides: List[str], sweeper_params: Optional[Dict[str, Any]]) -> Optional[int]:
-    """Size of the grid the basic sweeper will run (None when it cannot be known up front)."""
+def planned_jobs(task_overrides: List[str], sweeper_params: Optional[Dict[str, Any]]) -> Optional[List[List[str]]]:
+    """The basic sweeper's grid, one list of overrides per job, in launch order (None when it cannot be known
+    up front: a glob needs the config's groups). Hydra's own code makes it: the experiment's sweeper params
+    first, the command line winning for the same key."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    # the command line wins over an experiment's own sweeper params for the same key, as in Hydra's sweeper
     items = [f"{k}={v}" for k, v in (sweeper_params or {}).items()] + list(task_overrides)
     try:
-        by_key = {o.get_key_element(): o for o in OverridesParser.create().parse_overrides(items)}
-        total = 1
-        for override in by_key.values():
-            if override.is_sweep_override():
-                total *= len(list(override.sweep_string_iterator()))
-        return total
+        overrides = OverridesParser.create().parse_overrides(items)
+        return [list(job) for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
     except Exception:
         return None
+
+
+def expected_jobs(task_overrides: List[str], sweeper_params: Optional[Dict[str, Any]]) -> Optional[int]:
+    """Size of the grid the basic sweeper will run (None when it cannot be known up front)."""
+    jobs = planned_jobs(task_overrides, sweeper_params)
+    return None if jobs is None else len(jobs)
+
+
+def saved_sweep(sweep_dir: Path) -> Optional[DictConfig]:
+    """The ``hydra`` node of the sweep's ``multirun.yaml`` (its latest launch's config and overrides), or None."""
+    try:
+        return OmegaConf.load(Path(sweep_dir) / MULTIRUN_FILE).hydra
+    except Exception:
+        return None
+
+
+def saved_sweep_size(sweep_dir: Path) -> Optional[int]:
+    """How many jobs the sweep's latest launch planned, from its ``multirun.yaml`` (a job's own config has only
+    its own values)."""
+    saved = saved_sweep(sweep_dir)
+    if saved is None:
+        return None
+    params = saved.sweeper.get("params")
+    return expected_jobs(list(saved.overrides.task), OmegaConf.to_container(params) if params else None)
+
+
+def unstarted_jobs(sweep_dir: Path) -> List[Tuple[str, List[str]]]:
+    """(directory name, overrides) of every job of the sweep's latest launch whose folder holds no record: queued,
+    or never started because the sweep was cut off (a deadline, Ctrl-C, a cluster's time limit). Known only for
+    the basic sweeper's grid in folders named as ``conf/config.yaml`` names them (``JOB_SUBDIR``); else none."""
+    from hydra._internal.config_loader_impl import get_overrides_dirname
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    saved = saved_sweep(sweep_dir)
+    try:
+        if saved is None or saved.sweeper.get("_target_") != BASIC_SWEEPER or \
+                OmegaConf.to_container(saved.sweep, resolve=False).get("subdir") != JOB_SUBDIR:
+            return []
+        params = saved.sweeper.get("params")
+        naming = saved.job.config.override_dirname
+        exclude, item_sep, kv_sep = list(naming.exclude_keys), naming.item_sep, naming.kv_sep
+        jobs = planned_jobs(list(saved.overrides.task), OmegaConf.to_container(params) if params else None)
+        parser = OverridesParser.create()
+        named = [(job_dir_name(get_overrides_dirname(parser.parse_overrides(job), exclude, item_sep, kv_sep)), job)
+                 for job in jobs or []]
+    except Exception:  # a multirun.yaml of another Hydra, or edited by hand: nothing can be said of its grid
+        return []
+    return [(name, job) for name, job in named
+            if not any((Path(sweep_dir) / name / f).exists() for f in (SUMMARY_FILE, LAUNCH_ERROR_FILE))]
+
+
+def arm_key(overrides: List[str], exclude: Tuple[str, ...] = ()) -> frozenset:
+    """What a job's overrides ask for besides its seed (and the ``exclude`` keys): jobs with one key are the same
+    arm's seeds."""
+    return frozenset(o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in (SEED_KEY, *exclude))
+
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"  # Hydra's default, Hydra's name
+
+
+def seeds_slowest(params: Optional[Dict[str, Any]], task: List[str]) -> Tuple[Dict[str, Any], List[str]]:
+    """The same grid with the seed varying slowest: every arm's seed 0, then every arm's seed 1, and so on.
+
+    Hydra's basic sweeper varies the first key it meets slowest, and it meets the experiment's own sweeper
+    params before the command line, so ``mixer=shift,attn seed=0,1,2`` runs every shift seed before the first
+    attention one. A sweep cut off midway (a deadline, a killed launcher, a cluster's time limit) would leave
+    one arm with all its seeds and the other with none, and a machine's slow hours would fall on one arm. Seed
+    by seed, the arms stay within one seed of each other, on the same seeds (pairs for ``--pair-by seed``).
+
+    Returns the sweeper params with ``seed`` as their first key, holding the command line's value where it
+    gives one (as in Hydra, the command line wins), and the command line without its seed. Nothing else moves:
+    the grid is the same set of jobs, with the same directories (named after their sorted overrides)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+
+    params = dict(params or {})
+    seed_value = params.pop(SEED_KEY, None)
+    rest = []
+    for line, override in zip(task, OverridesParser.create().parse_overrides(task)):
+        if override.key_or_group == SEED_KEY and override.package is None and override.type == OverrideType.CHANGE:
+            seed_value = line.split("=", 1)[1]
+        else:
+            rest.append(line)
+    if seed_value is None:
+        return params, list(task)
+    return {SEED_KEY: seed_value, **params}, rest
 
 
 _SHORT = re.compile(r"^(hydra[./]|\+?experiment=)")
@@ -318,6 +413,11 @@ class SweepCallback(Callback):
         # unique across launchers of one sweep over time and across machines sharing the file system
         self.sweep_dir, self.launch_id = sweep_dir, f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex}"
         atexit.register(self._finish)  # Ctrl-C or a crash of the launcher still leaves sweep.csv
+        if config.hydra.sweeper.get("_target_") == BASIC_SWEEPER:  # Hydra reads both after this callback returns
+            params, task = seeds_slowest(config.hydra.sweeper.get("params"), list(config.hydra.overrides.task))
+            with read_write(config.hydra), open_dict(config.hydra):
+                config.hydra.sweeper.params = params
+                config.hydra.overrides.task = task
         total = expected_jobs(list(config.hydra.overrides.task), config.hydra.sweeper.get("params"))
         if self.live:
             self.monitor = SweepMonitor(sweep_dir, total, self.poll_s, launch_id=self.launch_id)

@@ -1,6 +1,7 @@
 """Sweeps: experiment configs, wandb sweep files, Hydra launchers, relaunch and resume of a sweep."""
 import copy
 import csv
+import dataclasses
 import functools
 import itertools
 import os
@@ -18,7 +19,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from experiments import wandb_sweep
-from shiftvit.config import resolve
+from shiftvit.config import SEED_KEY, ExperimentConfig, resolve
 from shiftvit.multirun import (
     LAUNCH_ID_FILE,
     REPORT_HINT,
@@ -26,6 +27,7 @@ from shiftvit.multirun import (
     expected_jobs,
     job_dirs,
     job_status,
+    seeds_slowest,
     write_sweep_csv,
 )
 from shiftvit.records import read_metrics, read_summary
@@ -116,6 +118,11 @@ def test_job_directories_leave_out_exactly_the_settings_that_never_change_a_run(
 
     excluded = _compose([]).hydra.job.config.override_dirname.exclude_keys
     assert list(excluded) == list(NOT_IDENTITY_KEYS)
+    # and its job folder naming repeats multirun.JOB_SUBDIR, by which a sweep's unstarted jobs are found
+    from shiftvit.multirun import JOB_SUBDIR
+
+    sweep = OmegaConf.to_container(_compose([]).hydra.sweep, resolve=False)
+    assert sweep["subdir"] == JOB_SUBDIR
 
 
 def test_expected_jobs_counts_the_grid():
@@ -338,8 +345,56 @@ def test_submitit_local_two_jobs(tmp_path):
     assert "[sweep] 2/2 finished" in proc.stdout
 
 
+def _hydra_grid(params: dict, task: list) -> list:
+    """The jobs Hydra's basic sweeper makes of these sweeper params and command line, in its order."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()] + task)
+    return [tuple(job) for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
+
+@pytest.mark.parametrize("params, task", [
+    ({"gamma": "1/24,1/12,1/4", "seed": "0,1,2"}, ["+experiment=gamma"]),  # an experiment's arms listed first
+    ({"gamma": "1/24,1/12", "seed": "0,1,2"}, ["+experiment=gamma", "seed=0,1,2,3"]),  # the command line's seeds win
+    ({}, ["mixer=shift,attn", "gamma=1/12,1/6", "seed=range(0,3)", "logger=none"]),
+    ({"mixer": "shift,attn"}, ["seed=1,0"]),
+])
+def test_a_sweep_runs_seed_by_seed_and_keeps_its_jobs(params, task):
+    """Hydra varies the first key slowest, so the seed goes first: a sweep cut off midway leaves its arms
+    within one seed of each other. The grid, as Hydra's own sweeper makes it, is the same set of jobs."""
+    new_params, new_task = seeds_slowest(params, task)
+    assert next(iter(new_params)) == "seed" and not any(t.startswith("seed=") for t in new_task)
+    before, after = _hydra_grid(params, task), _hydra_grid(new_params, new_task)
+    assert sorted(map(sorted, after)) == sorted(map(sorted, before)) and len(after) == len(before) > 1
+    seeds = [next(o for o in job if o.startswith("seed=")) for job in after]
+    arms = len(after) // len(set(seeds))
+    # every seed's jobs in one run of the list, each with every arm
+    assert all(len(set(seeds[i:i + arms])) == 1 for i in range(0, len(seeds), arms))
+    assert seeds_slowest({"mixer": "shift,attn"}, ["gamma=1/12"]) == ({"mixer": "shift,attn"}, ["gamma=1/12"])
+    assert SEED_KEY == "seed" and SEED_KEY in {f.name for f in dataclasses.fields(ExperimentConfig)}
+
+
+def test_a_launched_sweep_starts_every_arm_of_a_seed_before_the_next_seed(tmp_path):
+    """Through run.py and Hydra: the experiment lists its arms (gamma) before its seeds. model.drop_rate=1 is
+    refused by every job before any training, so the order costs seconds to see (Hydra numbers its jobs)."""
+    sweep = tmp_path / "order"
+    proc = run_cli(["-m", "+experiment=gamma", "seed=0,1", "model.drop_rate=1", "logger=none",
+                    f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert proc.returncode == 1 and "10 of the 10 jobs of this launch failed" in proc.stderr, proc.stderr[-3000:]
+    started = {}
+    for job in job_dirs(sweep):
+        hydra_cfg = yaml.safe_load((job / ".hydra" / "hydra.yaml").read_text())["hydra"]
+        overrides = dict(o.split("=", 1) for o in hydra_cfg["overrides"]["task"])
+        started[hydra_cfg["job"]["num"]] = (overrides["seed"], overrides["gamma"])
+    order = [started[num] for num in sorted(started)]
+    assert [seed for seed, _ in order] == ["0"] * 5 + ["1"] * 5
+    assert [gamma for _, gamma in order[:5]] == [gamma for _, gamma in order[5:]] == [
+        "1/24", "1/12", "1/8", "1/6", "1/4"]
+
+
 def test_a_local_sweeps_size_comes_from_its_saved_overrides_and_the_experiments_params(tmp_path):
-    from shiftvit.app import _sweep_size
+    from shiftvit.multirun import saved_sweep_size as _sweep_size
 
     assert _sweep_size(tmp_path) is None  # no multirun.yaml: torch's own thread count
     saved = {"hydra": {"overrides": {"task": ["mixer=shift,attn", "seed=0,1,2"]},
@@ -378,6 +433,53 @@ def test_cut_off_sweep_resumes_with_the_same_command(tmp_path):
     assert out.count("nothing to do") == 1 and "resumed from" in out
     assert [r["status"] for r in _rows(sweep)] == ["completed", "completed"]
     assert [r["epoch"] for r in read_metrics(identity)] == [1, 2, 3]
+
+
+def test_a_sweep_cut_off_before_its_last_seed_counts_the_jobs_it_never_ran(tmp_path):
+    """Killed once its first job has finished: the jobs that never started are rows of sweep.csv (queued), and
+    the report says so before any number and counts them per arm. Seed by seed, the cut left both arms with
+    seed 0 (the second may be interrupted) and neither with seed 1."""
+    from analysis.report import NOT_RUN, build
+
+    sweep = tmp_path / "cut"
+    args = ["-m", "model=shiftvit_nano", "mixer=shift,identity", "seed=0,1", "train.epochs=1", "logger=none",
+            f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=tmp_path, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    first = sweep / "mixer=shift,model=shiftvit_nano,seed=0,train.epochs=1"
+    start = time.time()
+    while not (first / "summary.json").exists() or read_summary(first)["status"] != "completed":
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        assert time.time() - start < 600
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    write_sweep_csv(sweep)
+    rows = {r["job"]: r for r in _rows(sweep)}
+    assert len(rows) == 4 and rows[first.name]["status"] == "completed"
+    for mixer in ("shift", "identity"):
+        row = rows[f"mixer={mixer},model=shiftvit_nano,seed=1,train.epochs=1"]
+        assert row["status"] == "queued" and not (sweep / row["job"]).exists()
+        assert sorted(row["overrides"].split()) == sorted(["seed=1", f"mixer={mixer}", "model=shiftvit_nano",
+                                                           "train.epochs=1", "logger=none"])
+    md, _ = build([sweep], tmp_path / "report")
+    text = md.read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| arm"))
+    assert f"| {NOT_RUN} |" in header  # shift's seed 1
+    if (sweep / "mixer=identity,model=shiftvit_nano,seed=0,train.epochs=1" / "summary.json").exists():
+        assert "Not run: 2 jobs" in text and f"({NOT_RUN}' column: mixer=shift 1, mixer=identity 1)" in text
+    else:  # killed before the identity arm wrote a record: its jobs are named, since it has no row to count them in
+        assert "Not run: 3 jobs" in text and f"'{NOT_RUN}' column: mixer=shift 1)" in text
+        named = text.split("With no run of their arm at all: ", 1)[1].split("\n", 1)[0]
+        assert [sorted(job.split()) for job in named.rstrip(".").replace("`", "").split("; ")] == [
+            sorted(["seed=0", "model=shiftvit_nano", "mixer=identity", "train.epochs=1", "logger=none"]),
+            sorted(["seed=1", "model=shiftvit_nano", "mixer=identity", "train.epochs=1", "logger=none"])]
+    # the same command again runs only what is missing
+    again = run_cli(args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [r["status"] for r in _rows(sweep)] == ["completed"] * 4
+    md, _ = build([sweep], tmp_path / "report")
+    assert "Not run" not in md.read_text() and NOT_RUN not in md.read_text()
 
 
 def test_a_sweep_hydra_refuses_before_its_first_job_leaves_no_folder(tmp_path, one_job_sweep):
