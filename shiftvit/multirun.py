@@ -392,11 +392,14 @@ class SweepCallback(Callback):
         self.sweep_dir: Optional[Path] = None
         self.launch_id: Optional[str] = None
         self.default_dir_under: Optional[str] = None  # the launch folder, when the sweep folder is Hydra's default
+        # the sweep's multirun.yaml before this launch (None: there was none): Hydra rewrites it before composing
+        # the first job, so a launch refused there (mixer=shift,atn) would leave its grid as the sweep's plan
+        self.previous_plan: Optional[bytes] = None
 
     def __getstate__(self) -> Dict[str, Any]:
         # parallel launchers (joblib, submitit) pickle Hydra's callbacks into each job: the monitor thread and
         # the sweep lock belong to the launching process only
-        return {**self.__dict__, "monitor": None, "lock": None, "sweep_dir": None}
+        return {**self.__dict__, "monitor": None, "lock": None, "sweep_dir": None, "previous_plan": None}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -408,6 +411,10 @@ class SweepCallback(Callback):
                 "choose a writable hydra.sweep.dir"
             print(f"error: {message}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
+        try:
+            self.previous_plan = (sweep_dir / MULTIRUN_FILE).read_bytes()
+        except OSError:
+            self.previous_plan = None
         overridden = any(o.startswith("hydra.sweep.dir=") for o in config.hydra.overrides.hydra)
         self.default_dir_under = None if overridden else config.hydra.runtime.cwd
         # unique across launchers of one sweep over time and across machines sharing the file system
@@ -452,6 +459,7 @@ class SweepCallback(Callback):
         failed: List[str] = []
         empty = False
         try:
+            self._keep_plan_unless_a_job_started(sweep_dir)
             empty = sweep_dir.is_dir() and not job_dirs(sweep_dir) and _holds_only_launch_files(sweep_dir)
             if sweep_dir.is_dir() and not empty:
                 rows = sweep_rows(sweep_dir)
@@ -479,6 +487,21 @@ class SweepCallback(Callback):
                 except OSError:
                     pass
         return failed
+
+
+    def _keep_plan_unless_a_job_started(self, sweep_dir: Path) -> None:
+        """A launch that started no job (Hydra refused its grid) leaves the sweep's plan as it was: the report
+        counts the plan's jobs that never ran, and a refused typo's jobs were never the sweep's."""
+        if any(launched_by(job, self.launch_id) for job in job_dirs(sweep_dir)):
+            return
+        plan = sweep_dir / MULTIRUN_FILE
+        try:
+            if self.previous_plan is not None:
+                atomic_write_bytes(plan, self.previous_plan)
+            elif plan.exists() and job_dirs(sweep_dir):  # a folder of jobs from before multirun.yaml was kept
+                plan.unlink()
+        except OSError:  # the plan stays the refused launch's; the report may then name its jobs as not run
+            pass
 
 
 def _holds_only_launch_files(sweep_dir: Path) -> bool:

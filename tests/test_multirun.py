@@ -491,5 +491,9 @@ def test_a_sweep_hydra_refuses_before_its_first_job_leaves_no_folder(tmp_path, o
     assert list(tmp_path.iterdir()) == [] and "wrote" not in proc.stdout
     sweep = one_job_sweep
     before = sorted(p.relative_to(sweep) for p in sweep.rglob("*") if p.name != SWEEP_CSV)
+    plan = (sweep / "multirun.yaml").read_bytes()
     assert run_cli(["-m", "mixer=shift,atn", "logger=none", f"hydra.sweep.dir={sweep}"], cwd=tmp_path).returncode
     assert sorted(p.relative_to(sweep) for p in sweep.rglob("*") if p.name != SWEEP_CSV) == before
+    # Hydra rewrote the plan before refusing the grid; the refused launch's jobs never become the sweep's
+    assert (sweep / "multirun.yaml").read_bytes() == plan
+    assert [row["status"] for row in _rows(sweep)] == ["completed"]
