@@ -236,20 +236,29 @@ def saved_sweep(sweep_dir: Path) -> Optional[DictConfig]:
         return None
 
 
+def _saved_grid(saved: DictConfig) -> Optional[List[List[str]]]:
+    """The grid of a saved launch (``saved_sweep``), as ``planned_jobs`` makes it; None when it cannot be read."""
+    try:
+        params = saved.sweeper.get("params")
+        return planned_jobs(list(saved.overrides.task), OmegaConf.to_container(params) if params else None)
+    except Exception:  # a multirun.yaml of another Hydra, or edited by hand
+        return None
+
+
 def saved_sweep_size(sweep_dir: Path) -> Optional[int]:
     """How many jobs the sweep's latest launch planned, from its ``multirun.yaml`` (a job's own config has only
     its own values)."""
     saved = saved_sweep(sweep_dir)
-    if saved is None:
-        return None
-    params = saved.sweeper.get("params")
-    return expected_jobs(list(saved.overrides.task), OmegaConf.to_container(params) if params else None)
+    jobs = None if saved is None else _saved_grid(saved)
+    return None if jobs is None else len(jobs)
 
 
 def unstarted_jobs(sweep_dir: Path) -> List[Tuple[str, List[str]]]:
     """(directory name, overrides) of every job of the sweep's latest launch whose folder holds no record: queued,
     or never started because the sweep was cut off (a deadline, Ctrl-C, a cluster's time limit). Known only for
     the basic sweeper's grid in folders named as ``conf/config.yaml`` names them (``JOB_SUBDIR``); else none."""
+    # Hydra's own function for hydra.job.override_dirname (internal, stable within hydra-core 1.3, as pinned): the
+    # folder names come out as the launch made them, not as a copy of its rules would
     from hydra._internal.config_loader_impl import get_overrides_dirname
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -258,10 +267,9 @@ def unstarted_jobs(sweep_dir: Path) -> List[Tuple[str, List[str]]]:
         if saved is None or saved.sweeper.get("_target_") != BASIC_SWEEPER or \
                 OmegaConf.to_container(saved.sweep, resolve=False).get("subdir") != JOB_SUBDIR:
             return []
-        params = saved.sweeper.get("params")
         naming = saved.job.config.override_dirname
         exclude, item_sep, kv_sep = list(naming.exclude_keys), naming.item_sep, naming.kv_sep
-        jobs = planned_jobs(list(saved.overrides.task), OmegaConf.to_container(params) if params else None)
+        jobs = _saved_grid(saved)
         parser = OverridesParser.create()
         named = [(job_dir_name(get_overrides_dirname(parser.parse_overrides(job), exclude, item_sep, kv_sep)), job)
                  for job in jobs or []]
