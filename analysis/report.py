@@ -276,11 +276,25 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
                      f"p = {_p(result['images_p'])}.")
         elif result["images_why"]:
             text += f" The seeds alone, with the validation set held fixed: {result['images_why']}."
+        text += _lack_of_fit_text(result)
         sections += [("h2", f"Trend over {factor} (one-factor sweep)"), ("p", text)]
     elif table is None:
         sections += [("h2", "Verdicts"), ("p", f"No comparison: {why}. The arms differ in more than one knob; "
                                                "name a baseline arm with --baseline.")]
     return sections, pairs
+
+
+def _lack_of_fit_text(result: Dict[str, Any]) -> str:
+    """Whether the arms' means sit on the trend's line: a slope can be settled by one collapsed level alone."""
+    p = result["lack_of_fit_p"]
+    if not math.isfinite(p):
+        return ""
+    if p < ALPHA:
+        return (f" The arms' means depart from a straight line (lack-of-fit F test against one mean per level, "
+                f"p = {_p(p)}): the slope summarises a response that is not linear over these levels; read it with "
+                "the arms' means, not as a steady change per unit.")
+    return (f" A straight line is not rejected by the arms' means (lack-of-fit F test against one mean per level, "
+            f"p = {_p(p)}), which does not show that the response is linear.")
 
 
 def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = None,

@@ -797,7 +797,10 @@ def trend(runs: pd.DataFrame, factor: str, metric: str = DEFAULT_METRIC) -> Dict
     not else): the OLS slope is a weighted sum of the seeds' accuracies, so it is the mean over images of the same
     weighted sum of each image's outcomes, and a new draw of images adds the variance of those per-image slopes
     ÷ the number of images to the slope's, on the fit's residual degrees of freedom (as ``images_and_seeds_test``
-    does for a difference, and as conservative)."""
+    does for a difference, and as conservative).
+    With 3 or more levels and seeds to spare, ``lack_of_fit_p`` is the classical lack-of-fit F test: the line
+    against one mean per level, on the spread of the seeds within levels. A small p says the means depart from a
+    straight line, so a settled slope summarises a curve (a peak, one collapsed level) rather than describes it."""
     import statsmodels.api as sm
 
     levels, values, arms = [], [], []
@@ -811,11 +814,16 @@ def trend(runs: pd.DataFrame, factor: str, metric: str = DEFAULT_METRIC) -> Dict
     x, y = np.array(levels, dtype=float), np.array(values, dtype=float)
     result = {"factor": factor, "runs": len(x), "levels": len(set(x)), "slope": math.nan, "ci_low": math.nan,
               "ci_high": math.nan, "p": math.nan, "images_ci_low": math.nan, "images_ci_high": math.nan,
-              "images_p": math.nan, "images_why": ""}
+              "images_p": math.nan, "images_why": "", "lack_of_fit_f": math.nan, "lack_of_fit_p": math.nan}
     if len(x) >= 3 and len(set(x)) >= 2:
         fit = sm.OLS(y, sm.add_constant(x)).fit()
         low, high = fit.conf_int(alpha=ALPHA)[1]
         result.update(slope=float(fit.params[1]), ci_low=float(low), ci_high=float(high), p=float(fit.pvalues[1]))
+        if len(set(x)) >= 3 and len(x) > len(set(x)):
+            per_level = sm.OLS(y, pd.get_dummies(pd.Categorical(x)).to_numpy(dtype=float)).fit()
+            if per_level.ssr > 0:  # seeds that agree to the last digit leave no spread to test against
+                f, p_value, _ = per_level.compare_f_test(fit)
+                result.update(lack_of_fit_f=float(f), lack_of_fit_p=float(p_value))
         if metric == DEFAULT_METRIC:  # the predictions are the final model's
             result.update(_trend_with_images(runs, arms, x, fit))
     return result

@@ -4,9 +4,11 @@ import math
 import re
 import shutil
 import zipfile
+from fractions import Fraction
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from analysis_records import DIGITS, RELATIONS, testbed_cache, write_arm, write_run  # noqa: F401
@@ -29,7 +31,7 @@ from analysis.plots import (
     legend_entries,
     mixer_color,
 )
-from analysis.report import arms_table, build
+from analysis.report import _p, arms_table, build
 from analysis.report import main as report_main
 from analysis.stats import ALPHA, INSUFFICIENT, NO_HEADROOM, WELCH_TEST, _seeds_range, images_and_seeds_test
 
@@ -458,6 +460,38 @@ def test_one_factor_sweep_reports_the_trend(tmp_path):
     # the label names the mixer, which every arm shares: it is not what the arms differ in
     assert "(arms differ in: gamma; every arm has mixer=shift)" in md
     assert f"over 6 finished runs at 3 levels: {fit.params[1]:+.3g} points per unit" in md
+    p = _lack_of_fit_p(x, [v for vs in gammas.values() for v in vs])
+    assert p >= 0.05 and f"A straight line is not rejected by the arms' means (lack-of-fit F test against one " \
+        f"mean per level, p = {_p(p)})" in md
+
+
+def _lack_of_fit_p(x, y) -> float:
+    """statsmodels' own comparison of the line with one mean per level (anova_lm of the two formula fits)."""
+    import statsmodels.formula.api as smf
+    from statsmodels.stats.anova import anova_lm
+
+    data = pd.DataFrame({"x": x, "y": y})
+    return float(anova_lm(smf.ols("y ~ x", data).fit(), smf.ols("y ~ C(x)", data).fit())["Pr(>F)"].iloc[1])
+
+
+def test_a_trend_says_when_the_means_depart_from_its_line(tmp_path):
+    """One collapsed level can settle a slope alone (γ on the long-range testbed: 1/4 at chance, the others
+    level): the report says that the means are not on a line, by the lack-of-fit F test."""
+    gammas = {"1/24": [90.0, 92.0, 91.0], "1/12": [91.0, 93.0, 92.0], "1/6": [92.0, 90.0, 91.5],
+              "1/4": [50.0, 52.0, 51.0]}
+    for gamma, values in gammas.items():
+        write_arm(tmp_path, f"g{gamma.replace('/', '_')}", values, gamma=gamma)
+    assert report_main([str(tmp_path), "--out", str(tmp_path / "r")]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    x = [float(Fraction(g)) for g, vs in gammas.items() for _ in vs]
+    p = _lack_of_fit_p(x, [v for vs in gammas.values() for v in vs])
+    assert p < 0.05 and "The arms' means depart from a straight line (lack-of-fit F test against one mean per " \
+        f"level, p = {_p(p)})" in md
+    from analysis.stats import trend
+
+    # two levels are always on a line: no test
+    two = trend(load_runs([str(tmp_path / "g1_24-*"), str(tmp_path / "g1_4-*")], warn=False), "gamma_float")
+    assert two["levels"] == 2 and math.isfinite(two["p"]) and math.isnan(two["lack_of_fit_p"])
 
 
 def test_figures_redrawn_from_the_same_records_are_the_same_files(tmp_path):
