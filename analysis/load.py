@@ -75,39 +75,40 @@ def find_run_dirs(paths: Union[PathLike, Iterable[PathLike]]) -> List[Path]:
     """Every directory holding a run record under the given paths or glob patterns. Directories below a
     given root whose path has a part starting with '.' (``.archive`` of old records, ``.hydra``) or named
     ``wandb`` are not runs and are never searched."""
+    found = set()
+    for base in _matched(paths):
+        if any((base / name).exists() for name in RECORD_FILES):
+            found.add(base.resolve())
+        if base.is_dir():
+            for name in (SUMMARY_FILE, LAUNCH_ERROR_FILE):  # a job refused at launch: skipped, and said
+                for path in base.rglob(name):
+                    below = path.parent.relative_to(base).parts
+                    if not any(part.startswith(".") or part == WANDB_DIR for part in below):
+                        found.add(path.parent.resolve())
+    return sorted(found)
+
+
+def _matched(paths: Union[PathLike, Iterable[PathLike]]) -> List[Path]:
+    """The given paths, each glob pattern expanded (a pattern that matches nothing stays as given)."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    found = set()
-    for pattern in paths:
-        matches = [Path(p) for p in glob.glob(str(pattern))] or [Path(pattern)]
-        for base in matches:
-            if any((base / name).exists() for name in RECORD_FILES):
-                found.add(base.resolve())
-            if base.is_dir():
-                for name in (SUMMARY_FILE, LAUNCH_ERROR_FILE):  # a job refused at launch: skipped, and said
-                    for path in base.rglob(name):
-                        below = path.parent.relative_to(base).parts
-                        if not any(part.startswith(".") or part == WANDB_DIR for part in below):
-                            found.add(path.parent.resolve())
-    return sorted(found)
+    return [Path(p) for pattern in paths for p in (glob.glob(str(pattern)) or [pattern])]
 
 
 def not_run(paths: Union[PathLike, Iterable[PathLike]], runs: pd.DataFrame) -> Tuple[Dict[str, int], List[str]]:
     """The jobs that a sweep's latest launch planned (its ``multirun.yaml``) and that hold no record: queued, or
     never started because the sweep was cut off. Counted per arm where another seed of the arm has a run
     (the same overrides but for the seed), else named by their overrides: ({arm: count}, [overrides])."""
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    sweeps = {Path(d).parent.resolve() for d in (runs["run_dir"] if "run_dir" in runs else [])}
-    sweeps |= {Path(p).resolve() for pattern in paths for p in glob.glob(str(pattern)) or [pattern]}
+    runs_by_sweep: Dict[Path, List[Tuple[str, str]]] = {base.resolve(): [] for base in _matched(paths)}
+    for run_dir, arm in zip(runs.get("run_dir", []), runs.get("arm", [])):
+        runs_by_sweep.setdefault(Path(run_dir).parent.resolve(), []).append((run_dir, arm))
     by_arm: Dict[str, int] = {}
     without_arm: List[str] = []
-    for sweep in sorted(s for s in sweeps if (s / MULTIRUN_FILE).is_file()):
-        unstarted = unstarted_jobs(sweep)
+    for sweep, sweep_runs in sorted(runs_by_sweep.items()):
+        unstarted = unstarted_jobs(sweep) if (sweep / MULTIRUN_FILE).is_file() else []
         if not unstarted:
             continue
-        arms = {arm_key(job_overrides(Path(run_dir)), NOT_IDENTITY_KEYS): arm
-                for run_dir, arm in zip(runs["run_dir"], runs["arm"]) if Path(run_dir).parent.resolve() == sweep}
+        arms = {arm_key(job_overrides(Path(run_dir)), NOT_IDENTITY_KEYS): arm for run_dir, arm in sweep_runs}
         for _, overrides in unstarted:
             arm = arms.get(arm_key(overrides, NOT_IDENTITY_KEYS))
             if arm is None:

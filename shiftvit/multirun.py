@@ -71,6 +71,7 @@ STARTING = "starting"
 REPORT_HINT = "tables, verdicts and figures: python -m analysis.report"
 POLL_S = 2.0  # seconds between two looks at the sweep's jobs for the live lines
 JOB_DIR_RESOLVER = "shiftvit_job_dir"
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"  # Hydra's default, Hydra's name
 # hydra.sweep.subdir as conf/config.yaml sets it (a test holds them equal): a job's folder is named after its overrides
 JOB_SUBDIR = "${" + JOB_DIR_RESOLVER + ":${hydra.job.override_dirname}}"
 # one row per job: its overrides, then summary.json's columns in the schema's order (records.py)
@@ -285,9 +286,6 @@ def arm_key(overrides: List[str], exclude: Tuple[str, ...] = ()) -> frozenset:
     return frozenset(o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in (SEED_KEY, *exclude))
 
 
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"  # Hydra's default, Hydra's name
-
-
 def seeds_slowest(params: Optional[Dict[str, Any]], task: List[str]) -> Tuple[Dict[str, Any], List[str]]:
     """The same grid with the seed varying slowest: every arm's seed 0, then every arm's seed 1, and so on.
 
@@ -495,7 +493,6 @@ class SweepCallback(Callback):
                 except OSError:
                     pass
         return failed
-
 
     def _keep_plan_unless_a_job_started(self, sweep_dir: Path) -> None:
         """A launch that started no job (Hydra refused its grid) leaves the sweep's plan as it was: the report
