@@ -43,7 +43,7 @@ from .load import (
 from .stats import (
     ALPHA,
     CONFIDENCE,
-    CORRECTION,
+    CORRECTED,
     DEFAULT_BASELINE,
     DEFAULT_MARGIN,
     DEFAULT_METRIC,
@@ -51,15 +51,17 @@ from .stats import (
     INCONCLUSIVE,
     NO_HEADROOM,
     NOT_MATCHED,
+    PERMUTATION,
+    PERMUTATIONS,
     budget_difference,
     one_factor,
+    p_text,
     summarize,
     trend,
     verdicts,
 )
 
 CI = f"{CONFIDENCE:.0%}"  # the level of every interval, as the tables name it
-CORRECTED = CORRECTION.capitalize()  # the multiple-comparison correction, as the tables name it
 RUN_COLUMNS = ["sweep", "job", "arm", "seed", "status", "val_top1", "val_top1_se", "macs", "params",
                "train_images_per_s", "epochs_done"]
 Section = Tuple[str, Any]
@@ -68,12 +70,6 @@ NOT_RUN = "not run"  # the arms table's column of jobs a sweep planned and never
 
 def _points(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.2f}"
-
-
-def _p(value: Any) -> str:
-    if value is None or not math.isfinite(value):
-        return ""
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def _millions(value: Any) -> str:
@@ -130,14 +126,17 @@ def verdict_table(table: pd.DataFrame) -> pd.DataFrame:
         "n": [f"{a} vs {b}" for a, b in zip(table["n_treatment"], table["n_baseline"])],
         "difference": [(f"{d:+.2f}" if math.isfinite(d) else "") for d in table["diff"]],
         f"{CI} CI": [_interval(lo, hi) for lo, hi in zip(table["ci_low"], table["ci_high"])],
-        f"p equivalence ({CORRECTED})": [_p(p) for p in table["p_equivalence_adj"]],
-        f"p difference ({CORRECTED})": [_p(p) for p in table["p_difference_adj"]]}
+        f"p equivalence ({CORRECTED})": [p_text(p) for p in table["p_equivalence_adj"]],
+        f"p difference ({CORRECTED})": [p_text(p) for p in table["p_difference_adj"]]}
     if table["images_p_difference"].notna().any():  # the validation images' noise counted too, where recorded
         columns.update({
             f"{CI} CI, {IMAGES_AND_SEEDS}": [_interval(lo, hi) for lo, hi in
                                              zip(table["images_ci_low"], table["images_ci_high"])],
-            f"p equivalence, {IMAGES_AND_SEEDS} ({CORRECTED})": [_p(p) for p in table["images_p_equivalence_adj"]],
-            f"p difference, {IMAGES_AND_SEEDS} ({CORRECTED})": [_p(p) for p in table["images_p_difference_adj"]]})
+            f"p equivalence, {IMAGES_AND_SEEDS} ({CORRECTED})": [p_text(p) for p in table["images_p_equivalence_adj"]],
+            f"p difference, {IMAGES_AND_SEEDS} ({CORRECTED})": [p_text(p) for p in table["images_p_difference_adj"]]})
+    columns.update({
+        f"p equivalence, {PERMUTATION} ({CORRECTED})": [p_text(p) for p in table["permutation_p_equivalence_adj"]],
+        f"p difference, {PERMUTATION} ({CORRECTED})": [p_text(p) for p in table["permutation_p_difference_adj"]]})
     return pd.DataFrame({**columns, "budget": table["budget"], "verdict": table["verdict"]})
 
 
@@ -248,6 +247,16 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
                                   f"interval (the jackknife over seeds): no number of seeds is named where even the "
                                   f"interval's low end alone leaves under 80 % power, and a count is named as a "
                                   f"minimum (\"or none\") where only its high end does."))
+        if table["permutation_p_difference"].notna().any():
+            sections.append(("p", f"The {PERMUTATION} columns test the same seeds without the t tests' assumption that "
+                                  f"their spread is normal, which fails where some seeds learn the task and others "
+                                  f"stay at chance: the difference of the arms' means against its value under every "
+                                  f"rearrangement of the seeds between the arms (swaps within pairs when paired; "
+                                  f"{PERMUTATIONS:,} random ones where there are more), and equivalence by the same "
+                                  f"test of the treatment moved by ∓{margin:g}, {CORRECTED}-corrected over the same "
+                                  f"comparisons. A verdict whose claim this test does not support names the condition "
+                                  f"the claim rests on. Few seeds cap it whatever their values: 3 and 3 seeds give "
+                                  f"no two-sided p below {p_text(2 / math.comb(6, 3))}."))
         for _, row in table[~images & (table["images_why"] != "")].iterrows():
             sections.append(("p", f"{row['treatment']} vs {row['baseline']}: the seed test alone, with the validation "
                                   f"set held fixed: {row['images_why']}."))
@@ -267,13 +276,16 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
         result = trend(runs, factor, metric)
         text = (f"Least-squares slope of {metric} on {factor} over {result['runs']} finished runs at "
                 f"{result['levels']} levels: {result['slope']:+.3g} points per unit [{CI} CI {result['ci_low']:+.3g}, "
-                f"{result['ci_high']:+.3g}], p = {_p(result['p'])}." if math.isfinite(result["slope"]) else
+                f"{result['ci_high']:+.3g}], p = {p_text(result['p'])}." if math.isfinite(result["slope"]) else
                 f"Too few finished runs ({result['runs']}) or levels ({result['levels']}) for a trend over {factor}.")
+        if math.isfinite(result["permutation_p"]):
+            text += (f" The {PERMUTATION} test, which shuffles the levels over the runs and assumes no shape of the "
+                     f"seeds' spread: p = {p_text(result['permutation_p'])}.")
         if math.isfinite(result["images_p"]):
             text += (f" With the validation images' own noise counted too ({IMAGES_AND_SEEDS}: the variance over "
                      f"images of each image's slope, ÷ the number of images, added to the slope's): "
                      f"[{CI} CI {result['images_ci_low']:+.3g}, {result['images_ci_high']:+.3g}], "
-                     f"p = {_p(result['images_p'])}.")
+                     f"p = {p_text(result['images_p'])}.")
         elif result["images_why"]:
             text += f" The seeds alone, with the validation set held fixed: {result['images_why']}."
         text += _lack_of_fit_text(result)
@@ -291,10 +303,10 @@ def _lack_of_fit_text(result: Dict[str, Any]) -> str:
         return ""
     if p < ALPHA:
         return (f" The arms' means depart from a straight line (lack-of-fit F test against one mean per level, "
-                f"p = {_p(p)}): the slope summarises a response that is not linear over these levels; read it with "
+                f"p = {p_text(p)}): the slope summarises a response that is not linear over these levels; read it with "
                 "the arms' means, not as a steady change per unit.")
     return (f" A straight line is not rejected by the arms' means (lack-of-fit F test against one mean per level, "
-            f"p = {_p(p)}), which does not show that the response is linear.")
+            f"p = {p_text(p)}), which does not show that the response is linear.")
 
 
 def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = None,

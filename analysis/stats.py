@@ -53,12 +53,16 @@ ALPHA = 0.05
 CONFIDENCE = 1 - ALPHA  # of every interval shown (not adjusted for multiple comparisons)
 POWER = 0.8
 CORRECTION = "holm"
+CORRECTED = CORRECTION.capitalize()  # the multiple-comparison correction, as the tables name it
 # beyond this many seeds per arm a seeds count stops being advice
 MAX_SEEDS = 1000
 NO_IMAGES = (0.0, 0.0, 1)  # (between, within, images) of a seed test: no images term
 IMAGES_AND_SEEDS = "images + seeds"  # the test that counts both sources of noise, as the tables name it
 INSUFFICIENT = "insufficient data"
 PAIRED_TEST, WELCH_TEST = "paired by seed", "Welch (unpaired)"  # a Comparison's test
+PERMUTATION = "permutation"  # the seeds' test that assumes no shape of their spread, as the tables name it
+# random rearrangements scipy draws where there are more than this many (its p then counts the observed one)
+PERMUTATIONS = 9_999
 ADD_SEEDS = "add seeds to the sweep (seed=0,1,2)"  # the way out of too few seeds, in run.py's own words
 NO_HEADROOM = "testbed cannot separate the arms"
 INCONCLUSIVE = "inconclusive"
@@ -178,6 +182,13 @@ def _is_accuracy(metric: str) -> bool:
     return "top1" in metric or "top5" in metric
 
 
+def p_text(value: Any) -> str:
+    """A p-value as every table and verdict prints it: three decimals, ``<0.001`` below, "" where there is none."""
+    if value is None or not math.isfinite(value):
+        return ""
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
 def _mean(group: pd.DataFrame, column: str) -> float:
     return float(pd.to_numeric(group[column], errors="coerce").mean()) if column in group else math.nan
 
@@ -212,6 +223,13 @@ class Comparison:
     images_p_equivalence_adj: float = math.nan
     images_p_difference_adj: float = math.nan
     images_why: str = ""
+    # the seeds' permutation tests (permutation_tests), which do not take the seeds' spread to be normal, and the
+    # smallest two-sided p that these counts of seeds can give at all
+    permutation_p_equivalence: float = math.nan
+    permutation_p_difference: float = math.nan
+    permutation_p_equivalence_adj: float = math.nan
+    permutation_p_difference_adj: float = math.nan
+    permutation_floor: float = math.nan
     # what the seeds advice needs of the images' noise: how many images, the variance over them of the arms' true
     # per-image difference (points², a floor no number of seeds lowers) and one seed's own luck on an image
     images_count: int = 0
@@ -269,8 +287,55 @@ def compare(treatment: pd.Series, baseline: pd.Series, margin: float = DEFAULT_M
         sd, df = math.sqrt((t.var() + b.var()) / 2), len(t) + len(b) - 2
     result.ci_low, result.ci_high = float(result.ci_low), float(result.ci_high)
     result.noise_sd, result.noise_dof = sd, df
+    shape_free = permutation_tests(t.to_numpy(), b.to_numpy(), margin, paired)
+    result.permutation_p_difference, result.permutation_p_equivalence = (shape_free["p_difference"],
+                                                                         shape_free["p_equivalence"])
+    result.permutation_floor = shape_free["floor"]
     _advise_seeds(result, alpha)
     return result
+
+
+def permutation_tests(treatment: np.ndarray, baseline: np.ndarray, margin: float = DEFAULT_MARGIN,
+                      paired: bool = False) -> Dict[str, float]:
+    """The seeds' tests of ``treatment - baseline`` without the t tests' assumption that the seed-to-seed spread is
+    normal: where some seeds learn a task and others stay at chance it is bimodal, and with a few seeds a t test can
+    then claim more than the seeds show. scipy's permutation test of the difference of means, over every
+    rearrangement of the seeds between the arms (swaps within pairs when ``paired``), or ``PERMUTATIONS`` random
+    ones where there are more. ``p_difference``: two-sided (scipy doubles the smaller tail). ``p_equivalence``:
+    two one-sided tests of the treatment moved by ∓``margin``, which assume only that a true difference shifts
+    the seeds' distribution as a whole. ``floor``: the smallest two-sided p these counts of seeds can give,
+    whatever their values: 2/20 = 0.10 for 3 and 3 seeds, so no difference at α = 0.05 however large."""
+    t, b = np.asarray(treatment, dtype=float), np.asarray(baseline, dtype=float)
+    kind = "samples" if paired else "independent"
+
+    def p_value(moved: np.ndarray, alternative: str) -> float:
+        return float(st.permutation_test((moved, b), _mean_difference, permutation_type=kind, vectorized=True,
+                                         n_resamples=PERMUTATIONS, alternative=alternative, rng=0).pvalue)
+
+    return dict(p_difference=p_value(t, "two-sided"),
+                p_equivalence=max(p_value(t + margin, "greater"), p_value(t - margin, "less")),
+                floor=2 / min(_arrangements(len(t), len(b), paired), PERMUTATIONS + 1))
+
+
+def _mean_difference(x: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
+    return x.mean(axis=axis) - y.mean(axis=axis)
+
+
+def _arrangements(n_treatment: int, n_baseline: int, paired: bool) -> int:
+    """How many ways the seeds can be dealt to the arms: swaps within each pair, or any split of the pooled seeds."""
+    return 2 ** n_treatment if paired else math.comb(n_treatment + n_baseline, n_treatment)
+
+
+def permutation_seeds(alpha: float, paired: bool) -> Optional[int]:
+    """The fewest seeds per arm (pairs when paired) whose permutation test can give a two-sided p below ``alpha``
+    at all (when every seed of one arm beats every seed of the other); None where not even ``PERMUTATIONS``
+    random rearrangements can."""
+    if 2 / (PERMUTATIONS + 1) >= alpha:
+        return None
+    seeds = 2
+    while 2 / min(_arrangements(seeds, seeds, paired), PERMUTATIONS + 1) >= alpha:
+        seeds += 1
+    return seeds
 
 
 def images_and_seeds_test(treatment: np.ndarray, baseline: np.ndarray, margin: float = DEFAULT_MARGIN,
@@ -551,10 +616,34 @@ def outcome_text(c: Comparison, names: Tuple[str, str]) -> str:
                 f"{seeds_advice(c)}")
     if different:
         better = _better(c, names)
-        return f"equivalent within ±{c.margin:g}, yet different ({better})" if equivalent else better
+        claim = f"equivalent within ±{c.margin:g}, yet different ({better})" if equivalent else better
+        return claim + permutation_caveat(c)
     if equivalent:
-        return f"equivalent within ±{c.margin:g}"
+        return f"equivalent within ±{c.margin:g}" + permutation_caveat(c)
     return f"{INCONCLUSIVE}: {seeds_advice(c)}"
+
+
+def permutation_caveat(c: Comparison) -> str:
+    """"" where the seeds' permutation test, corrected as the t tests are, supports every claim the comparison
+    makes; else the condition the claim rests on, what that test gives, and, where these counts of seeds cannot
+    reach the corrected level at all, how many could."""
+    equivalent, different = _claims(c)
+    unsupported = [(what, p) for what, claimed, p in (
+        ("difference", different, c.permutation_p_difference_adj),
+        ("equivalence", equivalent, c.permutation_p_equivalence_adj)) if claimed and math.isfinite(p) and p >= ALPHA]
+    if not unsupported:
+        return ""
+    gives = " and ".join(f"p = {p_text(p)} for the {what}" for what, p in unsupported)
+    text = (f", if the seeds' spread is normal: the {PERMUTATION} test over seeds, which does not assume so, gives "
+            f"{gives} ({CORRECTED})")
+    if c.permutation_floor >= c.seeds_alpha:
+        unit = "pairs" if _paired(c) else "seeds per arm"
+        counts = f"{c.n_treatment} pairs" if _paired(c) else f"{c.n_treatment} and {c.n_baseline} seeds"
+        needed = permutation_seeds(c.seeds_alpha, _paired(c))
+        reach = f"{needed} or more {unit} could reach α = {c.seeds_alpha:.2g}" if needed else \
+            f"no number of {unit} could reach α = {c.seeds_alpha:.2g}"
+        text += f"; {counts} can give no p below {p_text(c.permutation_floor)}, and {reach}"
+    return text
 
 
 def seeds_advice(c: Comparison) -> str:
@@ -630,7 +719,7 @@ def verdict_text(c: Comparison, names: Tuple[str, str] = ("treatment", "baseline
     if c.ceiling:
         # a real difference survives, stated with where it was measured; an equivalence on such a testbed does not
         if _claims(c)[1]:
-            return f"{_better(c, names)}; on a testbed where {c.ceiling}"
+            return f"{_better(c, names)}{permutation_caveat(c)}; on a testbed where {c.ceiling}"
         return f"{NO_HEADROOM}: {c.ceiling}"
     return c.outcome
 
@@ -747,7 +836,8 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
     for c in tested:
         _advise_seeds(c, ALPHA / len(tested) if correction and len(tested) > 1 else ALPHA)
     with_images = [c for c in tested if math.isfinite(c.images_p_difference)]
-    for family, fields in ((tested, ("p_equivalence", "p_difference")),
+    for family, fields in ((tested, ("p_equivalence", "p_difference",
+                                     "permutation_p_equivalence", "permutation_p_difference")),
                            (with_images, ("images_p_equivalence", "images_p_difference"))):
         for field in fields if family else ():
             raw = [getattr(c, field) for c in family]
@@ -800,7 +890,10 @@ def trend(runs: pd.DataFrame, factor: str, metric: str = DEFAULT_METRIC) -> Dict
     does for a difference, and as conservative).
     With 3 or more levels and seeds to spare, ``lack_of_fit_p`` is the classical lack-of-fit F test: the line
     against one mean per level, on the spread of the seeds within levels. A small p says the means depart from a
-    straight line, so a settled slope summarises a curve (a peak, one collapsed level) rather than describes it."""
+    straight line, so a settled slope summarises a curve (a peak, one collapsed level) rather than describes it.
+    ``permutation_p``: the slope against its values with the levels shuffled over the runs (``PERMUTATIONS`` random
+    shuffles, or every one where there are fewer), which assumes no shape of the seeds' spread: a test that the
+    metric does not depend on the factor at all."""
     import statsmodels.api as sm
 
     levels, values, arms = [], [], []
@@ -814,11 +907,16 @@ def trend(runs: pd.DataFrame, factor: str, metric: str = DEFAULT_METRIC) -> Dict
     x, y = np.array(levels, dtype=float), np.array(values, dtype=float)
     result = {"factor": factor, "runs": len(x), "levels": len(set(x)), "slope": math.nan, "ci_low": math.nan,
               "ci_high": math.nan, "p": math.nan, "images_ci_low": math.nan, "images_ci_high": math.nan,
-              "images_p": math.nan, "images_why": "", "lack_of_fit_f": math.nan, "lack_of_fit_p": math.nan}
+              "images_p": math.nan, "images_why": "", "lack_of_fit_f": math.nan, "lack_of_fit_p": math.nan,
+              "permutation_p": math.nan}
     if len(x) >= 3 and len(set(x)) >= 2:
         fit = sm.OLS(y, sm.add_constant(x)).fit()
         low, high = fit.conf_int(alpha=ALPHA)[1]
         result.update(slope=float(fit.params[1]), ci_low=float(low), ci_high=float(high), p=float(fit.pvalues[1]))
+        # one sample, the levels, reordered against the fixed values: n! orders (scipy counts (n!)² for two)
+        result["permutation_p"] = float(st.permutation_test(
+            (x,), lambda levels, axis: _slope(levels, y, axis), permutation_type="pairings", vectorized=True,
+            n_resamples=PERMUTATIONS, rng=0).pvalue)
         if len(set(x)) >= 3 and len(x) > len(set(x)):
             per_level = sm.OLS(y, pd.get_dummies(pd.Categorical(x)).to_numpy(dtype=float)).fit()
             if per_level.ssr > 0:  # seeds that agree to the last digit leave no spread to test against
@@ -827,6 +925,12 @@ def trend(runs: pd.DataFrame, factor: str, metric: str = DEFAULT_METRIC) -> Dict
         if metric == DEFAULT_METRIC:  # the predictions are the final model's
             result.update(_trend_with_images(runs, arms, x, fit))
     return result
+
+
+def _slope(x: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
+    """The least-squares slope of y on x along ``axis`` (the OLS fit's; x may hold many orders of the levels)."""
+    dx = x - x.mean(axis=axis, keepdims=True)
+    return (dx * (y - y.mean(axis=axis, keepdims=True))).sum(axis=axis) / (dx ** 2).sum(axis=axis)
 
 
 def _trend_with_images(runs: pd.DataFrame, arms: List[Tuple[str, pd.Index]], x: np.ndarray, fit: Any

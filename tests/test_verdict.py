@@ -1,4 +1,5 @@
 """Arms, statistics, headroom and figures on constructed run records (real files, real pandas/statsmodels)."""
+import itertools
 import json
 import math
 import re
@@ -31,9 +32,20 @@ from analysis.plots import (
     legend_entries,
     mixer_color,
 )
-from analysis.report import _p, arms_table, build
+from analysis.report import arms_table, build
 from analysis.report import main as report_main
-from analysis.stats import ALPHA, INSUFFICIENT, NO_HEADROOM, WELCH_TEST, _seeds_range, images_and_seeds_test
+from analysis.stats import (
+    ALPHA,
+    INSUFFICIENT,
+    NO_HEADROOM,
+    PERMUTATIONS,
+    WELCH_TEST,
+    _seeds_range,
+    images_and_seeds_test,
+    p_text,
+    permutation_seeds,
+    permutation_tests,
+)
 
 pytestmark = pytest.mark.usefixtures("testbed_cache")
 SHIFT = [91.0, 92.5, 90.5, 92.0]
@@ -462,7 +474,13 @@ def test_one_factor_sweep_reports_the_trend(tmp_path):
     assert f"over 6 finished runs at 3 levels: {fit.params[1]:+.3g} points per unit" in md
     p = _lack_of_fit_p(x, [v for vs in gammas.values() for v in vs])
     assert p >= 0.05 and f"A straight line is not rejected by the arms' means (lack-of-fit F test against one " \
-        f"mean per level, p = {_p(p)})" in md
+        f"mean per level, p = {p_text(p)})" in md
+    # the slope against every one of the 720 orders of the levels over the 6 runs
+    y = np.array([v for vs in gammas.values() for v in vs])
+    slopes = np.array([np.polyfit(order, y, 1)[0] for order in itertools.permutations(x)])
+    tail = min(np.mean(slopes >= fit.params[1] - 1e-9), np.mean(slopes <= fit.params[1] + 1e-9))
+    assert f"The permutation test, which shuffles the levels over the runs and assumes no shape of the seeds' " \
+        f"spread: p = {p_text(min(1.0, 2 * tail))}." in md
 
 
 def _lack_of_fit_p(x, y) -> float:
@@ -486,7 +504,7 @@ def test_a_trend_says_when_the_means_depart_from_its_line(tmp_path):
     x = [float(Fraction(g)) for g, vs in gammas.items() for _ in vs]
     p = _lack_of_fit_p(x, [v for vs in gammas.values() for v in vs])
     assert p < 0.05 and "The arms' means depart from a straight line (lack-of-fit F test against one mean per " \
-        f"level, p = {_p(p)})" in md
+        f"level, p = {p_text(p)})" in md
     from analysis.stats import trend
 
     # two levels are always on a line: no test
@@ -869,3 +887,91 @@ def test_with_two_seeds_the_advice_says_the_floor_cannot_be_estimated(tmp_path):
     assert row["verdict"].endswith(f"{row['seeds_low']} or more seeds per arm might settle it (80 % power, the 200 "
                                    "validation images' noise counted), or none: with 2 seeds, the part of the images' "
                                    "noise that more seeds do not remove cannot be told from one seed's luck")
+
+
+def _enumerated_p(t, b, paired, alternative):
+    """The permutation p of mean(t) - mean(b) by listing every rearrangement: swaps within pairs when paired, else
+    every split of the pooled values into groups of the arms' sizes. Two-sided: twice the smaller tail (as scipy)."""
+    t, b = np.asarray(t, dtype=float), np.asarray(b, dtype=float)
+    observed = t.mean() - b.mean()
+    if paired:
+        null = [np.where(flips, b - t, t - b).mean() for flips in itertools.product([False, True], repeat=len(t))]
+    else:
+        pooled = np.concatenate([t, b])
+        null = [pooled[list(group)].mean() - np.delete(pooled, list(group)).mean()
+                for group in itertools.combinations(range(len(pooled)), len(t))]
+    null = np.array(null)
+    greater, less = np.mean(null >= observed - 1e-9), np.mean(null <= observed + 1e-9)
+    return {"greater": greater, "less": less, "two-sided": min(1.0, 2 * min(greater, less))}[alternative]
+
+
+@pytest.mark.parametrize("paired", [False, True], ids=["unpaired", "paired"])
+def test_the_permutation_tests_are_every_rearrangement_of_the_seeds(paired):
+    t = np.array([91.0, 92.5, 90.5, 93.0, 91.7])
+    b = np.array([90.0, 91.5, 91.0, 90.5, 91.2]) if paired else np.array([90.0, 91.5, 91.0, 90.5])
+    result = permutation_tests(t, b, margin=1.5, paired=paired)
+    assert result["p_difference"] == pytest.approx(_enumerated_p(t, b, paired, "two-sided"))
+    # equivalence within ±1.5: the treatment moved onto each bound, one-sided each way, the larger p
+    assert result["p_equivalence"] == pytest.approx(max(_enumerated_p(t + 1.5, b, paired, "greater"),
+                                                        _enumerated_p(t - 1.5, b, paired, "less")))
+    assert result["floor"] == pytest.approx(2 / (2 ** 5 if paired else math.comb(9, 5)))
+    # the floor is reached by seeds of one arm all above the other's, and only then
+    apart = permutation_tests(t + 10, b, paired=paired)["p_difference"]
+    assert apart == pytest.approx(result["floor"]) and result["p_difference"] > result["floor"]
+
+
+def test_past_the_exact_count_the_permutation_test_samples_reproducibly():
+    rng = np.random.default_rng(1)
+    t, b = 90 + rng.normal(size=12), 89.5 + rng.normal(size=12)  # 2.7 million splits
+    first, again = permutation_tests(t, b), permutation_tests(t, b)
+    assert first == again and first["floor"] == pytest.approx(2 / (PERMUTATIONS + 1))
+    assert first["p_difference"] == pytest.approx(st.ttest_ind(t, b).pvalue, abs=0.05)  # normal seeds: they agree
+
+
+def test_the_seeds_a_permutation_test_needs_to_reach_a_level():
+    assert permutation_seeds(0.05, paired=False) == 4  # 2/70 = 0.029; 3 and 3: 2/20 = 0.10
+    assert permutation_seeds(0.01, paired=False) == 5  # 2/252
+    assert permutation_seeds(0.05, paired=True) == 6  # 2/64; 5 pairs: 2/32 = 0.0625
+    assert permutation_seeds(2 / (PERMUTATIONS + 1), paired=False) is None
+
+
+def test_a_difference_three_seeds_cannot_show_without_normal_seeds_says_what_it_rests_on(tmp_path):
+    write_arm(tmp_path / "three", "shift", [93.0, 92.5, 93.4])
+    write_arm(tmp_path / "three", "attn", [90.0, 90.5, 89.6], mixer="attn")
+    row = verdicts(load_runs(tmp_path / "three", warn=False)).iloc[0]
+    assert row["p_difference_adj"] < ALPHA and row["permutation_p_difference"] == pytest.approx(0.1)
+    assert row["verdict"] == (
+        f"shift better by 2.93 [{row['ci_low']:.2f}, {row['ci_high']:.2f}], if the seeds' spread is normal: the "
+        "permutation test over seeds, which does not assume so, gives p = 0.100 for the difference (Holm); 3 and 3 "
+        "seeds can give no p below 0.100, and 4 or more seeds per arm could reach α = 0.05")
+    assert report_main([str(tmp_path / "three"), "--out", str(tmp_path / "r")]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "p difference, permutation (Holm)" in md and row["verdict"] in md and "no two-sided p below 0.100" in md
+    write_arm(tmp_path / "four", "shift", [93.0, 92.5, 93.4, 92.8])  # 4 and 4, all apart: 2/70
+    write_arm(tmp_path / "four", "attn", [90.0, 90.5, 89.6, 90.2], mixer="attn")
+    row = verdicts(load_runs(tmp_path / "four", warn=False)).iloc[0]
+    assert row["permutation_p_difference"] == pytest.approx(2 / 70)
+    assert row["verdict"] == f"shift better by 2.85 [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+
+
+def test_an_equivalence_three_seeds_cannot_show_without_normal_seeds_says_so(tmp_path):
+    write_arm(tmp_path, "shift", [90.0, 90.1, 90.2])
+    write_arm(tmp_path, "attn", [90.05, 90.1, 90.15], mixer="attn")
+    row = verdicts(load_runs(tmp_path, warn=False)).iloc[0]
+    assert row["p_equivalence_adj"] < ALPHA <= row["permutation_p_equivalence_adj"]
+    assert row["verdict"] == (
+        "equivalent within ±1, if the seeds' spread is normal: the permutation test over seeds, which does not "
+        f"assume so, gives p = {p_text(row['permutation_p_equivalence_adj'])} for the equivalence (Holm); 3 and 3 "
+        "seeds can give no p below 0.100, and 4 or more seeds per arm could reach α = 0.05")
+
+
+def test_a_bimodal_arm_the_t_test_calls_better_is_not_called_so_without_its_condition(tmp_path):
+    """Six seeds per arm, enough for the permutation test to reach 0.002: two seeds of the treatment stayed at
+    chance, below every seed of the baseline. Welch's t, taking the spread to be normal, calls the difference
+    (p = 0.03); the seeds' rearrangements do not (28 of 924 are as extreme, p = 0.06)."""
+    write_arm(tmp_path, "shift", [99.0, 98.5, 99.2, 98.8, 48.0, 49.0])
+    write_arm(tmp_path, "attn", [50.0, 51.0, 52.0, 50.5, 51.5, 49.5], mixer="attn")
+    row = verdicts(load_runs(tmp_path, warn=False)).iloc[0]
+    assert row["p_difference_adj"] < ALPHA <= row["permutation_p_difference_adj"]
+    assert row["verdict"].endswith(", if the seeds' spread is normal: the permutation test over seeds, which does "
+                                   "not assume so, gives p = 0.061 for the difference (Holm)")
