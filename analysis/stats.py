@@ -16,6 +16,11 @@
     95 % interval of the variance estimate, at the level the correction holds each comparison to at worst
     (α / k for k comparisons: Holm's first step); where the validation images' noise is counted, by that test,
     whose images term does not shrink with seeds: when it alone leaves under 80 % power, no number of seeds would;
+  - a claim (a difference or an equivalence) that the seeds' permutation test, Holm-corrected alike, does not
+    support gets its condition: ``…, if the seeds' spread is normal: the permutation test … gives p = …``. The t
+    tests assume a normal spread of seeds, which fails where some seeds learn a task and others stay at chance;
+    the permutation test assumes no shape, but few seeds cap it (3 and 3 seeds give no p below 0.10), and then
+    the condition says how many seeds could reach the level;
   - ``insufficient data``: fewer than 2 finished runs in an arm (or complete pairs), or no variance at all;
   - ``testbed cannot separate the arms: <why>`` replaces an equivalence or an inconclusive outcome when the
     testbed cannot resolve the arms (``headroom.ceiling_reason``: both near 100 %, or neither above a raw-pixel
@@ -678,7 +683,11 @@ def seeds_advice(c: Comparison) -> str:
         needed = _images_needed(c.diff, c.margin, paired, c.seeds_alpha, high)
         return (f"{maybe}: near the high end of its 95 % interval, the images' own noise alone leaves under "
                 f"{POWER * 100:.0f} % power; with many seeds, {needed:,} validation images would even there")
-    return f"about {_span(c.seeds_low, c.seeds_high)} {unit} would settle it ({POWER * 100:.0f} % power{level}{images})"
+    text = f"about {_span(c.seeds_low, c.seeds_high)} {unit} would settle it ({POWER * 100:.0f} % power{level}{images})"
+    shape_free = permutation_seeds(c.seeds_alpha, paired)
+    if shape_free and c.seeds_low is not None and c.seeds_low < shape_free:  # a claim it could not support: a caveat
+        text += f", {shape_free} or more for the {PERMUTATION} test over seeds to reach that level too"
+    return text
 
 
 def _images_needed(diff: float, margin: float, paired: bool, alpha: float, images: Tuple[float, float, int]) -> int:

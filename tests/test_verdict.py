@@ -975,3 +975,14 @@ def test_a_bimodal_arm_the_t_test_calls_better_is_not_called_so_without_its_cond
     assert row["p_difference_adj"] < ALPHA <= row["permutation_p_difference_adj"]
     assert row["verdict"].endswith(", if the seeds' spread is normal: the permutation test over seeds, which does "
                                    "not assume so, gives p = 0.061 for the difference (Holm)")
+
+
+def test_a_seeds_advice_below_what_the_permutation_test_needs_says_how_many_it_needs(tmp_path):
+    """2 seeds per arm far apart but noisy: the t test's power might be reached at 3 seeds per arm, where the
+    permutation test can give no p below 0.10; the advice names the 4 it needs to reach 0.05."""
+    write_arm(tmp_path, "shift", [95.0, 85.0])
+    write_arm(tmp_path, "attn", [80.0, 82.0], mixer="attn")
+    row = verdicts(load_runs(tmp_path, warn=False)).iloc[0]
+    assert row["verdict"].startswith("inconclusive: about ") and row["seeds_low"] < permutation_seeds(0.05, False)
+    assert row["verdict"].endswith("(80 % power), 4 or more for the permutation test over seeds to reach that "
+                                   "level too")

@@ -79,12 +79,13 @@ NOTEBOOKS = {
                  ['summarize(runs)']),
     "claim": ("The claim: is attention what makes ViTs work?",
               "Every arm against the attention arm at the same FLOPs: Welch TOST (margin ±1 top-1 point) and a "
-              "difference test, Holm-corrected, with the testbed's headroom and the budget checked.",
+              "difference test, Holm-corrected, with the seeds' permutation test beside them and the testbed's "
+              "headroom and the budget checked.",
               [HEADROOM,
                'summarize(runs)',
                'table = verdicts(runs, baseline="attn", margin=1.0)\n'
                'table[["treatment", "baseline", "n_treatment", "n_baseline", "diff", "ci_low", "ci_high", '
-               '"p_equivalence_adj", "p_difference_adj", "budget", "verdict"]]']),
+               '"p_equivalence_adj", "p_difference_adj", "permutation_p_difference_adj", "budget", "verdict"]]']),
 }
 
 
