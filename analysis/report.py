@@ -66,6 +66,7 @@ RUN_COLUMNS = ["sweep", "job", "arm", "seed", "status", "val_top1", "val_top1_se
                "train_images_per_s", "epochs_done"]
 Section = Tuple[str, Any]
 NOT_RUN = "not run"  # the arms table's column of jobs a sweep planned and never ran
+BEATS_RAW = "seeds beating raw pixels"  # the verdict table's count of seeds above the raw-pixel baseline + margin
 
 
 def _points(value: Any) -> str:
@@ -137,6 +138,12 @@ def verdict_table(table: pd.DataFrame) -> pd.DataFrame:
     columns.update({
         f"p equivalence, {PERMUTATION} ({CORRECTED})": [p_text(p) for p in table["permutation_p_equivalence_adj"]],
         f"p difference, {PERMUTATION} ({CORRECTED})": [p_text(p) for p in table["permutation_p_difference_adj"]]})
+    if table["beats_raw_p"].notna().any():
+        columns.update({
+            BEATS_RAW: [f"{t:.0f} of {nt} vs {b:.0f} of {nb}" if pd.notna(t) else "" for t, nt, b, nb in
+                        zip(table["beats_raw_treatment"], table["n_treatment"], table["beats_raw_baseline"],
+                            table["n_baseline"])],
+            f"p {BEATS_RAW}, Fisher ({CORRECTED})": [p_text(p) for p in table["beats_raw_p_adj"]]})
     return pd.DataFrame({**columns, "budget": table["budget"], "verdict": table["verdict"]})
 
 
@@ -257,6 +264,14 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
                                   f"comparisons. A verdict whose claim this test does not support names the condition "
                                   f"the claim rests on. Few seeds cap it whatever their values: 3 and 3 seeds give "
                                   f"no two-sided p below {p_text(2 / math.comb(6, 3))}."))
+        if table["beats_raw_p"].notna().any():
+            sections.append(("p", f"The '{BEATS_RAW}' columns ask another question than the means: how many of each "
+                                  f"arm's finished seeds beat the testbed's better raw-pixel baseline by more than "
+                                  f"±{margin:g}, that is, learned something pixels alone do not give, and Fisher's "
+                                  f"exact test of the two counts, {CORRECTED}-corrected over the comparisons. Where "
+                                  f"seeds either learn the task or stay near chance, that count summarises an arm "
+                                  f"better than a mean of the two modes. The verdict is about the means; this test "
+                                  f"does not change it."))
         for _, row in table[~images & (table["images_why"] != "")].iterrows():
             sections.append(("p", f"{row['treatment']} vs {row['baseline']}: the seed test alone, with the validation "
                                   f"set held fixed: {row['images_why']}."))

@@ -247,6 +247,12 @@ class Comparison:
     # (never), or only at its high end (maybe_never: then the seeds range's high end is None)
     seeds_never: bool = False
     seeds_maybe_never: bool = False
+    # how many finished seeds of each arm beat the testbed's better raw-pixel baseline by more than the margin (the
+    # seeds that learned the task where seeds learn it or stay at chance), and Fisher's exact test of the two counts
+    beats_raw_treatment: Optional[int] = None
+    beats_raw_baseline: Optional[int] = None
+    beats_raw_p: float = math.nan
+    beats_raw_p_adj: float = math.nan
     budget: str = ""
     budget_matched: Optional[bool] = None
     ceiling: str = ""
@@ -836,18 +842,21 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
     for c, (t_arm, b_arm) in zip(comparisons, pairs):
         c.budget, c.budget_matched = budget_difference(runs, t_arm, b_arm, tolerance)
         c.ceiling = _ceiling(runs, t_arm, b_arm, metric, margin, testbeds) or ""
-    if metric == DEFAULT_METRIC:  # the predictions are the final model's: they count for val_top1 only
+    if metric == DEFAULT_METRIC:  # the predictions are the final model's, and the raw pixels score top-1
         tested_ids = {id(c) for c in tested}
         for c, (t_arm, b_arm) in zip(comparisons, pairs):
             if id(c) in tested_ids:
                 _images_and_seeds(c, runs, t_arm, b_arm)
+                _beats_raw(c, runs, t_arm, b_arm, margin, testbeds)
     # the seeds advice at the level the correction holds a comparison to at worst, by the test the verdict reads
     for c in tested:
         _advise_seeds(c, ALPHA / len(tested) if correction and len(tested) > 1 else ALPHA)
     with_images = [c for c in tested if math.isfinite(c.images_p_difference)]
+    with_raw = [c for c in tested if math.isfinite(c.beats_raw_p)]
     for family, fields in ((tested, ("p_equivalence", "p_difference",
                                      "permutation_p_equivalence", "permutation_p_difference")),
-                           (with_images, ("images_p_equivalence", "images_p_difference"))):
+                           (with_images, ("images_p_equivalence", "images_p_difference")),
+                           (with_raw, ("beats_raw_p",))):
         for field in fields if family else ():
             raw = [getattr(c, field) for c in family]
             adjusted = multipletests(raw, alpha=ALPHA, method=correction)[1] if correction else raw
@@ -862,17 +871,46 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
     return table
 
 
-def _ceiling(runs: pd.DataFrame, t_arm: str, b_arm: str, metric: str, margin: float,
-             testbeds: Optional[Dict[str, Testbed]]) -> Optional[str]:
+def _testbed(runs: pd.DataFrame, t_arm: str, b_arm: str, testbeds: Optional[Dict[str, Testbed]]
+             ) -> Optional[Testbed]:
+    """The one testbed both arms ran on, or None (no data config recorded, or two)."""
     if "data_config" not in runs:
         return None
     configs = set(runs.loc[runs["arm"].isin([t_arm, b_arm]), "data_config"])
     if len(configs) != 1:
         return None
     key = configs.pop()
-    bed = (testbeds or {}).get(key) or headroom_of(json.loads(key))
+    return (testbeds or {}).get(key) or headroom_of(json.loads(key))
+
+
+def _ceiling(runs: pd.DataFrame, t_arm: str, b_arm: str, metric: str, margin: float,
+             testbeds: Optional[Dict[str, Testbed]]) -> Optional[str]:
+    bed = _testbed(runs, t_arm, b_arm, testbeds)
+    if bed is None:
+        return None
     means = [finished_values(runs, arm, metric).mean() for arm in (t_arm, b_arm)]
     return ceiling_reason(means, bed, margin)
+
+
+def beats_raw_test(treatment: Sequence[float], baseline: Sequence[float], threshold: float
+                   ) -> Tuple[int, int, float]:
+    """(treatment's seeds above ``threshold``, baseline's, Fisher's exact two-sided p of those counts out of the
+    arms' seeds; scipy). Where every seed either learns a task or stays near chance, how often an arm's seeds learn
+    is the honest summary, and a mean of the two modes is not."""
+    above = [int(np.sum(np.asarray(values, dtype=float) > threshold)) for values in (treatment, baseline)]
+    table = [[above[0], len(treatment) - above[0]], [above[1], len(baseline) - above[1]]]
+    return above[0], above[1], float(st.fisher_exact(table).pvalue)
+
+
+def _beats_raw(c: Comparison, runs: pd.DataFrame, t_arm: str, b_arm: str, margin: float,
+               testbeds: Optional[Dict[str, Testbed]]) -> None:
+    """Fill ``c``'s beats_raw fields on the arms' finished seeds, where their testbed has a raw-pixel baseline."""
+    bed = _testbed(runs, t_arm, b_arm, testbeds)
+    best = bed.best_baseline if bed is not None else None
+    if best is None:
+        return
+    c.beats_raw_treatment, c.beats_raw_baseline, c.beats_raw_p = beats_raw_test(
+        finished_values(runs, t_arm), finished_values(runs, b_arm), best[1] + margin)
 
 
 # --- one-factor sweeps --------------------------------------------------------------------------------------------

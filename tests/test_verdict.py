@@ -986,3 +986,24 @@ def test_a_seeds_advice_below_what_the_permutation_test_needs_says_how_many_it_n
     assert row["verdict"].startswith("inconclusive: about ") and row["seeds_low"] < permutation_seeds(0.05, False)
     assert row["verdict"].endswith("(80 % power), 4 or more for the permutation test over seeds to reach that "
                                    "level too")
+
+
+def test_seeds_that_learn_or_stay_at_chance_are_counted_against_the_raw_pixels(tmp_path):
+    """Where seeds either learn the task or stay near chance, the report counts the seeds of each arm above the
+    better raw-pixel baseline + margin and compares the counts by Fisher's exact test, beside the means' verdict."""
+    best = headroom_of(RELATIONS).best_baseline[1]
+    shift = [best + 20, best + 2, 52.0, best + 18, best + 1.5, best + 15]  # 5 of 6 above it by more than 1
+    attn = [52.0, 51.0, best + 0.5, 50.0, 54.0, 52.0]  # none by more than 1
+    write_arm(tmp_path, "shift", shift)
+    write_arm(tmp_path, "attn", attn, mixer="attn")
+    row = verdicts(load_runs(tmp_path, warn=False)).iloc[0]
+    assert (row["beats_raw_treatment"], row["beats_raw_baseline"]) == (5, 0)
+    assert row["beats_raw_p"] == pytest.approx(st.fisher_exact([[5, 1], [0, 6]]).pvalue)
+    assert row["beats_raw_p_adj"] == pytest.approx(row["beats_raw_p"])  # one comparison
+    assert report_main([str(tmp_path), "--out", str(tmp_path / "r")]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| seeds beating raw pixels | p seeds beating raw pixels, Fisher (Holm) |" in md
+    assert f"| 5 of 6 vs 0 of 6 | {p_text(row['beats_raw_p_adj'])} |" in md
+    # another metric than top-1 is not what the raw-pixel baselines score: no count
+    other = verdicts(load_runs(tmp_path, warn=False), metric="best_val_top1").iloc[0]
+    assert math.isnan(other["beats_raw_p"]) and other["beats_raw_treatment"] is None
