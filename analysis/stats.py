@@ -904,13 +904,17 @@ def beats_raw_test(treatment: Sequence[float], baseline: Sequence[float], thresh
 
 def _beats_raw(c: Comparison, runs: pd.DataFrame, t_arm: str, b_arm: str, margin: float,
                testbeds: Optional[Dict[str, Testbed]]) -> None:
-    """Fill ``c``'s beats_raw fields on the arms' finished seeds, where their testbed has a raw-pixel baseline."""
+    """Fill ``c``'s beats_raw fields on the seeds its tests used (the complete pairs when paired), where their
+    testbed has a raw-pixel baseline."""
     bed = _testbed(runs, t_arm, b_arm, testbeds)
     best = bed.best_baseline if bed is not None else None
     if best is None:
         return
-    c.beats_raw_treatment, c.beats_raw_baseline, c.beats_raw_p = beats_raw_test(
-        finished_values(runs, t_arm), finished_values(runs, b_arm), best[1] + margin)
+    t, b = finished_values(runs, t_arm).dropna(), finished_values(runs, b_arm).dropna()
+    if _paired(c):
+        common = sorted(set(t.index) & set(b.index))
+        t, b = t.loc[common], b.loc[common]
+    c.beats_raw_treatment, c.beats_raw_baseline, c.beats_raw_p = beats_raw_test(t, b, best[1] + margin)
 
 
 # --- one-factor sweeps --------------------------------------------------------------------------------------------

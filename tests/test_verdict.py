@@ -1007,3 +1007,8 @@ def test_seeds_that_learn_or_stay_at_chance_are_counted_against_the_raw_pixels(t
     # another metric than top-1 is not what the raw-pixel baselines score: no count
     other = verdicts(load_runs(tmp_path, warn=False), metric="best_val_top1").iloc[0]
     assert math.isnan(other["beats_raw_p"]) and other["beats_raw_treatment"] is None
+    # paired by seed, the counts are over the complete pairs the tests used: a seed only shift has is left out
+    write_run(tmp_path, "shift-6", seed=6, val_top1=best + 10)
+    unpaired, paired = (verdicts(load_runs(tmp_path, warn=False), pair_by=by).iloc[0] for by in (None, "seed"))
+    assert (unpaired["beats_raw_treatment"], unpaired["n_treatment"]) == (6, 7)
+    assert (paired["beats_raw_treatment"], paired["beats_raw_baseline"], paired["n_treatment"]) == (5, 0, 6)
