@@ -169,11 +169,15 @@ def validation_size(data_config: Mapping[str, Any]) -> Optional[int]:
     return headroom_of(data_config, baselines=False).val_images
 
 
-def ceiling_reason(accuracies: Sequence[float], bed: Testbed, margin: float) -> Optional[str]:
+def ceiling_reason(accuracies: Sequence[float], bed: Testbed, margin: float,
+                   seeds: Optional[Mapping[str, Sequence[float]]] = None) -> Optional[str]:
     """Why the testbed cannot separate arms scoring ``accuracies`` (%), or None when it can.
 
     Either every arm is within the test-set noise of 100 % (Z95 binomial SEs), or no arm beats the better
-    raw-pixel baseline by more than the equivalence margin."""
+    raw-pixel baseline by more than the equivalence margin. ``seeds`` (an arm's name -> its seeds' values): the
+    second reason says how many seeds of each beat it all the same. Where seeds either learn a task or stay at
+    chance an arm can have seeds far above the pixels and a mean below them; that is said, not judged, since a seed
+    above them by the margin may also be luck, and more seeds make one likelier."""
     accuracies = [a for a in accuracies if a is not None and math.isfinite(a)]
     if not accuracies:
         return None
@@ -181,7 +185,10 @@ def ceiling_reason(accuracies: Sequence[float], bed: Testbed, margin: float) -> 
         return f"every arm is within {Z95:.2f} binomial SEs of {CEILING:g} % on {bed.val_images} images"
     best = bed.best_baseline
     if best is not None and all(a - best[1] <= margin for a in accuracies):
-        return f"no arm beats raw-pixel {best[0]} ({best[1]:.2f} %) by more than ±{margin:g}"
+        above = [f"{sum(v - best[1] > margin for v in values)} of {len(values)} seeds of the {name}"
+                 for name, values in (seeds or {}).items() if any(v - best[1] > margin for v in values)]
+        return f"no arm beats raw-pixel {best[0]} ({best[1]:.2f} %) by more than ±{margin:g}" + \
+            (f" ({' and '.join(above)} do)" if above else "")
     return None
 
 

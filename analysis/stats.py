@@ -24,7 +24,8 @@
   - ``insufficient data``: fewer than 2 finished runs in an arm (or complete pairs), or no variance at all;
   - ``testbed cannot separate the arms: <why>`` replaces an equivalence or an inconclusive outcome when the
     testbed cannot resolve the arms (``headroom.ceiling_reason``: both near 100 %, or neither above a raw-pixel
-    baseline); a difference the test still finds is stated without the equivalence, with where it was measured;
+    baseline, with how many seeds of each are); a difference the test still finds is stated without the
+    equivalence, with where it was measured;
   - ``not budget-matched (+87 % MACs)`` replaces any outcome when the arms' budgets differ by more than the
     tolerance, unless both were solved to the same target (each is then within its tolerance of it): the
     comparison is otherwise not the one the ablation asks about.
@@ -888,8 +889,9 @@ def _ceiling(runs: pd.DataFrame, t_arm: str, b_arm: str, metric: str, margin: fl
     bed = _testbed(runs, t_arm, b_arm, testbeds)
     if bed is None:
         return None
-    means = [finished_values(runs, arm, metric).mean() for arm in (t_arm, b_arm)]
-    return ceiling_reason(means, bed, margin)
+    treatment, baseline = (finished_values(runs, arm, metric) for arm in (t_arm, b_arm))
+    return ceiling_reason([treatment.mean(), baseline.mean()], bed, margin,
+                          seeds={"treatment": treatment, "baseline": baseline})
 
 
 def beats_raw_test(treatment: Sequence[float], baseline: Sequence[float], threshold: float

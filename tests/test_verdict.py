@@ -284,6 +284,20 @@ def test_a_difference_on_a_testbed_without_headroom_claims_no_equivalence(tmp_pa
                         r"1-NN \(98\.61 %\) by more than ±1", row["verdict"]), row["verdict"]
 
 
+def test_seeds_above_the_raw_pixels_are_named_where_their_arms_mean_is_not(tmp_path):
+    """Seeds that learn or stay at chance: two of shift's five seeds beat raw-pixel 1-NN by far, its mean does not.
+    The verdict is still judged on the means ("cannot separate"), and says how many seeds beat the pixels."""
+    bed = headroom_of(RELATIONS)
+    best = bed.best_baseline[1]
+    learned = [best + 20, 52.0, best + 15, 53.0, 51.0]
+    assert np.mean(learned) < best
+    write_arm(tmp_path, "shift", learned)
+    write_arm(tmp_path, "attn", [50.0, 51.0, 52.0, 50.5, best + 1.5], mixer="attn")
+    row = verdicts(load_runs(tmp_path, warn=False)).iloc[0]
+    assert row["verdict"] == (f"{NO_HEADROOM}: no arm beats raw-pixel {bed.best_baseline[0]} ({best:.2f} %) by more "
+                              "than ±1 (2 of 5 seeds of the treatment and 1 of 5 seeds of the baseline do)")
+
+
 def test_an_accuracys_interval_stays_between_0_and_100(tmp_path):
     """The t-interval of 96.6, 88.0 and 99.5 (the shift arm on relations_small) is 79.8 to 109.6 unclipped."""
     write_arm(tmp_path, "shift", [96.6, 88.0, 99.5])
