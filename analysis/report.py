@@ -56,6 +56,7 @@ from .stats import (
     budget_difference,
     one_factor,
     p_text,
+    permutation_floor,
     summarize,
     trend,
     verdicts,
@@ -263,7 +264,7 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
                                   f"test of the treatment moved by ∓{margin:g}, {CORRECTED}-corrected over the same "
                                   f"comparisons. A verdict whose claim this test does not support names the condition "
                                   f"the claim rests on. Few seeds cap it whatever their values: 3 and 3 seeds give "
-                                  f"no two-sided p below {p_text(2 / math.comb(6, 3))}."))
+                                  f"no two-sided p below {p_text(permutation_floor(3, 3))}."))
         if table["beats_raw_p"].notna().any():
             sections.append(("p", f"The '{BEATS_RAW}' columns ask another question than the means: how many of each "
                                   f"arm's finished seeds beat the testbed's better raw-pixel baseline by more than "

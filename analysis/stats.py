@@ -326,7 +326,12 @@ def permutation_tests(treatment: np.ndarray, baseline: np.ndarray, margin: float
 
     return dict(p_difference=p_value(t, "two-sided"),
                 p_equivalence=max(p_value(t + margin, "greater"), p_value(t - margin, "less")),
-                floor=2 / min(_arrangements(len(t), len(b), paired), PERMUTATIONS + 1))
+                floor=permutation_floor(len(t), len(b), paired))
+
+
+def permutation_floor(n_treatment: int, n_baseline: int, paired: bool = False) -> float:
+    """The smallest two-sided p the permutation test of these counts of seeds can give, whatever their values."""
+    return 2 / min(_arrangements(n_treatment, n_baseline, paired), PERMUTATIONS + 1)
 
 
 def _mean_difference(x: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
@@ -345,7 +350,7 @@ def permutation_seeds(alpha: float, paired: bool) -> Optional[int]:
     if 2 / (PERMUTATIONS + 1) >= alpha:
         return None
     seeds = 2
-    while 2 / min(_arrangements(seeds, seeds, paired), PERMUTATIONS + 1) >= alpha:
+    while permutation_floor(seeds, seeds, paired) >= alpha:
         seeds += 1
     return seeds
 
