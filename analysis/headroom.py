@@ -16,7 +16,7 @@ import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence
 
 from scipy import stats as st
 
@@ -184,12 +184,19 @@ def ceiling_reason(accuracies: Sequence[float], bed: Testbed, margin: float,
     if bed.val_images and all(CEILING - a <= Z95 * bed.binomial_se(a) for a in accuracies):
         return f"every arm is within {Z95:.2f} binomial SEs of {CEILING:g} % on {bed.val_images} images"
     best = bed.best_baseline
-    if best is not None and all(a - best[1] <= margin for a in accuracies):
-        above = [f"{sum(v - best[1] > margin for v in values)} of {len(values)} seeds of the {name}"
-                 for name, values in (seeds or {}).items() if any(v - best[1] > margin for v in values)]
+    if best is not None and not count_beating_raw(accuracies, bed, margin):
+        counts = {name: (count_beating_raw(values, bed, margin), len(values)) for name, values in (seeds or {}).items()}
+        above = [f"{k} of {n} seeds of the {name}" for name, (k, n) in counts.items() if k]
         return f"no arm beats raw-pixel {best[0]} ({best[1]:.2f} %) by more than ±{margin:g}" + \
             (f" ({' and '.join(above)} do)" if above else "")
     return None
+
+
+def count_beating_raw(accuracies: Iterable[float], bed: Testbed, margin: float) -> Optional[int]:
+    """How many of ``accuracies`` (%: arm means, or seeds) beat the testbed's better raw-pixel baseline by more
+    than ``margin``; None where it has none."""
+    best = bed.best_baseline
+    return None if best is None else sum(a - best[1] > margin for a in accuracies)
 
 
 def headroom_line(bed: Testbed, observed: Sequence[float] = ()) -> str:

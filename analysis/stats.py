@@ -51,7 +51,7 @@ from shiftvit.config import DEFAULT_TOLERANCE, MATCH_PARAMS, check_tolerance
 from shiftvit.records import FAILED_STATUSES, PREDICTIONS_FILE, USED_STATUSES, read_predictions
 
 from .arms import DISPLAY, ArmSpec, arms_matching, column_name, describe, select_arm
-from .headroom import CEILING, Testbed, ceiling_reason, headroom_of
+from .headroom import CEILING, Testbed, ceiling_reason, count_beating_raw, headroom_of
 
 DEFAULT_MARGIN = 1.0
 DEFAULT_METRIC = "val_top1"  # what the tables, tests and figures compare unless asked for another
@@ -269,8 +269,7 @@ def compare(treatment: pd.Series, baseline: pd.Series, margin: float = DEFAULT_M
     t = pd.Series(treatment, dtype=float).dropna()
     b = pd.Series(baseline, dtype=float).dropna()
     if paired:
-        common = sorted(set(t.index) & set(b.index))
-        t, b = t.loc[common], b.loc[common]
+        t, b = _complete_pairs(t, b)
     result = Comparison(names[0], names[1], PAIRED_TEST if paired else WELCH_TEST, len(t), len(b),
                         margin=margin)
     result.diff = float(t.mean() - b.mean()) if len(t) and len(b) else math.nan
@@ -305,6 +304,12 @@ def compare(treatment: pd.Series, baseline: pd.Series, margin: float = DEFAULT_M
     result.permutation_floor = shape_free["floor"]
     _advise_seeds(result, alpha)
     return result
+
+
+def _complete_pairs(treatment: pd.Series, baseline: pd.Series) -> Tuple[pd.Series, pd.Series]:
+    """The two arms' values (indexed by seed) at the seeds both have, in one order."""
+    common = sorted(set(treatment.index) & set(baseline.index))
+    return treatment.loc[common], baseline.loc[common]
 
 
 def permutation_tests(treatment: np.ndarray, baseline: np.ndarray, margin: float = DEFAULT_MARGIN,
@@ -845,15 +850,16 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
                            paired=pair_by == "seed", names=(t_arm, b_arm)) for t_arm, b_arm in pairs]
     tested = [c for c in comparisons if not c.outcome.startswith(INSUFFICIENT)]
     names = [(_name(t_arm, runs), _name(b_arm, runs)) for t_arm, b_arm in pairs]
-    for c, (t_arm, b_arm) in zip(comparisons, pairs):
+    beds = [_testbed(runs, t_arm, b_arm, testbeds) for t_arm, b_arm in pairs]
+    for c, (t_arm, b_arm), bed in zip(comparisons, pairs, beds):
         c.budget, c.budget_matched = budget_difference(runs, t_arm, b_arm, tolerance)
-        c.ceiling = _ceiling(runs, t_arm, b_arm, metric, margin, testbeds) or ""
+        c.ceiling = _ceiling(runs, t_arm, b_arm, metric, margin, bed) or ""
     if metric == DEFAULT_METRIC:  # the predictions are the final model's, and the raw pixels score top-1
         tested_ids = {id(c) for c in tested}
-        for c, (t_arm, b_arm) in zip(comparisons, pairs):
+        for c, (t_arm, b_arm), bed in zip(comparisons, pairs, beds):
             if id(c) in tested_ids:
                 _images_and_seeds(c, runs, t_arm, b_arm)
-                _beats_raw(c, runs, t_arm, b_arm, margin, testbeds)
+                _beats_raw(c, runs, t_arm, b_arm, margin, bed)
     # the seeds advice at the level the correction holds a comparison to at worst, by the test the verdict reads
     for c in tested:
         _advise_seeds(c, ALPHA / len(tested) if correction and len(tested) > 1 else ALPHA)
@@ -889,9 +895,8 @@ def _testbed(runs: pd.DataFrame, t_arm: str, b_arm: str, testbeds: Optional[Dict
     return (testbeds or {}).get(key) or headroom_of(json.loads(key))
 
 
-def _ceiling(runs: pd.DataFrame, t_arm: str, b_arm: str, metric: str, margin: float,
-             testbeds: Optional[Dict[str, Testbed]]) -> Optional[str]:
-    bed = _testbed(runs, t_arm, b_arm, testbeds)
+def _ceiling(runs: pd.DataFrame, t_arm: str, b_arm: str, metric: str, margin: float, bed: Optional[Testbed]
+             ) -> Optional[str]:
     if bed is None:
         return None
     treatment, baseline = (finished_values(runs, arm, metric) for arm in (t_arm, b_arm))
@@ -899,29 +904,26 @@ def _ceiling(runs: pd.DataFrame, t_arm: str, b_arm: str, metric: str, margin: fl
                           seeds={"treatment": treatment, "baseline": baseline})
 
 
-def beats_raw_test(treatment: Sequence[float], baseline: Sequence[float], threshold: float
+def beats_raw_test(treatment: Sequence[float], baseline: Sequence[float], bed: Testbed, margin: float
                    ) -> Tuple[int, int, float]:
-    """(treatment's seeds above ``threshold``, baseline's, Fisher's exact two-sided p of those counts out of the
-    arms' seeds; scipy). Where every seed either learns a task or stays near chance, how often an arm's seeds learn
-    is the honest summary, and a mean of the two modes is not."""
-    above = [int(np.sum(np.asarray(values, dtype=float) > threshold)) for values in (treatment, baseline)]
+    """(treatment's seeds that beat ``bed``'s better raw-pixel baseline by more than ``margin``, baseline's, Fisher's
+    exact two-sided p of those counts out of the arms' seeds; scipy). Where every seed either learns a task or
+    stays near chance, how often an arm's seeds learn is the honest summary, and a mean of the two modes is not."""
+    above = [count_beating_raw(values, bed, margin) for values in (treatment, baseline)]
     table = [[above[0], len(treatment) - above[0]], [above[1], len(baseline) - above[1]]]
     return above[0], above[1], float(st.fisher_exact(table).pvalue)
 
 
-def _beats_raw(c: Comparison, runs: pd.DataFrame, t_arm: str, b_arm: str, margin: float,
-               testbeds: Optional[Dict[str, Testbed]]) -> None:
+def _beats_raw(c: Comparison, runs: pd.DataFrame, t_arm: str, b_arm: str, margin: float, bed: Optional[Testbed]
+               ) -> None:
     """Fill ``c``'s beats_raw fields on the seeds its tests used (the complete pairs when paired), where their
     testbed has a raw-pixel baseline."""
-    bed = _testbed(runs, t_arm, b_arm, testbeds)
-    best = bed.best_baseline if bed is not None else None
-    if best is None:
+    if bed is None or bed.best_baseline is None:
         return
-    t, b = finished_values(runs, t_arm).dropna(), finished_values(runs, b_arm).dropna()
+    t, b = finished_values(runs, t_arm), finished_values(runs, b_arm)
     if _paired(c):
-        common = sorted(set(t.index) & set(b.index))
-        t, b = t.loc[common], b.loc[common]
-    c.beats_raw_treatment, c.beats_raw_baseline, c.beats_raw_p = beats_raw_test(t, b, best[1] + margin)
+        t, b = _complete_pairs(t, b)
+    c.beats_raw_treatment, c.beats_raw_baseline, c.beats_raw_p = beats_raw_test(t, b, bed, margin)
 
 
 # --- one-factor sweeps --------------------------------------------------------------------------------------------
