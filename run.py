@@ -3,9 +3,7 @@
 Kept thin and import-light: torch, timm and wandb load only once a job actually runs; the config is checked
 before that (``shiftvit.config.check``), so ``--help`` and config errors answer fast.
 """
-import hashlib
 import os
-import re
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -15,36 +13,7 @@ from omegaconf import DictConfig
 
 from shiftvit import multirun
 from shiftvit.config import HYDRA_VERSION_BASE, register_configs
-
-
-def sweep_id(argv: List[str]) -> str:
-    """A sweep directory name that depends only on what the command's overrides ask for, so relaunching the
-    same command finds the same directory (finished jobs are skipped, cut-off ones resume), with its arguments,
-    or the values of one, in any order. How it is launched (``hydra/launcher=...``, ``hydra.*`` settings) and
-    settings that never change a run's numbers (``config.NOT_IDENTITY_KEYS``: threads, logger ...) are not part
-    of the sweep's identity."""
-    from shiftvit.config import NOT_IDENTITY_KEYS
-
-    given = [a for a in argv[1:] if "=" in a and not a.startswith(("-", "hydra.", "hydra/", "+hydra"))]
-    try:
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-        from hydra.core.override_parser.types import ChoiceSweep
-
-        items = []
-        for override in OverridesParser.create().parse_overrides(given):
-            if override.key_or_group in NOT_IDENTITY_KEYS:
-                continue
-            # a list of choices is a set of jobs: seed=1,0 is seed=0,1 (ranges and globs stay as written)
-            if isinstance(override.value(), ChoiceSweep):
-                values = sorted(override.sweep_string_iterator())
-                items.append(f"{override.get_key_element()}={','.join(values)}")
-            else:
-                items.append(override.input_line)
-    except Exception:  # a malformed override: Hydra reports it in a moment; any stable name will do until then
-        items = given
-    items.sort()
-    slug = re.sub(r"[^A-Za-z0-9=,.+_-]+", "_", "-".join(items))[:80] or "defaults"
-    return f"{slug}-{hashlib.sha256(repr(items).encode()).hexdigest()[:8]}"
+from shiftvit.multirun import SWEEPS_DIR
 
 
 def output_dir_error(argv: List[str]) -> str:
@@ -53,7 +22,7 @@ def output_dir_error(argv: List[str]) -> str:
     multirun = any(a in ("-m", "--multirun") for a in argv[1:])
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     given = [a.split("=", 1)[1] for a in argv[1:] if a.startswith(f"{key}=")]
-    directory = given[-1] if given else ("multirun" if multirun else "outputs")
+    directory = given[-1] if given else (SWEEPS_DIR if multirun else "outputs")
     directory = directory.split("$", 1)[0] or "."  # interpolated parts (${now:...}) are created below this
     path = Path(directory)
     try:
@@ -117,7 +86,7 @@ def _one_line_hydra_errors() -> None:
     hydra_utils.run_and_report = run_and_report
 
 
-os.environ.setdefault("SHIFTVIT_SWEEP_ID", sweep_id(sys.argv))
+os.environ.setdefault("SHIFTVIT_SWEEP_ID", multirun.continued_sweep_id(sys.argv))
 register_configs()  # the schema and group options (shiftvit/config.py); torch-free
 multirun.register_resolver()  # sweep job directories are named by their overrides (multirun.job_dir_name)
 

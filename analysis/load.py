@@ -22,6 +22,7 @@ from shiftvit.config import MATCH_NONE, NOT_IDENTITY_KEYS, config_hash
 from shiftvit.multirun import LAUNCH_ERROR_FILE, MULTIRUN_FILE, arm_key, job_overrides, launch_error, unstarted_jobs
 from shiftvit.records import (
     CONFIG_FILE,
+    DATA_FINGERPRINT_KEY,
     DUPLICATE,
     FAILED,
     FAILED_STATUSES,
@@ -48,7 +49,8 @@ LOADED_STATUSES = (*USED_STATUSES, *FAILED_STATUSES)
 WANDB_RUNNING_STATE = "running"  # wandb's ``Run.state`` of a run whose process still reports
 # summary.json's columns in a run's row (its identity comes from config.yaml): the schema of records.py
 RECORD_FILES = (SUMMARY_FILE, CONFIG_FILE, LAUNCH_ERROR_FILE)  # any of them makes a folder a run to load or skip
-SUMMARY_COLUMNS = ("status", *RESULT_KEYS, "config_hash", "git_commit", "git_dirty", *OUTCOME_KEYS)
+SUMMARY_COLUMNS = ("status", *RESULT_KEYS, "config_hash", "git_commit", "git_dirty", DATA_FINGERPRINT_KEY,
+                   *OUTCOME_KEYS)
 # the code every attempt that trained the run ran (records.trained_code), and the machines (records.trained_machines),
 # each joined: two or more when it was resumed under other code, or on another machine
 CODE_COLUMN, MACHINE_COLUMN, ATTEMPTS_SEPARATOR = "code", "machine", " + "

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # Hydra's config type; omegaconf itself loads with the app
 
 from .config import (
     ADDED_KEYS_AT_OLD_BEHAVIOUR,
+    LOCATION_KEYS,
     SPEED_ONLY_TRAIN_KEYS,
     TIMM_AUGMENT_TRAIN_KEYS,
     ConfigError,
@@ -34,7 +35,8 @@ from .config import (
     preflight,
     resolve,
 )
-from .records import COMPLETED, DUPLICATE, FAILED, FINISHED_STATUSES, INTERRUPTED, RUNNING
+from .records import COMPLETED, DATA_FINGERPRINT_KEY, DUPLICATE, FAILED, FINISHED_STATUSES, INTERRUPTED, RUNNING
+from .tracking import flatten
 
 log = logging.getLogger("shiftvit")
 
@@ -86,9 +88,7 @@ def versions() -> Dict[str, str]:
 # --- the run ------------------------------------------------------------------------------------------------------
 def config_difference(old: Dict[str, Any], new: Dict[str, Any], shown: int = 3) -> str:
     """``train.lr: 0.002 -> 0.0001, seed: 0 -> 1`` for the keys that change a run's numbers."""
-    from .tracking import flatten
-
-    ignored = {f"train.{k}" for k in SPEED_ONLY_TRAIN_KEYS}
+    ignored = {*(f"train.{k}" for k in SPEED_ONLY_TRAIN_KEYS), *LOCATION_KEYS}
     a, b = flatten(json.loads(json.dumps(old, default=str))), flatten(json.loads(json.dumps(new, default=str)))
     present = set(a) | set(b)
     for path, old_behaviour in ADDED_KEYS_AT_OLD_BEHAVIOUR.items():  # absent from a record older than the key
@@ -327,6 +327,7 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
         "run_dir": str(run_dir), "overrides": list(overrides or []), "sweep_name": sweep_name,
         "world_size": dist.world_size, "attempts": int(previous.get("attempts") or 0) + 1,
         "epochs_done": previous.get("epochs_done"),  # until this attempt ends an epoch, what the last one did
+        DATA_FINGERPRINT_KEY: previous.get(DATA_FINGERPRINT_KEY),  # until this attempt has read its data
         "attempts_code": [*earlier_attempts_code(previous), this_attempt],
     }
     # wall time across every attempt at this run (an interrupted one recorded its time up to its last epoch)
@@ -456,6 +457,18 @@ def _tracker(logger_cfg: Dict[str, Any], effective: Dict[str, Any], run_dir: Pat
                + (f"-{archived}" if (archived := archived_records(run_dir)) else ""))
 
 
+def _same_data(recorded: Optional[str], read: Optional[str], effective: Dict[str, Any]) -> Optional[str]:
+    """The data fingerprint of a run, which an attempt at resuming it must read alike: the config names where the data
+    lies (``config.LOCATION_KEYS``), not what it holds. Raises ``ConfigError`` before the attempt trains."""
+    if recorded and read and recorded != read:
+        flat = flatten(effective)
+        where = ", ".join(f"{key}={flat.get(key)!r}" for key in LOCATION_KEYS)
+        raise ConfigError(f"{where} holds other data than this record was trained on (data fingerprint {read}, the "
+                          f"record's {recorded}): point it at the data the run started with to resume, or "
+                          "train.resume=fresh to archive the record and start over")
+    return read or recorded
+
+
 def _train(effective: Dict[str, Any], run_dir: Path, summary: Dict[str, Any], on_start: Callable[[int, int], None],
            on_epoch: Callable[[Dict[str, Any]], None], dist) -> Dict[str, Any]:
     """Build data and model, fit, and return the summary fields the run produced. ``on_start(epoch, batch)``: where
@@ -476,6 +489,7 @@ def _train(effective: Dict[str, Any], run_dir: Path, summary: Dict[str, Any], on
         bundle = build_data(data_cfg.pop("name"), **data_cfg, **({"aug": aug} if "root" in data_cfg else {}))
     except DataError as e:
         raise ConfigError(str(e)) from None
+    summary[DATA_FINGERPRINT_KEY] = _same_data(summary.get(DATA_FINGERPRINT_KEY), bundle.fingerprint, effective)
     kwargs = model_kwargs(effective, bundle.num_classes, bundle.in_chans)
     try:
         model = timm.create_model(effective["model"]["name"], **kwargs)

@@ -435,8 +435,13 @@ WANDB_MODES = ("offline", "online", "disabled")
 # the effective config): sweep and job directories are named without them, so a relaunch that adds
 # train.threads=1 or logger=none finds the same records (conf/config.yaml's exclude_keys repeats it; a test holds
 # the two equal)
+# Where a run reads its data from, not which data it reads: the same data set copied to another disk (a cluster
+# node's local scratch, a relaunch on another machine) is the same run, so these keys enter no config hash, no run or
+# sweep directory name and no arm. Which data a run read is its record's data fingerprint (data.DataBundle), which
+# a resume must match.
+LOCATION_KEYS = ("data.root",)
 NOT_IDENTITY_KEYS = (*(f"train.{key}" for key in SPEED_ONLY_TRAIN_KEYS), "logger",
-                     *(f"logger.{f.name}" for f in dataclasses.fields(LoggerConfig)), "sweep_name")
+                     *(f"logger.{f.name}" for f in dataclasses.fields(LoggerConfig)), "sweep_name", *LOCATION_KEYS)
 
 
 @dataclass
@@ -871,18 +876,26 @@ def is_added_key_at_old_behaviour(dotted_key: str, value: Any) -> bool:
     return path in ADDED_KEYS_AT_OLD_BEHAVIOUR and ADDED_KEYS_AT_OLD_BEHAVIOUR[path] == value
 
 
+def _holder(config: Dict[str, Any], path: Tuple[str, ...]) -> Optional[Dict[str, Any]]:
+    """The mapping that holds ``path``'s last key (``config['data']`` for ``('data', 'root')``), or None."""
+    holder: Any = config
+    for parent in path[:-1]:
+        holder = holder.get(parent) if isinstance(holder, dict) else None
+    return holder if isinstance(holder, dict) else None
+
+
 def config_hash(effective: Dict[str, Any]) -> str:
-    """Identity of a run's numbers: the effective config minus settings that only change speed/reporting."""
+    """Identity of a run's numbers: the effective config minus settings that only change speed/reporting and
+    where the data lies (``LOCATION_KEYS``)."""
     hashed = json.loads(json.dumps(effective, default=str))
     for path, old_behaviour in ADDED_KEYS_AT_OLD_BEHAVIOUR.items():
-        *parents, key = path
-        holder = hashed
-        for parent in parents:
-            holder = holder.get(parent) if isinstance(holder, dict) else None
-        if isinstance(holder, dict) and key in holder and holder[key] == old_behaviour:
-            del holder[key]
-    for key in SPEED_ONLY_TRAIN_KEYS:
-        (hashed.get("train") or {}).pop(key, None)
+        holder = _holder(hashed, path)
+        if holder is not None and path[-1] in holder and holder[path[-1]] == old_behaviour:
+            del holder[path[-1]]
+    for path in [("train", key) for key in SPEED_ONLY_TRAIN_KEYS] + [tuple(k.split(".")) for k in LOCATION_KEYS]:
+        holder = _holder(hashed, path)
+        if holder is not None:
+            holder.pop(path[-1], None)
     return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
 
 

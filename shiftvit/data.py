@@ -8,6 +8,8 @@ tensors, for throughput), ``cifar10`` / ``cifar100`` (torchvision, from a local 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 import random
 from dataclasses import dataclass
@@ -54,10 +56,29 @@ class DataBundle:
     img_size: int
     mean: Tuple[float, ...]
     std: Tuple[float, ...]
+    # which data was read from data.root (``fingerprint``), where the config names only where it lies: a resume
+    # must read the same (app.py), and runs of one config that read different data are not one arm (analysis).
+    # None for the sources made from the config alone (digits, relations, synthetic): the config hash covers them.
+    fingerprint: Optional[str] = None
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+
+def content_fingerprint(*parts: Any) -> str:
+    """A short hash of what a data set holds: arrays (numpy or torch) by dtype, shape and bytes, anything else by
+    its JSON text. Written here because neither torchvision nor timm names a data set's content."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, (np.ndarray, torch.Tensor)):
+            array = np.ascontiguousarray(part.numpy() if isinstance(part, torch.Tensor) else part)
+            digest.update(f"{array.dtype.str}{array.shape}".encode())
+            digest.update(array.reshape(-1).view(np.uint8))
+        else:
+            digest.update(json.dumps(part, default=str).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
 
 
 def _order_seed(seed: int, epoch: int) -> int:
@@ -428,8 +449,10 @@ def build_mnist_like(name: str = M.name, root: str = "", img_size: int = M.img_s
                             f"{len(split.targets)} labels: the two files of a split must come together; fetch them "
                             "again")
     x_tr, y_tr = _subsample(train.data.numpy() / 255.0, train.targets.numpy(), train_fraction, split_seed)
-    return _tensor_bundle(x_tr, y_tr, val.data.numpy() / 255.0, val.targets.numpy(), img_size, cls.classes,
-                          translate, M.CHANNELS)
+    bundle = _tensor_bundle(x_tr, y_tr, val.data.numpy() / 255.0, val.targets.numpy(), img_size, cls.classes,
+                            translate, M.CHANNELS)
+    bundle.fingerprint = content_fingerprint(list(cls.classes), train.data, train.targets, val.data, val.targets)
+    return bundle
 
 
 RELATIONS_CLASSES = ("different rows", "same row")  # make_relations' labels 0 and 1
@@ -729,6 +752,8 @@ def build_cifar(name: str = C.name, root: str = "", img_size: int = C.img_size, 
     if len(class_names) != expected:
         raise DataError(f"{name}: the meta file under {str(Path(root) / cls.base_folder)!r} names "
                         f"{len(class_names)} classes, not {expected}: fetch the dataset again")
+    content = content_fingerprint(list(class_names), train.data, np.asarray(train.targets), val.data,
+                                  np.asarray(val.targets))
     train.data, targets = _subsample(train.data, np.asarray(train.targets), train_fraction, split_seed)
     train.targets = targets.tolist()
     if augment == "crop_flip":
@@ -737,7 +762,7 @@ def build_cifar(name: str = C.name, root: str = "", img_size: int = C.img_size, 
             return TransformedTensorDataset(images, torch.as_tensor(split.targets, dtype=torch.long),
                                             CropFlip(padding, img_size, mean, std, train=is_training))
         train, val = tensors(train, True), tensors(val, False)
-    return DataBundle(train, val, class_names, C.CHANNELS, img_size, mean, std)
+    return DataBundle(train, val, class_names, C.CHANNELS, img_size, mean, std, fingerprint=content)
 
 
 def build_imagefolder(root: str = "", train_split: str = I.train_split, val_split: str = I.val_split,
@@ -767,7 +792,9 @@ def build_imagefolder(root: str = "", train_split: str = I.train_split, val_spli
     mean, std = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
     train.transform = _image_transforms(aug, img_size, True, mean, std)
     val.transform = _image_transforms(aug, img_size, False, mean, std)
-    return DataBundle(train, val, class_names, I.CHANNELS, img_size, mean, std)
+    # the files' names and classes, not their bytes: reading 1.3 M images to start a run would cost minutes
+    content = content_fingerprint(list(class_names), *(split.file_list() for split in (train, val)))
+    return DataBundle(train, val, class_names, I.CHANNELS, img_size, mean, std, fingerprint=content)
 
 
 class StrictImages(Dataset):
@@ -781,6 +808,12 @@ class StrictImages(Dataset):
 
     def __len__(self) -> int:
         return len(self.reader)
+
+    def file_list(self) -> List[Tuple[str, int]]:
+        """(path below the split's folder, class index) of every image, in the reader's order."""
+        root = os.path.join(str(self.reader.root), "")  # os.path.relpath per file costs seconds on ImageNet
+        return [(path[len(root):] if path.startswith(root) else os.path.relpath(path, self.reader.root), target)
+                for path, target in self.reader.samples]
 
     def __getitem__(self, index: int):
         from PIL import Image
@@ -941,5 +974,5 @@ class AugmentedLoader:
 
 __all__ = ["BUILDERS", "AugmentedLoader", "BatchAugment", "CropFlip", "DataBundle", "DataError", "DeviceTensorLoader",
            "EpochSampler", "RandomTranslate", "ShardSampler", "StrictImages", "build_data", "check_files",
-           "data_error_message", "draw_translations", "make_loaders", "make_relations", "on_device_eligible",
-           "rank_seed", "translate_batch"]
+           "content_fingerprint", "data_error_message", "draw_translations", "make_loaders", "make_relations",
+           "on_device_eligible", "rank_seed", "translate_batch"]

@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 if TYPE_CHECKING:
     from hydra.core.utils import JobReturn
 
-from .config import SEED_KEY
+from .config import LOCATION_KEYS, NOT_IDENTITY_KEYS, SEED_KEY
 from .records import (
     COMPLETED,
     CONFIG_FILE,
@@ -56,6 +56,7 @@ from .records import (
 )
 
 SWEEP_CSV = "sweep.csv"
+SWEEPS_DIR = "multirun"  # where conf/config.yaml's hydra.sweep.dir puts sweeps, below the working directory
 SWEEP_LOCK_FILE = ".sweep.lock"
 MULTIRUN_FILE = "multirun.yaml"  # Hydra's: the sweep's config and overrides, written at its launch
 # one line: why the latest launch of a job did not run it (a config error, another config's record ...);
@@ -76,6 +77,46 @@ BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"  # Hyd
 JOB_SUBDIR = "${" + JOB_DIR_RESOLVER + ":${hydra.job.override_dirname}}"
 # one row per job: its overrides, then summary.json's columns in the schema's order (records.py)
 CSV_COLUMNS = ("job", "overrides", "status", *RESULT_KEYS, *IDENTITY_KEYS, *OUTCOME_KEYS, "launch_error", "run_dir")
+
+
+def sweep_id(argv: List[str], left_out: Optional[Tuple[str, ...]] = None) -> str:
+    """A sweep directory name that depends only on what the command's overrides ask for, so relaunching the
+    same command finds the same directory (finished jobs are skipped, cut-off ones resume), with its arguments,
+    or the values of one, in any order. How it is launched (``hydra/launcher=...``, ``hydra.*`` settings),
+    settings that never change a run's numbers and where the data lies (``left_out``, by default
+    ``config.NOT_IDENTITY_KEYS``: threads, logger, data.root ...) are not part of the sweep's identity."""
+    left_out = NOT_IDENTITY_KEYS if left_out is None else left_out
+    given = [a for a in argv[1:] if "=" in a and not a.startswith(("-", "hydra.", "hydra/", "+hydra"))]
+    try:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+        from hydra.core.override_parser.types import ChoiceSweep
+
+        items = []
+        for override in OverridesParser.create().parse_overrides(given):
+            if override.key_or_group in left_out:
+                continue
+            # a list of choices is a set of jobs: seed=1,0 is seed=0,1 (ranges and globs stay as written)
+            if isinstance(override.value(), ChoiceSweep):
+                values = sorted(override.sweep_string_iterator())
+                items.append(f"{override.get_key_element()}={','.join(values)}")
+            else:
+                items.append(override.input_line)
+    except Exception:  # a malformed override: Hydra reports it in a moment; any stable name will do until then
+        items = given
+    items.sort()
+    slug = re.sub(r"[^A-Za-z0-9=,.+_-]+", "_", "-".join(items))[:80] or "defaults"
+    return f"{slug}-{hashlib.sha256(repr(items).encode()).hexdigest()[:8]}"
+
+
+def continued_sweep_id(argv: List[str], sweeps: Path = Path(SWEEPS_DIR)) -> str:
+    """``sweep_id``, or the name that code from before ``config.LOCATION_KEYS`` gave the same command (with its
+    ``data.root``) where only a sweep of that name exists under ``sweeps``: relaunched after the upgrade, a
+    sweep continues where its records are instead of training them all again in a new folder."""
+    current = sweep_id(argv)
+    older = sweep_id(argv, tuple(k for k in NOT_IDENTITY_KEYS if k not in LOCATION_KEYS))
+    if older != current and (sweeps / older).is_dir() and not (sweeps / current).exists():
+        return older
+    return current
 
 
 def job_dir_name(override_dirname: str) -> str:

@@ -103,8 +103,11 @@ OUTCOME_KEYS = ("duplicate_of", "error", "interrupted_by")  # present only when 
 # attempts: the code of every attempt at the run, in order (git_commit and git_dirty above are the last one's): a run
 # resumed under other code trained its epochs under more than one, which the last attempt's alone would hide
 # machine: the last attempt's CPU, its vector instructions and GPU (devices.machine); each attempt's is in attempts_code
+# data_fingerprint: which data the run read from data.root (data.DataBundle.fingerprint; null for data made from the
+# config alone), which every attempt must read alike: the config names only where the data lies
+DATA_FINGERPRINT_KEY = "data_fingerprint"
 PROVENANCE_KEYS = ("git_commit", "git_dirty", "versions", "host", "machine", "run_dir", "overrides", "sweep_name",
-                   "world_size", "malloc", "finished", "attempts_code")
+                   "world_size", "malloc", "finished", "attempts_code", DATA_FINGERPRINT_KEY)
 SUMMARY_KEYS = ("status", *RESULT_KEYS, *IDENTITY_KEYS, *PROVENANCE_KEYS)  # always present once a run trained
 
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from shiftvit.config import resolve
-from shiftvit.records import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, write_predictions
+from shiftvit.records import CONFIG_FILE, DATA_FINGERPRINT_KEY, METRICS_FILE, SUMMARY_FILE, write_predictions
 
 # a small relations set: a testbed far from its ceiling (1-NN ~78 % on 200 validation images) and quick to build
 RELATIONS = {"name": "relations", "img_size": 32, "num_train": 400, "num_val": 200, "seed": 0}
@@ -33,7 +33,7 @@ def write_run(root: Path, name: str, *, mixer: str = "shift", seed: int = 0, val
               status: str = "completed", gamma: Optional[str] = None, lr: float = 0.002, epochs: int = 1,
               data: Dict[str, Any] = RELATIONS, macs: Optional[float] = None, params: float = 650_000,
               match: str = "none", curve: Optional[list] = None, speed: float = 1000.0,
-              correct: Optional[Sequence[bool]] = None) -> Path:
+              correct: Optional[Sequence[bool]] = None, data_fingerprint: Optional[str] = None) -> Path:
     """One run directory ``root/name`` with config.yaml, summary.json and metrics.jsonl; with ``correct`` (one
     flag per validation image), predictions.npz too, and the top-1 those flags give."""
     if correct is not None:
@@ -47,7 +47,7 @@ def write_run(root: Path, name: str, *, mixer: str = "shift", seed: int = 0, val
     summary = {"status": status, "seed": seed, "mixer": mixer, "gamma": effective["gamma"], "val_top1": val_top1,
                "best_val_top1": val_top1, "macs": macs, "params": params, "macs_mixer": 0, "macs_mlp": macs * 0.8,
                "train_images_per_s": speed + 10 * seed, "epochs_done": len(curve) if curve else epochs,
-               "sweep_name": Path(root).name, "data": data["name"]}
+               "sweep_name": Path(root).name, "data": data["name"], DATA_FINGERPRINT_KEY: data_fingerprint}
     (run_dir / SUMMARY_FILE).write_text(json.dumps(summary))
     rows = curve or [val_top1] * epochs
     (run_dir / METRICS_FILE).write_text("".join(json.dumps({"epoch": i, "val_top1": v}) + "\n"

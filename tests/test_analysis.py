@@ -269,6 +269,34 @@ def test_a_record_from_before_a_key_shares_the_arm_of_that_key_at_its_old_value(
     assert columns == ["data.augment"] and [r["data.augment"] for r in rows] == [None, "timm", "crop_flip"]
 
 
+def test_where_the_data_lies_is_no_arm_but_other_data_is(tmp_path):
+    """One config whose seeds read the same CIFAR from two disks is one arm; a seed that read other data (its
+    fingerprint) is not averaged with them, and a seed recorded before fingerprints beside them is set apart too."""
+    from analysis_records import write_run
+
+    from analysis.arms import UNRECORDED_DATA
+
+    def cifar(root: str) -> dict:
+        return {"name": "cifar10", "root": root}
+
+    write_run(tmp_path, "a0", seed=0, data=cifar("/data/cifar"), data_fingerprint="aaaa")
+    write_run(tmp_path, "a1", seed=1, data=cifar("/scratch/node7/cifar"), data_fingerprint="aaaa")
+    write_run(tmp_path, "attn", mixer="attn", data=cifar("/data/cifar"), data_fingerprint="aaaa")
+    runs = load_runs(tmp_path, testbeds=False)
+    assert set(runs["arm"]) == {"mixer=shift", "mixer=attn"}
+    assert list(runs.loc[runs["mixer"] == "shift", "seed"]) == [0, 1]
+    assert "data.root" not in runs.attrs["arm_columns"]
+
+    write_run(tmp_path, "b2", seed=2, data=cifar("/data/cifar"), data_fingerprint="bbbb")
+    write_run(tmp_path, "old3", seed=3, data=cifar("/data/cifar"))  # recorded before the fingerprint
+    runs = load_runs(tmp_path, testbeds=False)
+    shift = runs[runs["mixer"] == "shift"].set_index("seed")["arm"]
+    assert shift.to_dict() == {0: "mixer=shift data_fingerprint=aaaa", 1: "mixer=shift data_fingerprint=aaaa",
+                               2: "mixer=shift data_fingerprint=bbbb",
+                               3: f"mixer=shift data_fingerprint={UNRECORDED_DATA}"}
+    assert set(runs.loc[runs["mixer"] == "attn", "arm"]) == {"mixer=attn"}  # one data set: nothing to tell apart
+
+
 def test_arms_told_apart_by_a_null_say_so_in_their_labels():
     """Two arms of one mixer whose only difference is a key one of them leaves null: the labels must name that
     key on both sides (never "all runs", which reads as if every run were one arm)."""

@@ -2,6 +2,7 @@
 import gzip
 import logging
 import re
+import shutil
 import warnings
 from pathlib import Path
 
@@ -111,8 +112,13 @@ def test_gamma_forms_and_effective_config(caplog):
     assert attn["gamma"] is None and attn["gamma_float"] is None
     assert config_hash(attn) == config_hash(resolve(composed("mixer=attn", "gamma=1/12")))
     assert config_hash(resolve(composed("gamma=1/6"))) != config_hash(resolve(composed("gamma=1/12")))
-    # speed-only settings do not change the identity of a run
+    # speed-only settings do not change the identity of a run, nor does the folder the data is read from
     assert config_hash(resolve(composed("train.num_workers=2"))) == config_hash(resolve(composed()))
+    here, there = (resolve(composed("data=cifar10", f"data.root={root}")) for root in ("/data/cifar", "/scratch/c"))
+    assert config_hash(here) == config_hash(there) != config_hash(resolve(composed("data=cifar100", "data.root=/d")))
+    from shiftvit.app import config_difference
+
+    assert config_difference(here, there) == "the same values under another config hash"
 
 
 def test_the_number_of_processes_is_part_of_a_runs_identity(monkeypatch):
@@ -448,6 +454,46 @@ def test_mnist_like_sets_read_torchvision_layout_with_a_training_fraction(tmp_pa
     part = build_data(name, root=str(tmp_path), train_fraction=0.25)
     labels = [int(y) for _, y in part.train]
     assert len(labels) == 50 and sorted(set(labels)) == list(range(10)) and len(part.val) == 50  # stratified
+
+
+def test_a_data_fingerprint_names_what_the_files_hold_not_where_they_lie(tmp_path):
+    """The same images under another root, or re-pickled, have the same fingerprint; one image or label changed,
+    another file set or another class assignment do not. Data made from the config alone has none."""
+    import pickle
+
+    def cifar_print(root: Path) -> str:
+        return build_data("cifar10", root=str(root)).fingerprint
+
+    write_cifar(tmp_path / "a", num_train=40, num_val=20)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    repacked = tmp_path / "b" / "cifar-10-batches-py" / "data_batch_2"
+    batch = pickle.loads(repacked.read_bytes(), encoding="latin1")
+    repacked.write_bytes(pickle.dumps(batch, protocol=4))
+    assert cifar_print(tmp_path / "a") == cifar_print(tmp_path / "b")
+    assert cifar_print(tmp_path / "a") == build_data("cifar10", root=str(tmp_path / "a"), train_fraction=0.5,
+                                                     augment="crop_flip").fingerprint  # the files, as read
+    one_pixel = {**batch, "data": batch["data"].copy()}
+    one_pixel["data"][0, 0] ^= 1
+    one_label = {**batch, "labels": [(batch["labels"][0] + 1) % 10, *batch["labels"][1:]]}
+    for changed in (one_pixel, one_label):
+        repacked.write_bytes(pickle.dumps(changed, protocol=2))
+        assert cifar_print(tmp_path / "b") != cifar_print(tmp_path / "a")
+
+    write_idx(tmp_path / "m" / "MNIST" / "raw", "train", 60)
+    write_idx(tmp_path / "m" / "MNIST" / "raw", "t10k", 20, seed=1)
+    mnist = build_data("mnist", root=str(tmp_path / "m")).fingerprint
+    write_idx(tmp_path / "m" / "MNIST" / "raw", "t10k", 20, seed=2)
+    assert mnist and build_data("mnist", root=str(tmp_path / "m")).fingerprint != mnist
+
+    write_imagefolder(tmp_path / "i1", per_class=2)
+    shutil.copytree(tmp_path / "i1", tmp_path / "i2")
+    folder = build_data("imagefolder", root=str(tmp_path / "i1"), img_size=32).fingerprint
+    assert build_data("imagefolder", root=str(tmp_path / "i2"), img_size=32).fingerprint == folder
+    (tmp_path / "i2" / "train" / "cat" / "0.png").rename(tmp_path / "i2" / "train" / "dog" / "9.png")
+    assert build_data("imagefolder", root=str(tmp_path / "i2"), img_size=32).fingerprint != folder
+
+    assert build_data("digits").fingerprint is None and build_data("relations", num_train=8, num_val=4).fingerprint \
+        is None
 
 
 def test_mnist_like_missing_files_name_the_folder(tmp_path):

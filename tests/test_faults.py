@@ -276,6 +276,78 @@ def test_changed_default_in_a_relaunched_sweep_keeps_every_record(tmp_path):
     assert (sweep / SWEEP_CSV).read_text().count("another config") == 2
 
 
+# --- the data a record read: where it lies is no part of the run, what it holds is ---------------------------------
+def cifar_run(root: Path, epochs: int = 3) -> list:
+    return ["logger=none", "model=shiftvit_nano", "data=cifar10", f"data.root={root}", "train.batch_size=8",
+            f"train.epochs={epochs}", "train.warmup_epochs=1"]
+
+
+def test_data_moved_to_another_disk_resumes_its_record_and_other_data_is_refused(tmp_path, capfd):
+    from shiftvit.bench.loader import write_cifar
+
+    first, moved, other = tmp_path / "data", tmp_path / "scratch" / "cifar", tmp_path / "other"
+    write_cifar(first, num_train=32, num_val=16)
+    write_cifar(other, num_train=32, num_val=16, seed=1)  # the same files, other images
+    reference_dir, run_dir = tmp_path / "reference", tmp_path / "run"
+    assert run_forked(composed(*cifar_run(first)), reference_dir) == 0
+    assert run_forked(composed(*cifar_run(first)), run_dir, f"after_rename:{METRICS_FILE}:2") == -signal.SIGKILL
+    kept = {name: (run_dir / name).read_bytes() for name in (METRICS_FILE, CHECKPOINT_FILE)}
+    # other data where the run's should be: refused before it trains, in one line, nothing it wrote lost
+    capfd.readouterr()
+    assert run_forked(composed(*cifar_run(other)), run_dir) == 3
+    line = next(line for line in capfd.readouterr().err.splitlines() if line.startswith("child: "))
+    assert f"ConfigError: data.root='{other}' holds other data than this record was trained on" in line
+    assert "point it at the data the run started with" in line and "train.resume=fresh" in line
+    assert {name: (run_dir / name).read_bytes() for name in kept} == kept
+    # the same data on another disk: the same record resumed, with the numbers of the run that was never cut off
+    shutil.move(first, moved)
+    assert run_forked(composed(*cifar_run(moved)), run_dir) == 0
+    assert_same_records(run_dir, reference_dir)
+    fingerprint = read_summary(run_dir)["data_fingerprint"]
+    assert fingerprint and fingerprint == read_summary(reference_dir)["data_fingerprint"]
+
+
+def test_a_sweep_relaunched_on_its_data_moved_elsewhere_is_the_same_sweep(tmp_path):
+    """A cluster job that copies the data to its node's scratch names another data.root each time: the same sweep
+    directory, the same job directories, nothing trained again."""
+    from shiftvit.bench.loader import write_cifar
+
+    first, moved = tmp_path / "data", tmp_path / "scratch" / "cifar"
+    write_cifar(first, num_train=32, num_val=16)
+    launch = run_cli(["-m", "seed=0,1", *cifar_run(first, epochs=1)], cwd=tmp_path)
+    assert launch.returncode == 0, launch.stderr[-3000:]
+    [sweep] = (tmp_path / "multirun").iterdir()
+    records = {job.name: (job / SUMMARY_FILE).read_bytes() for job in job_dirs(sweep)}
+    assert len(records) == 2 and not any("root" in name for name in [sweep.name, *records])
+    shutil.move(first, moved)
+    again = run_cli(["-m", "seed=0,1", *cifar_run(moved, epochs=1)], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert list((tmp_path / "multirun").iterdir()) == [sweep]
+    assert {job.name: (job / SUMMARY_FILE).read_bytes() for job in job_dirs(sweep)} == records
+
+
+def test_a_sweep_named_by_older_code_with_its_data_root_is_continued_there(tmp_path):
+    """Code from before data.root was left out of sweep names named a sweep with it: the same command relaunched
+    after the upgrade continues that sweep, nothing trained again."""
+    from shiftvit.bench.loader import write_cifar
+    from shiftvit.config import LOCATION_KEYS, NOT_IDENTITY_KEYS
+    from shiftvit.multirun import sweep_id
+
+    write_cifar(tmp_path / "data", num_train=32, num_val=16)
+    args = ["-m", "seed=0", *cifar_run(tmp_path / "data", epochs=1)]
+    launch = run_cli(args, cwd=tmp_path)
+    assert launch.returncode == 0, launch.stderr[-3000:]
+    [sweep] = (tmp_path / "multirun").iterdir()
+    older = sweep.with_name(sweep_id(["run.py", *args], tuple(k for k in NOT_IDENTITY_KEYS if k not in LOCATION_KEYS)))
+    assert older.name != sweep.name and "root" in older.name
+    sweep.rename(older)
+    records = {job.name: (job / SUMMARY_FILE).read_bytes() for job in job_dirs(older)}
+    again = run_cli(args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert list((tmp_path / "multirun").iterdir()) == [older]
+    assert {job.name: (job / SUMMARY_FILE).read_bytes() for job in job_dirs(older)} == records
+
+
 # --- 2. a sweep job is its overrides --------------------------------------------------------------------------
 def test_reordered_and_extended_sweep_maps_each_job_to_its_record(tmp_path):
     sweep = tmp_path / "sweep"

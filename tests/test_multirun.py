@@ -119,10 +119,11 @@ def test_job_directories_leave_out_exactly_the_settings_that_never_change_a_run(
     excluded = _compose([]).hydra.job.config.override_dirname.exclude_keys
     assert list(excluded) == list(NOT_IDENTITY_KEYS)
     # and its job folder naming repeats multirun.JOB_SUBDIR, by which a sweep's unstarted jobs are found
-    from shiftvit.multirun import JOB_SUBDIR
+    from shiftvit.multirun import JOB_SUBDIR, SWEEPS_DIR
 
     sweep = OmegaConf.to_container(_compose([]).hydra.sweep, resolve=False)
     assert sweep["subdir"] == JOB_SUBDIR
+    assert sweep["dir"].startswith(f"{SWEEPS_DIR}/")  # where a relaunch looks for the sweep it continues
 
 
 def test_expected_jobs_counts_the_grid():
