@@ -16,9 +16,14 @@ import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Mapping, Optional, Sequence
 
 from scipy import stats as st
+
+from shiftvit.config import split_data_location
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CEILING = 100.0
 # two-sided 95 %: "within the noise" of the ceiling means within this many binomial standard errors
@@ -68,7 +73,8 @@ def cache_dir() -> Path:
 
 
 def _cache_path(data_config: Mapping[str, Any]) -> Path:
-    key = json.dumps({"data": dict(data_config), "method": METHOD}, sort_keys=True, default=str)
+    key = json.dumps({"data": split_data_location(dict(data_config))[0], "method": METHOD}, sort_keys=True,
+                     default=str)
     return cache_dir() / f"{data_config.get('name', 'data')}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
@@ -144,7 +150,8 @@ def headroom_of(data_config: Mapping[str, Any], baselines: bool = True) -> Testb
 
     options = {k: v for k, v in data_config.items() if k != "name"}
     name = str(data_config.get("name"))
-    result = Testbed(data=name, data_config=json.dumps(dict(data_config), sort_keys=True, default=str))
+    result = Testbed(data=name, data_config=json.dumps(split_data_location(dict(data_config))[0], sort_keys=True,
+                                                       default=str))
     try:
         bundle = build_data(name, **options)
     except Exception as e:  # any failure to build (no root, unknown data) is reported, not raised
@@ -165,8 +172,20 @@ def headroom_of(data_config: Mapping[str, Any], baselines: bool = True) -> Testb
     return result
 
 
-def validation_size(data_config: Mapping[str, Any]) -> Optional[int]:
-    return headroom_of(data_config, baselines=False).val_images
+def testbeds_of(runs: pd.DataFrame, baselines: bool = True) -> Dict[str, Testbed]:
+    """The testbed of each ``data_config`` of a run table (``load_runs``'s: which data, without where it lies),
+    built, where the cache does not hold it, from the first place its runs read the data from (``data_location``)
+    that still holds it."""
+    beds: Dict[str, Testbed] = {}
+    if "data_config" not in runs:
+        return beds
+    for key in runs["data_config"].unique():
+        on_it = runs[runs["data_config"] == key]
+        for where in dict.fromkeys(on_it["data_location"] if "data_location" in on_it else ["{}"]):
+            beds[key] = headroom_of({**json.loads(key), **json.loads(where)}, baselines=baselines)
+            if beds[key].val_images is not None:  # built (or cached): no other place needs trying
+                break
+    return beds
 
 
 def ceiling_reason(accuracies: Sequence[float], bed: Testbed, margin: float,

@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 import pandas as pd
 import yaml
 
-from shiftvit.config import MATCH_NONE, NOT_IDENTITY_KEYS, config_hash
+from shiftvit.config import MATCH_NONE, NOT_IDENTITY_KEYS, config_hash, split_data_location
 from shiftvit.multirun import LAUNCH_ERROR_FILE, MULTIRUN_FILE, arm_key, job_overrides, launch_error, unstarted_jobs
 from shiftvit.records import (
     CONFIG_FILE,
@@ -177,7 +177,9 @@ def record_row(config: Dict[str, Any], summary: Dict[str, Any], status: str, whe
         "seed": config.get("seed"), "model": model.get("name"), "norm": model.get("norm"), "act": model.get("act"),
         "img_size": model.get("img_size"), "data": data.get("name"), "epochs": train.get("epochs"),
         "lr": train.get("lr"), "eval_every": train.get("eval_every"),
-        "data_config": json.dumps(data, sort_keys=True, default=str),
+        # which data (the testbed: every run on it shares one), and where this run read it (to build it again)
+        "data_config": json.dumps(split_data_location(data)[0], sort_keys=True, default=str),
+        "data_location": json.dumps(split_data_location(data)[1], sort_keys=True, default=str),
         "budget_target": _budget_target(config),
     }
     row.update({k: summary.get(k) for k in SUMMARY_COLUMNS})
@@ -233,7 +235,7 @@ def load_runs(paths: Union[PathLike, Iterable[PathLike]], include: Tuple[str, ..
 
     Columns: the run's config and summary, ``arm`` and the columns that define it (``df.attrs['arm_columns']``),
     ``used`` (its accuracy enters means and tests) and, where the validation set's size is known
-    (``testbeds``, see ``headroom.validation_size``), ``val_images`` and the binomial standard error of each
+    (``testbeds``, see ``headroom.testbeds_of``), ``val_images`` and the binomial standard error of each
     accuracy (``<metric>_se``, in points). Skipped directories: ``SkippedRun`` warnings and
     ``df.attrs['skipped']`` [(run_dir, why)]."""
     return _run_table(((str(run_dir), *run_row(run_dir)) for run_dir in find_run_dirs(paths)), include, warn,
@@ -296,9 +298,9 @@ def _drop_superseded(rows: List[Dict[str, Any]], configs: List[Dict[str, Any]], 
 def _attach_standard_errors(df: pd.DataFrame) -> None:
     from statsmodels.stats.proportion import std_prop
 
-    from .headroom import validation_size
+    from .headroom import testbeds_of
 
-    sizes = {key: validation_size(json.loads(key)) for key in df["data_config"].unique()}
+    sizes = {key: bed.val_images for key, bed in testbeds_of(df, baselines=False).items()}
     df["val_images"] = df["data_config"].map(sizes).astype("Float64")
     for metric in METRICS:
         if metric in df:

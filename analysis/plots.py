@@ -8,7 +8,6 @@ where an arm has one run, no Pareto front unless it has two points. Headless: th
 """
 from __future__ import annotations
 
-import json
 import zlib
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -23,7 +22,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 
 from .arms import DISPLAY, MIXER_STYLE  # noqa: E402
-from .headroom import CEILING, Testbed  # noqa: E402
+from .headroom import CEILING, Testbed, testbeds_of  # noqa: E402
 from .stats import DEFAULT_METRIC, FACTORS, finished_values, summarize  # noqa: E402
 
 STYLE = {"figure.dpi": 110, "savefig.dpi": 130, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
@@ -297,12 +296,6 @@ def figure_breakdown(runs: pd.DataFrame) -> Figure:
         return fig
 
 
-def _testbeds_of(runs: pd.DataFrame) -> Dict[str, Testbed]:
-    from .headroom import headroom_of
-
-    return {key: headroom_of(json.loads(key)) for key in runs["data_config"].unique()} if "data_config" in runs else {}
-
-
 def factor_columns(runs: pd.DataFrame) -> List[str]:
     """Numeric knobs (``FACTORS``) that take two or more values among the arms: one line figure each."""
     names = set(runs.attrs.get("arm_columns", []))
@@ -320,7 +313,7 @@ def build_figures(runs: pd.DataFrame, curves: Optional[pd.DataFrame] = None,
     figures: Dict[str, Figure] = {}
     if runs.empty or not runs["used"].any():
         return figures
-    testbeds = _testbeds_of(runs) if testbeds is None else testbeds
+    testbeds = testbeds_of(runs) if testbeds is None else testbeds
     figures["arms"] = figure_arms(runs, testbeds, metric)
     for factor in factor_columns(runs):
         name = {"gamma_float": "gamma", "tau": "tau_depth"}.get(factor, factor.replace(".", "_"))
@@ -347,16 +340,16 @@ def all_figures(runs: pd.DataFrame, curves: Optional[pd.DataFrame], out_dir: Pat
 
 
 def plot_arms(runs: pd.DataFrame, out_dir: Path, metric: str = DEFAULT_METRIC) -> List[Path]:
-    return _save(figure_arms(runs, _testbeds_of(runs), metric), out_dir, "arms")
+    return _save(figure_arms(runs, testbeds_of(runs), metric), out_dir, "arms")
 
 
 def plot_factor(runs: pd.DataFrame, out_dir: Path, factor: str, name: str, metric: str = DEFAULT_METRIC,
                 annotate_depths: bool = False) -> List[Path]:
-    return _save(figure_factor(runs, factor, _testbeds_of(runs), metric, annotate_depths), out_dir, name)
+    return _save(figure_factor(runs, factor, testbeds_of(runs), metric, annotate_depths), out_dir, name)
 
 
 def plot_tradeoff(runs: pd.DataFrame, out_dir: Path, x: str, name: str, metric: str = DEFAULT_METRIC) -> List[Path]:
-    return _save(figure_tradeoff(runs, x, _testbeds_of(runs), metric), out_dir, name)
+    return _save(figure_tradeoff(runs, x, testbeds_of(runs), metric), out_dir, name)
 
 
 def plot_curves(curves: pd.DataFrame, runs: pd.DataFrame, out_dir: Path, metric: str = DEFAULT_METRIC) -> List[Path]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import base64
 import html
-import json
 import math
 import os
 import sys
@@ -27,7 +26,7 @@ from shiftvit.config import ConfigError, check_tolerance
 from shiftvit.records import FAILED_STATUSES, PREDICTIONS_FILE, USED_STATUSES
 
 from .arms import ArmSpec, arms_matching, describe
-from .headroom import METHOD, Testbed, headroom_line, headroom_of
+from .headroom import METHOD, Testbed, headroom_line, testbeds_of
 from .load import (
     ATTEMPTS_SEPARATOR,
     CODE_COLUMN,
@@ -193,10 +192,9 @@ def _attempts_paragraph(runs: pd.DataFrame, column: str, title: str, resumed: st
 
 
 def _testbed_sections(runs: pd.DataFrame, metric: str) -> Tuple[List[Section], Dict[str, Testbed]]:
-    beds: Dict[str, Testbed] = {}
+    beds: Dict[str, Testbed] = testbeds_of(runs)
     lines = []
-    for key in runs["data_config"].unique():
-        beds[key] = headroom_of(json.loads(key))
+    for key in beds:
         on_it = runs[(runs["data_config"] == key)]
         means = summarize(on_it, metric=metric)["mean"].dropna()
         lines.append(headroom_line(beds[key], sorted({float(means.min()), float(means.max())}) if len(means) else []))

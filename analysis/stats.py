@@ -36,7 +36,6 @@ baseline arm on the same data; one without is left out of the verdicts (``table.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -51,7 +50,7 @@ from shiftvit.config import DEFAULT_TOLERANCE, MATCH_PARAMS, check_tolerance
 from shiftvit.records import FAILED_STATUSES, PREDICTIONS_FILE, USED_STATUSES, read_predictions
 
 from .arms import DISPLAY, ArmSpec, arms_matching, column_name, describe, select_arm
-from .headroom import CEILING, Testbed, ceiling_reason, count_beating_raw, headroom_of
+from .headroom import CEILING, Testbed, ceiling_reason, count_beating_raw, testbeds_of
 
 DEFAULT_MARGIN = 1.0
 DEFAULT_METRIC = "val_top1"  # what the tables, tests and figures compare unless asked for another
@@ -892,7 +891,7 @@ def _testbed(runs: pd.DataFrame, t_arm: str, b_arm: str, testbeds: Optional[Dict
     if len(configs) != 1:
         return None
     key = configs.pop()
-    return (testbeds or {}).get(key) or headroom_of(json.loads(key))
+    return (testbeds or {}).get(key) or testbeds_of(runs[runs["data_config"] == key])[key]
 
 
 def _ceiling(runs: pd.DataFrame, t_arm: str, b_arm: str, metric: str, margin: float, bed: Optional[Testbed]

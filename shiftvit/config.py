@@ -440,6 +440,13 @@ WANDB_MODES = ("offline", "online", "disabled")
 # sweep directory name and no arm. Which data a run read is its record's data fingerprint (data.DataBundle), which
 # a resume must match.
 LOCATION_KEYS = ("data.root",)
+DATA_LOCATION_KEYS = tuple(k.split(".", 1)[1] for k in LOCATION_KEYS if k.startswith("data."))  # within ``data``
+
+
+def split_data_location(data: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """A data config as (which data: every key but where it lies, where it lies: ``DATA_LOCATION_KEYS``)."""
+    return ({k: v for k, v in data.items() if k not in DATA_LOCATION_KEYS},
+            {k: v for k, v in data.items() if k in DATA_LOCATION_KEYS})
 NOT_IDENTITY_KEYS = (*(f"train.{key}" for key in SPEED_ONLY_TRAIN_KEYS), "logger",
                      *(f"logger.{f.name}" for f in dataclasses.fields(LoggerConfig)), "sweep_name", *LOCATION_KEYS)
 

@@ -270,26 +270,36 @@ def test_a_record_from_before_a_key_shares_the_arm_of_that_key_at_its_old_value(
 
 
 def test_where_the_data_lies_is_no_arm_but_other_data_is(tmp_path):
-    """One config whose seeds read the same CIFAR from two disks is one arm; a seed that read other data (its
-    fingerprint) is not averaged with them, and a seed recorded before fingerprints beside them is set apart too."""
+    """One config whose seeds read the same CIFAR from two disks is one arm on one testbed (built from whichever
+    place still holds the data); a seed that read other data (its fingerprint) is not averaged with them, and a seed
+    recorded before fingerprints beside them is set apart too."""
     from analysis_records import write_run
 
     from analysis.arms import UNRECORDED_DATA
+    from analysis.headroom import testbeds_of
+    from shiftvit.bench.loader import write_cifar
 
-    def cifar(root: str) -> dict:
-        return {"name": "cifar10", "root": root}
+    first, scratch = tmp_path / "data" / "cifar", tmp_path / "scratch" / "cifar"
+    write_cifar(scratch, num_train=40, num_val=20)
+    sweep = tmp_path / "sweep"
 
-    write_run(tmp_path, "a0", seed=0, data=cifar("/data/cifar"), data_fingerprint="aaaa")
-    write_run(tmp_path, "a1", seed=1, data=cifar("/scratch/node7/cifar"), data_fingerprint="aaaa")
-    write_run(tmp_path, "attn", mixer="attn", data=cifar("/data/cifar"), data_fingerprint="aaaa")
-    runs = load_runs(tmp_path, testbeds=False)
+    def cifar(root: Path) -> dict:
+        return {"name": "cifar10", "root": str(root)}
+
+    write_run(sweep, "a0", seed=0, data=cifar(first), data_fingerprint="aaaa")  # a disk no longer there
+    write_run(sweep, "a1", seed=1, data=cifar(scratch), data_fingerprint="aaaa")
+    write_run(sweep, "attn", mixer="attn", data=cifar(first), data_fingerprint="aaaa")
+    runs = load_runs(sweep)
     assert set(runs["arm"]) == {"mixer=shift", "mixer=attn"}
     assert list(runs.loc[runs["mixer"] == "shift", "seed"]) == [0, 1]
     assert "data.root" not in runs.attrs["arm_columns"]
+    [bed] = testbeds_of(runs).values()
+    assert bed.val_images == 20 and bed.nearest_neighbour is not None  # built from the scratch copy
+    assert list(runs["val_images"]) == [20] * 3
 
-    write_run(tmp_path, "b2", seed=2, data=cifar("/data/cifar"), data_fingerprint="bbbb")
-    write_run(tmp_path, "old3", seed=3, data=cifar("/data/cifar"))  # recorded before the fingerprint
-    runs = load_runs(tmp_path, testbeds=False)
+    write_run(sweep, "b2", seed=2, data=cifar(first), data_fingerprint="bbbb")
+    write_run(sweep, "old3", seed=3, data=cifar(first))  # recorded before the fingerprint
+    runs = load_runs(sweep, testbeds=False)
     shift = runs[runs["mixer"] == "shift"].set_index("seed")["arm"]
     assert shift.to_dict() == {0: "mixer=shift data_fingerprint=aaaa", 1: "mixer=shift data_fingerprint=aaaa",
                                2: "mixer=shift data_fingerprint=bbbb",
