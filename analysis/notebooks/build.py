@@ -33,7 +33,7 @@ from glob import glob
 from pathlib import Path
 sys.path[:0] = [str(p) for p in (Path.cwd(), *Path.cwd().parents) if (p / "analysis" / "__init__.py").is_file()][:1]
 import analysis
-from analysis import load_runs, load_curves, summarize, verdicts, trend, headroom_of
+from analysis import load_runs, load_curves, summarize, verdicts, trend, testbeds_of
 from analysis import plots
 from analysis.headroom import headroom_line
 from analysis.report import default_out
@@ -51,9 +51,8 @@ print(f"{{len(runs)}} runs in {{runs['arm'].nunique()}} arms from {{', '.join(ma
       f"skipped: {{runs.attrs['skipped']}}")
 print(f"figures go to {{FIGURES}}")'''
 
-HEADROOM = '''import json
-for key in runs["data_config"].unique():
-    print(headroom_line(headroom_of(json.loads(key))))'''
+HEADROOM = '''for testbed in testbeds_of(runs).values():
+    print(headroom_line(testbed))'''
 
 NOTEBOOKS = {
     "mixers": ("Token mixers at matched FLOPs",
@@ -109,6 +108,8 @@ def build() -> None:
                                              f"`{SWEEPS_ENV}=<dir>`)."),
                     nbf.v4.new_code_cell(PARAMETERS.format(**fill), metadata={"tags": [PARAMETERS_TAG]}),
                     nbf.v4.new_code_cell(SETUP.format(**fill))] + [nbf.v4.new_code_cell(c) for c in cells]
+        for i, cell in enumerate(nb.cells):  # nbformat draws random ids: a rebuild would change every cell
+            cell.id = f"{name}-{i}"
         nbf.write(nb, HERE / f"{name}.ipynb")
 
 
