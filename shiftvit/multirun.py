@@ -264,6 +264,25 @@ def planned_jobs(task_overrides: List[str], sweeper_params: Optional[Dict[str, A
         return None
 
 
+def location_sweep_error(task_overrides: List[str], sweeper_params: Optional[Dict[str, Any]]) -> str:
+    """Why a sweep over where the data lies cannot run, or '': ``config.LOCATION_KEYS`` name no job folder and
+    no run, so the jobs of ``data.root=/a,/b`` would share one folder, and the second read as the first's."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    items = [f"{k}={v}" for k, v in (sweeper_params or {}).items()] + list(task_overrides)
+    try:
+        overrides = OverridesParser.create().parse_overrides(items)
+    except Exception:  # Hydra reports a malformed override itself
+        return ""
+    for line, override in zip(items, overrides):
+        if override.key_or_group in LOCATION_KEYS and override.is_sweep_override():
+            key = override.key_or_group
+            return (f"{line} sweeps where the data lies, which names no job folder and no run (the same data read "
+                    f"from another disk is the same run), so these jobs would share their folders: launch one sweep "
+                    f"per data set, each in its own folder ({key}=<one of them> hydra.sweep.dir={SWEEPS_DIR}/<a name>)")
+    return ""
+
+
 def expected_jobs(task_overrides: List[str], sweeper_params: Optional[Dict[str, Any]]) -> Optional[int]:
     """Size of the grid the basic sweeper will run (None when it cannot be known up front)."""
     jobs = planned_jobs(task_overrides, sweeper_params)
@@ -449,6 +468,10 @@ class SweepCallback(Callback):
         return {**self.__dict__, "monitor": None, "lock": None, "sweep_dir": None, "previous_plan": None}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        problem = location_sweep_error(list(config.hydra.overrides.task), config.hydra.sweeper.get("params"))
+        if problem:
+            print(f"error: {problem}", file=sys.stderr, flush=True)
+            raise SystemExit(2)
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             self.lock = RunLock(sweep_dir, "launching this sweep", "wait for it to end, or stop it and launch "

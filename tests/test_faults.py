@@ -291,20 +291,72 @@ def test_data_moved_to_another_disk_resumes_its_record_and_other_data_is_refused
     reference_dir, run_dir = tmp_path / "reference", tmp_path / "run"
     assert run_forked(composed(*cifar_run(first)), reference_dir) == 0
     assert run_forked(composed(*cifar_run(first)), run_dir, f"after_rename:{METRICS_FILE}:2") == -signal.SIGKILL
-    kept = {name: (run_dir / name).read_bytes() for name in (METRICS_FILE, CHECKPOINT_FILE)}
-    # other data where the run's should be: refused before it trains, in one line, nothing it wrote lost
+    kept = {name: (run_dir / name).read_bytes() for name in (METRICS_FILE, CHECKPOINT_FILE, SUMMARY_FILE)}
+    # other data where the run's should be: refused before anything is written, in one line
     capfd.readouterr()
     assert run_forked(composed(*cifar_run(other)), run_dir) == 3
     line = next(line for line in capfd.readouterr().err.splitlines() if line.startswith("child: "))
-    assert f"ConfigError: data.root='{other}' holds other data than this record was trained on" in line
+    assert f"ConfigError: data.root='{other}' holds other data than {run_dir}, which read data.root='{first}'" in line
     assert "point it at the data the run started with" in line and "train.resume=fresh" in line
     assert {name: (run_dir / name).read_bytes() for name in kept} == kept
+    # other data in the run's own place (the files replaced): found when the data is read, before it trains
+    shutil.rmtree(first)
+    shutil.copytree(other, first)
+    assert run_forked(composed(*cifar_run(first)), run_dir) == 3
+    line = next(line for line in capfd.readouterr().err.splitlines() if line.startswith("child: "))
+    assert f"ConfigError: data.root='{first}' holds other data than this record was trained on" in line
+    assert {name: (run_dir / name).read_bytes() for name in (METRICS_FILE, CHECKPOINT_FILE)} == \
+        {name: kept[name] for name in (METRICS_FILE, CHECKPOINT_FILE)}
+    assert read_summary(run_dir)["status"] == "failed"  # that attempt, said; the record resumes from its checkpoint
+    shutil.rmtree(first)
+    write_cifar(first, num_train=32, num_val=16)  # the run's data back (write_cifar is seeded)
     # the same data on another disk: the same record resumed, with the numbers of the run that was never cut off
     shutil.move(first, moved)
     assert run_forked(composed(*cifar_run(moved)), run_dir) == 0
     assert_same_records(run_dir, reference_dir)
     fingerprint = read_summary(run_dir)["data_fingerprint"]
     assert fingerprint and fingerprint == read_summary(reference_dir)["data_fingerprint"]
+
+
+def test_a_finished_record_or_a_duplicate_is_taken_from_another_place_only_on_the_same_data(tmp_path):
+    """A record is returned as this run's, or made the owner of a duplicate, from data read elsewhere only when the
+    data here is what it read; a record from before fingerprints that trained is not taken from another place."""
+    from shiftvit.bench.loader import write_cifar
+
+    first, copy, other = tmp_path / "data", tmp_path / "copy", tmp_path / "other"
+    write_cifar(first, num_train=32, num_val=16)
+    shutil.copytree(first, copy)
+    write_cifar(other, num_train=32, num_val=16, seed=1)
+    run_dir = tmp_path / "run"
+    finished = run_experiment(composed(*cifar_run(first, epochs=1)), run_dir)
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file() and p.name != LOCK_FILE}
+    with pytest.raises(ConfigError) as error:
+        run_experiment(composed(*cifar_run(other, epochs=1)), run_dir)
+    assert str(error.value).startswith(f"data.root='{other}' holds other data than {run_dir}, which read "
+                                       f"data.root='{first}'")
+    assert run_experiment(composed(*cifar_run(copy, epochs=1)), run_dir) == finished  # nothing trained again
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file() and p.name != LOCK_FILE} == before
+
+    sweep = tmp_path / "sweep"
+    owner = sweep / "job-a"
+    run_experiment(composed(*cifar_run(first, epochs=1)), owner, sweep_dir=sweep)
+    with pytest.raises(ConfigError, match=f"holds other data than {owner}, which read data.root='{first}'"):
+        run_experiment(composed(*cifar_run(other, epochs=1)), sweep / "job-b", sweep_dir=sweep)
+    assert run_experiment(composed(*cifar_run(copy, epochs=1)), sweep / "job-c", sweep_dir=sweep)["status"] == \
+        "duplicate"
+
+    (run_dir / SUMMARY_FILE).write_text(json.dumps({**finished, "data_fingerprint": None}))  # older code's record
+    with pytest.raises(ConfigError, match=f"read its data from data.root='{first}' and recorded no data fingerprint"):
+        run_experiment(composed(*cifar_run(copy, epochs=1)), run_dir)
+    assert run_experiment(composed(*cifar_run(first, epochs=1)), run_dir)["status"] == "completed"  # its own place
+
+
+def test_a_sweep_over_where_the_data_lies_is_refused_with_the_way_out(tmp_path):
+    proc = run_cli(["-m", "data=cifar10", "data.root=/a,/b", "logger=none"], cwd=tmp_path)
+    assert proc.returncode == 2
+    [line] = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert line.startswith("error: data.root=/a,/b sweeps where the data lies") and "hydra.sweep.dir=" in line
+    assert not any((tmp_path / "multirun").glob("*"))  # no sweep folder named after the refused command
 
 
 def test_a_sweep_relaunched_on_its_data_moved_elsewhere_is_the_same_sweep(tmp_path):
