@@ -14,12 +14,11 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 import pandas as pd
 
 from shiftvit.config import LOCATION_KEYS, MATCH_NONE, SPEED_ONLY_TRAIN_KEYS, is_added_key_at_old_behaviour
-from shiftvit.records import DATA_FINGERPRINT_KEY
 from shiftvit.tracking import flatten
 
 # Settings that change how fast a run goes, never its numbers, and where its data lay (the run's config hash leaves
-# them out too): runs that differ only in these are the same arm. Runs of one arm that read different data are
-# told apart by their data fingerprint (load.py).
+# them out too): runs that differ only in these are the same arm. Runs that read different data under one data
+# config are told apart by their data fingerprint (load.py).
 NOT_ARM_KEYS = ("seed", *(f"train.{k}" for k in SPEED_ONLY_TRAIN_KEYS), *LOCATION_KEYS)
 # Values computed from other keys: they belong to an arm's identity but would only repeat its label.
 DERIVED_KEYS = ("gamma_float", "model.img_size", "model.embed_dim", "reference", "tolerance")
@@ -29,7 +28,6 @@ COLUMN_NAMES = {"mixer.name": "mixer", "model.name": "model", "data.name": "data
 # Label order: the question first (mixer), then the knobs of the ablations, then the rest alphabetically.
 LABEL_ORDER = ("mixer", "gamma", "tau", "depths", "norm", "act", "model", "data", "epochs", "lr")
 ArmSpec = Union[str, Mapping[str, Any]]
-UNRECORDED_DATA = "unrecorded"  # the data fingerprint of a run recorded before the records held one
 # How each registered mixer is shown, in display order (shift, the question, first; then attention, the usual
 # baseline): its name in tables and legends, and its colour in every figure (fixed, not hashed, so that it is the
 # same in every process). A mixer missing here still shows: under its own name, last, in a spare colour.
@@ -101,24 +99,8 @@ def _labelled_configs(recorded: Sequence[Mapping[str, Any]], compared: Sequence[
     return [{**kept, **restored.get(identity, {})} for kept, identity in zip(compared, identities)]
 
 
-def _apart_by_data(rows: Sequence[Mapping[str, Any]], flat_configs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """The configs, where runs of one config read different data (two data sets under one ``data.root``, or
-    another data set under another root, which the config does not tell apart), with their data fingerprint as one
-    more key: those runs are not one arm. A run recorded before fingerprints beside them: ``unrecorded``."""
-    identities = [arm_identity(_as_older_records(c)) for c in flat_configs]
-    read: Dict[tuple, set] = {}
-    for identity, row in zip(identities, rows):
-        if row.get(DATA_FINGERPRINT_KEY):
-            read.setdefault(identity, set()).add(row[DATA_FINGERPRINT_KEY])
-    return [{**config, DATA_FINGERPRINT_KEY: row.get(DATA_FINGERPRINT_KEY) or UNRECORDED_DATA}
-            if len(read.get(identity, ())) > 1 else config
-            for config, row, identity in zip(flat_configs, rows, identities)]
-
-
 def assign_arms(rows: List[Dict[str, Any]], flat_configs: List[Dict[str, Any]]) -> List[str]:
-    """Fill each row's ``arm`` (and the columns that define it); returns those column names. An arm is one config
-    that read one data set."""
-    flat_configs = _apart_by_data(rows, flat_configs)
+    """Fill each row's ``arm`` (and the columns that define it); returns those column names."""
     recorded, flat_configs = flat_configs, [_as_older_records(c) for c in flat_configs]
     keys = label_keys(flat_configs)
     identities = [arm_identity(c) for c in flat_configs]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, Mapping, Optional, Sequen
 from scipy import stats as st
 
 from shiftvit.config import split_data_location
+from shiftvit.records import DATA_FINGERPRINT_KEY, UNRECORDED_DATA
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -148,7 +149,7 @@ def headroom_of(data_config: Mapping[str, Any], baselines: bool = True) -> Testb
         return cached
     from shiftvit.data import build_data
 
-    options = {k: v for k, v in data_config.items() if k != "name"}
+    options = {k: v for k, v in data_config.items() if k not in ("name", DATA_FINGERPRINT_KEY)}
     name = str(data_config.get("name"))
     result = Testbed(data=name, data_config=json.dumps(split_data_location(dict(data_config))[0], sort_keys=True,
                                                        default=str))
@@ -156,6 +157,10 @@ def headroom_of(data_config: Mapping[str, Any], baselines: bool = True) -> Testb
         bundle = build_data(name, **options)
     except Exception as e:  # any failure to build (no root, unknown data) is reported, not raised
         result.note = f"dataset not available here ({type(e).__name__}: {e})"
+        return result
+    wanted = data_config.get(DATA_FINGERPRINT_KEY)
+    if wanted not in (None, UNRECORDED_DATA) and bundle.fingerprint != wanted:  # another data set there now
+        result.note = f"the data found there is not what the runs read (data fingerprint {bundle.fingerprint})"
         return result
     result.num_classes, result.chance = bundle.num_classes, CEILING / bundle.num_classes
     result.train_images, result.val_images = len(bundle.train), len(bundle.val)

@@ -32,6 +32,7 @@ from shiftvit.records import (
     RESULT_KEYS,
     RUNNING,
     SUMMARY_FILE,
+    UNRECORDED_DATA,
     USED_STATUSES,
     WANDB_DIR,
     parse_metrics,
@@ -257,6 +258,7 @@ def _run_table(sources: Iterable[Tuple[str, Optional[Dict[str, Any]], Optional[D
         rows.append(row)
         configs.append(config)
     rows, configs = _drop_superseded(rows, configs, skipped, warn)
+    _apart_by_data(rows, configs)
     arm_columns = assign_arms(rows, configs) if rows else []
     df = pd.DataFrame(rows)
     if not df.empty:
@@ -271,6 +273,23 @@ def _run_table(sources: Iterable[Tuple[str, Optional[Dict[str, Any]], Optional[D
     df.attrs["skipped"] = skipped
     df.attrs["arm_columns"] = arm_columns
     return df
+
+
+def _apart_by_data(rows: List[Dict[str, Any]], configs: List[Dict[str, Any]]) -> None:
+    """Where the runs of one data config (``data_config``: which data, as the config names it) read different data
+    by their fingerprints (two image folders under one name, files replaced), each run's fingerprint joins its data
+    config and its config: such runs share no testbed, no comparison and no arm. A run among them recorded before
+    fingerprints were kept: ``UNRECORDED_DATA``."""
+    read: Dict[str, set] = {}
+    for row in rows:
+        if row.get(DATA_FINGERPRINT_KEY):
+            read.setdefault(row["data_config"], set()).add(row[DATA_FINGERPRINT_KEY])
+    for row, config in zip(rows, configs):
+        if len(read.get(row["data_config"], ())) > 1:
+            fingerprint = row.get(DATA_FINGERPRINT_KEY) or UNRECORDED_DATA
+            row["data_config"] = json.dumps({**json.loads(row["data_config"]), DATA_FINGERPRINT_KEY: fingerprint},
+                                            sort_keys=True, default=str)
+            config[DATA_FINGERPRINT_KEY] = fingerprint
 
 
 def _drop_superseded(rows: List[Dict[str, Any]], configs: List[Dict[str, Any]], skipped: List[Tuple[str, str]],

@@ -106,6 +106,7 @@ OUTCOME_KEYS = ("duplicate_of", "error", "interrupted_by")  # present only when 
 # data_fingerprint: which data the run read from data.root (data.DataBundle.fingerprint; null for data made from the
 # config alone), which every attempt must read alike: the config names only where the data lies
 DATA_FINGERPRINT_KEY = "data_fingerprint"
+UNRECORDED_DATA = "unrecorded"  # what the analysis calls the data fingerprint of a record made before they were kept
 PROVENANCE_KEYS = ("git_commit", "git_dirty", "versions", "host", "machine", "run_dir", "overrides", "sweep_name",
                    "world_size", "malloc", "finished", "attempts_code", DATA_FINGERPRINT_KEY)
 SUMMARY_KEYS = ("status", *RESULT_KEYS, *IDENTITY_KEYS, *PROVENANCE_KEYS)  # always present once a run trained

@@ -271,24 +271,27 @@ def test_a_record_from_before_a_key_shares_the_arm_of_that_key_at_its_old_value(
 
 def test_where_the_data_lies_is_no_arm_but_other_data_is(tmp_path):
     """One config whose seeds read the same CIFAR from two disks is one arm on one testbed (built from whichever
-    place still holds the data); a seed that read other data (its fingerprint) is not averaged with them, and a seed
-    recorded before fingerprints beside them is set apart too."""
+    place still holds the data). Runs of one data config that read different data (their fingerprints) share no
+    arm, testbed or comparison; a run recorded before fingerprints among them is set apart too."""
     from analysis_records import write_run
 
-    from analysis.arms import UNRECORDED_DATA
     from analysis.headroom import testbeds_of
     from shiftvit.bench.loader import write_cifar
+    from shiftvit.data import build_data
+    from shiftvit.records import UNRECORDED_DATA
 
-    first, scratch = tmp_path / "data" / "cifar", tmp_path / "scratch" / "cifar"
+    gone, scratch, other = tmp_path / "data" / "cifar", tmp_path / "scratch" / "cifar", tmp_path / "other"
     write_cifar(scratch, num_train=40, num_val=20)
+    write_cifar(other, num_train=40, num_val=10, seed=1)
+    fp_a, fp_b = (build_data("cifar10", root=str(root)).fingerprint for root in (scratch, other))
     sweep = tmp_path / "sweep"
 
     def cifar(root: Path) -> dict:
         return {"name": "cifar10", "root": str(root)}
 
-    write_run(sweep, "a0", seed=0, data=cifar(first), data_fingerprint="aaaa")  # a disk no longer there
-    write_run(sweep, "a1", seed=1, data=cifar(scratch), data_fingerprint="aaaa")
-    write_run(sweep, "attn", mixer="attn", data=cifar(first), data_fingerprint="aaaa")
+    write_run(sweep, "a0", seed=0, data=cifar(gone), data_fingerprint=fp_a)  # a disk no longer there
+    write_run(sweep, "a1", seed=1, data=cifar(scratch), data_fingerprint=fp_a)
+    write_run(sweep, "attn0", mixer="attn", data=cifar(gone), data_fingerprint=fp_a)
     runs = load_runs(sweep)
     assert set(runs["arm"]) == {"mixer=shift", "mixer=attn"}
     assert list(runs.loc[runs["mixer"] == "shift", "seed"]) == [0, 1]
@@ -297,14 +300,20 @@ def test_where_the_data_lies_is_no_arm_but_other_data_is(tmp_path):
     assert bed.val_images == 20 and bed.nearest_neighbour is not None  # built from the scratch copy
     assert list(runs["val_images"]) == [20] * 3
 
-    write_run(sweep, "b2", seed=2, data=cifar(first), data_fingerprint="bbbb")
-    write_run(sweep, "old3", seed=3, data=cifar(first))  # recorded before the fingerprint
-    runs = load_runs(sweep, testbeds=False)
-    shift = runs[runs["mixer"] == "shift"].set_index("seed")["arm"]
-    assert shift.to_dict() == {0: "mixer=shift data_fingerprint=aaaa", 1: "mixer=shift data_fingerprint=aaaa",
-                               2: "mixer=shift data_fingerprint=bbbb",
-                               3: f"mixer=shift data_fingerprint={UNRECORDED_DATA}"}
-    assert set(runs.loc[runs["mixer"] == "attn", "arm"]) == {"mixer=attn"}  # one data set: nothing to tell apart
+    write_run(sweep, "b2", seed=2, data=cifar(other), data_fingerprint=fp_b)  # other images, one data config
+    write_run(sweep, "attn1", mixer="attn", seed=1, data=cifar(other), data_fingerprint=fp_b)
+    write_run(sweep, "old3", seed=3, data=cifar(gone))  # recorded before the fingerprint
+    runs = load_runs(sweep)
+    arms = runs.set_index("job")["arm"].to_dict()
+    assert arms == {"a0": f"mixer=shift data_fingerprint={fp_a}", "a1": f"mixer=shift data_fingerprint={fp_a}",
+                    "b2": f"mixer=shift data_fingerprint={fp_b}",
+                    "old3": f"mixer=shift data_fingerprint={UNRECORDED_DATA}",
+                    "attn0": f"mixer=attn data_fingerprint={fp_a}", "attn1": f"mixer=attn data_fingerprint={fp_b}"}
+    beds = testbeds_of(runs)
+    assert len(beds) == 3 and sorted(bed.val_images or 0 for bed in beds.values()) == [0, 10, 20]
+    table = verdicts(runs, baseline="mixer=attn", margin=1.0)
+    pairs = set(zip(table["treatment"], table["baseline"]))
+    assert pairs == {(arms["a0"], arms["attn0"]), (arms["b2"], arms["attn1"])}  # each on its own data
 
 
 def test_arms_told_apart_by_a_null_say_so_in_their_labels():
