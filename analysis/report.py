@@ -311,16 +311,24 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
 
 
 def _lack_of_fit_text(result: Dict[str, Any]) -> str:
-    """Whether the arms' means sit on the trend's line: a slope can be settled by one collapsed level alone."""
-    p = result["lack_of_fit_p"]
+    """Whether the arms' means sit on the trend's line: a slope can be settled by one collapsed level alone. The
+    classical test pools the levels' spreads; a departure it finds is claimed only where the test with each level's
+    own spread finds it too, and otherwise named with that condition."""
+    p, unequal = result["lack_of_fit_p"], result.get("lack_of_fit_unequal_p", math.nan)
     if not math.isfinite(p):
         return ""
+    test = f"lack-of-fit F test against one mean per level, p = {p_text(p)}"
+    own = (f"with each level's own spread (a Wald F test of the same line with HC3 variances), p = {p_text(unequal)}"
+           if math.isfinite(unequal) else "")
+    if p < ALPHA and (not own or unequal < ALPHA):
+        return (f" The arms' means depart from a straight line ({test}{'; ' + own if own else ''}): the slope "
+                "summarises a response that is not linear over these levels; read it with the arms' means, not as a "
+                "steady change per unit.")
     if p < ALPHA:
-        return (f" The arms' means depart from a straight line (lack-of-fit F test against one mean per level, "
-                f"p = {p_text(p)}): the slope summarises a response that is not linear over these levels; read it with "
-                "the arms' means, not as a steady change per unit.")
-    return (f" A straight line is not rejected by the arms' means (lack-of-fit F test against one mean per level, "
-            f"p = {p_text(p)}), which does not show that the response is linear.")
+        return (f" The arms' means depart from a straight line if every level's seeds spread alike ({test}), which "
+                f"they may not: {own}. Read the slope with the arms' means.")
+    return (f" A straight line is not rejected by the arms' means ({test}{'; ' + own if own else ''}), which does "
+            "not show that the response is linear.")
 
 
 def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = None,

@@ -37,6 +37,7 @@ baseline arm on the same data; one without is left out of the verdicts (``table.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -950,6 +951,8 @@ def trend(runs: pd.DataFrame, factor: str, metric: str = DEFAULT_METRIC) -> Dict
     With 3 or more levels and seeds to spare, ``lack_of_fit_p`` is the classical lack-of-fit F test: the line
     against one mean per level, on the spread of the seeds within levels. A small p says the means depart from a
     straight line, so a settled slope summarises a curve (a peak, one collapsed level) rather than describes it.
+    That test pools the spread of every level; ``lack_of_fit_unequal_p`` asks the same with each level's own
+    (``lack_of_fit_unequal_spread``), where every level has 2 or more seeds.
     ``permutation_p``: the slope against its values with the levels shuffled over the runs (``PERMUTATIONS`` random
     shuffles, or every one where there are fewer), which assumes no shape of the seeds' spread: a test that the
     metric does not depend on the factor at all."""
@@ -967,7 +970,7 @@ def trend(runs: pd.DataFrame, factor: str, metric: str = DEFAULT_METRIC) -> Dict
     result = {"factor": factor, "runs": len(x), "levels": len(set(x)), "slope": math.nan, "ci_low": math.nan,
               "ci_high": math.nan, "p": math.nan, "images_ci_low": math.nan, "images_ci_high": math.nan,
               "images_p": math.nan, "images_why": "", "lack_of_fit_f": math.nan, "lack_of_fit_p": math.nan,
-              "permutation_p": math.nan}
+              "lack_of_fit_unequal_p": math.nan, "permutation_p": math.nan}
     if len(x) >= 3 and len(set(x)) >= 2:
         fit = sm.OLS(y, sm.add_constant(x)).fit()
         low, high = fit.conf_int(alpha=ALPHA)[1]
@@ -980,10 +983,36 @@ def trend(runs: pd.DataFrame, factor: str, metric: str = DEFAULT_METRIC) -> Dict
             per_level = sm.OLS(y, pd.get_dummies(pd.Categorical(x)).to_numpy(dtype=float)).fit()
             if per_level.ssr > 0:  # seeds that agree to the last digit leave no spread to test against
                 f, p_value, _ = per_level.compare_f_test(fit)
-                result.update(lack_of_fit_f=float(f), lack_of_fit_p=float(p_value))
+                result.update(lack_of_fit_f=float(f), lack_of_fit_p=float(p_value),
+                              lack_of_fit_unequal_p=lack_of_fit_unequal_spread(x, y))
         if metric == DEFAULT_METRIC:  # the predictions are the final model's
             result.update(_trend_with_images(runs, arms, x, fit))
     return result
+
+
+def lack_of_fit_unequal_spread(x: np.ndarray, y: np.ndarray) -> float:
+    """p of the hypothesis that the mean of ``y`` at each level of ``x`` lies on one straight line, with each level's
+    own spread: statsmodels' Wald F test of that restriction on the one-mean-per-level fit with heteroscedasticity-
+    consistent (HC3) variances, which do not pool the levels' spreads as the classical lack-of-fit F test does. Where
+    some seeds learn and others stay at chance, one level can spread ten times more than another. NaN with fewer
+    than 3 levels, a level with one seed, or no spread to test against."""
+    import statsmodels.api as sm
+    from scipy.linalg import null_space
+
+    levels, counts = np.unique(x, return_counts=True)
+    if len(levels) < 3 or counts.min() < 2:
+        return math.nan
+    dummies = (x[:, None] == levels[None, :]).astype(float)
+    # the level means lie on a line exactly when they are orthogonal to every vector orthogonal to 1 and the levels
+    restriction = null_space(np.column_stack([np.ones_like(levels), levels]).T).T
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a level whose seeds agree exactly: the test below is then not finite
+        fit = sm.OLS(y, dummies).fit(cov_type="HC3")
+        try:
+            p_value = float(fit.wald_test(restriction, use_f=True, scalar=True).pvalue)
+        except (np.linalg.LinAlgError, ValueError):
+            return math.nan
+    return p_value if math.isfinite(p_value) else math.nan
 
 
 def _slope(x: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:

@@ -488,7 +488,7 @@ def test_one_factor_sweep_reports_the_trend(tmp_path):
     assert f"over 6 finished runs at 3 levels: {fit.params[1]:+.3g} points per unit" in md
     p = _lack_of_fit_p(x, [v for vs in gammas.values() for v in vs])
     assert p >= 0.05 and f"A straight line is not rejected by the arms' means (lack-of-fit F test against one " \
-        f"mean per level, p = {p_text(p)})" in md
+        f"mean per level, p = {p_text(p)}; with each level's own spread" in md
     # the slope against every one of the 720 orders of the levels over the 6 runs
     y = np.array([v for vs in gammas.values() for v in vs])
     slopes = np.array([np.polyfit(order, y, 1)[0] for order in itertools.permutations(x)])
@@ -517,13 +517,60 @@ def test_a_trend_says_when_the_means_depart_from_its_line(tmp_path):
     md = (tmp_path / "r" / "report.md").read_text()
     x = [float(Fraction(g)) for g, vs in gammas.items() for _ in vs]
     p = _lack_of_fit_p(x, [v for vs in gammas.values() for v in vs])
-    assert p < 0.05 and "The arms' means depart from a straight line (lack-of-fit F test against one mean per " \
-        f"level, p = {p_text(p)})" in md
+    from analysis.stats import lack_of_fit_unequal_spread
+
+    own = lack_of_fit_unequal_spread(np.array(x), np.array([v for vs in gammas.values() for v in vs]))
+    assert p < 0.05 and own < 0.05 and "The arms' means depart from a straight line (lack-of-fit F test against one " \
+        f"mean per level, p = {p_text(p)}; with each level's own spread (a Wald F test of the same line with HC3 " \
+        f"variances), p = {p_text(own)}): the slope summarises" in md
     from analysis.stats import trend
 
     # two levels are always on a line: no test
     two = trend(load_runs([str(tmp_path / "g1_24-*"), str(tmp_path / "g1_4-*")], warn=False), "gamma_float")
     assert two["levels"] == 2 and math.isfinite(two["p"]) and math.isnan(two["lack_of_fit_p"])
+
+
+def test_lack_of_fit_with_each_levels_own_spread_is_the_hc3_wald_test():
+    """By hand: the level means m, their HC3 variances s²/(n-1) (each level's own), the restriction R (every
+    vector orthogonal to 1 and the levels) and W = (Rm)'(R V R')⁻¹(Rm)/q on F(q, n-k)."""
+    from scipy.linalg import null_space
+
+    from analysis.stats import lack_of_fit_unequal_spread
+
+    x = np.repeat([1.0, 2.0, 4.0, 5.0], [3, 4, 3, 5])
+    y = np.array([50.1, 52.0, 49.5, 90.2, 60.0, 97.1, 55.3, 91.0, 93.5, 92.2, 70.4, 52.0, 88.8, 99.0, 51.1])
+    levels = np.unique(x)
+    groups = [y[x == level] for level in levels]
+    means = np.array([g.mean() for g in groups])
+    variances = np.diag([g.var(ddof=1) / (len(g) - 1) for g in groups])
+    restriction = null_space(np.column_stack([np.ones(4), levels]).T).T
+    q, dof = restriction.shape[0], len(y) - len(levels)
+    gap = restriction @ means
+    w = gap @ np.linalg.solve(restriction @ variances @ restriction.T, gap) / q
+    assert lack_of_fit_unequal_spread(x, y) == pytest.approx(st.f.sf(w, q, dof), rel=1e-9)
+    assert math.isnan(lack_of_fit_unequal_spread(x[:-4], y[:-4]))  # a level with one seed: no spread of its own
+    assert math.isnan(lack_of_fit_unequal_spread(x[x < 4], y[x < 4]))  # two levels are always on a line
+
+
+def test_a_departure_from_the_line_that_rests_on_equal_spreads_says_so(tmp_path):
+    """One level whose seeds split between chance and the task, the others all at chance: the pooled F test finds
+    the means off a line, the test with each level's own spread does not, and the report claims no departure."""
+    from analysis.stats import lack_of_fit_unequal_spread
+
+    gammas = {"1/24": [49.3, 50.1, 49.2], "1/12": [52.3, 49.0, 50.3], "1/6": [50.8, 98.6, 97.4],
+              "1/4": [50.3, 52.9, 51.2]}
+    for gamma, values in gammas.items():
+        write_arm(tmp_path, f"g{gamma.replace('/', '_')}", values, gamma=gamma)
+    assert report_main([str(tmp_path), "--out", str(tmp_path / "r")]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    x = np.array([float(Fraction(g)) for g, vs in gammas.items() for _ in vs])
+    y = np.array([v for vs in gammas.values() for v in vs])
+    pooled, own = _lack_of_fit_p(x, y), lack_of_fit_unequal_spread(x, y)
+    assert pooled < 0.05 <= own
+    assert (f"The arms' means depart from a straight line if every level's seeds spread alike (lack-of-fit F test "
+            f"against one mean per level, p = {p_text(pooled)}), which they may not: with each level's own spread "
+            f"(a Wald F test of the same line with HC3 variances), p = {p_text(own)}.") in md
+    assert "the slope summarises a response that is not linear" not in md
 
 
 def test_figures_redrawn_from_the_same_records_are_the_same_files(tmp_path):
