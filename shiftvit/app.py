@@ -176,8 +176,10 @@ def _same_data_elsewhere(record_dir: Path, effective: Dict[str, Any]) -> None:
 
 
 def _location_text(config: Dict[str, Any]) -> str:
+    """``data.root='/data/cifar'``: where a config reads its data (a location key left false, such as
+    data.download=false, says nothing there)."""
     flat = flatten(config)
-    return ", ".join(f"{key}={flat.get(key)!r}" for key in LOCATION_KEYS)
+    return ", ".join(f"{key}={flat[key]!r}" for key in LOCATION_KEYS if flat.get(key)) or "its data's place"
 
 
 def _claim(sweep_dir: Path, digest: str, run_dir: Path) -> Optional[Path]:

@@ -435,11 +435,11 @@ WANDB_MODES = ("offline", "online", "disabled")
 # the effective config): sweep and job directories are named without them, so a relaunch that adds
 # train.threads=1 or logger=none finds the same records (conf/config.yaml's exclude_keys repeats it; a test holds
 # the two equal)
-# Where a run reads its data from, not which data it reads: the same data set copied to another disk (a cluster
-# node's local scratch, a relaunch on another machine) is the same run, so these keys enter no config hash, no run or
-# sweep directory name and no arm. Which data a run read is its record's data fingerprint (data.DataBundle), which
-# a resume must match.
-LOCATION_KEYS = ("data.root",)
+# Where a run reads its data from and how it got there, not which data it reads: the same data set copied to another
+# disk (a cluster node's local scratch, a relaunch on another machine), or downloaded by the first run and read from
+# disk by the next, is the same run, so these keys enter no config hash, no run or sweep directory name and no arm.
+# Which data a run read is its record's data fingerprint (data.DataBundle), which a resume must match.
+LOCATION_KEYS = ("data.root", "data.download")
 DATA_LOCATION_KEYS = tuple(k.split(".", 1)[1] for k in LOCATION_KEYS if k.startswith("data."))  # within ``data``
 
 

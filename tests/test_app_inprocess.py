@@ -116,6 +116,8 @@ def test_gamma_forms_and_effective_config(caplog):
     assert config_hash(resolve(composed("train.num_workers=2"))) == config_hash(resolve(composed()))
     here, there = (resolve(composed("data=cifar10", f"data.root={root}")) for root in ("/data/cifar", "/scratch/c"))
     assert config_hash(here) == config_hash(there) != config_hash(resolve(composed("data=cifar100", "data.root=/d")))
+    fetched = resolve(composed("data=cifar10", "data.root=/data/cifar", "data.download=true"))  # how it got there
+    assert config_hash(fetched) == config_hash(here)
     from shiftvit.app import config_difference
 
     assert config_difference(here, there) == "the same values under another config hash"
