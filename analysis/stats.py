@@ -73,6 +73,7 @@ ADD_SEEDS = "add seeds to the sweep (seed=0,1,2)"  # the way out of too few seed
 NO_HEADROOM = "testbed cannot separate the arms"
 INCONCLUSIVE = "inconclusive"
 NOT_MATCHED = "not budget-matched"
+UNFINISHED = "seeds that did not finish, in no test"  # a verdict's condition when either arm has some
 DEFAULT_BASELINE = {"mixer": "attn"}
 # one-factor sweeps report a trend: the arm column -> the numeric column it is plotted and fitted on
 FACTORS = {"gamma": "gamma_float", "tau": "tau", "mixer.shift_size": "mixer.shift_size",
@@ -257,6 +258,9 @@ class Comparison:
     budget: str = ""
     budget_matched: Optional[bool] = None
     ceiling: str = ""
+    # the seeds of either arm that diverged, failed or were interrupted (``unfinished_text``): the tests read the
+    # finished seeds only, so a claim holds of those
+    unfinished: str = ""
     outcome: str = ""
     verdict: str = ""
 
@@ -737,17 +741,27 @@ def _better(c: Comparison, names: Tuple[str, str], seeds_alone: bool = False) ->
 
 
 def verdict_text(c: Comparison, names: Tuple[str, str] = ("treatment", "baseline")) -> str:
-    """What the comparison can claim: the outcome, unless the budget or the testbed forbids the claim."""
+    """What the comparison can claim: the outcome, unless the budget or the testbed forbids the claim, with the
+    seeds that did not finish where there are any (a divergence is the arm's own result, which no test counts)."""
+    unfinished = f"; {UNFINISHED}: {c.unfinished}" if c.unfinished else ""
     if c.outcome.startswith(INSUFFICIENT):  # with why, and the way out
-        return c.outcome + (f"; {NOT_MATCHED} ({c.budget})" if c.budget_matched is False else "")
+        return c.outcome + (f"; {NOT_MATCHED} ({c.budget})" if c.budget_matched is False else "") + unfinished
     if c.budget_matched is False:
         return f"{NOT_MATCHED} ({c.budget})"
     if c.ceiling:
         # a real difference survives, stated with where it was measured; an equivalence on such a testbed does not
         if _claims(c)[1]:
-            return f"{_better(c, names)}{permutation_caveat(c)}; on a testbed where {c.ceiling}"
-        return f"{NO_HEADROOM}: {c.ceiling}"
-    return c.outcome
+            return f"{_better(c, names)}{permutation_caveat(c)}; on a testbed where {c.ceiling}{unfinished}"
+        return f"{NO_HEADROOM}: {c.ceiling}{unfinished}"
+    return c.outcome + unfinished
+
+
+def unfinished_text(runs: pd.DataFrame, arms: Tuple[str, str], names: Tuple[str, str]) -> str:
+    """``attention: 2 of 5 seeds diverged``: per arm of a comparison, its seeds that did not finish (empty when
+    every seed of both did)."""
+    parts = [f"{name}: {text}" for arm, name in zip(arms, names)
+             if (text := failures_text(seed_statuses(runs[runs["arm"] == arm])))]
+    return "; ".join(parts)
 
 
 # --- budgets, baselines ------------------------------------------------------------------------------------------
@@ -874,8 +888,9 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
             adjusted = multipletests(raw, alpha=ALPHA, method=correction)[1] if correction else raw
             for c, p in zip(family, adjusted):
                 setattr(c, f"{field}_adj", float(p))
-    for c, pair_names in zip(comparisons, names):
+    for c, pair_names, pair in zip(comparisons, names, pairs):
         c.outcome = outcome_text(c, pair_names)
+        c.unfinished = unfinished_text(runs, pair, pair_names)
         c.verdict = verdict_text(c, pair_names)
     table = pd.DataFrame([asdict(c) for c in comparisons], columns=list(Comparison.__dataclass_fields__))
     table.attrs.update(correction=correction, comparisons=len(tested), margin=margin, metric=metric,

@@ -176,6 +176,32 @@ def test_a_seed_that_diverged_once_and_finished_once_is_a_finished_seed(tmp_path
     assert summary["failures"] == "1 of 4 seeds diverged"
 
 
+def test_a_verdict_names_the_seeds_that_did_not_finish(tmp_path):
+    """The tests read finished seeds only: a divergence is the arm's own result, so a claim holds of the seeds
+    that finished, and the verdict says which did not, per arm; with none finished it says so too."""
+    write_arm(tmp_path, "shift", [95.0, 96.0, 95.5])
+    for seed in (3, 4):
+        write_run(tmp_path, f"shift-{seed}", seed=seed, val_top1=None, status="diverged")
+    write_arm(tmp_path, "attn", [80.0, 81.0, 80.5, 79.5], mixer="attn")
+    write_run(tmp_path, "attn-4", mixer="attn", seed=4, val_top1=None, status="interrupted")
+    [row] = verdicts(load_runs(tmp_path, warn=False), margin=1.0).to_dict("records")
+    assert row["verdict"].startswith("shift better by")
+    assert row["verdict"].endswith("; seeds that did not finish, in no test: shift: 2 of 5 seeds diverged; "
+                                   "attention: 1 of 5 seeds interrupted")
+    assert (row["n_treatment"], row["n_baseline"]) == (3, 4)
+
+    for seed in (0, 1, 2):
+        write_run(tmp_path, f"shift-{seed}", seed=seed, val_top1=None, status="diverged")
+    [row] = verdicts(load_runs(tmp_path, warn=False), margin=1.0).to_dict("records")
+    assert row["verdict"].startswith("insufficient data") and row["verdict"].endswith(
+        "; seeds that did not finish, in no test: shift: 5 of 5 seeds diverged; attention: 1 of 5 seeds "
+        "interrupted")
+    write_run(tmp_path, "attn-4", mixer="attn", seed=4, val_top1=79.0)  # every seed of one arm finished
+    write_arm(tmp_path, "shift", [95.0, 96.0, 95.5, 94.0, 95.2])
+    [row] = verdicts(load_runs(tmp_path, warn=False), margin=1.0).to_dict("records")
+    assert "did not finish" not in row["verdict"]
+
+
 def test_one_process_runs_are_one_arm_with_records_from_before_world_size(tmp_path):
     """Records written before world_size was recorded ran on one process: one arm with the new one-process runs;
     two processes (another total batch) are another arm."""
