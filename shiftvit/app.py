@@ -138,33 +138,31 @@ def _take_over(run_dir: Path, effective: Dict[str, Any], digest: str) -> Dict[st
     if config_hash(old) != digest:
         raise ConfigError(f"{run_dir} holds a run of another config ({config_difference(old, effective)}): use "
                           "another hydra.run.dir, or train.resume=fresh to archive that record and start over")
-    _same_data_elsewhere(run_dir, effective)
+    _same_data_elsewhere(run_dir, effective, "train.resume=fresh to archive that record and start over")
     return read_summary(run_dir)
 
 
-def _same_data_elsewhere(record_dir: Path, effective: Dict[str, Any]) -> None:
+def _same_data_elsewhere(record_dir: Path, effective: Dict[str, Any], other_way_out: str) -> None:
     """Before a record of this config that read its data from another place is taken as this run's (returned
     finished, resumed, or the owner of a duplicate): the data here must be what it read, by its fingerprint, as
-    the config names only where the data lies (``config.LOCATION_KEYS``). Raises ``ConfigError``."""
+    the config names only where the data lies (``config.LOCATION_KEYS``). Raises ``ConfigError`` whose way out is
+    the record's place, or ``other_way_out``."""
     import yaml
 
     from .config import split_data_location
     from .records import CHECKPOINT_FILE, CONFIG_FILE, read_summary
 
-    recorded_config = yaml.safe_load((record_dir / CONFIG_FILE).read_text())
-    summary = read_summary(record_dir)
-
+    recorded_config, summary = yaml.safe_load((record_dir / CONFIG_FILE).read_text()), read_summary(record_dir)
     there, here = (split_data_location(dict(c["data"]))[1] for c in (recorded_config, effective))
     if there == here:
         return
-    recorded, named = summary.get(DATA_FINGERPRINT_KEY), _location_text(effective)
+    recorded, place = summary.get(DATA_FINGERPRINT_KEY), _location_text(recorded_config)
     if recorded is None:
         if not (summary.get("epochs_done") or (record_dir / CHECKPOINT_FILE).exists()):
             return  # it read nothing yet: this run's data will be its own
-        raise ConfigError(f"{record_dir} holds a run of this config that read its data from "
-                          f"{_location_text(recorded_config)} and recorded no data fingerprint (older code), so "
-                          f"nothing tells whether {named} holds the same data: relaunch with "
-                          f"{_location_text(recorded_config)}, or train.resume=fresh to archive it and start over")
+        raise ConfigError(f"{record_dir} holds a run of this config that read its data from {place} and recorded no "
+                          f"data fingerprint (older code), so nothing tells whether {_location_text(effective)} "
+                          f"holds the same data: relaunch with {place}, or {other_way_out}")
     from .data import DataError, build_data
 
     data = dict(effective["data"])
@@ -172,7 +170,8 @@ def _same_data_elsewhere(record_dir: Path, effective: Dict[str, Any]) -> None:
         read = build_data(data.pop("name"), **data).fingerprint
     except DataError as e:
         raise ConfigError(str(e)) from None
-    _same_data(recorded, read, effective, f"{record_dir}, which read {_location_text(recorded_config)}")
+    _same_data(recorded, read, effective, f"{record_dir} was trained on from {place}",
+               f"point it at the data that run read, or {other_way_out}")
 
 
 def _location_text(config: Dict[str, Any]) -> str:
@@ -398,7 +397,8 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
         if sweep_dir is not None and dist.is_main:
             owner = _claim(Path(sweep_dir), digest, run_dir)
             if owner is not None:
-                _same_data_elsewhere(owner, effective)
+                _same_data_elsewhere(owner, effective, "launch this data set as a sweep of its own (another "
+                                     "hydra.sweep.dir)")
                 record(status=DUPLICATE, duplicate_of=os.path.relpath(owner, run_dir))
                 log.info("identical effective config already in this sweep (%s): not trained again", owner)
                 return summary
@@ -500,13 +500,14 @@ def _tracker(logger_cfg: Dict[str, Any], effective: Dict[str, Any], run_dir: Pat
 
 
 def _same_data(recorded: Optional[str], read: Optional[str], effective: Dict[str, Any],
-               record: str = "this record") -> Optional[str]:
+               record: str = "this record was trained on",
+               way_out: str = "point it at the data the run started with to resume, or train.resume=fresh to archive "
+                              "the record and start over") -> Optional[str]:
     """The data fingerprint of a run, which an attempt at resuming it must read alike: the config names where the data
     lies (``config.LOCATION_KEYS``), not what it holds. Raises ``ConfigError`` before the attempt trains."""
     if recorded and read and recorded != read:
-        raise ConfigError(f"{_location_text(effective)} holds other data than {record} was trained on (data "
-                          f"fingerprint {read}, the record's {recorded}): point it at the data the run started with "
-                          "to resume, or train.resume=fresh to archive the record and start over")
+        raise ConfigError(f"{_location_text(effective)} holds other data than {record} (data fingerprint {read}, the "
+                          f"record's {recorded}): {way_out}")
     return read or recorded
 
 

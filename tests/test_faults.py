@@ -296,8 +296,9 @@ def test_data_moved_to_another_disk_resumes_its_record_and_other_data_is_refused
     capfd.readouterr()
     assert run_forked(composed(*cifar_run(other)), run_dir) == 3
     line = next(line for line in capfd.readouterr().err.splitlines() if line.startswith("child: "))
-    assert f"ConfigError: data.root='{other}' holds other data than {run_dir}, which read data.root='{first}'" in line
-    assert "point it at the data the run started with" in line and "train.resume=fresh" in line
+    assert f"ConfigError: data.root='{other}' holds other data than {run_dir} was trained on from " \
+        f"data.root='{first}'" in line
+    assert "point it at the data that run read, or train.resume=fresh" in line
     assert {name: (run_dir / name).read_bytes() for name in kept} == kept
     # other data in the run's own place (the files replaced): found when the data is read, before it trains
     shutil.rmtree(first)
@@ -305,6 +306,7 @@ def test_data_moved_to_another_disk_resumes_its_record_and_other_data_is_refused
     assert run_forked(composed(*cifar_run(first)), run_dir) == 3
     line = next(line for line in capfd.readouterr().err.splitlines() if line.startswith("child: "))
     assert f"ConfigError: data.root='{first}' holds other data than this record was trained on" in line
+    assert "point it at the data the run started with to resume, or train.resume=fresh" in line
     assert {name: (run_dir / name).read_bytes() for name in (METRICS_FILE, CHECKPOINT_FILE)} == \
         {name: kept[name] for name in (METRICS_FILE, CHECKPOINT_FILE)}
     assert read_summary(run_dir)["status"] == "failed"  # that attempt, said; the record resumes from its checkpoint
@@ -332,7 +334,7 @@ def test_a_finished_record_or_a_duplicate_is_taken_from_another_place_only_on_th
     before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file() and p.name != LOCK_FILE}
     with pytest.raises(ConfigError) as error:
         run_experiment(composed(*cifar_run(other, epochs=1)), run_dir)
-    assert str(error.value).startswith(f"data.root='{other}' holds other data than {run_dir}, which read "
+    assert str(error.value).startswith(f"data.root='{other}' holds other data than {run_dir} was trained on from "
                                        f"data.root='{first}'")
     assert run_experiment(composed(*cifar_run(copy, epochs=1)), run_dir) == finished  # nothing trained again
     assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file() and p.name != LOCK_FILE} == before
@@ -340,7 +342,8 @@ def test_a_finished_record_or_a_duplicate_is_taken_from_another_place_only_on_th
     sweep = tmp_path / "sweep"
     owner = sweep / "job-a"
     run_experiment(composed(*cifar_run(first, epochs=1)), owner, sweep_dir=sweep)
-    with pytest.raises(ConfigError, match=f"holds other data than {owner}, which read data.root='{first}'"):
+    with pytest.raises(ConfigError, match=f"holds other data than {owner} was trained on from data.root='{first}' "
+                       r"\(.*\): point it at the data that run read, or launch this data set as a sweep of its own"):
         run_experiment(composed(*cifar_run(other, epochs=1)), sweep / "job-b", sweep_dir=sweep)
     assert run_experiment(composed(*cifar_run(copy, epochs=1)), sweep / "job-c", sweep_dir=sweep)["status"] == \
         "duplicate"
