@@ -431,10 +431,7 @@ class LoggerConfig:
 
 LOGGERS = ("wandb", "none")
 WANDB_MODES = ("offline", "online", "disabled")
-# command-line keys that never change a run's numbers (the config hash leaves them out, and the logger is not in
-# the effective config): sweep and job directories are named without them, so a relaunch that adds
-# train.threads=1 or logger=none finds the same records (conf/config.yaml's exclude_keys repeats it; a test holds
-# the two equal)
+
 # Where a run reads its data from and how it got there, not which data it reads: the same data set copied to another
 # disk (a cluster node's local scratch, a relaunch on another machine), or downloaded by the first run and read from
 # disk by the next, is the same run, so these keys enter no config hash, no run or sweep directory name and no arm.
@@ -447,6 +444,12 @@ def split_data_location(data: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str,
     """A data config as (which data: every key but where it lies, where it lies: ``DATA_LOCATION_KEYS``)."""
     return ({k: v for k, v in data.items() if k not in DATA_LOCATION_KEYS},
             {k: v for k, v in data.items() if k in DATA_LOCATION_KEYS})
+
+
+# command-line keys that never change a run's numbers, or say only where the data lies (the config hash leaves them
+# out, and the logger is not in the effective config): sweep and job directories are named without them, so a
+# relaunch that adds train.threads=1 or logger=none, or reads the data from another disk, finds the same records
+# (conf/config.yaml's exclude_keys repeats it; a test holds the two equal)
 NOT_IDENTITY_KEYS = (*(f"train.{key}" for key in SPEED_ONLY_TRAIN_KEYS), "logger",
                      *(f"logger.{f.name}" for f in dataclasses.fields(LoggerConfig)), "sweep_name", *LOCATION_KEYS)
 
