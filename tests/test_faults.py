@@ -364,8 +364,11 @@ def test_a_sweep_over_where_the_data_lies_is_refused_with_the_way_out(tmp_path):
 
 def test_a_sweep_relaunched_on_its_data_moved_elsewhere_is_the_same_sweep(tmp_path):
     """A cluster job that copies the data to its node's scratch names another data.root each time: the same sweep
-    directory, the same job directories, nothing trained again."""
+    directory, the same job directories, nothing trained again. And a sweep that code from before data.root was left
+    out of sweep names named with it is continued there when the same command is relaunched."""
     from shiftvit.bench.loader import write_cifar
+    from shiftvit.config import LOCATION_KEYS, NOT_IDENTITY_KEYS
+    from shiftvit.multirun import sweep_id
 
     first, moved = tmp_path / "data", tmp_path / "scratch" / "cifar"
     write_cifar(first, num_train=32, num_val=16)
@@ -375,30 +378,17 @@ def test_a_sweep_relaunched_on_its_data_moved_elsewhere_is_the_same_sweep(tmp_pa
     records = {job.name: (job / SUMMARY_FILE).read_bytes() for job in job_dirs(sweep)}
     assert len(records) == 2 and not any("root" in name for name in [sweep.name, *records])
     shutil.move(first, moved)
-    again = run_cli(["-m", "seed=0,1", *cifar_run(moved, epochs=1)], cwd=tmp_path)
+    args = ["-m", "seed=0,1", *cifar_run(moved, epochs=1)]
+    again = run_cli(args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert list((tmp_path / "multirun").iterdir()) == [sweep]
     assert {job.name: (job / SUMMARY_FILE).read_bytes() for job in job_dirs(sweep)} == records
 
-
-def test_a_sweep_named_by_older_code_with_its_data_root_is_continued_there(tmp_path):
-    """Code from before data.root was left out of sweep names named a sweep with it: the same command relaunched
-    after the upgrade continues that sweep, nothing trained again."""
-    from shiftvit.bench.loader import write_cifar
-    from shiftvit.config import LOCATION_KEYS, NOT_IDENTITY_KEYS
-    from shiftvit.multirun import sweep_id
-
-    write_cifar(tmp_path / "data", num_train=32, num_val=16)
-    args = ["-m", "seed=0", *cifar_run(tmp_path / "data", epochs=1)]
-    launch = run_cli(args, cwd=tmp_path)
-    assert launch.returncode == 0, launch.stderr[-3000:]
-    [sweep] = (tmp_path / "multirun").iterdir()
     older = sweep.with_name(sweep_id(["run.py", *args], tuple(k for k in NOT_IDENTITY_KEYS if k not in LOCATION_KEYS)))
     assert older.name != sweep.name and "root" in older.name
-    sweep.rename(older)
-    records = {job.name: (job / SUMMARY_FILE).read_bytes() for job in job_dirs(older)}
-    again = run_cli(args, cwd=tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
+    sweep.rename(older)  # as older code named it
+    once_more = run_cli(args, cwd=tmp_path)
+    assert once_more.returncode == 0, once_more.stderr[-3000:]
     assert list((tmp_path / "multirun").iterdir()) == [older]
     assert {job.name: (job / SUMMARY_FILE).read_bytes() for job in job_dirs(older)} == records
 
