@@ -153,7 +153,7 @@ def _same_data_elsewhere(record_dir: Path, effective: Dict[str, Any], other_way_
     from .records import CHECKPOINT_FILE, CONFIG_FILE, read_summary
 
     recorded_config, summary = yaml.safe_load((record_dir / CONFIG_FILE).read_text()), read_summary(record_dir)
-    there, here = (split_data_location(dict(c["data"]))[1] for c in (recorded_config, effective))
+    there, here = (split_data_location(dict(c.get("data") or {}))[1] for c in (recorded_config, effective))
     if there == here:
         return
     recorded, place = summary.get(DATA_FINGERPRINT_KEY), _location_text(recorded_config)
