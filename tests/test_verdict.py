@@ -498,14 +498,19 @@ def test_report_numbers_are_rounded(two_sweeps, tmp_path):
     assert "Holm-corrected over the 3 comparisons" in md
 
 
+def _gamma_sweep_report(tmp_path, gammas) -> str:
+    """A γ sweep with these seeds' top-1 per γ (one arm each), reported: the report's markdown."""
+    for gamma, values in gammas.items():
+        write_arm(tmp_path, f"g{gamma.replace('/', '_')}", values, gamma=gamma)
+    assert report_main([str(tmp_path), "--out", str(tmp_path / "r")]) == 0
+    return (tmp_path / "r" / "report.md").read_text()
+
+
 def test_one_factor_sweep_reports_the_trend(tmp_path):
     import statsmodels.api as sm
 
     gammas = {"1/24": [88.0, 88.6], "1/12": [89.1, 89.9], "1/6": [90.2, 90.6]}
-    for gamma, values in gammas.items():
-        write_arm(tmp_path, f"g{gamma.replace('/', '_')}", values, gamma=gamma)
-    assert report_main([str(tmp_path), "--out", str(tmp_path / "r")]) == 0
-    md = (tmp_path / "r" / "report.md").read_text()
+    md = _gamma_sweep_report(tmp_path, gammas)
     x = [1 / 24] * 2 + [1 / 12] * 2 + [1 / 6] * 2
     fit = sm.OLS([v for vs in gammas.values() for v in vs], sm.add_constant(x)).fit()
     assert "## Trend over gamma_float (one-factor sweep)" in md and "Verdicts" not in md
@@ -537,10 +542,7 @@ def test_a_trend_says_when_the_means_depart_from_its_line(tmp_path):
     level): the report says that the means are not on a line, by the lack-of-fit F test."""
     gammas = {"1/24": [90.0, 92.0, 91.0], "1/12": [91.0, 93.0, 92.0], "1/6": [92.0, 90.0, 91.5],
               "1/4": [50.0, 52.0, 51.0]}
-    for gamma, values in gammas.items():
-        write_arm(tmp_path, f"g{gamma.replace('/', '_')}", values, gamma=gamma)
-    assert report_main([str(tmp_path), "--out", str(tmp_path / "r")]) == 0
-    md = (tmp_path / "r" / "report.md").read_text()
+    md = _gamma_sweep_report(tmp_path, gammas)
     x = [float(Fraction(g)) for g, vs in gammas.items() for _ in vs]
     p = _lack_of_fit_p(x, [v for vs in gammas.values() for v in vs])
     from analysis.stats import lack_of_fit_unequal_spread
@@ -585,10 +587,7 @@ def test_a_departure_from_the_line_that_rests_on_equal_spreads_says_so(tmp_path)
 
     gammas = {"1/24": [49.3, 50.1, 49.2], "1/12": [52.3, 49.0, 50.3], "1/6": [50.8, 98.6, 97.4],
               "1/4": [50.3, 52.9, 51.2]}
-    for gamma, values in gammas.items():
-        write_arm(tmp_path, f"g{gamma.replace('/', '_')}", values, gamma=gamma)
-    assert report_main([str(tmp_path), "--out", str(tmp_path / "r")]) == 0
-    md = (tmp_path / "r" / "report.md").read_text()
+    md = _gamma_sweep_report(tmp_path, gammas)
     x = np.array([float(Fraction(g)) for g, vs in gammas.items() for _ in vs])
     y = np.array([v for vs in gammas.values() for v in vs])
     pooled, own = _lack_of_fit_p(x, y), lack_of_fit_unequal_spread(x, y)
