@@ -517,6 +517,7 @@ def _train(effective: Dict[str, Any], run_dir: Path, summary: Dict[str, Any], on
     training starts (a checkpoint's position, or 0, 0), before it does."""
     import timm
 
+    from . import distributed as dist_utils
     from .allocator import configure as configure_malloc
     from .data import DataError, build_data
     from .engine import Trainer, seed_everything
@@ -531,7 +532,12 @@ def _train(effective: Dict[str, Any], run_dir: Path, summary: Dict[str, Any], on
         bundle = build_data(data_cfg.pop("name"), **data_cfg, **({"aug": aug} if "root" in data_cfg else {}))
     except DataError as e:
         raise ConfigError(str(e)) from None
-    summary[DATA_FINGERPRINT_KEY] = _same_data(summary.get(DATA_FINGERPRINT_KEY), bundle.fingerprint, effective)
+    recorded, read = summary.get(DATA_FINGERPRINT_KEY), bundle.fingerprint
+    # only the main process read the record: every process stops where it finds other data, or the others would
+    # wait for it in their first collective
+    if dist_utils.broadcast_flag(bool(recorded and read and recorded != read)) and not dist.is_main:
+        raise SystemExit(2)
+    summary[DATA_FINGERPRINT_KEY] = _same_data(recorded, read, effective)
     kwargs = model_kwargs(effective, bundle.num_classes, bundle.in_chans)
     try:
         model = timm.create_model(effective["model"]["name"], **kwargs)

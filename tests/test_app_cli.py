@@ -334,6 +334,31 @@ def test_torchrun_two_processes_gloo(tmp_path):
     assert (run_dir / "summary.json").read_bytes() == before
 
 
+def test_torchrun_on_other_data_stops_every_process(tmp_path):
+    """Only the main process reads the record: a resume whose data changed under it must stop the other process
+    too, which would otherwise wait for the main one in its first collective until the group's timeout."""
+    import shutil
+
+    from shiftvit.bench.loader import write_cifar
+
+    torchrun = [shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun"), "--standalone",
+                "--nproc_per_node=2", str(ROOT / "run.py")]
+    data, run_dir = tmp_path / "cifar", tmp_path / "run"
+    write_cifar(data, num_train=64, num_val=16)
+    args = ["train.epochs=2", "logger=none", "model=shiftvit_nano", "data=cifar10", f"data.root={data}",
+            "train.batch_size=8", f"hydra.run.dir={run_dir}"]
+    killed = subprocess.run([*torchrun, *args], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                            env=cli_env(SHIFTVIT_FAULT="after_rename:checkpoint.pt:1:kill"))
+    assert killed.returncode != 0 and len(read_metrics(run_dir)) == 1, killed.stderr[-3000:]
+    before = {name: (run_dir / name).read_bytes() for name in ("metrics.jsonl", "checkpoint.pt")}
+    shutil.rmtree(data)
+    write_cifar(data, num_train=64, num_val=16, seed=1)  # other images in the run's own place
+    refused = run_cli(args, cwd=tmp_path, command=torchrun, timeout=300)
+    assert refused.returncode != 0, refused.stderr[-3000:]
+    assert f"data.root='{data}' holds other data than this record was trained on" in refused.stderr
+    assert {name: (run_dir / name).read_bytes() for name in before} == before
+
+
 RANKS_SCRIPT = """
 import sys, timm, torch
 from pathlib import Path
