@@ -170,6 +170,7 @@ def record_row(config: Dict[str, Any], summary: Dict[str, Any], status: str, whe
         depths = list(config["depths"])
     except (KeyError, TypeError) as e:
         return None, None, f"config.yaml lacks {e}"
+    which_data, data_location = split_data_location(data)
     row: Dict[str, Any] = {
         "run_dir": where, "sweep": sweep, "job": job,
         "mixer": mixer.get("name"), "gamma": config.get("gamma"), "gamma_float": _gamma_float(config.get("gamma")),
@@ -179,8 +180,8 @@ def record_row(config: Dict[str, Any], summary: Dict[str, Any], status: str, whe
         "img_size": model.get("img_size"), "data": data.get("name"), "epochs": train.get("epochs"),
         "lr": train.get("lr"), "eval_every": train.get("eval_every"),
         # which data (the testbed: every run on it shares one), and where this run read it (to build it again)
-        "data_config": json.dumps(split_data_location(data)[0], sort_keys=True, default=str),
-        "data_location": json.dumps(split_data_location(data)[1], sort_keys=True, default=str),
+        "data_config": json.dumps(which_data, sort_keys=True, default=str),
+        "data_location": json.dumps(data_location, sort_keys=True, default=str),
         "budget_target": _budget_target(config),
     }
     row.update({k: summary.get(k) for k in SUMMARY_COLUMNS})

@@ -995,7 +995,7 @@ def trend(runs: pd.DataFrame, factor: str, metric: str = DEFAULT_METRIC) -> Dict
             (x,), lambda levels, axis: _slope(levels, y, axis), permutation_type="pairings", vectorized=True,
             n_resamples=PERMUTATIONS, rng=0).pvalue)
         if len(set(x)) >= 3 and len(x) > len(set(x)):
-            per_level = sm.OLS(y, pd.get_dummies(pd.Categorical(x)).to_numpy(dtype=float)).fit()
+            per_level = sm.OLS(y, _level_dummies(x)[1]).fit()
             if per_level.ssr > 0:  # seeds that agree to the last digit leave no spread to test against
                 f, p_value, _ = per_level.compare_f_test(fit)
                 result.update(lack_of_fit_f=float(f), lack_of_fit_p=float(p_value),
@@ -1003,6 +1003,12 @@ def trend(runs: pd.DataFrame, factor: str, metric: str = DEFAULT_METRIC) -> Dict
         if metric == DEFAULT_METRIC:  # the predictions are the final model's
             result.update(_trend_with_images(runs, arms, x, fit))
     return result
+
+
+def _level_dummies(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(the distinct levels of ``x``, ascending; the one-mean-per-level design: a 0/1 column per level)."""
+    levels = np.unique(x)
+    return levels, (x[:, None] == levels[None, :]).astype(float)
 
 
 def lack_of_fit_unequal_spread(x: np.ndarray, y: np.ndarray) -> float:
@@ -1014,10 +1020,9 @@ def lack_of_fit_unequal_spread(x: np.ndarray, y: np.ndarray) -> float:
     import statsmodels.api as sm
     from scipy.linalg import null_space
 
-    levels, counts = np.unique(x, return_counts=True)
-    if len(levels) < 3 or counts.min() < 2:
+    levels, dummies = _level_dummies(x)
+    if len(levels) < 3 or dummies.sum(axis=0).min() < 2:
         return math.nan
-    dummies = (x[:, None] == levels[None, :]).astype(float)
     # the level means lie on a line exactly when they are orthogonal to every vector orthogonal to 1 and the levels
     restriction = null_space(np.column_stack([np.ones_like(levels), levels]).T).T
     with warnings.catch_warnings():
