@@ -54,6 +54,7 @@ from .stats import (
     PERMUTATIONS,
     budget_difference,
     one_factor,
+    p_equals,
     p_text,
     permutation_floor,
     summarize,
@@ -66,6 +67,7 @@ RUN_COLUMNS = ["sweep", "job", "arm", "seed", "status", "val_top1", "val_top1_se
                "train_images_per_s", "epochs_done"]
 Section = Tuple[str, Any]
 NOT_RUN = "not run"  # the arms table's column of jobs a sweep planned and never ran
+DIVERGED_SEEDS = "seeds diverged"  # the verdict table's count of diverged seeds of the seeds that trained
 BEATS_RAW = "seeds beating raw pixels"  # the verdict table's count of seeds above the raw-pixel baseline + margin
 
 
@@ -144,6 +146,12 @@ def verdict_table(table: pd.DataFrame) -> pd.DataFrame:
                         zip(table["beats_raw_treatment"], table["n_treatment"], table["beats_raw_baseline"],
                             table["n_baseline"])],
             f"p {BEATS_RAW}, Fisher ({CORRECTED})": [p_text(p) for p in table["beats_raw_p_adj"]]})
+    if table["diverged_p"].notna().any():
+        columns.update({
+            DIVERGED_SEEDS: [f"{t:.0f} of {nt:.0f} vs {b:.0f} of {nb:.0f}" if math.isfinite(p) else ""
+                             for t, nt, b, nb, p in zip(table["diverged_treatment"], table["trained_treatment"],
+                                    table["diverged_baseline"], table["trained_baseline"], table["diverged_p"])],
+            f"p {DIVERGED_SEEDS}, Fisher ({CORRECTED})": [p_text(p) for p in table["diverged_p_adj"]]})
     return pd.DataFrame({**columns, "budget": table["budget"], "verdict": table["verdict"]})
 
 
@@ -271,6 +279,14 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
                                   f"seeds either learn the task or stay near chance, that count summarises an arm "
                                   f"better than a mean of the two modes. The verdict is about the means; this test "
                                   f"does not change it."))
+        if table["diverged_p"].notna().any():
+            sections.append(("p", f"The '{DIVERGED_SEEDS}' columns count, where either arm diverged, each arm's "
+                                  f"diverged seeds of those that trained to the end or diverged (a failed or "
+                                  f"interrupted seed, a crash or a kill, tells nothing of the arm), and give "
+                                  f"Fisher's exact test of the diverged against the finished seeds, {CORRECTED}-"
+                                  f"corrected over the comparisons that have one. The tests of the means read "
+                                  f"finished seeds only, so an arm that diverges more often is a finding they cannot "
+                                  f"show; the verdict names it."))
         for _, row in table[~images & (table["images_why"] != "")].iterrows():
             sections.append(("p", f"{row['treatment']} vs {row['baseline']}: the seed test alone, with the validation "
                                   f"set held fixed: {row['images_why']}."))
@@ -290,16 +306,16 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
         result = trend(runs, factor, metric)
         text = (f"Least-squares slope of {metric} on {factor} over {result['runs']} finished runs at "
                 f"{result['levels']} levels: {result['slope']:+.3g} points per unit [{CI} CI {result['ci_low']:+.3g}, "
-                f"{result['ci_high']:+.3g}], p = {p_text(result['p'])}." if math.isfinite(result["slope"]) else
+                f"{result['ci_high']:+.3g}], {p_equals(result['p'])}." if math.isfinite(result["slope"]) else
                 f"Too few finished runs ({result['runs']}) or levels ({result['levels']}) for a trend over {factor}.")
         if math.isfinite(result["permutation_p"]):
             text += (f" The {PERMUTATION} test, which shuffles the levels over the runs and assumes no shape of the "
-                     f"seeds' spread: p = {p_text(result['permutation_p'])}.")
+                     f"seeds' spread: {p_equals(result['permutation_p'])}.")
         if math.isfinite(result["images_p"]):
             text += (f" With the validation images' own noise counted too ({IMAGES_AND_SEEDS}: the variance over "
                      f"images of each image's slope, ÷ the number of images, added to the slope's): "
                      f"[{CI} CI {result['images_ci_low']:+.3g}, {result['images_ci_high']:+.3g}], "
-                     f"p = {p_text(result['images_p'])}.")
+                     f"{p_equals(result['images_p'])}.")
         elif result["images_why"]:
             text += f" The seeds alone, with the validation set held fixed: {result['images_why']}."
         text += _lack_of_fit_text(result)
@@ -317,8 +333,8 @@ def _lack_of_fit_text(result: Dict[str, Any]) -> str:
     p, unequal = result["lack_of_fit_p"], result.get("lack_of_fit_unequal_p", math.nan)
     if not math.isfinite(p):
         return ""
-    test = f"lack-of-fit F test against one mean per level, p = {p_text(p)}"
-    own = (f"with each level's own spread (a Wald F test of the same line with HC3 variances), p = {p_text(unequal)}"
+    test = f"lack-of-fit F test against one mean per level, {p_equals(p)}"
+    own = (f"with each level's own spread (a Wald F test of the same line with HC3 variances), {p_equals(unequal)}"
            if math.isfinite(unequal) else "")
     if p < ALPHA and (not own or unequal < ALPHA):
         return (f" The arms' means depart from a straight line ({test}{'; ' + own if own else ''}): the slope "

@@ -48,7 +48,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttost_ind, ttost_paired
 
 from shiftvit.config import DEFAULT_TOLERANCE, MATCH_PARAMS, check_tolerance
-from shiftvit.records import FAILED_STATUSES, PREDICTIONS_FILE, USED_STATUSES, read_predictions
+from shiftvit.records import DIVERGED, FAILED_STATUSES, PREDICTIONS_FILE, USED_STATUSES, read_predictions
 
 from .arms import DISPLAY, ArmSpec, arms_matching, column_name, describe, select_arm
 from .headroom import CEILING, Testbed, ceiling_reason, count_beating_raw, testbeds_of
@@ -73,7 +73,8 @@ ADD_SEEDS = "add seeds to the sweep (seed=0,1,2)"  # the way out of too few seed
 NO_HEADROOM = "testbed cannot separate the arms"
 INCONCLUSIVE = "inconclusive"
 NOT_MATCHED = "not budget-matched"
-UNFINISHED = "seeds that did not finish, in no test"  # a verdict's condition when either arm has some
+UNFINISHED = "seeds that did not finish, in no test of the means"  # a verdict's condition when either arm has some
+DIVERGES_MORE = "diverges more often"  # a verdict's claim when Fisher's test of the arms' divergence counts holds
 DEFAULT_BASELINE = {"mixer": "attn"}
 # one-factor sweeps report a trend: the arm column -> the numeric column it is plotted and fitted on
 FACTORS = {"gamma": "gamma_float", "tau": "tau", "mixer.shift_size": "mixer.shift_size",
@@ -196,6 +197,12 @@ def p_text(value: Any) -> str:
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
+def p_equals(value: float) -> str:
+    """``p = 0.048``, ``p < 0.001``: a p-value as a sentence states it."""
+    text = p_text(value)
+    return f"p < {text[1:]}" if text.startswith("<") else f"p = {text}"
+
+
 def _mean(group: pd.DataFrame, column: str) -> float:
     return float(pd.to_numeric(group[column], errors="coerce").mean()) if column in group else math.nan
 
@@ -261,6 +268,14 @@ class Comparison:
     # the seeds of either arm that diverged, failed or were interrupted (``unfinished_text``): the tests read the
     # finished seeds only, so a claim holds of those
     unfinished: str = ""
+    # where either arm diverged: each arm's diverged seeds out of its seeds that trained to the end or diverged
+    # (a failed or interrupted seed tells nothing of the arm), and Fisher's exact test of the two counts
+    diverged_treatment: Optional[int] = None
+    trained_treatment: Optional[int] = None
+    diverged_baseline: Optional[int] = None
+    trained_baseline: Optional[int] = None
+    diverged_p: float = math.nan
+    diverged_p_adj: float = math.nan
     outcome: str = ""
     verdict: str = ""
 
@@ -659,7 +674,7 @@ def permutation_caveat(c: Comparison) -> str:
         ("equivalence", equivalent, c.permutation_p_equivalence_adj)) if claimed and math.isfinite(p) and p >= ALPHA]
     if not unsupported:
         return ""
-    gives = " and ".join(f"p = {p_text(p)} for the {what}" for what, p in unsupported)
+    gives = " and ".join(f"{p_equals(p)} for the {what}" for what, p in unsupported)
     text = (f", if the seeds' spread is normal: the {PERMUTATION} test over seeds, which does not assume so, gives "
             f"{gives} ({CORRECTED})")
     if c.permutation_floor >= c.seeds_alpha:
@@ -742,8 +757,9 @@ def _better(c: Comparison, names: Tuple[str, str], seeds_alone: bool = False) ->
 
 def verdict_text(c: Comparison, names: Tuple[str, str] = ("treatment", "baseline")) -> str:
     """What the comparison can claim: the outcome, unless the budget or the testbed forbids the claim, with the
-    seeds that did not finish where there are any (a divergence is the arm's own result, which no test counts)."""
-    unfinished = f"; {UNFINISHED}: {c.unfinished}" if c.unfinished else ""
+    seeds that did not finish where there are any (the tests of the means read finished seeds only) and, where
+    either arm diverged, what Fisher's test of the divergence counts finds."""
+    unfinished = _unfinished_clause(c, names)
     if c.outcome.startswith(INSUFFICIENT):  # with why, and the way out
         return c.outcome + (f"; {NOT_MATCHED} ({c.budget})" if c.budget_matched is False else "") + unfinished
     if c.budget_matched is False:
@@ -754,6 +770,42 @@ def verdict_text(c: Comparison, names: Tuple[str, str] = ("treatment", "baseline
             return f"{_better(c, names)}{permutation_caveat(c)}; on a testbed where {c.ceiling}{unfinished}"
         return f"{NO_HEADROOM}: {c.ceiling}{unfinished}"
     return c.outcome + unfinished
+
+
+def _unfinished_clause(c: Comparison, names: Tuple[str, str]) -> str:
+    """``; seeds that did not finish, in no test of the means: shift: 4 of 5 seeds diverged; shift diverges more
+    often than attention (0 of 5 seeds; Fisher p = 0.048, Holm)``; "" when every seed finished."""
+    if not c.unfinished:
+        return ""
+    text = f"; {UNFINISHED}: {c.unfinished}"
+    if not math.isfinite(c.diverged_p_adj):
+        return text
+    fisher = f"Fisher {p_equals(c.diverged_p_adj)}, {CORRECTED}"
+    if c.diverged_p_adj >= ALPHA:
+        return f"{text}; divergence counts not shown to differ ({fisher})"
+    arms = [(names[0], c.diverged_treatment, c.trained_treatment), (names[1], c.diverged_baseline, c.trained_baseline)]
+    (more, _, _), (fewer, k, n) = sorted(arms, key=lambda arm: arm[1] / arm[2], reverse=True)
+    return f"{text}; {more} {DIVERGES_MORE} than {fewer} ({k} of {n} seeds diverged; {fisher})"
+
+
+def divergence_test(treatment: Sequence[str], baseline: Sequence[str]) -> Tuple[int, int, int, int, float]:
+    """(treatment's diverged seeds, its seeds that trained to the end or diverged, the baseline's two, Fisher's exact
+    two-sided p of diverged against finished; scipy) from each arm's ``seed_statuses``. A failed or interrupted seed
+    (a crash, a kill) tells nothing of the arm and is left out; p is NaN where neither arm diverged or an arm has no
+    seed left. A divergence is the arm's own result, so an arm whose seeds diverge more often is a finding that the
+    tests of the means, which read finished seeds only, cannot show."""
+    counts = [(statuses.count(DIVERGED), sum(s in (DIVERGED, *USED_STATUSES) for s in statuses))
+              for statuses in (list(treatment), list(baseline))]
+    (k_t, n_t), (k_b, n_b) = counts
+    if not (k_t or k_b) or not (n_t and n_b):
+        return k_t, n_t, k_b, n_b, math.nan
+    return k_t, n_t, k_b, n_b, float(st.fisher_exact([[k_t, n_t - k_t], [k_b, n_b - k_b]]).pvalue)
+
+
+def _divergence(c: Comparison, runs: pd.DataFrame, t_arm: str, b_arm: str) -> None:
+    """Fill ``c``'s diverged fields from every seed of the two arms (paired or not: a diverged seed has no pair)."""
+    c.diverged_treatment, c.trained_treatment, c.diverged_baseline, c.trained_baseline, c.diverged_p = \
+        divergence_test(*(seed_statuses(runs[runs["arm"] == arm]) for arm in (t_arm, b_arm)))
 
 
 def unfinished_text(runs: pd.DataFrame, arms: Tuple[str, str], names: Tuple[str, str]) -> str:
@@ -863,6 +915,8 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
     comparisons = [compare(finished_values(runs, t_arm, metric), finished_values(runs, b_arm, metric), margin,
                            paired=pair_by == "seed", names=(t_arm, b_arm)) for t_arm, b_arm in pairs]
     tested = [c for c in comparisons if not c.outcome.startswith(INSUFFICIENT)]
+    for c, (t_arm, b_arm) in zip(comparisons, pairs):  # an arm whose every seed diverged is a result too
+        _divergence(c, runs, t_arm, b_arm)
     names = [(_name(t_arm, runs), _name(b_arm, runs)) for t_arm, b_arm in pairs]
     beds = [_testbed(runs, t_arm, b_arm, testbeds) for t_arm, b_arm in pairs]
     for c, (t_arm, b_arm), bed in zip(comparisons, pairs, beds):
@@ -879,10 +933,11 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
         _advise_seeds(c, ALPHA / len(tested) if correction and len(tested) > 1 else ALPHA)
     with_images = [c for c in tested if math.isfinite(c.images_p_difference)]
     with_raw = [c for c in tested if math.isfinite(c.beats_raw_p)]
+    with_divergence = [c for c in comparisons if math.isfinite(c.diverged_p)]
     for family, fields in ((tested, ("p_equivalence", "p_difference",
                                      "permutation_p_equivalence", "permutation_p_difference")),
                            (with_images, ("images_p_equivalence", "images_p_difference")),
-                           (with_raw, ("beats_raw_p",))):
+                           (with_raw, ("beats_raw_p",)), (with_divergence, ("diverged_p",))):
         for field in fields if family else ():
             raw = [getattr(c, field) for c in family]
             adjusted = multipletests(raw, alpha=ALPHA, method=correction)[1] if correction else raw

@@ -42,6 +42,7 @@ from analysis.stats import (
     WELCH_TEST,
     _seeds_range,
     images_and_seeds_test,
+    p_equals,
     p_text,
     permutation_seeds,
     permutation_tests,
@@ -176,9 +177,11 @@ def test_a_seed_that_diverged_once_and_finished_once_is_a_finished_seed(tmp_path
     assert summary["failures"] == "1 of 4 seeds diverged"
 
 
-def test_a_verdict_names_the_seeds_that_did_not_finish(tmp_path):
-    """The tests read finished seeds only: a divergence is the arm's own result, so a claim holds of the seeds
-    that finished, and the verdict says which did not, per arm; with none finished it says so too."""
+def test_a_verdict_names_the_seeds_that_did_not_finish_and_tests_their_divergences(tmp_path):
+    """The tests of the means read finished seeds only, so a claim holds of the seeds that finished, and the verdict
+    says which did not, per arm. A divergence is the arm's own result: Fisher's exact test of the diverged against
+    the finished seeds (a failed or interrupted seed tells nothing of the arm) says whether one arm diverges more
+    often, even where no seed of it finished."""
     write_arm(tmp_path, "shift", [95.0, 96.0, 95.5])
     for seed in (3, 4):
         write_run(tmp_path, f"shift-{seed}", seed=seed, val_top1=None, status="diverged")
@@ -186,20 +189,56 @@ def test_a_verdict_names_the_seeds_that_did_not_finish(tmp_path):
     write_run(tmp_path, "attn-4", mixer="attn", seed=4, val_top1=None, status="interrupted")
     [row] = verdicts(load_runs(tmp_path, warn=False), margin=1.0).to_dict("records")
     assert row["verdict"].startswith("shift better by")
-    assert row["verdict"].endswith("; seeds that did not finish, in no test: shift: 2 of 5 seeds diverged; "
-                                   "attention: 1 of 5 seeds interrupted")
+    p = st.fisher_exact([[2, 3], [0, 4]]).pvalue  # shift 2 of 5 diverged, attention 0 of its 4 that trained
+    assert (row["diverged_treatment"], row["trained_treatment"], row["diverged_baseline"], row["trained_baseline"]) \
+        == (2, 5, 0, 4)
+    assert row["diverged_p"] == pytest.approx(p) and row["diverged_p_adj"] == pytest.approx(p) and p > 0.05
+    assert row["verdict"].endswith(
+        "; seeds that did not finish, in no test of the means: shift: 2 of 5 seeds diverged; attention: 1 of 5 "
+        f"seeds interrupted; divergence counts not shown to differ (Fisher {p_equals(p)}, Holm)")
     assert (row["n_treatment"], row["n_baseline"]) == (3, 4)
+    assert (p_equals(0.0123), p_equals(0.0004)) == ("p = 0.012", "p < 0.001")  # as a sentence states a p-value
 
     for seed in (0, 1, 2):
         write_run(tmp_path, f"shift-{seed}", seed=seed, val_top1=None, status="diverged")
     [row] = verdicts(load_runs(tmp_path, warn=False), margin=1.0).to_dict("records")
+    p = st.fisher_exact([[5, 0], [0, 4]]).pvalue
+    assert p < 0.05
     assert row["verdict"].startswith("insufficient data") and row["verdict"].endswith(
-        "; seeds that did not finish, in no test: shift: 5 of 5 seeds diverged; attention: 1 of 5 seeds "
-        "interrupted")
+        "; seeds that did not finish, in no test of the means: shift: 5 of 5 seeds diverged; attention: 1 of 5 "
+        f"seeds interrupted; shift diverges more often than attention (0 of 4 seeds diverged; Fisher "
+        f"{p_equals(p)}, Holm)")
     write_run(tmp_path, "attn-4", mixer="attn", seed=4, val_top1=79.0)  # every seed of one arm finished
     write_arm(tmp_path, "shift", [95.0, 96.0, 95.5, 94.0, 95.2])
     [row] = verdicts(load_runs(tmp_path, warn=False), margin=1.0).to_dict("records")
-    assert "did not finish" not in row["verdict"]
+    assert "did not finish" not in row["verdict"] and math.isnan(row["diverged_p"])
+
+
+def test_divergence_counts_are_corrected_over_the_comparisons_that_have_them(tmp_path):
+    """Two arms diverge against one baseline: two Fisher tests, Holm-corrected together and apart from the tests of
+    the means; an arm that only failed (a crash says nothing of the arm) adds no test. The report's verdict table
+    shows the counts and the corrected p."""
+    write_arm(tmp_path, "attn", [80.0, 81.0, 80.5, 79.5, 80.2, 80.1], mixer="attn")
+    write_arm(tmp_path, "shift", [95.0, 96.0])
+    for seed in range(2, 6):
+        write_run(tmp_path, f"shift-{seed}", seed=seed, val_top1=None, status="diverged")
+    write_arm(tmp_path, "pool", [85.0, 86.0, 85.5, 84.8, 85.1], mixer="pool")
+    write_run(tmp_path, "pool-5", mixer="pool", seed=5, val_top1=None, status="diverged")
+    write_arm(tmp_path, "mlp", [70.0, 71.0, 70.5, 70.2, 70.9], mixer="mlp")
+    write_run(tmp_path, "mlp-5", mixer="mlp", seed=5, val_top1=None, status="failed")
+    runs = load_runs(tmp_path, warn=False)
+    table = verdicts(runs, margin=1.0).set_index("treatment")
+    raw = [st.fisher_exact([[4, 2], [0, 6]]).pvalue, st.fisher_exact([[1, 5], [0, 6]]).pvalue]
+    adjusted = multipletests(raw, method="holm")[1]
+    assert table.loc["mixer=shift", "diverged_p"] == pytest.approx(raw[0])
+    assert table.loc["mixer=shift", "diverged_p_adj"] == pytest.approx(adjusted[0])
+    assert table.loc["mixer=pool", "diverged_p_adj"] == pytest.approx(adjusted[1])
+    assert math.isnan(table.loc["mixer=mlp", "diverged_p"]) and table.loc["mixer=mlp", "trained_treatment"] == 5
+    mlp = table.loc["mixer=mlp", "verdict"]
+    assert "divergence" not in mlp and mlp.endswith("in no test of the means: token-MLP: 1 of 6 seeds failed")
+    assert report_main([str(tmp_path), "--out", str(tmp_path / "r"), "--margin", "1"]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert f"| 4 of 6 vs 0 of 6 | {p_text(adjusted[0])} |" in md and "Fisher's exact test of the diverged" in md
 
 
 def test_one_process_runs_are_one_arm_with_records_from_before_world_size(tmp_path):
@@ -519,13 +558,13 @@ def test_one_factor_sweep_reports_the_trend(tmp_path):
     assert f"over 6 finished runs at 3 levels: {fit.params[1]:+.3g} points per unit" in md
     p = _lack_of_fit_p(x, [v for vs in gammas.values() for v in vs])
     assert p >= 0.05 and f"A straight line is not rejected by the arms' means (lack-of-fit F test against one " \
-        f"mean per level, p = {p_text(p)}; with each level's own spread" in md
+        f"mean per level, {p_equals(p)}; with each level's own spread" in md
     # the slope against every one of the 720 orders of the levels over the 6 runs
     y = np.array([v for vs in gammas.values() for v in vs])
     slopes = np.array([np.polyfit(order, y, 1)[0] for order in itertools.permutations(x)])
     tail = min(np.mean(slopes >= fit.params[1] - 1e-9), np.mean(slopes <= fit.params[1] + 1e-9))
     assert f"The permutation test, which shuffles the levels over the runs and assumes no shape of the seeds' " \
-        f"spread: p = {p_text(min(1.0, 2 * tail))}." in md
+        f"spread: {p_equals(min(1.0, 2 * tail))}." in md
 
 
 def _lack_of_fit_p(x, y) -> float:
@@ -549,8 +588,8 @@ def test_a_trend_says_when_the_means_depart_from_its_line(tmp_path):
 
     own = lack_of_fit_unequal_spread(np.array(x), np.array([v for vs in gammas.values() for v in vs]))
     assert p < 0.05 and own < 0.05 and "The arms' means depart from a straight line (lack-of-fit F test against one " \
-        f"mean per level, p = {p_text(p)}; with each level's own spread (a Wald F test of the same line with HC3 " \
-        f"variances), p = {p_text(own)}): the slope summarises" in md
+        f"mean per level, {p_equals(p)}; with each level's own spread (a Wald F test of the same line with HC3 " \
+        f"variances), {p_equals(own)}): the slope summarises" in md
     from analysis.stats import trend
 
     # two levels are always on a line: no test
@@ -593,8 +632,8 @@ def test_a_departure_from_the_line_that_rests_on_equal_spreads_says_so(tmp_path)
     pooled, own = _lack_of_fit_p(x, y), lack_of_fit_unequal_spread(x, y)
     assert pooled < 0.05 <= own
     assert (f"The arms' means depart from a straight line if every level's seeds spread alike (lack-of-fit F test "
-            f"against one mean per level, p = {p_text(pooled)}), which they may not: with each level's own spread "
-            f"(a Wald F test of the same line with HC3 variances), p = {p_text(own)}.") in md
+            f"against one mean per level, {p_equals(pooled)}), which they may not: with each level's own spread "
+            f"(a Wald F test of the same line with HC3 variances), {p_equals(own)}.") in md
     assert "the slope summarises a response that is not linear" not in md
 
 
@@ -1047,7 +1086,7 @@ def test_an_equivalence_three_seeds_cannot_show_without_normal_seeds_says_so(tmp
     assert row["p_equivalence_adj"] < ALPHA <= row["permutation_p_equivalence_adj"]
     assert row["verdict"] == (
         "equivalent within ±1, if the seeds' spread is normal: the permutation test over seeds, which does not "
-        f"assume so, gives p = {p_text(row['permutation_p_equivalence_adj'])} for the equivalence (Holm); 3 and 3 "
+        f"assume so, gives {p_equals(row['permutation_p_equivalence_adj'])} for the equivalence (Holm); 3 and 3 "
         "seeds can give no p below 0.100, and 4 or more seeds per arm could reach α = 0.05")
 
 
