@@ -3,6 +3,7 @@
 Kept thin and import-light: torch, timm and wandb load only once a job actually runs; the config is checked
 before that (``shiftvit.config.check``), so ``--help`` and config errors answer fast.
 """
+import errno
 import os
 import sys
 from pathlib import Path
@@ -25,9 +26,13 @@ def output_dir_error(argv: List[str]) -> str:
     directory = given[-1] if given else (SWEEPS_DIR if multirun else "outputs")
     directory = directory.split("$", 1)[0] or "."  # interpolated parts (${now:...}) are created below this
     path = Path(directory)
+    existing = path  # probed where it exists, so that a refused config leaves no empty run folder behind
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{existing} is a file")
+        probe = existing / f".write-test-{os.getpid()}"
         probe.touch()
         probe.unlink()
     except OSError as e:

@@ -57,7 +57,7 @@ TIMM_AUGMENT_TRAIN_KEYS = ("aa", "color_jitter", "reprob", "remode")
 # what random erasing fills a box with (train.remode; timm's RandomErasing modes): a constant (zero after
 # normalisation) | random per-channel colour | random per-pixel colour (the official and DeiT recipes')
 REMODES = ("const", "rand", "pixel")
-# train.device: engine.resolve_device reads them (auto: the local rank's GPU where CUDA is, else the CPU; cuda: the
+# train.device: devices.resolve_device reads them (auto: the local rank's GPU where CUDA is, else the CPU; cuda: the
 # local rank's GPU)
 DEVICE_FORMS = ("auto", "cpu", "cuda", "cuda:N")
 _DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -775,6 +775,11 @@ def preflight(effective: Dict[str, Any]) -> None:
     train = effective["train"]
     _check_device_here(train["device"])
     from .data import DataError, check_files
+    from .devices import amp_device_error, resolve_device
+
+    amp_error = amp_device_error(train["amp"], resolve_device(train["device"]))
+    if amp_error:
+        raise ConfigError(amp_error)
 
     try:
         check_files(**effective["data"])

@@ -25,6 +25,27 @@ def autocast_for(device: torch.device, amp: str):
     return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """The device a ``train.device`` name (config.DEVICE_FORMS) trains on in the process of ``local_rank``."""
+    if name == "auto":
+        name = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    elif name == "cuda":
+        name = f"cuda:{local_rank}"
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device={name!r} but no CUDA device is available; use auto or cpu")
+    return device
+
+
+def amp_device_error(amp: str, device: torch.device) -> Optional[str]:
+    """Why ``amp`` cannot train on ``device``, in one line with the way out, or None: fp16 needs CUDA's gradient
+    scaler, and the CPU's autocast has no fp16 training path worth taking (bf16 keeps float32's range)."""
+    if amp == "fp16" and device.type != "cuda":
+        return (f"train.amp=fp16 needs a CUDA device, and this run trains on {device.type}: use train.amp=bf16 "
+                "(autocast on the CPU too) or train.amp=none")
+    return None
+
+
 def cuda_devices_if_absent(device: torch.device) -> Optional[int]:
     """None when ``device`` is no GPU or this machine has it, else the number of CUDA devices it has (0: none):
     asked before a run or a benchmark starts, so that a missing GPU is one line, not a driver's traceback."""

@@ -30,7 +30,13 @@ from . import distributed as dist_utils
 from .compiling import compile_model
 from .config import TrainSettings
 from .data import DataBundle, make_loaders, on_device_eligible, rank_seed
-from .devices import AMP_DTYPES, autocast_for, cuda_devices_if_absent  # noqa: F401  (also engine API)
+from .devices import (  # noqa: F401  (also engine API)
+    AMP_DTYPES,
+    amp_device_error,
+    autocast_for,
+    cuda_devices_if_absent,
+    resolve_device,
+)
 from .records import (
     CHECKPOINT_FILE,
     COMPLETED,
@@ -72,17 +78,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    elif name == "cuda":
-        name = f"cuda:{local_rank}"
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name!r} but no CUDA device is available; use auto or cpu")
-    return device
 
 
 def _rng_state() -> Dict[str, Any]:
@@ -176,8 +171,9 @@ class Trainer:
         if s.threads:
             torch.set_num_threads(s.threads)
         self.device = resolve_device(s.device, self.dist.local_rank)
-        if s.amp == "fp16" and self.device.type != "cuda":
-            raise ValueError("train.amp=fp16 needs a CUDA device; use bf16 on CPU")
+        amp_error = amp_device_error(s.amp, self.device)
+        if amp_error:
+            raise ValueError(amp_error)
         self.memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format)
         self.data = data

@@ -109,6 +109,11 @@ def test_preflight_refuses_a_gpu_this_machine_lacks(monkeypatch):
                    match="train.device='cuda' but this machine has no CUDA device: use train.device=auto")
     preflight(resolve(composed("train.device=cpu")))
     preflight(resolve(composed("train.device=auto")))
+    # fp16 needs CUDA's gradient scaler: asked of the device the run would train on, auto's included
+    for device in ("cpu", "auto"):
+        one_line_error(preflight, resolve(composed("train.amp=fp16", f"train.device={device}")),
+                       match="train.amp=fp16 needs a CUDA device, and this run trains on cpu: use train.amp=bf16")
+    preflight(resolve(composed("train.amp=bf16", "train.device=auto")))
 
 
 @pytest.mark.parametrize("overrides", [

@@ -722,6 +722,15 @@ def test_unwritable_output_dir_is_one_line(tmp_path, args):
     assert "=DIR" in lines[0]
 
 
+def test_an_output_dir_under_a_file_is_one_line_and_creates_nothing(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a folder")
+    proc = run_cli([f"hydra.run.dir={tmp_path / 'notes.txt' / 'run'}"], cwd=tmp_path, timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"error: cannot write to {tmp_path / 'notes.txt' / 'run'}") and "is a file" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def test_flops_cli_unknown_model_is_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "shiftvit.flops", "bogus_model"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120, env=cli_env())
