@@ -32,6 +32,7 @@ from .config import (
     check,
     config_hash,
     model_kwargs,
+    plain_config,
     preflight,
     resolve,
 )
@@ -573,8 +574,6 @@ def main(cfg: DictConfig) -> Optional[float]:
     sweep.csv and exit code 1 (see ``multirun.SweepCallback``)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
-    from omegaconf import OmegaConf
-    from omegaconf.errors import MissingMandatoryValue
 
     from .multirun import LAUNCH_ERROR_FILE
     from .records import RecordError
@@ -585,12 +584,7 @@ def main(cfg: DictConfig) -> Optional[float]:
     launch_error = run_dir / LAUNCH_ERROR_FILE
     launch_error.unlink(missing_ok=True)
     try:
-        plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    except MissingMandatoryValue as e:
-        key = getattr(e, "full_key", None) or str(e)
-        return _fail(f"{key} is required here and has no value: set {key}=... on the command line", multirun,
-                     launch_error)
-    try:
+        plain = plain_config(cfg)
         check(plain)  # before torch loads: a bad value answers at once
     except ConfigError as e:
         return _fail(str(e), multirun, launch_error)

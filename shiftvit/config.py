@@ -645,6 +645,20 @@ def _reference(value: Any, arch_values: Any, model: str) -> Tuple[str, Optional[
                   "depths": list(table["depths"]) if depths is None else depths}
 
 
+def plain_config(cfg: Any) -> Dict[str, Any]:
+    """A composed config (a ``DictConfig``) as the plain dict ``check`` and ``resolve`` read, interpolations
+    resolved; a mandatory value left unset (``???``, e.g. ``data.root`` of a data set on disk) is a ``ConfigError``
+    naming the key and the way out."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue
+
+    try:
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as e:
+        key = getattr(e, "full_key", None) or str(e)
+        raise ConfigError(f"{key} is required here and has no value: set {key}=... on the command line") from None
+
+
 def check(cfg: Dict[str, Any]) -> Dict[str, Any]:
     """Validate a composed config (plain dict) without torch and return the effective config with the depths
     the user or the variant gives (the budget is solved by ``resolve``). Raises ``ConfigError``."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import sys
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -176,6 +177,9 @@ def count(name: str, img_size: Optional[int] = None, **kwargs: Any) -> Cost:
 
 
 # --- matched-budget solver ---------------------------------------------------------------------------------
+MAX_SUGGESTED_TOLERANCE = 0.05  # a budget error suggests a looser tolerance up to this (5 %), never beyond
+
+
 class BudgetError(ValueError):
     """The requested budget cannot be met by any depth assignment."""
 
@@ -299,10 +303,15 @@ def _solve_depths(reference: str, img_size: Optional[int], match: str, tolerance
         else:
             reach = "; no depths cost less" if above else "; no depths cost more"
         solved = _describe(variant) if model == reference else f"{model} with {_describe(variant)}"
+        off = abs(total(closest) / target - 1)
+        # a tolerance that takes the closest depths is a way out only while it still means a matched budget
+        looser = (f"tolerance={math.ceil(off * 1000) / 1000:g} accepts those depths, or "
+                  if off <= MAX_SUGGESTED_TOLERANCE else "")
         raise BudgetError(
             f"cannot match the {match} budget of {_label(reference, reference_kwargs)} ({_unit(match, target)}) "
             f"within ±{tolerance:.0%} for {solved}: the closest reachable is depths={list(closest)} "
-            f"at {_unit(match, total(closest))} ({total(closest) / target - 1:+.1%}){reach}")
+            f"at {_unit(match, total(closest))} ({total(closest) / target - 1:+.1%}){reach}; {looser}match=none "
+            "trains the depths given, unmatched")
     best = min(within, key=lambda c: (round(deviation(c), 9), abs(total(c) - target), sum(c)))
     macs = round(probe.total_macs + sum((d - p) * c / p for d, p, c in zip(best, probe_depths, probe.blocks_macs)))
     params = round(probe.total_params

@@ -283,6 +283,40 @@ def location_sweep_error(task_overrides: List[str], sweeper_params: Optional[Dic
     return ""
 
 
+def refused_job_error(config: DictConfig, jobs: Optional[List[List[str]]]) -> str:
+    """Why a sweep cannot start, or '': a planned job whose config ``config.resolve`` refuses (``gamma=1/12,abc``:
+    ``abc``; a budget no depths reach), asked of every job before the first one trains. Found only when its job
+    was reached, such a value cost every job launched before it. A composition Hydra refuses (``mixer=atn``) is
+    left to Hydra, which checks every job next and says it in its own words; ``jobs`` None (a grid not known up
+    front) checks nothing."""
+    if not jobs:
+        return ""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from .config import ConfigError, plain_config, resolve
+
+    loader = GlobalHydra.instance().config_loader()
+    refused = []
+    for job in jobs:
+        try:
+            composed = loader.load_sweep_config(master_config=config, sweep_overrides=list(job))
+        except Exception:  # Hydra's own refusal comes next, in its words
+            return ""
+        with open_dict(composed):
+            del composed["hydra"]  # a job's task function gets its config without Hydra's node
+        try:
+            resolve(plain_config(composed))
+        except ConfigError as e:
+            refused.append((job, str(e)))
+    if not refused:
+        return ""
+    job, message = refused[0]
+    swept = [o for o in job if sum(o in other for other in jobs) < len(jobs)]  # what names this job in the grid
+    count = f" ({len(refused)} of the {len(jobs)} jobs are refused; this is the first)" if len(refused) > 1 else ""
+    return (f"{message} [job {_short(swept or job)}]{count}: no job of this sweep started; fix it and launch the "
+            "command again")
+
+
 def expected_jobs(task_overrides: List[str], sweeper_params: Optional[Dict[str, Any]]) -> Optional[int]:
     """Size of the grid the basic sweeper will run (None when it cannot be known up front)."""
     jobs = planned_jobs(task_overrides, sweeper_params)
@@ -468,7 +502,10 @@ class SweepCallback(Callback):
         return {**self.__dict__, "monitor": None, "lock": None, "sweep_dir": None, "previous_plan": None}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        problem = location_sweep_error(list(config.hydra.overrides.task), config.hydra.sweeper.get("params"))
+        task, params = list(config.hydra.overrides.task), config.hydra.sweeper.get("params")
+        problem = location_sweep_error(task, params)
+        if not problem and config.hydra.sweeper.get("_target_") == BASIC_SWEEPER:
+            problem = refused_job_error(config, planned_jobs(task, params))
         if problem:
             print(f"error: {problem}", file=sys.stderr, flush=True)
             raise SystemExit(2)

@@ -517,14 +517,15 @@ def test_a_job_whose_twin_was_cut_off_trains_and_the_attempt_is_superseded(tmp_p
 
 
 def test_a_relaunch_counts_only_its_own_jobs(tmp_path):
-    """A typo's launch leaves refused job folders in the sweep (its overrides name other folders). The corrected
-    relaunch's live count and exit code are about its own jobs: it finishes 2 of 2 and exits 0, while sweep.csv
-    still lists every folder, the refused ones with their error."""
+    """A launch this machine cannot run (fp16 on a CPU: asked of each job as it starts, since a cluster's node may
+    have what the launching machine lacks) leaves refused job folders in the sweep (its overrides name other
+    folders). The corrected relaunch's live count and exit code are about its own jobs: it finishes 2 of 2 and
+    exits 0, while sweep.csv still lists every folder, the refused ones with their error."""
     sweep = tmp_path / "sweep"
     args = ["-m", "seed=0,1", *small(epochs=1), f"hydra.sweep.dir={sweep}"]
     assert run_cli(args, cwd=tmp_path).returncode == 0
-    typo = run_cli([*args, "train.lr=-1"], cwd=tmp_path)
-    assert typo.returncode == 1 and "train.lr=-1.0 must be > 0" in typo.stderr
+    typo = run_cli([*args, "train.amp=fp16"], cwd=tmp_path)
+    assert typo.returncode == 1 and "train.amp=fp16 needs a CUDA device" in typo.stderr
     # a relaunch within the file system's time resolution of the typo's launch (CI once met it): the typo's files
     # are no older than the relaunch's start, and the relaunch still tells its jobs from the typo's
     soon = time.time() + 60
@@ -536,14 +537,15 @@ def test_a_relaunch_counts_only_its_own_jobs(tmp_path):
     assert "[sweep] 2/2 finished, 0 running, 0 queued" in again.stdout and "failed" not in again.stderr
     rows = sweep_rows(sweep)
     assert sorted(r["status"] for r in rows) == ["completed", "completed", "failed", "failed"]
-    assert all("train.lr=-1.0" in r["launch_error"] for r in rows if r["status"] == "failed")
+    assert all("train.amp=fp16" in r["launch_error"] for r in rows if r["status"] == "failed")
     # the analysis loads the two records and names the two refused jobs as skipped, with why
     from analysis import load_runs
 
     runs = load_runs(sweep, warn=False)
     assert len(runs) == 2 and list(runs["status"]) == ["completed"] * 2
     refused = [why for _, why in runs.attrs["skipped"]]
-    assert len(refused) == 2 and all(w.startswith("refused at launch: train.lr=-1.0 must be > 0") for w in refused)
+    assert len(refused) == 2 and all(w.startswith("refused at launch: train.amp=fp16 needs a CUDA device")
+                                     for w in refused)
 
 
 # --- 6 and 7. one launcher per sweep; Ctrl-C; a failed job ---------------------------------------------------
@@ -581,15 +583,37 @@ def test_second_launch_is_refused_and_ctrl_c_leaves_sweep_csv(tmp_path):
 
 
 def test_failed_job_does_not_stop_the_sweep_and_sweep_csv_is_written(tmp_path):
+    """A job this machine cannot run (fp16 on a CPU) fails in one line; the sweep's other job goes on."""
     sweep = tmp_path / "sweep"
-    proc = run_cli(["-m", "gamma=0.5,1/12", *small(epochs=1), f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    proc = run_cli(["-m", "train.amp=fp16,none", *small(epochs=1), f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.count("error: gamma=0.5 is outside (0, 1/4]") == 1
+    assert proc.stderr.count("error: train.amp=fp16 needs a CUDA device") == 1
     rows = {r["overrides"].split()[0]: r for r in sweep_rows(sweep)}
-    assert rows["gamma=0.5"]["status"] == "failed" and "outside" in rows["gamma=0.5"]["launch_error"]
-    assert rows["gamma=1/12"]["status"] == "completed"
+    assert rows["train.amp=fp16"]["status"] == "failed" and "CUDA" in rows["train.amp=fp16"]["launch_error"]
+    assert rows["train.amp=none"]["status"] == "completed"
     assert (sweep / SWEEP_CSV).read_text().count("\n") == 3
+
+
+@pytest.mark.parametrize("grid,refused,first", [
+    (["gamma=1/12,abc"], "gamma='abc' is not a number", "[job gamma=abc]"),
+    # a budget no depths reach (attention at both τ, shift at τ=4 on shiftvit_nano): three of the four jobs
+    (["mixer=attn,shift", "tau=2,4"], "cannot match the flops budget", "[job mixer=attn tau=2] (3 of the 4 jobs"),
+])
+def test_a_bad_value_in_a_sweep_is_refused_before_its_first_job(tmp_path, grid, refused, first):
+    """Every planned job's config is checked before the first trains: a typo in the last value of a long grid
+    would otherwise cost every job before it. One line names the job; nothing is written; a sweep folder that
+    holds jobs keeps them as they were."""
+    sweep = tmp_path / "sweep"
+    proc = run_cli(["-m", *grid, *small(epochs=1)], cwd=tmp_path)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"error: {refused}") and first in lines[0] and "no job of this sweep started" in lines[0]
+    assert list(tmp_path.iterdir()) == []
+    assert run_cli(["-m", "seed=0", *small(epochs=1), f"hydra.sweep.dir={sweep}"], cwd=tmp_path).returncode == 0
+    before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
+    assert run_cli(["-m", *grid, *small(epochs=1), f"hydra.sweep.dir={sweep}"], cwd=tmp_path).returncode == 2
+    assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before
 
 
 def test_sigint_in_a_single_run_checkpoints_and_says_one_line(tmp_path):

@@ -377,10 +377,11 @@ def test_a_sweep_runs_seed_by_seed_and_keeps_its_jobs(params, task):
 
 
 def test_a_launched_sweep_starts_every_arm_of_a_seed_before_the_next_seed(tmp_path):
-    """Through run.py and Hydra: the experiment lists its arms (gamma) before its seeds. model.drop_rate=1 is
-    refused by every job before any training, so the order costs seconds to see (Hydra numbers its jobs)."""
+    """Through run.py and Hydra: the experiment lists its arms (gamma) before its seeds. train.amp=fp16 is
+    refused by every job on this CPU machine (asked where each job runs) before any training, so the order costs
+    seconds to see (Hydra numbers its jobs)."""
     sweep = tmp_path / "order"
-    proc = run_cli(["-m", "+experiment=gamma", "seed=0,1", "model.drop_rate=1", "logger=none",
+    proc = run_cli(["-m", "+experiment=gamma", "seed=0,1", "train.amp=fp16", "logger=none",
                     f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     assert proc.returncode == 1 and "10 of the 10 jobs of this launch failed" in proc.stderr, proc.stderr[-3000:]
     started = {}
