@@ -5,6 +5,7 @@ before that (``shiftvit.config.check``), so ``--help`` and config errors answer 
 """
 import errno
 import os
+import re
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -13,7 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from shiftvit import multirun
-from shiftvit.config import HYDRA_VERSION_BASE, register_configs
+from shiftvit.config import HYDRA_VERSION_BASE, misplaced_key_hint, register_configs
 from shiftvit.multirun import SWEEPS_DIR
 
 
@@ -62,7 +63,10 @@ def one_line_config_error(message: str) -> str:
         else:
             parts.append((line.rstrip("."), None))
     text = "; ".join(head if listed is None else f"{head}: {', '.join(listed)}" for head, listed in parts)
-    return text.replace("; available options", ": available options")
+    text = text.replace("; available options", ": available options")
+    misplaced = re.search(r"Could not override '([^']+)'", text)
+    hint = misplaced_key_hint(misplaced.group(1)) if misplaced else ""
+    return f"{text}; {hint}" if hint else text
 
 
 def _one_line_hydra_errors() -> None:

@@ -510,6 +510,55 @@ def group_options() -> Dict[str, List[str]]:
                 if group != "hydra"}
 
 
+def settable_keys() -> Dict[str, List[str]]:
+    """Every key a command line can set, dotted, with the group options it exists under (empty: under any):
+    walked from the schema, each mixer's options and each data set's, so that a key put in the wrong place
+    (``lr`` for ``train.lr``, ``mixer.gamma`` for ``gamma``) can be pointed to where it lives."""
+    keys: Dict[str, List[str]] = {}
+
+    def walk(node: Any, prefix: str, option: Optional[str]) -> None:
+        for f in dataclasses.fields(node):
+            key = f"{prefix}{f.name}"
+            if (f.name == "name" and prefix in ("mixer.", "data.", "model.", "logger.")) or \
+                    (not prefix and f.name in ("mixer", "data")):
+                continue  # chosen by the group (mixer=attn), not set as a key
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if dataclasses.is_dataclass(default):
+                walk(type(default), f"{key}.", option)
+            elif option is None:
+                keys.setdefault(key, [])
+            elif keys.get(key) != []:
+                keys.setdefault(key, []).append(option)
+
+    walk(ExperimentConfig, "", None)
+    for name, options in spec.MIXER_OPTIONS.items():
+        walk(options, "mixer.", f"mixer={name}")
+    for name, schema in DATASETS.items():
+        walk(schema, "data.", f"data={name}")
+    return keys
+
+
+def misplaced_key_hint(key: str) -> str:
+    """Where a key the schema refused lives: ``did you mean train.lr``, ``mixer.window_size exists under
+    mixer=attn or mixer=...: add that option``; '' when nothing is near."""
+    keys = settable_keys()
+
+    def under(options: List[str]) -> str:
+        more = f" (and {len(options) - 3} more)" if len(options) > 3 else ""
+        return " or ".join(options[:3]) + more
+
+    key = key.lstrip("+~")
+    if key in keys:  # set where its group option is not the chosen one
+        return f"{key} exists under {under(keys[key])}: choose that option too"
+    leaf = key.rsplit(".", 1)[-1]
+    # the same name elsewhere (lr: train.lr), else a near spelling of it (seeed: seed), never a mere guess
+    similarity = {k: difflib.SequenceMatcher(None, leaf, k.rsplit(".", 1)[-1]).ratio() for k in keys}
+    near = sorted((k for k, ratio in similarity.items() if ratio >= 0.8), key=lambda k: -similarity[k])
+    if not near:
+        return ""
+    return "did you mean " + " or ".join(k + (f" (under {under(keys[k])})" if keys[k] else "") for k in near[:3])
+
+
 def _mixer_node(name: str) -> Type:
     """The config node of ``mixer=<name>``: the mixer's options dataclass plus its name."""
     options = spec.MIXER_OPTIONS[name]

@@ -225,7 +225,12 @@ def test_bad_config_fails_with_one_line(tmp_path, args, message):
     (["data=mnist"], "error: data.root is required here and has no value"),
     (["mixer=atn"], "error: Could not find 'mixer/atn'"),
     (["train.lr=abc"], "error: Error merging override train.lr=abc"),
-    (["mixer.window_size=3"], "error: Could not override 'mixer.window_size'; Key 'window_size' not in 'ShiftOptions'"),
+    (["mixer.window_size=3"], "error: Could not override 'mixer.window_size'; Key 'window_size' not in 'ShiftOptions'"
+                              "; mixer.window_size exists under mixer=attn: choose that option too"),
+    # a key in the wrong place is pointed to where it lives
+    (["lr=0.1"], "error: Could not override 'lr'; Key 'lr' not in 'ExperimentConfig'; did you mean train.lr"),
+    (["mixer.gamma=1/6"], "error: Could not override 'mixer.gamma'; Key 'gamma' not in 'ShiftOptions'; did you mean "
+                          "gamma"),
 ])
 def test_config_errors_answer_before_torch_is_imported(tmp_path, args, message):
     proc = run_cli([*args, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, command=WITH_TORCH_PROBE)

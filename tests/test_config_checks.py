@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from shiftvit.app import run_experiment
 from shiftvit.bench.loader import write_cifar
-from shiftvit.config import ConfigError, check, preflight, resolve
+from shiftvit.config import ConfigError, check, misplaced_key_hint, preflight, resolve, settable_keys
 from shiftvit.data import DataError, check_files
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -267,3 +267,25 @@ def test_a_refused_run_in_the_default_folder_leaves_no_dated_folder(tmp_path):
     assert run_cli(["seed=-1", "logger=none"], cwd=tmp_path).returncode == 2
     assert [p.relative_to(tmp_path).as_posix() for p in sorted(tmp_path.rglob("*"))] == ["outputs",
                                                                                            "outputs/earlier"]
+
+
+def test_a_key_in_the_wrong_place_is_pointed_to_where_it_lives():
+    """What a refused key would be, from the schema itself: every key it names composes (Hydra is the judge)."""
+    assert misplaced_key_hint("model.depths") == "did you mean depths or reference_arch.depths"
+    assert misplaced_key_hint("epochs") == "did you mean train.epochs"
+    assert misplaced_key_hint("data.num_train") == ("data.num_train exists under data=relations or data=synthetic: "
+                                                    "choose that option too")
+    assert misplaced_key_hint("+data.roots").startswith("did you mean data.root (under data=mnist or ")
+    assert misplaced_key_hint("train.foo") == ""  # nothing near: no guess
+    keys = settable_keys()
+    assert "mixer" not in keys and "data" not in keys  # groups, chosen as mixer=attn, not keys
+    by_option = {}
+    for key, options in keys.items():
+        by_option.setdefault(options[0] if options else "", []).append(key)
+    for option, some_keys in by_option.items():  # each key is in the config composed as the hint says
+        cfg = composed(*([option] if option else []))
+        for key in some_keys:
+            node = cfg
+            for part in key.split("."):
+                assert isinstance(node, dict) and part in node, (option, key)
+                node = node[part]
