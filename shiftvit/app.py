@@ -588,6 +588,11 @@ def main(cfg: DictConfig) -> Optional[float]:
         check(plain)  # before torch loads: a bad value answers at once
     except ConfigError as e:
         return _fail(str(e), multirun, launch_error)
+    grid = dict(hc.sweeper.get("params") or {})
+    if not multirun and grid:  # an experiment's grid, which Hydra runs under -m only
+        log.warning("this config sweeps %s only under -m: this is one run of it (%s); add -m to run the grid",
+                    " ".join(f"{k}={v}" for k, v in grid.items()),
+                    " ".join(f"{k}={_first_value(plain, k)}" for k in grid))
     sweep_dir = Path(hc.sweep.dir) if multirun else None
     sweep_name = plain.get("sweep_name") or (sweep_dir.name if sweep_dir else None)
     from . import distributed
@@ -608,6 +613,16 @@ def main(cfg: DictConfig) -> Optional[float]:
         return _fail(f"{type(e).__name__}: {e} (traceback in {run_dir / f'{hc.job.name}.log'})", multirun,
                      launch_error)
     return summary.get("val_top1")
+
+
+def _first_value(plain: Dict[str, Any], key: str) -> Any:
+    """The value of a dotted key in a plain config (what a single run of a grid takes), '?' where absent."""
+    node: Any = plain
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return "?"
+        node = node[part]
+    return node.get("name", node) if isinstance(node, dict) else node
 
 
 def _remove_if_only_hydras(run_dir: Path) -> None:

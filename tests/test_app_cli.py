@@ -216,6 +216,16 @@ def test_bad_config_fails_with_one_line(tmp_path, args, message):
     assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
 
 
+def test_an_experiments_grid_without_m_says_it_is_one_run_of_it(tmp_path):
+    """Hydra runs an experiment's grid under -m only: without it, the run says which one of the grid it is."""
+    proc = run_cli(["+experiment=mixers", "model=shiftvit_nano", "data=synthetic", "data.img_size=32",
+                    "data.num_train=16", "data.num_val=8", "train.batch_size=8", "train.epochs=1",
+                    "train.warmup_epochs=0", "logger=none", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert ("this config sweeps mixer=shift,attn,global_attn,mlp,dwconv,pool,identity,identity_ln seed=0,1,2 only "
+            "under -m: this is one run of it (mixer=shift seed=0); add -m to run the grid") in proc.stdout + proc.stderr
+
+
 @pytest.mark.parametrize("args,message", [
     (["gamma=1/0"], "error: gamma='1/0' is not a number"),
     (["train.amp=fp8"], "error: train.amp='fp8' is not one of: none, bf16, fp16"),
