@@ -70,6 +70,9 @@ QUEUED = "queued"
 STARTING = "starting"
 # the next step once a sweep ends, printed before its folder: the per-arm tables, the verdicts and the figures
 REPORT_HINT = "tables, verdicts and figures: python -m analysis.report"
+ONE_SEED_HINT = ("one seed per arm, and a verdict needs two or more: add seed=0,1,2 {sweep_dir_override} to the "
+                 "same command (its seed-0 jobs are found done, not trained again)")
+
 POLL_S = 2.0  # seconds between two looks at the sweep's jobs for the live lines
 JOB_DIR_RESOLVER = "shiftvit_job_dir"
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"  # Hydra's default, Hydra's name
@@ -77,6 +80,15 @@ BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"  # Hyd
 JOB_SUBDIR = "${" + JOB_DIR_RESOLVER + ":${hydra.job.override_dirname}}"
 # one row per job: its overrides, then summary.json's columns in the schema's order (records.py)
 CSV_COLUMNS = ("job", "overrides", "status", *RESULT_KEYS, *IDENTITY_KEYS, *OUTCOME_KEYS, "launch_error", "run_dir")
+
+
+def sweep_dir_override(sweep_dir: Path) -> str:
+    """``"hydra.sweep.dir='multirun/mixer=attn,shift-1a2b3c4d'"``: the override naming this folder, as a shell
+    passes it to Hydra. A sweep's name holds ``=`` and ``,``, which Hydra's grammar reads as syntax (a
+    malformed override, a list of values) unless the value is quoted."""
+    value = "'" + str(sweep_dir).replace("\\", "\\\\").replace("'", "\\'") + "'"
+    override = f"hydra.sweep.dir={value}"
+    return f'"{override}"' if not re.search(r'["$`\\!]', override) else shlex.quote(override)
 
 
 def sweep_id(argv: List[str], left_out: Optional[Tuple[str, ...]] = None) -> str:
@@ -495,6 +507,7 @@ class SweepCallback(Callback):
         # the sweep's multirun.yaml before this launch (None: there was none): Hydra rewrites it before composing
         # the first job, so a launch refused there (mixer=shift,atn) would leave its grid as the sweep's plan
         self.previous_plan: Optional[bytes] = None
+        self.one_seed = False  # the launch's grid sets no seed: one per arm, where a verdict needs two or more
 
     def __getstate__(self) -> Dict[str, Any]:
         # parallel launchers (joblib, submitit) pickle Hydra's callbacks into each job: the monitor thread and
@@ -505,7 +518,9 @@ class SweepCallback(Callback):
         task, params = list(config.hydra.overrides.task), config.hydra.sweeper.get("params")
         problem = location_sweep_error(task, params)
         if not problem and config.hydra.sweeper.get("_target_") == BASIC_SWEEPER:
-            problem = refused_job_error(config, planned_jobs(task, params))
+            jobs = planned_jobs(task, params)
+            problem = refused_job_error(config, jobs)
+            self.one_seed = bool(jobs) and not any(o.split("=", 1)[0] == SEED_KEY for job in jobs for o in job)
         if problem:
             print(f"error: {problem}", file=sys.stderr, flush=True)
             raise SystemExit(2)
@@ -575,6 +590,9 @@ class SweepCallback(Callback):
                 tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no jobs"
                 print(f"[sweep] wrote {path} ({tally})", flush=True)
                 print(f"[sweep] {REPORT_HINT} {shlex.quote(str(sweep_dir))}", flush=True)
+                if self.one_seed:  # the seed is part of the sweep's name: more seeds name this folder explicitly
+                    print(f"[sweep] {ONE_SEED_HINT.format(sweep_dir_override=sweep_dir_override(sweep_dir))}",
+                          flush=True)
                 # this launch's jobs: a job an earlier launch refused (a typo's folder) is not this launch's failure
                 launched = [row for row in rows if launched_by(sweep_dir / row["job"], self.launch_id)]
                 failed = [row["job"] for row in launched if row["status"] == FAILED or row["launch_error"]]

@@ -484,6 +484,27 @@ def test_a_sweep_cut_off_before_its_last_seed_counts_the_jobs_it_never_ran(tmp_p
     assert "Not run" not in md.read_text() and NOT_RUN not in md.read_text()
 
 
+def test_a_one_seed_sweep_says_how_to_add_seeds_to_itself_and_they_reuse_its_jobs(tmp_path):
+    """The headline line runs one seed per arm; the seed names the sweep, so the last line gives the override that
+    adds seeds to this very folder (quoted: a sweep's name holds '=' and ','), and the relaunch finds the seed-0
+    jobs done (duplicates of the first launch's) and trains only the new seeds."""
+    args = ["-m", "mixer=shift", "model=shiftvit_nano", "data=synthetic", "data.img_size=32", "data.num_train=16",
+            "data.num_val=8", "data.num_classes=4", "train.batch_size=8", "train.epochs=1", "train.warmup_epochs=0",
+            "logger=none"]
+    first = run_cli(args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    [hint] = [line for line in first.stdout.splitlines() if "a verdict needs two or more" in line]
+    [sweep] = list((tmp_path / "multirun").iterdir())
+    assert "=" in sweep.name
+    added = shlex.split(hint.split("add ", 1)[1].split(" to the same command")[0])
+    assert added == ["seed=0,1,2", f"hydra.sweep.dir='multirun/{sweep.name}'"]
+    again = run_cli([*args, "seed=0,1", added[1]], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "a verdict needs two or more" not in again.stdout and list((tmp_path / "multirun").iterdir()) == [sweep]
+    statuses = sorted((row["overrides"].split()[0], row["status"]) for row in _rows(sweep))
+    assert statuses == [("mixer=shift", "completed"), ("seed=0", "duplicate"), ("seed=1", "completed")]
+
+
 def test_a_sweep_hydra_refuses_before_its_first_job_leaves_no_folder(tmp_path, one_job_sweep):
     """mixer=shift,atn: Hydra refuses the second value as it composes the first job's batch. No job ran, so no
     multirun/<sweep named after the typo>/ holding only multirun.yaml, a lock and a header-only sweep.csv; a
