@@ -290,6 +290,14 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
         for _, row in table[~images & (table["images_why"] != "")].iterrows():
             sections.append(("p", f"{row['treatment']} vs {row['baseline']}: the seed test alone, with the validation "
                                   f"set held fixed: {row['images_why']}."))
+        if table["verdict"].str.startswith(NO_HEADROOM).any():
+            sections.append(("p", f"Where the {NO_HEADROOM}, the way on depends on why. Arms within the test-set "
+                                  f"noise of 100 % need a harder task or more validation images. Arms no better than "
+                                  f"raw pixels may be undertrained (a learning curve still rising at its last epoch: "
+                                  f"raise train.epochs), or on a task the pixels already solve: the CPU presets' "
+                                  f"testbeds (scale=cpu: data=digits_small; scale=cpu_relations: "
+                                  f"data=relations_small) leave room between raw pixels and 100 % (README, "
+                                  f"\"Sweeps\")."))
         for _, row in table.iterrows():
             if row["ceiling"] and not row["verdict"].startswith(NO_HEADROOM):
                 sections.append(("p", f"{row['treatment']} vs {row['baseline']}: measured where "

@@ -361,6 +361,10 @@ def test_seeds_above_the_raw_pixels_are_named_where_their_arms_mean_is_not(tmp_p
     row = verdicts(load_runs(tmp_path, warn=False)).iloc[0]
     assert row["verdict"] == (f"{NO_HEADROOM}: no arm beats raw-pixel {bed.best_baseline[0]} ({best:.2f} %) by more "
                               "than ±1 (2 of 5 seeds of the treatment and 1 of 5 seeds of the baseline do)")
+    # the report says the ways on: train longer, or a testbed with room above the pixels
+    assert report_main([str(tmp_path), "--out", str(tmp_path / "r")]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert f"Where the {NO_HEADROOM}, the way on depends on why" in md and "raise train.epochs" in md
 
 
 def test_an_accuracys_interval_stays_between_0_and_100(tmp_path):
