@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -82,8 +81,7 @@ class Tracker:
             self.run = None
 
     def _warn(self, message: str) -> None:
-        if not self.warned:
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
+        if not self.warned:  # a log record only: it reaches the run's log file, and a warning too printed it twice
             log.warning(message)
             self.warned = True
 

@@ -323,18 +323,20 @@ def test_shard_sampler_scores_every_validation_image_once():
                 [len(shard) for shard in shards]
 
 
-def test_wandb_online_without_key_warns_once_and_falls_back(tmp_path, monkeypatch):
+def test_wandb_online_without_key_warns_once_and_falls_back(tmp_path, monkeypatch, caplog):
+    """One line, once: a log record (the run's log file has it), not a Python warning beside it (printed twice)."""
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("WANDB_MODE", "online")
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc with a key
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING, logger="shiftvit"):
         warnings.simplefilter("always")
         tracker = Tracker(True, tmp_path, {"a": {"b": 1}}, mode="online", init_timeout=5)
         tracker.log({"x": 1.0}, step=0)
         tracker.finish()
-    ours = [w for w in caught if "wandb" in str(w.message) and issubclass(w.category, RuntimeWarning)]
-    assert len(ours) == 1
+    ours = [r for r in caplog.records if r.name.startswith("shiftvit") and "wandb" in r.getMessage()]
+    assert len(ours) == 1 and "offline" in ours[0].getMessage()
+    assert not [w for w in caught if "wandb" in str(w.message) and issubclass(w.category, RuntimeWarning)]
 
 
 def test_tracker_rejects_unknown_mode(tmp_path):
