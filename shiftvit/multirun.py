@@ -589,10 +589,10 @@ class SweepCallback(Callback):
                 counts = Counter(row["status"] for row in rows)
                 tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no jobs"
                 print(f"[sweep] wrote {path} ({tally})", flush=True)
-                print(f"[sweep] {REPORT_HINT} {shlex.quote(str(sweep_dir))}", flush=True)
                 if self.one_seed:  # the seed is part of the sweep's name: more seeds name this folder explicitly
                     print(f"[sweep] {ONE_SEED_HINT.format(sweep_dir_override=sweep_dir_override(sweep_dir))}",
                           flush=True)
+                print(f"[sweep] {REPORT_HINT} {shlex.quote(str(sweep_dir))}", flush=True)  # the next command, last
                 # this launch's jobs: a job an earlier launch refused (a typo's folder) is not this launch's failure
                 launched = [row for row in rows if launched_by(sweep_dir / row["job"], self.launch_id)]
                 failed = [row["job"] for row in launched if row["status"] == FAILED or row["launch_error"]]

@@ -217,11 +217,11 @@ def test_bad_config_fails_with_one_line(tmp_path, args, message):
 
 
 def test_an_experiments_grid_without_m_says_it_is_one_run_of_it(tmp_path):
-    """Hydra runs an experiment's grid under -m only: without it, the run says which one of the grid it is."""
-    proc = run_cli(["+experiment=mixers", "model=shiftvit_nano", "data=synthetic", "data.img_size=32",
-                    "data.num_train=16", "data.num_val=8", "train.batch_size=8", "train.epochs=1",
-                    "train.warmup_epochs=0", "logger=none", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    """Hydra runs an experiment's grid under -m only: without it, the run says which one of the grid it is, first
+    (here before fp16 is refused on this CPU, so that nothing trains)."""
+    proc = run_cli(["+experiment=mixers", "train.amp=fp16", "train.device=cpu", "logger=none",
+                    f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert proc.returncode == 2 and "train.amp=fp16 needs a CUDA device" in proc.stderr, proc.stderr[-3000:]
     assert ("this config sweeps mixer=shift,attn,global_attn,mlp,dwconv,pool,identity,identity_ln seed=0,1,2 only "
             "under -m: this is one run of it (mixer=shift seed=0); add -m to run the grid") in proc.stdout + proc.stderr
 
