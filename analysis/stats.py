@@ -888,8 +888,8 @@ def _pairs(runs: pd.DataFrame, treatment: Optional[ArmSpec], baseline: Optional[
         best = min(distance.values())
         nearest = [b for b, d in distance.items() if d == best]
         if len(nearest) > 1:
-            raise ValueError(f"baseline {describe(spec)} is ambiguous for {arm}: {'; '.join(nearest)}; "
-                             "narrow it with a filter")
+            raise ValueError(f"baseline {describe(spec)} matches {len(nearest)} arms equally near the arm {arm} "
+                             f"(on its data): {'; '.join(nearest)}; narrow it to one, e.g. '{nearest[0]}'")
         pairs.append((arm, nearest[0]))
     return pairs, unpaired
 

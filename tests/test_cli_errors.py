@@ -169,3 +169,17 @@ def test_flops_without_a_model_points_to_both_forms(capsys):
     assert flops_main([]) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert "python -m shiftvit.flops shiftvit_r2_tiny" in line and "python -m shiftvit.flops --variants" in line
+
+
+@pytest.mark.usefixtures("testbed_cache")
+def test_report_names_the_arms_a_baseline_filter_cannot_choose_between(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    write_arm(sweep, "a", [90.0, 91.0], mixer="shift", gamma="1/12")
+    write_arm(sweep, "b", [90.5, 91.5], mixer="shift", gamma="1/6")
+    write_arm(sweep, "c", [89.0, 90.0], mixer="attn")
+    out = tmp_path / "out"
+    assert report_main([str(sweep), "--baseline", "shift", "--out", str(out)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "matches 2 arms equally near the arm mixer=attn" in line and "e.g. 'mixer=shift gamma=1/12'" in line
+    assert not (out / "report.md").exists()
+    assert report_main([str(sweep), "--baseline", "mixer=shift gamma=1/12", "--out", str(out)]) == 0  # the way out
