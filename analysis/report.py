@@ -189,9 +189,12 @@ def _attempts_paragraph(runs: pd.DataFrame, column: str, title: str, resumed: st
     counts = Counter(label for labels in per_run for label in labels)  # in order of first appearance
     named = ", ".join(f"{label} ({n} run{'s' if n != 1 else ''})" for label, n in counts.items())
     text = f"{title}, as each record names it: {named}."
-    unnamed = sum(not labels for labels in per_run)
-    if unnamed:
-        text += f" {unnamed} record{'s name' if unnamed != 1 else ' names'} none (written before the key)."
+    # a run that stopped before its first epoch (refused by this machine, a failed download) has no attempt to name
+    trained = pd.to_numeric(runs.get("epochs_done", pd.Series(math.nan, index=runs.index)), errors="coerce") > 0
+    unnamed = [bool(done) for labels, done in zip(per_run, trained) if not labels]
+    for count, why in ((sum(unnamed), "written before the key"), (unnamed.count(False), "trained no epoch")):
+        if count:
+            text += f" {count} record{'s name' if count != 1 else ' names'} none ({why})."
     mixed = [f"{job} ({', '.join(labels)})" for job, labels in zip(runs["job"], per_run) if len(labels) > 1]
     if mixed:
         text += (f" {len(mixed)} run{'s were' if len(mixed) != 1 else ' was'} {resumed}, so "

@@ -382,3 +382,16 @@ def test_machine_names_the_gpu_of_the_device_only():
     assert machine(torch.device("cpu"))["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     if torch.cuda.is_available():
         assert machine(torch.device("cuda", 0))["gpu"] == torch.cuda.get_device_name(0)
+
+
+def test_a_record_that_trained_no_epoch_is_not_said_to_predate_the_machine_key():
+    """A run refused by its machine or stopped by a failed download names no machine because it trained no
+    epoch; only a record that trained and names none was written before the key."""
+    import pandas as pd
+
+    from analysis.report import machine_paragraph
+
+    runs = pd.DataFrame({"job": ["a", "b", "c", "d"], "machine": ["cpu X", "", "", ""],
+                         "epochs_done": [3, 0, float("nan"), 5]})
+    assert machine_paragraph(runs) == ("Machines, as each record names it: cpu X (1 run). 1 record names none "
+                                       "(written before the key). 2 records name none (trained no epoch).")
