@@ -786,21 +786,21 @@ def architecture(effective: Dict[str, Any]) -> Dict[str, Any]:
     return arch
 
 
-def resolve(cfg: Dict[str, Any]) -> Dict[str, Any]:
+def resolve(cfg: Dict[str, Any], world_size: Optional[int] = None) -> Dict[str, Any]:
     """Validate a composed config (plain dict) and return the *effective* config: what the run really uses.
 
     Knobs that do not apply are null (gamma for a mixer other than shift), defaults are filled in from the
     variant table, and depths are solved when ``match`` asks for it; timm says whether it builds the optimizer
     and the schedule named. The recipe rules of ``train`` (``lr_base_size``, ``schedule_fraction``) are applied
     for this launch's number of processes (torchrun's ``WORLD_SIZE``, recorded as ``world_size``: part of the
-    run's identity). Nothing here looks at this machine's
-    devices or files (``preflight`` does), so any machine resolves a config to the same record. Raises
-    ``ConfigError`` on bad input.
+    run's identity; ``world_size`` gives it for a job launched elsewhere, as a sweep checks its jobs before they
+    start). Nothing here looks at this machine's devices or files (``preflight`` does), so any machine resolves a
+    config to the same record. Raises ``ConfigError`` on bad input.
     """
     effective = check(cfg)
     from .distributed import info as processes_of_this_launch
 
-    world_size = processes_of_this_launch().world_size
+    world_size = processes_of_this_launch().world_size if world_size is None else world_size
     effective["train"] = dataclasses.asdict(TrainSettings(**effective["train"]).as_run(world_size))
     # train.batch_size is per process: another number of processes is another total batch, data order and
     # schedule length, so another run (and never the resume of one), whether or not lr_base_size scales the lr

@@ -308,6 +308,10 @@ def refused_job_error(config: DictConfig, jobs: Optional[List[List[str]]]) -> st
     from .config import ConfigError, plain_config, resolve
 
     loader = GlobalHydra.instance().config_loader()
+    launcher = config.hydra.get("launcher") or {}
+    # each job's processes, as its launcher starts them (submitit's tasks per node): the recipe's lr scaling
+    # depends on the total batch, and a job is judged as it will run
+    world_size = int(launcher.get("tasks_per_node") or 1) * int(launcher.get("nodes") or 1)
     refused = []
     for job in jobs:
         try:
@@ -317,7 +321,7 @@ def refused_job_error(config: DictConfig, jobs: Optional[List[List[str]]]) -> st
         with open_dict(composed):
             del composed["hydra"]  # a job's task function gets its config without Hydra's node
         try:
-            resolve(plain_config(composed))
+            resolve(plain_config(composed), world_size)
         except ConfigError as e:
             refused.append((job, str(e)))
     if not refused:

@@ -520,3 +520,21 @@ def test_a_sweep_hydra_refuses_before_its_first_job_leaves_no_folder(tmp_path, o
     # Hydra rewrote the plan before refusing the grid; the refused launch's jobs never become the sweep's
     assert (sweep / "multirun.yaml").read_bytes() == plan
     assert [row["status"] for row in _rows(sweep)] == ["completed"]
+
+
+def test_a_sweep_judges_its_jobs_at_the_processes_their_launcher_gives_them():
+    """The recipe scales the lr by the total batch: a job that submitit starts on 2 processes per node is judged on
+    2, not on the launching process's 1 (which would refuse a grid that runs)."""
+    from shiftvit.multirun import refused_job_error
+
+    job = ["train.lr=0.001", "train.lr_base_size=256", "train.batch_size=64", "train.min_lr=0.0003", "logger=none"]
+    answers = {}
+    for tasks in (1, 2):
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("config", overrides=["hydra/launcher=submitit_local",
+                                               f"hydra.launcher.tasks_per_node={tasks}", *job],
+                          return_hydra_config=True)
+            answers[tasks] = refused_job_error(cfg, [job])
+    assert answers[1].startswith("train.lr=0.001 per 256 images is 0.00025 at a total batch of 64, below "
+                                 "train.min_lr=0.0003") and "no job of this sweep started" in answers[1]
+    assert answers[2] == ""  # 128 images in all: 0.0005
