@@ -59,6 +59,7 @@ from .stats import (
     permutation_floor,
     summarize,
     trend,
+    unfinished_text,
     verdicts,
 )
 
@@ -330,6 +331,10 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
         elif result["images_why"]:
             text += f" The seeds alone, with the validation set held fixed: {result['images_why']}."
         text += _lack_of_fit_text(result)
+        arms = tuple(dict.fromkeys(runs["arm"]))
+        unfinished = unfinished_text(runs, arms, arms)
+        if unfinished:  # the fit reads finished seeds only: a level most of whose seeds diverged is its survivors
+            text += f" Seeds that did not finish, in no fit: {unfinished}."
         sections += [("h2", f"Trend over {factor} (one-factor sweep)"), ("p", text)]
     elif table is None:
         sections += [("h2", "Verdicts"), ("p", f"No comparison: {why}. The arms differ in more than one knob; "

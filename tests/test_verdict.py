@@ -269,6 +269,18 @@ def test_a_trend_counts_a_seed_run_twice_once(tmp_path):
         assert twice[key] == pytest.approx(once[key]), key
 
 
+def test_a_trend_names_the_seeds_that_did_not_finish(tmp_path):
+    """The fit reads finished seeds only, so the report names the seeds it left out, per level."""
+    for gamma, values in {"1/12": [60.0, 64.0, 62.0], "1/6": [55.0, 59.0, 57.0], "1/4": [50.0]}.items():
+        write_arm(tmp_path, f"g{gamma.replace('/', '_')}", values, gamma=gamma)
+    for seed in (1, 2):
+        write_run(tmp_path, f"g1_4-{seed}", seed=seed, gamma="1/4", val_top1=None, status="diverged")
+    assert report_main([str(tmp_path), "--out", str(tmp_path / "r")]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "## Trend over gamma_float" in md and "over 7 finished runs at 3 levels" in md
+    assert "Seeds that did not finish, in no fit: mixer=shift gamma=1/4: 2 of 3 seeds diverged." in md
+
+
 def test_an_arm_without_a_baseline_on_its_data_is_not_compared_across_data(tmp_path):
     write_arm(tmp_path, "shift-relations", [80.0, 81.0, 82.0], data=RELATIONS)
     write_arm(tmp_path, "shift-digits", [97.0, 97.5, 98.0], data=DIGITS)
