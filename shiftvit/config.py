@@ -699,13 +699,18 @@ def plain_config(cfg: Any) -> Dict[str, Any]:
     resolved; a mandatory value left unset (``???``, e.g. ``data.root`` of a data set on disk) is a ``ConfigError``
     naming the key and the way out."""
     from omegaconf import OmegaConf
-    from omegaconf.errors import MissingMandatoryValue
+    from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
     try:
         return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as e:
         key = getattr(e, "full_key", None) or str(e)
         raise ConfigError(f"{key} is required here and has no value: set {key}=... on the command line") from None
+    except InterpolationResolutionError as e:  # ${oc.env:UNSET}: one line naming the key, not a traceback
+        key = getattr(e, "full_key", None) or "a value"
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0].strip()  # OmegaConf's key and type lines follow
+        raise ConfigError(f"{key}: its interpolation does not resolve ({why}): set {key}=... to a value, or what "
+                          "it names") from None
 
 
 def check(cfg: Dict[str, Any]) -> Dict[str, Any]:

@@ -261,6 +261,13 @@ def job_status(job_dir: Path) -> str:
     return str(status)
 
 
+def _as_written(node: Any) -> Any:
+    """A config node as the command wrote it, interpolations left as text: a sweep's overrides may hold
+    ``${oc.env:...}``, which only its jobs resolve (read here, it would raise in the launcher)."""
+    return None if node is None else OmegaConf.to_container(node, resolve=False) if OmegaConf.is_config(node) \
+        else node
+
+
 def planned_jobs(task_overrides: List[str], sweeper_params: Optional[Dict[str, Any]]) -> Optional[List[List[str]]]:
     """The basic sweeper's grid, one list of overrides per job, in launch order (None when it cannot be known
     up front: a glob needs the config's groups). Hydra's own code makes it: the experiment's sweeper params
@@ -324,6 +331,8 @@ def refused_job_error(config: DictConfig, jobs: Optional[List[List[str]]]) -> st
             resolve(plain_config(composed), world_size)
         except ConfigError as e:
             refused.append((job, str(e)))
+        except Exception:  # Hydra would swallow it into a warning and skip the rest of this callback (the lock):
+            continue  # the job meets it itself, and says it in its own words
     if not refused:
         return ""
     job, message = refused[0]
@@ -351,7 +360,7 @@ def _saved_grid(saved: DictConfig) -> Optional[List[List[str]]]:
     """The grid of a saved launch (``saved_sweep``), as ``planned_jobs`` makes it; None when it cannot be read."""
     try:
         params = saved.sweeper.get("params")
-        return planned_jobs(list(saved.overrides.task), OmegaConf.to_container(params) if params else None)
+        return planned_jobs(_as_written(saved.overrides.task), _as_written(params))
     except Exception:  # a multirun.yaml of another Hydra, or edited by hand
         return None
 
@@ -519,7 +528,7 @@ class SweepCallback(Callback):
         return {**self.__dict__, "monitor": None, "lock": None, "sweep_dir": None, "previous_plan": None}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        task, params = list(config.hydra.overrides.task), config.hydra.sweeper.get("params")
+        task, params = _as_written(config.hydra.overrides.task), _as_written(config.hydra.sweeper.get("params"))
         problem = location_sweep_error(task, params)
         if not problem and config.hydra.sweeper.get("_target_") == BASIC_SWEEPER:
             jobs = planned_jobs(task, params)
@@ -541,17 +550,17 @@ class SweepCallback(Callback):
             self.previous_plan = (sweep_dir / MULTIRUN_FILE).read_bytes()
         except OSError:
             self.previous_plan = None
-        overridden = any(o.startswith("hydra.sweep.dir=") for o in config.hydra.overrides.hydra)
+        overridden = any(o.startswith("hydra.sweep.dir=") for o in _as_written(config.hydra.overrides.hydra))
         self.default_dir_under = None if overridden else config.hydra.runtime.cwd
         # unique across launchers of one sweep over time and across machines sharing the file system
         self.sweep_dir, self.launch_id = sweep_dir, f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex}"
         atexit.register(self._finish)  # Ctrl-C or a crash of the launcher still leaves sweep.csv
         if config.hydra.sweeper.get("_target_") == BASIC_SWEEPER:  # Hydra reads both after this callback returns
-            params, task = seeds_slowest(config.hydra.sweeper.get("params"), list(config.hydra.overrides.task))
+            params, task = seeds_slowest(params, task)
             with read_write(config.hydra), open_dict(config.hydra):
                 config.hydra.sweeper.params = params
                 config.hydra.overrides.task = task
-        total = expected_jobs(list(config.hydra.overrides.task), config.hydra.sweeper.get("params"))
+        total = expected_jobs(task, params)
         if self.live:
             self.monitor = SweepMonitor(sweep_dir, total, self.poll_s, launch_id=self.launch_id)
             self.monitor.start()

@@ -582,6 +582,20 @@ def test_second_launch_is_refused_and_ctrl_c_leaves_sweep_csv(tmp_path):
         assert read_summary(job)["status"] == "completed"
 
 
+def test_an_interpolation_that_does_not_resolve_is_one_line_in_a_run_and_a_sweep(tmp_path, monkeypatch):
+    """${oc.env:UNSET}: one line naming the key, with nothing written. In a sweep it was read as the launcher
+    looked at the command's overrides, and Hydra turned the error into a warning that skipped the sweep's lock;
+    every job then failed with a traceback."""
+    monkeypatch.delenv("SHIFTVIT_TEST_UNSET", raising=False)
+    for sweep in ([], ["-m", "seed=0,1"]):
+        proc = run_cli([*sweep, "sweep_name=${oc.env:SHIFTVIT_TEST_UNSET}", *small(epochs=1)], cwd=tmp_path)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+        assert lines[0].startswith("error: sweep_name: its interpolation does not resolve (") and \
+            "'SHIFTVIT_TEST_UNSET' not found" in lines[0] and "Traceback" not in proc.stderr
+        assert list(tmp_path.iterdir()) == []
+
+
 def test_failed_job_does_not_stop_the_sweep_and_sweep_csv_is_written(tmp_path):
     """A job this machine cannot run (fp16 on a CPU) fails in one line; the sweep's other job goes on."""
     sweep = tmp_path / "sweep"
