@@ -52,6 +52,7 @@ from .stats import (
     NOT_MATCHED,
     PERMUTATION,
     PERMUTATIONS,
+    arm_statuses,
     budget_difference,
     one_factor,
     p_equals,
@@ -331,8 +332,8 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
         elif result["images_why"]:
             text += f" The seeds alone, with the validation set held fixed: {result['images_why']}."
         text += _lack_of_fit_text(result)
-        arms = tuple(dict.fromkeys(runs["arm"]))
-        unfinished = unfinished_text(runs, arms, arms)
+        statuses = arm_statuses(runs, runs["arm"])
+        unfinished = unfinished_text(list(statuses.values()), list(statuses))
         if unfinished:  # the fit reads finished seeds only: a level most of whose seeds diverged is its survivors
             text += f" Seeds that did not finish, in no fit: {unfinished}."
         sections += [("h2", f"Trend over {factor} (one-factor sweep)"), ("p", text)]

@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -802,17 +802,15 @@ def divergence_test(treatment: Sequence[str], baseline: Sequence[str]) -> Tuple[
     return k_t, n_t, k_b, n_b, float(st.fisher_exact([[k_t, n_t - k_t], [k_b, n_b - k_b]]).pvalue)
 
 
-def _divergence(c: Comparison, runs: pd.DataFrame, t_arm: str, b_arm: str) -> None:
-    """Fill ``c``'s diverged fields from every seed of the two arms (paired or not: a diverged seed has no pair)."""
-    c.diverged_treatment, c.trained_treatment, c.diverged_baseline, c.trained_baseline, c.diverged_p = \
-        divergence_test(*(seed_statuses(runs[runs["arm"] == arm]) for arm in (t_arm, b_arm)))
+def arm_statuses(runs: pd.DataFrame, arms: Iterable[str]) -> Dict[str, List[str]]:
+    """Each arm's ``seed_statuses``, read once for every test and text that counts them."""
+    return {arm: seed_statuses(runs[runs["arm"] == arm]) for arm in dict.fromkeys(arms)}
 
 
-def unfinished_text(runs: pd.DataFrame, arms: Tuple[str, str], names: Tuple[str, str]) -> str:
-    """``attention: 2 of 5 seeds diverged``: per arm of a comparison, its seeds that did not finish (empty when
-    every seed of both did)."""
-    parts = [f"{name}: {text}" for arm, name in zip(arms, names)
-             if (text := failures_text(seed_statuses(runs[runs["arm"] == arm])))]
+def unfinished_text(statuses: Sequence[Sequence[str]], names: Sequence[str]) -> str:
+    """``attention: 2 of 5 seeds diverged``: per arm (its ``seed_statuses``, its name), its seeds that did not
+    finish (empty when every seed of every arm did)."""
+    parts = [f"{name}: {text}" for seeds, name in zip(statuses, names) if (text := failures_text(seeds))]
     return "; ".join(parts)
 
 
@@ -915,8 +913,11 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
     comparisons = [compare(finished_values(runs, t_arm, metric), finished_values(runs, b_arm, metric), margin,
                            paired=pair_by == "seed", names=(t_arm, b_arm)) for t_arm, b_arm in pairs]
     tested = [c for c in comparisons if not c.outcome.startswith(INSUFFICIENT)]
+    statuses = arm_statuses(runs, [arm for pair in pairs for arm in pair])
     for c, (t_arm, b_arm) in zip(comparisons, pairs):  # an arm whose every seed diverged is a result too
-        _divergence(c, runs, t_arm, b_arm)
+        # every seed of the two arms, paired or not: a diverged seed has no pair
+        c.diverged_treatment, c.trained_treatment, c.diverged_baseline, c.trained_baseline, c.diverged_p = \
+            divergence_test(statuses[t_arm], statuses[b_arm])
     names = [(_name(t_arm, runs), _name(b_arm, runs)) for t_arm, b_arm in pairs]
     beds = [_testbed(runs, t_arm, b_arm, testbeds) for t_arm, b_arm in pairs]
     for c, (t_arm, b_arm), bed in zip(comparisons, pairs, beds):
@@ -945,7 +946,7 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
                 setattr(c, f"{field}_adj", float(p))
     for c, pair_names, pair in zip(comparisons, names, pairs):
         c.outcome = outcome_text(c, pair_names)
-        c.unfinished = unfinished_text(runs, pair, pair_names)
+        c.unfinished = unfinished_text([statuses[arm] for arm in pair], pair_names)
         c.verdict = verdict_text(c, pair_names)
     table = pd.DataFrame([asdict(c) for c in comparisons], columns=list(Comparison.__dataclass_fields__))
     table.attrs.update(correction=correction, comparisons=len(tested), margin=margin, metric=metric,
