@@ -575,7 +575,7 @@ def main(cfg: DictConfig) -> Optional[float]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from .multirun import LAUNCH_ERROR_FILE
+    from .multirun import LAUNCH_ERROR_FILE, as_written
     from .records import RecordError
 
     hc = HydraConfig.get()
@@ -588,11 +588,11 @@ def main(cfg: DictConfig) -> Optional[float]:
         check(plain)  # before torch loads: a bad value answers at once
     except ConfigError as e:
         return _fail(str(e), multirun, launch_error)
-    grid = dict(hc.sweeper.get("params") or {})
+    grid = as_written(hc.sweeper.get("params")) or {}
     if not multirun and grid:  # an experiment's grid, which Hydra runs under -m only
         log.warning("this config sweeps %s only under -m: this is one run of it (%s); add -m to run the grid",
                     " ".join(f"{k}={v}" for k, v in grid.items()),
-                    " ".join(f"{k}={_first_value(plain, k)}" for k in grid))
+                    " ".join(f"{k}={_value_of(cfg, k)}" for k in grid))
     sweep_dir = Path(hc.sweep.dir) if multirun else None
     sweep_name = plain.get("sweep_name") or (sweep_dir.name if sweep_dir else None)
     from . import distributed
@@ -615,14 +615,12 @@ def main(cfg: DictConfig) -> Optional[float]:
     return summary.get("val_top1")
 
 
-def _first_value(plain: Dict[str, Any], key: str) -> Any:
-    """The value of a dotted key in a plain config (what a single run of a grid takes), '?' where absent."""
-    node: Any = plain
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return "?"
-        node = node[part]
-    return node.get("name", node) if isinstance(node, dict) else node
+def _value_of(cfg: DictConfig, key: str) -> Any:
+    """What this run takes for a dotted key of a grid: its value, or a group's chosen option (``mixer=shift``)."""
+    from omegaconf import OmegaConf
+
+    value = OmegaConf.select(cfg, key, default="?")
+    return value.get("name", value) if OmegaConf.is_config(value) else value
 
 
 def _remove_if_only_hydras(run_dir: Path) -> None:

@@ -261,7 +261,7 @@ def job_status(job_dir: Path) -> str:
     return str(status)
 
 
-def _as_written(node: Any) -> Any:
+def as_written(node: Any) -> Any:
     """A config node as the command wrote it, interpolations left as text: a sweep's overrides may hold
     ``${oc.env:...}``, which only its jobs resolve (read here, it would raise in the launcher)."""
     return None if node is None else OmegaConf.to_container(node, resolve=False) if OmegaConf.is_config(node) \
@@ -360,7 +360,7 @@ def _saved_grid(saved: DictConfig) -> Optional[List[List[str]]]:
     """The grid of a saved launch (``saved_sweep``), as ``planned_jobs`` makes it; None when it cannot be read."""
     try:
         params = saved.sweeper.get("params")
-        return planned_jobs(_as_written(saved.overrides.task), _as_written(params))
+        return planned_jobs(as_written(saved.overrides.task), as_written(params))
     except Exception:  # a multirun.yaml of another Hydra, or edited by hand
         return None
 
@@ -528,7 +528,7 @@ class SweepCallback(Callback):
         return {**self.__dict__, "monitor": None, "lock": None, "sweep_dir": None, "previous_plan": None}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        task, params = _as_written(config.hydra.overrides.task), _as_written(config.hydra.sweeper.get("params"))
+        task, params = as_written(config.hydra.overrides.task), as_written(config.hydra.sweeper.get("params"))
         problem = location_sweep_error(task, params)
         if not problem and config.hydra.sweeper.get("_target_") == BASIC_SWEEPER:
             jobs = planned_jobs(task, params)
@@ -550,7 +550,7 @@ class SweepCallback(Callback):
             self.previous_plan = (sweep_dir / MULTIRUN_FILE).read_bytes()
         except OSError:
             self.previous_plan = None
-        overridden = any(o.startswith("hydra.sweep.dir=") for o in _as_written(config.hydra.overrides.hydra))
+        overridden = any(o.startswith("hydra.sweep.dir=") for o in as_written(config.hydra.overrides.hydra))
         self.default_dir_under = None if overridden else config.hydra.runtime.cwd
         # unique across launchers of one sweep over time and across machines sharing the file system
         self.sweep_dir, self.launch_id = sweep_dir, f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex}"
