@@ -152,17 +152,45 @@ print("checked", n)
 """
 
 
+# a loop with a bound known only at run time, and nothing of ours: Triton's interpreter before the fix of
+# triton-lang/triton#9171 cannot run it under numpy >= 2.4 (its tensors' __index__ calls int() on a 1-element array)
+RUNTIME_LOOP = """
+import torch, triton, triton.language as tl
+
+@triton.jit
+def count(out_ptr, n):
+    total = 0.0
+    for _ in range(0, n):
+        total += 1.0
+    tl.store(out_ptr, total)
+
+out = torch.zeros(1)
+count[(1,)](out, 3)
+assert out.item() == 3
+"""
+
+
 def in_triton_interpreter(script: str) -> str:
     """Run ``script`` in a fresh process under Triton's CPU interpreter (it must be set before Triton loads);
-    its stdout."""
+    its stdout. Skipped, naming the upstream bug, where that interpreter cannot run a runtime-bounded loop at all
+    (asked only after ``script`` failed, so a failure of ours is never taken for it)."""
     import subprocess
     import sys
 
     pytest.importorskip("triton")
     from helpers import ROOT, cli_env
 
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env=cli_env(TRITON_INTERPRET="1"))
+    def interpret(code: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                              env=cli_env(TRITON_INTERPRET="1"))
+
+    proc = interpret(script)
+    if proc.returncode != 0 and interpret(RUNTIME_LOOP).returncode != 0:
+        import numpy
+        import triton
+
+        pytest.skip(f"Triton {triton.__version__}'s CPU interpreter cannot run a loop bounded at run time under "
+                    f"numpy {numpy.__version__} (triton-lang/triton#9171): a newer triton, or numpy<2.4, runs this")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
