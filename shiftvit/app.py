@@ -386,6 +386,8 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
             record(status=status, **fields)  # dead process's 'running' as interrupted, see run_status)
         except OSError:  # record() updated the summary before its write failed: the tracker still gets the status
             log.warning("could not record status %s in %s", status, run_dir / SUMMARY_FILE)
+        if status == FAILED:  # only rank 0 writes the record: another rank's own error reaches it this way
+            dist_utils.say_failure(fields["error"])
         if tracker is not None:
             tracker.summary(summary)
             tracker.finish(1, preempted=status == INTERRUPTED)
@@ -462,8 +464,23 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
         raise RecordError(f"cannot write {e.filename or run_dir} ({e.strerror or e}): free space or fix the "
                           f"permissions, then {_resume_hint(run_dir, sweep_dir)}") from None
     except Exception as e:
-        end_early(FAILED, error=f"{type(e).__name__}: {e}")
-        raise
+        if not (dist.enabled and dist_utils.peer_lost(e)):
+            end_early(FAILED, error=f"{type(e).__name__}: {e}")
+            raise
+        # another process ended and cut this one's collective short: its own failure if it said one (its traceback
+        # is in its output), else it was killed (the OOM killer, a signal), which interrupts the run as a kill of
+        # this process does. Either way the last checkpoint stands, and the processes left stop without tracebacks
+        if not dist.is_main:
+            raise SystemExit(1) from None
+        failure = dist_utils.peer_failure()
+        if failure is not None:
+            end_early(FAILED, error=failure)
+            print(f"error: {failure}", file=sys.stderr, flush=True)
+        else:
+            end_early(INTERRUPTED, interrupted_by=dist_utils.PEER_ENDED)
+            print(f"interrupted by {dist_utils.PEER_ENDED}: {_resume_hint(run_dir, sweep_dir)} from the last "
+                  "checkpoint", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
     tracker.summary(summary)
     tracker.finish(0 if summary["status"] == COMPLETED else 1)
     if dist.is_main:

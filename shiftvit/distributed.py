@@ -4,10 +4,18 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, List
+from typing import TYPE_CHECKING, Any, List, Optional
 
 if TYPE_CHECKING:
     import torch
+
+
+# a record's interrupted_by where another process of the run ended without saying why (the OOM killer, a signal):
+# its end cut this process's collective short, as a kill of this process would have ended the run
+PEER_ENDED = "the end of another process"
+# gloo's words for a connection that the process at its other end closed (by exiting) or lost (killed)
+_PEER_GONE = ("by peer", "Broken pipe")
+_FAILURE_KEY = "shiftvit/failure/{rank}"
 
 
 @dataclass(frozen=True)
@@ -113,3 +121,39 @@ def broadcast_flag(flag: bool) -> bool:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item() > 0)
     return flag
+
+
+def peer_lost(error: BaseException) -> bool:
+    """Whether ``error`` is a collective cut short because another process of the group is gone: gloo's transport
+    names the connection that its end closed, and the collective can never complete."""
+    text = str(error)
+    return isinstance(error, RuntimeError) and "gloo/transport/" in text and any(s in text for s in _PEER_GONE)
+
+
+def say_failure(message: str) -> None:
+    """A process other than rank 0 that fails on an error of its own says so before it exits: rank 0, which alone
+    writes the record, finds its collective cut short (``peer_lost``) and records this (``peer_failure``). The group's
+    store outlives the process (torchrun's agent holds it, or rank 0 under SLURM). Best effort: unsaid, the record
+    reads as the interruption that a kill is."""
+    d = info()
+    if not d.enabled or d.is_main:
+        return
+    try:
+        _dist().distributed_c10d._get_default_store().set(_FAILURE_KEY.format(rank=d.rank), message)
+    except (RuntimeError, AttributeError):  # no store (any more), or torch moved it
+        pass
+
+
+def peer_failure() -> Optional[str]:
+    """What another process said of its failure (``say_failure``), naming its rank; None where none did (a process
+    killed says nothing)."""
+    d = info()
+    try:
+        store = _dist().distributed_c10d._get_default_store()
+        for rank in range(d.world_size):
+            key = _FAILURE_KEY.format(rank=rank)
+            if rank != d.rank and store.check([key]):
+                return f"rank {rank} of {d.world_size} failed: {store.get(key).decode()}"
+    except (RuntimeError, AttributeError):
+        pass
+    return None

@@ -128,9 +128,12 @@ class _SignalCatcher:
     def _handle(self, signum, frame) -> None:
         self.received = signum
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # torchrun stops the other processes with SIGTERM once it sees one gone: this one has yet to record how the
+        # run ended (rank 0) and exits right after, so that SIGTERM must not end it first
+        peer_lost = exc is not None and dist_utils.peer_lost(exc)
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_IGN if peer_lost and sig == signal.SIGTERM else handler)
 
 
 def create_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer:

@@ -20,6 +20,7 @@ from shiftvit.data import build_data
 from shiftvit.models import MIXERS
 from shiftvit.multirun import job_dirs
 from shiftvit.records import (
+    CHECKPOINT_FILE,
     FAILED,
     INTERRUPTED,
     METRIC_KEYS,
@@ -454,6 +455,67 @@ def test_torchrun_two_processes_stop_together_when_the_loss_diverges(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = read_summary(run_dir)
     assert summary["status"] == "diverged" and summary["world_size"] == 2 and summary["epochs_done"] < 3
+
+
+# run.py, with rank 1 ended at its first update of epoch 2 (epoch 1's checkpoint is on disk): by SIGKILL, as the OOM
+# killer ends a process ("kill"), or by an exception of its own ("raise"); the first argument says which
+PEER_FAULT_SCRIPT = """
+import os, runpy, signal, sys
+from shiftvit.engine import Trainer
+
+fault, step = sys.argv.pop(1), Trainer._optimizer_step
+
+def faulty_step(self):
+    if self.dist.rank == 1 and self.num_updates == self.updates_per_epoch:
+        if fault == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise ValueError("rank 1 broke")
+    step(self)
+
+Trainer._optimizer_step = faulty_step
+sys.argv[0] = RUN_PY
+runpy.run_path(RUN_PY, run_name="__main__")
+"""
+
+
+def test_torchrun_a_rank_killed_interrupts_the_run_and_one_that_crashes_fails_it(tmp_path):
+    """Rank 0 alone writes the record, and rank 1's end cuts its collective short. A kill of rank 1 interrupts the
+    run, as a kill of rank 0 does (it was recorded failed, with gloo's broken connection for its error, or left
+    running when torchrun's SIGTERM ended rank 0 first), so the same command resumes it; an exception of rank 1's
+    own fails it, naming that error (it was gloo's too, or the record was left running). Rank 0 says either in one
+    line, without a traceback."""
+    import shutil
+
+    from shiftvit.distributed import PEER_ENDED
+
+    script = tmp_path / "peer_fault.py"
+    script.write_text(PEER_FAULT_SCRIPT.replace("RUN_PY", repr(str(ROOT / "run.py"))))
+    torchrun = [shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun"), "--standalone",
+                "--nproc_per_node=2"]
+    options = ["train.epochs=2", "model=shiftvit_nano", "data.train_fraction=0.25", "logger=none"]
+    killed_dir, crashed_dir = tmp_path / "killed", tmp_path / "crashed"
+
+    def launch(*args: str, command: str = str(script)) -> subprocess.CompletedProcess:
+        return run_cli([*args, *options], cwd=tmp_path, command=[*torchrun, command], timeout=300)
+
+    killed, crashed = at_once(lambda: launch("kill", f"hydra.run.dir={killed_dir}"),
+                              lambda: launch("raise", f"hydra.run.dir={crashed_dir}"))
+    for proc in (killed, crashed):  # rank 0 answered the broken connection itself: no gloo message, no traceback
+        assert proc.returncode != 0 and "gloo" not in proc.stderr, proc.stderr[-3000:]
+    summary = read_summary(killed_dir)
+    assert (summary["status"], summary.get("interrupted_by"), summary["epochs_done"]) == (INTERRUPTED, PEER_ENDED, 1)
+    assert "error" not in summary and "Error executing job" not in killed.stderr
+    assert [line for line in killed.stderr.splitlines() if line.startswith("interrupted")] == [
+        f"interrupted by {PEER_ENDED}: rerun the same command with hydra.run.dir={killed_dir} to resume from the last "
+        "checkpoint"]
+    summary = read_summary(crashed_dir)
+    assert (summary["status"], summary.get("error")) == (FAILED, "rank 1 of 2 failed: ValueError: rank 1 broke")
+    assert "interrupted_by" not in summary
+    assert [line for line in crashed.stderr.splitlines() if line.startswith("error:")] == [
+        "error: rank 1 of 2 failed: ValueError: rank 1 broke"]
+    assert crashed.stderr.count("Error executing job") == 1  # rank 1's own traceback, said once
+    # epoch 1's checkpoint stands under both: an interrupted record resumes as test_torchrun_two_processes_gloo's does
+    assert all((d / CHECKPOINT_FILE).exists() and len(read_metrics(d)) == 1 for d in (killed_dir, crashed_dir))
 
 
 def test_an_unreadable_image_stops_the_run_naming_it_and_the_fixed_data_resumes(tmp_path):
