@@ -36,7 +36,16 @@ from .config import (
     preflight,
     resolve,
 )
-from .records import COMPLETED, DATA_FINGERPRINT_KEY, DUPLICATE, FAILED, FINISHED_STATUSES, INTERRUPTED, RUNNING
+from .records import (
+    COMPLETED,
+    DATA_FINGERPRINT_KEY,
+    DUPLICATE,
+    FAILED,
+    FINISHED_STATUSES,
+    INTERRUPTED,
+    RUNNING,
+    SUMMARY_FILE,
+)
 from .tracking import flatten
 
 log = logging.getLogger("shiftvit")
@@ -348,7 +357,6 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
     from .engine import Interrupted, resolve_device
     from .records import (
         CONFIG_FILE,
-        SUMMARY_FILE,
         RecordError,
         atomic_write_bytes,
         attempt_code,
@@ -692,7 +700,11 @@ def _fail(message: str, multirun: bool, launch_error: Path) -> None:
     if processes.is_main:
         print(f"error: {message}", file=sys.stderr, flush=True)
     if not multirun:
-        if processes.enabled:  # the ranks share the folder: none may still be setting up its log file in it
+        # the ranks share the folder, which rank 0 removes below where it holds only Hydra's files: none may still
+        # be setting up its log file in it. A record keeps the folder, and then no rank waits: one that failed
+        # alone during the run (its share of the data unreadable, a full disk) would wait here for the others,
+        # busy in a collective of the training, until the group's timeout (30 minutes)
+        if processes.enabled and not (launch_error.parent / SUMMARY_FILE).exists():
             barrier()
         if processes.is_main:
             _remove_if_only_hydras(launch_error.parent)
