@@ -282,7 +282,8 @@ class Trainer:
                 f"{self.run_dir / METRICS_FILE} holds epochs {_epochs_text(held)} but {self.checkpoint_path} has "
                 f"trained {self.start_epoch}: continuing would record a run without all its epochs; "
                 "train.resume=fresh archives the record and starts over")
-        log.info("resumed from %s at epoch %d batch %d", self.checkpoint_path, self.start_epoch, self.start_batch)
+        if self.dist.is_main:  # every rank resumes from the same checkpoint: one line
+            log.info("resumed from %s at epoch %d batch %d", self.checkpoint_path, self.start_epoch, self.start_batch)
         return True
 
     # --- loops ----------------------------------------------------------------------------------------------
