@@ -594,12 +594,21 @@ def register_configs() -> None:
 _WARNED: set = set()
 
 
+def _warn(text: str) -> None:
+    """A config warning, said by rank 0 alone where several processes run one job: each resolves the same config,
+    and N processes said it N times."""
+    from .distributed import info as processes_of_this_launch
+
+    if processes_of_this_launch().is_main:
+        log.warning(text)
+
+
 def _warn_once(message: str, *args: Any) -> None:
-    """A config warning, once per process: a run resolves its config more than once (checked, then run)."""
+    """A config warning (``_warn``), once per process: a run resolves its config more than once (checked, then run)."""
     text = message % args
     if text not in _WARNED:
         _WARNED.add(text)
-        log.warning(text)
+        _warn(text)
 
 
 def _check_gamma(value: Any) -> Optional[Fraction]:
@@ -854,9 +863,9 @@ def preflight(effective: Dict[str, Any]) -> None:
     except DataError as e:
         raise ConfigError(str(e)) from None
     if train["warmup_epochs"] >= train["epochs"]:
-        log.warning("train.warmup_epochs=%s >= train.epochs=%s: the whole run warms up, so the learning rate never "
-                    "reaches train.lr=%s nor decays; set train.warmup_epochs below train.epochs",
-                    train["warmup_epochs"], train["epochs"], train["lr"])
+        _warn(f"train.warmup_epochs={train['warmup_epochs']} >= train.epochs={train['epochs']}: the whole run warms "
+              f"up, so the learning rate never reaches train.lr={train['lr']} nor decays; set train.warmup_epochs "
+              "below train.epochs")
 
 
 def _one_line(e: BaseException) -> str:

@@ -506,6 +506,8 @@ def test_torchrun_a_rank_killed_interrupts_the_run_and_one_that_crashes_fails_it
                               lambda: launch("raise", f"hydra.run.dir={crashed_dir}"))
     for proc in (killed, crashed):  # rank 0 answered the broken connection itself: no gloo message, no traceback
         assert proc.returncode != 0 and "gloo" not in proc.stderr, proc.stderr[-3000:]
+        # a config warning (two epochs are all warm-up) is said by rank 0 alone, not once per process
+        assert (proc.stdout + proc.stderr).count("the whole run warms up") == 1
     summary = read_summary(killed_dir)
     assert (summary["status"], summary.get("interrupted_by"), summary["epochs_done"]) == (INTERRUPTED, PEER_ENDED, 1)
     assert "error" not in summary and "Error executing job" not in killed.stderr
