@@ -1,5 +1,6 @@
 import functools
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,8 @@ from typing import Callable, Dict, List, Optional, TypeVar
 T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[1]
+# the torchrun of this interpreter's environment, also where that environment is not on PATH
+TORCHRUN = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
 
 
 def cli_env(**extra: str) -> dict:
