@@ -70,14 +70,6 @@ for layout in nchw channels_last; do
             "${shift_args[@]}" --out "$out/shift_${layout}_$dtype.json"
     done
 done
-# Shift-T's late stages at batch 64, as it trains (bf16, channels-last): tensors small enough that launches and
-# their host cost, not bytes, set the time; where a one-launch kernel should win, and in the whole model did not
-for stage_shape in 3:64,384,14,14 4:64,768,7,7; do
-    [ "${QUICK:-0}" = 1 ] && shape_arg=() || shape_arg=(--shape "${stage_shape#*:}")
-    step "shift_stage${stage_shape%%:*}_channels_last_bfloat16" 30 "$py" -m shiftvit.bench shift --device "$device" \
-        --channels-last --dtype bfloat16 "${shape_arg[@]}" "${late_shift_args[@]}" \
-        --out "$out/shift_stage${stage_shape%%:*}_channels_last_bfloat16.json"
-done
 step throughput_bf16_channels_last 90 "$py" -m shiftvit.bench throughput "${peers[@]}" --device "$device" \
     --amp bf16 --channels-last "${tp_args[@]}" --out "$out/throughput_bf16_channels_last.json"
 step fast_fp32 45 "$py" -m shiftvit.bench fast --device "$device" "${fast_args[@]}" --out "$out/fast_fp32.json"
@@ -97,9 +89,6 @@ fi
 # shapes: every batch is full)
 step overhead_eager 90 "$py" -m shiftvit.bench overhead --device "$device" "${overhead_args[@]}" \
     --out "$out/overhead_eager.json"
-# CIFAR's batches (random images in its format): timm's per-sample transforms, crop_flip per sample and on the
-# device, beside shiftvit_micro's training steps at the same batch: does a loader bound a 32-px CIFAR job?
-step loader 90 "$py" -m shiftvit.bench loader --device "$device" "${loader_args[@]}" --out "$out/loader.json"
 # Shift-T compiled and eager in one process, rounds interleaved; training only. Block by block
 # (train.compile_scope=blocks): one graph per stage; compiling the whole of Shift-T (38 blocks) in one graph took
 # more than two minutes on an H200, and comes last
@@ -110,6 +99,18 @@ step throughput_compiled 240 $(cold) "$py" -m shiftvit.bench throughput "${compi
 compile_mode=reduce-overhead && [ "$device" = cuda ] || compile_mode=default
 step overhead_compiled 240 "$py" -m shiftvit.bench overhead --device "$device" "${overhead_args[@]}" --compile \
     --compile-mode "$compile_mode" --no-startup --out "$out/overhead_compiled.json"
+# the steps that settle no target of #16, after those that do (they explain the numbers above)
+# Shift-T's late stages at batch 64, as it trains (bf16, channels-last): tensors small enough that launches and
+# their host cost, not bytes, set the time; where a one-launch kernel should win, and in the whole model did not
+for stage_shape in 3:64,384,14,14 4:64,768,7,7; do
+    [ "${QUICK:-0}" = 1 ] && shape_arg=() || shape_arg=(--shape "${stage_shape#*:}")
+    step "shift_stage${stage_shape%%:*}_channels_last_bfloat16" 30 "$py" -m shiftvit.bench shift --device "$device" \
+        --channels-last --dtype bfloat16 "${shape_arg[@]}" "${late_shift_args[@]}" \
+        --out "$out/shift_stage${stage_shape%%:*}_channels_last_bfloat16.json"
+done
+# CIFAR's batches (random images in its format): timm's per-sample transforms, crop_flip per sample and on the
+# device, beside shiftvit_micro's training steps at the same batch: does a loader bound a 32-px CIFAR job?
+step loader 90 "$py" -m shiftvit.bench loader --device "$device" "${loader_args[@]}" --out "$out/loader.json"
 # what deterministic algorithms cost the eager loop (run.py's default is train.deterministic=true)
 step overhead_eager_nondeterministic 90 "$py" -m shiftvit.bench overhead --device "$device" "${overhead_args[@]}" \
     --no-deterministic --no-startup --out "$out/overhead_eager_nondeterministic.json"
