@@ -13,8 +13,9 @@ needs: forward reads x twice (statistics, then normalise) and writes y once; bac
 writes dx once. The small steps between those passes (merging the chunks' statistics, the backward's two per-sample
 means) are a kernel each, not a dozen small PyTorch ops: in Shift-T's late stages launches, not bytes, set the time.
 
-Opt-in (``SHIFTVIT_GPU_NORM_KERNEL=triton`` or ``shiftvit.ops.set_gpu_norm_kernel("triton")``), unmeasured on a
-GPU when written. Tested on CPU through Triton's interpreter (``TRITON_INTERPRET=1``) against ``F.group_norm``.
+Opt-in (``SHIFTVIT_GPU_NORM_KERNEL=triton`` or ``shiftvit.ops.set_gpu_norm_kernel("triton")``): on an H200 it
+was slower than PyTorch's kernel in most cases (README, Performance, GPU). Tested on CPU through Triton's
+interpreter (``TRITON_INTERPRET=1``) against ``F.group_norm``.
 Imported only when selected, so Triton is never a dependency of the default path.
 """
 from typing import Optional

@@ -111,9 +111,8 @@ class FastestPerShape:
     waiting for the device) and keeps the fastest; every later call looks the choice up. The kernels only move
     values, so each gives the same bits and the choice changes no number, only the time.
 
-    Why per shape: on an H200 the one-launch Triton kernel beat the six-launch official algorithm on Shift-T's
-    stage-1 tensor, and the whole model still trained slower with it (README, Performance). A likely cause, not yet
-    measured, is the late stages' small tensors, where a launch's host cost counts more than its bytes.
+    Why per shape: which kernel is faster can differ between Shift-T's large stage-1 tensor, where bytes count,
+    and the late stages' small ones, where a launch's host cost counts more (README, Performance, GPU).
     cuDNN's ``benchmark`` mode chooses convolution algorithms the same way. Under ``torch.compile`` (which fuses
     the official algorithm itself) or while a CUDA graph is captured, it never times: it runs the first candidate."""
 
@@ -236,7 +235,7 @@ _gpu_norm = _GpuKernel("norm", GPU_NORM_KERNELS, _load_norm, env="SHIFTVIT_GPU_N
 
 def set_gpu_norm_kernel(name: str) -> str:
     """The GroupNorm(1, C) kernel for GPU tensors: ``native`` (``F.group_norm``, the default) or ``triton``
-    (``group_norm_triton.py``: keeps channels-last tensors in their layout; opt-in, unmeasured). CPU tensors
+    (``group_norm_triton.py``: keeps channels-last tensors in their layout; opt-in, README: Performance). CPU tensors
     always use ``F.group_norm``. ``SHIFTVIT_GPU_NORM_KERNEL`` sets it for a whole process. Returns the kernel it
     replaces."""
     return _gpu_norm.choose(name)

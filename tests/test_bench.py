@@ -204,6 +204,23 @@ def test_targets_are_read_off_the_committed_h200_results(tmp_path, capsys):
     assert "| compiled Shift-T training ÷ eager (bf16) | ≥ 1.5 | – | not measured | – | – |" in printed
 
 
+def test_the_compiled_target_is_read_off_the_run_that_timed_it(tmp_path):
+    """Run c02ec23 timed Shift-T compiled beside eager in one process: its targets table measures the compiled
+    target with that file's ratio, and says it is not met."""
+    from helpers import ROOT
+
+    from shiftvit.bench.targets import TARGETS
+
+    run = ROOT / "docs" / "bench" / "h200" / "c02ec23"
+    out = tmp_path / "targets.json"
+    assert main(["targets", str(run), "--out", str(out)]) == 0
+    [compiled] = [r for r in json.loads(out.read_text())["rows"] if r["target"] == TARGETS[4].name]
+    timed = json.loads((run / "throughput_compiled.json").read_text())["rows"]
+    assert compiled["ratio"] == (timed["shiftvit_r2_tiny+compiled_blocks"]["train_median"]
+                                 / timed["shiftvit_r2_tiny"]["train_median"])
+    assert compiled["met"] is False and "compiled_blocks (default)" in compiled["case"]
+
+
 def test_the_shift_target_counts_shift_t_stage_1_only(tmp_path):
     """A late stage's small tensor (gpu_check.sh times stages 3 and 4) is launch-bound: the issue sets the shift
     target at stage 1, so the table leaves the late stages out of it."""
