@@ -451,8 +451,7 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
     except (Interrupted, KeyboardInterrupt) as e:
         by = str(e) if isinstance(e, Interrupted) else "SIGINT"
         end_early(INTERRUPTED, interrupted_by=by)
-        print(f"interrupted by {by}: {run_dir} holds the checkpoint; {_resume_hint(run_dir, sweep_dir)}",
-              file=sys.stderr, flush=True)
+        print(_interrupted_message(by, run_dir, sweep_dir), file=sys.stderr, flush=True)
         dist_utils.barrier()
         signum = signal.Signals[by]
         if signum == signal.SIGINT:
@@ -486,8 +485,7 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
             print(f"error: {failure}", file=sys.stderr, flush=True)
         else:
             end_early(INTERRUPTED, interrupted_by=dist_utils.PEER_ENDED)
-            print(f"interrupted by {dist_utils.PEER_ENDED}: {_resume_hint(run_dir, sweep_dir)} from the last "
-                  "checkpoint", file=sys.stderr, flush=True)
+            print(_interrupted_message(dist_utils.PEER_ENDED, run_dir, sweep_dir), file=sys.stderr, flush=True)
         raise SystemExit(1) from None
     tracker.summary(summary)
     tracker.finish(0 if summary["status"] == COMPLETED else 1)
@@ -498,6 +496,11 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
                  "" if best is None else f" (best {best:.2f} after epoch {best_epoch})",
                  summary["wall_s"], run_dir / SUMMARY_FILE)
     return summary
+
+
+def _interrupted_message(by: str, run_dir: Path, sweep_dir: Optional[Path]) -> str:
+    """The one line an interrupted run ends with, whatever interrupted it (a signal, another process's end)."""
+    return f"interrupted by {by}: {run_dir} holds the checkpoint; {_resume_hint(run_dir, sweep_dir)}"
 
 
 def _resume_hint(run_dir: Path, sweep_dir: Optional[Path]) -> str:

@@ -499,8 +499,8 @@ def test_torchrun_a_rank_killed_interrupts_the_run_and_one_that_crashes_fails_it
     assert (summary["status"], summary.get("interrupted_by"), summary["epochs_done"]) == (INTERRUPTED, PEER_ENDED, 1)
     assert "error" not in summary and "Error executing job" not in killed.stderr
     assert [line for line in killed.stderr.splitlines() if line.startswith("interrupted")] == [
-        f"interrupted by {PEER_ENDED}: rerun the same command with hydra.run.dir={killed_dir} to resume from the last "
-        "checkpoint"]
+        f"interrupted by {PEER_ENDED}: {killed_dir} holds the checkpoint; rerun the same command with "
+        f"hydra.run.dir={killed_dir} to resume"]
     summary = read_summary(crashed_dir)
     failure = "rank 1 of 2 failed: cannot read images/7.png: truncated"
     assert (summary["status"], summary.get("error")) == (FAILED, failure) and "interrupted_by" not in summary
