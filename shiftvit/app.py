@@ -298,9 +298,17 @@ def _own_run_dir(run_dir: Path, effective: Dict[str, Any], digest: str, dist):
             error = RecordError(f"cannot write to {run_dir} ({e.strerror or e}): choose a writable hydra.run.dir")
         if error is not None and lock is not None:
             lock.release()
-    if dist_utils.broadcast_flag(error is not None):
+    try:
+        failed = dist_utils.broadcast_flag(error is not None)
+        finished = dist_utils.broadcast_flag(previous.get("status") in FINISHED_STATUSES)
+    except Exception as e:
+        if lock is not None and error is None:
+            lock.release()
+        if dist.enabled and dist_utils.peer_lost(e):  # another process could not start: it said why (_fail)
+            raise SystemExit(1) from None
+        raise
+    if failed:
         raise error if error is not None else SystemExit(2)
-    finished = dist_utils.broadcast_flag(previous.get("status") in FINISHED_STATUSES)
     return lock, previous if dist.is_main else ({"status": COMPLETED} if finished else {})
 
 
@@ -697,18 +705,26 @@ def _fail(message: str, multirun: bool, launch_error: Path) -> None:
     """A job that cannot run: one line on stderr; exit 2 for a single run, which leaves no folder behind (a
     typo would leave one per attempt); in a sweep the others go on, and the job's folder says why it did not run
     (the sweep's table and report list it). Under torchrun every process fails alike: rank 0 says it."""
-    from .distributed import barrier, info  # info is free of torch: a config error answers before torch loads
+    from .distributed import info, say_failure, start_failures  # info is free of torch: a config error answers
+    # before torch loads, and under torchrun (the only case that imports torch here) run.py has loaded it
 
     processes = info()
     if processes.is_main:
         print(f"error: {message}", file=sys.stderr, flush=True)
     if not multirun:
         # the ranks share the folder, which rank 0 removes below where it holds only Hydra's files: none may still
-        # be setting up its log file in it. A record keeps the folder, and then no rank waits: one that failed
-        # alone during the run (its share of the data unreadable, a full disk) would wait here for the others,
-        # busy in a collective of the training, until the group's timeout (30 minutes)
+        # be setting up its log file in it, so it waits for every rank to fail too. A record keeps the folder, and
+        # then no rank waits: one that failed alone during the run (its share of the data unreadable, a full disk)
+        # would wait for the others, busy in a collective of the training, until the group's timeout (30 minutes)
         if processes.enabled and not (launch_error.parent / SUMMARY_FILE).exists():
-            barrier()
+            everyone = start_failures(message)
+            own = everyone is None or everyone[processes.rank] != everyone[0]
+            if own and not processes.is_main:  # its node's data missing, say: rank 0's line says nothing of it
+                print(f"error: rank {processes.rank} of {processes.world_size}: {message}", file=sys.stderr,
+                      flush=True)
+            if everyone is None:  # the others run on: they stop when this process ends, rank 0 recording why
+                say_failure(message)
+                raise SystemExit(2)
         if processes.is_main:
             _remove_if_only_hydras(launch_error.parent)
         raise SystemExit(2)

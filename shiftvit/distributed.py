@@ -16,6 +16,11 @@ PEER_ENDED = "the end of another process"
 # gloo's words for a connection that the process at its other end closed (by exiting) or lost (killed)
 _PEER_GONE = ("by peer", "Broken pipe")
 _FAILURE_KEY = "shiftvit/failure/{rank}"
+_START_FAILURE_KEY = "shiftvit/start_failure/{rank}"
+# how long a process that cannot start waits for the others to say they cannot either: a config error reaches every
+# process within a second or two of the others; one that only this process meets (its node's data missing) has the
+# others running on, waiting for it in a collective, so it must not wait for them at all
+START_FAILURE_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,29 @@ def say_failure(message: str) -> None:
         _dist().distributed_c10d._get_default_store().set(_FAILURE_KEY.format(rank=d.rank), message)
     except (RuntimeError, AttributeError):  # no store (any more), or torch moved it
         pass
+
+
+def start_failures(message: str, wait_s: float = START_FAILURE_WAIT_S) -> Optional[List[str]]:
+    """A process of the group that cannot start its job says so in the group's store, then waits up to ``wait_s``
+    for every other process to say the same. Returns every process's message, in rank order, where all failed;
+    None where some did not (they are running, and this failure is this process's own) or no store answers. Outside
+    a process group: ``[message]``."""
+    d = info()
+    if not d.enabled:
+        return [message]
+    try:
+        store = _dist().distributed_c10d._get_default_store()
+        store.set(_START_FAILURE_KEY.format(rank=d.rank), message)
+        keys = [_START_FAILURE_KEY.format(rank=rank) for rank in range(d.world_size)]
+        deadline = time.monotonic() + wait_s
+        # polled: the store's own timed wait warns of its socket's time-out in C++ when it runs out
+        while not store.check(keys):
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.1)
+        return [store.get(key).decode() for key in keys]
+    except (RuntimeError, AttributeError):  # no group's store (any more), or torch moved it
+        return None
 
 
 def peer_failure() -> Optional[str]:

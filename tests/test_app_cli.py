@@ -24,6 +24,7 @@ from shiftvit.records import (
     FAILED,
     INTERRUPTED,
     METRIC_KEYS,
+    SUMMARY_FILE,
     SUMMARY_KEYS,
     read_class_names,
     read_metrics,
@@ -469,6 +470,35 @@ Trainer._optimizer_step = faulty_step
 sys.argv[0] = RUN_PY
 runpy.run_path(RUN_PY, run_name="__main__")
 """
+
+
+def test_torchrun_a_rank_that_cannot_start_says_why_and_the_others_stop(tmp_path):
+    """A process that cannot start its job alone (its node's copy of the data missing) says so itself, naming its
+    rank: only rank 0 used to speak, and rank 1 waited at a barrier while rank 0 waited in a collective for it, in
+    silence, until the group's 30-minute timeout. Where every process fails alike, rank 0 says it once and the
+    folder goes, as for one process."""
+    from shiftvit.bench.loader import write_cifar
+
+    write_cifar(tmp_path / "node0", num_train=64, num_val=16)  # the data on rank 0's "node" only
+    torchrun = [TORCHRUN, "--standalone", "--nproc_per_node=2", str(ROOT / "run.py")]
+    options = ["train.epochs=2", "logger=none", "model=shiftvit_nano", "data=cifar10", "train.batch_size=8"]
+    alone_dir, alike_dir = tmp_path / "alone", tmp_path / "alike"
+
+    def launch(root: str, run_dir: Path) -> subprocess.CompletedProcess:
+        return run_cli([*options, f"data.root={root}", f"hydra.run.dir={run_dir}"], cwd=tmp_path, command=torchrun,
+                       timeout=240)
+
+    alone, alike = at_once(lambda: launch(str(tmp_path / "node${oc.env:LOCAL_RANK}"), alone_dir),
+                           lambda: launch(str(tmp_path / "nowhere"), alike_dir))
+    missing = "cifar10: data.root='{}' is not a folder: cifar10 expects"
+    for proc in (alone, alike):
+        assert proc.returncode != 0 and "Error executing job" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in alone.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: rank 1 of 2: {missing.format(tmp_path / 'node1')}")
+    assert not (alone_dir / SUMMARY_FILE).exists()  # no record claims a run that never started
+    errors = [line for line in alike.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {missing.format(tmp_path / 'nowhere')}")
+    assert not alike_dir.exists()
 
 
 def test_torchrun_a_rank_killed_interrupts_the_run_and_one_that_crashes_fails_it(tmp_path):
