@@ -704,7 +704,8 @@ def _threads_per_job(hc) -> Optional[int]:
 def _fail(message: str, multirun: bool, launch_error: Path) -> None:
     """A job that cannot run: one line on stderr; exit 2 for a single run, which leaves no folder behind (a
     typo would leave one per attempt); in a sweep the others go on, and the job's folder says why it did not run
-    (the sweep's table and report list it). Under torchrun every process fails alike: rank 0 says it."""
+    (the sweep's table and report list it). Under torchrun rank 0 says an error that every process meets, and a
+    process that meets one of its own (its node's data missing) says that one itself, naming its rank."""
     from .distributed import info, say_failure, start_failures  # info is free of torch: a config error answers
     # before torch loads, and under torchrun (the only case that imports torch here) run.py has loaded it
 
