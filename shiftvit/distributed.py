@@ -135,6 +135,13 @@ def peer_lost(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and "gloo/transport/" in text and any(s in text for s in _PEER_GONE)
 
 
+def _group_store() -> Any:
+    """The process group's key-value store (torchrun's agent holds it, or rank 0 under SLURM), through which
+    processes tell each other how they failed. Raises RuntimeError where there is no group (any more), and
+    AttributeError should torch move this private accessor: its callers catch both, and carry on unsaid."""
+    return _dist().distributed_c10d._get_default_store()
+
+
 def say_failure(message: str) -> None:
     """A process other than rank 0 that fails on an error of its own says so before it exits: rank 0, which alone
     writes the record, finds its collective cut short (``peer_lost``) and records this (``peer_failure``). The group's
@@ -144,7 +151,7 @@ def say_failure(message: str) -> None:
     if not d.enabled or d.is_main:
         return
     try:
-        _dist().distributed_c10d._get_default_store().set(_FAILURE_KEY.format(rank=d.rank), message)
+        _group_store().set(_FAILURE_KEY.format(rank=d.rank), message)
     except (RuntimeError, AttributeError):  # no store (any more), or torch moved it
         pass
 
@@ -158,7 +165,7 @@ def start_failures(message: str, wait_s: float = START_FAILURE_WAIT_S) -> Option
     if not d.enabled:
         return [message]
     try:
-        store = _dist().distributed_c10d._get_default_store()
+        store = _group_store()
         store.set(_START_FAILURE_KEY.format(rank=d.rank), message)
         keys = [_START_FAILURE_KEY.format(rank=rank) for rank in range(d.world_size)]
         deadline = time.monotonic() + wait_s
@@ -177,7 +184,7 @@ def peer_failure() -> Optional[str]:
     killed says nothing)."""
     d = info()
     try:
-        store = _dist().distributed_c10d._get_default_store()
+        store = _group_store()
         for rank in range(d.world_size):
             key = _FAILURE_KEY.format(rank=rank)
             if rank != d.rank and store.check([key]):
