@@ -13,6 +13,11 @@ ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
 
 
+def torchrun_command(processes: int = 2, script: Path = ROOT / "run.py") -> List[str]:
+    """The command that runs ``script`` (``run.py``) in ``processes`` processes of one torchrun group here."""
+    return [TORCHRUN, "--standalone", f"--nproc_per_node={processes}", str(script)]
+
+
 def cli_env(**extra: str) -> dict:
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1",
            "HYDRA_FULL_ERROR": "0", **extra}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import ROOT, TORCHRUN, WITH_TORCH_PROBE, at_once, cli_env, popen_cli, run_cli
+from helpers import ROOT, WITH_TORCH_PROBE, at_once, cli_env, popen_cli, run_cli, torchrun_command
 from wandb_log import config as logged_config
 from wandb_log import history, written
 from wandb_log import summary as logged_summary
@@ -318,7 +318,7 @@ def test_every_config_group_option_composes(tmp_path):
 def test_torchrun_two_processes_gloo(tmp_path):
     import shutil
 
-    torchrun = [TORCHRUN, "--standalone", "--nproc_per_node=2", str(ROOT / "run.py")]
+    torchrun = torchrun_command()
     run_dir = tmp_path / "ddp"
     # 369 validation images (ceil(0.205 * 1797)): two processes cannot split them evenly
     options = ["train.epochs=2", "logger=none", "data.val_fraction=0.205", "data.train_fraction=0.5"]
@@ -378,7 +378,7 @@ def test_torchrun_on_other_data_stops_every_process(tmp_path):
 
     from shiftvit.bench.loader import write_cifar
 
-    torchrun = [TORCHRUN, "--standalone", "--nproc_per_node=2", str(ROOT / "run.py")]
+    torchrun = torchrun_command()
     data, run_dir = tmp_path / "cifar", tmp_path / "run"
     write_cifar(data, num_train=64, num_val=16)
     args = ["train.epochs=2", "logger=none", "model=shiftvit_nano", "data=cifar10", f"data.root={data}",
@@ -431,7 +431,7 @@ def test_torchrun_ranks_draw_their_own_augmentations_and_the_loss_is_everyone_s(
     loss is the mean over every process's images (it was rank 0's half)."""
     script = tmp_path / "ranks.py"
     script.write_text(RANKS_SCRIPT)
-    proc = subprocess.run([TORCHRUN, "--standalone", "--nproc_per_node=2", str(script), str(tmp_path)],
+    proc = subprocess.run([*torchrun_command(script=script), str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, env=cli_env(OMP_NUM_THREADS="1"))
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert sorted(p.name for p in tmp_path.glob("rank*.ok")) == ["rank0.ok", "rank1.ok"], proc.stdout
@@ -443,7 +443,7 @@ def test_torchrun_two_processes_stop_together_when_the_loss_diverges(tmp_path):
     run_dir = tmp_path / "ddp"
     proc = run_cli(["train.epochs=3", "train.lr=1e30", "train.warmup_epochs=0", "logger=none", "train.ema=false",
                     f"hydra.run.dir={run_dir}"], cwd=tmp_path,
-                   command=[TORCHRUN, "--standalone", "--nproc_per_node=2", str(ROOT / "run.py")], timeout=300)
+                   command=torchrun_command(), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = read_summary(run_dir)
     assert summary["status"] == "diverged" and summary["world_size"] == 2 and summary["epochs_done"] < 3
@@ -480,7 +480,7 @@ def test_torchrun_a_rank_that_cannot_start_says_why_and_the_others_stop(tmp_path
     from shiftvit.bench.loader import write_cifar
 
     write_cifar(tmp_path / "node0", num_train=64, num_val=16)  # the data on rank 0's "node" only
-    torchrun = [TORCHRUN, "--standalone", "--nproc_per_node=2", str(ROOT / "run.py")]
+    torchrun = torchrun_command()
     options = ["train.epochs=2", "logger=none", "model=shiftvit_nano", "data=cifar10", "train.batch_size=8"]
     alone_dir, alike_dir = tmp_path / "alone", tmp_path / "alike"
 
@@ -512,12 +512,11 @@ def test_torchrun_a_rank_killed_interrupts_the_run_and_one_that_crashes_fails_it
 
     script = tmp_path / "peer_fault.py"
     script.write_text(PEER_FAULT_SCRIPT.replace("RUN_PY", repr(str(ROOT / "run.py"))))
-    torchrun = [TORCHRUN, "--standalone", "--nproc_per_node=2"]
     options = ["train.epochs=2", "model=shiftvit_nano", "data.train_fraction=0.25", "logger=none"]
     killed_dir, crashed_dir = tmp_path / "killed", tmp_path / "crashed"
 
-    def launch(*args: str, command: str = str(script)) -> subprocess.CompletedProcess:
-        return run_cli([*args, *options], cwd=tmp_path, command=[*torchrun, command], timeout=300)
+    def launch(*args: str) -> subprocess.CompletedProcess:
+        return run_cli([*args, *options], cwd=tmp_path, command=torchrun_command(script=script), timeout=300)
 
     killed, crashed = at_once(lambda: launch("kill", f"hydra.run.dir={killed_dir}"),
                               lambda: launch("raise", f"hydra.run.dir={crashed_dir}"))
@@ -659,7 +658,7 @@ def test_a_run_resumed_under_other_code_names_both_and_the_report_says_so(tmp_pa
 def test_a_sweep_or_a_bad_value_under_torchrun_is_refused_in_one_line(tmp_path, tmp_path_factory):
     """Every process would run the whole sweep (the second refused by the sweep's lock, with no record): one line
     instead, naming the two ways to run a sweep of multi-process jobs, and nothing written."""
-    torchrun = [TORCHRUN, "--standalone", "--nproc_per_node=2", str(ROOT / "run.py")]
+    torchrun = torchrun_command()
     # a bad value under torchrun (below), launched beside the sweep, from a folder of its own
     proc, bad = at_once(lambda: run_cli(["-m", "seed=0,1", "logger=none"], cwd=tmp_path, command=torchrun),
                         lambda: run_cli(["train.lr=-1", "logger=none"], cwd=tmp_path_factory.mktemp("bad"),
@@ -683,7 +682,7 @@ def test_three_processes_share_a_small_data_set_in_batches_of_their_share(tmp_pa
     run_dir = tmp_path / "run"
     proc = run_cli(["model=shiftvit_nano", "match=none", "data=synthetic", "data.img_size=32", "data.num_train=60",
                     "data.num_val=16", "train.epochs=1", "logger=none", f"hydra.run.dir={run_dir}"], cwd=tmp_path,
-                   command=[TORCHRUN, "--standalone", "--nproc_per_node=3", str(ROOT / "run.py")])
+                   command=torchrun_command(3))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert read_summary(run_dir)["status"] == "completed" and read_summary(run_dir)["world_size"] == 3
 

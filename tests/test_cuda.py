@@ -7,7 +7,7 @@ import sys
 import pytest
 import timm
 import torch
-from helpers import ROOT, TORCHRUN, cli_env, run_cli
+from helpers import ROOT, cli_env, run_cli, torchrun_command
 
 import shiftvit.models  # noqa: F401  (registers the models with timm)
 from shiftvit.bench import bench_fast, bench_throughput
@@ -259,10 +259,10 @@ def test_nccl_group_with_gloo_for_cpu_tensors(tmp_path):
 def test_run_py_under_torchrun_on_cuda(tmp_path):
     n = torch.cuda.device_count()
     run_dir = tmp_path / "ddp"
-    # the one test an H200 did not finish within its time (cause unknown): a hang fails here, and says so
+    # an H200 run once did not finish it within its time (cause unknown; run c02ec23 did, in 26 s): a hang fails
+    # here, and says so
     proc = run_cli(["train.device=cuda", "train.epochs=2", "logger=none", f"hydra.run.dir={run_dir}"],
-                   cwd=tmp_path, command=[TORCHRUN, "--standalone", f"--nproc_per_node={n}", str(ROOT / "run.py")],
-                   timeout=180)
+                   cwd=tmp_path, command=torchrun_command(n), timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["world_size"] == n
