@@ -87,7 +87,8 @@ def versions() -> Dict[str, str]:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for pkg in ("torch", "torchvision", "timm", "hydra-core", "wandb", "shiftvit"):
+    # numpy and scikit-learn draw the stratified splits (data.val_fraction, data.train_fraction)
+    for pkg in ("torch", "torchvision", "timm", "hydra-core", "wandb", "numpy", "scikit-learn", "shiftvit"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -543,6 +544,11 @@ def _same_data(recorded: Optional[str], read: Optional[str], effective: Dict[str
     """The data fingerprint of a run, which an attempt at resuming it must read alike: the config names where the data
     lies (``config.LOCATION_KEYS``), not what it holds. Raises ``ConfigError`` before the attempt trains."""
     if recorded and read and recorded != read:
+        if not any(flatten(effective).get(key) for key in LOCATION_KEYS):  # digits: no files, a drawn split
+            raise ConfigError(f"data={effective['data']['name']} is split otherwise here than {record} (data "
+                              f"fingerprint {read}, the record's {recorded}): numpy and scikit-learn draw that split, "
+                              f"so resume under the versions the record names (versions in its {SUMMARY_FILE}), or "
+                              f"train.resume=fresh to archive the record and start over")
         raise ConfigError(f"{_location_text(effective)} holds other data than {record} (data fingerprint {read}, the "
                           f"record's {recorded}): {way_out}")
     return read or recorded

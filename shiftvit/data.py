@@ -58,7 +58,8 @@ class DataBundle:
     std: Tuple[float, ...]
     # which data was read from data.root (``fingerprint``), where the config names only where it lies: a resume
     # must read the same (app.py), and runs of one config that read different data are not one arm (analysis).
-    # None for the sources made from the config alone (digits, relations, synthetic): the config hash covers them.
+    # Digits: its split as scikit-learn made it. None for the sources this code makes from the config alone
+    # (relations, synthetic): the config hash and the commit cover them.
     fingerprint: Optional[str] = None
 
     @property
@@ -410,8 +411,12 @@ def build_digits(img_size: int = D.img_size, val_fraction: float = D.val_fractio
     digits = load_digits()
     x_tr, x_va, y_tr, y_va = _split(digits.images.astype(np.float32) / 16.0, digits.target, val_fraction, split_seed)
     x_tr, y_tr = _subsample(x_tr, y_tr, train_fraction, split_seed)
-    return _tensor_bundle(x_tr, y_tr, x_va, y_va, img_size, [str(c) for c in digits.target_names], translate,
-                          D.CHANNELS)
+    class_names = [str(c) for c in digits.target_names]
+    bundle = _tensor_bundle(x_tr, y_tr, x_va, y_va, img_size, class_names, translate, D.CHANNELS)
+    # the images each split holds, in its order: which images the config's split names is scikit-learn's
+    # algorithm run on scikit-learn's copy of the set, neither of which the config hash covers
+    bundle.fingerprint = content_fingerprint(class_names, x_tr, y_tr, x_va, y_va)
+    return bundle
 
 
 # torchvision's class for each MNIST-like set: its files are read from root/<class name>/raw/

@@ -103,8 +103,9 @@ OUTCOME_KEYS = ("duplicate_of", "error", "interrupted_by")  # present only when 
 # attempts: the code of every attempt at the run, in order (git_commit and git_dirty above are the last one's): a run
 # resumed under other code trained its epochs under more than one, which the last attempt's alone would hide
 # machine: the last attempt's CPU, its vector instructions and GPU (devices.machine); each attempt's is in attempts_code
-# data_fingerprint: which data the run read from data.root (data.DataBundle.fingerprint; null for data made from the
-# config alone), which every attempt must read alike: the config names only where the data lies
+# data_fingerprint: which data the run read from data.root, or the digits split scikit-learn made
+# (data.DataBundle.fingerprint; null for data this code makes from the config alone), which every attempt must read
+# alike: the config names only where the data lies, or which split
 DATA_FINGERPRINT_KEY = "data_fingerprint"
 UNRECORDED_DATA = "unrecorded"  # what the analysis calls the data fingerprint of a record made before they were kept
 PROVENANCE_KEYS = ("git_commit", "git_dirty", "versions", "host", "machine", "run_dir", "overrides", "sweep_name",

@@ -462,7 +462,8 @@ def test_mnist_like_sets_read_torchvision_layout_with_a_training_fraction(tmp_pa
 
 def test_a_data_fingerprint_names_what_the_files_hold_not_where_they_lie(tmp_path):
     """The same images under another root, or re-pickled, have the same fingerprint; one image or label changed,
-    another file set or another class assignment do not. Data made from the config alone has none."""
+    another file set or another class assignment do not. Digits' is its split; data this code makes from the
+    config alone has none."""
     import pickle
 
     def cifar_print(root: Path) -> str:
@@ -496,8 +497,12 @@ def test_a_data_fingerprint_names_what_the_files_hold_not_where_they_lie(tmp_pat
     (tmp_path / "i2" / "train" / "cat" / "0.png").rename(tmp_path / "i2" / "train" / "dog" / "9.png")
     assert build_data("imagefolder", root=str(tmp_path / "i2"), img_size=32).fingerprint != folder
 
-    assert build_data("digits").fingerprint is None and build_data("relations", num_train=8, num_val=4).fingerprint \
-        is None
+    # digits: the split scikit-learn draws, which the config names by its seed and fractions
+    digits = build_data("digits").fingerprint
+    assert digits and build_data("digits", img_size=16, translate=0).fingerprint == digits
+    assert len({digits, build_data("digits", split_seed=1).fingerprint,
+                build_data("digits", train_fraction=0.5).fingerprint}) == 3
+    assert build_data("relations", num_train=8, num_val=4).fingerprint is None  # made by this code from the config
 
 
 def test_mnist_like_missing_files_name_the_folder(tmp_path):

@@ -26,6 +26,7 @@ from omegaconf import OmegaConf
 
 from shiftvit.app import run_experiment
 from shiftvit.config import ConfigError, config_hash, resolve
+from shiftvit.data import build_data
 from shiftvit.multirun import SWEEP_CSV, job_dirs, sweep_rows
 from shiftvit.records import (
     ARCHIVE_DIR,
@@ -318,6 +319,31 @@ def test_data_moved_to_another_disk_resumes_its_record_and_other_data_is_refused
     assert_same_records(run_dir, reference_dir)
     fingerprint = read_summary(run_dir)["data_fingerprint"]
     assert fingerprint and fingerprint == read_summary(reference_dir)["data_fingerprint"]
+
+
+def test_a_digits_run_resumes_only_on_the_split_it_was_trained_on(tmp_path, capfd):
+    """Digits has no files to name: its split is drawn by numpy and scikit-learn, which another install may draw
+    otherwise. A record of another split is refused before anything is written, naming the versions as the way
+    out; a record from before digits had a fingerprint resumes, and records the split it then trains on."""
+    args = ["logger=none", "model=shiftvit_nano", "data.train_fraction=0.1", "train.batch_size=16", "train.epochs=2",
+            "train.warmup_epochs=1"]
+    run_dir = tmp_path / "run"
+    assert run_forked(composed(*args), run_dir, f"after_rename:{CHECKPOINT_FILE}:1") == -signal.SIGKILL
+    summary = read_summary(run_dir)
+    split = summary["data_fingerprint"]
+    assert split == build_data("digits", train_fraction=0.1).fingerprint and "scikit-learn" in summary["versions"]
+    (run_dir / SUMMARY_FILE).write_text(json.dumps({**summary, "data_fingerprint": "0" * 16}))  # another split
+    kept = {name: (run_dir / name).read_bytes() for name in (METRICS_FILE, CHECKPOINT_FILE)}
+    capfd.readouterr()
+    assert run_forked(composed(*args), run_dir) == 3
+    line = next(line for line in capfd.readouterr().err.splitlines() if line.startswith("child: "))
+    assert f"ConfigError: data=digits is split otherwise here than this record was trained on (data fingerprint " \
+        f"{split}, the record's {'0' * 16}): numpy and scikit-learn draw that split" in line
+    assert {name: (run_dir / name).read_bytes() for name in kept} == kept
+    (run_dir / SUMMARY_FILE).write_text(json.dumps({**read_summary(run_dir), "data_fingerprint": None}))  # older code
+    assert run_forked(composed(*args), run_dir) == 0
+    summary = read_summary(run_dir)
+    assert summary["status"] == "completed" and summary["data_fingerprint"] == split
 
 
 def test_a_finished_record_or_a_duplicate_is_taken_from_another_place_only_on_the_same_data(tmp_path):
