@@ -221,23 +221,41 @@ def shift_by(x: torch.Tensor, g: int, shift_size: int = 1) -> torch.Tensor:
 
 
 # --- GroupNorm(1, C), the norm of every block, on CUDA ----------------------------------------------------------
+def group_norm1_as_stored(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """``F.group_norm(x, 1, weight, bias, eps)`` that keeps a channels-last tensor channels-last, in PyTorch's own
+    kernels. GroupNorm(1)'s statistics span the whole sample whatever its layout, so the norm runs, without its
+    affine, on the (N, H, W, C) view of the memory as stored, and the per-channel affine follows as one ``addcmul``.
+
+    Why: off the CPU, PyTorch's ``native_group_norm`` copies a channels-last input to NCHW and returns NCHW
+    (aten/src/ATen/native/group_norm.cpp), so in a channels-last model each norm adds a layout copy, the next
+    convolution converts back, and the backward does the same. The dtype is native's: the input's, or float32
+    under autocast (which runs this ``group_norm`` in float32 too). Any other tensor goes to ``F.group_norm``."""
+    if x.dim() != 4 or x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+        return F.group_norm(x, 1, weight, bias, eps)
+    y = F.group_norm(x.permute(0, 2, 3, 1), 1, None, None, eps).permute(0, 3, 1, 2)
+    return torch.addcmul(bias.to(y.dtype)[:, None, None], y, weight.to(y.dtype)[:, None, None])
+
+
 def _load_norm(name: str) -> Optional[Callable[..., torch.Tensor]]:
     if name == "triton":
         from .group_norm_triton import group_norm1_triton
 
         return group_norm1_triton
+    if name == "as_stored":
+        return group_norm1_as_stored
     return None  # F.group_norm
 
 
-GPU_NORM_KERNELS = ("native", "triton")
+GPU_NORM_KERNELS = ("native", "triton", "as_stored")
 _gpu_norm = _GpuKernel("norm", GPU_NORM_KERNELS, _load_norm, env="SHIFTVIT_GPU_NORM_KERNEL")
 
 
 def set_gpu_norm_kernel(name: str) -> str:
-    """The GroupNorm(1, C) kernel for GPU tensors: ``native`` (``F.group_norm``, the default) or ``triton``
-    (``group_norm_triton.py``: keeps channels-last tensors in their layout; opt-in, README: Performance). CPU tensors
-    always use ``F.group_norm``. ``SHIFTVIT_GPU_NORM_KERNEL`` sets it for a whole process. Returns the kernel it
-    replaces."""
+    """The GroupNorm(1, C) kernel for GPU tensors: ``native`` (``F.group_norm``, the default), ``triton``
+    (``group_norm_triton.py``) or ``as_stored`` (``group_norm1_as_stored``: PyTorch's kernel on the memory as
+    stored); the last two keep channels-last tensors in their layout, and are opt-in (README: Performance). CPU
+    tensors always use ``F.group_norm``, which keeps their layout. ``SHIFTVIT_GPU_NORM_KERNEL`` sets it for a whole
+    process. Returns the kernel it replaces."""
     return _gpu_norm.choose(name)
 
 

@@ -38,7 +38,7 @@ def test_a_model_with_an_unknown_kernel_is_refused_naming_the_choices(capsys):
     assert split_compiled("shiftvit_nano+triton+compiled") == ("shiftvit_nano+triton", "model")
     assert split_compiled("shiftvit_nano+compiled_blocks+triton") == ("shiftvit_nano+triton", "blocks")
     assert split_compiled("shiftvit_nano[attn]") == ("shiftvit_nano[attn]", None)
-    choices = "torch, triton, auto, gn_native, gn_triton, compiled, compiled_blocks"
+    choices = "torch, triton, auto, gn_native, gn_triton, gn_as_stored, compiled, compiled_blocks"
     with pytest.raises(ValueError, match=rf"suffix 'cuda' is not one of: {choices}"):
         parse_kernels("shiftvit_nano+cuda")
     assert main(["throughput", "shiftvit_nano+cuda", "--quick", "--out", ""]) == 2  # one line, no traceback

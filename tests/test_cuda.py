@@ -116,6 +116,30 @@ def test_triton_group_norm_on_cuda_equals_group_norm_and_in_a_model(memory_forma
     torch.testing.assert_close(logits, reference, rtol=1e-4, atol=1e-4)
 
 
+def test_group_norm_as_stored_on_cuda_keeps_channels_last_and_equals_native_in_a_model():
+    """PyTorch's own group_norm returns NCHW for a channels-last CUDA tensor; on the memory as stored it does not,
+    and a channels-last model trains through it to native's numbers, in fp32 and under bf16 autocast."""
+    from shiftvit.ops import group_norm1_as_stored, use_gpu_kernels
+
+    x = (2 * torch.randn(8, 96, 28, 28, device="cuda") + 1).contiguous(memory_format=torch.channels_last)
+    weight, bias = torch.randn(96, device="cuda"), torch.randn(96, device="cuda")
+    native = torch.nn.functional.group_norm(x, 1, weight, bias, 1e-5)
+    got = group_norm1_as_stored(x, weight, bias, 1e-5)
+    assert got.is_contiguous(memory_format=torch.channels_last) and native.is_contiguous()
+    torch.testing.assert_close(got, native, rtol=1e-5, atol=1e-5)
+    model = timm.create_model("shiftvit_light_tiny", img_size=64).cuda().train().to(memory_format=torch.channels_last)
+    image = torch.randn(2, 3, 64, 64, device="cuda").contiguous(memory_format=torch.channels_last)
+    for amp in (False, True):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            torch.manual_seed(0)
+            reference = model(image).float()
+            with use_gpu_kernels(norm="as_stored"):
+                torch.manual_seed(0)  # the same drop-path draws
+                logits = model(image).float()
+        tolerance = 5e-2 if amp else 1e-4
+        torch.testing.assert_close(logits, reference, rtol=tolerance, atol=tolerance)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_triton_group_norm_under_bf16_autocast_returns_what_native_group_norm_returns(dtype):
     """Autocast runs native group_norm in float32; the Triton norm, outside autocast's op lists, matches that

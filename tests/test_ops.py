@@ -534,13 +534,46 @@ def test_triton_group_norm_equals_group_norm_in_the_interpreter():
     assert "checked 30" in in_triton_interpreter(TRITON_GROUP_NORM_CHECK)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_group_norm_on_the_memory_as_stored_equals_group_norm_and_keeps_the_layout(dtype):
+    """GroupNorm(1, C) through PyTorch's kernel on a channels-last tensor's memory as stored: the output and all
+    three gradients of float64 F.group_norm, the output and the input gradient channels-last (what native group_norm
+    does not keep on a GPU), the dtype native's, also under autocast; an NCHW tensor goes to F.group_norm itself."""
+    import torch.nn.functional as F
+
+    from shiftvit.ops import group_norm1_as_stored
+
+    torch.manual_seed(0)
+    for shape in ((2, 24, 9, 7), (1, 130, 5, 3), (3, 1, 4, 4)):
+        c = shape[1]
+        x = (3 * torch.randn(*shape) + 2).to(dtype).contiguous(memory_format=torch.channels_last).requires_grad_()
+        w, b = torch.randn(c, requires_grad=True), torch.randn(c, requires_grad=True)
+        dy = torch.randn(*shape).to(dtype).contiguous(memory_format=torch.channels_last)
+        y = group_norm1_as_stored(x, w, b, 1e-5)
+        got = torch.autograd.grad(y, (x, w, b), dy)
+        leaves = [t.detach().double().requires_grad_(True) for t in (x, w, b)]
+        ref = F.group_norm(leaves[0], 1, leaves[1], leaves[2], 1e-5)
+        expected = torch.autograd.grad(ref, leaves, dy.double())
+        errors = [((a.double() - e).norm() / e.norm()).item() for a, e in zip((y, *got), (ref, *expected))]
+        assert max(errors) < (1e-6 if dtype == torch.float32 else 1e-2), (shape, errors)
+        assert y.dtype == got[0].dtype == F.group_norm(x, 1, w, b, 1e-5).dtype == dtype
+        assert y.is_contiguous(memory_format=torch.channels_last) and got[0].is_contiguous(
+            memory_format=torch.channels_last) and not (c > 1 and y.is_contiguous()), shape
+    w, b = torch.randn(24), torch.randn(24)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x = torch.randn(2, 24, 9, 7, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        assert group_norm1_as_stored(x, w, b, 1e-5).dtype == F.group_norm(x, 1, w, b, 1e-5).dtype
+    x = torch.randn(2, 24, 9, 7, dtype=dtype)
+    assert torch.equal(group_norm1_as_stored(x, w, b, 1e-5), F.group_norm(x, 1, w, b, 1e-5))
+
+
 def test_gpu_norm_kernel_is_validated_and_leaves_cpu_tensors_alone():
     import timm
 
     import shiftvit.models  # noqa: F401
     from shiftvit.ops import set_gpu_norm_kernel
 
-    with pytest.raises(ValueError, match=r"GPU norm kernel 'fused' is not one of: native, triton"):
+    with pytest.raises(ValueError, match=r"GPU norm kernel 'fused' is not one of: native, triton, as_stored"):
         set_gpu_norm_kernel("fused")
     pytest.importorskip("triton")
     torch.manual_seed(0)

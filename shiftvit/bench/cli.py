@@ -110,8 +110,8 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     t = sub.add_parser("throughput", parents=[on_device],
                        help="eval and training images/s of timm models and of every mixer")
     t.add_argument("models", nargs="*", help="timm names or shiftvit_r2_tiny[mixer] (FLOPs-matched), each with "
-                   "optional suffixes: GPU kernels (+triton, +gn_triton) and +compiled (that model through "
-                   "torch.compile, beside the others eager); default: Shift-T, light-T, Swin-T, ResNet-50, "
+                   "optional suffixes: GPU kernels (+triton, +gn_triton, +gn_as_stored) and +compiled (that model "
+                   "through torch.compile, beside the others eager); default: Shift-T, light-T, Swin-T, ResNet-50, "
                    "ConvNeXt-T, PoolFormer-S24 and every mixer at Shift-T")
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--img-size", type=int, default=224)

@@ -312,6 +312,11 @@ def bench_fast(model_name: str = SHIFT_T, batch_size: int = 64, img_size: int = 
             fns[f"ours_{layout}+triton"] = with_kernels(fns[f"ours_{layout}"], shift="triton")
             fns[f"ours_{layout}+triton+gn_triton"] = with_kernels(fns[f"ours_{layout}"], shift="triton", norm="triton")
             fns[f"ours_{layout}+auto"] = with_kernels(fns[f"ours_{layout}"], shift="auto")
+    if dev.type == "cuda":  # the norm on the memory as stored: for channels-last only (NCHW is native's own)
+        fns["ours_channels_last+gn_as_stored"] = with_kernels(fns["ours_channels_last"], norm="as_stored")
+        if _triton_usable(dev):
+            fns["ours_channels_last+triton+gn_as_stored"] = with_kernels(fns["ours_channels_last"], shift="triton",
+                                                                         norm="as_stored")
     with torch.no_grad():
         reference = fns["official"]()  # under the same autocast
         diffs = {k: (fn() - reference).abs().max().item() for k, fn in fns.items() if k != "official"}

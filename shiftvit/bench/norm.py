@@ -1,5 +1,6 @@
-"""GroupNorm(1, C) alone, forward + backward: PyTorch's ``group_norm``, timm's ``fast_norm`` (the autocast dtype in
-and out), Inductor's fused version and, on CUDA, ours (``group_norm_triton.py``), each as a ratio to two clones
+"""GroupNorm(1, C) alone, forward + backward: PyTorch's ``group_norm``, the same kernel on the memory as stored
+(``ops.group_norm1_as_stored``), timm's ``fast_norm`` (the autocast dtype in and out), Inductor's fused version and,
+on CUDA, ours (``group_norm_triton.py``), each as a ratio to two clones
 of the same tensors, in both memory formats, in float32 and under bf16 autocast (how a block sees it in
 ``train.amp=bf16``): what the norm of every block costs, against the floor of any out-of-place op. Under autocast
 both inputs a block's norm meets are timed: float32 (Shift-T's first stage, whose residual stream the patch
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..devices import AMP_DTYPES, autocast_for
+from ..ops import group_norm1_as_stored
 from .shift import STAGE1_SHAPE, _triton_usable
 from .timing import _device_name, time_interleaved
 
@@ -40,7 +42,9 @@ def bench_norm(shape: Tuple[int, int, int, int] = STAGE1_SHAPE, repeats: int = 2
     c = shape[1]
     weight = torch.randn(c, device=dev, requires_grad=True)
     bias = torch.randn(c, device=dev, requires_grad=True)
-    norms: Dict[str, Callable[..., torch.Tensor]] = {"native": F.group_norm}
+    norms: Dict[str, Callable[..., torch.Tensor]] = {
+        "native": F.group_norm,
+        "as_stored": lambda x, _groups, w, b, eps: group_norm1_as_stored(x, w, b, eps)}
     if compile:
         norms["inductor"] = torch.compile(F.group_norm, dynamic=False)
     if _triton_usable(dev):
