@@ -461,7 +461,11 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
         by = str(e) if isinstance(e, Interrupted) else "SIGINT"
         end_early(INTERRUPTED, interrupted_by=by)
         print(_interrupted_message(by, run_dir, sweep_dir), file=sys.stderr, flush=True)
-        dist_utils.barrier()
+        try:
+            dist_utils.barrier()
+        except RuntimeError as lost:  # another process killed while the run stopped (a scheduler's kill after its
+            if not dist_utils.peer_lost(lost):  # notice): the record is written and said, and this one stops as planned
+                raise
         signum = signal.Signals[by]
         if signum == signal.SIGINT:
             raise SystemExit(130) from None

@@ -454,19 +454,32 @@ def test_torchrun_two_processes_stop_together_when_the_loss_diverges(tmp_path):
 # rank 0 never meets); the first argument says which
 PEER_FAULT_SCRIPT = """
 import os, runpy, signal, sys
+import shiftvit.app as app
+from shiftvit import distributed
 from shiftvit.data import DataError
 from shiftvit.engine import Trainer
 
-fault, step = sys.argv.pop(1), Trainer._optimizer_step
+fault, step, message = sys.argv.pop(1), Trainer._optimizer_step, app._interrupted_message
 
 def faulty_step(self):
+    if fault == "preempted":  # a scheduler's notice reaches rank 0 after the first epoch
+        step(self)
+        if self.dist.rank == 0 and self.num_updates == self.updates_per_epoch:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return
     if self.dist.rank == 1 and self.num_updates == self.updates_per_epoch:
         if fault == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         raise DataError("cannot read images/7.png: truncated")
     step(self)
 
+def killed_while_stopping(*args):  # then the scheduler kills rank 1 while the run stops
+    if fault == "preempted" and distributed.info().rank == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return message(*args)
+
 Trainer._optimizer_step = faulty_step
+app._interrupted_message = killed_while_stopping
 sys.argv[0] = RUN_PY
 runpy.run_path(RUN_PY, run_name="__main__")
 """
@@ -507,7 +520,9 @@ def test_torchrun_a_rank_killed_interrupts_the_run_and_one_that_crashes_fails_it
     running when torchrun's SIGTERM ended rank 0 first), so the same command resumes it; an exception of rank 1's
     own fails it, naming that error (it was gloo's too, or the record was left running, or, where the error was
     one of the data's, rank 1 waited at a barrier for rank 0, busy in the training's collective, for 30 minutes).
-    Rank 0 says either in one line, without a traceback."""
+    Rank 0 says either in one line, without a traceback. A run preempted, and rank 1 killed while it stops, is
+    recorded interrupted by the notice, said once (rank 0 met the lost peer in its last barrier: Hydra's "Error
+    executing job" and gloo's error followed the line)."""
     from shiftvit.distributed import PEER_ENDED
 
     script = tmp_path / "peer_fault.py"
@@ -518,9 +533,12 @@ def test_torchrun_a_rank_killed_interrupts_the_run_and_one_that_crashes_fails_it
     def launch(*args: str) -> subprocess.CompletedProcess:
         return run_cli([*args, *options], cwd=tmp_path, command=torchrun_command(script=script), timeout=300)
 
-    killed, crashed = at_once(lambda: launch("kill", f"hydra.run.dir={killed_dir}"),
-                              lambda: launch("raise", f"hydra.run.dir={crashed_dir}"))
-    for proc in (killed, crashed):  # rank 0 answered the broken connection itself: no gloo message, no traceback
+    preempted_dir = tmp_path / "preempted"
+    killed, crashed, preempted = at_once(lambda: launch("kill", f"hydra.run.dir={killed_dir}"),
+                                         lambda: launch("raise", f"hydra.run.dir={crashed_dir}"),
+                                         lambda: launch("preempted", f"hydra.run.dir={preempted_dir}"))
+    for proc in (killed, crashed, preempted):  # rank 0 answered the broken connection itself: no gloo message, no
+        # traceback but torchrun's own, of the process that ended first
         assert proc.returncode != 0 and "gloo" not in proc.stderr, proc.stderr[-3000:]
         # a config warning (two epochs are all warm-up) is said by rank 0 alone, not once per process
         assert (proc.stdout + proc.stderr).count("the whole run warms up") == 1
@@ -535,6 +553,13 @@ def test_torchrun_a_rank_killed_interrupts_the_run_and_one_that_crashes_fails_it
     assert (summary["status"], summary.get("error")) == (FAILED, failure) and "interrupted_by" not in summary
     assert [line for line in crashed.stderr.splitlines() if line.startswith("error:")] == [f"error: {failure}"]
     assert "Error executing job" not in crashed.stderr
+    summary = read_summary(preempted_dir)
+    assert (summary["status"], summary.get("interrupted_by")) == (INTERRUPTED, "SIGTERM")
+    assert (preempted_dir / CHECKPOINT_FILE).exists()  # where the notice stopped it, within its first epoch
+    assert "Error executing job" not in preempted.stderr and [
+        line for line in preempted.stderr.splitlines() if line.startswith("interrupted")] == [
+        f"interrupted by SIGTERM: {preempted_dir} holds the checkpoint; rerun the same command with "
+        f"hydra.run.dir={preempted_dir} to resume"]
     # epoch 1's checkpoint stands under both: an interrupted record resumes as test_torchrun_two_processes_gloo's does
     assert all((d / CHECKPOINT_FILE).exists() and len(read_metrics(d)) == 1 for d in (killed_dir, crashed_dir))
 
