@@ -149,15 +149,18 @@ def _take_over(run_dir: Path, effective: Dict[str, Any], digest: str) -> Dict[st
     if config_hash(old) != digest:
         raise ConfigError(f"{run_dir} holds a run of another config ({config_difference(old, effective)}): use "
                           "another hydra.run.dir, or train.resume=fresh to archive that record and start over")
-    _same_data_elsewhere(run_dir, effective, "train.resume=fresh to archive that record and start over")
-    return read_summary(run_dir)
+    summary = read_summary(run_dir)
+    _same_data_elsewhere(run_dir, effective, "train.resume=fresh to archive that record and start over",
+                         keep=summary.get("status") not in FINISHED_STATUSES)  # resumed: it trains on that data
+    return summary
 
 
-def _same_data_elsewhere(record_dir: Path, effective: Dict[str, Any], other_way_out: str) -> None:
+def _same_data_elsewhere(record_dir: Path, effective: Dict[str, Any], other_way_out: str,
+                         keep: bool = False) -> None:
     """Before a record of this config that read its data from another place is taken as this run's (returned
     finished, resumed, or the owner of a duplicate): the data here must be what it read, by its fingerprint, as
     the config names only where the data lies (``config.LOCATION_KEYS``). Raises ``ConfigError`` whose way out is
-    the record's place, or ``other_way_out``."""
+    the record's place, or ``other_way_out``. ``keep``: the data read is left for the training that follows."""
     import yaml
 
     from .config import split_data_location
@@ -174,15 +177,35 @@ def _same_data_elsewhere(record_dir: Path, effective: Dict[str, Any], other_way_
         raise ConfigError(f"{record_dir} holds a run of this config that read its data from {place} and recorded no "
                           f"data fingerprint (older code), so nothing tells whether {_location_text(effective)} "
                           f"holds the same data: relaunch with {place}, or {other_way_out}")
-    from .data import DataError, build_data
-
-    data = dict(effective["data"])
-    try:
-        read = build_data(data.pop("name"), **data).fingerprint
-    except DataError as e:
-        raise ConfigError(str(e)) from None
+    read = _read_data(effective, keep=keep).fingerprint
     _same_data(recorded, read, effective, f"{record_dir} was trained on from {place}",
                f"point it at the data that run read, or {other_way_out}")
+
+
+# The data a check read before training (a record resumed from data moved elsewhere), which that training takes
+# rather than read the same files again: for an image folder that is a walk over every file, at every requeue of a
+# job that copies its data to each new node's scratch. One entry, taken once.
+_READ_AHEAD: Dict[str, Any] = {}
+
+
+def _read_data(effective: Dict[str, Any], keep: bool = False):
+    """The data set the config names, as training reads it (``data.DataBundle``; its errors as ``ConfigError``).
+    ``keep``: leave it for this process's next call with the same config, which takes it instead of reading."""
+    from .data import DataError, build_data
+
+    data_cfg = dict(effective["data"])
+    aug = {k: effective["train"].get(k) for k in TIMM_AUGMENT_TRAIN_KEYS} if "root" in data_cfg else None
+    key = json.dumps([data_cfg, aug], sort_keys=True, default=str)
+    if key in _READ_AHEAD:
+        return _READ_AHEAD.pop(key)
+    try:
+        bundle = build_data(data_cfg.pop("name"), **data_cfg, **({"aug": aug} if aug is not None else {}))
+    except DataError as e:
+        raise ConfigError(str(e)) from None
+    if keep:
+        _READ_AHEAD.clear()
+        _READ_AHEAD[key] = bundle
+    return bundle
 
 
 def _location_text(config: Dict[str, Any]) -> str:
@@ -566,19 +589,13 @@ def _train(effective: Dict[str, Any], run_dir: Path, summary: Dict[str, Any], on
 
     from . import distributed as dist_utils
     from .allocator import configure as configure_malloc
-    from .data import DataError, build_data
     from .engine import Trainer, seed_everything
     from .flops import count
 
     settings = TrainSettings.from_dict(effective["train"])
     summary["malloc"] = configure_malloc(settings.malloc)  # before the first large tensor
     seed_everything(effective["seed"], settings.deterministic)
-    data_cfg = dict(effective["data"])
-    aug = {k: effective["train"].get(k) for k in TIMM_AUGMENT_TRAIN_KEYS}
-    try:
-        bundle = build_data(data_cfg.pop("name"), **data_cfg, **({"aug": aug} if "root" in data_cfg else {}))
-    except DataError as e:
-        raise ConfigError(str(e)) from None
+    bundle = _read_data(effective)
     recorded, read = summary.get(DATA_FINGERPRINT_KEY), bundle.fingerprint
     # only the main process read the record: every process stops where it finds other data, or the others would
     # wait for it in their first collective

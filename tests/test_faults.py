@@ -321,6 +321,23 @@ def test_data_moved_to_another_disk_resumes_its_record_and_other_data_is_refused
     assert fingerprint and fingerprint == read_summary(reference_dir)["data_fingerprint"]
 
 
+def test_a_record_resumed_from_data_moved_elsewhere_reads_that_data_once(tmp_path, monkeypatch):
+    """The check that the moved data is the record's reads it, and the training that follows takes what the check
+    read: an image folder's walk over every file, at every requeue onto a new node's scratch, happened twice."""
+    from shiftvit import data as data_module
+    from shiftvit.bench.loader import write_cifar
+
+    first, moved, run_dir = tmp_path / "data", tmp_path / "scratch", tmp_path / "run"
+    write_cifar(first, num_train=32, num_val=16)
+    assert run_forked(composed(*cifar_run(first)), run_dir, f"after_rename:{METRICS_FILE}:2") == -signal.SIGKILL
+    shutil.move(first, moved)
+    reads, read = [], data_module.BUILDERS["cifar10"]
+    monkeypatch.setitem(data_module.BUILDERS, "cifar10", lambda **options: reads.append(options["root"]) or read(
+        **options))
+    summary = run_experiment(composed(*cifar_run(moved)), run_dir)
+    assert (summary["status"], summary["epochs_done"], reads) == ("completed", 3, [str(moved)])
+
+
 def test_a_digits_run_resumes_only_on_the_split_it_was_trained_on(tmp_path, capfd):
     """Digits has no files to name: its split is drawn by numpy and scikit-learn, which another install may draw
     otherwise. A record of another split is refused before anything is written, naming the versions as the way
