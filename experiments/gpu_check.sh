@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One short pass over everything that needs a GPU: the GPU benchmark tables (the shift op, GroupNorm(1), Shift-T
 # against its identity backbone, Swin-T and the official structure, compiled against eager, run.py against a
-# bare loop on a 32-px ablation job, CIFAR's loaders against a small model's steps) and the CUDA tests (the quick
-# ones after the cheap benchmarks, those that compile or run run.py last):
+# bare loop on a 32-px ablation job, a profile of Shift-T's step, CIFAR's loaders against a small model's steps)
+# and the CUDA tests (the quick ones after the cheap benchmarks, those that compile or run run.py last):
 #     bash experiments/gpu_check.sh [OUT_DIR]        (BUDGET_S seconds in all, default 500, on one H100/H200)
 # The steps run in order of what they settle, each under its own limit and never past the whole budget; the
 # script goes on past a failing step, so one bad step still leaves the others' numbers. Output: OUT_DIR/log.txt
@@ -33,7 +33,7 @@ if [ "${QUICK:-0}" = 1 ]; then
               shiftvit_light_tiny+compiled)
     overhead_args=(--model shiftvit_nano --data relations --data-arg num_train=128 --data-arg num_val=64
                    --batch-size 32 --epochs 1 --quick)
-    loader_args=(--quick)
+    loader_args=(--quick) profile_args=(--quick)
 else
     shift_args=(--repeats 30) late_shift_args=(--repeats 30) norm_args=(--repeats 20 --compile)
     fast_args=(--repeats 10)
@@ -43,6 +43,7 @@ else
     overhead_args=(--model shiftvit_micro --data relations --data-arg num_train=20480 --batch-size 512 --epochs 5
                    --no-startup)
     loader_args=(--batch-size 512 --batches 20 --repeats 5)
+    profile_args=(shiftvit_r2_tiny shiftvit_r2_tiny+gn_as_stored "shiftvit_r2_tiny[identity]" --steps 3)
 fi
 
 step() {  # step NAME LIMIT_S COMMAND...: append the output to the log, note the exit status, carry on
@@ -104,6 +105,10 @@ step throughput_compiled 240 $(cold) "$py" -m shiftvit.bench throughput "${compi
 step overhead_compiled 240 "$py" -m shiftvit.bench overhead --device "$device" "${overhead_args[@]}" --compile \
     --compile-mode "$compile_mode" --no-startup --out "$out/overhead_compiled.json"
 # the steps that settle no target of #16, after those that do (they explain the numbers above)
+# where Shift-T's eager step goes (bf16, channels-last): the GPU's busy time against the wall, kernels per step,
+# the copies (run c02ec23 saw PyTorch's GroupNorm convert channels-last tensors to NCHW: how much of a step is that?)
+step profile 120 "$py" -m shiftvit.bench profile "${profile_args[@]}" --device "$device" --amp bf16 --channels-last \
+    --out "$out/profile.json"
 # Shift-T's late stages at batch 64, as it trains (bf16, channels-last): tensors small enough that launches and
 # their host cost, not bytes, set the time; where a one-launch kernel should win, and in the whole model did not
 for stage_shape in 3:64,384,14,14 4:64,768,7,7; do

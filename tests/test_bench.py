@@ -144,7 +144,7 @@ def test_gpu_check_script_runs_end_to_end_in_quick_cpu_mode(tmp_path):
     # the steps that settle a target of issue #16 first, those that explain them after
     benchmarks = ["shift_nchw_float32", "shift_nchw_bfloat16", "shift_channels_last_float32",
                   "shift_channels_last_bfloat16", "throughput_bf16_channels_last", "fast_fp32", "fast_bf16",
-                  "norm", "overhead_eager", "throughput_compiled", "overhead_compiled",
+                  "norm", "overhead_eager", "throughput_compiled", "overhead_compiled", "profile",
                   "shift_stage3_channels_last_bfloat16", "shift_stage4_channels_last_bfloat16", "loader",
                   "overhead_eager_nondeterministic", "throughput_compiled_whole"]
     assert [s.split()[1] for s in steps] == ["env", *benchmarks, "targets"]
@@ -163,6 +163,24 @@ def test_gpu_check_script_runs_end_to_end_in_quick_cpu_mode(tmp_path):
     assert all(row["source"] is None or row["source"].startswith(str(out)) for row in targets)
     measured = {row["target"] for row in targets if row["ratio"] is not None}
     assert measured == {t.name for t in TARGETS} - {TARGETS[2].name}  # all but Swin-T, which the dry run leaves out
+
+
+def test_profile_bench_quick_ranks_a_training_steps_operators_by_their_own_time(tmp_path, capsys):
+    out = tmp_path / "profile.json"
+    assert main(["profile", "--quick", "--device", "cpu", "--channels-last", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["rows"]) == {"shiftvit_light_tiny", "shiftvit_light_tiny+gn_as_stored"}
+    for row in result["rows"].values():
+        ms = [op["ms"] for op in row["top"]]
+        assert 0 < row["copy_ms"] < row["busy_ms"] and row["wall_ms"] > 0 and 0 < row["busy_share"] <= 1.2
+        assert ms == sorted(ms, reverse=True) and len(ms) == 15 and sum(op["share"] for op in row["top"]) <= 1
+        # a training step: the backward ran, and the optimizer stepped every parameter
+        assert {"aten::convolution_backward", "aten::copy_"} <= {op["op"] for op in row["top"]}
+        assert "kernels_per_step" not in row  # CPU: no kernels to count
+    assert "shiftvit_light_tiny+gn_as_stored: wall" in capsys.readouterr().out
+    assert main(["profile", "shiftvit_light_tiny+compiled", "--quick", "--device", "cpu", "--out", ""]) == 2
+    assert "error: model 'shiftvit_light_tiny+compiled': the profile is of eager steps; drop +compiled" in \
+        capsys.readouterr().err
 
 
 def test_loader_bench_quick_times_every_loader_of_a_cifar100_folder_it_writes(tmp_path, capsys):

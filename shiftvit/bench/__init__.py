@@ -1,5 +1,5 @@
 """The benchmark command line: ``python -m shiftvit.bench {shift,throughput,fast,norm,solver,overhead,loader,
-targets} [--help]``.
+profile,targets} [--help]``.
 
 Each benchmark prints a table and writes its result as JSON (``--out``, under ``bench_results/`` by default;
 ``--out ''`` skips the file); every result also says which CPU allocator mode it ran under (``--malloc``, as
@@ -21,6 +21,8 @@ belong in the README, not here.
   same model and loader, and ``run.py --help`` start-up against ``import torch``.
 - ``loader`` (:mod:`.loader`): CIFAR's training batches alone, per sample (timm's transforms, ``crop_flip``) and
   cut on the device, beside a small model's training steps.
+- ``profile`` (:mod:`.profile`): where an eager training step's time goes, by PyTorch's profiler: the operators
+  ranked by their own time on the device, the device's busy time against the wall, the copies, kernels per step.
 - ``targets`` (:mod:`.targets`): issue #16's GPU speed targets, read off the JSON the others wrote (one table row
   per target and measured case, with its file).
 

@@ -31,6 +31,7 @@ from .models import (
     models_problem,
 )
 from .norm import _print_norm, bench_norm
+from .profile import _print_profile, bench_profile, profile_problem
 from .shift import DTYPES, STAGE1_SHAPE, _print_shift, bench_shift
 from .targets import _print_targets, check_targets
 from .timing import _write
@@ -80,6 +81,8 @@ def _refusal(args: argparse.Namespace) -> Optional[str]:
         return problem
     if args.command == "throughput":
         return models_problem(args.models)
+    if args.command == "profile":
+        return profile_problem(args.models)
     if (args.command == "loader" and args.model != "none") or args.command in ("fast", "overhead"):
         return model_problem(args.model, mixer=False)
     if args.command == "solver":
@@ -174,6 +177,18 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
                                                              "(none: no model)")
     ld.add_argument("--quick", action="store_true", help="512 images, 2 batches of 64, 2 rounds: checks it runs")
     ld.add_argument("--out", default="bench_results/loader.json")
+    r = sub.add_parser("profile", parents=[on_device],
+                       help="where an eager training step's time goes: PyTorch's profiler, operators by own time")
+    r.add_argument("models", nargs="*", help="as for throughput, eager (default: Shift-T, Shift-T with "
+                   "+gn_as_stored, its identity backbone)")
+    r.add_argument("--batch-size", type=int, default=64)
+    r.add_argument("--img-size", type=int, default=224)
+    r.add_argument("--steps", type=int, default=3, help="steps timed, then as many profiled")
+    r.add_argument("--channels-last", action="store_true")
+    r.add_argument("--amp", default=TrainSettings.amp, choices=sorted(AMP_DTYPES), help="autocast dtype")
+    r.add_argument("--top", type=int, default=15, help="operators listed per model")
+    r.add_argument("--quick", action="store_true", help="small models, batch 2, 64 px, one step: checks it runs")
+    r.add_argument("--out", default="bench_results/profile.json")
     g = sub.add_parser("targets", parents=[common], help="issue #16's GPU targets, read off other benchmarks' JSON")
     g.add_argument("dirs", nargs="+", type=Path, help="folders of benchmark JSON (gpu_check.sh's OUT_DIR)")
     g.add_argument("--out", default="bench_results/targets.json")
@@ -230,6 +245,17 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
             result = bench_loader(args.root, args.data, args.num_train, args.batch_size, args.img_size, args.batches,
                                   args.repeats, args.device, model)
         _print_loader(result)
+        write(result, args.out)
+    elif args.command == "profile":
+        if args.quick:
+            models = args.models or ["shiftvit_light_tiny", "shiftvit_light_tiny+gn_as_stored"]
+            result = bench_profile(models, batch_size=2, img_size=64, steps=1, device=args.device, amp=args.amp,
+                                   channels_last=args.channels_last, top=args.top)
+        else:
+            models = args.models or [SHIFT_T, f"{SHIFT_T}+gn_as_stored", f"{SHIFT_T}[identity]"]
+            result = bench_profile(models, args.batch_size, args.img_size, args.steps, args.device, args.amp,
+                                   args.channels_last, args.top)
+        _print_profile(result)
         write(result, args.out)
     elif args.command == "targets":
         result = check_targets(args.dirs)
