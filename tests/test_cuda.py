@@ -214,6 +214,18 @@ def test_throughput_bench_runs_on_cuda(amp):
         assert row["eval_median"] > 0 and row["train_median"] > 0
 
 
+def test_profile_bench_on_cuda_counts_kernels_and_gpu_time():
+    """The profile's CUDA side (the GPU's own time per operator, the kernels per step), which the CPU tests of the
+    same benchmark cannot reach."""
+    from shiftvit.bench.profile import bench_profile
+
+    result = bench_profile(["shiftvit_light_tiny", "shiftvit_light_tiny+gn_as_stored"], batch_size=2, img_size=64,
+                           steps=2, device="cuda", amp="bf16", channels_last=True)
+    for row in result["rows"].values():
+        assert row["kernels_per_step"] > 0 and 0 < row["copy_ms"] < row["busy_ms"] and 0 < row["busy_share"] < 1.5
+        assert "aten::convolution_backward" in {op["op"] for op in row["top"]}
+
+
 @pytest.mark.parametrize("extra", [
     ["train.amp=fp16", "train.channels_last=true"],
     ["train.amp=bf16", "train.compile=true"],
