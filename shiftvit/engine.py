@@ -130,10 +130,13 @@ class _SignalCatcher:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         # torchrun stops the other processes with SIGTERM once it sees one gone: this one has yet to record how the
-        # run ended (rank 0) and exits right after, so that SIGTERM must not end it first
+        # run ended (rank 0) and exits right after, so that SIGTERM must not end it first. So too when the run stops
+        # for a signal and another process is killed meanwhile (a scheduler's kill after its notice), unless a
+        # handler of SIGTERM's own was installed (a launcher's), which stays
         peer_lost = exc is not None and dist_utils.peer_lost(exc)
+        stopping = isinstance(exc, Interrupted) and not callable(self._previous.get(signal.SIGTERM))
         for sig, handler in self._previous.items():
-            signal.signal(sig, signal.SIG_IGN if peer_lost and sig == signal.SIGTERM else handler)
+            signal.signal(sig, signal.SIG_IGN if (peer_lost or stopping) and sig == signal.SIGTERM else handler)
 
 
 def create_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
