@@ -208,11 +208,16 @@ def _read_data(effective: Dict[str, Any], keep: bool = False):
     return bundle
 
 
-def _location_text(config: Dict[str, Any]) -> str:
-    """``data.root='/data/cifar'``: where a config reads its data (a location key left false, such as
-    data.download=false, says nothing there)."""
+def _data_location(config: Dict[str, Any]) -> Dict[str, Any]:
+    """``{"data.root": "/data/cifar"}``: where a config reads its data from, by the location keys it sets (one left
+    false, such as data.download=false, says nothing there); empty for data read from no place (digits)."""
     flat = flatten(config)
-    return ", ".join(f"{key}={flat[key]!r}" for key in LOCATION_KEYS if flat.get(key)) or "its data's place"
+    return {key: flat[key] for key in LOCATION_KEYS if flat.get(key)}
+
+
+def _location_text(config: Dict[str, Any]) -> str:
+    """``data.root='/data/cifar'``: where a config reads its data (``_data_location``)."""
+    return ", ".join(f"{key}={value!r}" for key, value in _data_location(config).items()) or "its data's place"
 
 
 def _claim(sweep_dir: Path, digest: str, run_dir: Path) -> Optional[Path]:
@@ -571,7 +576,7 @@ def _same_data(recorded: Optional[str], read: Optional[str], effective: Dict[str
     """The data fingerprint of a run, which an attempt at resuming it must read alike: the config names where the data
     lies (``config.LOCATION_KEYS``), not what it holds. Raises ``ConfigError`` before the attempt trains."""
     if recorded and read and recorded != read:
-        if not any(flatten(effective).get(key) for key in LOCATION_KEYS):  # digits: no files, a drawn split
+        if not _data_location(effective):  # digits: no files, a drawn split
             raise ConfigError(f"data={effective['data']['name']} is split otherwise here than {record} (data "
                               f"fingerprint {read}, the record's {recorded}): numpy and scikit-learn draw that split, "
                               f"so resume under the versions the record names (versions in its {SUMMARY_FILE}), or "
