@@ -139,6 +139,23 @@ def _build(spec: str, img_size: int):
     return timm.create_model(name, **kwargs), cost
 
 
+def training_step(model: torch.nn.Module, forward: Callable, x: torch.Tensor, autocast,
+                  scaler: torch.amp.GradScaler) -> Callable[[], None]:
+    """One training step of ``model`` (called through ``forward``: itself, or compiled) on the batch ``x``: AdamW,
+    cross-entropy on random labels, under ``autocast``, the loss scaled by ``scaler`` (enabled for fp16)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    target = torch.randint(0, model.num_classes, (x.shape[0],), device=x.device)
+
+    def call() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            loss = torch.nn.functional.cross_entropy(forward(x), target)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    return call
+
+
 def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int = 224, repeats: int = 5,
                      steps: int = 3, warmup: int = 2, device: str = "cpu", channels_last: bool = False,
                      compile: bool = False, train: bool = True, amp: str = "none",
@@ -199,19 +216,6 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
                 forward(x)
         return call
 
-    def train_step(model: torch.nn.Module, forward: Callable) -> Callable[[], None]:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        target = torch.randint(0, model.num_classes, (batch_size,), device=dev)
-
-        def call() -> None:
-            optimizer.zero_grad(set_to_none=True)
-            with autocast:
-                loss = torch.nn.functional.cross_entropy(forward(x), target)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        return call
-
     def kernel_of(spec: str, call: Callable[[], None]) -> Callable[[], object]:
         return with_kernels(call, **built[spec][2])
 
@@ -223,7 +227,7 @@ def bench_throughput(models: Sequence[str], batch_size: int = 64, img_size: int 
     if train:
         for model, _, _ in built.values():
             model.train()
-        calls = {s: kernel_of(s, train_step(m, f)) for s, (m, f, _) in built.items()}
+        calls = {s: kernel_of(s, training_step(m, f, x, autocast, scaler)) for s, (m, f, _) in built.items()}
         for spec, measured in interleaved(calls).items():
             rows[spec].update(train_median=statistics.median(measured), train_min=min(measured),
                               train_first_s=first[spec])

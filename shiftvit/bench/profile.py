@@ -1,5 +1,5 @@
 """Where a training step's time goes: PyTorch's profiler over a few eager training steps of each model (forward,
-backward and an AdamW step, under the autocast and memory format given, as ``bench throughput`` times them), its
+backward and an AdamW step, under the autocast and memory format given: ``bench throughput``'s step), its
 operators ranked by their own time on the device (the GPU's kernels on CUDA, the CPU's time on a CPU), beside the
 step's wall time measured without the profiler.
 
@@ -10,12 +10,12 @@ choice (``+gn_as_stored``, ``+triton``) is read as the operators it removes, not
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
 from ..devices import autocast_for
-from .models import _build, models_problem, parse_kernels, split_compiled
+from .models import _build, models_problem, parse_kernels, split_compiled, training_step
 from .shift import with_kernels
 from .timing import _device_name, synchronizer
 
@@ -26,19 +26,6 @@ def profile_problem(models: Sequence[str]) -> Optional[str]:
     """None when every model can be profiled, else why not (``bench throughput``'s names, eager only)."""
     return models_problem(models) or next((f"model {spec!r}: the profile is of eager steps; drop +compiled"
                                            for spec in models if split_compiled(spec)[1]), None)
-
-
-def _training_step(model: torch.nn.Module, x: torch.Tensor, autocast) -> Callable[[], None]:
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    target = torch.randint(0, model.num_classes, (x.shape[0],), device=x.device)
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast:
-            loss = torch.nn.functional.cross_entropy(model(x), target)
-        loss.backward()
-        optimizer.step()
-    return step
 
 
 def bench_profile(models: Sequence[str], batch_size: int = 64, img_size: int = 224, steps: int = 3,
@@ -56,6 +43,7 @@ def bench_profile(models: Sequence[str], batch_size: int = 64, img_size: int = 2
     dev = torch.device(device)
     on_gpu = dev.type == "cuda"
     autocast = autocast_for(dev, amp)
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp == "fp16")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(batch_size, 3, img_size, img_size, device=dev).contiguous(memory_format=fmt)
     sync = synchronizer(dev)
@@ -64,7 +52,8 @@ def bench_profile(models: Sequence[str], batch_size: int = 64, img_size: int = 2
     for spec in models:
         name, kernels = parse_kernels(spec)
         model, _ = _build(name, img_size)
-        step = with_kernels(_training_step(model.to(dev, memory_format=fmt).train(), x, autocast), **kernels)
+        model = model.to(dev, memory_format=fmt).train()
+        step = with_kernels(training_step(model, model, x, autocast, scaler), **kernels)
         for _ in range(2):  # warm-up: cuDNN's algorithm choice, the allocator's pools, a kernel's compilation
             step()
         sync()
