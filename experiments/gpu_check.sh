@@ -33,7 +33,7 @@ if [ "${QUICK:-0}" = 1 ]; then
               shiftvit_light_tiny+compiled)
     overhead_args=(--model shiftvit_nano --data relations --data-arg num_train=128 --data-arg num_val=64
                    --batch-size 32 --epochs 1 --quick)
-    loader_args=(--quick) profile_args=(--quick)
+    loader_args=(--quick) profile_args=(--quick) profile_filled_args=(shiftvit_light_tiny --quick)
 else
     shift_args=(--repeats 30) late_shift_args=(--repeats 30) norm_args=(--repeats 20 --compile)
     fast_args=(--repeats 10)
@@ -44,6 +44,7 @@ else
                    --no-startup)
     loader_args=(--batch-size 512 --batches 20 --repeats 5)
     profile_args=(shiftvit_r2_tiny shiftvit_r2_tiny+gn_as_stored "shiftvit_r2_tiny[identity]" --steps 3)
+    profile_filled_args=(shiftvit_r2_tiny --steps 3)
 fi
 
 step() {  # step NAME LIMIT_S COMMAND...: append the output to the log, note the exit status, carry on
@@ -109,6 +110,10 @@ step overhead_compiled 240 "$py" -m shiftvit.bench overhead --device "$device" "
 # the copies (run c02ec23 saw PyTorch's GroupNorm convert channels-last tensors to NCHW: how much of a step is that?)
 step profile 120 "$py" -m shiftvit.bench profile "${profile_args[@]}" --device "$device" --amp bf16 --channels-last \
     --out "$out/profile.json"
+# the same step under deterministic algorithms with PyTorch's NaN fill of every new tensor (its default; run.py's
+# deterministic mode turns the fill off): the fills' kernels and time per step, what run.py no longer pays
+step profile_filled 60 "$py" -m shiftvit.bench profile "${profile_filled_args[@]}" --device "$device" --amp bf16 \
+    --channels-last --deterministic filled --out "$out/profile_filled.json"
 # Shift-T's late stages at batch 64, as it trains (bf16, channels-last): tensors small enough that launches and
 # their host cost, not bytes, set the time; where a one-launch kernel should win, and in the whole model did not
 for stage_shape in 3:64,384,14,14 4:64,768,7,7; do

@@ -71,13 +71,24 @@ def reseed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def use_deterministic_algorithms(fill_uninitialized_memory: bool = False) -> None:
+    """``train.deterministic=true``: PyTorch's deterministic algorithms, for the whole process."""
+    # cuBLAS is deterministic only with a fixed workspace; it reads this before its first call
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    # With deterministic algorithms on, PyTorch by default also writes NaN into every tensor it allocates before the
+    # kernel that fills it runs (convolution and norm outputs and gradients: an extra write of each, an extra launch
+    # on a GPU). Its docs: a program that reads no uninitialized memory "can [turn it] off for better performance
+    # and still be deterministic" (torch.utils.deterministic). Ours reads none: the same seed trains to the same
+    # bits either way (tests/test_models.py). What the fill costs: ``bench profile --deterministic filled``.
+    torch.utils.deterministic.fill_uninitialized_memory = fill_uninitialized_memory
+    torch.backends.cudnn.benchmark = False
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     reseed(seed)
     if deterministic:
-        # cuBLAS is deterministic only with a fixed workspace; it reads this before its first call
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
+        use_deterministic_algorithms()
 
 
 def _rng_state() -> Dict[str, Any]:

@@ -28,21 +28,31 @@ import torch.nn.functional as F
 from .spec import GammaLike, parse_gamma, shift_channels  # noqa: F401  (re-exported: shiftvit.ops.parse_gamma)
 
 
+def _fills_uninitialized_memory() -> bool:
+    return not torch.compiler.is_compiling() and (torch.utils.deterministic.fill_uninitialized_memory
+                                                  and torch.are_deterministic_algorithms_enabled())
+
+
 def empty_unfilled(like: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     """``torch.empty_like(like, dtype=dtype)`` for an output its kernel writes in full. Under
     ``torch.use_deterministic_algorithms`` (``run.py``'s default, ``train.deterministic=true``) PyTorch fills every
     ``torch.empty*`` tensor with NaN, so that a read of uninitialised memory is reproducible
     (``torch.utils.deterministic.fill_uninitialized_memory``); for a kernel that writes every element that is one
     more full write, which turned the write-once shift into a write-twice one. Compiled code allocates its own."""
-    flags = torch.utils.deterministic
-    if torch.compiler.is_compiling() or not (flags.fill_uninitialized_memory
-                                             and torch.are_deterministic_algorithms_enabled()):
+    if not _fills_uninitialized_memory():
         return torch.empty_like(like, dtype=dtype)
+    flags = torch.utils.deterministic
     flags.fill_uninitialized_memory = False
     try:
         return torch.empty_like(like, dtype=dtype)
     finally:
         flags.fill_uninitialized_memory = True
+
+
+def zeros_unfilled(like: torch.Tensor) -> torch.Tensor:
+    """``torch.zeros_like(like)`` without the NaN pass that deterministic algorithms write before the zeros
+    (``empty_unfilled``): one full write, not two."""
+    return empty_unfilled(like).zero_() if _fills_uninitialized_memory() else torch.zeros_like(like)
 
 
 def shift_official(x: torch.Tensor, g: int, inverse: bool = False, shift_size: int = 1) -> torch.Tensor:
@@ -53,7 +63,10 @@ def shift_official(x: torch.Tensor, g: int, inverse: bool = False, shift_size: i
     s = shift_size
     # first channel of the groups moving left, right, up and down; the adjoint swaps opposite directions
     left, right, up, down = (g, 0, 3 * g, 2 * g) if inverse else (0, g, 2 * g, 3 * g)
-    out = torch.zeros_like(x)
+    if torch.jit.is_scripting():
+        out = torch.zeros_like(x)
+    else:  # under deterministic algorithms (run.py's default) zeros_like writes NaN first: a pass on the GPU
+        out = zeros_unfilled(x)
     # a step at least the map's size leaves empty slices on both sides: those groups stay zero
     out[:, left:left + g, :, :-s] = x[:, left:left + g, :, s:]
     out[:, right:right + g, :, s:] = x[:, right:right + g, :, :-s]

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from shiftvit.bench import main
 
@@ -145,7 +146,7 @@ def test_gpu_check_script_runs_end_to_end_in_quick_cpu_mode(tmp_path):
     benchmarks = ["shift_nchw_float32", "shift_nchw_bfloat16", "shift_channels_last_float32",
                   "shift_channels_last_bfloat16", "throughput_bf16_channels_last", "fast_fp32", "fast_bf16",
                   "norm", "overhead_eager", "throughput_compiled", "overhead_compiled", "profile",
-                  "shift_stage3_channels_last_bfloat16", "shift_stage4_channels_last_bfloat16", "loader",
+                  "profile_filled", "shift_stage3_channels_last_bfloat16", "shift_stage4_channels_last_bfloat16", "loader",
                   "overhead_eager_nondeterministic", "throughput_compiled_whole"]
     assert [s.split()[1] for s in steps] == ["env", *benchmarks, "targets"]
     assert all(" rc=0 " in s for s in steps)
@@ -153,6 +154,7 @@ def test_gpu_check_script_runs_end_to_end_in_quick_cpu_mode(tmp_path):
         assert json.loads((out / f"{name}.json").read_text())["malloc"] == "retain"
     assert json.loads((out / "overhead_compiled.json").read_text())["compile"] is True
     assert json.loads((out / "overhead_eager_nondeterministic.json").read_text())["deterministic"] is False
+    assert json.loads((out / "profile_filled.json").read_text())["deterministic"] == "filled"
     eager = json.loads((out / "overhead_eager.json").read_text())
     assert len(eager["engine_images_per_s"]) == len(eager["bare_images_per_s"]) == eager["epochs"]
     assert set(eager["aten_ops_per_step"]) == {"bare", "engine"}
@@ -180,6 +182,28 @@ def test_profile_bench_quick_ranks_a_training_steps_operators_by_their_own_time(
     assert "shiftvit_light_tiny+gn_as_stored: wall" in capsys.readouterr().out
     assert main(["profile", "shiftvit_light_tiny+compiled", "--quick", "--device", "cpu", "--out", ""]) == 2
     assert "error: model 'shiftvit_light_tiny+compiled': the profile is of eager steps; drop +compiled" in \
+        capsys.readouterr().err
+
+
+def test_profile_bench_shows_what_the_deterministic_nan_fill_costs_and_restores_the_settings(tmp_path, capsys):
+    """run.py's deterministic mode without PyTorch's NaN fill of new tensors (engine.use_deterministic_algorithms),
+    against the same with it: the fills are the difference, and the process's settings are back afterwards."""
+    flags = (torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory)
+    fills = {}
+    for mode in ("run", "filled"):
+        out = tmp_path / f"{mode}.json"
+        assert main(["profile", "shiftvit_nano", "--quick", "--device", "cpu", "--deterministic", mode,
+                     "--out", str(out)]) == 0
+        result = json.loads(out.read_text())
+        assert result["deterministic"] == mode and f"deterministic={mode}" in capsys.readouterr().out
+        fills[mode] = result["rows"]["shiftvit_nano"]["fill_calls"]
+        assert (torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory) \
+            == flags
+    # one NaN fill per convolution and norm output and gradient of the step, at least
+    assert fills["filled"] > fills["run"] + 40
+    with pytest.raises(SystemExit, match="2"):
+        main(["profile", "--quick", "--device", "cpu", "--deterministic", "on", "--out", ""])
+    assert "argument --deterministic: invalid choice: 'on' (choose from 'off', 'run', 'filled')" in \
         capsys.readouterr().err
 
 

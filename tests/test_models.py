@@ -108,6 +108,40 @@ def test_every_mixer_norm_act_small_32px_forward_backward(mixer, norm, act):
     assert not missing, missing
 
 
+def test_deterministic_training_reads_no_uninitialized_memory():
+    """run.py's deterministic mode turns off PyTorch's NaN fill of every new tensor (engine.seed_everything),
+    which PyTorch's docs allow for a program that reads no uninitialized memory. Every mixer and every norm, trained
+    from one seed with the fill on and off, ends at the same bits: a read of uninitialized memory would differ (NaN
+    against whatever the memory held)."""
+    from shiftvit.engine import seed_everything
+
+    before = torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory
+
+    def train(fill: bool) -> dict:
+        seed_everything(0, deterministic=True)
+        assert not torch.utils.deterministic.fill_uninitialized_memory  # what run.py trains with
+        torch.utils.deterministic.fill_uninitialized_memory = fill
+        states = {}
+        for mixer, norm in [(mixer, "gn1") for mixer in sorted(MIXERS)] + [("shift", "bn"), ("shift", "ln")]:
+            model = timm.create_model("shiftvit_nano", mixer=mixer, norm=norm, num_classes=10, depths=(1, 1, 1, 1))
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+            for _ in range(2):
+                x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+                optimizer.zero_grad()
+                torch.nn.functional.cross_entropy(model(x), y).backward()
+                optimizer.step()
+            states[mixer, norm] = model.state_dict()
+        return states
+
+    try:
+        filled, unfilled = train(fill=True), train(fill=False)
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.utils.deterministic.fill_uninitialized_memory = before[1]
+    for arm, state in filled.items():
+        assert all(torch.equal(value, unfilled[arm][key]) for key, value in state.items()), arm
+
+
 @pytest.mark.parametrize("mixer,norm,act", list(itertools.product(sorted(MIXERS), sorted(NORMS), sorted(ACTS))))
 def test_every_mixer_norm_act_at_224_forward_backward(mixer, norm, act):
     model = timm.create_model("shiftvit_light_tiny", mixer=mixer, norm=norm, act=act, depths=(1, 1, 1, 1),

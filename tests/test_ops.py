@@ -227,9 +227,12 @@ def test_gpu_kernel_setting_is_validated_and_leaves_cpu_tensors_alone():
         set_gpu_kernel(previous)
 
 
-def test_deterministic_mode_adds_no_fill_to_the_shift():
-    """Deterministic algorithms (run.py's default) NaN-fill every torch.empty* tensor; the shift's output, which it
-    writes in full, is not filled again: the same ATen fills run with or without the mode, and the flag is back."""
+@pytest.mark.parametrize("kernel", ["cpu", "gpu_default"])
+def test_deterministic_mode_adds_no_fill_to_the_shift(kernel):
+    """Deterministic algorithms (run.py's default) NaN-fill every torch.empty* tensor, ``zeros_like``'s too; the
+    shift's output is not filled again: the same ATen fills run with or without the mode, and the flag is back.
+    ``gpu_default``: the official algorithm, the default kernel for CUDA tensors (forward and its inverse), whose
+    ``zeros_like`` once wrote a NaN pass before its zeros."""
     from torch.profiler import profile
 
     x = torch.randn(2, 24, 5, 6, requires_grad=True)
@@ -237,10 +240,16 @@ def test_deterministic_mode_adds_no_fill_to_the_shift():
 
     def fills() -> int:
         with profile() as prof:
-            torch.autograd.grad(shift_by(x, 2), x, grad)
+            if kernel == "cpu":
+                torch.autograd.grad(shift_by(x, 2), x, grad)
+            else:
+                shift_official(x.detach(), 2), shift_official(grad, 2, inverse=True)
         return sum(event.name == "aten::fill_" for event in prof.events())
 
     before = torch.are_deterministic_algorithms_enabled()
+    # PyTorch's default; run.py turns it off (engine.seed_everything), and an in-process test may have run it here
+    flags = torch.utils.deterministic
+    fill_before, flags.fill_uninitialized_memory = flags.fill_uninitialized_memory, True
     try:
         torch.use_deterministic_algorithms(False)
         plain = fills()
@@ -249,9 +258,10 @@ def test_deterministic_mode_adds_no_fill_to_the_shift():
         with profile() as prof:
             torch.empty_like(x)
         assert sum(event.name == "aten::fill_" for event in prof.events()) == 1  # what the mode does to empty_like
+        assert deterministic == plain and flags.fill_uninitialized_memory
     finally:
         torch.use_deterministic_algorithms(before)
-    assert deterministic == plain and torch.utils.deterministic.fill_uninitialized_memory
+        flags.fill_uninitialized_memory = fill_before
 
 
 @pytest.mark.parametrize("kernel", GPU_KERNELS)

@@ -31,7 +31,7 @@ from .models import (
     models_problem,
 )
 from .norm import _print_norm, bench_norm
-from .profile import _print_profile, bench_profile, profile_problem
+from .profile import DETERMINISTIC_MODES, _print_profile, bench_profile, profile_problem
 from .shift import DTYPES, STAGE1_SHAPE, _print_shift, bench_shift
 from .targets import _print_targets, check_targets
 from .timing import _write
@@ -187,6 +187,9 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     r.add_argument("--channels-last", action="store_true")
     r.add_argument("--amp", default=TrainSettings.amp, choices=sorted(AMP_DTYPES), help="autocast dtype")
     r.add_argument("--top", type=int, default=15, help="operators listed per model")
+    r.add_argument("--deterministic", default="off", choices=DETERMINISTIC_MODES,
+                   help="off: as the other benchmarks; run: deterministic algorithms as run.py trains by default; "
+                        "filled: those with PyTorch's NaN fill of every new tensor (its default, not run.py's)")
     r.add_argument("--quick", action="store_true", help="small models, batch 2, 64 px, one step: checks it runs")
     r.add_argument("--out", default="bench_results/profile.json")
     g = sub.add_parser("targets", parents=[common], help="issue #16's GPU targets, read off other benchmarks' JSON")
@@ -250,11 +253,11 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
         if args.quick:
             models = args.models or ["shiftvit_light_tiny", "shiftvit_light_tiny+gn_as_stored"]
             result = bench_profile(models, batch_size=2, img_size=64, steps=1, device=args.device, amp=args.amp,
-                                   channels_last=args.channels_last, top=args.top)
+                                   channels_last=args.channels_last, top=args.top, deterministic=args.deterministic)
         else:
             models = args.models or [SHIFT_T, f"{SHIFT_T}+gn_as_stored", f"{SHIFT_T}[identity]"]
             result = bench_profile(models, args.batch_size, args.img_size, args.steps, args.device, args.amp,
-                                   args.channels_last, args.top)
+                                   args.channels_last, args.top, args.deterministic)
         _print_profile(result)
         write(result, args.out)
     elif args.command == "targets":

@@ -9,6 +9,7 @@ such as PyTorch's GroupNorm makes of a channels-last tensor, and the shift's own
 choice (``+gn_as_stored``, ``+triton``) is read as the operators it removes, not only as a rate."""
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -20,6 +21,29 @@ from .shift import with_kernels
 from .timing import _device_name, synchronizer
 
 COPY_OP = "aten::copy_"  # every copy's kernel runs under it: clone, contiguous and _to_copy allocate, then copy_
+FILL_OP = "aten::fill_"  # zeros, and the NaN that deterministic algorithms write into new tensors unless told not to
+# off: as the other benchmarks (no deterministic algorithms); run: as run.py trains by default (train.deterministic,
+# engine.use_deterministic_algorithms); filled: the same with PyTorch's own default, a NaN fill of each new tensor
+DETERMINISTIC_MODES = ("off", "run", "filled")
+
+
+@contextlib.contextmanager
+def deterministic_mode(mode: str):
+    """The steps under ``mode`` (``DETERMINISTIC_MODES``), the process's settings restored afterwards."""
+    from ..engine import use_deterministic_algorithms
+
+    if mode not in DETERMINISTIC_MODES:
+        raise ValueError(f"deterministic={mode!r} is not one of: {', '.join(DETERMINISTIC_MODES)}")
+    flags = torch.utils.deterministic
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              flags.fill_uninitialized_memory, torch.backends.cudnn.benchmark)
+    try:
+        if mode != "off":
+            use_deterministic_algorithms(fill_uninitialized_memory=mode == "filled")
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        flags.fill_uninitialized_memory, torch.backends.cudnn.benchmark = before[2], before[3]
 
 
 def profile_problem(models: Sequence[str]) -> Optional[str]:
@@ -30,10 +54,18 @@ def profile_problem(models: Sequence[str]) -> Optional[str]:
 
 def bench_profile(models: Sequence[str], batch_size: int = 64, img_size: int = 224, steps: int = 3,
                   device: str = "cpu", amp: str = "none", channels_last: bool = False,
-                  top: int = 15) -> Dict[str, object]:
+                  top: int = 15, deterministic: str = "off") -> Dict[str, object]:
     """For each model (``bench throughput``'s names, with kernel suffixes, eager only): the wall time of a training
     step, the device's busy time in it (the operators' own time, summed), the kernels it launches (CUDA), the
-    copies' time, and the ``top`` operators by their own time, each per step."""
+    copies' and the fills' time, and the ``top`` operators by their own time, each per step; under ``deterministic``
+    (``DETERMINISTIC_MODES``)."""
+    with deterministic_mode(deterministic):
+        result = _profile(models, batch_size, img_size, steps, device, amp, channels_last, top)
+    return dict(result, deterministic=deterministic)
+
+
+def _profile(models: Sequence[str], batch_size: int, img_size: int, steps: int, device: str, amp: str,
+             channels_last: bool, top: int) -> Dict[str, object]:
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
@@ -78,6 +110,8 @@ def bench_profile(models: Sequence[str], batch_size: int = 64, img_size: int = 2
             for e in sorted(ops, key=own, reverse=True)[:top] if own(e) > 0]
         row = dict(wall_ms=1e3 * wall_s, busy_ms=busy_us / 1e3 / steps,
                    copy_ms=sum(own(e) for e in ops if e.key == COPY_OP) / 1e3 / steps,
+                   fill_ms=sum(own(e) for e in ops if e.key == FILL_OP) / 1e3 / steps,
+                   fill_calls=sum(e.count for e in ops if e.key == FILL_OP) / steps,
                    ops_per_step=sum(e.count for e in ops) / steps, top=ranked)
         if on_gpu:
             row["kernels_per_step"] = sum(1 for e in prof.events() if e.device_type == DeviceType.CUDA) / steps
@@ -94,11 +128,12 @@ def bench_profile(models: Sequence[str], batch_size: int = 64, img_size: int = 2
 def _print_profile(r: Dict[str, object]) -> None:
     where = "GPU kernels" if "kernels_per_step" in next(iter(r["rows"].values())) else "CPU"
     print(f"one eager training step, batch {r['batch_size']}, {r['img_size']} px, amp={r['amp']}, "
-          f"{'channels-last' if r['channels_last'] else 'NCHW'}, {r['device']}; mean of {r['steps']} steps; "
-          f"busy: the operators' own time on the {where}")
+          f"{'channels-last' if r['channels_last'] else 'NCHW'}, deterministic={r['deterministic']}, {r['device']}; "
+          f"mean of {r['steps']} steps; busy: the operators' own time on the {where}")
     for spec, row in r["rows"].items():
         kernels = f", {row['kernels_per_step']:.0f} kernels" if "kernels_per_step" in row else ""
         print(f"\n{spec}: wall {row['wall_ms']:.1f} ms, busy {row['busy_ms']:.1f} ms ({row['busy_share']:.0%}), "
-              f"copies {row['copy_ms']:.1f} ms, {row['ops_per_step']:.0f} operator calls{kernels} per step")
+              f"copies {row['copy_ms']:.1f} ms, fills {row['fill_ms']:.1f} ms, {row['ops_per_step']:.0f} operator "
+              f"calls{kernels} per step")
         for op in row["top"]:
             print(f"  {op['op']:<44}{op['calls']:>8.0f} calls{op['ms']:>10.2f} ms{op['share']:>7.1%}")
