@@ -74,8 +74,12 @@ def cache_dir() -> Path:
 
 
 def _cache_path(data_config: Mapping[str, Any]) -> Path:
-    key = json.dumps({"data": split_data_location(dict(data_config))[0], "method": METHOD}, sort_keys=True,
-                     default=str)
+    which, where = split_data_location(dict(data_config))
+    fingerprint = which.pop(DATA_FINGERPRINT_KEY, None)
+    # keyed by the data the runs read, not by the config alone (two image folders under one config are two
+    # testbeds): its fingerprint where they recorded one, else where it lay
+    read = {"fingerprint": fingerprint} if fingerprint not in (None, UNRECORDED_DATA) else {"location": where}
+    key = json.dumps({"data": which, **read, "method": METHOD}, sort_keys=True, default=str)
     return cache_dir() / f"{data_config.get('name', 'data')}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
@@ -186,8 +190,12 @@ def testbeds_of(runs: pd.DataFrame, baselines: bool = True) -> Dict[str, Testbed
         return beds
     for key in runs["data_config"].unique():
         on_it = runs[runs["data_config"] == key]
+        # what the runs read (one fingerprint: load_runs sets runs that read other data apart): the testbed is built
+        # from that data only, and cached under it
+        read = {f for f in on_it.get(DATA_FINGERPRINT_KEY, ()) if isinstance(f, str) and f != UNRECORDED_DATA}
+        fingerprint = {DATA_FINGERPRINT_KEY: read.pop()} if len(read) == 1 else {}
         for where in dict.fromkeys(on_it["data_location"] if "data_location" in on_it else ["{}"]):
-            beds[key] = headroom_of({**json.loads(key), **json.loads(where)}, baselines=baselines)
+            beds[key] = headroom_of({**fingerprint, **json.loads(key), **json.loads(where)}, baselines=baselines)
             if beds[key].val_images is not None:  # built (or cached): no other place needs trying
                 break
     return beds

@@ -316,6 +316,33 @@ def test_where_the_data_lies_is_no_arm_but_other_data_is(tmp_path):
     assert pairs == {(arms["a0"], arms["attn0"]), (arms["b2"], arms["attn1"])}  # each on its own data
 
 
+def test_a_testbed_is_cached_by_the_data_its_runs_read_not_by_the_config(tmp_path):
+    """Two sweeps of one data config that read different data (two CIFAR folders), reported one after the other
+    with one testbed cache: each gets the testbed of its own data, not the first one's cached numbers (which once
+    flipped a verdict). Records made before fingerprints are told apart by where their data lay."""
+    from analysis_records import write_run
+
+    from analysis.headroom import testbeds_of
+    from shiftvit.bench.loader import write_cifar
+    from shiftvit.data import build_data
+
+    roots = {"a": tmp_path / "a", "b": tmp_path / "b"}
+    write_cifar(roots["a"], num_train=40, num_val=20)
+    write_cifar(roots["b"], num_train=40, num_val=10, seed=1)
+    fingerprints = {k: build_data("cifar10", root=str(root)).fingerprint for k, root in roots.items()}
+    for recorded in (True, False):
+        beds = {}
+        for k, root in roots.items():
+            sweep = tmp_path / f"sweep_{k}_{recorded}"
+            write_run(sweep, "s0", data={"name": "cifar10", "root": str(root)},
+                      data_fingerprint=fingerprints[k] if recorded else None)
+            runs = load_runs(sweep)
+            [beds[k]] = testbeds_of(runs).values()
+            assert list(runs["val_images"]) == [beds[k].val_images]
+        assert (beds["a"].val_images, beds["b"].val_images) == (20, 10), recorded
+        assert beds["a"].nearest_neighbour is not None and beds["b"].nearest_neighbour is not None
+
+
 def test_arms_told_apart_by_a_null_say_so_in_their_labels():
     """Two arms of one mixer whose only difference is a key one of them leaves null: the labels must name that
     key on both sides (never "all runs", which reads as if every run were one arm)."""
