@@ -32,6 +32,7 @@ from shiftvit.records import (
     RESULT_KEYS,
     RUNNING,
     SUMMARY_FILE,
+    UNREADABLE,
     UNRECORDED_DATA,
     USED_STATUSES,
     WANDB_DIR,
@@ -55,6 +56,7 @@ SUMMARY_COLUMNS = ("status", *RESULT_KEYS, "config_hash", "git_commit", "git_dir
 # the code every attempt that trained the run ran (records.trained_code), and the machines (records.trained_machines),
 # each joined: two or more when it was resumed under other code, or on another machine
 CODE_COLUMN, MACHINE_COLUMN, ATTEMPTS_SEPARATOR = "code", "machine", " + "
+UNREADABLE_REASON = "unreadable_reason"  # why an ``unreadable`` record's summary could not be read (else absent)
 METRICS = ("val_top1", "val_top5", "best_val_top1", "ema_val_top1")
 
 
@@ -126,28 +128,37 @@ def _gamma_float(value: Any) -> Optional[float]:
 
 
 def _read_record(run_dir: Path) -> Tuple[Optional[Dict[str, Any]], Optional[Dict[str, Any]], Optional[str]]:
-    """(summary, config, None) or (None, None, why)."""
+    """(summary, config, None) or (None, None, why); (None, config, why) where only the summary is damaged."""
+    summary, damaged = None, None
     try:
         summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     except FileNotFoundError:
         refused = launch_error(run_dir)
         return None, None, f"refused at launch: {refused}" if refused else "no summary.json"
     except (OSError, ValueError) as e:
-        return None, None, f"corrupt summary.json ({e})"
+        damaged = f"corrupt summary.json ({e})"
     try:
         config = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
     except FileNotFoundError:
-        return None, None, "no config.yaml"
+        return None, None, damaged or "no config.yaml"
     except (OSError, yaml.YAMLError) as e:
-        return None, None, f"corrupt config.yaml ({e})"
-    if not isinstance(summary, dict) or not isinstance(config, dict):
-        return None, None, "summary.json or config.yaml is not a mapping"
-    return summary, config, None
+        return None, None, damaged or f"corrupt config.yaml ({e})"
+    if not isinstance(config, dict) or not (damaged or isinstance(summary, dict)):
+        return None, None, damaged or "summary.json or config.yaml is not a mapping"
+    return summary, config, damaged
 
 
 def run_row(run_dir: Path) -> Tuple[Optional[Dict[str, Any]], Optional[Dict[str, Any]], Optional[str]]:
-    """One run as (flat row, flat effective config, None), or (None, None, why) when it cannot be used."""
+    """One run as (flat row, flat effective config, None), or (None, None, why) when it cannot be used. A record
+    whose summary.json is damaged but whose config.yaml says what it ran is a row of its arm, ``unreadable``:
+    a seed without a result, counted (``stats.summarize``'s failures), not a seed that was never asked for."""
     summary, config, why = _read_record(run_dir)
+    if config is not None and summary is None:
+        row, flat, _ = record_row(config, {}, UNREADABLE, where=str(run_dir), sweep=run_dir.parent.name,
+                                  job=run_dir.name)
+        if row is not None:
+            row[UNREADABLE_REASON] = why
+        return row, flat, None if row is not None else why
     if why:
         return None, None, why
     return record_row(config, summary, run_status(run_dir, summary), where=str(run_dir),
@@ -295,15 +306,16 @@ def _apart_by_data(rows: List[Dict[str, Any]], configs: List[Dict[str, Any]]) ->
 
 def _drop_superseded(rows: List[Dict[str, Any]], configs: List[Dict[str, Any]], skipped: List[Tuple[str, str]],
                      warn: bool) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
-    """Leave out a failed or interrupted attempt at a run whose config and seed (its config hash) another record
-    finished: the same run tried again, not a second seed that failed. A diverged run is a finding, and stays."""
+    """Leave out a failed, interrupted or unreadable attempt at a run whose config and seed (its config hash) another
+    record finished: the same run tried again, not a second seed that failed. A diverged run is a finding, and stays."""
+    attempts = (FAILED, INTERRUPTED, UNREADABLE)
     finished: Dict[str, Dict[str, Any]] = {}
     for row in rows:
-        if row.get("config_hash") and row["status"] not in (FAILED, INTERRUPTED):
+        if row.get("config_hash") and row["status"] not in attempts:
             finished.setdefault(row["config_hash"], row)
     kept_rows, kept_configs = [], []
     for row, config in zip(rows, configs):
-        by = finished.get(row.get("config_hash")) if row["status"] in (FAILED, INTERRUPTED) else None
+        by = finished.get(row.get("config_hash")) if row["status"] in attempts else None
         if by is None:
             kept_rows.append(row)
             kept_configs.append(config)

@@ -32,6 +32,7 @@ from .load import (
     CODE_COLUMN,
     MACHINE_COLUMN,
     METRICS,
+    UNREADABLE_REASON,
     RepeatedSeed,
     SkippedRun,
     find_run_dirs,
@@ -119,6 +120,17 @@ def not_run_paragraph(unstarted: Dict[str, int], without_arm: List[str]) -> str:
     if without_arm:
         text += ". With no run of their arm at all: " + "; ".join(f"`{job}`" for job in without_arm)
     return text + "."
+
+
+def unreadable_paragraph(runs: pd.DataFrame) -> str:
+    """The records whose summary.json cannot be read, said before any number: each is a seed of its arm (its
+    config.yaml says which) without a result, counted with the failures, not a seed that was never run."""
+    damaged = runs[runs[UNREADABLE_REASON].notna()]
+    return (f"Unreadable: {len(damaged)} record{'s' if len(damaged) != 1 else ''} whose summary.json cannot be read, "
+            "each counted as a seed of its arm without a result ('failed' column). Relaunching its job with "
+            "train.resume=fresh archives the record and trains that seed again: "
+            + "; ".join(f"{row['run_dir']} ({row['arm']}: {row[UNREADABLE_REASON]})" for _, row in damaged.iterrows())
+            + ".")
 
 
 def _interval(low: float, high: float) -> str:
@@ -387,6 +399,8 @@ def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = N
     unstarted, without_arm = not_run(sweep_dirs, runs)
     if unstarted or without_arm:
         sections.append(("p", not_run_paragraph(unstarted, without_arm)))
+    if UNREADABLE_REASON in runs:
+        sections.append(("p", unreadable_paragraph(runs)))
     for paragraph in (code_paragraph(runs), machine_paragraph(runs)):
         if paragraph:
             sections.append(("p", paragraph))
@@ -402,8 +416,9 @@ def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = N
             ("h2", f"Arms: {metric} per configuration"),
             ("p", f"An arm is one configuration: runs differ only in their seed ({_arm_knobs(runs)}). Mean and "
                   f"{CI} t-interval over the finished seeds; seed SD next to the binomial SE of one run's accuracy on "
-                  "the validation set. Diverged, failed and interrupted runs are counted and never enter a mean or "
-                  "a test. Budgets are flagged when they differ from the baseline arm's by more than the tolerance."),
+                  "the validation set. Diverged, failed, interrupted and unreadable runs are counted and never enter "
+                  "a mean or a test. Budgets are flagged when they differ from the baseline arm's by more than the "
+                  "tolerance."),
             ("table", arms_table(runs, metric, pairs, tolerance, unstarted))] + verdict_part
         problems = curves.attrs.get("curve_problems", []) if curves is not None else []
         sections += [("h2", "Curves"),

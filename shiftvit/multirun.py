@@ -47,6 +47,7 @@ from .records import (
     RESULT_KEYS,
     RUNNING,
     SUMMARY_FILE,
+    UNREADABLE,
     RecordError,
     RunLock,
     atomic_write_bytes,
@@ -198,11 +199,18 @@ def launch_error(job_dir: Path) -> Optional[str]:
         return None
 
 
+def _unreadable(job_dir: Path, summary: Dict[str, Any]) -> bool:
+    """Whether the job's summary.json is there but cannot be read (written atomically, it is never seen half
+    written): a damaged record, not a job still to start."""
+    return not summary and (job_dir / SUMMARY_FILE).exists()
+
+
 def job_row(job_dir: Path) -> Dict[str, Any]:
     summary = _read_json(job_dir / SUMMARY_FILE)
     row: Dict[str, Any] = {k: summary.get(k) for k in CSV_COLUMNS}
     refused = launch_error(job_dir)
-    status = run_status(job_dir, summary) if summary else (FAILED if refused else QUEUED)
+    status = run_status(job_dir, summary) if summary else \
+        FAILED if refused else UNREADABLE if _unreadable(job_dir, summary) else QUEUED
     row.update(job=job_dir.name, overrides=" ".join(job_overrides(job_dir)), run_dir=str(job_dir), status=status,
                launch_error=refused)
     if isinstance(row["depths"], list):
@@ -236,11 +244,13 @@ def write_sweep_csv(sweep_dir: Path, rows: Optional[List[Dict[str, Any]]] = None
 
 def job_status(job_dir: Path) -> str:
     """``starting`` / ``running epoch k/N`` / ``completed top-1 ..`` / ``diverged`` / ``failed`` / ``duplicate``
-    / ``interrupted`` (a recorded ``running`` whose process is gone)."""
+    / ``interrupted`` (a recorded ``running`` whose process is gone) / ``unreadable`` (a damaged summary.json)."""
     summary = _read_json(job_dir / SUMMARY_FILE)
     refused = launch_error(job_dir)
     if refused:
         return f"{FAILED}: {refused}"
+    if _unreadable(job_dir, summary):
+        return f"{UNREADABLE}: {job_dir / SUMMARY_FILE} cannot be read (train.resume=fresh archives it and starts over)"
     status = run_status(job_dir, summary) if summary else None
     if status is None:
         return STARTING

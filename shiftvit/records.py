@@ -54,7 +54,11 @@ RUNNING, COMPLETED, DIVERGED, FAILED, DUPLICATE, INTERRUPTED = STATUSES = (
     "running", "completed", "diverged", "failed", "duplicate", "interrupted")
 FINISHED_STATUSES = (COMPLETED, DIVERGED, DUPLICATE)  # a rerun of the same config leaves these as they are
 USED_STATUSES = (COMPLETED,)  # whose accuracy is a result: they, and only they, enter means and tests
-FAILED_STATUSES = (DIVERGED, FAILED, INTERRUPTED)  # findings about an arm (counted per arm), never averaged
+# no record writes it: what a reader calls a record whose summary.json cannot be read (a disk fault, an edit by hand),
+# counted against its arm as a seed without a result, never silently dropped
+UNREADABLE = "unreadable"
+# findings about an arm (counted per arm), never averaged
+FAILED_STATUSES = (DIVERGED, FAILED, INTERRUPTED, UNREADABLE)
 # what train.resume may be: auto = continue a record of the same config (refuse another config's record);
 # fresh = archive whatever the run directory holds and start over
 RESUME_FRESH = "fresh"  # train.resume: archive the record there and start over

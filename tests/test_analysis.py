@@ -237,11 +237,44 @@ def test_empty_sweep_report(tmp_path):
     from analysis_records import write_run
 
     run_dir = write_run(tmp_path / "sweep", "job-0")
-    (run_dir / "summary.json").write_text("{")  # cut off mid-write
+    (run_dir / "summary.json").write_text("{")  # damaged
+    (run_dir / "config.yaml").write_text("[")
     assert report_main([str(tmp_path / "sweep"), "--out", str(tmp_path / "r")]) == 0
     text = (tmp_path / "r" / "report.md").read_text()
     assert "No finished runs" in text and "corrupt summary.json" in text
     assert (tmp_path / "r" / "report.html").exists()
+
+
+def test_a_record_whose_summary_is_damaged_is_a_seed_of_its_arm_without_a_result(tmp_path):
+    """A damaged summary.json whose config.yaml still says what ran: the seed counts against its arm (not "1 of 1"
+    and "add seeds"), the report names the record and the way out, and sweep.csv says unreadable, not queued."""
+    from analysis_records import write_run
+
+    from shiftvit.multirun import job_row, job_status
+
+    sweep = tmp_path / "sweep"
+    for seed in (0, 1, 2):
+        write_run(sweep, f"shift{seed}", seed=seed, val_top1=90.0 + seed)
+        write_run(sweep, f"attn{seed}", mixer="attn", seed=seed, val_top1=85.0 + seed)
+    damaged = sweep / "shift2" / "summary.json"
+    damaged.write_text(damaged.read_text()[:40])
+    runs = load_runs(sweep, warn=False)
+    arms = summarize(runs).set_index("arm")
+    assert (arms.loc["mixer=shift", "seeds"], arms.loc["mixer=shift", "n"]) == (3, 2)
+    assert arms.loc["mixer=shift", "failures"] == "1 of 3 seeds unreadable" and not runs.attrs["skipped"]
+    assert report_main([str(sweep), "--out", str(tmp_path / "r")]) == 0
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "Unreadable: 1 record whose summary.json cannot be read" in text
+    assert f"{sweep / 'shift2'} (mixer=shift: corrupt summary.json" in text and "train.resume=fresh" in text
+    assert "| mixer=shift | 2 of 3 | 1 of 3 seeds unreadable |" in text
+    assert job_row(sweep / "shift2")["status"] == "unreadable"
+    assert job_status(sweep / "shift2").startswith(f"unreadable: {damaged} cannot be read")
+    # the same seed finished in another sweep: this record is a superseded attempt, not a missing seed
+    write_run(tmp_path / "again", "shift2", seed=2, val_top1=92.0)
+    runs = load_runs([sweep, tmp_path / "again"], warn=False)
+    assert summarize(runs).set_index("arm").loc["mixer=shift", "failures"] == ""
+    assert [why for _, why in runs.attrs["skipped"]] == [
+        f"unreadable attempt superseded by {tmp_path / 'again' / 'shift2'} (the same config and seed, completed)"]
 
 
 def test_every_registered_mixer_has_its_name_and_colour_in_the_figures():
