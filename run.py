@@ -47,7 +47,7 @@ def one_line_config_error(message: str) -> str:
     'mixer': attn, dwconv, ..."."""
     noise = ("full_key:", "object_type=", "reference_type=", "Set the environment variable", "See https://",
              "Config search path", "provider=",
-             "To append to your config use")  # Hydra suggests +key=value, but the schema refuses new keys anyway
+             "To append to your config use")  # Hydra suggests +key=value; the schema refuses new keys (config.check)
     parts: list = []  # (text, options listed under it or None)
     options = None
     for line in (line.strip() for line in message.strip().splitlines()):

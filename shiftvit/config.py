@@ -722,9 +722,22 @@ def plain_config(cfg: Any) -> Dict[str, Any]:
                           "it names") from None
 
 
+def _refuse_appended_keys(cfg: Dict[str, Any]) -> None:
+    """Hydra's ``+key=value`` appends a key the schema lacks (it opens the struct for it), so ``+gama=1/6`` would
+    train the default gamma under a record whose overrides say 1/6, and a sweep over it collapse into duplicates.
+    The groups with a schema of their own (train, model, data, mixer) refuse theirs where they are read."""
+    for prefix, node, schema in (("", cfg, ExperimentConfig), ("logger.", cfg.get("logger") or {}, LoggerConfig)):
+        known = {f.name for f in dataclasses.fields(schema)}
+        for key in sorted(set(node) - known) if isinstance(node, dict) else ():
+            hint = misplaced_key_hint(prefix + key)
+            raise ConfigError(f"{prefix}{key} is not a setting{f' of {prefix[:-1]}' if prefix else ''}"
+                              f"{f'; {hint}' if hint else ''}; known: {', '.join(sorted(known))}")
+
+
 def check(cfg: Dict[str, Any]) -> Dict[str, Any]:
     """Validate a composed config (plain dict) without torch and return the effective config with the depths
     the user or the variant gives (the budget is solved by ``resolve``). Raises ``ConfigError``."""
+    _refuse_appended_keys(cfg)
     model = _model(dict(cfg.get("model") or {}))
     table = spec.variant_kwargs(model.name)
     mixer_cfg = dict(cfg.get("mixer") or {})
