@@ -499,7 +499,10 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
             raise SystemExit(130) from None
         if callable(signal.getsignal(signum)):  # e.g. submitit's requeue handler: let it act now
             signal.raise_signal(signum)
-        raise SystemExit(0) from None
+        # a single run stopped for preemption has done what it could: 0, what a scheduler expects of a job that
+        # checkpointed. A sweep stopped midway has not run what it was asked: 128 + the signal, as a shell reports
+        # it, so that `run.py -m ... && python -m analysis.report ...` reports no partial sweep as if it were whole
+        raise SystemExit(0 if sweep_dir is None else 128 + int(signum)) from None
     except (ConfigError, RecordError) as e:
         end_early(FAILED, error=str(e))
         raise

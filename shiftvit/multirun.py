@@ -531,6 +531,7 @@ class SweepCallback(Callback):
         # the first job, so a launch refused there (mixer=shift,atn) would leave its grid as the sweep's plan
         self.previous_plan: Optional[bytes] = None
         self.one_seed = False  # the launch's grid sets no seed: one per arm, where a verdict needs two or more
+        self.expected: Optional[int] = None  # the jobs this launch runs (None: its sweeper does not say)
 
     def __getstate__(self) -> Dict[str, Any]:
         # parallel launchers (joblib, submitit) pickle Hydra's callbacks into each job: the monitor thread and
@@ -570,7 +571,7 @@ class SweepCallback(Callback):
             with read_write(config.hydra), open_dict(config.hydra):
                 config.hydra.sweeper.params = params
                 config.hydra.overrides.task = task
-        total = expected_jobs(task, params)
+        total = self.expected = expected_jobs(task, params)
         if self.live:
             self.monitor = SweepMonitor(sweep_dir, total, self.poll_s, launch_id=self.launch_id)
             self.monitor.start()
@@ -612,12 +613,13 @@ class SweepCallback(Callback):
                 counts = Counter(row["status"] for row in rows)
                 tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no jobs"
                 print(f"[sweep] wrote {path} ({tally})", flush=True)
-                if self.one_seed:  # the seed is part of the sweep's name: more seeds name this folder explicitly
+                # this launch's jobs: a job an earlier launch refused (a typo's folder) is not this launch's failure
+                launched = [row for row in rows if launched_by(sweep_dir / row["job"], self.launch_id)]
+                if self.one_seed and _needs_seeds(rows, launched, self.expected):  # the seed names the sweep: more
+                    # seeds name this folder
                     print(f"[sweep] {ONE_SEED_HINT.format(sweep_dir_override=sweep_dir_override(sweep_dir))}",
                           flush=True)
                 print(f"[sweep] {REPORT_HINT} {shlex.quote(str(sweep_dir))}", flush=True)  # the next command, last
-                # this launch's jobs: a job an earlier launch refused (a typo's folder) is not this launch's failure
-                launched = [row for row in rows if launched_by(sweep_dir / row["job"], self.launch_id)]
                 failed = [row["job"] for row in launched if row["status"] == FAILED or row["launch_error"]]
                 if failed:
                     print(f"[sweep] {len(failed)} of the {len(launched)} jobs of this launch failed: "
@@ -649,6 +651,16 @@ class SweepCallback(Callback):
                 plan.unlink()
         except OSError:  # the plan stays the refused launch's; the report may then name its jobs as not run
             pass
+
+
+def _needs_seeds(rows: List[Dict[str, Any]], launched: List[Dict[str, Any]], expected: Optional[int]) -> bool:
+    """Whether to say that one seed per arm gives no verdict: only once this launch's jobs all finished (after an
+    interruption, the next step is the same command again, which resumes), and only while the sweep's folder holds
+    one seed (seeds added earlier, then the first command run again, need nothing added)."""
+    if any(row["status"] not in FINISHED_STATUSES for row in launched) or \
+            (expected is not None and len(launched) < expected):
+        return False
+    return len({row.get("seed") for row in rows if row["status"] in FINISHED_STATUSES}) <= 1
 
 
 def _holds_only_launch_files(sweep_dir: Path) -> bool:

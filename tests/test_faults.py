@@ -27,7 +27,7 @@ from omegaconf import OmegaConf
 from shiftvit.app import run_experiment
 from shiftvit.config import ConfigError, config_hash, resolve
 from shiftvit.data import build_data
-from shiftvit.multirun import SWEEP_CSV, job_dirs, sweep_rows
+from shiftvit.multirun import REPORT_HINT, SWEEP_CSV, job_dirs, sweep_rows
 from shiftvit.records import (
     ARCHIVE_DIR,
     CHECKPOINT_FILE,
@@ -688,6 +688,24 @@ def test_sigint_in_a_single_run_checkpoints_and_says_one_line(tmp_path):
     summary = read_summary(run_dir)
     assert summary["status"] == "interrupted" and summary["interrupted_by"] == "SIGINT"
     assert (run_dir / CHECKPOINT_FILE).exists()
+
+
+def test_a_sweep_stopped_by_sigterm_exits_nonzero_and_gives_no_add_seeds_advice(tmp_path):
+    """A single run preempted by SIGTERM exits 0 (it checkpointed: what a scheduler expects); a sweep stopped by it
+    has not run what it was asked, so `run.py -m ... && python -m analysis.report ...` must not go on (128 + 15),
+    and its last lines must not advise adding seeds to jobs that never finished: rerunning resumes them."""
+    sweep = tmp_path / "sweep"
+    proc = popen_cli(["-m", "mixer=shift,pool", *small(num_train=512), f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    deadline = time.time() + 300
+    while not any(read_metrics(job) for job in sweep.glob("*/") if (job / METRICS_FILE).exists()):
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-3000:]
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
+    assert sum(line.startswith("interrupted by SIGTERM") for line in out.splitlines()) == 1, out[-3000:]
+    assert "a verdict needs two or more" not in out and "Traceback" not in out
+    assert out.strip().splitlines()[-1].startswith(f"[sweep] {REPORT_HINT}"), out[-3000:]
 
 
 # --- 6 (single runs) and 8. a busy directory, damaged files, unwritable places ---------------------------------

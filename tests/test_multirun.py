@@ -503,6 +503,8 @@ def test_a_one_seed_sweep_says_how_to_add_seeds_to_itself_and_they_reuse_its_job
     assert "a verdict needs two or more" not in again.stdout and list((tmp_path / "multirun").iterdir()) == [sweep]
     statuses = sorted((row["overrides"].split()[0], row["status"]) for row in _rows(sweep))
     assert statuses == [("mixer=shift", "completed"), ("seed=0", "duplicate"), ("seed=1", "completed")]
+    third = run_cli(args, cwd=tmp_path)  # the first command again: its folder holds two seeds now, none to add
+    assert third.returncode == 0 and "a verdict needs two or more" not in third.stdout, third.stdout[-3000:]
 
 
 def test_a_sweep_hydra_refuses_before_its_first_job_leaves_no_folder(tmp_path, one_job_sweep):
