@@ -350,8 +350,13 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
             text += f" Seeds that did not finish, in no fit: {unfinished}."
         sections += [("h2", f"Trend over {factor} (one-factor sweep)"), ("p", text)]
     elif table is None:
-        sections += [("h2", "Verdicts"), ("p", f"No comparison: {why}. The arms differ in more than one knob; "
-                                               "name a baseline arm with --baseline.")]
+        arms = list(dict.fromkeys(runs["arm"]))
+        if len(arms) < 2:
+            how = "one arm only, nothing to compare it with: a sweep over a knob (mixer=shift,attn) gives arms"
+        else:
+            shown = "; ".join(f"'{arm}'" for arm in arms[:6]) + (f"; and {len(arms) - 6} more" if len(arms) > 6 else "")
+            how = f"name the baseline arm with --baseline, one of: {shown}"
+        sections += [("h2", "Verdicts"), ("p", f"No comparison: {why}. To compare, {how}.")]
     return sections, pairs
 
 

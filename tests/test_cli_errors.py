@@ -105,7 +105,13 @@ def test_report_without_the_default_baseline_says_which_flag_names_one(tmp_path,
     assert report_main([str(sweep), "--out", str(tmp_path / "r")]) == 0
     text = (tmp_path / "r" / "report.md").read_text()
     assert "no arm matches the default baseline (mixer=attn)" in text and "--baseline" in text
-    assert "baseline=..." not in text
+    assert "To compare, name the baseline arm with --baseline, one of: 'mixer=shift gamma=1/12 lr=0.002'; " \
+        "'mixer=shift gamma=1/6 lr=0.001'" \
+        in text and "baseline=..." not in text
+    one = tmp_path / "one"  # one arm: no flag makes a comparison, and the report does not send the reader to one
+    write_arm(one, "a", [90.0, 91.0], mixer="shift")
+    assert report_main([str(one), "--out", str(tmp_path / "r1")]) == 0
+    assert "To compare, one arm only, nothing to compare it with" in (tmp_path / "r1" / "report.md").read_text()
     # asked for one arm's comparison, it is an error instead, naming the flag
     assert report_main([str(sweep), "--treatment", "gamma=1/6", "--out", str(tmp_path / "r2")]) == 2
     line = _one_error_line(capsys.readouterr().err)
