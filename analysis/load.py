@@ -101,7 +101,7 @@ def _matched(paths: Union[PathLike, Iterable[PathLike]]) -> List[Path]:
 
 
 def not_run(paths: Union[PathLike, Iterable[PathLike]], runs: pd.DataFrame) -> Tuple[Dict[str, int], List[str]]:
-    """The jobs that a sweep's latest launch planned (its ``multirun.yaml``) and that hold no record: queued, or
+    """The jobs that a sweep's launches planned (``multirun.saved_plans``) and that hold no record: queued, or
     never started because the sweep was cut off. Counted per arm where another seed of the arm has a run
     (the same overrides but for the seed), else named by their overrides: ({arm: count}, [overrides])."""
     runs_by_sweep: Dict[Path, List[Tuple[str, str]]] = {base.resolve(): [] for base in _matched(paths)}

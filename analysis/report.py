@@ -23,6 +23,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import pandas as pd
 
 from shiftvit.config import ConfigError, check_tolerance
+from shiftvit.multirun import PLANS_DIR
 from shiftvit.records import FAILED_STATUSES, PREDICTIONS_FILE, USED_STATUSES
 
 from .arms import ArmSpec, arms_matching, describe
@@ -112,9 +113,10 @@ def not_run_paragraph(unstarted: Dict[str, int], without_arm: List[str]) -> str:
     """The jobs a sweep planned and never ran, said before any number: a cut-off sweep's arms may rest on fewer
     seeds than its command asked for."""
     total = sum(unstarted.values()) + len(without_arm)
-    text = (f"Not run: {total} job{'s' if total != 1 else ''} that the sweep's latest launch planned (its "
-            "multirun.yaml) hold no record: still queued, or never started because the sweep was cut off. "
-            "Relaunching the same command runs them; until then each arm is compared on the seeds it has")
+    text = (f"Not run: {total} job{'s' if total != 1 else ''} that the sweep's launches planned (its "
+            f"multirun.yaml, and {PLANS_DIR}/ for the earlier launches) hold no record: still queued, or never "
+            "started because the sweep was cut off. Relaunching the command that planned them runs them (a plan "
+            f"given up: delete its file in {PLANS_DIR}/); until then each arm is compared on the seeds it has")
     if unstarted:
         text += f" (the '{NOT_RUN}' column: " + ", ".join(f"{arm} {n}" for arm, n in unstarted.items()) + ")"
     if without_arm:

@@ -60,6 +60,9 @@ SWEEP_CSV = "sweep.csv"
 SWEEPS_DIR = "multirun"  # where conf/config.yaml's hydra.sweep.dir puts sweeps, below the working directory
 SWEEP_LOCK_FILE = ".sweep.lock"
 MULTIRUN_FILE = "multirun.yaml"  # Hydra's: the sweep's config and overrides, written at its launch
+# the earlier launches' multirun.yaml, one file each (Hydra rewrites it at every launch): a launch into the folder
+# of a cut-off sweep must not make the first launch's unrun jobs vanish from sweep.csv and the report
+PLANS_DIR = ".plans"
 # one line: why the latest launch of a job did not run it (a config error, another config's record ...);
 # beside the record, not in it, so that a refused launch changes nothing the record says
 LAUNCH_ERROR_FILE = ".launch_error"
@@ -358,12 +361,32 @@ def expected_jobs(task_overrides: List[str], sweeper_params: Optional[Dict[str, 
     return None if jobs is None else len(jobs)
 
 
-def saved_sweep(sweep_dir: Path) -> Optional[DictConfig]:
-    """The ``hydra`` node of the sweep's ``multirun.yaml`` (its latest launch's config and overrides), or None."""
+def saved_sweep(sweep_dir: Path, plan: Optional[Path] = None) -> Optional[DictConfig]:
+    """The ``hydra`` node of the sweep's ``multirun.yaml`` (its latest launch's config and overrides), or of an
+    earlier launch's ``plan`` (``saved_plans``), or None."""
     try:
-        return OmegaConf.load(Path(sweep_dir) / MULTIRUN_FILE).hydra
+        return OmegaConf.load(plan or Path(sweep_dir) / MULTIRUN_FILE).hydra
     except Exception:
         return None
+
+
+def saved_plans(sweep_dir: Path) -> List[Path]:
+    """The multirun.yaml of every launch that started a job in the sweep: the latest, then the earlier ones kept
+    in ``PLANS_DIR``, newest first."""
+    kept = sorted(Path(sweep_dir).glob(f"{PLANS_DIR}/*.yaml"), key=lambda p: p.stat().st_mtime, reverse=True)
+    latest = Path(sweep_dir) / MULTIRUN_FILE
+    return [latest, *kept] if latest.is_file() else kept
+
+
+def keep_plan(sweep_dir: Path, plan: bytes) -> None:
+    """Keep an earlier launch's multirun.yaml (``PLANS_DIR``, named by its content: the same plan once)."""
+    path = Path(sweep_dir) / PLANS_DIR / f"{hashlib.sha256(plan).hexdigest()[:16]}.yaml"
+    try:
+        if not path.exists():
+            path.parent.mkdir(exist_ok=True)
+            atomic_write_bytes(path, plan)
+    except OSError:  # unkept, its unrun jobs go uncounted once the next launch has rewritten multirun.yaml
+        pass
 
 
 def _saved_grid(saved: DictConfig) -> Optional[List[List[str]]]:
@@ -384,29 +407,36 @@ def saved_sweep_size(sweep_dir: Path) -> Optional[int]:
 
 
 def unstarted_jobs(sweep_dir: Path) -> List[Tuple[str, List[str]]]:
-    """(directory name, overrides) of every job of the sweep's latest launch whose folder holds no record: queued,
-    or never started because the sweep was cut off (a deadline, Ctrl-C, a cluster's time limit). Known only for
-    the basic sweeper's grid in folders named as ``conf/config.yaml`` names them (``JOB_SUBDIR``); else none."""
+    """(directory name, overrides) of every job that a launch of the sweep planned (``saved_plans``) and whose
+    folder holds no record: queued, or never started because the sweep was cut off (a deadline, Ctrl-C, a cluster's
+    time limit) and not launched since. Known only for the basic sweeper's grid in folders named as
+    ``conf/config.yaml`` names them (``JOB_SUBDIR``); else none."""
+    named: Dict[str, List[str]] = {}
+    for plan in saved_plans(sweep_dir):
+        for name, job in _named_jobs(saved_sweep(sweep_dir, plan)):
+            named.setdefault(name, job)
+    return [(name, job) for name, job in named.items()
+            if not any((Path(sweep_dir) / name / f).exists() for f in (SUMMARY_FILE, LAUNCH_ERROR_FILE))]
+
+
+def _named_jobs(saved: Optional[DictConfig]) -> List[Tuple[str, List[str]]]:
+    """(directory name, overrides) of every job of a saved launch's grid, in its order."""
     # Hydra's own function for hydra.job.override_dirname (internal, stable within hydra-core 1.3, as pinned): the
     # folder names come out as the launch made them, not as a copy of its rules would
     from hydra._internal.config_loader_impl import get_overrides_dirname
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    saved = saved_sweep(sweep_dir)
     try:
         if saved is None or saved.sweeper.get("_target_") != BASIC_SWEEPER or \
                 OmegaConf.to_container(saved.sweep, resolve=False).get("subdir") != JOB_SUBDIR:
             return []
         naming = saved.job.config.override_dirname
         exclude, item_sep, kv_sep = list(naming.exclude_keys), naming.item_sep, naming.kv_sep
-        jobs = _saved_grid(saved)
         parser = OverridesParser.create()
-        named = [(job_dir_name(get_overrides_dirname(parser.parse_overrides(job), exclude, item_sep, kv_sep)), job)
-                 for job in jobs or []]
+        return [(job_dir_name(get_overrides_dirname(parser.parse_overrides(job), exclude, item_sep, kv_sep)), job)
+                for job in _saved_grid(saved) or []]
     except Exception:  # a multirun.yaml of another Hydra, or edited by hand: nothing can be said of its grid
         return []
-    return [(name, job) for name, job in named
-            if not any((Path(sweep_dir) / name / f).exists() for f in (SUMMARY_FILE, LAUNCH_ERROR_FILE))]
 
 
 def arm_key(overrides: List[str], exclude: Tuple[str, ...] = ()) -> frozenset:
@@ -561,6 +591,8 @@ class SweepCallback(Callback):
             self.previous_plan = (sweep_dir / MULTIRUN_FILE).read_bytes()
         except OSError:
             self.previous_plan = None
+        if self.previous_plan is not None:  # Hydra is about to rewrite it: the earlier launch's unrun jobs stay known
+            keep_plan(sweep_dir, self.previous_plan)
         overridden = any(o.startswith("hydra.sweep.dir=") for o in as_written(config.hydra.overrides.hydra))
         self.default_dir_under = None if overridden else config.hydra.runtime.cwd
         # unique across launchers of one sweep over time and across machines sharing the file system

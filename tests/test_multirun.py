@@ -476,6 +476,13 @@ def test_a_sweep_cut_off_before_its_last_seed_counts_the_jobs_it_never_ran(tmp_p
         assert [sorted(job.split()) for job in named.rstrip(".").replace("`", "").split("; ")] == [
             sorted(["seed=0", "model=shiftvit_nano", "mixer=identity", "train.epochs=1", "logger=none"]),
             sorted(["seed=1", "model=shiftvit_nano", "mixer=identity", "train.epochs=1", "logger=none"])]
+    # another launch into the folder (Hydra rewrites multirun.yaml): the first launch's unrun jobs stay counted
+    other = run_cli(["-m", "model=shiftvit_nano", "mixer=shift", "seed=0", "train.epochs=1", "logger=none",
+                     f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert other.returncode == 0, other.stderr[-3000:]
+    md, _ = build([sweep], tmp_path / "report")
+    assert text.split("Not run: ", 1)[1][:8] == md.read_text().split("Not run: ", 1)[1][:8]
+    assert sum(r["status"] == "queued" for r in _rows(sweep)) == sum(r["status"] == "queued" for r in rows.values())
     # the same command again runs only what is missing
     again = run_cli(args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
