@@ -49,6 +49,17 @@ def column_name(key: str) -> str:
     return COLUMN_NAMES.get(key, key)
 
 
+# the training recipe and the data's treatment: two arms that differ in these and in something else (a mixer) are
+# compared on both at once
+RECIPE_PREFIXES = ("train.", "data.")
+
+
+def is_recipe_column(column: str) -> bool:
+    """Whether an arm column (``column_name``'s: ``epochs``, ``train.opt``) is a setting of the recipe."""
+    key = next((k for k, name in COLUMN_NAMES.items() if name == column), column)
+    return key.startswith(RECIPE_PREFIXES)
+
+
 def _text(value: Any) -> str:
     return "null" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
 

@@ -168,6 +168,8 @@ def verdict_table(table: pd.DataFrame) -> pd.DataFrame:
                              for t, nt, b, nb, p in zip(table["diverged_treatment"], table["trained_treatment"],
                                     table["diverged_baseline"], table["trained_baseline"], table["diverged_p"])],
             f"p {DIVERGED_SEEDS}, Fisher ({CORRECTED})": [p_text(p) for p in table["diverged_p_adj"]]})
+    if table["recipe_differs"].astype(bool).any():
+        columns["recipe differs"] = table["recipe_differs"]
     return pd.DataFrame({**columns, "budget": table["budget"], "verdict": table["verdict"]})
 
 

@@ -50,7 +50,7 @@ from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttost_ind, 
 from shiftvit.config import DEFAULT_TOLERANCE, MATCH_PARAMS, check_tolerance
 from shiftvit.records import DIVERGED, FAILED_STATUSES, PREDICTIONS_FILE, USED_STATUSES, read_predictions
 
-from .arms import DISPLAY, ArmSpec, arms_matching, column_name, describe, select_arm
+from .arms import DISPLAY, ArmSpec, arms_matching, column_name, describe, is_recipe_column, select_arm
 from .headroom import CEILING, Testbed, ceiling_reason, count_beating_raw, testbeds_of
 
 DEFAULT_MARGIN = 1.0
@@ -73,6 +73,7 @@ ADD_SEEDS = "add seeds to the sweep (seed=0,1,2)"  # the way out of too few seed
 NO_HEADROOM = "testbed cannot separate the arms"
 INCONCLUSIVE = "inconclusive"
 NOT_MATCHED = "not budget-matched"
+OTHER_RECIPE = "the arms also differ in their recipe"  # a mixer compared at other epochs, lr, augmentation ...
 UNFINISHED = "seeds that did not finish, in no test of the means"  # a verdict's condition when either arm has some
 DIVERGES_MORE = "diverges more often"  # a verdict's claim when Fisher's test of the arms' divergence counts holds
 DEFAULT_BASELINE = {"mixer": "attn"}
@@ -264,6 +265,7 @@ class Comparison:
     beats_raw_p_adj: float = math.nan
     budget: str = ""
     budget_matched: Optional[bool] = None
+    recipe_differs: str = ""  # recipe_difference: ``epochs 3 vs 1`` where the arms differ in more than the recipe
     ceiling: str = ""
     # the seeds of either arm that diverged, failed or were interrupted (``unfinished_text``): the tests read the
     # finished seeds only, so a claim holds of those
@@ -759,7 +761,8 @@ def verdict_text(c: Comparison, names: Tuple[str, str] = ("treatment", "baseline
     """What the comparison can claim: the outcome, unless the budget or the testbed forbids the claim, with the
     seeds that did not finish where there are any (the tests of the means read finished seeds only) and, where
     either arm diverged, what Fisher's test of the divergence counts finds."""
-    unfinished = _unfinished_clause(c, names)
+    unfinished = _unfinished_clause(c, names) + (f"; {OTHER_RECIPE} ({c.recipe_differs}): the difference is "
+                                                  "theirs together" if c.recipe_differs else "")
     if c.outcome.startswith(INSUFFICIENT):  # with why, and the way out
         return c.outcome + (f"; {NOT_MATCHED} ({c.budget})" if c.budget_matched is False else "") + unfinished
     if c.budget_matched is False:
@@ -850,9 +853,26 @@ def budget_difference(runs: pd.DataFrame, treatment: str, baseline: str, toleran
 
 
 def _differing_keys(runs: pd.DataFrame, a: str, b: str) -> int:
+    return len(_differing_columns(runs, a, b))
+
+
+def _differing_columns(runs: pd.DataFrame, a: str, b: str) -> List[str]:
     columns = [c for c in runs.attrs.get("arm_columns", []) if c in runs]
     ra, rb = runs[runs["arm"] == a].iloc[0], runs[runs["arm"] == b].iloc[0]
-    return sum(str(ra[c]) != str(rb[c]) for c in columns)
+    return [c for c in columns if str(ra[c]) != str(rb[c])]
+
+
+def recipe_difference(runs: pd.DataFrame, treatment: str, baseline: str) -> str:
+    """``epochs 3 vs 1``: the recipe settings two arms differ in where they differ in something else too (a mixer
+    at other epochs), else "". The budget matches a forward pass; a difference measured across recipes is the
+    mixer's and the recipe's together. Arms that differ in the recipe alone (a training-scheme ablation) compare
+    recipes, which is their question."""
+    differing = _differing_columns(runs, treatment, baseline)
+    recipe = [c for c in differing if is_recipe_column(c)]
+    if not recipe or len(recipe) == len(differing):
+        return ""
+    rt, rb = runs[runs["arm"] == treatment].iloc[0], runs[runs["arm"] == baseline].iloc[0]
+    return ", ".join(f"{c} {rt[c]} vs {rb[c]}" for c in recipe)
 
 
 def pair_arms(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: Optional[ArmSpec] = None
@@ -922,6 +942,7 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
     beds = [_testbed(runs, t_arm, b_arm, testbeds) for t_arm, b_arm in pairs]
     for c, (t_arm, b_arm), bed in zip(comparisons, pairs, beds):
         c.budget, c.budget_matched = budget_difference(runs, t_arm, b_arm, tolerance)
+        c.recipe_differs = recipe_difference(runs, t_arm, b_arm)
         c.ceiling = _ceiling(runs, t_arm, b_arm, metric, margin, bed) or ""
     if metric == DEFAULT_METRIC:  # the predictions are the final model's, and the raw pixels score top-1
         tested_ids = {id(c) for c in tested}

@@ -1153,3 +1153,23 @@ def test_seeds_that_learn_or_stay_at_chance_are_counted_against_the_raw_pixels(t
     unpaired, paired = (verdicts(load_runs(tmp_path, warn=False), pair_by=by).iloc[0] for by in (None, "seed"))
     assert (unpaired["beats_raw_treatment"], unpaired["n_treatment"]) == (6, 7)
     assert (paired["beats_raw_treatment"], paired["beats_raw_baseline"], paired["n_treatment"]) == (5, 0, 6)
+
+
+def test_a_comparison_across_recipes_says_so_and_a_recipe_ablation_does_not(tmp_path):
+    """A mixer compared with a baseline trained for other epochs: matched per-image MACs do not make it a mixer
+    comparison, so the verdict and the report name the recipe difference; arms that differ in the recipe alone
+    (a training-scheme ablation) compare recipes, their question, and are not flagged."""
+    sweep = tmp_path / "sweep"
+    write_arm(sweep, "shift3", [90.0, 91.0, 92.0], mixer="shift", epochs=3)
+    write_arm(sweep, "identity1", [80.5, 81.5, 80.0], mixer="identity", epochs=1)
+    write_arm(sweep, "identity3", [90.5, 91.5, 89.0], mixer="identity", epochs=3)
+    table = verdicts(load_runs(sweep, warn=False), baseline="mixer=identity epochs=1").set_index("treatment")
+    across = table.loc["mixer=shift epochs=3"]
+    assert across["recipe_differs"] == "epochs 3 vs 1" and across["budget_matched"]
+    assert across["verdict"].endswith("; the arms also differ in their recipe (epochs 3 vs 1): the difference is "
+                                      "theirs together")
+    assert table.loc["mixer=identity epochs=3", "recipe_differs"] == ""
+    assert "recipe" not in table.loc["mixer=identity epochs=3", "verdict"]
+    assert report_main([str(sweep), "--baseline", "mixer=identity epochs=1", "--out", str(tmp_path / "r")]) == 0
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "| recipe differs |" in text and "| epochs 3 vs 1 |" in text
