@@ -297,7 +297,10 @@ class Trainer:
                 f"trained {self.start_epoch}: continuing would record a run without all its epochs; "
                 "train.resume=fresh archives the record and starts over")
         if self.dist.is_main:  # every rank resumes from the same checkpoint: one line
-            log.info("resumed from %s at epoch %d batch %d", self.checkpoint_path, self.start_epoch, self.start_batch)
+            # epochs numbered from 1, as every other line prints them (the checkpoint counts those done)
+            where = (f"in epoch {self.start_epoch + 1}, after its batch {self.start_batch}" if self.start_batch else
+                     f"after epoch {self.start_epoch}")
+            log.info("resumed from %s %s", self.checkpoint_path, where)
         return True
 
     # --- loops ----------------------------------------------------------------------------------------------

@@ -212,6 +212,10 @@ def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(uninterrupted):
     assert (state["epoch"], state["batch"]) > (1, 0) or state["epoch"] >= 2
     resumed = run_cli(args, cwd=base)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # numbered as every other line numbers epochs, from 1
+    where = (f"in epoch {state['epoch'] + 1}, after its batch {state['batch']}" if state["batch"] else
+             f"after epoch {state['epoch']}")
+    assert f"resumed from {run_dir / 'checkpoint.pt'} {where}" in resumed.stdout + resumed.stderr
     assert _metrics_only(read_metrics(run_dir)) == _metrics_only(read_metrics(reference))
     assert read_summary(run_dir)["status"] == "completed"
 
