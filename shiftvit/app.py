@@ -134,7 +134,7 @@ def _take_over(run_dir: Path, effective: Dict[str, Any], digest: str) -> Dict[st
     if not held:
         return {}
     if effective["train"].get("resume", TrainSettings.resume) == RESUME_FRESH:
-        log.info("train.resume=fresh: archived the previous record to %s", archive_record(run_dir))
+        log.info("train.resume=fresh: archived the previous record to %s", archive_record(run_dir, _job_log(run_dir)))
         return {}
     config_path = run_dir / CONFIG_FILE
     try:
@@ -540,6 +540,16 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
                  "" if best is None else f" (best {best:.2f} after epoch {best_epoch})",
                  summary["wall_s"], run_dir / SUMMARY_FILE)
     return summary
+
+
+def _job_log(run_dir: Path) -> List[Path]:
+    """Hydra's log of this job in ``run_dir`` (``<job name>.log``), where it keeps one; none outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    path = Path(run_dir) / f"{HydraConfig.get().job.name}.log"
+    return [path] if path.is_file() else []
 
 
 def _interrupted_message(by: str, run_dir: Path, sweep_dir: Optional[Path]) -> str:

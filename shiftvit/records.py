@@ -25,6 +25,7 @@ import io
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import tempfile
@@ -331,13 +332,18 @@ def remove_empty_parents(path: Path, launch_dir: Path) -> None:
         parent = parent.parent
 
 
-def archive_record(run_dir: Path) -> Path:
+def archive_record(run_dir: Path, logs: Sequence[Path] = ()) -> Path:
     """Move a run's record into ``.archive/<time>/`` (train.resume=fresh): kept, but never read as a run.
+    ``logs`` (Hydra's job log, which this process holds open to append to) are copied there, then emptied: a move
+    would leave the open handle writing the new run's lines into the archive.
 
     config.yaml moves last, so a kill in the middle leaves a directory that still names its config."""
     run_dir = Path(run_dir)
     dest = run_dir / ARCHIVE_DIR / _dt.datetime.now().strftime("%Y%m%dT%H%M%S%f")
     dest.mkdir(parents=True)
+    for log in logs:
+        shutil.copy2(log, dest / log.name)
+        os.truncate(log, 0)  # opened to append: the next line lands at the start
     for name in (WANDB_DIR, *RECORD_FILES):
         if (run_dir / name).exists():
             os.replace(run_dir / name, dest / name)

@@ -752,3 +752,23 @@ def test_image_by_image_augmentation_is_the_same_with_any_workers_and_after_a_ki
     resumed = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=cli_env())
     assert resumed.returncode == 0 and "resumed from" in resumed.stdout + resumed.stderr, resumed.stderr[-3000:]
     assert [{k: r[k] for k in same} for r in read_metrics(killed_dir)] == records[0]
+
+
+def test_fresh_archives_hydras_job_log_with_the_record(tmp_path):
+    """train.resume=fresh moves the old record to .archive/<time>/, and Hydra's job log (run.log) goes with it:
+    copied, then emptied in place, since the new attempt already holds it open to append (a move would leave that
+    handle writing the new run's lines into the archive)."""
+    run_dir = tmp_path / "run"
+    args = ["model=shiftvit_nano", "match=none", "train.warmup_epochs=0", "data.train_fraction=0.25", "logger=none",
+            f"hydra.run.dir={run_dir}"]
+    first = run_cli([*args, "train.epochs=1"], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    old_log = (run_dir / "run.log").read_text()
+    assert "epoch 1/1" in old_log
+    fresh = run_cli([*args, "train.epochs=2", "train.resume=fresh"], cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    [archived] = (run_dir / ".archive").iterdir()
+    assert (archived / "run.log").read_text().startswith(old_log)
+    assert {"summary.json", "config.yaml", "metrics.jsonl"} <= {p.name for p in archived.iterdir()}
+    new_log = (run_dir / "run.log").read_text()
+    assert "epoch 1/1" not in new_log and "epoch 2/2" in new_log and "completed" in new_log
