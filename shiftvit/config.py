@@ -226,7 +226,8 @@ class TrainSettings:
             warmup_epochs=round(self.warmup_epochs * fraction)).check()
 
 
-# settings that change how fast a run goes or where it reports, never its numbers: left out of the config hash
+# settings that change how fast a run goes or where it reports, not what it computes (a thread count can reorder float
+# sums: the last digits of a loss): left out of the config hash
 SPEED_ONLY_TRAIN_KEYS = ("progress", "num_workers", "threads", "device", "eval_every", "malloc", "resume",
                          "data_on_device", "compile_mode", "compile_scope")
 
