@@ -298,7 +298,8 @@ def compare(treatment: pd.Series, baseline: pd.Series, margin: float = DEFAULT_M
         d = (t.to_numpy() - b.to_numpy())
         if len(d) < 2 or _no_spread(d):
             result.outcome = f"{INSUFFICIENT} ({len(d)} complete pairs, " + (
-                "no variance)" if len(d) >= 2 else f"a paired test needs 2 or more: {ADD_SEEDS} in both arms)")
+                f"no variance: {ADD_SEEDS}, whose spread the test needs)" if len(d) >= 2 else
+                f"a paired test needs 2 or more: {ADD_SEEDS} in both arms)")
             return result
         result.ci_low, result.ci_high = DescrStatsW(d).tconfint_mean(alpha=ALPHA)
         result.p_equivalence = float(ttost_paired(t.to_numpy(), b.to_numpy(), -margin, margin)[0])
@@ -310,7 +311,9 @@ def compare(treatment: pd.Series, baseline: pd.Series, margin: float = DEFAULT_M
                              f"arm: {ADD_SEEDS})"
             return result
         if _no_spread(t.to_numpy()) and _no_spread(b.to_numpy()):
-            result.outcome = f"{INSUFFICIENT} (no variance within either arm)"
+            result.outcome = f"{INSUFFICIENT} (no variance within either arm: each arm's seeds scored alike, which " \
+                             f"leaves a seed test nothing to weigh a difference against; {ADD_SEEDS}, whose spread " \
+                             "it needs)"
             return result
         result.ci_low, result.ci_high = CompareMeans(DescrStatsW(t.to_numpy()), DescrStatsW(b.to_numpy())) \
             .tconfint_diff(alpha=ALPHA, usevar="unequal")

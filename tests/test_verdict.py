@@ -130,6 +130,7 @@ def test_degenerate_inputs_are_insufficient_never_equivalent(tmp_path, shift, at
     row = verdicts(load_runs(tmp_path, warn=False), pair_by=pair_by).iloc[0]
     assert row["verdict"] == row["outcome"] and row["verdict"].startswith(INSUFFICIENT) and \
         math.isnan(row["p_equivalence"])
+    assert "add seeds to the sweep (seed=0,1,2)" in row["verdict"]  # each case names its way out
 
 
 def test_differences_equal_but_for_float_rounding_have_no_variance(tmp_path):
@@ -139,7 +140,8 @@ def test_differences_equal_but_for_float_rounding_have_no_variance(tmp_path):
     write_arm(tmp_path, "shift", [(k + 1) * image for k in (340, 345, 350)])
     write_arm(tmp_path, "attn", [k * image for k in (340, 345, 350)], mixer="attn")
     row = verdicts(load_runs(tmp_path, warn=False), pair_by="seed").iloc[0]
-    assert row["verdict"] == row["outcome"] == f"{INSUFFICIENT} (3 complete pairs, no variance)"
+    assert row["verdict"] == row["outcome"] == f"{INSUFFICIENT} (3 complete pairs, no variance: add seeds to the " \
+        "sweep (seed=0,1,2), whose spread the test needs)"
 
 
 @pytest.mark.parametrize("pair_by", [None, "seed"])
