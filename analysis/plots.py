@@ -207,7 +207,9 @@ def figure_tradeoff(runs: pd.DataFrame, x: str, testbeds: Optional[Dict[str, Tes
     scale = AXIS_SCALE.get(x, 1.0)
     used["_x"] = pd.to_numeric(used[x], errors="coerce") * scale
     used["_y"] = pd.to_numeric(used[metric], errors="coerce")
-    means = used.groupby("arm", sort=False)[["_x", "_y"]].mean().dropna()
+    # a seed run twice in an arm is one replicate, as in the tables and tests: its runs averaged first
+    means = used.groupby(["arm", "seed"], sort=False, dropna=False)[["_x", "_y"]].mean() \
+        .groupby(level="arm", sort=False).mean().dropna()
     styles = _arm_styles(runs)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -240,13 +242,17 @@ def figure_curves(curves: pd.DataFrame, runs: pd.DataFrame, metric: str = DEFAUL
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(6, 3.8))
         drew_band = False
+        seed_of = runs.set_index("run_dir")["seed"]
         for arm, group in data.groupby("arm", sort=False):
-            # epochs that were not evaluated (train.eval_every > 1) hold no value: a line through NaNs draws nothing
-            stats = group.groupby("epoch")["value"].agg(["mean", "min", "max", "count"]).dropna(subset=["mean"])
+            # a seed run twice in an arm is one replicate, as in the tables and tests: its runs averaged first.
+            # Epochs that were not evaluated (train.eval_every > 1) hold no value: a line through NaNs draws nothing
+            per_seed = group.assign(_seed=group["run_dir"].map(seed_of)).groupby(["_seed", "epoch"], dropna=False)[
+                "value"].mean().reset_index()
+            stats = per_seed.groupby("epoch")["value"].agg(["mean", "min", "max", "count"]).dropna(subset=["mean"])
             epochs = stats.index.to_numpy()
             ax.plot(epochs, stats["mean"], color=styles[arm]["color"], ls=styles[arm]["ls"],
                     marker=styles[arm]["marker"] if len(epochs) < 3 else None, label=arm)
-            if group["run_dir"].nunique() >= 2:
+            if per_seed["_seed"].nunique(dropna=False) >= 2:
                 ax.fill_between(epochs, stats["min"], stats["max"], color=styles[arm]["color"], alpha=0.15, lw=0,
                                 label=None if drew_band else "min–max over seeds")
                 drew_band = True

@@ -164,6 +164,16 @@ def test_a_seed_run_twice_in_one_arm_is_one_replicate(tmp_path, pair_by):
     assert summary["mean"] == pytest.approx(np.mean(shift)) and summary["failures"] == ""
     shown = arms_table(runs, "val_top1", {"mixer=shift": "mixer=attn"}, None).set_index("arm")
     assert shown.loc["mixer=shift", "finished"] == "3 of 3 (4 runs)" and shown.loc["mixer=attn", "finished"] == "3 of 3"
+    # the figures too: the arm's mean in the trade-off plot and its curve are over seeds, not runs
+    from analysis import load_curves
+    from analysis.plots import figure_curves, figure_tradeoff
+
+    tradeoff = figure_tradeoff(runs, "macs")
+    [point] = [c for c in tradeoff.axes[0].collections if c.get_label() == "mixer=shift"]
+    curve = next(line for line in figure_curves(load_curves([tmp_path / "A", tmp_path / "B"], warn=False, runs=runs),
+                                                runs).axes[0].lines if line.get_label() == "mixer=shift")
+    assert point.get_offsets()[0][1] == pytest.approx(np.mean(shift)) == curve.get_ydata()[0]
+    plt.close("all")
 
 
 def test_a_seed_that_diverged_once_and_finished_once_is_a_finished_seed(tmp_path):
