@@ -56,6 +56,7 @@ SUMMARY_COLUMNS = ("status", *RESULT_KEYS, "config_hash", "git_commit", "git_dir
 # the code every attempt that trained the run ran (records.trained_code), and the machines (records.trained_machines),
 # each joined: two or more when it was resumed under other code, or on another machine
 CODE_COLUMN, MACHINE_COLUMN, ATTEMPTS_SEPARATOR = "code", "machine", " + "
+DUPLICATE_OF = "duplicate of"  # how a skipped duplicate's reason starts
 UNREADABLE_REASON = "unreadable_reason"  # why an ``unreadable`` record's summary could not be read (else absent)
 METRICS = ("val_top1", "val_top5", "best_val_top1", "ema_val_top1")
 
@@ -173,7 +174,7 @@ def record_row(config: Dict[str, Any], summary: Dict[str, Any], status: str, whe
     if status == RUNNING:
         return None, None, "status 'running' (still running)"
     if status == DUPLICATE:
-        return None, None, f"duplicate of {summary.get('duplicate_of')} (the same run twice)"
+        return None, None, f"{DUPLICATE_OF} {summary.get('duplicate_of')} (the same run twice)"
     if status not in LOADED_STATUSES:
         return None, None, f"status {status!r} (cut off before it recorded a result)"
     try:
@@ -258,17 +259,24 @@ def load_runs(paths: Union[PathLike, Iterable[PathLike]], include: Tuple[str, ..
 def _run_table(sources: Iterable[Tuple[str, Optional[Dict[str, Any]], Optional[Dict[str, Any]], Optional[str]]],
                include: Tuple[str, ...], warn: bool, testbeds: bool) -> pd.DataFrame:
     """The run table from (where, row, flat config, why) per run, whichever store the runs came from."""
-    rows, configs, skipped = [], [], []
+    rows, configs, skipped, duplicates = [], [], [], []
     for where, row, config, why in sources:
         if row is not None and row["status"] not in include:
             row, why = None, f"status {row['status']!r}"
         if row is None:
             skipped.append((where, why))
-            if warn:
+            if why.startswith(DUPLICATE_OF):  # expected where seeds were added to a sweep: one warning for them all
+                duplicates.append((where, why))
+            elif warn:
                 warnings.warn(f"skipped {where}: {why}", SkippedRun, stacklevel=3)
             continue
         rows.append(row)
         configs.append(config)
+    if duplicates and warn:
+        where, why = duplicates[0]
+        warnings.warn(f"skipped {where}: {why}" if len(duplicates) == 1 else
+                      f"skipped {len(duplicates)} duplicate records, each the same config and seed as another record "
+                      f"(df.attrs['skipped'] names them), e.g. {where}: {why}", SkippedRun, stacklevel=3)
     rows, configs = _drop_superseded(rows, configs, skipped, warn)
     _apart_by_data(rows, configs)
     arm_columns = assign_arms(rows, configs) if rows else []

@@ -52,6 +52,29 @@ def test_load_runs_matches_the_records(sweep):
     assert runs.loc[runs["mixer"] == "attn", "gamma"].isna().all()
 
 
+def test_duplicates_are_one_warning_and_each_listed(tmp_path):
+    """Seeds added to a one-seed sweep leave a duplicate per seed-0 job (its folder named with seed=0): listed in
+    df.attrs['skipped'] one by one, but one warning for them all, not one per job at every load."""
+    import warnings
+
+    from analysis_records import write_run
+
+    sweep = tmp_path / "sweep"
+    for seed in range(3):
+        write_run(sweep, f"job{seed}", seed=seed)
+        duplicate = write_run(sweep, f"job{seed},seed={seed}", seed=seed)
+        summary = json.loads((duplicate / "summary.json").read_text())
+        (duplicate / "summary.json").write_text(json.dumps({**summary, "status": "duplicate",
+                                                            "duplicate_of": str(sweep / f"job{seed}")}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runs = load_runs(sweep)
+    [warning] = [str(w.message) for w in caught if issubclass(w.category, SkippedRun)]
+    assert warning.startswith("skipped 3 duplicate records, each the same config and seed as another record")
+    assert len(runs) == 3 and sorted(why for _, why in runs.attrs["skipped"]) == [
+        f"duplicate of {sweep / f'job{seed}'} (the same run twice)" for seed in range(3)]
+
+
 def test_load_curves_long_format(sweep):
     curves = load_curves(sweep, warn=False)
     top1 = curves[curves["metric"] == "val_top1"]
