@@ -12,6 +12,7 @@ sees jobs running in other processes or on other machines sharing the file syste
 from __future__ import annotations
 
 import atexit
+import contextlib
 import csv
 import hashlib
 import io
@@ -378,15 +379,18 @@ def saved_plans(sweep_dir: Path) -> List[Path]:
     return [latest, *kept] if latest.is_file() else kept
 
 
-def keep_plan(sweep_dir: Path, plan: bytes) -> None:
-    """Keep an earlier launch's multirun.yaml (``PLANS_DIR``, named by its content: the same plan once)."""
+def keep_plan(sweep_dir: Path, plan: bytes) -> Optional[Path]:
+    """Keep an earlier launch's multirun.yaml (``PLANS_DIR``, named by its content: the same plan once); returns
+    the file when this call wrote it."""
     path = Path(sweep_dir) / PLANS_DIR / f"{hashlib.sha256(plan).hexdigest()[:16]}.yaml"
     try:
         if not path.exists():
             path.parent.mkdir(exist_ok=True)
             atomic_write_bytes(path, plan)
+            return path
     except OSError:  # unkept, its unrun jobs go uncounted once the next launch has rewritten multirun.yaml
         pass
+    return None
 
 
 def _saved_grid(saved: DictConfig) -> Optional[List[List[str]]]:
@@ -560,13 +564,15 @@ class SweepCallback(Callback):
         # the sweep's multirun.yaml before this launch (None: there was none): Hydra rewrites it before composing
         # the first job, so a launch refused there (mixer=shift,atn) would leave its grid as the sweep's plan
         self.previous_plan: Optional[bytes] = None
+        self.kept_plan: Optional[Path] = None  # the copy of it this launch kept (PLANS_DIR), if it wrote one
         self.one_seed = False  # the launch's grid sets no seed: one per arm, where a verdict needs two or more
         self.expected: Optional[int] = None  # the jobs this launch runs (None: its sweeper does not say)
 
     def __getstate__(self) -> Dict[str, Any]:
         # parallel launchers (joblib, submitit) pickle Hydra's callbacks into each job: the monitor thread and
         # the sweep lock belong to the launching process only
-        return {**self.__dict__, "monitor": None, "lock": None, "sweep_dir": None, "previous_plan": None}
+        return {**self.__dict__, "monitor": None, "lock": None, "sweep_dir": None, "previous_plan": None,
+                "kept_plan": None}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         task, params = as_written(config.hydra.overrides.task), as_written(config.hydra.sweeper.get("params"))
@@ -592,7 +598,7 @@ class SweepCallback(Callback):
         except OSError:
             self.previous_plan = None
         if self.previous_plan is not None:  # Hydra is about to rewrite it: the earlier launch's unrun jobs stay known
-            keep_plan(sweep_dir, self.previous_plan)
+            self.kept_plan = keep_plan(sweep_dir, self.previous_plan)
         overridden = any(o.startswith("hydra.sweep.dir=") for o in as_written(config.hydra.overrides.hydra))
         self.default_dir_under = None if overridden else config.hydra.runtime.cwd
         # unique across launchers of one sweep over time and across machines sharing the file system
@@ -677,6 +683,10 @@ class SweepCallback(Callback):
             return
         plan = sweep_dir / MULTIRUN_FILE
         try:
+            if self.kept_plan is not None:  # the plan stays multirun.yaml: its copy would be this launch's only trace
+                self.kept_plan.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    self.kept_plan.parent.rmdir()  # only when empty
             if self.previous_plan is not None:
                 atomic_write_bytes(plan, self.previous_plan)
             elif plan.exists() and job_dirs(sweep_dir):  # a folder of jobs from before multirun.yaml was kept
