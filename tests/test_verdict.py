@@ -361,7 +361,9 @@ def test_the_seeds_advice_holds_at_the_corrected_level(tmp_path):
     assert row["seeds_low"] <= math.ceil(corrected) <= row["seeds_high"]
     assert (row["seeds_low"], row["seeds_high"]) == _seeds_range(row["diff"], sd, 10, 0.5, False, ALPHA / 10)
     assert (row["seeds_low"], row["seeds_high"]) != _seeds_range(row["diff"], sd, 10, 0.5, False, ALPHA)
-    assert row["verdict"].endswith("seeds per arm would settle it (80 % power at the corrected α = 0.005)")
+    # (the arms differ in lr too, which the verdict names after its advice)
+    assert row["verdict"].endswith("seeds per arm would settle it (80 % power at the corrected α = 0.005); the arms "
+                                   "also differ in their recipe (lr 0.003 vs 0.002): the difference is theirs together")
 
 
 def test_a_difference_on_a_testbed_without_headroom_claims_no_equivalence(tmp_path):
