@@ -764,18 +764,19 @@ def verdict_text(c: Comparison, names: Tuple[str, str] = ("treatment", "baseline
     """What the comparison can claim: the outcome, unless the budget or the testbed forbids the claim, with the
     seeds that did not finish where there are any (the tests of the means read finished seeds only) and, where
     either arm diverged, what Fisher's test of the divergence counts finds."""
-    unfinished = _unfinished_clause(c, names) + (f"; {OTHER_RECIPE} ({c.recipe_differs}): the difference is "
+    # what every claim below holds under: the seeds that did not finish, and a recipe that differs too
+    conditions = _unfinished_clause(c, names) + (f"; {OTHER_RECIPE} ({c.recipe_differs}): the difference is "
                                                   "theirs together" if c.recipe_differs else "")
     if c.outcome.startswith(INSUFFICIENT):  # with why, and the way out
-        return c.outcome + (f"; {NOT_MATCHED} ({c.budget})" if c.budget_matched is False else "") + unfinished
+        return c.outcome + (f"; {NOT_MATCHED} ({c.budget})" if c.budget_matched is False else "") + conditions
     if c.budget_matched is False:
         return f"{NOT_MATCHED} ({c.budget})"
     if c.ceiling:
         # a real difference survives, stated with where it was measured; an equivalence on such a testbed does not
         if _claims(c)[1]:
-            return f"{_better(c, names)}{permutation_caveat(c)}; on a testbed where {c.ceiling}{unfinished}"
-        return f"{NO_HEADROOM}: {c.ceiling}{unfinished}"
-    return c.outcome + unfinished
+            return f"{_better(c, names)}{permutation_caveat(c)}; on a testbed where {c.ceiling}{conditions}"
+        return f"{NO_HEADROOM}: {c.ceiling}{conditions}"
+    return c.outcome + conditions
 
 
 def _unfinished_clause(c: Comparison, names: Tuple[str, str]) -> str:
@@ -855,10 +856,6 @@ def budget_difference(runs: pd.DataFrame, treatment: str, baseline: str, toleran
     return text, abs(relative) <= tolerance
 
 
-def _differing_keys(runs: pd.DataFrame, a: str, b: str) -> int:
-    return len(_differing_columns(runs, a, b))
-
-
 def _differing_columns(runs: pd.DataFrame, a: str, b: str) -> List[str]:
     columns = [c for c in runs.attrs.get("arm_columns", []) if c in runs]
     ra, rb = runs[runs["arm"] == a].iloc[0], runs[runs["arm"] == b].iloc[0]
@@ -905,7 +902,7 @@ def _pairs(runs: pd.DataFrame, treatment: Optional[ArmSpec], baseline: Optional[
         if not candidates:
             unpaired.append(arm)
             continue
-        distance = {b: _differing_keys(runs, arm, b) for b in candidates}
+        distance = {b: len(_differing_columns(runs, arm, b)) for b in candidates}
         best = min(distance.values())
         nearest = [b for b, d in distance.items() if d == best]
         if len(nearest) > 1:
