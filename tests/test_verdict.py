@@ -1075,6 +1075,42 @@ def test_the_permutation_tests_are_every_rearrangement_of_the_seeds(paired):
     assert apart == pytest.approx(result["floor"]) and result["p_difference"] > result["floor"]
 
 
+@pytest.mark.parametrize("paired", [False, True], ids=["unpaired", "paired"])
+def test_the_permutation_tests_count_tied_rearrangements_of_accuracies_as_ties(paired):
+    """Accuracies are k/N·100: rearrangements of the seeds with the same mean difference come out 1e-14 apart, and
+    counted as less extreme they made p too small (0.040 where the exact p is 0.071). The same tests on the image
+    counts, integers that tie exactly, are the exact p."""
+    treated, base = np.array([332, 332, 332, 335, 334]), np.array([336, 335, 337, 334, 334])
+    if paired:
+        treated, base = np.array([331, 335, 335, 330, 332]), np.array([333, 334, 337, 329, 332])
+    result = permutation_tests(100 * treated / 360, 100 * base / 360, paired=paired)
+    counts = permutation_tests(treated.astype(float), base.astype(float), paired=paired)
+    assert result["p_difference"] == pytest.approx(counts["p_difference"])
+    assert result["p_difference"] == pytest.approx(_enumerated_p(treated.astype(float), base.astype(float), paired,
+                                                                 "two-sided"))
+    if not paired:
+        assert result["p_difference"] == pytest.approx(10 / 140)  # 0.071: not below 0.05
+
+
+def test_the_trends_permutation_test_counts_tied_orders_as_ties():
+    """The trend's slope over γ, on accuracies, against the same orders ranked in exact integer arithmetic: the
+    slope's numerator on γ in units of 1/24 and on image counts (its denominator is the same for every order)."""
+    from analysis.stats import _slope
+
+    units, counts = np.repeat([1, 2, 4], 3), np.array([332, 333, 332, 333, 332, 333, 334, 330, 332])
+
+    def p_of(levels, statistic):
+        return st.permutation_test((levels,), statistic, permutation_type="pairings", vectorized=True,
+                                   n_resamples=PERMUTATIONS, rng=0).pvalue
+
+    def numerator(x, axis):
+        x = np.rint(x).astype(np.int64)
+        return len(counts) * (x * counts).sum(axis=axis) - x.sum(axis=axis) * counts.sum()
+
+    accuracies = 100 * counts / 360
+    assert p_of(units / 24, lambda x, axis: _slope(x, accuracies, axis)) == pytest.approx(p_of(units, numerator))
+
+
 def test_past_the_exact_count_the_permutation_test_samples_reproducibly():
     rng = np.random.default_rng(1)
     t, b = 90 + rng.normal(size=12), 89.5 + rng.normal(size=12)  # 2.7 million splits
