@@ -50,23 +50,35 @@ def column_name(key: str) -> str:
 
 
 # the training recipe and the data's treatment: two arms that differ in these and in something else (a mixer) are
-# compared on both at once
-RECIPE_PREFIXES = ("train.", "data.")
+# compared on both at once. world_size: the processes a run trained on, whose total batch it is
+RECIPE_PREFIXES, RECIPE_KEYS = ("train.", "data."), ("world_size",)
+
+
+def is_recipe_key(key: str) -> bool:
+    """Whether a config key (dotted: ``train.epochs``) is a setting of the recipe."""
+    return key.startswith(RECIPE_PREFIXES) or key in RECIPE_KEYS
 
 
 def is_recipe_column(column: str) -> bool:
     """Whether an arm column (``column_name``'s: ``epochs``, ``train.opt``) is a setting of the recipe."""
-    key = next((k for k, name in COLUMN_NAMES.items() if name == column), column)
-    return key.startswith(RECIPE_PREFIXES)
+    return is_recipe_key(next((k for k, name in COLUMN_NAMES.items() if name == column), column))
 
 
-def _text(value: Any) -> str:
+def _null_is_a_setting(key: str) -> bool:
+    """Whether a null in ``key`` is a setting of its own rather than "does not apply": a training setting's null
+    turns something off (train.clip_grad, train.aa), and a key older records lack stands for its old value
+    (``_as_older_records``), while gamma is null for attention and a data option for the data sets without it."""
+    return is_recipe_key(key) and not key.startswith("data.")
+
+
+def value_text(value: Any) -> str:
+    """A config value as labels and verdicts print it: ``null`` for a null, whether read as None or as NaN."""
     return "null" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
 
 
 def arm_identity(flat_config: Mapping[str, Any]) -> tuple:
     """What makes two runs the same arm: their whole effective config minus the seed and speed settings."""
-    return tuple(sorted((k, _text(v)) for k, v in flat_config.items() if k not in NOT_ARM_KEYS))
+    return tuple(sorted((k, value_text(v)) for k, v in flat_config.items() if k not in NOT_ARM_KEYS))
 
 
 def _as_older_records(flat_config: Mapping[str, Any]) -> Dict[str, Any]:
@@ -78,9 +90,12 @@ def _as_older_records(flat_config: Mapping[str, Any]) -> Dict[str, Any]:
 def label_keys(flat_configs: Sequence[Mapping[str, Any]]) -> List[str]:
     """The config keys (dotted) that take two or more values between runs, minus derived ones, mixer always
     first. A key that is null where it does not apply (gamma of attn, the options of one mixer) and constant
-    elsewhere says nothing the mixer does not: it stays out of the label (but not out of the arm's identity)."""
+    elsewhere says nothing the mixer does not: it stays out of the label (but not out of the arm's identity). A
+    training setting's null is a value (``_null_is_a_setting``): arms that differ in it differ in their recipe, which
+    the verdict must see."""
     keys = sorted({k for c in flat_configs for k in c} - set(NOT_ARM_KEYS))
-    varying = [k for k in keys if len({_text(c.get(k)) for c in flat_configs if c.get(k) is not None}) > 1]
+    varying = [k for k in keys if len({value_text(c.get(k)) for c in flat_configs
+                                       if c.get(k) is not None or _null_is_a_setting(k)}) > 1]
     solved_depths = all(c.get("match") not in (None, MATCH_NONE) for c in flat_configs)
     shown = [k for k in varying if k not in DERIVED_KEYS and not (k == "depths" and solved_depths)]
     if "mixer.name" not in shown:
@@ -90,10 +105,10 @@ def label_keys(flat_configs: Sequence[Mapping[str, Any]]) -> List[str]:
 
 
 def arm_label(flat_config: Mapping[str, Any], keys: Iterable[str], show_null: bool = False) -> str:
-    """``mixer=shift gamma=1/12``; a key whose value is null (gamma of attn) is left out, unless ``show_null``
-    (when a null is what tells two arms apart)."""
-    parts = [f"{column_name(k)}={_text(flat_config.get(k))}" for k in keys
-             if show_null or flat_config.get(k) is not None]
+    """``mixer=shift gamma=1/12``; a key whose value is null (gamma of attn) is left out, unless it is a setting
+    of its own (``train.clip_grad=null``: no clipping) or ``show_null`` (when a null is what tells two arms apart)."""
+    parts = [f"{column_name(k)}={value_text(flat_config.get(k))}" for k in keys
+             if show_null or flat_config.get(k) is not None or _null_is_a_setting(k)]
     return " ".join(parts) or "all runs"
 
 
@@ -115,11 +130,11 @@ def assign_arms(rows: List[Dict[str, Any]], flat_configs: List[Dict[str, Any]]) 
     recorded, flat_configs = flat_configs, [_as_older_records(c) for c in flat_configs]
     keys = label_keys(flat_configs)
     identities = [arm_identity(c) for c in flat_configs]
-    labels = [arm_label(c, keys) for c in flat_configs]
+    labelled = _labelled_configs(recorded, flat_configs, identities)
+    labels = [arm_label(c, keys) for c in labelled]
     if len(set(zip(identities, labels))) != len(set(labels)):  # two configs, one label: show every difference
         every = sorted({k for c in flat_configs for k in c} - set(NOT_ARM_KEYS))
-        keys = [k for k in every if len({_text(c.get(k)) for c in flat_configs}) > 1]
-        labelled = _labelled_configs(recorded, flat_configs, identities)
+        keys = [k for k in every if len({value_text(c.get(k)) for c in flat_configs}) > 1]
         labels = [arm_label(c, keys, show_null=True) for c in labelled]
     for row, config, label in zip(rows, recorded, labels):
         row["arm"] = label
@@ -129,7 +144,7 @@ def assign_arms(rows: List[Dict[str, Any]], flat_configs: List[Dict[str, Any]]) 
 
 
 def _same(value: Any, wanted: Any) -> bool:
-    if _text(value) == _text(wanted):
+    if value_text(value) == value_text(wanted):
         return True
     try:  # 1/12 == "1/12" == 0.0833..., 2 == 2.0
         return math.isclose(float(Fraction(str(value))), float(Fraction(str(wanted))), rel_tol=1e-9)

@@ -3,8 +3,9 @@
 Reads only what the runs wrote (``config.yaml``, ``summary.json``, ``metrics.jsonl``), never training state.
 Every run gets its ``arm`` (see ``arms``): the configuration it ran, seed excluded. Runs that finished
 (``USED_STATUSES``) enter means and tests; diverged, failed and interrupted runs (``FAILED_STATUSES``) are
-loaded too, so that each arm can say how many of its seeds failed. Anything else (corrupt records, live runs,
-duplicates) is skipped with a warning naming the directory and why.
+loaded too, so that each arm can say how many of its seeds failed, and runs still training (``RUNNING``), so that
+it can say how many it is still waiting for. Anything else (corrupt records, duplicates) is skipped with a warning
+naming the directory and why.
 """
 from __future__ import annotations
 
@@ -46,8 +47,9 @@ from shiftvit.tracking import RECORD_CONFIG_KEY, unflatten
 from .arms import MIXER_ORDER, assign_arms, flatten_config
 
 PathLike = Union[str, Path]
-# the statuses that are loaded: results (USED_STATUSES) and findings about an arm (FAILED_STATUSES), from records.py
-LOADED_STATUSES = (*USED_STATUSES, *FAILED_STATUSES)
+# the statuses that are loaded: results (USED_STATUSES), findings about an arm (FAILED_STATUSES) and its seeds still
+# training (RUNNING: a report read while the sweep runs compares the seeds that finished, and says so), from records.py
+LOADED_STATUSES = (*USED_STATUSES, *FAILED_STATUSES, RUNNING)
 WANDB_RUNNING_STATE = "running"  # wandb's ``Run.state`` of a run whose process still reports
 # summary.json's columns in a run's row (its identity comes from config.yaml): the schema of records.py
 RECORD_FILES = (SUMMARY_FILE, CONFIG_FILE, LAUNCH_ERROR_FILE)  # any of them makes a folder a run to load or skip
@@ -171,8 +173,6 @@ def record_row(config: Dict[str, Any], summary: Dict[str, Any], status: str, whe
     """A run's effective config (nested, as ``config.yaml`` holds it) and summary as (flat row, flat config, None),
     or (None, None, why) when it cannot be used: the one row schema of the run table, from records on disk
     (``run_row``) and from wandb (``wandb_row``) alike. ``where``: the record's folder or the wandb run's URL."""
-    if status == RUNNING:
-        return None, None, "status 'running' (still running)"
     if status == DUPLICATE:
         return None, None, f"{DUPLICATE_OF} {summary.get('duplicate_of')} (the same run twice)"
     if status not in LOADED_STATUSES:
@@ -319,7 +319,7 @@ def _drop_superseded(rows: List[Dict[str, Any]], configs: List[Dict[str, Any]], 
     attempts = (FAILED, INTERRUPTED, UNREADABLE)
     finished: Dict[str, Dict[str, Any]] = {}
     for row in rows:
-        if row.get("config_hash") and row["status"] not in attempts:
+        if row.get("config_hash") and row["status"] not in (*attempts, RUNNING):
             finished.setdefault(row["config_hash"], row)
     kept_rows, kept_configs = [], []
     for row, config in zip(rows, configs):

@@ -21,6 +21,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 
+from shiftvit.records import FAILED_STATUSES  # noqa: E402
+
 from .arms import DISPLAY, MIXER_STYLE  # noqa: E402
 from .headroom import CEILING, Testbed, testbeds_of  # noqa: E402
 from .stats import DEFAULT_METRIC, FACTORS, finished_values, summarize  # noqa: E402
@@ -112,7 +114,7 @@ def figure_arms(runs: pd.DataFrame, testbeds: Optional[Dict[str, Testbed]] = Non
                 ax.scatter(i + np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else [i], values,
                            label=None if drew_dots else "finished run", **RUN_DOT)
                 drew_dots = True
-            failed = runs[(runs["arm"] == arm) & ~runs["used"]]
+            failed = runs[(runs["arm"] == arm) & runs["status"].isin(FAILED_STATUSES)]
             failed_values = pd.to_numeric(failed[metric], errors="coerce").dropna()
             if len(failed_values):
                 ax.scatter([i + 0.25] * len(failed_values), failed_values, marker="x", color="black", s=24,

@@ -24,7 +24,7 @@ import pandas as pd
 
 from shiftvit.config import ConfigError, check_tolerance
 from shiftvit.multirun import PLANS_DIR
-from shiftvit.records import FAILED_STATUSES, PREDICTIONS_FILE, USED_STATUSES
+from shiftvit.records import PREDICTIONS_FILE, RUNNING, USED_STATUSES
 
 from .arms import ArmSpec, arms_matching, describe
 from .headroom import METHOD, Testbed, headroom_line, testbeds_of
@@ -54,6 +54,7 @@ from .stats import (
     NOT_MATCHED,
     PERMUTATION,
     PERMUTATIONS,
+    SEED_STATUS_ORDER,
     arm_statuses,
     budget_difference,
     one_factor,
@@ -99,7 +100,8 @@ def arms_table(runs: pd.DataFrame, metric: str, baselines: Dict[str, str], toler
             budget = "baseline"
         rows.append({
             "arm": row["arm"], "finished": f"{row['n']} of {row['seeds']}"
-            + (f" ({row['runs']} runs)" if row["runs"] != row["seeds"] else ""), "failed": row["failures"],
+            + (f" ({row['runs']} runs)" if row["runs"] != row["seeds"] else "")
+            + (f", {row['running']} running" if row["running"] else ""), "failed": row["failures"],
             **({NOT_RUN: unstarted.get(row["arm"], 0)} if unstarted else {}),
             f"mean {metric}": _points(row["mean"]),
             f"{CI} CI (seeds)": f"{_points(row['ci_low'])} – {_points(row['ci_high'])}" if row["n"] >= 2 else "",
@@ -122,6 +124,15 @@ def not_run_paragraph(unstarted: Dict[str, int], without_arm: List[str]) -> str:
     if without_arm:
         text += ". With no run of their arm at all: " + "; ".join(f"`{job}`" for job in without_arm)
     return text + "."
+
+
+def running_paragraph(runs: pd.DataFrame) -> str:
+    """The runs still training (their process holds the record's lock), said before any number: until they finish
+    each arm is compared on the seeds that did."""
+    live = runs[runs["status"] == RUNNING]
+    return (f"Running: {len(live)} run{'s' if len(live) != 1 else ''} still training, in no mean or test yet (the "
+            "'finished' column counts them per arm): each arm is compared on the seeds that finished. Run the report "
+            "again when the sweep ends: " + ", ".join(str(d) for d in live["run_dir"]) + ".")
 
 
 def unreadable_paragraph(runs: pd.DataFrame) -> str:
@@ -399,7 +410,7 @@ def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = N
         curves = load_curves(sweep_dirs, runs=runs) if not runs.empty else None
     skipped = runs.attrs.get("skipped", [])
     counts = runs["status"].value_counts().to_dict() if not runs.empty else {}
-    by_status = ", ".join(f"{counts[s]} {s}" for s in (*USED_STATUSES, *FAILED_STATUSES) if s in counts)
+    by_status = ", ".join(f"{counts[s]} {s}" for s in SEED_STATUS_ORDER if s in counts)
     sections: List[Section] = [
         ("h1", "shiftvit report"),
         ("p", f"Sources: {', '.join(str(s) for s in sweep_dirs)}. {len(runs)} runs loaded"
@@ -410,6 +421,8 @@ def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = N
         sections.append(("p", not_run_paragraph(unstarted, without_arm)))
     if UNREADABLE_REASON in runs:
         sections.append(("p", unreadable_paragraph(runs)))
+    if not runs.empty and (runs["status"] == RUNNING).any():
+        sections.append(("p", running_paragraph(runs)))
     for paragraph in (code_paragraph(runs), machine_paragraph(runs)):
         if paragraph:
             sections.append(("p", paragraph))

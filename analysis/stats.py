@@ -48,9 +48,9 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttost_ind, ttost_paired
 
 from shiftvit.config import DEFAULT_TOLERANCE, MATCH_PARAMS, check_tolerance
-from shiftvit.records import DIVERGED, FAILED_STATUSES, PREDICTIONS_FILE, USED_STATUSES, read_predictions
+from shiftvit.records import DIVERGED, FAILED_STATUSES, PREDICTIONS_FILE, RUNNING, USED_STATUSES, read_predictions
 
-from .arms import DISPLAY, ArmSpec, arms_matching, column_name, describe, is_recipe_column, select_arm
+from .arms import DISPLAY, ArmSpec, arms_matching, column_name, describe, is_recipe_column, select_arm, value_text
 from .headroom import CEILING, Testbed, ceiling_reason, count_beating_raw, testbeds_of
 
 DEFAULT_MARGIN = 1.0
@@ -81,13 +81,19 @@ INCONCLUSIVE = "inconclusive"
 NOT_MATCHED = "not budget-matched"
 OTHER_RECIPE = "the arms also differ in their recipe"  # a mixer compared at other epochs, lr, augmentation ...
 UNFINISHED = "seeds that did not finish, in no test of the means"  # a verdict's condition when either arm has some
+UNPAIRED = "finished seeds without a pair, in no paired test"  # a paired verdict's condition: seeds only one arm has
+# a verdict's condition where the testbed could not be built here (its data is elsewhere): neither the ceiling nor the
+# raw-pixel baseline was checked
+HEADROOM_UNCHECKED = "testbed headroom not checked"
 DIVERGES_MORE = "diverges more often"  # a verdict's claim when Fisher's test of the arms' divergence counts holds
 DEFAULT_BASELINE = {"mixer": "attn"}
 # one-factor sweeps report a trend: the arm column -> the numeric column it is plotted and fitted on
 FACTORS = {"gamma": "gamma_float", "tau": "tau", "mixer.shift_size": "mixer.shift_size",
            "mixer.kernel_size": "mixer.kernel_size", "mixer.window_size": "mixer.window_size"}
 # summarize's columns, in order; the arm's defining columns go after "arm"
-ARM_SUMMARY_COLUMNS = ("arm", "seeds", "runs", "n", "failures", "mean", "ci_low", "ci_high", "seed_sd",
+# how a seed's runs rank for its status (seed_statuses): finished, still training, then the failures
+SEED_STATUS_ORDER = (*USED_STATUSES, RUNNING, *FAILED_STATUSES)
+ARM_SUMMARY_COLUMNS = ("arm", "seeds", "runs", "n", "running", "failures", "mean", "ci_low", "ci_high", "seed_sd",
                        "binomial_se", "noise", "macs", "params", "val_images")
 
 
@@ -135,9 +141,9 @@ def without_value(runs: pd.DataFrame, arm: str, metric: str = DEFAULT_METRIC) ->
 
 def seed_statuses(group: pd.DataFrame) -> List[str]:
     """One status per seed of an arm's runs. Reruns of one configuration and seed are one replicate: a seed
-    counts as finished when any of its runs finished, else as the first of its failures in ``FAILED_STATUSES``'
-    order (a divergence says more about the arm than an interruption)."""
-    rank = {status: i for i, status in enumerate((*USED_STATUSES, *FAILED_STATUSES))}
+    counts as finished when any of its runs finished, else as running when one still trains, else as the first of
+    its failures in ``FAILED_STATUSES``' order (a divergence says more about the arm than an interruption)."""
+    rank = {status: i for i, status in enumerate(SEED_STATUS_ORDER)}
     return [min(statuses, key=lambda status: rank.get(status, len(rank)))
             for _, statuses in group.groupby(group["seed"].to_numpy(), sort=False, dropna=False)["status"]]
 
@@ -150,15 +156,17 @@ def _no_spread(values: np.ndarray) -> bool:
     return len(values) == 0 or float(np.ptp(values)) <= 1e-9 * max(1.0, float(np.abs(values).max()))
 
 
-def failures_text(statuses: Sequence[str]) -> str:
-    """``1 of 3 seeds diverged; 1 of 3 seeds interrupted`` (empty when every seed finished)."""
+def failures_text(statuses: Sequence[str], of: Sequence[str] = FAILED_STATUSES) -> str:
+    """``1 of 3 seeds diverged; 1 of 3 seeds interrupted`` (empty when every seed finished); ``of``: the statuses
+    counted."""
     statuses = list(statuses)
-    return "; ".join(f"{statuses.count(s)} of {len(statuses)} seeds {s}" for s in FAILED_STATUSES if s in statuses)
+    return "; ".join(f"{statuses.count(s)} of {len(statuses)} seeds {s}" for s in of if s in statuses)
 
 
 def summarize(runs: pd.DataFrame, metric: str = DEFAULT_METRIC, confidence: float = CONFIDENCE) -> pd.DataFrame:
     """One row per arm: the columns that define it, ``seeds`` (all, as ``seed_statuses`` counts them), ``runs``
-    (all, a seed rerun counting each time), ``n`` (finished seeds, used), ``failures`` (per seed),
+    (all, a seed rerun counting each time), ``n`` (finished seeds, used), ``running`` (seeds still training, in no
+    mean yet), ``failures`` (per seed),
     mean and t-interval of ``metric`` over the finished seeds (an accuracy's clipped to 0-100 %), ``seed_sd``,
     ``binomial_se`` (one run's accuracy at the arm's mean, on its validation set), ``noise`` (which of the two
     is larger), MACs and params."""
@@ -184,7 +192,7 @@ def summarize(runs: pd.DataFrame, metric: str = DEFAULT_METRIC, confidence: floa
                                            f"{missing} of {len(statuses)} seeds recorded no {metric}" if missing
                                            else ""]))
         rows.append({"arm": arm, **{c: group[c].iloc[0] for c in arm_columns}, "seeds": len(statuses),
-                     "runs": len(group), "n": n,
+                     "runs": len(group), "n": n, "running": statuses.count(RUNNING),
                      "failures": failures, "mean": mean, "ci_low": float(low),
                      "ci_high": float(high), "seed_sd": sd, "binomial_se": se, "noise": noise,
                      "macs": _mean(group, "macs"), "params": _mean(group, "params"),
@@ -276,6 +284,8 @@ class Comparison:
     # the seeds of either arm that diverged, failed or were interrupted (``unfinished_text``): the tests read the
     # finished seeds only, so a claim holds of those
     unfinished: str = ""
+    unpaired: str = ""  # paired by seed: each arm's finished seeds the other has none of (``unpaired_text``)
+    headroom_unchecked: str = ""  # why the testbed could not be built here (its note), where it could not
     # where either arm diverged: each arm's diverged seeds out of its seeds that trained to the end or diverged
     # (a failed or interrupted seed tells nothing of the arm), and Fisher's exact test of the two counts
     diverged_treatment: Optional[int] = None
@@ -770,13 +780,18 @@ def verdict_text(c: Comparison, names: Tuple[str, str] = ("treatment", "baseline
     """What the comparison can claim: the outcome, unless the budget or the testbed forbids the claim, with the
     seeds that did not finish where there are any (the tests of the means read finished seeds only) and, where
     either arm diverged, what Fisher's test of the divergence counts finds."""
-    # what every claim below holds under: the seeds that did not finish, and a recipe that differs too
-    conditions = _unfinished_clause(c, names) + (f"; {OTHER_RECIPE} ({c.recipe_differs}): the difference is "
-                                                  "theirs together" if c.recipe_differs else "")
+    # what every claim below holds under: the seeds that did not finish or have no pair, a recipe that differs too,
+    # and a testbed whose headroom was not checked
+    conditions = "".join([
+        _unfinished_clause(c, names),
+        f"; {UNPAIRED}: {c.unpaired}" if c.unpaired else "",
+        f"; {OTHER_RECIPE} ({c.recipe_differs}): the difference is theirs together" if c.recipe_differs else "",
+        f"; {HEADROOM_UNCHECKED}, {c.headroom_unchecked}: report where the runs' data lies" if c.headroom_unchecked
+        else ""])
     if c.outcome.startswith(INSUFFICIENT):  # with why, and the way out
         return c.outcome + (f"; {NOT_MATCHED} ({c.budget})" if c.budget_matched is False else "") + conditions
     if c.budget_matched is False:
-        return f"{NOT_MATCHED} ({c.budget})"
+        return f"{NOT_MATCHED} ({c.budget})" + conditions
     if c.ceiling:
         # a real difference survives, stated with where it was measured; an equivalence on such a testbed does not
         if _claims(c)[1]:
@@ -820,10 +835,20 @@ def arm_statuses(runs: pd.DataFrame, arms: Iterable[str]) -> Dict[str, List[str]
     return {arm: seed_statuses(runs[runs["arm"] == arm]) for arm in dict.fromkeys(arms)}
 
 
+def unpaired_text(treatment: pd.Series, baseline: pd.Series, names: Sequence[str]) -> str:
+    """``shift: seeds 3, 4``: each arm's finished seeds (its values, indexed by seed) that the other arm has no
+    finished run of, which a test paired by seed leaves out (empty when every seed has its pair)."""
+    t, b = set(treatment.dropna().index), set(baseline.dropna().index)
+    parts = [f"{name}: seed{'s' if len(alone) > 1 else ''} {', '.join(map(str, sorted(alone)))}"
+             for alone, name in ((t - b, names[0]), (b - t, names[1])) if alone]
+    return "; ".join(parts)
+
+
 def unfinished_text(statuses: Sequence[Sequence[str]], names: Sequence[str]) -> str:
     """``attention: 2 of 5 seeds diverged``: per arm (its ``seed_statuses``, its name), its seeds that did not
     finish (empty when every seed of every arm did)."""
-    parts = [f"{name}: {text}" for seeds, name in zip(statuses, names) if (text := failures_text(seeds))]
+    parts = [f"{name}: {text}" for seeds, name in zip(statuses, names)
+             if (text := failures_text(seeds, (RUNNING, *FAILED_STATUSES)))]
     return "; ".join(parts)
 
 
@@ -865,7 +890,7 @@ def budget_difference(runs: pd.DataFrame, treatment: str, baseline: str, toleran
 def _differing_columns(runs: pd.DataFrame, a: str, b: str) -> List[str]:
     columns = [c for c in runs.attrs.get("arm_columns", []) if c in runs]
     ra, rb = runs[runs["arm"] == a].iloc[0], runs[runs["arm"] == b].iloc[0]
-    return [c for c in columns if str(ra[c]) != str(rb[c])]
+    return [c for c in columns if value_text(ra[c]) != value_text(rb[c])]
 
 
 def recipe_difference(runs: pd.DataFrame, treatment: str, baseline: str) -> str:
@@ -878,7 +903,7 @@ def recipe_difference(runs: pd.DataFrame, treatment: str, baseline: str) -> str:
     if not recipe or len(recipe) == len(differing):
         return ""
     rt, rb = runs[runs["arm"] == treatment].iloc[0], runs[runs["arm"] == baseline].iloc[0]
-    return ", ".join(f"{c} {rt[c]} vs {rb[c]}" for c in recipe)
+    return ", ".join(f"{c} {value_text(rt[c])} vs {value_text(rb[c])}" for c in recipe)
 
 
 def pair_arms(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: Optional[ArmSpec] = None
@@ -950,6 +975,8 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
         c.budget, c.budget_matched = budget_difference(runs, t_arm, b_arm, tolerance)
         c.recipe_differs = recipe_difference(runs, t_arm, b_arm)
         c.ceiling = _ceiling(runs, t_arm, b_arm, metric, margin, bed) or ""
+        c.headroom_unchecked = (bed.note or "validation set unknown") if bed is not None and bed.val_images is None \
+            else ""
     if metric == DEFAULT_METRIC:  # the predictions are the final model's, and the raw pixels score top-1
         tested_ids = {id(c) for c in tested}
         for c, (t_arm, b_arm), bed in zip(comparisons, pairs, beds):
@@ -974,6 +1001,8 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
     for c, pair_names, pair in zip(comparisons, names, pairs):
         c.outcome = outcome_text(c, pair_names)
         c.unfinished = unfinished_text([statuses[arm] for arm in pair], pair_names)
+        if pair_by == "seed":
+            c.unpaired = unpaired_text(*(finished_values(runs, arm, metric) for arm in pair), pair_names)
         c.verdict = verdict_text(c, pair_names)
     table = pd.DataFrame([asdict(c) for c in comparisons], columns=list(Comparison.__dataclass_fields__))
     table.attrs.update(correction=correction, comparisons=len(tested), margin=margin, metric=metric,
@@ -1028,7 +1057,7 @@ def _beats_raw(c: Comparison, runs: pd.DataFrame, t_arm: str, b_arm: str, margin
 def one_factor(runs: pd.DataFrame) -> Optional[str]:
     """The numeric column of the one knob the arms differ in (``gamma_float`` for γ, ``tau``, a mixer size),
     or None when the arms differ in several knobs or in a non-numeric one."""
-    columns = [c for c in runs.attrs.get("arm_columns", []) if c in runs and runs[c].astype(str).nunique() > 1]
+    columns = [c for c in runs.attrs.get("arm_columns", []) if c in runs and runs[c].map(value_text).nunique() > 1]
     if len(columns) != 1:
         return None
     factor = FACTORS.get(columns[0]) or FACTORS.get(next((k for k, v in FACTORS.items()

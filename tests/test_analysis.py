@@ -162,19 +162,24 @@ def test_broken_and_archived_records(sweep, tmp_path):
         out = tmp_path / "report"
         assert report_main([str(mixed), "--out", str(out)]) == 0
     messages = " ".join(str(w.message) for w in caught)
-    for name, why in [("corrupt", "corrupt summary.json"), ("live", "still running"), ("noconfig", "no config.yaml")]:
+    for name, why in [("corrupt", "corrupt summary.json"), ("noconfig", "no config.yaml")]:
         assert str(mixed / name) in messages and why in messages
-    assert len(runs.attrs["skipped"]) == 3 and ARCHIVE_DIR not in messages
-    assert sorted(Path(d).name for d in runs["run_dir"]) == ["dead", "good", "truncated"]
-    assert runs.set_index(runs["run_dir"].map(lambda d: Path(d).name)).loc["dead", "status"] == "interrupted"
+    assert len(runs.attrs["skipped"]) == 2 and ARCHIVE_DIR not in messages
+    # the live run is a seed of its arm still training; the dead one an interrupted attempt at that seed
+    assert sorted(Path(d).name for d in runs["run_dir"]) == ["dead", "good", "live", "truncated"]
+    status = runs.set_index(runs["run_dir"].map(lambda d: Path(d).name))["status"]
+    assert (status["dead"], status["live"]) == ("interrupted", "running")
     assert not any(ARCHIVE_DIR in d for d in runs["run_dir"])
     assert curves.attrs["curve_problems"] == [(str(mixed / "truncated"),
                                                "truncated metrics.jsonl (last line cut off; kept 1 epochs)")]
     assert len(curves[(curves["run_dir"] == str(mixed / "truncated")) & (curves["metric"] == "val_top1")]) == 1
     md = (out / "report.md").read_text()
     assert "1 run with unreadable or truncated curves" in md and "truncated metrics.jsonl (last line cut off" in md
-    assert "1 of 1 seeds interrupted" in md
-    assert summarize(runs).set_index("arm").loc["mixer=shift gamma=1/6", "n"] == 0
+    # the seed is still training (its attempt that died is an earlier one): said before any number, and counted
+    assert "Running: 1 run still training, in no mean or test yet" in md and str(mixed / "live") in md
+    assert "| mixer=shift gamma=1/6 | 0 of 1 (2 runs), 1 running |" in md
+    arm = summarize(runs).set_index("arm").loc["mixer=shift gamma=1/6"]
+    assert (arm["n"], arm["running"], arm["failures"]) == (0, 1, "")
 
 
 @pytest.mark.parametrize("notebook", sorted((ROOT / "analysis" / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
@@ -408,7 +413,8 @@ def test_arms_told_apart_by_a_null_say_so_in_their_labels():
     clipped = {**plain, "train.clip_grad": 1.0}
     rows = [{}, {}, {}]
     assign_arms(rows, [plain, clipped, {**plain, "seed": 1}])
-    assert [r["arm"] for r in rows] == ["train.clip_grad=null", "train.clip_grad=1.0", "train.clip_grad=null"]
+    assert [r["arm"] for r in rows] == ["mixer=shift train.clip_grad=null", "mixer=shift train.clip_grad=1.0",
+                                        "mixer=shift train.clip_grad=null"]
 
 
 def test_trained_code_counts_the_attempts_that_trained():

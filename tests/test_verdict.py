@@ -42,6 +42,7 @@ from analysis.stats import (
     WELCH_TEST,
     _seeds_range,
     images_and_seeds_test,
+    one_factor,
     p_equals,
     p_text,
     permutation_seeds,
@@ -318,8 +319,10 @@ def test_paired_with_a_missing_seed_counts_complete_pairs_only(tmp_path):
     write_run(tmp_path, "attn-1", mixer="attn", seed=1, val_top1=90.0)
     write_run(tmp_path, "attn-5", mixer="attn", seed=5, val_top1=90.5)
     row = verdicts(load_runs(tmp_path, warn=False), pair_by="seed").iloc[0]
-    assert row["verdict"] == row["outcome"] == (f"{INSUFFICIENT} (1 complete pairs, a paired test needs 2 or more: "
-                                                "add seeds to the sweep (seed=0,1,2) in both arms)")
+    assert row["outcome"] == (f"{INSUFFICIENT} (1 complete pairs, a paired test needs 2 or more: add seeds to the "
+                              "sweep (seed=0,1,2) in both arms)")
+    assert row["verdict"] == row["outcome"] + "; finished seeds without a pair, in no paired test: shift: seed 0; " \
+                                              "attention: seed 5"
 
 
 def test_equivalent_yet_different(tmp_path):
@@ -420,6 +423,38 @@ def test_diverged_failed_and_interrupted_runs_are_counted_not_averaged(tmp_path)
     assert shown.loc["mixer=shift", "finished"] == "3 of 6" and shown.loc["mixer=shift", "failed"] == row["failures"]
 
 
+def test_seeds_still_training_are_counted_and_named_before_the_verdict_not_dropped(tmp_path):
+    """A report read while the sweep runs: the seeds still training (their process holds the record's lock) are
+    seeds of their arm without a result yet, named in the arms table, before the numbers and in the verdict,
+    where they were skipped as if the arm had run three seeds."""
+    import fcntl
+
+    from shiftvit.records import LOCK_FILE
+
+    write_arm(tmp_path, "shift", [88.0, 89.0, 90.0])
+    for seed in (3, 4):
+        write_run(tmp_path, f"shift-{seed}", seed=seed, val_top1=None, status="running")
+    write_arm(tmp_path, "attn", [84.0, 85.0, 84.5, 85.5, 84.0], mixer="attn")
+    locks = [open(tmp_path / f"shift-{seed}" / LOCK_FILE, "w") for seed in (3, 4)]
+    try:
+        for lock in locks:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        runs = load_runs(tmp_path, warn=False)
+        row = summarize(runs).set_index("arm").loc["mixer=shift"]
+        assert (row["seeds"], row["n"], row["running"], row["failures"]) == (5, 3, 2, "")
+        comparison = verdicts(runs).iloc[0]
+        assert comparison["n_treatment"] == 3
+        assert comparison["verdict"].endswith("; seeds that did not finish, in no test of the means: shift: 2 of 5 "
+                                              "seeds running")
+        assert report_main([str(tmp_path), "--out", str(tmp_path / "report")]) == 0
+    finally:
+        for lock in locks:
+            lock.close()
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "(8 completed, 2 running)" in md and "| mixer=shift | 3 of 5, 2 running |" in md
+    assert md.index("Running: 2 runs still training") < md.index("## Arms")
+
+
 def test_holm_turns_a_borderline_difference_inconclusive(tmp_path):
     baseline = [90.0, 90.6, 89.4, 90.3, 89.7]
     write_arm(tmp_path, "attn", baseline, mixer="attn")
@@ -471,6 +506,43 @@ def test_budget_flag(tmp_path):
         write_run(tmp_path, f"attn-{i}", mixer="attn", seed=i, val_top1=v, macs=7_950_000)
     row = verdicts(load_runs(tmp_path, warn=False)).iloc[0]
     assert row["budget_matched"] and not row["verdict"].startswith("not budget-matched")
+
+
+def test_a_verdict_withheld_for_its_budget_keeps_what_the_arms_failed_to_finish(tmp_path):
+    write_arm(tmp_path, "shift", SHIFT)
+    write_run(tmp_path, "shift-4", seed=4, val_top1=10.0, status="diverged")
+    write_arm(tmp_path, "attn", ATTN, mixer="attn", macs=14_789_120)
+    row = verdicts(load_runs(tmp_path, warn=False)).iloc[0]
+    assert row["verdict"] == ("not budget-matched (−47 % MACs); seeds that did not finish, in no test of the means: "
+                              "shift: 1 of 5 seeds diverged; divergence counts not shown to differ (Fisher p = 1.000, "
+                              "Holm)")
+
+
+def test_a_paired_verdict_names_the_finished_seeds_it_left_without_a_pair(tmp_path):
+    """Paired by seed, the test reads complete pairs only: finished seeds of one arm that the other lacks are left
+    out, and could flip the result, so the verdict names them."""
+    write_arm(tmp_path, "shift", [60.0, 62.0, 61.0, 70.0, 40.0])
+    write_arm(tmp_path, "attn", [50.0, 53.0, 50.5], mixer="attn", first_seed=0)
+    write_run(tmp_path, "attn-7", mixer="attn", seed=7, val_top1=52.0)
+    row = verdicts(load_runs(tmp_path, warn=False), pair_by="seed").iloc[0]
+    assert (row["n_treatment"], row["n_baseline"]) == (3, 3)
+    assert row["unpaired"] == "shift: seeds 3, 4; attention: seed 7"
+    assert row["verdict"].endswith("; finished seeds without a pair, in no paired test: shift: seeds 3, 4; "
+                                   "attention: seed 7")
+    assert verdicts(load_runs(tmp_path, warn=False)).iloc[0]["unpaired"] == ""  # unpaired tests read every seed
+
+
+def test_a_verdict_on_a_testbed_that_cannot_be_built_here_says_its_headroom_went_unchecked(tmp_path):
+    """Runs analysed away from their data (a cluster's records on a laptop): neither the ceiling nor the raw-pixel
+    baselines can be checked, and an equivalence near 100 % must not read as a finding about the mixers."""
+    mnist = {"name": "mnist", "root": str(tmp_path / "not_here")}
+    write_arm(tmp_path / "sweep", "shift", [99.1, 99.2, 99.15, 99.25], data=mnist)
+    write_arm(tmp_path / "sweep", "attn", [99.2, 99.1, 99.2, 99.15], mixer="attn", data=mnist)
+    row = verdicts(load_runs(tmp_path / "sweep", warn=False), margin=0.5).iloc[0]
+    assert row["verdict"].startswith("equivalent within ±0.5; testbed headroom not checked, dataset not available "
+                                     "here (DataError: mnist: ")
+    assert row["verdict"].endswith(": report where the runs' data lies") and str(tmp_path / "not_here") in \
+        row["verdict"]
 
 
 def test_arms_solved_to_the_same_budget_are_matched_even_a_little_over_the_tolerance_apart(tmp_path):
@@ -793,7 +865,8 @@ def test_an_equivalence_both_tests_support_stands_and_pairs_stay_pairs(tmp_path)
     assert row["n_treatment"] == row["n_baseline"] == 6 and row["diff"] == pytest.approx(0.3)
     assert row["images_ci_low"] < 0.3 < row["images_ci_high"] < 1  # the 6 pairs' difference, not the 9 seeds'
     assert row["p_difference_adj"] < ALPHA and row["images_p_equivalence_adj"] < ALPHA
-    assert row["verdict"] == "equivalent within ±1"
+    assert row["verdict"] == "equivalent within ±1; finished seeds without a pair, in no paired test: shift: seeds " \
+                             "6, 7, 8"
 
 
 def test_without_every_run_s_predictions_the_seed_test_stands_alone_and_says_so(tmp_path):
@@ -1223,3 +1296,44 @@ def test_a_comparison_across_recipes_says_so_and_a_recipe_ablation_does_not(tmp_
     assert report_main([str(sweep), "--baseline", "mixer=identity epochs=1", "--out", str(tmp_path / "r")]) == 0
     text = (tmp_path / "r" / "report.md").read_text()
     assert "| recipe differs |" in text and "| epochs 3 vs 1 |" in text
+
+
+def _set_in_config(run_dirs, key: str, value) -> None:
+    """Edit each record's config.yaml: ``key`` (dotted, at most one dot) set to ``value``."""
+    for run_dir in run_dirs:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        *section, name = key.split(".")
+        (config[section[0]] if section else config)[name] = value
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+@pytest.mark.parametrize("key, value, differs", [
+    ("train.clip_grad", 1.0, "train.clip_grad 1.0 vs null"),  # null in the other arm: clipping off
+    ("train.aug_repeats", 3, "train.aug_repeats 3 vs 0"),  # 0 in the other arm: the old behaviour of an added key
+    ("world_size", 2, "world_size 2 vs 1"),  # the total batch of two processes
+], ids=["null", "added_key_at_old_value", "world_size"])
+def test_a_recipe_setting_that_one_arm_leaves_at_null_or_at_its_old_value_is_a_recipe_difference(
+        tmp_path, key, value, differs):
+    """A setting that one arm turns on where the other leaves it null (or at the value older records ran with,
+    which the arms read as the same as absent) must still reach the labels, the recipe check and the trend: it was
+    left out as "does not apply", and the verdict credited the mixer with what clipping or augmentation did."""
+    sweep = tmp_path / "sweep"
+    write_arm(sweep, "shift", [88.0, 89.0, 90.0, 89.5], mixer="shift")
+    write_arm(sweep, "attn", [84.0, 85.0, 84.5, 85.5], mixer="attn")
+    _set_in_config(sweep.glob("shift-*"), key, value)
+    runs = load_runs(sweep, warn=False)
+    assert key in runs.attrs["arm_columns"]
+    row = verdicts(runs).iloc[0]
+    assert row["recipe_differs"] == differs
+    assert row["verdict"].endswith(f"; the arms also differ in their recipe ({differs}): the difference is theirs "
+                                   "together")
+
+
+def test_a_trend_is_not_fitted_over_levels_that_differ_in_their_recipe_too(tmp_path):
+    sweep = tmp_path / "sweep"
+    for gamma, values in (("1/24", [84.0, 85.0, 84.5]), ("1/12", [85.0, 86.0, 85.5]), ("1/6", [88.0, 89.0, 88.5])):
+        write_arm(sweep, f"g{gamma.replace('/', '_')}", values, mixer="shift", gamma=gamma)
+    assert one_factor(load_runs(sweep, warn=False)) == "gamma_float"
+    _set_in_config(sweep.glob("g1_6-*"), "train.clip_grad", 1.0)  # clipping at the largest γ only
+    runs = load_runs(sweep, warn=False)
+    assert runs.attrs["arm_columns"] == ["mixer", "gamma", "train.clip_grad"] and one_factor(runs) is None
