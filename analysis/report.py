@@ -275,7 +275,9 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
             ("h2", f"Verdicts: every arm against the baseline arm ({describe(spec)})"),
             ("p", f"{table.attrs['test']} tests of d = treatment − baseline ({metric}, points): equivalence within "
                   f"±{margin:g} (TOST) and any difference (two-sided), each at α = {ALPHA:g}; {family}. "
-                  f"{CI} CIs are not adjusted. Only finished runs ({', '.join(USED_STATUSES)}) enter the tests."),
+                  f"{CI} CIs are not adjusted. TOST at α = {ALPHA:g} is the {1 - 2 * ALPHA:.0%} CI lying within "
+                  f"±{margin:g}, so an arm called equivalent can show a {CI} CI that crosses the margin. Only "
+                  f"finished runs ({', '.join(USED_STATUSES)}) enter the tests."),
             ("table", verdict_table(table))]
         images = table["images_p_difference"].notna()
         if images.any():

@@ -82,6 +82,7 @@ NOT_MATCHED = "not budget-matched"
 OTHER_RECIPE = "the arms also differ in their recipe"  # a mixer compared at other epochs, lr, augmentation ...
 UNFINISHED = "seeds that did not finish, in no test of the means"  # a verdict's condition when either arm has some
 UNPAIRED = "finished seeds without a pair, in no paired test"  # a paired verdict's condition: seeds only one arm has
+NO_VALUE = "finished seeds without a value, in no test"  # a verdict's condition: completed runs that lack the metric
 # a verdict's condition where the testbed could not be built here (its data is elsewhere): neither the ceiling nor the
 # raw-pixel baseline was checked
 HEADROOM_UNCHECKED = "testbed headroom not checked"
@@ -285,6 +286,7 @@ class Comparison:
     # finished seeds only, so a claim holds of those
     unfinished: str = ""
     unpaired: str = ""  # paired by seed: each arm's finished seeds the other has none of (``unpaired_text``)
+    no_value: str = ""  # each arm's finished seeds that recorded no value of the metric (``no_value_text``)
     headroom_unchecked: str = ""  # why the testbed could not be built here (its note), where it could not
     # where either arm diverged: each arm's diverged seeds out of its seeds that trained to the end or diverged
     # (a failed or interrupted seed tells nothing of the arm), and Fisher's exact test of the two counts
@@ -784,6 +786,7 @@ def verdict_text(c: Comparison, names: Tuple[str, str] = ("treatment", "baseline
     # and a testbed whose headroom was not checked
     conditions = "".join([
         _unfinished_clause(c, names),
+        f"; {NO_VALUE}: {c.no_value}" if c.no_value else "",
         f"; {UNPAIRED}: {c.unpaired}" if c.unpaired else "",
         f"; {OTHER_RECIPE} ({c.recipe_differs}): the difference is theirs together" if c.recipe_differs else "",
         f"; {HEADROOM_UNCHECKED}, {c.headroom_unchecked}: report where the runs' data lies" if c.headroom_unchecked
@@ -833,6 +836,18 @@ def divergence_test(treatment: Sequence[str], baseline: Sequence[str]) -> Tuple[
 def arm_statuses(runs: pd.DataFrame, arms: Iterable[str]) -> Dict[str, List[str]]:
     """Each arm's ``seed_statuses``, read once for every test and text that counts them."""
     return {arm: seed_statuses(runs[runs["arm"] == arm]) for arm in dict.fromkeys(arms)}
+
+
+def no_value_text(runs: pd.DataFrame, arms: Sequence[str], names: Sequence[str], metric: str) -> str:
+    """``attention: 2 of 5 seeds recorded no ema_val_top1``: per arm, its finished seeds none of whose runs
+    recorded ``metric`` (``without_value``), which no mean or test can read (empty when there are none)."""
+    parts = []
+    for arm, name in zip(arms, names):
+        missing = without_value(runs, arm, metric)
+        if missing:
+            seeds = runs.loc[runs["arm"] == arm, "seed"].nunique(dropna=False)
+            parts.append(f"{name}: {missing} of {seeds} seeds recorded no {metric}")
+    return "; ".join(parts)
 
 
 def unpaired_text(treatment: pd.Series, baseline: pd.Series, names: Sequence[str]) -> str:
@@ -1001,6 +1016,7 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
     for c, pair_names, pair in zip(comparisons, names, pairs):
         c.outcome = outcome_text(c, pair_names)
         c.unfinished = unfinished_text([statuses[arm] for arm in pair], pair_names)
+        c.no_value = no_value_text(runs, pair, pair_names, metric)
         if pair_by == "seed":
             c.unpaired = unpaired_text(*(finished_values(runs, arm, metric) for arm in pair), pair_names)
         c.verdict = verdict_text(c, pair_names)

@@ -453,6 +453,21 @@ def test_seeds_still_training_are_counted_and_named_before_the_verdict_not_dropp
     md = (tmp_path / "report" / "report.md").read_text()
     assert "(8 completed, 2 running)" in md and "| mixer=shift | 3 of 5, 2 running |" in md
     assert md.index("Running: 2 runs still training") < md.index("## Arms")
+    # an equivalence is TOST's: the 90 % CI inside the margin, which the 95 % CI in the table may cross
+    assert "TOST at α = 0.05 is the 90% CI lying within ±1, so an arm called equivalent can show a 95% CI" in md
+
+
+def test_finished_seeds_that_recorded_no_value_are_named_in_the_verdict(tmp_path):
+    """A completed run without the compared metric (ema_val_top1 with the EMA off, a value lost) cannot enter a
+    test; the verdict, not only the arms table, says whose seeds they are."""
+    write_arm(tmp_path, "shift", [60.0, 62.0, 61.0, 63.0, 59.0])
+    write_arm(tmp_path, "attn", [50.0, 52.0, 51.0], mixer="attn")
+    write_run(tmp_path, "attn-3", seed=3, val_top1=None, mixer="attn")
+    write_run(tmp_path, "attn-4", seed=4, val_top1=float("nan"), mixer="attn")
+    row = verdicts(load_runs(tmp_path, warn=False)).iloc[0]
+    assert (row["n_treatment"], row["n_baseline"]) == (5, 3)
+    assert row["verdict"].endswith("; finished seeds without a value, in no test: attention: 2 of 5 seeds recorded "
+                                   "no val_top1")
 
 
 def test_holm_turns_a_borderline_difference_inconclusive(tmp_path):
