@@ -403,7 +403,8 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
     )
 
     this_attempt = attempt_code(git_commit(), git_dirty(), versions(),
-                                machine(resolve_device(effective["train"]["device"], dist.local_rank)))
+                                machine(resolve_device(effective["train"]["device"], dist.local_rank)),
+                                {f"train.{key}": effective["train"][key] for key in SPEED_ONLY_TRAIN_KEYS})
     summary: Dict[str, Any] = {
         "status": RUNNING, "seed": effective["seed"], "config_hash": digest, "mixer": effective["mixer"]["name"],
         "gamma": effective["gamma"], "tau": effective["tau"], "depths": effective["depths"],

@@ -119,11 +119,14 @@ SUMMARY_KEYS = ("status", *RESULT_KEYS, *IDENTITY_KEYS, *PROVENANCE_KEYS)  # alw
 
 
 def attempt_code(commit: Optional[str], dirty: Optional[bool], versions: Dict[str, str],
-                 machine: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """One entry of ``attempts_code``: the code an attempt ran, and on what machine. ``resumed_at`` ([epoch, batch] of
-    the checkpoint it started from, [0, 0] for none) is set, and written, before it trains: None, it trained
-    nothing."""
-    return {"git_commit": commit, "git_dirty": dirty, "versions": versions, "machine": machine, "resumed_at": None}
+                 machine: Optional[Dict[str, Any]] = None, settings: Optional[Dict[str, Any]] = None
+                 ) -> Dict[str, Any]:
+    """One entry of ``attempts_code``: the code an attempt ran, on what machine, and under which speed-only
+    settings (``{"train.threads": 2, ...}``: a resume may change them, and config.yaml holds the last attempt's
+    only). ``resumed_at`` ([epoch, batch] of the checkpoint it started from, [0, 0] for none) is set, and written,
+    before it trains: None, it trained nothing."""
+    return {"git_commit": commit, "git_dirty": dirty, "versions": versions, "machine": machine,
+            "settings": settings, "resumed_at": None}
 
 
 def earlier_attempts_code(previous: Dict[str, Any]) -> List[Dict[str, Any]]:

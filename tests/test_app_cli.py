@@ -15,7 +15,7 @@ from wandb_log import history, written
 from wandb_log import summary as logged_summary
 
 from analysis.load import run_row, wandb_row
-from shiftvit.config import DEFAULT_TOLERANCE
+from shiftvit.config import DEFAULT_TOLERANCE, SPEED_ONLY_TRAIN_KEYS
 from shiftvit.data import build_data
 from shiftvit.models import MIXERS
 from shiftvit.multirun import job_dirs
@@ -191,11 +191,16 @@ def test_resume_after_kill_gives_identical_metrics(uninterrupted):
     proc.kill()  # SIGKILL: no chance to clean up
     proc.wait()
     assert read_summary(run_dir)["status"] == "running"
-    resumed = run_cli(args, cwd=base)
+    # resumed under another speed-only setting (no bar): the same run, and each attempt's settings on record, where
+    # config.yaml holds the last attempt's only
+    resumed = run_cli([*args, "train.progress=never"], cwd=base)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stdout + resumed.stderr
     assert _metrics_only(read_metrics(run_dir)) == _metrics_only(read_metrics(reference))
-    assert read_summary(run_dir)["val_top1"] == read_summary(reference)["val_top1"]
+    summary = read_summary(run_dir)
+    assert summary["val_top1"] == read_summary(reference)["val_top1"]
+    assert [a["settings"]["train.progress"] for a in summary["attempts_code"]] == ["auto", "never"]
+    assert set(summary["attempts_code"][0]["settings"]) == {f"train.{k}" for k in SPEED_ONLY_TRAIN_KEYS}
 
 
 def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(uninterrupted):
