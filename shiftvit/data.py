@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import random
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -902,6 +903,19 @@ def on_device_eligible(bundle: DataBundle, num_workers: int) -> bool:
 
 # what make_loaders hands the trainer: each yields (images, labels) batches and has a sampler with set_epoch
 Loader = Union[DataLoader, "AugmentedLoader", "DeviceTensorLoader"]
+# the signals that stop a run with a checkpoint (Ctrl-C, a scheduler's preemption notices): the training process
+# catches them (engine._SignalCatcher) and stops after its step
+STOP_SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None),
+                                 getattr(signal, "SIGUSR2", None)) if s)
+
+
+def _leave_stop_signals_to_the_trainer(worker_id: int) -> None:
+    """A DataLoader worker's start: ignore the stop signals. A scheduler (or ``kill -TERM -PGID``) signals every
+    process of the job; a worker it killed made PyTorch raise "DataLoader worker is killed by signal" in the
+    training process mid-step, and the run was recorded as failed, without its mid-epoch checkpoint. The training
+    process shuts its workers down itself, and a worker whose parent died exits on its own (PyTorch's watchdog)."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def make_loaders(bundle: DataBundle, batch_size: int, seed: int, num_workers: int = 0,
@@ -933,7 +947,7 @@ def make_loaders(bundle: DataBundle, batch_size: int, seed: int, num_workers: in
     rank, world_size = (torch_dist.get_rank(), torch_dist.get_world_size()) if distributed else (0, 1)
     generator = torch.Generator().manual_seed(rank_seed(seed, rank, world_size))
     common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0,
-                  generator=generator)
+                  generator=generator, worker_init_fn=_leave_stop_signals_to_the_trainer if num_workers else None)
     train_set: Dataset = _unaugmented(bundle.train)
     if not _replayable(bundle.train):  # augmented image by image: each image from a seed of its own
         train_set, train_sampler = SeededDraws(train_set, seed), DrawKeys(train_sampler, rank)

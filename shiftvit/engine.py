@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 from . import distributed as dist_utils
 from .compiling import compile_model
 from .config import TrainSettings
-from .data import DataBundle, make_loaders, on_device_eligible, rank_seed
+from .data import STOP_SIGNALS, DataBundle, make_loaders, on_device_eligible, rank_seed
 from .devices import (  # noqa: F401  (also engine API)
     AMP_DTYPES,
     amp_device_error,
@@ -119,8 +119,7 @@ class _SignalCatcher:
     handler, which requeues the job): the checkpoint is written first, then that handler is called.
     """
 
-    SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None),
-                                getattr(signal, "SIGUSR2", None)) if s)
+    SIGNALS = STOP_SIGNALS
 
     def __init__(self):
         self.received: Optional[int] = None

@@ -759,6 +759,28 @@ def test_image_by_image_augmentation_is_the_same_with_any_workers_and_after_a_ki
     assert [{k: r[k] for k in same} for r in read_metrics(killed_dir)] == records[0]
 
 
+def test_a_stop_signal_to_the_whole_process_group_with_loader_workers_checkpoints_mid_epoch(tmp_path):
+    """A scheduler signals every process of the job (SLURM, ``kill -TERM -PGID``): the DataLoader workers too. A
+    worker killed by it made PyTorch raise in the training process mid-step, and the run was recorded failed,
+    without its mid-epoch checkpoint (a sweep then went on to its next job). The workers leave the signal to the
+    training process, which stops after its step, as when it alone is signalled."""
+    run_dir = tmp_path / "run"
+    args = ["logger=none", "model=shiftvit_nano", "data=synthetic", "data.img_size=32", "data.num_classes=4",
+            "data.num_train=1024", "data.num_val=64", "train.batch_size=8", "train.epochs=3", "train.warmup_epochs=1",
+            "train.num_workers=2", "train.threads=1", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=tmp_path, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    _wait_for(lambda: len(read_metrics(run_dir)) >= 1 and (run_dir / CHECKPOINT_FILE).exists(), proc)
+    time.sleep(0.5)  # inside epoch 2
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out[-3000:]
+    summary = read_summary(run_dir)
+    assert (summary["status"], summary.get("interrupted_by")) == ("interrupted", "SIGTERM"), summary.get("error")
+    state = torch.load(run_dir / CHECKPOINT_FILE, weights_only=True)
+    assert (state["epoch"], state["batch"]) > (1, 0) or state["epoch"] >= 2
+
+
 def test_fresh_archives_hydras_job_log_with_the_record(tmp_path):
     """train.resume=fresh moves the old record to .archive/<time>/, and Hydra's job log (run.log) goes with it:
     copied, then emptied in place, since the new attempt already holds it open to append (a move would leave that
