@@ -315,15 +315,26 @@ def _apart_by_data(rows: List[Dict[str, Any]], configs: List[Dict[str, Any]]) ->
 def _drop_superseded(rows: List[Dict[str, Any]], configs: List[Dict[str, Any]], skipped: List[Tuple[str, str]],
                      warn: bool) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
     """Leave out a failed, interrupted or unreadable attempt at a run whose config and seed (its config hash) another
-    record finished: the same run tried again, not a second seed that failed. A diverged run is a finding, and stays."""
+    record finished on the same data (its fingerprint, where the attempt got to read it: the hash leaves out where the
+    data lies, and two folders under one config are two data sets): the same run tried again, not a second seed that
+    failed. A diverged run is a finding, and stays."""
     attempts = (FAILED, INTERRUPTED, UNREADABLE)
-    finished: Dict[str, Dict[str, Any]] = {}
+    finished: Dict[Tuple[str, Any], Dict[str, Any]] = {}
     for row in rows:
         if row.get("config_hash") and row["status"] not in (*attempts, RUNNING):
-            finished.setdefault(row["config_hash"], row)
+            finished.setdefault((row["config_hash"], row.get(DATA_FINGERPRINT_KEY)), row)
+
+    def finished_by(row: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        if row["status"] not in attempts or not row.get("config_hash"):
+            return None
+        if row.get(DATA_FINGERPRINT_KEY) is not None:
+            return finished.get((row["config_hash"], row[DATA_FINGERPRINT_KEY]))
+        # stopped before it read its data (or recorded before fingerprints were kept): it trained on none
+        return next((by for (digest, _), by in finished.items() if digest == row["config_hash"]), None)
+
     kept_rows, kept_configs = [], []
     for row, config in zip(rows, configs):
-        by = finished.get(row.get("config_hash")) if row["status"] in attempts else None
+        by = finished_by(row)
         if by is None:
             kept_rows.append(row)
             kept_configs.append(config)

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from analysis_records import testbed_cache  # noqa: F401
+from analysis_records import testbed_cache, write_run  # noqa: F401
 from helpers import AS_NOBODY, ROOT, cli_env, nobody_cannot_run_checkout, run_cli
 from PIL import Image
 
@@ -57,7 +57,6 @@ def test_duplicates_are_one_warning_and_each_listed(tmp_path):
     df.attrs['skipped'] one by one, but one warning for them all, not one per job at every load."""
     import warnings
 
-    from analysis_records import write_run
 
     sweep = tmp_path / "sweep"
     for seed in range(3):
@@ -262,7 +261,6 @@ def test_notebooks_are_what_build_py_generates(tmp_path, monkeypatch):
 def test_empty_sweep_report(tmp_path):
     """A sweep whose every record is unusable still gets a report (that is information); a folder with no run
     records at all is refused (tests/test_cli_errors.py)."""
-    from analysis_records import write_run
 
     run_dir = write_run(tmp_path / "sweep", "job-0")
     (run_dir / "summary.json").write_text("{")  # damaged
@@ -276,7 +274,6 @@ def test_empty_sweep_report(tmp_path):
 def test_a_record_whose_summary_is_damaged_is_a_seed_of_its_arm_without_a_result(tmp_path):
     """A damaged summary.json whose config.yaml still says what ran: the seed counts against its arm (not "1 of 1"
     and "add seeds"), the report names the record and the way out, and sweep.csv says unreadable, not queued."""
-    from analysis_records import write_run
 
     from shiftvit.multirun import job_row, job_status
 
@@ -303,6 +300,24 @@ def test_a_record_whose_summary_is_damaged_is_a_seed_of_its_arm_without_a_result
     assert summarize(runs).set_index("arm").loc["mixer=shift", "failures"] == ""
     assert [why for _, why in runs.attrs["skipped"]] == [
         f"unreadable attempt superseded by {tmp_path / 'again' / 'shift2'} (the same config and seed, completed)"]
+
+
+def test_a_cut_off_seed_on_one_data_set_is_not_superseded_by_that_seed_on_another(tmp_path):
+    """Two sweeps of one config on two folders of one format (two data sets, reported together): the config hash
+    leaves out where the data lies, so a seed cut off on one was read as superseded by the same seed finished on
+    the other, and vanished from its arm. Only a finish on the same data (its fingerprint) supersedes."""
+    for seed in (0, 1):
+        write_run(tmp_path / "A", f"shift{seed}", seed=seed, val_top1=90.0 + seed, data_fingerprint="a" * 16)
+    write_run(tmp_path / "B", "shift0", seed=0, val_top1=80.0, data_fingerprint="b" * 16)
+    write_run(tmp_path / "B", "shift1", seed=1, val_top1=None, status="interrupted", data_fingerprint="b" * 16)
+    runs = load_runs([tmp_path / "A", tmp_path / "B"], warn=False)
+    assert not runs.attrs["skipped"] and len(runs) == 4
+    on_b = summarize(runs).set_index("n").loc[1]
+    assert (on_b["seeds"], on_b["failures"]) == (2, "1 of 2 seeds interrupted")
+    write_run(tmp_path / "B2", "shift1", seed=1, val_top1=81.0, data_fingerprint="b" * 16)  # finished on B: it does
+    runs = load_runs([tmp_path / "A", tmp_path / "B", tmp_path / "B2"], warn=False)
+    assert [why for _, why in runs.attrs["skipped"]] == [
+        f"interrupted attempt superseded by {tmp_path / 'B2' / 'shift1'} (the same config and seed, completed)"]
 
 
 def test_every_registered_mixer_has_its_name_and_colour_in_the_figures():
@@ -334,7 +349,6 @@ def test_where_the_data_lies_is_no_arm_but_other_data_is(tmp_path):
     """One config whose seeds read the same CIFAR from two disks is one arm on one testbed (built from whichever
     place still holds the data). Runs of one data config that read different data (their fingerprints) share no
     arm, testbed or comparison; a run recorded before fingerprints among them is set apart too."""
-    from analysis_records import write_run
 
     from analysis.headroom import testbeds_of
     from shiftvit.bench.loader import write_cifar
@@ -381,7 +395,6 @@ def test_a_testbed_is_cached_by_the_data_its_runs_read_not_by_the_config(tmp_pat
     """Two sweeps of one data config that read different data (two CIFAR folders), reported one after the other
     with one testbed cache: each gets the testbed of its own data, not the first one's cached numbers (which once
     flipped a verdict). Records made before fingerprints are told apart by where their data lay."""
-    from analysis_records import write_run
 
     from analysis.headroom import testbeds_of
     from shiftvit.bench.loader import write_cifar
