@@ -41,6 +41,7 @@ from shiftvit.records import (
     run_status,
     trained_code,
     trained_machines,
+    trained_settings,
 )
 from shiftvit.tracking import RECORD_CONFIG_KEY, unflatten
 
@@ -190,7 +191,7 @@ def record_row(config: Dict[str, Any], summary: Dict[str, Any], status: str, whe
         "match": config.get("match"), "reference": config.get("reference"), "tolerance": config.get("tolerance"),
         "seed": config.get("seed"), "model": model.get("name"), "norm": model.get("norm"), "act": model.get("act"),
         "img_size": model.get("img_size"), "data": data.get("name"), "epochs": train.get("epochs"),
-        "lr": train.get("lr"), "eval_every": train.get("eval_every"),
+        "lr": train.get("lr"), "eval_every": _eval_every(summary, train.get("eval_every")),
         # which data (the testbed: every run on it shares one), and where this run read it (to build it again)
         "data_config": json.dumps(which_data, sort_keys=True, default=str),
         "data_location": json.dumps(data_location, sort_keys=True, default=str),
@@ -223,6 +224,13 @@ def wandb_row(config: Dict[str, Any], summary: Dict[str, Any], state: str, url: 
     # wandb's state first: a resumed online run is running, whatever its earlier attempt left in the summary
     status = RUNNING if state == WANDB_RUNNING_STATE else summary.get("status") or INTERRUPTED
     return record_row(logged, summary, status, where=url, sweep=summary.get("sweep_name") or group, job=name)
+
+
+def _eval_every(summary: Dict[str, Any], recorded: Any) -> Any:
+    """Every how many epochs the run evaluated: config.yaml's value, or each attempt's joined (``3 + 1``) where a
+    resume changed it (config.yaml holds the last attempt's only): its best epoch is of the epochs it evaluated."""
+    values = trained_settings(summary, "train.eval_every")
+    return ATTEMPTS_SEPARATOR.join(map(str, values)) if len(values) > 1 else recorded
 
 
 def _budget_target(config: Dict[str, Any]) -> Optional[str]:

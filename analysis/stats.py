@@ -110,15 +110,17 @@ def _require_arms(runs: pd.DataFrame) -> None:
 
 def check_metric(runs: pd.DataFrame, metric: str) -> None:
     """A best-over-epochs metric is taken over the evaluated epochs only, so it depends on ``train.eval_every``,
-    which the arms leave out (it never changes the final numbers): refuse to pool runs that evaluated differently."""
+    which the arms leave out (it never changes the final numbers): refuse to pool or compare runs that evaluated
+    differently, within an arm or across arms (a run resumed under another schedule reads ``3 + 1``: load.py)."""
     if not metric.startswith("best_") or "eval_every" not in runs:
         return
-    for arm, group in runs[runs["used"]].groupby("arm", sort=False):
-        every = sorted(set(group["eval_every"].dropna()))
-        if len(every) > 1:
-            raise ValueError(f"{metric} is the best of the evaluated epochs, and the runs of {arm} evaluated every "
-                             f"{' or '.join(map(str, every))} epochs: compare val_top1 (the last epoch), or runs "
-                             "with one train.eval_every")
+    used = runs[runs["used"]]
+    every = sorted(set(used["eval_every"].dropna().map(str)), key=lambda text: (len(text), text))
+    if len(every) > 1:
+        arms = sorted(set(used.loc[used["eval_every"].map(str) != every[0], "arm"]))
+        raise ValueError(f"{metric} is the best of the evaluated epochs, and the runs evaluated every "
+                         f"{' or '.join(every)} epochs ({', '.join(arms)} not every {every[0]}): compare val_top1 "
+                         "(the last epoch), or runs with one train.eval_every")
 
 
 def finished_values(runs: pd.DataFrame, arm: str, metric: str = DEFAULT_METRIC) -> pd.Series:

@@ -174,6 +174,14 @@ def trained_code(summary: Dict[str, Any]) -> List[str]:
     return list(dict.fromkeys(code_label(a.get("git_commit"), a.get("git_dirty")) for a in _trained_attempts(summary)))
 
 
+def trained_settings(summary: Dict[str, Any], key: str) -> List[Any]:
+    """The values of the speed-only setting ``key`` (``train.eval_every``) that the attempts that trained ran
+    under, each once, in order; none for a record none of whose attempts recorded its settings (from before them)."""
+    values = [(a.get("settings") or {}).get(key) for a in _trained_attempts(summary)
+              if key in (a.get("settings") or {})]
+    return list(dict.fromkeys(values))
+
+
 def trained_machines(summary: Dict[str, Any]) -> List[str]:
     """The machines (``machine_label``) every attempt that trained ran on, each once, in order; none for a record
     none of whose attempts recorded one (from before the key)."""

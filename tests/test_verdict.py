@@ -805,11 +805,31 @@ def test_a_best_epoch_metric_never_pools_runs_that_evaluated_at_different_epochs
     config.write_text(yaml.safe_dump(effective, sort_keys=False))
     runs = load_runs(tmp_path, warn=False)
     assert runs["arm"].nunique() == 2 and len(verdicts(runs)) == 1
-    with pytest.raises(ValueError, match=r"best_val_top1 is the best of the evaluated epochs, and the runs of "
-                                         r"mixer=shift evaluated every 1 or 3 epochs"):
+    with pytest.raises(ValueError, match=r"best_val_top1 is the best of the evaluated epochs, and the runs evaluated "
+                                         r"every 1 or 3 epochs \(mixer=shift not every 1\)"):
         verdicts(runs, metric="best_val_top1")
     with pytest.raises(ValueError, match="compare val_top1"):
         summarize(runs, metric="best_val_top1")
+    # one arm at 3, the other at 1: their bests are of other epochs, within each arm alike
+    for seed in range(1, len(SHIFT)):
+        config = tmp_path / f"shift-{seed}" / "config.yaml"
+        config.write_text(yaml.safe_dump({**effective, "seed": seed}, sort_keys=False))
+    runs = load_runs(tmp_path, warn=False)
+    with pytest.raises(ValueError, match=r"every 1 or 3 epochs \(mixer=shift not every 1\)"):
+        verdicts(runs, metric="best_val_top1")
+    # a run resumed under another schedule: config.yaml names the last attempt's only, its attempts both
+    for seed in range(len(SHIFT)):
+        _set_in_config([tmp_path / f"shift-{seed}"], "train.eval_every", 1)
+    summary_path = tmp_path / "attn-0" / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary["attempts_code"] = [{"git_commit": None, "settings": {"train.eval_every": every}, "resumed_at": at}
+                                for every, at in ((3, [0, 0]), (1, [2, 0]))]
+    summary_path.write_text(json.dumps(summary))
+    runs = load_runs(tmp_path, warn=False)
+    assert runs.loc[runs["run_dir"] == str(tmp_path / "attn-0"), "eval_every"].item() == "3 + 1"
+    assert len(verdicts(runs)) == 1  # the last epoch's numbers: as any other run's
+    with pytest.raises(ValueError, match=r"every 1 or 3 \+ 1 epochs \(mixer=attn not every 1\)"):
+        verdicts(runs, metric="best_val_top1")
 
 
 def test_arms_of_one_target_further_apart_than_their_tolerances_allow_are_not_matched():
