@@ -259,12 +259,13 @@ def _claim(sweep_dir: Path, digest: str, run_dir: Path) -> Optional[Path]:
 
 
 def _orphaned_duplicate(run_dir: Path, summary: Dict[str, Any], digest: str) -> bool:
-    """A duplicate record whose owner no longer holds a record of its config (deleted or archived): kept as it
-    is, the config would have no result. (An owner that was cut off is resumed by its own job.)"""
+    """A duplicate record whose owner no longer holds a result of its config: deleted or archived, or cut off since
+    (retrained with train.resume=fresh and stopped; its own job, where a launch holds it too, resumes it, and the
+    analysis counts the two as one replicate of the seed). Kept as it is, the config would have no result."""
     if summary.get("status") != DUPLICATE:
         return False
     owner = (run_dir / str(summary.get("duplicate_of") or "")).resolve()
-    return not (summary.get("duplicate_of") and _holds_config(owner, digest))
+    return not (summary.get("duplicate_of") and _holds_config(owner, digest)) or _cut_off(owner)
 
 
 def _holds_config(run_dir: Path, digest: str) -> bool:

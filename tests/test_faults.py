@@ -499,9 +499,12 @@ def test_a_record_made_under_another_hash_is_not_trained_again(tmp_path):
     assert {name: (old / name).read_bytes() for name in before} == before
 
 
-def test_a_duplicate_whose_owner_was_deleted_trains_on_relaunch(tmp_path):
-    """The docstring's promise: a claim whose owner no longer holds a record passes to the claimant, also when
-    the claimant already recorded itself a duplicate (it would otherwise stay one, and the config have no result)."""
+@pytest.mark.parametrize("owner_then", ["deleted", "cut_off"])
+def test_a_duplicate_whose_owner_was_deleted_or_cut_off_trains_on_relaunch(tmp_path, owner_then):
+    """The docstring's promise: a claim whose owner no longer holds a result passes to the claimant, also when
+    the claimant already recorded itself a duplicate (it would otherwise stay one, and the config have no result):
+    the owner's record deleted, or retrained (train.resume=fresh) and cut off, with no job of this launch to
+    resume it."""
     sweep = tmp_path / "sweep"
     args = ["-m", "seed=0", *small(epochs=1), f"hydra.sweep.dir={sweep}"]
     assert run_cli(args, cwd=tmp_path).returncode == 0
@@ -510,7 +513,12 @@ def test_a_duplicate_whose_owner_was_deleted_trains_on_relaunch(tmp_path):
     assert run_cli(named, cwd=tmp_path).returncode == 0
     [dup] = [job for job in job_dirs(sweep) if job != owner]
     assert read_summary(dup)["status"] == "duplicate"
-    shutil.rmtree(owner)
+    if owner_then == "deleted":
+        shutil.rmtree(owner)
+    else:
+        killed = run_cli([*args, "train.resume=fresh"], cwd=tmp_path,
+                         env={"SHIFTVIT_FAULT": "after_rename:checkpoint.pt:1:kill"})
+        assert killed.returncode != 0 and read_summary(owner)["status"] == "running", killed.stderr[-3000:]
     again = run_cli(named, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert read_summary(dup)["status"] == "completed" and read_summary(dup).get("duplicate_of") is None
