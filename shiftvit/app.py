@@ -113,11 +113,19 @@ def config_difference(old: Dict[str, Any], new: Dict[str, Any], shown: int = 3) 
     return ", ".join(parts) or "the same values under another config hash"
 
 
-def _take_over(run_dir: Path, effective: Dict[str, Any], digest: str) -> Dict[str, Any]:
+def _another_folder(sweep_dir: Optional[Path]) -> str:
+    """The setting that names another folder for this run: a sweep's jobs live under ``hydra.sweep.dir`` (``-m``
+    ignores ``hydra.run.dir``), a single run in ``hydra.run.dir``."""
+    return "hydra.sweep.dir" if sweep_dir is not None else "hydra.run.dir"
+
+
+def _take_over(run_dir: Path, effective: Dict[str, Any], digest: str, folder: str = "hydra.run.dir"
+               ) -> Dict[str, Any]:
     """Check that ``run_dir`` holds nothing or a record of this very config; return that record's summary.
 
     Called with the run lock held. A record of another config is never resumed or relabelled: the run stops
-    with the differing keys, unless ``train.resume=fresh`` asks to archive it and start over.
+    with the differing keys, unless ``train.resume=fresh`` asks to archive it and start over. ``folder``: the
+    setting the errors name for another folder (``_another_folder``).
     """
     import yaml
 
@@ -141,14 +149,14 @@ def _take_over(run_dir: Path, effective: Dict[str, Any], digest: str) -> Dict[st
         old = yaml.safe_load(config_path.read_text()) if config_path.exists() else None
     except (OSError, yaml.YAMLError) as e:
         raise RecordError(f"{config_path} is unreadable ({type(e).__name__}): train.resume=fresh archives the "
-                          "record and starts over, or use another hydra.run.dir") from None
+                          f"record and starts over, or use another {folder}") from None
     if not isinstance(old, dict):
         raise ConfigError(f"{run_dir} holds {', '.join(held)} but no readable {CONFIG_FILE}, so it cannot be "
-                          "resumed safely: use another hydra.run.dir, or train.resume=fresh to archive it and "
+                          f"resumed safely: use another {folder}, or train.resume=fresh to archive it and "
                           "start over")
     if config_hash(old) != digest:
         raise ConfigError(f"{run_dir} holds a run of another config ({config_difference(old, effective)}): use "
-                          "another hydra.run.dir, or train.resume=fresh to archive that record and start over")
+                          f"another {folder}, or train.resume=fresh to archive that record and start over")
     summary = read_summary(run_dir)
     _same_data_elsewhere(run_dir, effective, "train.resume=fresh to archive that record and start over",
                          keep=summary.get("status") not in FINISHED_STATUSES)  # resumed: it trains on that data
@@ -308,7 +316,7 @@ def _cut_off(run_dir: Path) -> bool:
         return True
 
 
-def _own_run_dir(run_dir: Path, effective: Dict[str, Any], digest: str, dist):
+def _own_run_dir(run_dir: Path, effective: Dict[str, Any], digest: str, dist, folder: str = "hydra.run.dir"):
     """Lock the run directory and check what it holds (main process); every process learns the outcome.
 
     Returns ``(lock, previous_summary)``; raises the main process's error (other ranks exit quietly)."""
@@ -318,14 +326,14 @@ def _own_run_dir(run_dir: Path, effective: Dict[str, Any], digest: str, dist):
     lock, previous, error = None, {}, None
     if dist.is_main:
         try:
-            lock = RunLock(run_dir, "running this record", "wait for it to finish, or use another hydra.run.dir")
+            lock = RunLock(run_dir, "running this record", f"wait for it to finish, or use another {folder}")
             lock.acquire()
-            previous = _take_over(run_dir, effective, digest)
+            previous = _take_over(run_dir, effective, digest, folder)
             remove_stale_temporaries(run_dir)
         except (ConfigError, RecordError) as e:
             error = e
         except OSError as e:
-            error = RecordError(f"cannot write to {run_dir} ({e.strerror or e}): choose a writable hydra.run.dir")
+            error = RecordError(f"cannot write to {run_dir} ({e.strerror or e}): choose a writable {folder}")
         if error is not None and lock is not None:
             lock.release()
     try:
@@ -370,7 +378,7 @@ def run_experiment(cfg: Dict[str, Any], run_dir: Path, *, sweep_dir: Optional[Pa
         _refuse_a_sweep_directory(run_dir)
     digest = config_hash(effective)
     dist = dist_utils.info()
-    lock, previous = _own_run_dir(run_dir, effective, digest, dist)
+    lock, previous = _own_run_dir(run_dir, effective, digest, dist, _another_folder(sweep_dir))
     try:
         if previous.get("status") in FINISHED_STATUSES and not _orphaned_duplicate(run_dir, previous, digest):
             log.info("%s already holds a %s run of this config: nothing to do", run_dir, previous["status"])

@@ -320,7 +320,7 @@ def read_summary(run_dir: Path) -> Dict[str, Any]:
         return read_json(path) if path.exists() else {}
     except (OSError, ValueError) as e:
         raise RecordError(f"{path} is unreadable ({e}): train.resume=fresh archives the record and starts over, "
-                          "or use another hydra.run.dir") from None
+                          "or use another folder (hydra.run.dir; hydra.sweep.dir for a sweep)") from None
 
 
 def remove_stale_temporaries(run_dir: Path) -> List[Path]:

@@ -269,7 +269,9 @@ def test_changed_default_in_a_relaunched_sweep_keeps_every_record(tmp_path):
     second = run_cli(args, cwd=tmp_path)
     assert second.returncode == 1
     assert second.stderr.count("holds a run of another config (train.lr: 0.002 -> 0.001)") == 2
-    assert "Traceback" not in second.stderr
+    # the way out a sweep takes: -m ignores hydra.run.dir
+    assert second.stderr.count("use another hydra.sweep.dir, or train.resume=fresh") == 2
+    assert "hydra.run.dir" not in second.stderr and "Traceback" not in second.stderr
     assert {job.name: (job / SUMMARY_FILE).read_bytes() for job in job_dirs(sweep)} == records
     rows = sweep_rows(sweep)
     assert [r["status"] for r in rows] == ["completed", "completed"]  # what the records say, of their config
