@@ -189,11 +189,8 @@ def summarize(runs: pd.DataFrame, metric: str = DEFAULT_METRIC, confidence: floa
             group["val_images"].notna().any() else None
         se = Testbed(data="", data_config="", val_images=int(val_images) if val_images else None).binomial_se(mean)
         noise = ("seed variance" if sd > se else "test-set size") if math.isfinite(sd) and math.isfinite(se) else ""
-        missing = without_value(runs, arm, metric)
         statuses = seed_statuses(group)
-        failures = "; ".join(filter(None, [failures_text(statuses),
-                                           f"{missing} of {len(statuses)} seeds recorded no {metric}" if missing
-                                           else ""]))
+        failures = "; ".join(filter(None, [failures_text(statuses), no_value_text(runs, arm, metric)]))
         rows.append({"arm": arm, **{c: group[c].iloc[0] for c in arm_columns}, "seeds": len(statuses),
                      "runs": len(group), "n": n, "running": statuses.count(RUNNING),
                      "failures": failures, "mean": mean, "ci_low": float(low),
@@ -288,7 +285,7 @@ class Comparison:
     # finished seeds only, so a claim holds of those
     unfinished: str = ""
     unpaired: str = ""  # paired by seed: each arm's finished seeds the other has none of (``unpaired_text``)
-    no_value: str = ""  # each arm's finished seeds that recorded no value of the metric (``no_value_text``)
+    no_value: str = ""  # each arm's finished seeds that recorded no value of the metric (``no_value_text``'s)
     headroom_unchecked: str = ""  # why the testbed could not be built here (its note), where it could not
     # where either arm diverged: each arm's diverged seeds out of its seeds that trained to the end or diverged
     # (a failed or interrupted seed tells nothing of the arm), and Fisher's exact test of the two counts
@@ -840,16 +837,12 @@ def arm_statuses(runs: pd.DataFrame, arms: Iterable[str]) -> Dict[str, List[str]
     return {arm: seed_statuses(runs[runs["arm"] == arm]) for arm in dict.fromkeys(arms)}
 
 
-def no_value_text(runs: pd.DataFrame, arms: Sequence[str], names: Sequence[str], metric: str) -> str:
-    """``attention: 2 of 5 seeds recorded no ema_val_top1``: per arm, its finished seeds none of whose runs
-    recorded ``metric`` (``without_value``), which no mean or test can read (empty when there are none)."""
-    parts = []
-    for arm, name in zip(arms, names):
-        missing = without_value(runs, arm, metric)
-        if missing:
-            seeds = runs.loc[runs["arm"] == arm, "seed"].nunique(dropna=False)
-            parts.append(f"{name}: {missing} of {seeds} seeds recorded no {metric}")
-    return "; ".join(parts)
+def no_value_text(runs: pd.DataFrame, arm: str, metric: str) -> str:
+    """``2 of 5 seeds recorded no ema_val_top1``: the arm's finished seeds none of whose runs recorded ``metric``
+    (``without_value``), which no mean or test can read, of all its seeds ("" when there are none)."""
+    missing = without_value(runs, arm, metric)
+    seeds = runs.loc[runs["arm"] == arm, "seed"].nunique(dropna=False)
+    return f"{missing} of {seeds} seeds recorded no {metric}" if missing else ""
 
 
 def unpaired_text(treatment: pd.Series, baseline: pd.Series, names: Sequence[str]) -> str:
@@ -1018,7 +1011,8 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
     for c, pair_names, pair in zip(comparisons, names, pairs):
         c.outcome = outcome_text(c, pair_names)
         c.unfinished = unfinished_text([statuses[arm] for arm in pair], pair_names)
-        c.no_value = no_value_text(runs, pair, pair_names, metric)
+        c.no_value = "; ".join(f"{name}: {text}" for arm, name in zip(pair, pair_names)
+                               if (text := no_value_text(runs, arm, metric)))
         if pair_by == "seed":
             c.unpaired = unpaired_text(*(finished_values(runs, arm, metric) for arm in pair), pair_names)
         c.verdict = verdict_text(c, pair_names)
