@@ -13,6 +13,7 @@ import json
 import os
 import random
 import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -910,12 +911,30 @@ STOP_SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)
 
 
 def _leave_stop_signals_to_the_trainer(worker_id: int) -> None:
-    """A DataLoader worker's start: ignore the stop signals. A scheduler (or ``kill -TERM -PGID``) signals every
-    process of the job; a worker it killed made PyTorch raise "DataLoader worker is killed by signal" in the
-    training process mid-step, and the run was recorded as failed, without its mid-epoch checkpoint. The training
-    process shuts its workers down itself, and a worker whose parent died exits on its own (PyTorch's watchdog)."""
+    """A DataLoader worker's start: the stop signals are the training process's. A scheduler (or ``kill -TERM
+    -PGID``) signals every process of the job; a worker it killed made PyTorch raise "DataLoader worker is killed by
+    signal" in the training process mid-step, and the run was recorded as failed, without its mid-epoch checkpoint.
+    SIGINT and SIGUSR1/2 are ignored. SIGTERM is what the training process itself ends a worker with (PyTorch's
+    ``terminate()`` of a worker that does not stop, and multiprocessing's at exit, which then waits for it), so it is
+    taken by a thread that tells the senders apart, as PyTorch's own handler does: the parent's ends the worker,
+    anyone else's is left to the parent (which stops its workers itself; a worker whose parent died exits on its
+    own, by PyTorch's watchdog)."""
     for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+        if sig != getattr(signal, "SIGTERM", None):
+            signal.signal(sig, signal.SIG_IGN)
+    if hasattr(signal, "sigwaitinfo"):  # not on macOS: there PyTorch's handler stays, and a group's SIGTERM kills
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # every thread started from here on too
+        threading.Thread(target=_end_on_the_parents_sigterm, args=(os.getppid(),), daemon=True,
+                         name="sigterm-from-parent").start()
+
+
+def _end_on_the_parents_sigterm(parent: int) -> None:
+    """Wait for SIGTERMs (blocked in every thread of the worker) and end the worker on its parent's, quietly, as
+    PyTorch's worker handler does (exit status 0); ignore everyone else's."""
+    while True:
+        sender = signal.sigwaitinfo({signal.SIGTERM}).si_pid
+        if sender == parent or os.getppid() != parent:
+            os._exit(0)
 
 
 def make_loaders(bundle: DataBundle, batch_size: int, seed: int, num_workers: int = 0,

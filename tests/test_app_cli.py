@@ -779,6 +779,19 @@ def test_a_stop_signal_to_the_whole_process_group_with_loader_workers_checkpoint
     assert (summary["status"], summary.get("interrupted_by")) == ("interrupted", "SIGTERM"), summary.get("error")
     state = torch.load(run_dir / CHECKPOINT_FILE, weights_only=True)
     assert (state["epoch"], state["batch"]) > (1, 0) or state["epoch"] >= 2
+    # and no worker outlives it (they end on their parent's SIGTERM, or see it gone)
+    _wait_for_no_process_in_group(proc.pid)
+
+
+def _wait_for_no_process_in_group(group: int, timeout: float = 20) -> None:
+    start = time.time()
+    while True:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        assert time.time() - start < timeout, f"a process of group {group} is still alive"
+        time.sleep(0.1)
 
 
 def test_fresh_archives_hydras_job_log_with_the_record(tmp_path):
