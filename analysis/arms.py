@@ -13,7 +13,13 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import pandas as pd
 
-from shiftvit.config import LOCATION_KEYS, MATCH_NONE, SPEED_ONLY_TRAIN_KEYS, is_added_key_at_old_behaviour
+from shiftvit.config import (
+    ADDED_KEYS_AT_OLD_BEHAVIOUR,
+    LOCATION_KEYS,
+    MATCH_NONE,
+    SPEED_ONLY_TRAIN_KEYS,
+    is_added_key_at_old_behaviour,
+)
 from shiftvit.tracking import flatten
 
 # Settings that change how fast a run goes, never its numbers, and where its data lay (the run's config hash leaves
@@ -114,15 +120,19 @@ def arm_label(flat_config: Mapping[str, Any], keys: Iterable[str], show_null: bo
 
 def _labelled_configs(recorded: Sequence[Mapping[str, Any]], compared: Sequence[Mapping[str, Any]],
                       identities: Sequence[tuple]) -> List[Dict[str, Any]]:
-    """The configs the labels are read from: each run's compared config, plus the keys a member of its arm
-    recorded at their old behaviour (``data.augment=timm``), so that an arm holding such records names that value
-    rather than a null, and every run of an arm gets the same label."""
+    """The configs the labels (and the arm columns) are read from: each run's compared config, plus the keys a
+    member of its arm recorded at their old behaviour (``data.augment=timm``), so that an arm holding such records
+    names that value rather than a null, and every run of an arm gets the same label. A training setting added after
+    records existed (``world_size``, ``train.aug_repeats``) that no member recorded is its old value too: those
+    records ran at it, and its null would read as a setting of its own (``_null_is_a_setting``)."""
     restored: Dict[tuple, Dict[str, Any]] = {}
     for whole, kept, identity in zip(recorded, compared, identities):
         for key, value in whole.items():
             if key not in kept:
                 restored.setdefault(identity, {}).setdefault(key, value)
-    return [{**kept, **restored.get(identity, {})} for kept, identity in zip(compared, identities)]
+    older = {".".join(path): value for path, value in ADDED_KEYS_AT_OLD_BEHAVIOUR.items()
+             if _null_is_a_setting(".".join(path))}
+    return [{**older, **kept, **restored.get(identity, {})} for kept, identity in zip(compared, identities)]
 
 
 def assign_arms(rows: List[Dict[str, Any]], flat_configs: List[Dict[str, Any]]) -> List[str]:
@@ -136,7 +146,7 @@ def assign_arms(rows: List[Dict[str, Any]], flat_configs: List[Dict[str, Any]]) 
         every = sorted({k for c in flat_configs for k in c} - set(NOT_ARM_KEYS))
         keys = [k for k in every if len({value_text(c.get(k)) for c in flat_configs}) > 1]
         labels = [arm_label(c, keys, show_null=True) for c in labelled]
-    for row, config, label in zip(rows, recorded, labels):
+    for row, config, label in zip(rows, labelled, labels):
         row["arm"] = label
         for key in keys:
             row.setdefault(column_name(key), config.get(key))

@@ -335,8 +335,9 @@ def _drop_superseded(rows: List[Dict[str, Any]], configs: List[Dict[str, Any]], 
     def finished_by(row: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         if row["status"] not in attempts or not row.get("config_hash"):
             return None
-        if row.get(DATA_FINGERPRINT_KEY) is not None:
-            return finished.get((row["config_hash"], row[DATA_FINGERPRINT_KEY]))
+        if row.get(DATA_FINGERPRINT_KEY) is not None:  # on the same data, or by a record from before fingerprints
+            return finished.get((row["config_hash"], row[DATA_FINGERPRINT_KEY])) or \
+                finished.get((row["config_hash"], None))
         # stopped before it read its data (or recorded before fingerprints were kept): it trained on none
         return next((by for (digest, _), by in finished.items() if digest == row["config_hash"]), None)
 

@@ -131,8 +131,9 @@ def running_paragraph(runs: pd.DataFrame) -> str:
     each arm is compared on the seeds that did."""
     live = runs[runs["status"] == RUNNING]
     return (f"Running: {len(live)} run{'s' if len(live) != 1 else ''} still training, in no mean or test yet (the "
-            "'finished' column counts them per arm): each arm is compared on the seeds that finished. Run the report "
-            "again when the sweep ends: " + ", ".join(str(d) for d in live["run_dir"]) + ".")
+            "'finished' column counts, per arm, its seeds still training that have not finished elsewhere): each arm "
+            "is compared on the seeds that finished. Run the report again when the sweep ends: "
+            + ", ".join(str(d) for d in live["run_dir"]) + ".")
 
 
 def unreadable_paragraph(runs: pd.DataFrame) -> str:

@@ -114,10 +114,11 @@ def check_metric(runs: pd.DataFrame, metric: str) -> None:
     differently, within an arm or across arms (a run resumed under another schedule reads ``3 + 1``: load.py)."""
     if not metric.startswith("best_") or "eval_every" not in runs:
         return
-    used = runs[runs["used"]]
-    every = sorted(set(used["eval_every"].dropna().map(str)), key=lambda text: (len(text), text))
+    used = runs[runs["used"] & runs["eval_every"].notna()]
+    schedule = used["eval_every"].map(lambda every: value_text(int(every) if isinstance(every, float) else every))
+    every = sorted(set(schedule), key=lambda text: (len(text), text))
     if len(every) > 1:
-        arms = sorted(set(used.loc[used["eval_every"].map(str) != every[0], "arm"]))
+        arms = sorted(set(used.loc[schedule != every[0], "arm"]))
         raise ValueError(f"{metric} is the best of the evaluated epochs, and the runs evaluated every "
                          f"{' or '.join(every)} epochs ({', '.join(arms)} not every {every[0]}): compare val_top1 "
                          "(the last epoch), or runs with one train.eval_every")

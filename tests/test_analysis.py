@@ -318,6 +318,11 @@ def test_a_cut_off_seed_on_one_data_set_is_not_superseded_by_that_seed_on_anothe
     runs = load_runs([tmp_path / "A", tmp_path / "B", tmp_path / "B2"], warn=False)
     assert [why for _, why in runs.attrs["skipped"]] == [
         f"interrupted attempt superseded by {tmp_path / 'B2' / 'shift1'} (the same config and seed, completed)"]
+    # so does a finish recorded before fingerprints were kept, which says nothing against the same data
+    write_run(tmp_path / "older", "shift1", seed=1, val_top1=81.0)
+    runs = load_runs([tmp_path / "B", tmp_path / "older"], warn=False)
+    assert [why for _, why in runs.attrs["skipped"]] == [
+        f"interrupted attempt superseded by {tmp_path / 'older' / 'shift1'} (the same config and seed, completed)"]
 
 
 def test_every_registered_mixer_has_its_name_and_colour_in_the_figures():
@@ -342,7 +347,8 @@ def test_a_record_from_before_a_key_shares_the_arm_of_that_key_at_its_old_value(
     columns = assign_arms(rows, [older, newer, crop_flip])
     assert rows[0]["arm"] == rows[1]["arm"] == "data.augment=timm"  # what the older record ran, not a null
     assert rows[2]["arm"] == "data.augment=crop_flip"
-    assert columns == ["data.augment"] and [r["data.augment"] for r in rows] == [None, "timm", "crop_flip"]
+    # the columns say what the labels say: the table, the recipe check and the filters read them
+    assert columns == ["data.augment"] and [r["data.augment"] for r in rows] == ["timm", "timm", "crop_flip"]
 
 
 def test_where_the_data_lies_is_no_arm_but_other_data_is(tmp_path):
@@ -428,6 +434,27 @@ def test_arms_told_apart_by_a_null_say_so_in_their_labels():
     assign_arms(rows, [plain, clipped, {**plain, "seed": 1}])
     assert [r["arm"] for r in rows] == ["mixer=shift train.clip_grad=null", "mixer=shift train.clip_grad=1.0",
                                         "mixer=shift train.clip_grad=null"]
+
+
+def test_an_arm_of_records_from_before_a_training_setting_is_labelled_with_the_value_they_ran_at():
+    """Records from before world_size (or train.aug_repeats) lack the key: they ran at one process (no repeats),
+    and their arm says so in its label and columns, where a null would read as a setting of its own and a filter
+    naming the value would find nothing."""
+    import pandas as pd
+
+    from analysis.arms import arms_matching, assign_arms
+    from analysis.stats import recipe_difference
+
+    older = [{"mixer.name": "attn", "seed": seed} for seed in (0, 1)]
+    newer = [{"mixer.name": "shift", "seed": seed, "world_size": 2, "train.aug_repeats": 3} for seed in (0, 1)]
+    rows = [{"seed": config["seed"]} for config in (*older, *newer)]
+    columns = assign_arms(rows, [dict(config) for config in (*older, *newer)])
+    runs = pd.DataFrame(rows)
+    runs.attrs["arm_columns"] = columns
+    assert list(dict.fromkeys(runs["arm"])) == ["mixer=attn train.aug_repeats=0 world_size=1",
+                                                "mixer=shift train.aug_repeats=3 world_size=2"]
+    assert arms_matching(runs, "mixer=attn world_size=1") == ["mixer=attn train.aug_repeats=0 world_size=1"]
+    assert recipe_difference(runs, *runs["arm"].unique()[::-1]) == "train.aug_repeats 3 vs 0, world_size 2 vs 1"
 
 
 def test_trained_code_counts_the_attempts_that_trained():
