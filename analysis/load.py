@@ -398,7 +398,7 @@ def load_curves(paths: Union[PathLike, Iterable[PathLike]], warn: bool = True,
     for _, run in runs.iterrows():
         epochs_done = run.get("epochs_done")
         rows, problem = read_curve_rows(Path(run["run_dir"]), None if pd.isna(epochs_done) else int(epochs_done))
-        if problem:
+        if problem and run.get("status") != RUNNING:  # a run still training may be writing its last line now
             problems.append((run["run_dir"], problem))
             if warn:
                 warnings.warn(f"curves of {run['run_dir']}: {problem}", SkippedRun, stacklevel=2)

@@ -21,7 +21,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestIndPower
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttost_ind, ttost_paired
 
-from analysis import headroom_of, load_runs, select_arm, summarize, verdicts
+from analysis import headroom_of, load_curves, load_runs, select_arm, summarize, verdicts
 from analysis.headroom import _cache_path
 from analysis.plots import (
     MIXER_BARS_LABEL,
@@ -166,7 +166,6 @@ def test_a_seed_run_twice_in_one_arm_is_one_replicate(tmp_path, pair_by):
     shown = arms_table(runs, "val_top1", {"mixer=shift": "mixer=attn"}, None).set_index("arm")
     assert shown.loc["mixer=shift", "finished"] == "3 of 3 (4 runs)" and shown.loc["mixer=attn", "finished"] == "3 of 3"
     # the figures too: the arm's mean in the trade-off plot and its curve are over seeds, not runs
-    from analysis import load_curves
     from analysis.plots import figure_curves, figure_tradeoff
 
     tradeoff = figure_tradeoff(runs, "macs")
@@ -446,6 +445,10 @@ def test_seeds_still_training_are_counted_and_named_before_the_verdict_not_dropp
         assert comparison["n_treatment"] == 3
         assert comparison["verdict"].endswith("; seeds that did not finish, in no test of the means: shift: 2 of 5 "
                                               "seeds running")
+        # a run still training may be writing its last line: not a truncated curve
+        metrics = tmp_path / "shift-3" / "metrics.jsonl"
+        metrics.write_text(metrics.read_text() + '{"epoch": 2, "val_top1": 9')
+        assert load_curves(tmp_path, warn=False, runs=runs).attrs["curve_problems"] == []
         assert report_main([str(tmp_path), "--out", str(tmp_path / "report")]) == 0
     finally:
         for lock in locks:
@@ -602,7 +605,6 @@ def _drawn(artist) -> bool:
 
 def test_legends_name_only_what_is_drawn(two_sweeps):
     runs = load_runs(list(two_sweeps), warn=False)
-    from analysis import load_curves
 
     figures = build_figures(runs, load_curves(list(two_sweeps), warn=False, runs=runs))
     assert {"arms", "gamma", "acc_vs_macs", "acc_vs_speed", "curves_val_top1", "macs_breakdown"} <= set(figures)
@@ -770,7 +772,6 @@ def test_figures_redrawn_from_the_same_records_are_the_same_files(tmp_path):
 def test_curves_are_drawn_at_the_recorded_epochs_and_across_unevaluated_ones(tmp_path):
     """metrics.jsonl numbers epochs from 1; with train.eval_every=5 the epochs between hold no val_top1, and the
     mean line must still join the evaluated ones (a line through NaNs draws nothing)."""
-    from analysis import load_curves
     from analysis.plots import figure_curves
 
     for seed in (0, 1):
@@ -786,7 +787,6 @@ def test_curves_are_drawn_at_the_recorded_epochs_and_across_unevaluated_ones(tmp
 
 def test_curves_of_a_record_numbered_from_0_are_read_from_1(tmp_path):
     """Records written before epochs were numbered from 1 (as the log prints them) read like today's."""
-    from analysis import load_curves
 
     run_dir = write_run(tmp_path, "shift-0", val_top1=90.0, epochs=2)
     (run_dir / "metrics.jsonl").write_text('{"epoch": 0, "val_top1": 80.0}\n{"epoch": 1, "val_top1": 90.0}\n')
