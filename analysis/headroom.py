@@ -57,6 +57,11 @@ class Testbed:
         scored = [(BASELINE_NAMES[k], getattr(self, k)) for k in BASELINE_NAMES if getattr(self, k) is not None]
         return max(scored, key=lambda x: x[1]) if scored else None
 
+    @property
+    def unbuilt(self) -> Optional[str]:
+        """Why this testbed could not be built here (its data absent, or not what the runs read), or None."""
+        return (self.note or "validation set unknown") if self.val_images is None else None
+
     def binomial_se(self, accuracy: float) -> float:
         """Standard error (points) of an accuracy of ``accuracy`` % measured on this validation set."""
         from statsmodels.stats.proportion import std_prop
@@ -234,8 +239,8 @@ def count_beating_raw(accuracies: Iterable[float], bed: Testbed, margin: float) 
 def headroom_line(bed: Testbed, observed: Sequence[float] = ()) -> str:
     """One sentence: what this testbed can resolve (binomial SEs at the ``observed`` accuracies, e.g. the
     lowest and the highest arm mean)."""
-    if bed.val_images is None:
-        return f"{bed.data}: {bed.note or 'validation set unknown'}; headroom not computed."
+    if bed.unbuilt:
+        return f"{bed.data}: {bed.unbuilt}; headroom not computed."
     parts = [f"{bed.data}: {bed.val_images} validation images ({bed.train_images} train), {bed.num_classes} "
              f"classes; chance {bed.chance:.1f} %"]
     raw = [f"{BASELINE_NAMES[k]} {getattr(bed, k):.2f} %" for k in BASELINE_NAMES if getattr(bed, k) is not None]

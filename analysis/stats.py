@@ -91,9 +91,10 @@ DEFAULT_BASELINE = {"mixer": "attn"}
 # one-factor sweeps report a trend: the arm column -> the numeric column it is plotted and fitted on
 FACTORS = {"gamma": "gamma_float", "tau": "tau", "mixer.shift_size": "mixer.shift_size",
            "mixer.kernel_size": "mixer.kernel_size", "mixer.window_size": "mixer.window_size"}
-# summarize's columns, in order; the arm's defining columns go after "arm"
 # how a seed's runs rank for its status (seed_statuses): finished, still training, then the failures
-SEED_STATUS_ORDER = (*USED_STATUSES, RUNNING, *FAILED_STATUSES)
+UNFINISHED_STATUSES = (RUNNING, *FAILED_STATUSES)  # a seed's, when none of its runs finished
+SEED_STATUS_ORDER = (*USED_STATUSES, *UNFINISHED_STATUSES)
+# summarize's columns, in order; the arm's defining columns go after "arm"
 ARM_SUMMARY_COLUMNS = ("arm", "seeds", "runs", "n", "running", "failures", "mean", "ci_low", "ci_high", "seed_sd",
                        "binomial_se", "noise", "macs", "params", "val_images")
 
@@ -859,7 +860,7 @@ def unfinished_text(statuses: Sequence[Sequence[str]], names: Sequence[str]) -> 
     """``attention: 2 of 5 seeds diverged``: per arm (its ``seed_statuses``, its name), its seeds that did not
     finish (empty when every seed of every arm did)."""
     parts = [f"{name}: {text}" for seeds, name in zip(statuses, names)
-             if (text := failures_text(seeds, (RUNNING, *FAILED_STATUSES)))]
+             if (text := failures_text(seeds, UNFINISHED_STATUSES))]
     return "; ".join(parts)
 
 
@@ -986,8 +987,7 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
         c.budget, c.budget_matched = budget_difference(runs, t_arm, b_arm, tolerance)
         c.recipe_differs = recipe_difference(runs, t_arm, b_arm)
         c.ceiling = _ceiling(runs, t_arm, b_arm, metric, margin, bed) or ""
-        c.headroom_unchecked = (bed.note or "validation set unknown") if bed is not None and bed.val_images is None \
-            else ""
+        c.headroom_unchecked = (bed.unbuilt or "") if bed is not None else ""
     if metric == DEFAULT_METRIC:  # the predictions are the final model's, and the raw pixels score top-1
         tested_ids = {id(c) for c in tested}
         for c, (t_arm, b_arm), bed in zip(comparisons, pairs, beds):
