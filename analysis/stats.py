@@ -76,6 +76,11 @@ PERMUTATIONS = 9_999
 # even at N = 10^6 images and 10 seeds.
 STATISTIC_DECIMALS = 9
 ADD_SEEDS = "add seeds to the sweep (seed=0,1,2)"  # the way out of too few seeds, in run.py's own words
+# the way out where an arm has too few finished seeds because its seeds diverged: more seeds of that recipe would
+# diverge as often, so the way to a test of the means is a recipe both arms train on (each arm's own lr would be a
+# difference of recipe, which the verdict names)
+STEADIER_RECIPE = ("more seeds of a recipe that diverges may diverge as well: for a test of the means, train both "
+                   "arms on a recipe they finish (a lower train.lr, train.clip_grad)")
 NO_HEADROOM = "testbed cannot separate the arms"
 INCONCLUSIVE = "inconclusive"
 NOT_MATCHED = "not budget-matched"
@@ -302,10 +307,12 @@ class Comparison:
 
 
 def compare(treatment: pd.Series, baseline: pd.Series, margin: float = DEFAULT_MARGIN, paired: bool = False,
-            names: Tuple[str, str] = ("treatment", "baseline"), alpha: float = ALPHA) -> Comparison:
+            names: Tuple[str, str] = ("treatment", "baseline"), alpha: float = ALPHA,
+            more_seeds: str = ADD_SEEDS) -> Comparison:
     """The raw tests of ``treatment - baseline`` (values indexed by seed, one each): Welch (unpaired) or paired
     over the seeds both have. No correction and no verdict yet (see ``verdicts``); degenerate inputs get
-    ``outcome`` ``insufficient data`` and no p-values. ``alpha``: the level the seeds advice is computed at."""
+    ``outcome`` ``insufficient data`` and no p-values. ``alpha``: the level the seeds advice is computed at;
+    ``more_seeds``: the way out of too few finished seeds (``more_seeds_way_out``)."""
     t = pd.Series(treatment, dtype=float).dropna()
     b = pd.Series(baseline, dtype=float).dropna()
     if paired:
@@ -316,9 +323,10 @@ def compare(treatment: pd.Series, baseline: pd.Series, margin: float = DEFAULT_M
     if paired:
         d = (t.to_numpy() - b.to_numpy())
         if len(d) < 2 or _no_spread(d):
+            in_both = f"{more_seeds} in both arms" if more_seeds == ADD_SEEDS else more_seeds
             result.outcome = f"{INSUFFICIENT} ({len(d)} complete pairs, " + (
                 f"no variance: {ADD_SEEDS}, whose spread the test needs)" if len(d) >= 2 else
-                f"a paired test needs 2 or more: {ADD_SEEDS} in both arms)")
+                f"a paired test needs 2 or more: {in_both})")
             return result
         result.ci_low, result.ci_high = DescrStatsW(d).tconfint_mean(alpha=ALPHA)
         result.p_equivalence = float(ttost_paired(t.to_numpy(), b.to_numpy(), -margin, margin)[0])
@@ -327,7 +335,7 @@ def compare(treatment: pd.Series, baseline: pd.Series, margin: float = DEFAULT_M
     else:
         if len(t) < 2 or len(b) < 2:
             result.outcome = f"{INSUFFICIENT} ({len(t)} and {len(b)} finished runs; a test needs 2 or more in each " \
-                             f"arm: {ADD_SEEDS})"
+                             f"arm: {more_seeds})"
             return result
         if _no_spread(t.to_numpy()) and _no_spread(b.to_numpy()):
             result.outcome = f"{INSUFFICIENT} (no variance within either arm: each arm's seeds scored alike, which " \
@@ -820,6 +828,19 @@ def _unfinished_clause(c: Comparison, names: Tuple[str, str]) -> str:
     return f"{text}; {more} {DIVERGES_MORE} than {fewer} ({k} of {n} seeds diverged; {fisher})"
 
 
+def more_seeds_way_out(finished: Sequence[pd.Series], statuses: Sequence[Sequence[str]],
+                       names: Sequence[str]) -> str:
+    """The way out of too few finished seeds in a comparison (each arm's finished values, ``seed_statuses`` and
+    name): ``ADD_SEEDS``, unless an arm short of 2 finished seeds is short because its seeds diverged
+    (``shift: 3 of 3 seeds diverged; more seeds of a recipe that diverges ...``)."""
+    short = []
+    for values, arm_statuses_, name in zip(finished, statuses, names):
+        diverged, trained = arm_statuses_.count(DIVERGED), sum(s in (DIVERGED, *USED_STATUSES) for s in arm_statuses_)
+        if values.count() < 2 and diverged:
+            short.append(f"{name}: {diverged} of {trained} seeds diverged")
+    return f"{'; '.join(short)}; {STEADIER_RECIPE}" if short else ADD_SEEDS
+
+
 def divergence_test(treatment: Sequence[str], baseline: Sequence[str]) -> Tuple[int, int, int, int, float]:
     """(treatment's diverged seeds, its seeds that trained to the end or diverged, the baseline's two, Fisher's exact
     two-sided p of diverged against finished; scipy) from each arm's ``seed_statuses``. A failed or interrupted seed
@@ -972,16 +993,19 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
         check_tolerance(tolerance)
     check_metric(runs, metric)
     pairs, unpaired = _pairs(runs, treatment, baseline)
-
-    comparisons = [compare(finished_values(runs, t_arm, metric), finished_values(runs, b_arm, metric), margin,
-                           paired=pair_by == "seed", names=(t_arm, b_arm)) for t_arm, b_arm in pairs]
-    tested = [c for c in comparisons if not c.outcome.startswith(INSUFFICIENT)]
     statuses = arm_statuses(runs, [arm for pair in pairs for arm in pair])
+    names = [(_name(t_arm, runs), _name(b_arm, runs)) for t_arm, b_arm in pairs]
+    comparisons = []
+    for (t_arm, b_arm), pair_names in zip(pairs, names):
+        finished = [finished_values(runs, arm, metric) for arm in (t_arm, b_arm)]
+        comparisons.append(compare(*finished, margin, paired=pair_by == "seed", names=(t_arm, b_arm),
+                                   more_seeds=more_seeds_way_out(finished, [statuses[t_arm], statuses[b_arm]],
+                                                                 pair_names)))
+    tested = [c for c in comparisons if not c.outcome.startswith(INSUFFICIENT)]
     for c, (t_arm, b_arm) in zip(comparisons, pairs):  # an arm whose every seed diverged is a result too
         # every seed of the two arms, paired or not: a diverged seed has no pair
         c.diverged_treatment, c.trained_treatment, c.diverged_baseline, c.trained_baseline, c.diverged_p = \
             divergence_test(statuses[t_arm], statuses[b_arm])
-    names = [(_name(t_arm, runs), _name(b_arm, runs)) for t_arm, b_arm in pairs]
     beds = [_testbed(runs, t_arm, b_arm, testbeds) for t_arm, b_arm in pairs]
     for c, (t_arm, b_arm), bed in zip(comparisons, pairs, beds):
         c.budget, c.budget_matched = budget_difference(runs, t_arm, b_arm, tolerance)

@@ -134,6 +134,25 @@ def test_degenerate_inputs_are_insufficient_never_equivalent(tmp_path, shift, at
     assert "add seeds to the sweep (seed=0,1,2)" in row["verdict"]  # each case names its way out
 
 
+@pytest.mark.parametrize("pair_by", [None, "seed"])
+def test_an_arm_short_of_seeds_because_they_diverged_is_not_told_to_add_seeds(tmp_path, pair_by):
+    """More seeds of a recipe that diverged would diverge as often: the way out an arm whose seeds all diverged gets
+    is a recipe both arms finish, with its count; an arm merely short of seeds is still told to add them."""
+    for seed in (0, 1, 2):
+        write_run(tmp_path, f"shift-{seed}", seed=seed, val_top1=None, status="diverged")
+    write_arm(tmp_path, "attn", [80.0, 81.0, 80.5], mixer="attn")
+    [row] = verdicts(load_runs(tmp_path, warn=False), pair_by=pair_by).to_dict("records")
+    assert row["verdict"].startswith(INSUFFICIENT) and "add seeds" not in row["verdict"]
+    assert "shift: 3 of 3 seeds diverged; more seeds of a recipe that diverges may diverge as well: for a test of " \
+        "the means, train both arms on a recipe they finish (a lower train.lr, train.clip_grad)" in row["verdict"]
+    shutil.rmtree(tmp_path)
+    write_run(tmp_path, "shift-0", seed=0, val_top1=91.0)  # one seed, none diverged: too few seeds, nothing more
+    write_run(tmp_path, "shift-1", seed=1, val_top1=None, status="failed")  # a crash says nothing of the recipe
+    write_arm(tmp_path, "attn", [80.0, 81.0, 80.5], mixer="attn")
+    [row] = verdicts(load_runs(tmp_path, warn=False), pair_by=pair_by).to_dict("records")
+    assert "add seeds to the sweep (seed=0,1,2)" in row["verdict"] and "recipe they finish" not in row["verdict"]
+
+
 def test_differences_equal_but_for_float_rounding_have_no_variance(tmp_path):
     """Each seed exactly one image better (of 360): 100/360 points, which float subtraction returns as
     0.2777...857 and 0.2777...715. That is no variance, not a certain difference with SD 7e-15."""
