@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from shiftvit import multirun
 from shiftvit.config import HYDRA_VERSION_BASE, misplaced_key_hint, register_configs
-from shiftvit.multirun import SWEEPS_DIR
+from shiftvit.multirun import RUNS_DIR, SWEEPS_DIR
 
 
 def output_dir_error(argv: List[str]) -> str:
@@ -24,7 +24,7 @@ def output_dir_error(argv: List[str]) -> str:
     multirun = any(a in ("-m", "--multirun") for a in argv[1:])
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     given = [a.split("=", 1)[1] for a in argv[1:] if a.startswith(f"{key}=")]
-    directory = given[-1] if given else (SWEEPS_DIR if multirun else "outputs")
+    directory = given[-1] if given else (SWEEPS_DIR if multirun else RUNS_DIR)
     directory = directory.split("$", 1)[0] or "."  # interpolated parts (${now:...}) are created below this
     path = Path(directory)
     existing = path  # probed where it exists, so that a refused config leaves no empty run folder behind
@@ -95,7 +95,7 @@ def _one_line_hydra_errors() -> None:
     hydra_utils.run_and_report = run_and_report
 
 
-os.environ.setdefault("SHIFTVIT_SWEEP_ID", multirun.continued_sweep_id(sys.argv))
+os.environ.setdefault(multirun.SWEEP_ID_ENV, multirun.continued_sweep_id(sys.argv))
 register_configs()  # the schema and group options (shiftvit/config.py); torch-free
 multirun.register_resolver()  # sweep job directories are named by their overrides (multirun.job_dir_name)
 

@@ -23,9 +23,9 @@ from shiftvit.config import MATCH_NONE, NOT_IDENTITY_KEYS, config_hash, split_da
 from shiftvit.multirun import LAUNCH_ERROR_FILE, MULTIRUN_FILE, arm_key, job_overrides, launch_error, unstarted_jobs
 from shiftvit.records import (
     CONFIG_FILE,
+    CUT_OFF_STATUSES,
     DATA_FINGERPRINT_KEY,
     DUPLICATE,
-    FAILED,
     FAILED_STATUSES,
     INTERRUPTED,
     METRICS_FILE,
@@ -45,7 +45,7 @@ from shiftvit.records import (
 )
 from shiftvit.tracking import RECORD_CONFIG_KEY, unflatten
 
-from .arms import MIXER_ORDER, assign_arms, flatten_config
+from .arms import COLUMN_NAMES, MIXER_ORDER, assign_arms, flatten_config
 
 PathLike = Union[str, Path]
 # the statuses that are loaded: results (USED_STATUSES), findings about an arm (FAILED_STATUSES) and its seeds still
@@ -179,19 +179,21 @@ def record_row(config: Dict[str, Any], summary: Dict[str, Any], status: str, whe
     if status not in LOADED_STATUSES:
         return None, None, f"status {status!r} (cut off before it recorded a result)"
     try:
-        model, mixer, train, data = config["model"], config["mixer"], config["train"], config["data"]
+        model, _mixer, train, data = config["model"], config["mixer"], config["train"], config["data"]
         depths = list(config["depths"])
     except (KeyError, TypeError) as e:
         return None, None, f"config.yaml lacks {e}"
     which_data, data_location = split_data_location(data)
+    flat = flatten_config(config)
     row: Dict[str, Any] = {
         "run_dir": where, "sweep": sweep, "job": job,
-        "mixer": mixer.get("name"), "gamma": config.get("gamma"), "gamma_float": _gamma_float(config.get("gamma")),
+        # the keys the analysis names by a short column (mixer, model, lr ...), under those names
+        **{short: flat.get(key) for key, short in COLUMN_NAMES.items()},
+        "gamma": config.get("gamma"), "gamma_float": _gamma_float(config.get("gamma")),
         "tau": config.get("tau"), "depths": ",".join(map(str, depths)), "total_depth": sum(depths),
         "match": config.get("match"), "reference": config.get("reference"), "tolerance": config.get("tolerance"),
-        "seed": config.get("seed"), "model": model.get("name"), "norm": model.get("norm"), "act": model.get("act"),
-        "img_size": model.get("img_size"), "data": data.get("name"), "epochs": train.get("epochs"),
-        "lr": train.get("lr"), "eval_every": _eval_every(summary, train.get("eval_every")),
+        "seed": config.get("seed"), "img_size": model.get("img_size"),
+        "eval_every": _eval_every(summary, train.get("eval_every")),
         # which data (the testbed: every run on it shares one), and where this run read it (to build it again)
         "data_config": json.dumps(which_data, sort_keys=True, default=str),
         "data_location": json.dumps(data_location, sort_keys=True, default=str),
@@ -204,7 +206,7 @@ def record_row(config: Dict[str, Any], summary: Dict[str, Any], status: str, whe
     row["config_hash"] = config_hash(config)
     row["status"] = status
     row.update({k: v for k, v in summary.items() if k.startswith(("macs_", "params_"))})
-    return row, flatten_config(config), None
+    return row, flat, None
 
 
 def wandb_row(config: Dict[str, Any], summary: Dict[str, Any], state: str, url: str, group: Optional[str],
@@ -326,7 +328,7 @@ def _drop_superseded(rows: List[Dict[str, Any]], configs: List[Dict[str, Any]], 
     record finished on the same data (its fingerprint, where the attempt got to read it: the hash leaves out where the
     data lies, and two folders under one config are two data sets): the same run tried again, not a second seed that
     failed. A diverged run is a finding, and stays."""
-    attempts = (FAILED, INTERRUPTED, UNREADABLE)
+    attempts = CUT_OFF_STATUSES
     finished: Dict[Tuple[str, Any], Dict[str, Any]] = {}
     for row in rows:
         if row.get("config_hash") and row["status"] not in (*attempts, RUNNING):

@@ -25,7 +25,7 @@ from shiftvit.records import FAILED_STATUSES  # noqa: E402
 
 from .arms import DISPLAY, MIXER_STYLE  # noqa: E402
 from .headroom import CEILING, Testbed, testbeds_of  # noqa: E402
-from .stats import DEFAULT_METRIC, FACTORS, finished_values, summarize  # noqa: E402
+from .stats import DEFAULT_METRIC, FACTORS, factor_column, finished_values, summarize  # noqa: E402
 
 STYLE = {"figure.dpi": 110, "savefig.dpi": 130, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
          "axes.spines.right": False, "font.size": 10, "legend.frameon": False, "svg.fonttype": "none",
@@ -306,13 +306,9 @@ def figure_breakdown(runs: pd.DataFrame) -> Figure:
 
 def factor_columns(runs: pd.DataFrame) -> List[str]:
     """Numeric knobs (``FACTORS``) that take two or more values among the arms: one line figure each."""
-    names = set(runs.attrs.get("arm_columns", []))
-    out = []
-    for column, numeric in FACTORS.items():
-        if column in names and numeric in runs and \
-                pd.to_numeric(runs[numeric], errors="coerce").dropna().nunique() > 1:
-            out.append(numeric)
-    return out
+    numerics = {factor_column(column) for column in runs.attrs.get("arm_columns", [])}
+    return [numeric for numeric in FACTORS.values() if numeric in numerics and numeric in runs
+            and pd.to_numeric(runs[numeric], errors="coerce").dropna().nunique() > 1]
 
 
 def build_figures(runs: pd.DataFrame, curves: Optional[pd.DataFrame] = None,

@@ -57,6 +57,7 @@ from .stats import (
     SEED_STATUS_ORDER,
     arm_statuses,
     budget_difference,
+    check_margin,
     one_factor,
     p_equals,
     p_text,
@@ -543,9 +544,10 @@ def _bad_argument(args: argparse.Namespace) -> Optional[str]:
     """None when the command line can make a report, else the one-line error naming the bad value and the way out."""
     if args.metric not in METRICS:
         return f"--metric {args.metric!r} is not a metric the analysis knows; use one of: {', '.join(METRICS)}"
-    if not (math.isfinite(args.margin) and args.margin > 0):
-        return (f"--margin {args.margin:g} must be a positive number of top-1 points (default {DEFAULT_MARGIN:g}), "
-                "e.g. --margin 1.0")
+    try:
+        check_margin(args.margin, "--margin ")
+    except ValueError as e:
+        return str(e)
     if args.tolerance is not None:
         try:
             check_tolerance(args.tolerance, "--tolerance")

@@ -48,7 +48,15 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttost_ind, ttost_paired
 
 from shiftvit.config import DEFAULT_TOLERANCE, MATCH_PARAMS, check_tolerance
-from shiftvit.records import DIVERGED, FAILED_STATUSES, PREDICTIONS_FILE, RUNNING, USED_STATUSES, read_predictions
+from shiftvit.records import (
+    DIVERGED,
+    FAILED_STATUSES,
+    PREDICTIONS_FILE,
+    RUNNING,
+    TRAINED_STATUSES,
+    USED_STATUSES,
+    read_predictions,
+)
 
 from .arms import DISPLAY, ArmSpec, arms_matching, column_name, describe, is_recipe_column, select_arm, value_text
 from .headroom import CEILING, Testbed, ceiling_reason, count_beating_raw, testbeds_of
@@ -835,10 +843,15 @@ def more_seeds_way_out(finished: Sequence[pd.Series], statuses: Sequence[Sequenc
     (``shift: 3 of 3 seeds diverged; more seeds of a recipe that diverges ...``)."""
     short = []
     for values, arm_statuses_, name in zip(finished, statuses, names):
-        diverged, trained = arm_statuses_.count(DIVERGED), sum(s in (DIVERGED, *USED_STATUSES) for s in arm_statuses_)
+        diverged, trained = _diverged_of_trained(arm_statuses_)
         if values.count() < 2 and diverged:
             short.append(f"{name}: {diverged} of {trained} seeds diverged")
     return f"{'; '.join(short)}; {STEADIER_RECIPE}" if short else ADD_SEEDS
+
+
+def _diverged_of_trained(statuses: Sequence[str]) -> Tuple[int, int]:
+    """An arm's diverged seeds, and its seeds that trained to the end or diverged, from its ``seed_statuses``."""
+    return list(statuses).count(DIVERGED), sum(s in TRAINED_STATUSES for s in statuses)
 
 
 def divergence_test(treatment: Sequence[str], baseline: Sequence[str]) -> Tuple[int, int, int, int, float]:
@@ -847,9 +860,7 @@ def divergence_test(treatment: Sequence[str], baseline: Sequence[str]) -> Tuple[
     (a crash, a kill) tells nothing of the arm and is left out; p is NaN where neither arm diverged or an arm has no
     seed left. A divergence is the arm's own result, so an arm whose seeds diverge more often is a finding that the
     tests of the means, which read finished seeds only, cannot show."""
-    counts = [(statuses.count(DIVERGED), sum(s in (DIVERGED, *USED_STATUSES) for s in statuses))
-              for statuses in (list(treatment), list(baseline))]
-    (k_t, n_t), (k_b, n_b) = counts
+    (k_t, n_t), (k_b, n_b) = _diverged_of_trained(list(treatment)), _diverged_of_trained(list(baseline))
     if not (k_t or k_b) or not (n_t and n_b):
         return k_t, n_t, k_b, n_b, math.nan
     return k_t, n_t, k_b, n_b, float(st.fisher_exact([[k_t, n_t - k_t], [k_b, n_b - k_b]]).pvalue)
@@ -976,6 +987,15 @@ def _pairs(runs: pd.DataFrame, treatment: Optional[ArmSpec], baseline: Optional[
     return pairs, unpaired
 
 
+def check_margin(margin: float, key: str = "margin=") -> float:
+    """The equivalence margin: a positive, finite number of top-1 points (``key`` names it in the error: the API's
+    ``margin=``, the report's ``--margin ``). Raises ``ValueError``."""
+    if not (math.isfinite(margin) and margin > 0):
+        raise ValueError(f"{key}{margin:g} must be a positive number of top-1 points (default {DEFAULT_MARGIN:g}), "
+                         f"e.g. {key}1.0")
+    return margin
+
+
 def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: Optional[ArmSpec] = None,
              metric: str = DEFAULT_METRIC, margin: float = DEFAULT_MARGIN, pair_by: Optional[str] = None,
              tolerance: Optional[float] = None, correction: Optional[str] = CORRECTION,
@@ -987,8 +1007,7 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
     ``headroom.Testbed`` (computed and cached when not given)."""
     if pair_by not in (None, "seed"):
         raise ValueError(f"pair_by={pair_by!r}: only 'seed' (or None, unpaired) is supported")
-    if margin <= 0:
-        raise ValueError(f"margin={margin} must be > 0 (top-1 points)")
+    check_margin(margin)
     if tolerance is not None:
         check_tolerance(tolerance)
     check_metric(runs, metric)
@@ -1091,14 +1110,19 @@ def _beats_raw(c: Comparison, runs: pd.DataFrame, t_arm: str, b_arm: str, margin
 
 
 # --- one-factor sweeps --------------------------------------------------------------------------------------------
+def factor_column(arm_column: str) -> Optional[str]:
+    """The numeric column that measures an arm column's knob (``gamma_float`` for ``gamma``; ``FACTORS``, by a
+    knob's config key or its short column name), or None for a knob that is no number."""
+    return next((numeric for key, numeric in FACTORS.items() if arm_column in (key, column_name(key))), None)
+
+
 def one_factor(runs: pd.DataFrame) -> Optional[str]:
     """The numeric column of the one knob the arms differ in (``gamma_float`` for γ, ``tau``, a mixer size),
     or None when the arms differ in several knobs or in a non-numeric one."""
     columns = [c for c in runs.attrs.get("arm_columns", []) if c in runs and runs[c].map(value_text).nunique() > 1]
     if len(columns) != 1:
         return None
-    factor = FACTORS.get(columns[0]) or FACTORS.get(next((k for k, v in FACTORS.items()
-                                                         if column_name(k) == columns[0]), ""), None)
+    factor = factor_column(columns[0])
     return factor if factor in runs and pd.to_numeric(runs[factor], errors="coerce").notna().all() else None
 
 

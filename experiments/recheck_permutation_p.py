@@ -33,8 +33,15 @@ from analysis.stats import (  # noqa: E402
     p_text,
     permutation_tests,
 )
+from shiftvit.multirun import SWEEP_CSV  # noqa: E402
+from shiftvit.records import COMPLETED  # noqa: E402
 
+# The tables' headers as the committed reports print them: the format of those files, which the report code of
+# today need not keep (its own names are analysis.report's), so they are written out here
 COLUMNS = {"p_equivalence": "p equivalence, permutation (Holm)", "p_difference": "p difference, permutation (Holm)"}
+ARMS_TABLE, VERDICT_TABLE, SEED_SD = "| arm | finished |", "| treatment | baseline |", "seed SD"
+PAIRED = "paired by seed tests of d"  # the verdict section's words for the test it ran
+REPORT = "report.md"
 
 
 def _float_difference(x: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
@@ -59,10 +66,10 @@ def arms_by_label(report: str, runs: pd.DataFrame) -> Dict[str, pd.Series]:
     the seed, and each group is the arm whose mean and seed SD the report prints (where one group has them)."""
     groups = {}
     for job, rows in runs.groupby(runs["overrides"].str.replace(r"(^| )seed=\S+", "", regex=True)):
-        groups[job] = rows.groupby("seed")["val_top1"].mean()
+        groups[job] = rows.groupby("seed")[DEFAULT_METRIC].mean()
     arms = {}
-    for row in table_rows(report, "| arm | finished |"):
-        printed = (row.get(f"mean {DEFAULT_METRIC}"), row.get("seed SD"))
+    for row in table_rows(report, ARMS_TABLE):
+        printed = (row.get(f"mean {DEFAULT_METRIC}"), row.get(SEED_SD))
         matches = [seeds for seeds in groups.values() if (f"{seeds.mean():.2f}", f"{seeds.std():.2f}") == printed]
         if len(matches) == 1:
             arms[row["arm"]] = matches[0]
@@ -85,13 +92,16 @@ def table_rows(report: str, header: str) -> List[Dict[str, str]]:
 
 
 def recheck(folder: Path) -> List[str]:
-    report = (folder / "report.md").read_text()
-    runs = pd.read_csv(folder / "sweep.csv")
-    runs = runs[runs["status"] == "completed"]
-    paired = "paired by seed tests of d" in report  # the verdict section says which test it ran
+    report = (folder / REPORT).read_text()
+    runs = pd.read_csv(folder / SWEEP_CSV)
+    runs = runs[runs["status"] == COMPLETED]
+    paired = PAIRED in report
     names, shown, before, after, problems = [], [], [], [], []
     arms = arms_by_label(report, runs)
-    for row in table_rows(report, "| treatment | baseline |"):
+    verdict_rows = table_rows(report, VERDICT_TABLE)
+    if not verdict_rows:  # a report in another format: say so, rather than find nothing to differ
+        return [f"{folder.name}: no verdict table ({VERDICT_TABLE}) in its {REPORT}"]
+    for row in verdict_rows:
         if not row.get(COLUMNS["p_difference"]):
             continue  # too few seeds for a test
         t, b = (arms.get(row[side], pd.Series(dtype=float)) for side in ("treatment", "baseline"))
@@ -119,6 +129,6 @@ def recheck(folder: Path) -> List[str]:
 
 
 if __name__ == "__main__":
-    found = [line for folder in sorted((ROOT / "docs" / "results").glob("*/")) if (folder / "sweep.csv").exists()
+    found = [line for folder in sorted((ROOT / "docs" / "results").glob("*/")) if (folder / SWEEP_CSV).exists()
              for line in recheck(folder)]
     print("\n".join(found) or "every permutation p shown in docs/results is what both computations give")

@@ -292,7 +292,7 @@ def _holds_config(run_dir: Path, digest: str) -> bool:
 def _earlier_record(sweep_dir: Path, digest: str, me: Path) -> Optional[Path]:
     """Another job directory of the sweep whose record of this config holds a result or is running."""
     from .multirun import job_dirs
-    from .records import DIVERGED, RecordError, run_status
+    from .records import TRAINED_STATUSES, RecordError, run_status
 
     for job in job_dirs(sweep_dir):
         if job.resolve() == me or not _holds_config(job, digest):
@@ -301,17 +301,17 @@ def _earlier_record(sweep_dir: Path, digest: str, me: Path) -> Optional[Path]:
             status = run_status(job)
         except RecordError:
             continue
-        if status in (COMPLETED, DIVERGED, RUNNING):
+        if status in (*TRAINED_STATUSES, RUNNING):
             return job.resolve()
     return None
 
 
 def _cut_off(run_dir: Path) -> bool:
     """Whether the record in ``run_dir`` stopped without a result (failed, or interrupted and not running)."""
-    from .records import RecordError, run_status
+    from .records import CUT_OFF_STATUSES, RecordError, run_status
 
     try:
-        return run_status(run_dir) in (FAILED, INTERRUPTED)
+        return run_status(run_dir) in CUT_OFF_STATUSES
     except RecordError:  # an unreadable summary: not a result either
         return True
 

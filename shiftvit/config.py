@@ -83,13 +83,18 @@ def _number(key: str, value: Any, *, positive: bool = False, integer: bool = Fal
     return value
 
 
+def percent_text(fraction: float) -> str:
+    """``2.5%`` for 0.025: a tolerance as a percentage, without the rounding of ``:.0%`` (which prints 0.025 as 2%)."""
+    return f"{fraction * 100:g}%"
+
+
 def check_tolerance(value: Any, key: str = "tolerance") -> float:
     """A relative budget tolerance: a fraction of the budget, above 0 and below 1 (the config's ``tolerance``, the
     report's ``--tolerance``: ``key`` names it in the error). Raises ``ConfigError``."""
     tolerance = _number(key, value, positive=True)
     if not tolerance < 1:  # a percentage typed for a fraction: tolerance=2 let the arms' budgets differ by 200 %
         raise ConfigError(f"{key}={tolerance!r} is a fraction of the budget and must be < 1: write "
-                          f"{key}={DEFAULT_TOLERANCE} for ±{DEFAULT_TOLERANCE:.0%}")
+                          f"{key}={DEFAULT_TOLERANCE} for ±{percent_text(DEFAULT_TOLERANCE)}")
     return tolerance
 
 

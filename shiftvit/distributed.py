@@ -1,6 +1,7 @@
 """torchrun support: process-group set-up before Hydra starts, so all ranks share one run directory."""
 from __future__ import annotations
 
+import datetime
 import os
 import time
 from dataclasses import dataclass
@@ -15,6 +16,10 @@ if TYPE_CHECKING:
 PEER_ENDED = "the end of another process"
 # gloo's words for a connection that the process at its other end closed (by exiting) or lost (killed)
 _PEER_GONE = ("by peer", "Broken pipe")
+# a single run's folder under torchrun: rank 0's clock, in this variable, which conf/config.yaml's hydra.run.dir
+# reads in this format (its ${now:...} parts otherwise; a test holds the two equal)
+RUN_STAMP_ENV = "SHIFTVIT_RUN_STAMP"
+RUN_STAMP_FORMAT = "%Y-%m-%d/%H-%M-%S-%f"
 _FAILURE_KEY = "shiftvit/failure/{rank}"
 _START_FAILURE_KEY = "shiftvit/start_failure/{rank}"
 # how long a process that cannot start waits for the others to say they cannot either: a config error reaches every
@@ -46,7 +51,7 @@ def info() -> DistInfo:
 def init_from_env() -> DistInfo:
     """Join the torchrun group (gloo for CPU tensors, NCCL for CUDA ones) and agree on a run stamp.
 
-    The stamp (rank 0's clock, broadcast) goes into ``SHIFTVIT_RUN_STAMP``, which the Hydra run dir uses, so
+    The stamp (rank 0's clock, broadcast) goes into ``RUN_STAMP_ENV``, which the Hydra run dir uses, so
     every rank of a job writes into the same directory.
     """
     d = info()
@@ -54,9 +59,9 @@ def init_from_env() -> DistInfo:
         return d
     _join(d)
     dist = _dist()
-    stamp = [time.strftime("%Y-%m-%d/%H-%M-%S") + f"-{time.time_ns() % 1_000_000:06d}" if d.is_main else None]
+    stamp = [datetime.datetime.now().strftime(RUN_STAMP_FORMAT) if d.is_main else None]
     dist.broadcast_object_list(stamp, src=0)
-    os.environ["SHIFTVIT_RUN_STAMP"] = stamp[0]
+    os.environ[RUN_STAMP_ENV] = stamp[0]
     return d
 
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import DEFAULT_TOLERANCE, MATCH_FLOPS, MATCH_NONE, MATCHES
+from .config import DEFAULT_TOLERANCE, MATCH_FLOPS, MATCH_NONE, MATCHES, percent_text
 from .spec import ACTS, ALIASES, DEFAULT_IMG_SIZE, NORMS, VARIANTS, native_img_size, variant_kwargs
 
 COMPONENTS = ("embed", "mixer", "mlp", "norm", "merge", "head", "other")
@@ -309,7 +309,7 @@ def _solve_depths(reference: str, img_size: Optional[int], match: str, tolerance
                   if off <= MAX_SUGGESTED_TOLERANCE else "")
         raise BudgetError(
             f"cannot match the {match} budget of {_label(reference, reference_kwargs)} ({_unit(match, target)}) "
-            f"within ±{tolerance:.0%} for {solved}: the closest reachable is depths={list(closest)} "
+            f"within ±{percent_text(tolerance)} for {solved}: the closest reachable is depths={list(closest)} "
             f"at {_unit(match, total(closest))} ({total(closest) / target - 1:+.1%}){reach}; {looser}match=none "
             "trains the depths given, unmatched")
     best = min(within, key=lambda c: (round(deviation(c), 9), abs(total(c) - target), sum(c)))

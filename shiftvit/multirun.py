@@ -59,6 +59,10 @@ from .records import (
 
 SWEEP_CSV = "sweep.csv"
 SWEEPS_DIR = "multirun"  # where conf/config.yaml's hydra.sweep.dir puts sweeps, below the working directory
+RUNS_DIR = "outputs"  # where conf/config.yaml's hydra.run.dir puts single runs (a test holds both equal)
+# the environment variable that names a sweep's folder in conf/config.yaml's hydra.sweep.dir, set by run.py from the
+# command's overrides (a test holds the two equal)
+SWEEP_ID_ENV = "SHIFTVIT_SWEEP_ID"
 SWEEP_LOCK_FILE = ".sweep.lock"
 MULTIRUN_FILE = "multirun.yaml"  # Hydra's: the sweep's config and overrides, written at its launch
 # the earlier launches' multirun.yaml, one file each (Hydra rewrites it at every launch): a launch into the folder

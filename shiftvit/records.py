@@ -53,13 +53,18 @@ WANDB_DIR = "wandb"  # what wandb.init(dir=run_dir) writes inside a run director
 # the status of a record (summary.json's "status"); every module names them through these constants
 RUNNING, COMPLETED, DIVERGED, FAILED, DUPLICATE, INTERRUPTED = STATUSES = (
     "running", "completed", "diverged", "failed", "duplicate", "interrupted")
-FINISHED_STATUSES = (COMPLETED, DIVERGED, DUPLICATE)  # a rerun of the same config leaves these as they are
 USED_STATUSES = (COMPLETED,)  # whose accuracy is a result: they, and only they, enter means and tests
+# trained to their end: a result, or a divergence, which is the recipe's own outcome (Fisher's test counts both)
+TRAINED_STATUSES = (*USED_STATUSES, DIVERGED)
+FINISHED_STATUSES = (*TRAINED_STATUSES, DUPLICATE)  # a rerun of the same config leaves these as they are
 # no record writes it: what a reader calls a record whose summary.json cannot be read (a disk fault, an edit by hand),
 # counted against its arm as a seed without a result, never silently dropped
 UNREADABLE = "unreadable"
+# stopped without a result for a reason outside the recipe (a crash, a kill, a damaged record): an attempt that a
+# finished record of the same config supersedes, and that a relaunch trains again
+CUT_OFF_STATUSES = (FAILED, INTERRUPTED, UNREADABLE)
 # findings about an arm (counted per arm), never averaged
-FAILED_STATUSES = (DIVERGED, FAILED, INTERRUPTED, UNREADABLE)
+FAILED_STATUSES = (DIVERGED, *CUT_OFF_STATUSES)
 # what train.resume may be: auto = continue a record of the same config (refuse another config's record);
 # fresh = archive whatever the run directory holds and start over
 RESUME_FRESH = "fresh"  # train.resume: archive the record there and start over

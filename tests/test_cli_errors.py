@@ -46,6 +46,8 @@ def test_report_refuses_a_margin_that_is_not_positive_before_writing(sweep, tmp_
     line = _one_error_line(capsys.readouterr().err)
     assert f"--margin {float(margin):g}" in line and "--margin 1.0" in line
     assert not out.exists()
+    with pytest.raises(ValueError, match=rf"^margin={float(margin):g} must be a positive"):  # the API checks it too
+        verdicts(load_runs(sweep, warn=False), margin=float(margin))
 
 
 @pytest.mark.parametrize("tolerance", ["2", "1", "-0.5", "0", "nan", "inf"])

@@ -124,6 +124,14 @@ def test_job_directories_leave_out_exactly_the_settings_that_never_change_a_run(
     sweep = OmegaConf.to_container(_compose([]).hydra.sweep, resolve=False)
     assert sweep["subdir"] == JOB_SUBDIR
     assert sweep["dir"].startswith(f"{SWEEPS_DIR}/")  # where a relaunch looks for the sweep it continues
+    # the variables run.py and torchrun's processes set, which the two folders read
+    from shiftvit.distributed import RUN_STAMP_ENV, RUN_STAMP_FORMAT
+    from shiftvit.multirun import RUNS_DIR, SWEEP_ID_ENV
+
+    assert sweep["dir"] == f"{SWEEPS_DIR}/${{oc.env:{SWEEP_ID_ENV},defaults}}"
+    run_dir = OmegaConf.to_container(_compose([]).hydra.run, resolve=False)["dir"]
+    now = "/".join(f"${{now:{part}}}" for part in RUN_STAMP_FORMAT.split("/"))
+    assert run_dir == f"{RUNS_DIR}/${{oc.env:{RUN_STAMP_ENV},{now}}}"
 
 
 def test_expected_jobs_counts_the_grid():

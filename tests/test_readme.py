@@ -114,3 +114,16 @@ def test_results_numbers_are_the_committed_reports():
                for text, folders in blocks for number in _TWO_DECIMALS.findall(text)
                if folders and not any(number in reports[f] for f in folders)]
     assert not missing, "\n".join(missing)
+
+
+def test_the_permutation_recheck_reads_every_committed_report():
+    """The README's note on the permutation fix rests on experiments/recheck_permutation_p.py: it must find every
+    committed report's tables and arms, so that "nothing differs" is never a table it did not read. What it may
+    find is a value that differs from the one shown."""
+    from experiments.recheck_permutation_p import recheck
+    from shiftvit.multirun import SWEEP_CSV
+
+    folders = [folder for folder in sorted(RESULTS.glob("*/")) if (folder / SWEEP_CSV).exists()]
+    assert len(folders) >= 8
+    unread = [line for folder in folders for line in recheck(folder) if ": shown " not in line]
+    assert not unread, "\n".join(unread)
