@@ -18,10 +18,15 @@ from shiftvit.config import HYDRA_VERSION_BASE, misplaced_key_hint, register_con
 from shiftvit.multirun import RUNS_DIR, SWEEPS_DIR
 
 
+def is_sweep(argv: List[str]) -> bool:
+    """Whether the command line asks Hydra for a sweep: ``-m``, ``--multirun`` or ``hydra.mode=MULTIRUN``."""
+    return any(a in ("-m", "--multirun") or a.replace(" ", "") == "hydra.mode=MULTIRUN" for a in argv[1:])
+
+
 def output_dir_error(argv: List[str]) -> str:
     """Why the run (or sweep) directory cannot be written, or '' when it can: answered here in one line,
     before Hydra fails on it with a traceback (it creates the directory and its log file first)."""
-    multirun = any(a in ("-m", "--multirun") for a in argv[1:])
+    multirun = is_sweep(argv)
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     given = [a.split("=", 1)[1] for a in argv[1:] if a.startswith(f"{key}=")]
     directory = given[-1] if given else (SWEEPS_DIR if multirun else RUNS_DIR)
@@ -102,8 +107,7 @@ multirun.register_resolver()  # sweep job directories are named by their overrid
 def torchrun_sweep_error(argv: List[str]) -> str:
     """Why this command cannot run, under torchrun, or '': a sweep there would run every job in every process
     (each taking the sweep's lock in turn, the others refused), not one job across the processes."""
-    multirun = any(a in ("-m", "--multirun") or a.replace(" ", "") == "hydra.mode=MULTIRUN" for a in argv[1:])
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and multirun:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and is_sweep(argv):
         return ("a sweep (-m) does not run under torchrun, which would start the whole sweep in every process: "
                 "launch each job with torchrun (one command per job), or sweep with hydra/launcher=submitit_slurm "
                 "and hydra.launcher.tasks_per_node=N, which runs each job on N processes")

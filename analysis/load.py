@@ -26,6 +26,8 @@ from shiftvit.records import (
     CUT_OFF_STATUSES,
     DATA_FINGERPRINT_KEY,
     DUPLICATE,
+    DUPLICATE_OF,
+    DUPLICATE_OF_KEY,
     FAILED_STATUSES,
     INTERRUPTED,
     METRICS_FILE,
@@ -59,7 +61,6 @@ SUMMARY_COLUMNS = ("status", *RESULT_KEYS, "config_hash", "git_commit", "git_dir
 # the code every attempt that trained the run ran (records.trained_code), and the machines (records.trained_machines),
 # each joined: two or more when it was resumed under other code, or on another machine
 CODE_COLUMN, MACHINE_COLUMN, ATTEMPTS_SEPARATOR = "code", "machine", " + "
-DUPLICATE_OF = "duplicate of"  # how a skipped duplicate's reason starts
 UNREADABLE_REASON = "unreadable_reason"  # why an ``unreadable`` record's summary could not be read (else absent)
 METRICS = ("val_top1", "val_top5", "best_val_top1", "ema_val_top1")
 
@@ -138,17 +139,17 @@ def _read_record(run_dir: Path) -> Tuple[Optional[Dict[str, Any]], Optional[Dict
         summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     except FileNotFoundError:
         refused = launch_error(run_dir)
-        return None, None, f"refused at launch: {refused}" if refused else "no summary.json"
+        return None, None, f"refused at launch: {refused}" if refused else f"no {SUMMARY_FILE}"
     except (OSError, ValueError) as e:
-        damaged = f"corrupt summary.json ({e})"
+        damaged = f"corrupt {SUMMARY_FILE} ({e})"
     try:
         config = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
     except FileNotFoundError:
-        return None, None, damaged or "no config.yaml"
+        return None, None, damaged or f"no {CONFIG_FILE}"
     except (OSError, yaml.YAMLError) as e:
-        return None, None, damaged or f"corrupt config.yaml ({e})"
+        return None, None, damaged or f"corrupt {CONFIG_FILE} ({e})"
     if not isinstance(config, dict) or not (damaged or isinstance(summary, dict)):
-        return None, None, damaged or "summary.json or config.yaml is not a mapping"
+        return None, None, damaged or f"{SUMMARY_FILE} or {CONFIG_FILE} is not a mapping"
     return summary, config, damaged
 
 
@@ -175,14 +176,14 @@ def record_row(config: Dict[str, Any], summary: Dict[str, Any], status: str, whe
     or (None, None, why) when it cannot be used: the one row schema of the run table, from records on disk
     (``run_row``) and from wandb (``wandb_row``) alike. ``where``: the record's folder or the wandb run's URL."""
     if status == DUPLICATE:
-        return None, None, f"{DUPLICATE_OF} {summary.get('duplicate_of')} (the same run twice)"
+        return None, None, f"{DUPLICATE_OF} {summary.get(DUPLICATE_OF_KEY)} (the same run twice)"
     if status not in LOADED_STATUSES:
         return None, None, f"status {status!r} (cut off before it recorded a result)"
     try:
         model, _mixer, train, data = config["model"], config["mixer"], config["train"], config["data"]
         depths = list(config["depths"])
     except (KeyError, TypeError) as e:
-        return None, None, f"config.yaml lacks {e}"
+        return None, None, f"{CONFIG_FILE} lacks {e}"
     which_data, data_location = split_data_location(data)
     flat = flatten_config(config)
     row: Dict[str, Any] = {
@@ -377,16 +378,16 @@ def read_curve_rows(run_dir: Path, epochs_done: Optional[int] = None) -> Tuple[L
     try:
         text = path.read_text()
     except FileNotFoundError:
-        return [], "no metrics.jsonl" if epochs_done else None
+        return [], f"no {METRICS_FILE}" if epochs_done else None
     except (OSError, UnicodeDecodeError) as e:
-        return [], f"unreadable metrics.jsonl ({e})"
+        return [], f"unreadable {METRICS_FILE} ({e})"
     rows, bad, lines = parse_metrics(text)
     if bad == [lines]:
-        return rows, f"truncated metrics.jsonl (last line cut off; kept {len(rows)} epochs)"
+        return rows, f"truncated {METRICS_FILE} (last line cut off; kept {len(rows)} epochs)"
     if bad:
-        return rows, f"corrupt metrics.jsonl (unreadable lines {', '.join(map(str, bad))}; kept {len(rows)})"
+        return rows, f"corrupt {METRICS_FILE} (unreadable lines {', '.join(map(str, bad))}; kept {len(rows)})"
     if epochs_done and len(rows) < epochs_done:
-        return rows, f"truncated metrics.jsonl ({len(rows)} of {epochs_done} epochs)"
+        return rows, f"truncated {METRICS_FILE} ({len(rows)} of {epochs_done} epochs)"
     return rows, None
 
 

@@ -1,5 +1,5 @@
 """Figures per arm, in one style: ``figure_*`` build a matplotlib Figure, ``plot_*`` save it as PNG and SVG and
-return the paths; ``all_figures`` makes every figure the runs support.
+return the paths; ``build_figures`` makes every figure the runs support, ``save_figures`` saves them.
 
 Conventions, the same in every figure: a colour means a mixer (``mixer_color``); black dots are single runs;
 a black dotted line is the 100 % ceiling and a grey dashed line the better raw-pixel baseline of the dataset
@@ -25,7 +25,7 @@ from shiftvit.records import FAILED_STATUSES  # noqa: E402
 
 from .arms import DISPLAY, MIXER_STYLE  # noqa: E402
 from .headroom import CEILING, Testbed, testbeds_of  # noqa: E402
-from .stats import DEFAULT_METRIC, FACTORS, factor_column, finished_values, summarize  # noqa: E402
+from .stats import CONFIDENCE_TEXT, DEFAULT_METRIC, FACTORS, factor_column, finished_values, summarize  # noqa: E402
 
 STYLE = {"figure.dpi": 110, "savefig.dpi": 130, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
          "axes.spines.right": False, "font.size": 10, "legend.frameon": False, "svg.fonttype": "none",
@@ -123,7 +123,7 @@ def figure_arms(runs: pd.DataFrame, testbeds: Optional[Dict[str, Testbed]] = Non
             if row["n"] >= 2:
                 ax.errorbar(i + 0.3, row["mean"], yerr=[[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]],
                             fmt=styles[arm]["marker"], color=styles[arm]["color"], capsize=4, ms=7,
-                            label=None if drew_ci else "mean, 95 % CI over seeds")
+                            label=None if drew_ci else f"mean, {CONFIDENCE_TEXT} CI over seeds")
                 drew_ci = True
         _references(ax, runs, testbeds)
         ax.set_xticks(range(len(table)), [a.replace(" ", "\n") for a in table.index], fontsize=8)
@@ -131,7 +131,7 @@ def figure_arms(runs: pd.DataFrame, testbeds: Optional[Dict[str, Testbed]] = Non
             tick.set_color(styles[arm]["color"])
         ax.set_ylabel(f"{metric} (%)")
         _plain_axes(ax)
-        what = "mean and 95 % CI over finished seeds, dots: runs" if drew_ci else \
+        what = f"mean and {CONFIDENCE_TEXT} CI over finished seeds, dots: runs" if drew_ci else \
             "one finished run or fewer per arm (no CI), dots: runs"
         ax.set_title(f"{metric} per arm ({what})", fontsize=9)
         _legend(ax)
@@ -162,7 +162,7 @@ def figure_factor(runs: pd.DataFrame, factor: str, testbeds: Optional[Dict[str, 
             has_ci = rows["n"] >= 2
             if has_ci.sum() >= 2:
                 ax.fill_between(rows["x"][has_ci], rows["ci_low"][has_ci], rows["ci_high"][has_ci], color=color,
-                                alpha=0.18, lw=0, label=None if drew_band else "95 % CI over seeds")
+                                alpha=0.18, lw=0, label=None if drew_band else f"{CONFIDENCE_TEXT} CI over seeds")
                 drew_band = True
             for _, row in rows.iterrows():
                 values = finished_values(sub, row["arm"], metric)
@@ -183,8 +183,8 @@ def figure_factor(runs: pd.DataFrame, factor: str, testbeds: Optional[Dict[str, 
         ax.set_ylabel(f"{metric} (%)")
         _plain_axes(ax)
         name = AXIS_LABELS.get(factor, factor).split(" (")[0]
-        ax.set_title(f"{metric} vs {name}: mean per arm{', band: 95 % CI' if drew_band else ''}, dots: runs",
-                     fontsize=9)
+        band = f", band: {CONFIDENCE_TEXT} CI" if drew_band else ""
+        ax.set_title(f"{metric} vs {name}: mean per arm{band}, dots: runs", fontsize=9)
         _legend(ax)
         return fig
 
@@ -335,12 +335,6 @@ def build_figures(runs: pd.DataFrame, curves: Optional[pd.DataFrame] = None,
 
 def save_figures(figures: Dict[str, Figure], out_dir: Path) -> Dict[str, List[Path]]:
     return {name: _save(fig, out_dir, name) for name, fig in figures.items()}
-
-
-def all_figures(runs: pd.DataFrame, curves: Optional[pd.DataFrame], out_dir: Path,
-                testbeds: Optional[Dict[str, Testbed]] = None, metric: str = DEFAULT_METRIC) -> Dict[str, List[Path]]:
-    """Build and save every figure the runs support; name -> [png, svg]."""
-    return save_figures(build_figures(runs, curves, testbeds, metric), out_dir)
 
 
 def plot_arms(runs: pd.DataFrame, out_dir: Path, metric: str = DEFAULT_METRIC) -> List[Path]:

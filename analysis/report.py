@@ -23,8 +23,8 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import pandas as pd
 
 from shiftvit.config import ConfigError, check_tolerance
-from shiftvit.multirun import PLANS_DIR
-from shiftvit.records import PREDICTIONS_FILE, RUNNING, USED_STATUSES
+from shiftvit.multirun import MULTIRUN_FILE, PLANS_DIR, SWEEPS_DIR
+from shiftvit.records import CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE, RUNNING, SUMMARY_FILE, USED_STATUSES
 
 from .arms import ArmSpec, arms_matching, describe
 from .headroom import METHOD, Testbed, headroom_line, testbeds_of
@@ -44,6 +44,7 @@ from .load import (
 from .stats import (
     ALPHA,
     CONFIDENCE,
+    CONFIDENCE_TEXT,
     CORRECTED,
     DEFAULT_BASELINE,
     DEFAULT_MARGIN,
@@ -54,6 +55,7 @@ from .stats import (
     NOT_MATCHED,
     PERMUTATION,
     PERMUTATIONS,
+    POWER_TEXT,
     SEED_STATUS_ORDER,
     arm_statuses,
     budget_difference,
@@ -117,7 +119,7 @@ def not_run_paragraph(unstarted: Dict[str, int], without_arm: List[str]) -> str:
     seeds than its command asked for."""
     total = sum(unstarted.values()) + len(without_arm)
     text = (f"Not run: {total} job{'s' if total != 1 else ''} that the sweep's launches planned (its "
-            f"multirun.yaml, and {PLANS_DIR}/ for the earlier launches) hold no record: still queued, or never "
+            f"{MULTIRUN_FILE}, and {PLANS_DIR}/ for the earlier launches) hold no record: still queued, or never "
             "started because the sweep was cut off. Relaunching the command that planned them runs them (a plan "
             f"given up: delete its file in {PLANS_DIR}/); until then each arm is compared on the seeds it has")
     if unstarted:
@@ -141,7 +143,7 @@ def unreadable_paragraph(runs: pd.DataFrame) -> str:
     """The records whose summary.json cannot be read, said before any number: each is a seed of its arm (its
     config.yaml says which) without a result, counted with the failures, not a seed that was never run."""
     damaged = runs[runs[UNREADABLE_REASON].notna()]
-    return (f"Unreadable: {len(damaged)} record{'s' if len(damaged) != 1 else ''} whose summary.json cannot be read, "
+    return (f"Unreadable: {len(damaged)} record{'s' if len(damaged) != 1 else ''} whose {SUMMARY_FILE} cannot be read, "
             "each counted as a seed of its arm without a result ('failed' column). Relaunching its job with "
             "train.resume=fresh archives the record and trains that seed again: "
             + "; ".join(f"{row['run_dir']} ({row['arm']}: {row[UNREADABLE_REASON]})" for _, row in damaged.iterrows())
@@ -293,10 +295,10 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
                                   f"both support it, and then gives this interval. An inconclusive verdict's seeds "
                                   f"count is for this test too: the part of the images' noise more seeds do not "
                                   f"remove (how much the arms' true per-image difference varies over images) stays. "
-                                  f"That part is estimated through the seeds' own luck, so it carries a 95 % "
-                                  f"interval (the jackknife over seeds): no number of seeds is named where even the "
-                                  f"interval's low end alone leaves under 80 % power, and a count is named as a "
-                                  f"minimum (\"or none\") where only its high end does."))
+                                  f"That part is estimated through the seeds' own luck, so it carries a "
+                                  f"{CONFIDENCE_TEXT} interval (the jackknife over seeds): no number of seeds is named "
+                                  f"where even the interval's low end alone leaves under {POWER_TEXT} power, and a "
+                                  f"count is named as a minimum (\"or none\") where only its high end does."))
         if table["permutation_p_difference"].notna().any():
             sections.append(("p", f"The {PERMUTATION} columns test the same seeds without the t tests' assumption that "
                                   f"their spread is normal, which fails where some seeds learn the task and others "
@@ -449,8 +451,8 @@ def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = N
         problems = curves.attrs.get("curve_problems", []) if curves is not None else []
         sections += [("h2", "Curves"),
                      ("p", f"{len(problems)} run{'s' if len(problems) != 1 else ''} with unreadable or truncated "
-                           f"curves (metrics.jsonl); their readable epochs are kept." if problems else
-                           "Every run's curves (metrics.jsonl) read whole.")]
+                           f"curves ({METRICS_FILE}); their readable epochs are kept." if problems else
+                           f"Every run's curves ({METRICS_FILE}) read whole.")]
         if problems:
             sections.append(("table", pd.DataFrame(problems, columns=["run_dir", "problem"])))
         from .plots import build_figures, save_figures  # matplotlib only once there is something to draw
@@ -557,7 +559,7 @@ def _bad_argument(args: argparse.Namespace) -> Optional[str]:
         problem = _holds_no_runs(sweep)
         if problem:
             return (f"{sweep} {problem}: name a run or sweep directory holding run records (a run's "
-                    "summary.json and config.yaml, as run.py writes them), e.g. multirun/<sweep>")
+                    f"{SUMMARY_FILE} and {CONFIG_FILE}, as run.py writes them), e.g. {SWEEPS_DIR}/<sweep>")
     return None
 
 

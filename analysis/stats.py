@@ -66,6 +66,7 @@ DEFAULT_METRIC = "val_top1"  # what the tables, tests and figures compare unless
 ALPHA = 0.05
 CONFIDENCE = 1 - ALPHA  # of every interval shown (not adjusted for multiple comparisons)
 POWER = 0.8
+CONFIDENCE_TEXT, POWER_TEXT = f"{CONFIDENCE * 100:g} %", f"{POWER * 100:g} %"  # as sentences and figures write them
 CORRECTION = "holm"
 CORRECTED = CORRECTION.capitalize()  # the multiple-comparison correction, as the tables name it
 # beyond this many seeds per arm a seeds count stops being advice
@@ -950,17 +951,13 @@ def recipe_difference(runs: pd.DataFrame, treatment: str, baseline: str) -> str:
     return ", ".join(f"{c} {value_text(rt[c])} vs {value_text(rb[c])}" for c in recipe)
 
 
-def pair_arms(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: Optional[ArmSpec] = None
-              ) -> List[Tuple[str, str]]:
-    """(treatment arm, baseline arm) pairs. ``baseline`` (default: the ``attn`` arm) may match several arms
-    (e.g. one per dataset): each treatment arm is compared with the one on the same data that differs from it
-    in the fewest keys; a tie is an error asking for a narrower filter. A treatment arm with no baseline arm on
-    its data is left out (``verdicts`` names them): a comparison across data sets says nothing about the mixer."""
-    return _pairs(runs, treatment, baseline)[0]
-
-
 def _pairs(runs: pd.DataFrame, treatment: Optional[ArmSpec], baseline: Optional[ArmSpec]
            ) -> Tuple[List[Tuple[str, str]], List[str]]:
+    """((treatment arm, baseline arm) pairs, treatment arms without a baseline). ``baseline`` (default: the ``attn``
+    arm) may match several arms (e.g. one per dataset): each treatment arm is compared with the one on the same data
+    that differs from it in the fewest keys; a tie is an error asking for a narrower filter. A treatment arm with no
+    baseline arm on its data is left out (``verdicts`` names them): a comparison across data sets says nothing about
+    the mixer."""
     _require_arms(runs)
     spec = DEFAULT_BASELINE if baseline is None else baseline
     baselines = arms_matching(runs, spec)
@@ -1000,7 +997,7 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
              metric: str = DEFAULT_METRIC, margin: float = DEFAULT_MARGIN, pair_by: Optional[str] = None,
              tolerance: Optional[float] = None, correction: Optional[str] = CORRECTION,
              testbeds: Optional[Dict[str, Testbed]] = None) -> pd.DataFrame:
-    """One row per comparison of a treatment arm with its baseline arm (see ``pair_arms``), p-values
+    """One row per comparison of a treatment arm with its baseline arm (see ``_pairs``), p-values
     corrected over all rows (Holm), the budget and the testbed's headroom checked. ``treatment``/``baseline``:
     an arm label, a mixer name or a filter (``{"mixer": "shift", "gamma": "1/12"}``); ``pair_by="seed"``
     pairs complete seeds instead of Welch's unpaired test; ``testbeds`` maps a run's ``data_config`` to its

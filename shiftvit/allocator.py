@@ -17,10 +17,10 @@ import ctypes
 import ctypes.util
 import platform
 
-MODES = ("retain", "system")
+RETAIN, SYSTEM = MODES = ("retain", "system")
 _M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
 _M_MMAP_MAX = -4
-_state = {"mode": "system"}
+_state = {"mode": SYSTEM}
 
 
 def configure(mode: str) -> str:
@@ -28,11 +28,11 @@ def configure(mode: str) -> str:
     every process it forks; returns the mode in effect (``system`` where the C library is not glibc)."""
     if mode not in MODES:
         raise ValueError(f"malloc={mode!r} is not one of: {', '.join(MODES)}")
-    if mode == "system" or _state["mode"] == "retain":
+    if mode == SYSTEM or _state["mode"] == RETAIN:
         return _state["mode"]
     libc = _glibc()
     if libc is not None and libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1:
-        _state["mode"] = "retain"
+        _state["mode"] = RETAIN
     return _state["mode"]
 
 

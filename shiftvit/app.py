@@ -27,6 +27,7 @@ from .config import (
     LOCATION_KEYS,
     SPEED_ONLY_TRAIN_KEYS,
     TIMM_AUGMENT_TRAIN_KEYS,
+    WANDB,
     ConfigError,
     TrainSettings,
     check,
@@ -40,6 +41,7 @@ from .records import (
     COMPLETED,
     DATA_FINGERPRINT_KEY,
     DUPLICATE,
+    DUPLICATE_OF_KEY,
     FAILED,
     FINISHED_STATUSES,
     INTERRUPTED,
@@ -272,8 +274,8 @@ def _orphaned_duplicate(run_dir: Path, summary: Dict[str, Any], digest: str) -> 
     analysis counts the two as one replicate of the seed). Kept as it is, the config would have no result."""
     if summary.get("status") != DUPLICATE:
         return False
-    owner = (run_dir / str(summary.get("duplicate_of") or "")).resolve()
-    return not (summary.get("duplicate_of") and _holds_config(owner, digest)) or _cut_off(owner)
+    owner = (run_dir / str(summary.get(DUPLICATE_OF_KEY) or "")).resolve()
+    return not (summary.get(DUPLICATE_OF_KEY) and _holds_config(owner, digest)) or _cut_off(owner)
 
 
 def _holds_config(run_dir: Path, digest: str) -> bool:
@@ -457,7 +459,7 @@ def _run_owned(cfg: Dict[str, Any], effective: Dict[str, Any], digest: str, run_
             if owner is not None:
                 _same_data_elsewhere(owner, effective, "launch this data set as a sweep of its own (another "
                                      "hydra.sweep.dir)")
-                record(status=DUPLICATE, duplicate_of=os.path.relpath(owner, run_dir))
+                record(status=DUPLICATE, **{DUPLICATE_OF_KEY: os.path.relpath(owner, run_dir)})
                 log.info("identical effective config already in this sweep (%s): not trained again", owner)
                 return summary
         record()
@@ -582,7 +584,7 @@ def _tracker(logger_cfg: Dict[str, Any], effective: Dict[str, Any], run_dir: Pat
 
     settings = LoggerConfig(**logger_cfg)  # what the command left out takes the schema's defaults, as in run.py
     return Tracker(
-        settings.name == "wandb" and dist.is_main, run_dir, {**effective, "config_hash": digest},
+        settings.name == WANDB and dist.is_main, run_dir, {**effective, "config_hash": digest},
         mode=settings.mode, project=settings.project, entity=settings.entity, group=sweep_name,
         job_type=effective["mixer"]["name"], name=run_dir.name if sweep_name else None, tags=list(settings.tags),
         init_timeout=float(settings.init_timeout),

@@ -38,9 +38,10 @@ MISSING = "???"  # OmegaConf's marker of a value the user must give (omegaconf.M
 MATCH_FLOPS, MATCH_PARAMS, MATCH_NONE = MATCHES = ("flops", "params", "none")
 DEFAULT_TOLERANCE = 0.02
 AMP_CHOICES = ("none", "bf16", "fp16")
-PROGRESS_MODES = ("auto", "always", "never")
+AUTO, ALWAYS, NEVER = "auto", "always", "never"
+PROGRESS_MODES = (AUTO, ALWAYS, NEVER)  # auto: a bar on terminals only
 # auto: wherever the data allows it (an in-memory tensor dataset, a batch-replayable augmentation, no workers)
-DATA_ON_DEVICE_MODES = ("auto", "always", "never")
+DATA_ON_DEVICE_MODES = (AUTO, ALWAYS, NEVER)
 # torch.compile modes with train.compile=true. Both run the same Inductor kernels, so the choice is speed-only;
 # reduce-overhead replays the forward and backward as CUDA graphs (one launch per graph), for static shapes.
 COMPILE_MODES = ("default", "reduce-overhead")
@@ -51,7 +52,8 @@ MODEL_SCOPE, BLOCKS_SCOPE = COMPILE_SCOPES = ("model", "blocks")
 # CIFAR's training augmentation (data.augment): random crop after zero padding plus horizontal flip (He et al.,
 # 2016: the usual CIFAR recipe), batched and exact on any device | timm's transform factory, per sample on the CPU
 # (RandomResizedCrop at scale 0.6-1, bicubic, flip, and train.aa / color_jitter / reprob when set)
-CIFAR_AUGMENTS = ("crop_flip", "timm")
+# data.augment of the CIFAR sources: the usual recipe as a batched tensor op, or timm's per-image transforms
+CROP_FLIP, TIMM_AUGMENT = CIFAR_AUGMENTS = ("crop_flip", "timm")
 # train keys that configure timm's transform factory, which data.augment=crop_flip does not use
 TIMM_AUGMENT_TRAIN_KEYS = ("aa", "color_jitter", "reprob", "remode")
 # what random erasing fills a box with (train.remode; timm's RandomErasing modes): a constant (zero after
@@ -149,7 +151,7 @@ class TrainSettings:
     # serve in-memory tensor datasets (digits, relations, MNIST-like, CIFAR with crop_flip) from a copy on the
     # device (on a CPU, the tensors themselves), batch by batch, augmented there (data.DeviceTensorLoader); the
     # same batches and random draws as a DataLoader, without its Python loop over the samples
-    data_on_device: str = "auto"  # DATA_ON_DEVICE_MODES
+    data_on_device: str = AUTO  # DATA_ON_DEVICE_MODES
     eval_every: int = 1
     # recipe rules, applied by resolve (the effective config holds the lr and epochs they give, and these at
     # their defaults): lr is per lr_base_size images of the total batch (batch_size x accum_steps x processes),
@@ -158,7 +160,7 @@ class TrainSettings:
     lr_base_size: Optional[int] = None
     schedule_fraction: float = 1.0
     aug_repeats: int = 0  # repeated augmentation (timm's --aug-repeats, DeiT's 3): each image so many times an epoch
-    progress: str = "auto"  # PROGRESS_MODES: a bar on terminals only | always | never
+    progress: str = AUTO  # PROGRESS_MODES: a bar on terminals only | always | never
     resume: str = "auto"  # records.RESUME_MODES: resume a record of the same config | archive it, start over
 
     def check(self) -> TrainSettings:
@@ -341,7 +343,7 @@ class Cifar10Data(DataConfig):
     # CIFAR_AUGMENTS: the usual CIFAR recipe (pad, crop, flip) as a batched tensor op that data.DeviceTensorLoader
     # runs on the GPU, or timm's per-sample PIL transforms (what CIFAR runs used before this option, and what
     # train.aa / color_jitter / reprob need). They draw different images, so the choice is part of the arm.
-    augment: str = "crop_flip"
+    augment: str = CROP_FLIP
     padding: int = 4  # crop_flip: pixels of zero padding (of a 32-px image) before the random 32-px crop
     train_fraction: float = 1.0  # keep this stratified, seeded fraction of the training set (a small-data regime)
     split_seed: int = 0
@@ -350,7 +352,7 @@ class Cifar10Data(DataConfig):
         super().check()
         _choice("data.augment", self.augment, CIFAR_AUGMENTS)
         _number("data.padding", self.padding, integer=True, minimum=0)
-        if self.augment != "crop_flip" and self.padding != Cifar10Data.padding:
+        if self.augment != CROP_FLIP and self.padding != Cifar10Data.padding:
             raise ConfigError(f"data.padding={self.padding} applies to data.augment=crop_flip only; "
                               f"add data.augment=crop_flip or drop data.padding")
 
@@ -424,19 +426,20 @@ class ModelConfig:
     img_size: Optional[int] = None  # None: the size the variant was designed for (the data must match)
 
 
+WANDB, NO_LOGGER = LOGGERS = ("wandb", "none")
+OFFLINE, ONLINE, DISABLED = WANDB_MODES = ("offline", "online", "disabled")
+
+
 @dataclass
 class LoggerConfig:
     """wandb mirrors the local record; offline by default (no account needed), logger.mode=online to sync live."""
-    name: str = "wandb"  # wandb | none
-    mode: str = "offline"  # offline | online | disabled
+    name: str = WANDB  # LOGGERS
+    mode: str = OFFLINE  # WANDB_MODES
     project: str = "shiftvit"
     entity: Optional[str] = None
     tags: List[str] = field(default_factory=list)
     init_timeout: float = 20.0
 
-
-LOGGERS = ("wandb", "none")
-WANDB_MODES = ("offline", "online", "disabled")
 
 # Where a run reads its data from and how it got there, not which data it reads: the same data set copied to another
 # disk (a cluster node's local scratch, a relaunch on another machine), or downloaded by the first run and read from
@@ -775,7 +778,7 @@ def check(cfg: Dict[str, Any]) -> Dict[str, Any]:
     data_options = data_config(data)
     img_size = _input_size(model.name, model.img_size, data_options.name, data_options.img_size)
     train = dataclasses.asdict(TrainSettings.from_dict(dict(cfg.get("train") or {})))
-    if getattr(data_options, "augment", None) == "crop_flip":
+    if getattr(data_options, "augment", None) == CROP_FLIP:
         timm_keys = [f"train.{k}={train[k]!r}" for k in TIMM_AUGMENT_TRAIN_KEYS
                      if train[k] and train[k] != getattr(TrainSettings, k)]
         if timm_keys:
@@ -971,7 +974,7 @@ ADDED_KEYS_AT_OLD_BEHAVIOUR: Dict[Tuple[str, ...], Any] = {
     ("train", "aug_repeats"): TrainSettings.aug_repeats,
     ("reference_arch",): None,  # the reference as its own
     ("world_size",): 1,  # one process: every record from before the key
-    ("data", "augment"): "timm",  # CIFAR's only augmentation before data.augment
+    ("data", "augment"): TIMM_AUGMENT,  # CIFAR's only augmentation before data.augment
     ("data", "padding"): Cifar10Data.padding,
     ("data", "train_fraction"): Cifar10Data.train_fraction,  # CIFAR's; digits and MNIST had theirs from the start
     ("data", "split_seed"): Cifar10Data.split_seed,

@@ -24,7 +24,7 @@ from timm.data.distributed_sampler import RepeatAugSampler
 from torch import distributed as torch_dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler, TensorDataset
 
-from .config import DATASETS, TrainSettings
+from .config import CROP_FLIP, DATASETS, TrainSettings
 from .config import Cifar10Data as C
 from .config import DigitsData as D
 from .config import ImageFolderData as I
@@ -740,7 +740,7 @@ def build_cifar(name: str = C.name, root: str = "", img_size: int = C.img_size, 
         _require_dir(Path(root), name)
 
     def transform(is_training: bool):
-        return None if augment == "crop_flip" else _image_transforms(aug, img_size, is_training, mean, std)
+        return None if augment == CROP_FLIP else _image_transforms(aug, img_size, is_training, mean, std)
 
     try:
         train = cls(root, train=True, download=download, transform=transform(True))
@@ -763,7 +763,7 @@ def build_cifar(name: str = C.name, root: str = "", img_size: int = C.img_size, 
                                   np.asarray(val.targets))
     train.data, targets = _subsample(train.data, np.asarray(train.targets), train_fraction, split_seed)
     train.targets = targets.tolist()
-    if augment == "crop_flip":
+    if augment == CROP_FLIP:
         def tensors(split, is_training: bool) -> TransformedTensorDataset:
             images = torch.from_numpy(split.data).permute(0, 3, 1, 2).contiguous()  # (N, 32, 32, 3) uint8 -> NCHW
             return TransformedTensorDataset(images, torch.as_tensor(split.targets, dtype=torch.long),

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 from . import distributed as dist_utils
 from .compiling import compile_model
-from .config import TrainSettings
+from .config import ALWAYS, AUTO, NEVER, TrainSettings
 from .data import STOP_SIGNALS, DataBundle, make_loaders, on_device_eligible, rank_seed
 from .devices import (  # noqa: F401  (also engine API)
     AMP_DTYPES,
@@ -309,11 +309,11 @@ class Trainer:
     def _data_device(self, data: DataBundle) -> Optional[torch.device]:
         """Where the batches are cut (``train.data_on_device``): None for the CPU DataLoader."""
         mode = self.settings.data_on_device
-        if mode == "never":
+        if mode == NEVER:
             return None
         if on_device_eligible(data, self.settings.num_workers):
             return self.device
-        if mode == "always":
+        if mode == ALWAYS:
             raise ValueError("train.data_on_device=always needs an in-memory tensor dataset (digits, relations, "
                              "mnist, synthetic, cifar with data.augment=crop_flip) and train.num_workers=0; use "
                              "train.data_on_device=auto")
@@ -331,7 +331,7 @@ class Trainer:
         from tqdm.auto import tqdm
 
         mode = self.settings.progress
-        show = (mode == "always") or (mode == "auto" and sys.stderr.isatty())
+        show = (mode == ALWAYS) or (mode == AUTO and sys.stderr.isatty())
         return tqdm(total=total, desc=desc, disable=not (show and self.dist.is_main), leave=False,
                     dynamic_ncols=True)
 

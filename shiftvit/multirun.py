@@ -41,6 +41,8 @@ from .records import (
     COMPLETED,
     CONFIG_FILE,
     DUPLICATE,
+    DUPLICATE_OF,
+    DUPLICATE_OF_KEY,
     FAILED,
     FINISHED_STATUSES,
     IDENTITY_KEYS,
@@ -275,7 +277,7 @@ def job_status(job_dir: Path) -> str:
     if status == COMPLETED and summary.get("val_top1") is not None:
         return f"{COMPLETED} val_top1={summary['val_top1']:.2f}"
     if status == DUPLICATE:
-        return f"duplicate of {summary.get('duplicate_of')}"
+        return f"{DUPLICATE_OF} {summary.get(DUPLICATE_OF_KEY)}"
     return str(status)
 
 

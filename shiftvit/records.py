@@ -108,7 +108,9 @@ METRIC_KEYS = ("epoch", "train_loss", "val_loss", "val_top1", "val_top5", "ema_v
 RESULT_KEYS = ("val_top1", "best_val_top1", "ema_val_top1", "val_top5", "val_loss", "train_loss", "best_epoch",
                "macs", "params", "train_images_per_s", "eval_images_per_s", "wall_s", "epochs_done", "attempts")
 IDENTITY_KEYS = ("mixer", "gamma", "tau", "depths", "model", "data", "match", "seed", "config_hash")
-OUTCOME_KEYS = ("duplicate_of", "error", "interrupted_by")  # present only when the status calls for them
+DUPLICATE_OF_KEY = "duplicate_of"  # a duplicate's: the record it duplicates, relative to its own folder
+DUPLICATE_OF = "duplicate of"  # how the live lines and the analysis say so
+OUTCOME_KEYS = (DUPLICATE_OF_KEY, "error", "interrupted_by")  # present only when the status calls for them
 # git_dirty: the checkout had changes to tracked files when the run started, so git_commit alone is not its code
 # attempts: the code of every attempt at the run, in order (git_commit and git_dirty above are the last one's): a run
 # resumed under other code trained its epochs under more than one, which the last attempt's alone would hide

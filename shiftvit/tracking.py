@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from .config import DISABLED, OFFLINE, ONLINE, LoggerConfig
 from .config import WANDB_MODES as MODES
-from .config import LoggerConfig
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Tracker:
                  init_timeout: float = LoggerConfig.init_timeout, run_id: Optional[str] = None):
         self.run = None
         self.warned = False
-        if not enabled or mode == "disabled":
+        if not enabled or mode == DISABLED:
             return
         if mode not in MODES:
             raise ValueError(f"logger.mode={mode!r} is not one of: {', '.join(MODES)}")
@@ -72,10 +72,10 @@ class Tracker:
                 self.run = wandb.init(mode=mode, settings=wandb.Settings(init_timeout=init_timeout, silent=True),
                                       **kwargs)
             except Exception as e:
-                if mode != "online":
+                if mode != ONLINE:
                     raise
                 self._warn(f"wandb online init failed ({type(e).__name__}: {e}); logging offline instead")
-                self.run = wandb.init(mode="offline", settings=wandb.Settings(silent=True), **kwargs)
+                self.run = wandb.init(mode=OFFLINE, settings=wandb.Settings(silent=True), **kwargs)
         except Exception as e:  # never let tracking cost a run
             self._warn(f"wandb disabled for this run ({type(e).__name__}: {e}); the local record is complete")
             self.run = None

@@ -1,5 +1,6 @@
 """End-to-end runs through run.py: real Hydra composition, real training, real files, offline wandb."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -305,6 +306,14 @@ def test_help_lists_groups_and_options(tmp_path):
     from shiftvit.multirun import REPORT_HINT  # the next step, as a sweep's last line gives it
 
     assert f"{REPORT_HINT.split(': ')[1]} multirun/<sweep>" in proc.stdout
+    # the help's YAML repeats what the code owns: a record's files and the budget matches
+    from shiftvit.config import MATCHES
+    from shiftvit.records import RECORD_FILES
+
+    text = " ".join(proc.stdout.split())
+    files = re.search(r"record the result \(([^)]*)\)", text).group(1)
+    assert sorted(files.split(", ")) == sorted(RECORD_FILES)
+    assert f"match ({'|'.join(MATCHES)}, against" in text
 
 
 def test_every_config_group_option_composes(tmp_path):

@@ -821,8 +821,10 @@ def test_an_attempt_cut_off_before_its_first_epoch_keeps_the_epochs_done(referen
     assert summary["attempts"] == 2 and summary["epochs_done"] == done
 
 
-@pytest.mark.parametrize("args", [["hydra.run.dir=/proc/shiftvit-run"], ["-m", "seed=0,1",
-                                                                         "hydra.sweep.dir=/proc/shiftvit-sweep"]])
+@pytest.mark.parametrize("args", [["hydra.run.dir=/proc/shiftvit-run"],
+                                  ["-m", "seed=0,1", "hydra.sweep.dir=/proc/shiftvit-sweep"],
+                                  ["hydra.mode=MULTIRUN", "seed=0,1", "hydra.sweep.dir=/proc/shiftvit-sweep"]],
+                         ids=["run", "sweep", "sweep-by-mode"])
 def test_unwritable_output_dir_is_one_line(tmp_path, args):
     proc = run_cli(args, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2

@@ -85,13 +85,14 @@ def _training_steps(model_name: str, batch_size: int, img_size: int, num_classes
 def bench_loader(root: Optional[str] = None, name: str = "cifar10", num_train: int = 50_000, batch_size: int = 256,
                  img_size: int = 32, batches: int = 20, repeats: int = 5, device: str = "cpu",
                  model: Optional[str] = "shiftvit_micro", seed: int = 0) -> Dict[str, object]:
+    from ..config import CROP_FLIP, TIMM_AUGMENT
     from ..data import build_data, make_loaders
 
     dev = torch.device(device)
     with tempfile.TemporaryDirectory() as tmp:
         folder = root or str(write_cifar(Path(tmp), name, num_train, num_val=batch_size, seed=seed))
-        timm_data = build_data(name, root=folder, img_size=img_size, augment="timm")
-        crop_flip = build_data(name, root=folder, img_size=img_size, augment="crop_flip")
+        timm_data = build_data(name, root=folder, img_size=img_size, augment=TIMM_AUGMENT)
+        crop_flip = build_data(name, root=folder, img_size=img_size, augment=CROP_FLIP)
     batches = min(batches, len(crop_flip.train) // batch_size)
     if batches < 1:
         raise ValueError(f"batch_size={batch_size} is larger than the {len(crop_flip.train)} training images")
