@@ -71,12 +71,16 @@ from .stats import (
 )
 
 CI = f"{CONFIDENCE:.0%}"  # the level of every interval, as the tables name it
-RUN_COLUMNS = ["sweep", "job", "arm", "seed", "status", "val_top1", "val_top1_se", "macs", "params",
-               "train_images_per_s", "epochs_done"]
 Section = Tuple[str, Any]
 NOT_RUN = "not run"  # the arms table's column of jobs a sweep planned and never ran
 DIVERGED_SEEDS = "seeds diverged"  # the verdict table's count of diverged seeds of the seeds that trained
 BEATS_RAW = "seeds beating raw pixels"  # the verdict table's count of seeds above the raw-pixel baseline + margin
+
+
+def run_columns(metric: str) -> List[str]:
+    """The runs table's columns: each run's value of the metric compared, and its binomial SE."""
+    return ["sweep", "job", "arm", "seed", "status", metric, f"{metric}_se", "macs", "params", "train_images_per_s",
+            "epochs_done"]
 
 
 def _points(value: Any) -> str:
@@ -460,9 +464,10 @@ def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = N
         figures = save_figures(build_figures(runs, curves, beds, metric), out)
         sections.append(("h2", "Figures"))
         sections += [("figure", paths[0]) for paths in figures.values()]
-        columns = [c for c in RUN_COLUMNS if c in runs and not (c == "sweep" and runs["sweep"].nunique() == 1)]
+        columns = [c for c in run_columns(metric) if c in runs
+                   and not (c == "sweep" and runs["sweep"].nunique() == 1)]
         shown = runs[columns].copy()
-        for column in ("val_top1", "val_top1_se"):
+        for column in (metric, f"{metric}_se"):
             if column in shown:
                 shown[column] = shown[column].map(lambda v: _points(float(v)) if pd.notna(v) else "")
         for column in ("macs", "params"):

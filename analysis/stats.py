@@ -47,7 +47,7 @@ from scipy import stats as st
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttost_ind, ttost_paired
 
-from shiftvit.config import DEFAULT_TOLERANCE, MATCH_PARAMS, check_tolerance
+from shiftvit.config import DEFAULT_TOLERANCE, MATCH_PARAMS, MORE_SEEDS, check_tolerance
 from shiftvit.records import (
     DIVERGED,
     FAILED_STATUSES,
@@ -84,7 +84,7 @@ PERMUTATIONS = 9_999
 # and p came out too small (0.040 where the exact p is 0.071). A real difference of means is 1e-5 points or more
 # even at N = 10^6 images and 10 seeds.
 STATISTIC_DECIMALS = 9
-ADD_SEEDS = "add seeds to the sweep (seed=0,1,2)"  # the way out of too few seeds, in run.py's own words
+ADD_SEEDS = f"add seeds to the sweep ({MORE_SEEDS})"  # the way out of too few seeds, in run.py's own words
 # the way out where an arm has too few finished seeds because its seeds diverged: more seeds of that recipe would
 # diverge as often, so the way to a test of the means is a recipe both arms train on (each arm's own lr would be a
 # difference of recipe, which the verdict names)

@@ -85,6 +85,15 @@ def _number(key: str, value: Any, *, positive: bool = False, integer: bool = Fal
     return value
 
 
+def fraction_problem(key: str, value: float) -> Optional[str]:
+    """Why ``data.<key>`` (``train_fraction``: of the training set kept, all of it included; ``val_fraction``: of the
+    images held out, some left to train on) cannot be ``value``, or None."""
+    whole_allowed = key == "train_fraction"
+    if 0 < value < 1 or (whole_allowed and value == 1):
+        return None
+    return f"data.{key}={value} must be in (0, 1{']' if whole_allowed else ')'}"
+
+
 def percent_text(fraction: float) -> str:
     """``2.5%`` for 0.025: a tolerance as a percentage, without the rounding of ``:.0%`` (which prints 0.025 as 2%)."""
     return f"{fraction * 100:g}%"
@@ -262,9 +271,9 @@ class DataConfig:
         _number("data.img_size", self.img_size, integer=True, minimum=1)
         for key in ("train_fraction", "val_fraction"):
             if hasattr(self, key):
-                value = _number(f"data.{key}", getattr(self, key), positive=True)
-                if value > 1 or (key == "val_fraction" and value >= 1):
-                    raise ConfigError(f"data.{key}={value} must be in (0, 1{']' if key == 'train_fraction' else ')'}")
+                problem = fraction_problem(key, _number(f"data.{key}", getattr(self, key), positive=True))
+                if problem:
+                    raise ConfigError(problem)
         for key in ("num_train", "num_val", "num_classes", "in_chans"):
             if hasattr(self, key):
                 _number(f"data.{key}", getattr(self, key), integer=True, minimum=1)
@@ -505,6 +514,8 @@ class ExperimentConfig:
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the source checkout's conf/ (run.py's config_path)
 HYDRA_VERSION_BASE = "1.3"  # the Hydra behaviour run.py and every composition here ask for
 SEED_KEY = "seed"  # ExperimentConfig's field that makes runs of one arm its replicates (a test holds it a field)
+# the seeds the messages suggest where a verdict needs more than one: the paper's experiments run these three
+MORE_SEEDS = f"{SEED_KEY}=0,1,2"
 
 
 def group_options() -> Dict[str, List[str]]:

@@ -24,7 +24,7 @@ from timm.data.distributed_sampler import RepeatAugSampler
 from torch import distributed as torch_dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler, TensorDataset
 
-from .config import CROP_FLIP, DATASETS, TrainSettings
+from .config import CROP_FLIP, DATASETS, TrainSettings, fraction_problem
 from .config import Cifar10Data as C
 from .config import DigitsData as D
 from .config import ImageFolderData as I
@@ -249,8 +249,9 @@ class ResumableRepeatAugSampler(RepeatAugSampler):
 def _split(x: np.ndarray, y: np.ndarray, val_fraction: float, seed: int):
     from sklearn.model_selection import train_test_split
 
-    if not 0 < val_fraction < 1:
-        raise DataError(f"data.val_fraction={val_fraction} must be in (0, 1)")
+    problem = fraction_problem("val_fraction", val_fraction)
+    if problem:
+        raise DataError(problem)
     return train_test_split(x, y, test_size=val_fraction, random_state=seed, stratify=y)
 
 
@@ -259,8 +260,9 @@ def _subsample(x: np.ndarray, y: np.ndarray, train_fraction: float, seed: int):
     its ceiling with all its images has headroom again (the validation set is left whole)."""
     from sklearn.model_selection import train_test_split
 
-    if not 0 < train_fraction <= 1:
-        raise DataError(f"data.train_fraction={train_fraction} must be in (0, 1]")
+    problem = fraction_problem("train_fraction", train_fraction)
+    if problem:
+        raise DataError(problem)
     if train_fraction == 1:
         return x, y
     n_classes = len(np.unique(y))

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .compiling import BLOCKS_NAME
 from .config import DEFAULT_TOLERANCE, MATCH_FLOPS, MATCH_NONE, MATCHES, percent_text
 from .spec import ACTS, ALIASES, DEFAULT_IMG_SIZE, NORMS, VARIANTS, native_img_size, variant_kwargs
 
@@ -132,7 +133,7 @@ def count_model(model: nn.Module, img_size: Sequence[int] = (224, 224), in_chans
 def _stage_of(path: str) -> Optional[int]:
     """Stage index of a path inside a stage's blocks (``layers.<i>.blocks...``), else None."""
     parts = path.split(".")
-    if len(parts) >= 3 and parts[0] in ("layers", "stages") and parts[2] == "blocks":
+    if len(parts) >= 3 and parts[0] in ("layers", "stages") and parts[2] == BLOCKS_NAME:
         return int(parts[1])
     return None
 
@@ -414,7 +415,7 @@ def format_rows(costs: Dict[str, Cost], depths: Dict[str, Tuple[int, ...]]) -> s
 def format_variants() -> str:
     lines = [f"{'variant':<22}{'C':>5}{'depths':>14}{'tau':>5}{'gamma':>7}{'input':>7}{'params(M)':>11}{'GMACs':>9}"]
     for name, v in VARIANTS.items():
-        size = v.get("img_size", 224)
+        size = native_img_size(name)
         c = count(name, size)
         lines.append(f"{name:<22}{v['embed_dim']:>5}{','.join(map(str, v['depths'])):>14}{v['mlp_ratio']:>5}"
                      f"{v['gamma']:>7}{size:>7}{c.total_params / 1e6:>11.2f}{c.total_macs / 1e9:>9.4f}")

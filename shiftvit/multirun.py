@@ -36,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 if TYPE_CHECKING:
     from hydra.core.utils import JobReturn
 
-from .config import LOCATION_KEYS, NOT_IDENTITY_KEYS, SEED_KEY
+from .config import LOCATION_KEYS, MORE_SEEDS, NOT_IDENTITY_KEYS, SEED_KEY
 from .records import (
     COMPLETED,
     CONFIG_FILE,
@@ -81,8 +81,8 @@ QUEUED = "queued"
 STARTING = "starting"
 # the next step once a sweep ends, printed before its folder: the per-arm tables, the verdicts and the figures
 REPORT_HINT = "tables, verdicts and figures: python -m analysis.report"
-ONE_SEED_HINT = ("one seed per arm, and a verdict needs two or more: add seed=0,1,2 {sweep_dir_override} to the "
-                 "same command (its seed-0 jobs are found done, not trained again)")
+ONE_SEED_HINT = (f"one seed per arm, and a verdict needs two or more: add {MORE_SEEDS} {{sweep_dir_override}} to "
+                 "the same command (its seed-0 jobs are found done, not trained again)")
 
 POLL_S = 2.0  # seconds between two looks at the sweep's jobs for the live lines
 JOB_DIR_RESOLVER = "shiftvit_job_dir"

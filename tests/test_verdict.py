@@ -1391,3 +1391,19 @@ def test_a_trend_is_not_fitted_over_levels_that_differ_in_their_recipe_too(tmp_p
     _set_in_config(sweep.glob("g1_6-*"), "train.clip_grad", 1.0)  # clipping at the largest γ only
     runs = load_runs(sweep, warn=False)
     assert runs.attrs["arm_columns"] == ["mixer", "gamma", "train.clip_grad"] and one_factor(runs) is None
+
+
+def test_the_runs_table_shows_each_run_s_value_of_the_metric_compared(tmp_path):
+    """--metric best_val_top1 compares the best epochs: the per-run table shows that value, not the last epoch's."""
+    write_arm(tmp_path, "shift", [91.0, 92.0])
+    write_arm(tmp_path, "attn", [90.0, 90.5], mixer="attn")
+    for run in tmp_path.iterdir():
+        summary = json.loads((run / "summary.json").read_text())
+        summary["best_val_top1"] = summary["val_top1"] + 1.25
+        (run / "summary.json").write_text(json.dumps(summary))
+    assert report_main([str(tmp_path), "--metric", "best_val_top1", "--out", str(tmp_path / "r")]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    runs = md.split("## Runs loaded")[1].split("## Runs skipped")[0]
+    header = next(line for line in runs.splitlines() if line.startswith("|"))
+    assert "best_val_top1" in header and "| val_top1 |" not in header
+    assert "| 93.25 |" in runs and "| 92.00 |" not in runs
