@@ -20,7 +20,15 @@ import pandas as pd
 import yaml
 
 from shiftvit.config import MATCH_NONE, NOT_IDENTITY_KEYS, config_hash, split_data_location
-from shiftvit.multirun import LAUNCH_ERROR_FILE, MULTIRUN_FILE, arm_key, job_overrides, launch_error, unstarted_jobs
+from shiftvit.multirun import (
+    LAUNCH_ERROR_FILE,
+    MULTIRUN_FILE,
+    arm_key,
+    job_dirs,
+    job_overrides,
+    launch_error,
+    unstarted_jobs,
+)
 from shiftvit.records import (
     CONFIG_FILE,
     CUT_OFF_STATUSES,
@@ -119,13 +127,36 @@ def not_run(paths: Union[PathLike, Iterable[PathLike]], runs: pd.DataFrame) -> T
         if not unstarted:
             continue
         arms = {arm_key(job_overrides(Path(run_dir)), NOT_IDENTITY_KEYS): arm for run_dir, arm in sweep_runs}
+        duplicated = _duplicated_arms(sweep, arms, {Path(run_dir).resolve(): arm for run_dir, arm in sweep_runs})
         for _, overrides in unstarted:
-            arm = arms.get(arm_key(overrides, NOT_IDENTITY_KEYS))
+            key = arm_key(overrides, NOT_IDENTITY_KEYS)
+            if key in duplicated:  # its config is another job's (gamma with mixer=attn): it will train nothing
+                continue
+            arm = arms.get(key)
             if arm is None:
                 without_arm.append(" ".join(overrides))
             else:
                 by_arm[arm] = by_arm.get(arm, 0) + 1
     return by_arm, without_arm
+
+
+def _duplicated_arms(sweep: Path, arms: Dict[frozenset, str], arm_of_run: Dict[Path, str]) -> Dict[frozenset, str]:
+    """The overrides (but the seed) that ask for another arm's config, by the sweep's recorded duplicates: where
+    one seed of ``mixer=attn gamma=1/6`` found itself the same run as ``mixer=attn gamma=1/12``'s, every seed of
+    it is, since the seed changes no other key. -> {overrides: the arm they duplicate}."""
+    duplicated: Dict[frozenset, str] = {}
+    for job in job_dirs(sweep):
+        try:
+            summary = json.loads((job / SUMMARY_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(summary, dict) or summary.get("status") != DUPLICATE:
+            continue
+        owner = arm_of_run.get((job / str(summary.get(DUPLICATE_OF_KEY) or "")).resolve())
+        key = arm_key(job_overrides(job), NOT_IDENTITY_KEYS)
+        if owner is not None and key not in arms:
+            duplicated[key] = owner
+    return duplicated
 
 
 def _gamma_float(value: Any) -> Optional[float]:

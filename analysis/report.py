@@ -18,7 +18,7 @@ import sys
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import pandas as pd
 
@@ -26,7 +26,7 @@ from shiftvit.config import ConfigError, check_tolerance
 from shiftvit.multirun import MULTIRUN_FILE, PLANS_DIR, SWEEPS_DIR
 from shiftvit.records import CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE, RUNNING, SUMMARY_FILE, USED_STATUSES
 
-from .arms import ArmSpec, arms_matching, describe
+from .arms import ArmSpec, arms_matching, column_name, describe, parse_spec
 from .headroom import METHOD, Testbed, headroom_line, testbeds_of
 from .load import (
     ATTEMPTS_SEPARATOR,
@@ -49,9 +49,11 @@ from .stats import (
     DEFAULT_BASELINE,
     DEFAULT_MARGIN,
     DEFAULT_METRIC,
+    HEADROOM_UNCHECKED,
     IMAGES_AND_SEEDS,
     INCONCLUSIVE,
     NO_HEADROOM,
+    NO_HEADROOM_OF_LEVELS,
     NOT_MATCHED,
     PERMUTATION,
     PERMUTATIONS,
@@ -60,6 +62,7 @@ from .stats import (
     arm_statuses,
     budget_difference,
     check_margin,
+    knob_of,
     one_factor,
     p_equals,
     p_text,
@@ -253,8 +256,10 @@ def _testbed_sections(runs: pd.DataFrame, metric: str) -> Tuple[List[Section], D
 
 def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: Optional[ArmSpec],
                       treatment: Optional[ArmSpec], pair_by: Optional[str], tolerance: Optional[float],
-                      beds: Dict[str, Testbed]) -> Tuple[List[Section], Dict[str, str]]:
-    """Verdicts against the baseline arm, or, without one, the trend of a one-factor sweep."""
+                      beds: Dict[str, Testbed], without_arm: Sequence[str] = ()
+                      ) -> Tuple[List[Section], Dict[str, str]]:
+    """Verdicts against the baseline arm, or, without one, the trend of a one-factor sweep. ``without_arm``: the
+    overrides of the jobs planned and not run whose arm has no run (``load.not_run``)."""
     sections: List[Section] = []
     pairs: Dict[str, str] = {}
     spec = DEFAULT_BASELINE if baseline is None else baseline
@@ -353,11 +358,15 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
                               f"{'; '.join(table.attrs['no_baseline'])}."))
     factor = one_factor(runs)
     if factor is not None:
-        result = trend(runs, factor, metric)
-        text = (f"Least-squares slope of {metric} on {factor} over {result['runs']} finished runs at "
-                f"{result['levels']} levels: {result['slope']:+.3g} points per unit [{CI} CI {result['ci_low']:+.3g}, "
-                f"{result['ci_high']:+.3g}], {p_equals(result['p'])}." if math.isfinite(result["slope"]) else
-                f"Too few finished runs ({result['runs']}) or levels ({result['levels']}) for a trend over {factor}.")
+        result = trend(runs, factor, metric, margin, beds)
+        knob = knob_of(factor)
+        text = _trend_headroom_text(result, knob)
+        text += (f"Least-squares slope of {metric} on {knob} over {result['runs']} finished runs at "
+                 f"{result['levels']} levels: {result['slope']:+.3g} points per unit of {knob} [{CI} CI "
+                 f"{result['ci_low']:+.3g}, {result['ci_high']:+.3g}], {p_equals(result['p'])}; from the lowest level "
+                 f"swept to the highest, {result['slope'] * (result['high'] - result['low']):+.3g} points."
+                 if math.isfinite(result["slope"]) else
+                 f"Too few finished runs ({result['runs']}) or levels ({result['levels']}) for a trend over {knob}.")
         if math.isfinite(result["permutation_p"]):
             text += (f" The {PERMUTATION} test, which shuffles the levels over the runs and assumes no shape of the "
                      f"seeds' spread: {p_equals(result['permutation_p'])}.")
@@ -373,16 +382,40 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
         unfinished = unfinished_text(list(statuses.values()), list(statuses))
         if unfinished:  # the fit reads finished seeds only: a level most of whose seeds diverged is its survivors
             text += f" Seeds that did not finish, in no fit: {unfinished}."
-        sections += [("h2", f"Trend over {factor} (one-factor sweep)"), ("p", text)]
+        sections += [("h2", f"Trend over {knob} (one-factor sweep)"), ("p", text)]
     elif table is None:
         arms = list(dict.fromkeys(runs["arm"]))
-        if len(arms) < 2:
-            how = "one arm only, nothing to compare it with: a sweep over a knob (mixer=shift,attn) gives arms"
+        queued = [job for job in without_arm if _asks_for(job, parse_spec(spec) if isinstance(spec, str) else spec)]
+        if queued:  # the baseline is in the sweep's plan, not yet run: the way out is to run it
+            text = (f"No comparison yet: the baseline arm ({describe(spec)}) has no run, and {len(queued)} of the "
+                    f"sweep's planned jobs that have not run ask for it (listed above). Relaunch the sweep's command "
+                    "to run them, then report again.")
+        elif len(arms) < 2:
+            text = (f"No comparison: {why}, and the runs are one arm, with nothing to compare it with. A sweep over a "
+                    "knob (mixer=shift,attn) gives arms.")
         else:
             shown = "; ".join(f"'{arm}'" for arm in arms[:6]) + (f"; and {len(arms) - 6} more" if len(arms) > 6 else "")
-            how = f"name the baseline arm with --baseline, one of: {shown}"
-        sections += [("h2", "Verdicts"), ("p", f"No comparison: {why}. To compare, {how}.")]
+            text = f"No comparison: {why}. To compare, name the baseline arm with --baseline, one of: {shown}."
+        sections += [("h2", "Verdicts"), ("p", text)]
     return sections, pairs
+
+
+def _asks_for(job: str, spec: Mapping[str, Any]) -> bool:
+    """Whether a planned job (its overrides, space-separated) sets every key of an arm filter to its value."""
+    given = dict(item.lstrip("+").split("=", 1) for item in job.split() if "=" in item)
+    given = {column_name(key): value for key, value in given.items()}
+    return all(given.get(column_name(key)) == str(value) for key, value in spec.items())
+
+
+def _trend_headroom_text(result: Dict[str, Any], knob: str) -> str:
+    """What the trend's testbed allows, said before its numbers, as a verdict says it (``stats.trend``'s
+    ``ceiling`` and ``headroom_unchecked``); "" where it can separate the levels."""
+    if result["ceiling"]:
+        return (f"The {NO_HEADROOM_OF_LEVELS}: {result['ceiling']}. A slope this testbed does not find says nothing of "
+                f"{knob}, and one it finds is measured against that limit. ")
+    if result["headroom_unchecked"]:
+        return f"{HEADROOM_UNCHECKED.capitalize()}, {result['headroom_unchecked']}: report where the runs' data lies. "
+    return ""
 
 
 def _lack_of_fit_text(result: Dict[str, Any]) -> str:
@@ -443,7 +476,8 @@ def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = N
         sections.append(("p", "No finished runs found: nothing to analyse."))
     else:
         head, beds = _testbed_sections(runs, metric)
-        verdict_part, pairs = _verdict_sections(runs, metric, margin, baseline, treatment, pair_by, tolerance, beds)
+        verdict_part, pairs = _verdict_sections(runs, metric, margin, baseline, treatment, pair_by, tolerance, beds,
+                                                without_arm)
         sections += head + [
             ("h2", f"Arms: {metric} per configuration"),
             ("p", f"An arm is one configuration: runs differ only in their seed ({_arm_knobs(runs)}). Mean and "

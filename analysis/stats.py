@@ -91,6 +91,7 @@ ADD_SEEDS = f"add seeds to the sweep ({MORE_SEEDS})"  # the way out of too few s
 STEADIER_RECIPE = ("more seeds of a recipe that diverges may diverge as well: for a test of the means, train both "
                    "arms on a recipe they finish (a lower train.lr, train.clip_grad)")
 NO_HEADROOM = "testbed cannot separate the arms"
+NO_HEADROOM_OF_LEVELS = "testbed cannot separate the levels"  # the same, of a one-factor sweep's trend
 INCONCLUSIVE = "inconclusive"
 NOT_MATCHED = "not budget-matched"
 OTHER_RECIPE = "the arms also differ in their recipe"  # a mixer compared at other epochs, lr, augmentation ...
@@ -1022,7 +1023,7 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
         # every seed of the two arms, paired or not: a diverged seed has no pair
         c.diverged_treatment, c.trained_treatment, c.diverged_baseline, c.trained_baseline, c.diverged_p = \
             divergence_test(statuses[t_arm], statuses[b_arm])
-    beds = [_testbed(runs, t_arm, b_arm, testbeds) for t_arm, b_arm in pairs]
+    beds = [_testbed(runs, pair, testbeds) for pair in pairs]
     for c, (t_arm, b_arm), bed in zip(comparisons, pairs, beds):
         c.budget, c.budget_matched = budget_difference(runs, t_arm, b_arm, tolerance)
         c.recipe_differs = recipe_difference(runs, t_arm, b_arm)
@@ -1063,12 +1064,11 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
     return table
 
 
-def _testbed(runs: pd.DataFrame, t_arm: str, b_arm: str, testbeds: Optional[Dict[str, Testbed]]
-             ) -> Optional[Testbed]:
-    """The one testbed both arms ran on, or None (no data config recorded, or two)."""
+def _testbed(runs: pd.DataFrame, arms: Sequence[str], testbeds: Optional[Dict[str, Testbed]]) -> Optional[Testbed]:
+    """The one testbed the arms ran on, or None (no data config recorded, or two)."""
     if "data_config" not in runs:
         return None
-    configs = set(runs.loc[runs["arm"].isin([t_arm, b_arm]), "data_config"])
+    configs = set(runs.loc[runs["arm"].isin(arms), "data_config"])
     if len(configs) != 1:
         return None
     key = configs.pop()
@@ -1107,6 +1107,11 @@ def _beats_raw(c: Comparison, runs: pd.DataFrame, t_arm: str, b_arm: str, margin
 
 
 # --- one-factor sweeps --------------------------------------------------------------------------------------------
+def knob_of(factor: str) -> str:
+    """The knob a numeric factor column measures, as a command line names it (``gamma`` for ``gamma_float``)."""
+    return next((key for key, numeric in FACTORS.items() if numeric == factor), factor)
+
+
 def factor_column(arm_column: str) -> Optional[str]:
     """The numeric column that measures an arm column's knob (``gamma_float`` for ``gamma``; ``FACTORS``, by a
     knob's config key or its short column name), or None for a knob that is no number."""
@@ -1123,7 +1128,8 @@ def one_factor(runs: pd.DataFrame) -> Optional[str]:
     return factor if factor in runs and pd.to_numeric(runs[factor], errors="coerce").notna().all() else None
 
 
-def trend(runs: pd.DataFrame, factor: str, metric: str = DEFAULT_METRIC) -> Dict[str, Any]:
+def trend(runs: pd.DataFrame, factor: str, metric: str = DEFAULT_METRIC, margin: float = DEFAULT_MARGIN,
+          testbeds: Optional[Dict[str, Testbed]] = None) -> Dict[str, Any]:
     """Least-squares slope of ``metric`` on ``factor`` over the finished seeds of every arm (statsmodels OLS)
     with its 95 % CI and p-value; NaN fields when fewer than 3 seeds or 2 levels. A seed an arm finished more
     than once is one point, its mean (``finished_values``): the same result read twice is not more evidence.
@@ -1140,7 +1146,10 @@ def trend(runs: pd.DataFrame, factor: str, metric: str = DEFAULT_METRIC) -> Dict
     (``lack_of_fit_unequal_spread``), where every level has 2 or more seeds.
     ``permutation_p``: the slope against its values with the levels shuffled over the runs (``PERMUTATIONS`` random
     shuffles, or every one where there are fewer), which assumes no shape of the seeds' spread: a test that the
-    metric does not depend on the factor at all."""
+    metric does not depend on the factor at all.
+    ``ceiling``: why the levels' testbed cannot separate them (``headroom.ceiling_reason`` of the levels' means,
+    at ``margin``), as a verdict says it, or ""; ``headroom_unchecked``: why it could not be built here, or "".
+    ``low``/``high``: the lowest and highest level fitted."""
     import statsmodels.api as sm
 
     levels, values, arms = [], [], []
@@ -1155,7 +1164,13 @@ def trend(runs: pd.DataFrame, factor: str, metric: str = DEFAULT_METRIC) -> Dict
     result = {"factor": factor, "runs": len(x), "levels": len(set(x)), "slope": math.nan, "ci_low": math.nan,
               "ci_high": math.nan, "p": math.nan, "images_ci_low": math.nan, "images_ci_high": math.nan,
               "images_p": math.nan, "images_why": "", "lack_of_fit_f": math.nan, "lack_of_fit_p": math.nan,
-              "lack_of_fit_unequal_p": math.nan, "permutation_p": math.nan}
+              "lack_of_fit_unequal_p": math.nan, "permutation_p": math.nan, "ceiling": "", "headroom_unchecked": "",
+              "low": float(x.min()) if len(x) else math.nan, "high": float(x.max()) if len(x) else math.nan}
+    bed = _testbed(runs, [arm for arm, _ in arms], testbeds)
+    if bed is not None:  # a slope is a comparison of the levels: the same check of the testbed as a verdict's
+        seeds = {arm: finished_values(runs, arm, metric) for arm, _ in arms}
+        result["ceiling"] = ceiling_reason([v.mean() for v in seeds.values()], bed, margin, seeds=seeds) or ""
+        result["headroom_unchecked"] = bed.unbuilt or ""
     if len(x) >= 3 and len(set(x)) >= 2:
         fit = sm.OLS(y, sm.add_constant(x)).fit()
         low, high = fit.conf_int(alpha=ALPHA)[1]

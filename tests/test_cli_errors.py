@@ -113,7 +113,10 @@ def test_report_without_the_default_baseline_says_which_flag_names_one(tmp_path,
     one = tmp_path / "one"  # one arm: no flag makes a comparison, and the report does not send the reader to one
     write_arm(one, "a", [90.0, 91.0], mixer="shift")
     assert report_main([str(one), "--out", str(tmp_path / "r1")]) == 0
-    assert "To compare, one arm only, nothing to compare it with" in (tmp_path / "r1" / "report.md").read_text()
+    one_arm = (tmp_path / "r1" / "report.md").read_text()
+    assert "No comparison: no arm matches the default baseline (mixer=attn), and the runs are one arm, with nothing " \
+        "to compare it with. A sweep over a knob (mixer=shift,attn) gives arms." in one_arm
+    assert "--baseline" not in one_arm
     # asked for one arm's comparison, it is an error instead, naming the flag
     assert report_main([str(sweep), "--treatment", "gamma=1/6", "--out", str(tmp_path / "r2")]) == 2
     line = _one_error_line(capsys.readouterr().err)

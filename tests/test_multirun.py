@@ -6,6 +6,7 @@ import functools
 import itertools
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from shiftvit.multirun import (
     SWEEP_CSV,
     expected_jobs,
     job_dirs,
+    job_overrides,
     job_status,
     seeds_slowest,
     write_sweep_csv,
@@ -443,6 +445,32 @@ def test_cut_off_sweep_resumes_with_the_same_command(tmp_path):
     assert out.count("nothing to do") == 1 and "resumed from" in out
     assert [r["status"] for r in _rows(sweep)] == ["completed", "completed"]
     assert [r["epoch"] for r in read_metrics(identity)] == [1, 2, 3]
+
+
+def test_jobs_not_run_that_duplicate_another_arm_are_neither_counted_nor_named_as_an_arm(tmp_path):
+    """gamma has no effect with mixer=attn, so attn's gamma=1/6 jobs are duplicates of its gamma=1/12 jobs: once one
+    of them recorded that, its seeds that never ran are no missing seeds of any arm (they will train nothing), and
+    not "an arm with no run at all" either."""
+    from analysis.report import build
+
+    sweep = tmp_path / "sweep"
+    args = ["-m", "mixer=shift,attn", "gamma=1/12,1/6", "seed=0,1", "match=none", "train.warmup_epochs=0",
+            "logger=none", "model=shiftvit_nano", "data=synthetic", "data.img_size=32", "data.num_classes=4",
+            "data.num_train=16", "data.num_val=8", "train.batch_size=8", "train.epochs=1", f"hydra.sweep.dir={sweep}"]
+    proc = run_cli(args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for job in job_dirs(sweep):  # seed 1 of every job never ran, as in a sweep cut off after its seed 0
+        if "seed=1" in job_overrides(job):
+            shutil.rmtree(job)
+    text = build([sweep], tmp_path / "report")[0].read_text()
+    assert "Not run: 3 jobs" in text and "With no run of their arm at all" not in text
+    # cut off before any attn job and shift's gamma=1/6 ran: the baseline is queued, and the way out is to run it
+    for job in job_dirs(sweep):
+        if {"mixer=attn", "gamma=1/6"} & set(job_overrides(job)):
+            shutil.rmtree(job)
+    text = build([sweep], tmp_path / "report")[0].read_text()
+    assert "No comparison yet: the baseline arm (mixer=attn) has no run, and 4 of the sweep's planned jobs that " \
+        "have not run ask for it (listed above). Relaunch the sweep's command to run them, then report again." in text
 
 
 def test_a_sweep_cut_off_before_its_last_seed_counts_the_jobs_it_never_ran(tmp_path):

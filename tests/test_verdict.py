@@ -308,7 +308,7 @@ def test_a_trend_names_the_seeds_that_did_not_finish(tmp_path):
         write_run(tmp_path, f"g1_4-{seed}", seed=seed, gamma="1/4", val_top1=None, status="diverged")
     assert report_main([str(tmp_path), "--out", str(tmp_path / "r")]) == 0
     md = (tmp_path / "r" / "report.md").read_text()
-    assert "## Trend over gamma_float" in md and "over 7 finished runs at 3 levels" in md
+    assert "## Trend over gamma" in md and "over 7 finished runs at 3 levels" in md
     assert "Seeds that did not finish, in no fit: mixer=shift gamma=1/4: 2 of 3 seeds diverged." in md
 
 
@@ -690,10 +690,12 @@ def test_one_factor_sweep_reports_the_trend(tmp_path):
     md = _gamma_sweep_report(tmp_path, gammas)
     x = [1 / 24] * 2 + [1 / 12] * 2 + [1 / 6] * 2
     fit = sm.OLS([v for vs in gammas.values() for v in vs], sm.add_constant(x)).fit()
-    assert "## Trend over gamma_float (one-factor sweep)" in md and "Verdicts" not in md
+    assert "## Trend over gamma (one-factor sweep)" in md and "Verdicts" not in md
     # the label names the mixer, which every arm shares: it is not what the arms differ in
     assert "(arms differ in: gamma; every arm has mixer=shift)" in md
-    assert f"over 6 finished runs at 3 levels: {fit.params[1]:+.3g} points per unit" in md
+    assert f"over 6 finished runs at 3 levels: {fit.params[1]:+.3g} points per unit of gamma" in md
+    assert f"from the lowest level swept to the highest, {fit.params[1] * (1 / 6 - 1 / 24):+.3g} points." in md
+    assert "cannot separate" not in md  # these levels beat the raw pixels by far
     p = _lack_of_fit_p(x, [v for vs in gammas.values() for v in vs])
     assert p >= 0.05 and f"A straight line is not rejected by the arms' means (lack-of-fit F test against one " \
         f"mean per level, {p_equals(p)}; with each level's own spread" in md
@@ -703,6 +705,20 @@ def test_one_factor_sweep_reports_the_trend(tmp_path):
     tail = min(np.mean(slopes >= fit.params[1] - 1e-9), np.mean(slopes <= fit.params[1] + 1e-9))
     assert f"The permutation test, which shuffles the levels over the runs and assumes no shape of the seeds' " \
         f"spread: {p_equals(min(1.0, 2 * tail))}." in md
+
+
+def test_a_trend_on_a_testbed_that_cannot_separate_its_levels_says_so_first(tmp_path):
+    """A slope is a comparison of the levels: where no level beats the raw pixels by the margin, the trend says so
+    before its numbers, as a verdict does (it was reported bare, while the verdict on the same runs said it)."""
+    from analysis.stats import NO_HEADROOM_OF_LEVELS, trend
+
+    best = headroom_of(RELATIONS).best_baseline
+    gammas = {"1/12": [best[1] - 3.0, best[1] - 2.0], "1/6": [best[1] - 1.0, best[1] + 0.5]}
+    md = _gamma_sweep_report(tmp_path, gammas)
+    reason = f"no arm beats raw-pixel {best[0]} ({best[1]:.2f} %) by more than ±1"
+    assert f"The {NO_HEADROOM_OF_LEVELS}: {reason}. A slope this testbed does not find says nothing of gamma" in md
+    result = trend(load_runs(tmp_path, warn=False), "gamma_float")
+    assert result["ceiling"] == reason and result["headroom_unchecked"] == ""
 
 
 def _lack_of_fit_p(x, y) -> float:
