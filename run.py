@@ -74,6 +74,15 @@ def one_line_config_error(message: str) -> str:
     return f"{text}; {hint}" if hint else text
 
 
+def quoting_hint(override: str) -> str:
+    """The way out of an override whose value holds Hydra's own syntax (a sweep folder's name, such as
+    ``multirun/gamma=1_12,1_6-mixer=attn,shift-f93771b1``, pasted unquoted), or ''."""
+    key, _, value = override.partition("=")
+    if not any(c in value for c in "=,") or value[:1] in "'\"[":
+        return ""
+    return f"; a value holding '=' or ',' is quoted for Hydra, the whole override in shell quotes: \"{key}='{value}'\""
+
+
 def _one_line_hydra_errors() -> None:
     """Config-composition errors (unknown group option, unknown key, bad override syntax) end like the app's
     own: one line, exit code 2. Hydra has no hook for this, so its reporter is wrapped; every other
@@ -91,8 +100,10 @@ def _one_line_hydra_errors() -> None:
                 if os.environ.get("HYDRA_FULL_ERROR") == "1":
                     raise
                 cause = f"\n{e.__cause__}" if e.__cause__ is not None else ""
-                where = f"cannot parse {e.override!r}: " if getattr(e, "override", None) else ""
-                print(f"error: {where}{one_line_config_error(str(e) + cause)}", file=sys.stderr)
+                override = getattr(e, "override", None)
+                where = f"cannot parse {override!r}: " if override else ""
+                quote = quoting_hint(override) if override else ""
+                print(f"error: {where}{one_line_config_error(str(e) + cause)}{quote}", file=sys.stderr)
                 raise SystemExit(2) from None
 
         return report(guarded)

@@ -219,7 +219,8 @@ def ceiling_reason(accuracies: Sequence[float], bed: Testbed, margin: float,
     if not accuracies:
         return None
     if bed.val_images and all(CEILING - a <= Z95 * bed.binomial_se(a) for a in accuracies):
-        return f"every arm is within {Z95:.2f} binomial SEs of {CEILING:g} % on {bed.val_images} images"
+        return (f"every arm is within the validation set's noise of {CEILING:g} % ({Z95:.2f} binomial SEs on "
+                f"{bed.val_images} images)")
     best = bed.best_baseline
     if best is not None and not count_beating_raw(accuracies, bed, margin):
         counts = {name: (count_beating_raw(values, bed, margin), len(values)) for name, values in (seeds or {}).items()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import json
+import re
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -278,11 +279,20 @@ def _budget_target(config: Dict[str, Any]) -> Optional[str]:
                        "img_size": (config.get("model") or {}).get("img_size")}, sort_keys=True, default=str)
 
 
+_NUMBER = re.compile(r"(\d+(?:\.\d+)?(?:e-?\d+)?)")
+
+
+def _natural(label: str) -> tuple:
+    """An arm label's sort key with its numbers as numbers: ``epochs=3`` before ``epochs=20``."""
+    parts = _NUMBER.split(str(label))
+    return tuple(float(part) if i % 2 else part for i, part in enumerate(parts))
+
+
 def _sort(df: pd.DataFrame) -> pd.DataFrame:
     rank = df["mixer"].map(lambda m: MIXER_ORDER.index(m) if m in MIXER_ORDER else len(MIXER_ORDER))
-    return (df.assign(_rank=rank).sort_values(["_rank", "mixer", "gamma_float", "tau", "arm", "seed"],
-                                              na_position="first", kind="stable")
-            .drop(columns="_rank").reset_index(drop=True))
+    return (df.assign(_rank=rank, _arm=df["arm"].map(_natural))
+            .sort_values(["_rank", "mixer", "gamma_float", "tau", "_arm", "seed"], na_position="first", kind="stable")
+            .drop(columns=["_rank", "_arm"]).reset_index(drop=True))
 
 
 def load_runs(paths: Union[PathLike, Iterable[PathLike]], include: Tuple[str, ...] = LOADED_STATUSES,

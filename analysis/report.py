@@ -18,7 +18,7 @@ import sys
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import pandas as pd
 
@@ -75,6 +75,8 @@ from .stats import (
 
 CI = f"{CONFIDENCE:.0%}"  # the level of every interval, as the tables name it
 Section = Tuple[str, Any]
+TREND_HEADING = "Trend over"  # the heading of a one-factor sweep's trend, before its knob
+NO_COMPARISON = "No comparison"  # how the verdicts section starts where no comparison was made
 NOT_RUN = "not run"  # the arms table's column of jobs a sweep planned and never ran
 DIVERGED_SEEDS = "seeds diverged"  # the verdict table's count of diverged seeds of the seeds that trained
 BEATS_RAW = "seeds beating raw pixels"  # the verdict table's count of seeds above the raw-pixel baseline + margin
@@ -84,6 +86,11 @@ def run_columns(metric: str) -> List[str]:
     """The runs table's columns: each run's value of the metric compared, and its binomial SE."""
     return ["sweep", "job", "arm", "seed", "status", metric, f"{metric}_se", "macs", "params", "train_images_per_s",
             "epochs_done"]
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 run``, ``3 runs``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _points(value: Any) -> str:
@@ -125,7 +132,7 @@ def not_run_paragraph(unstarted: Dict[str, int], without_arm: List[str]) -> str:
     """The jobs a sweep planned and never ran, said before any number: a cut-off sweep's arms may rest on fewer
     seeds than its command asked for."""
     total = sum(unstarted.values()) + len(without_arm)
-    text = (f"Not run: {total} job{'s' if total != 1 else ''} that the sweep's launches planned (its "
+    text = (f"Not run: {counted(total, 'job')} that the sweep's launches planned (its "
             f"{MULTIRUN_FILE}, and {PLANS_DIR}/ for the earlier launches) hold no record: still queued, or never "
             "started because the sweep was cut off. Relaunching the command that planned them runs them (a plan "
             f"given up: delete its file in {PLANS_DIR}/); until then each arm is compared on the seeds it has")
@@ -140,7 +147,7 @@ def running_paragraph(runs: pd.DataFrame) -> str:
     """The runs still training (their process holds the record's lock), said before any number: until they finish
     each arm is compared on the seeds that did."""
     live = runs[runs["status"] == RUNNING]
-    return (f"Running: {len(live)} run{'s' if len(live) != 1 else ''} still training, in no mean or test yet (the "
+    return (f"Running: {counted(len(live), 'run')} still training, in no mean or test yet (the "
             "'finished' column counts, per arm, its seeds still training that have not finished elsewhere): each arm "
             "is compared on the seeds that finished. Run the report again when the sweep ends: "
             + ", ".join(str(d) for d in live["run_dir"]) + ".")
@@ -150,7 +157,7 @@ def unreadable_paragraph(runs: pd.DataFrame) -> str:
     """The records whose summary.json cannot be read, said before any number: each is a seed of its arm (its
     config.yaml says which) without a result, counted with the failures, not a seed that was never run."""
     damaged = runs[runs[UNREADABLE_REASON].notna()]
-    return (f"Unreadable: {len(damaged)} record{'s' if len(damaged) != 1 else ''} whose {SUMMARY_FILE} cannot be read, "
+    return (f"Unreadable: {counted(len(damaged), 'record')} whose {SUMMARY_FILE} cannot be read, "
             "each counted as a seed of its arm without a result ('failed' column). Relaunching its job with "
             "train.resume=fresh archives the record and trains that seed again: "
             + "; ".join(f"{row['run_dir']} ({row['arm']}: {row[UNREADABLE_REASON]})" for _, row in damaged.iterrows())
@@ -227,7 +234,7 @@ def _attempts_paragraph(runs: pd.DataFrame, column: str, title: str, resumed: st
     per_run = [labels.split(ATTEMPTS_SEPARATOR) if isinstance(labels, str) and labels else []
                for labels in runs[column]]
     counts = Counter(label for labels in per_run for label in labels)  # in order of first appearance
-    named = ", ".join(f"{label} ({n} run{'s' if n != 1 else ''})" for label, n in counts.items())
+    named = ", ".join(f"{label} ({counted(n, 'run')})" for label, n in counts.items())
     text = f"{title}, as each record names it: {named}."
     # a run that stopped before its first epoch (refused by this machine, a failed download) has no attempt to name
     trained = pd.to_numeric(runs.get("epochs_done", pd.Series(math.nan, index=runs.index)), errors="coerce") > 0
@@ -282,7 +289,7 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
     if table is not None and len(table):
         pairs = dict(zip(table["treatment"], table["baseline"]))
         k = table.attrs["comparisons"]
-        family = (f"{CORRECTED}-corrected over the {k} comparison{'s' if k != 1 else ''} with enough data for a test"
+        family = (f"{CORRECTED}-corrected over the {counted(k, 'comparison')} with enough data for a test"
                   if k else "no comparison has enough data for a test")
         sections += [
             ("h2", f"Verdicts: every arm against the baseline arm ({describe(spec)})"),
@@ -352,7 +359,7 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
             if row["verdict"].startswith(INCONCLUSIVE):
                 sections.append(("p", f"{row['treatment']} vs {row['baseline']}: {row['outcome']}."))
     elif table is not None and not table.attrs["no_baseline"]:
-        sections.append(("p", "Only the baseline arm is present: nothing to compare."))
+        sections.append(("p", f"{NO_COMPARISON}: only the baseline arm is present, nothing to compare it with."))
     if table is not None and table.attrs["no_baseline"]:
         sections.append(("p", f"Not compared, as no baseline arm ({describe(spec)}) ran on their data: "
                               f"{'; '.join(table.attrs['no_baseline'])}."))
@@ -382,20 +389,20 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
         unfinished = unfinished_text(list(statuses.values()), list(statuses))
         if unfinished:  # the fit reads finished seeds only: a level most of whose seeds diverged is its survivors
             text += f" Seeds that did not finish, in no fit: {unfinished}."
-        sections += [("h2", f"Trend over {knob} (one-factor sweep)"), ("p", text)]
+        sections += [("h2", f"{TREND_HEADING} {knob} (one-factor sweep)"), ("p", text)]
     elif table is None:
         arms = list(dict.fromkeys(runs["arm"]))
         queued = [job for job in without_arm if _asks_for(job, parse_spec(spec) if isinstance(spec, str) else spec)]
         if queued:  # the baseline is in the sweep's plan, not yet run: the way out is to run it
-            text = (f"No comparison yet: the baseline arm ({describe(spec)}) has no run, and {len(queued)} of the "
+            text = (f"{NO_COMPARISON} yet: the baseline arm ({describe(spec)}) has no run, and {len(queued)} of the "
                     f"sweep's planned jobs that have not run ask for it (listed above). Relaunch the sweep's command "
                     "to run them, then report again.")
         elif len(arms) < 2:
-            text = (f"No comparison: {why}, and the runs are one arm, with nothing to compare it with. A sweep over a "
-                    "knob (mixer=shift,attn) gives arms.")
+            text = (f"{NO_COMPARISON}: {why}, and the runs are one arm, with nothing to compare it with. A sweep "
+                    "over a knob (mixer=shift,attn) gives arms.")
         else:
             shown = "; ".join(f"'{arm}'" for arm in arms[:6]) + (f"; and {len(arms) - 6} more" if len(arms) > 6 else "")
-            text = f"No comparison: {why}. To compare, name the baseline arm with --baseline, one of: {shown}."
+            text = f"{NO_COMPARISON}: {why}. To compare, name the baseline arm with --baseline, one of: {shown}."
         sections += [("h2", "Verdicts"), ("p", text)]
     return sections, pairs
 
@@ -439,10 +446,26 @@ def _lack_of_fit_text(result: Dict[str, Any]) -> str:
             "not show that the response is linear.")
 
 
+def conclusions(sections: Sequence[Section]) -> List[str]:
+    """The conclusions among a report's verdict sections, one line each: every comparison's verdict, the trend of a
+    one-factor sweep, or why no comparison was made."""
+    lines, heading = [], ""
+    for kind, content in sections:
+        if kind == "h2":
+            heading = content
+        elif kind == "table" and "verdict" in content:
+            lines += [f"{row['treatment']} vs {row['baseline']}: {row['verdict']}" for _, row in content.iterrows()]
+        elif kind == "p" and (heading.startswith(TREND_HEADING) or content.startswith(NO_COMPARISON)):
+            lines.append(f"{heading}: {content}" if heading.startswith(TREND_HEADING) else content)
+    return lines
+
+
 def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = None,
           treatment: Optional[ArmSpec] = None, margin: float = DEFAULT_MARGIN, metric: str = DEFAULT_METRIC,
-          pair_by: Optional[str] = None, tolerance: Optional[float] = None) -> Tuple[Path, Path]:
-    """Write ``report.md`` and ``report.html`` (and the figures) into ``out``; returns their paths."""
+          pair_by: Optional[str] = None, tolerance: Optional[float] = None,
+          echo: Optional[Callable[[str], Any]] = None) -> Tuple[Path, Path]:
+    """Write ``report.md`` and ``report.html`` (and the figures) into ``out``; returns their paths. ``echo``: given
+    the report's conclusions (each comparison's verdict, or the trend, or why there is none), one line each."""
     sweep_dirs = [Path(s) for s in sweep_dirs]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -454,11 +477,12 @@ def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = N
     skipped = runs.attrs.get("skipped", [])
     counts = runs["status"].value_counts().to_dict() if not runs.empty else {}
     by_status = ", ".join(f"{counts[s]} {s}" for s in SEED_STATUS_ORDER if s in counts)
+    arms = runs["arm"].nunique() if len(runs) else 0
     sections: List[Section] = [
         ("h1", "shiftvit report"),
-        ("p", f"Sources: {', '.join(str(s) for s in sweep_dirs)}. {len(runs)} runs loaded"
-              f"{f' ({by_status})' if by_status else ''} in {runs['arm'].nunique() if len(runs) else 0} arms; "
-              f"{len(skipped)} record{'s' if len(skipped) != 1 else ''} skipped (listed at the end).")]
+        ("p", f"Sources: {', '.join(str(s) for s in sweep_dirs)}. {counted(len(runs), 'run')} loaded"
+              f"{f' ({by_status})' if by_status else ''} in {counted(arms, 'arm')}; "
+              f"{counted(len(skipped), 'record')} skipped (listed at the end).")]
     unstarted, without_arm = not_run(sweep_dirs, runs)
     if unstarted or without_arm:
         sections.append(("p", not_run_paragraph(unstarted, without_arm)))
@@ -486,9 +510,11 @@ def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = N
                   "a mean or a test. Budgets are flagged when they differ from the baseline arm's by more than the "
                   "tolerance."),
             ("table", arms_table(runs, metric, pairs, tolerance, unstarted))] + verdict_part
+        for line in conclusions(verdict_part) if echo is not None else ():
+            echo(line)
         problems = curves.attrs.get("curve_problems", []) if curves is not None else []
         sections += [("h2", "Curves"),
-                     ("p", f"{len(problems)} run{'s' if len(problems) != 1 else ''} with unreadable or truncated "
+                     ("p", f"{counted(len(problems), 'run')} with unreadable or truncated "
                            f"curves ({METRICS_FILE}); their readable epochs are kept." if problems else
                            f"Every run's curves ({METRICS_FILE}) read whole.")]
         if problems:
@@ -637,7 +663,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
         return 2
     try:
         md, page = build(args.sweeps, out, args.baseline, args.treatment, args.margin, args.metric, args.pair_by,
-                         args.tolerance)
+                         args.tolerance, echo=print)  # the conclusions on the terminal, the evidence in the files
     except ValueError as e:  # a baseline/treatment that names no arm, or several
         print(f"error: {e}", file=sys.stderr)
         return 2

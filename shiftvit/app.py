@@ -565,15 +565,21 @@ def _job_log(run_dir: Path) -> List[Path]:
 
 
 def _interrupted_message(by: str, run_dir: Path, sweep_dir: Optional[Path]) -> str:
-    """The one line an interrupted run ends with, whatever interrupted it (a signal, another process's end)."""
-    return f"interrupted by {by}: {run_dir} holds the checkpoint; {_resume_hint(run_dir, sweep_dir)}"
+    """The one line an interrupted run ends with, whatever interrupted it (a signal, another process's end): where
+    its checkpoint is, or that it stopped before it had one (while reading its data, say)."""
+    from .records import CHECKPOINT_FILE
+
+    if (run_dir / CHECKPOINT_FILE).exists():
+        return f"interrupted by {by}: {run_dir} holds the checkpoint; {_resume_hint(run_dir, sweep_dir)}"
+    return (f"interrupted by {by} before its first checkpoint: nothing trained is kept, and {run_dir} holds its "
+            f"record; {_resume_hint(run_dir, sweep_dir, 'to train it again')}")
 
 
-def _resume_hint(run_dir: Path, sweep_dir: Optional[Path]) -> str:
+def _resume_hint(run_dir: Path, sweep_dir: Optional[Path], to: str = "to resume") -> str:
     """How to continue this record: a sweep finds its job directories again, a single run's directory is named
     after the time it started, so the command must name it."""
-    return ("rerun the same command to resume" if sweep_dir is not None else
-            f"rerun the same command with hydra.run.dir={run_dir} to resume")
+    return (f"rerun the same command {to}" if sweep_dir is not None else
+            f"rerun the same command with hydra.run.dir={run_dir} {to}")
 
 
 def _tracker(logger_cfg: Dict[str, Any], effective: Dict[str, Any], run_dir: Path, digest: str,

@@ -633,3 +633,19 @@ def test_the_wandb_mirror_ends_as_the_record_does(tmp_path):
     log, = wandb_logs(cut)  # the finished record's offline runs went to the archive with it
     archived, = (cut / ".archive").iterdir()
     assert run_id(log) == f"{first_id}-1" and len(wandb_logs(archived)) >= 1
+
+
+def test_an_interruption_says_whether_a_checkpoint_was_kept(tmp_path):
+    """Stopped while reading its data, a run has no checkpoint: the line must not say that it holds one."""
+    from shiftvit.app import _interrupted_message
+    from shiftvit.records import CHECKPOINT_FILE
+
+    before = _interrupted_message("SIGINT", tmp_path, None)
+    assert before == (f"interrupted by SIGINT before its first checkpoint: nothing trained is kept, and {tmp_path} "
+                      f"holds its record; rerun the same command with hydra.run.dir={tmp_path} to train it again")
+    assert _interrupted_message("SIGINT", tmp_path, tmp_path.parent).endswith("; rerun the same command to train "
+                                                                             "it again")
+    (tmp_path / CHECKPOINT_FILE).write_bytes(b"")
+    assert _interrupted_message("SIGINT", tmp_path, None) == (
+        f"interrupted by SIGINT: {tmp_path} holds the checkpoint; rerun the same command with "
+        f"hydra.run.dir={tmp_path} to resume")

@@ -246,6 +246,21 @@ def test_cli_answers_in_one_line_and_writes_no_record(tmp_path, args, message, t
     assert not (tmp_path / "run").exists()  # not even Hydra's folder (.hydra/, run.log): a typo leaves nothing
 
 
+def test_a_sweep_folder_pasted_unquoted_is_told_how_to_quote_it(tmp_path):
+    """Sweep folders are named after their overrides, with '=' and ',' in them: pasted as hydra.sweep.dir unquoted,
+    Hydra's grammar refuses them, and the line names the quoting that works (which then relaunches the sweep)."""
+    folder = "multirun/gamma=1_12,1_6-mixer=attn,shift-f93771b1"
+    proc = run_cli(["-m", "mixer=shift,attn", f"hydra.sweep.dir={folder}"], cwd=tmp_path)
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"error: cannot parse 'hydra.sweep.dir={folder}': ")
+    assert lines[0].endswith(f"the whole override in shell quotes: \"hydra.sweep.dir='{folder}'\"")
+    assert not (tmp_path / "multirun").exists()
+    quoted = run_cli(["mixer=shift", f"hydra.sweep.dir='{folder}'", "--cfg", "hydra", "--package",
+                      "hydra.sweep.dir"], cwd=tmp_path)
+    assert quoted.returncode == 0 and folder in quoted.stdout, quoted.stderr
+
+
 def test_a_refused_run_keeps_a_folder_that_holds_anything_but_hydras_files(tmp_path):
     """The refused run's folder goes only when Hydra's files are all it holds: a file of the user's, or an earlier
     attempt's lock, keeps it and everything in it."""

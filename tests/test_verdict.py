@@ -1423,3 +1423,38 @@ def test_the_runs_table_shows_each_run_s_value_of_the_metric_compared(tmp_path):
     header = next(line for line in runs.splitlines() if line.startswith("|"))
     assert "best_val_top1" in header and "| val_top1 |" not in header
     assert "| 93.25 |" in runs and "| 92.00 |" not in runs
+
+
+def test_the_report_command_prints_its_conclusions_beside_the_files_it_wrote(tmp_path, capsys):
+    """The verdicts on the terminal (the evidence stays in the files): each comparison's, or the trend."""
+    write_arm(tmp_path / "a", "shift", SHIFT)
+    write_arm(tmp_path / "a", "attn", ATTN, mixer="attn")
+    [row] = verdicts(load_runs(tmp_path / "a", warn=False)).to_dict("records")
+    assert report_main([str(tmp_path / "a"), "--out", str(tmp_path / "ra")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"mixer=shift vs mixer=attn: {row['verdict']}", f"wrote {tmp_path / 'ra' / 'report.md'}",
+                     f"wrote {tmp_path / 'ra' / 'report.html'}"]
+    for gamma, values in {"1/12": [89.1, 89.9], "1/6": [90.2, 90.6]}.items():
+        write_arm(tmp_path / "g", f"g{gamma.replace('/', '_')}", values, gamma=gamma)
+    assert report_main([str(tmp_path / "g"), "--out", str(tmp_path / "rg")]) == 0
+    [trend_line, *_] = capsys.readouterr().out.splitlines()
+    md = (tmp_path / "rg" / "report.md").read_text()
+    assert trend_line.startswith("Trend over gamma (one-factor sweep): Least-squares slope of val_top1 on gamma")
+    assert trend_line.split(": ", 1)[1] in md
+
+
+def test_arms_are_ordered_by_their_numbers_not_their_text(tmp_path):
+    for epochs in (20, 3, 100):
+        write_arm(tmp_path, f"e{epochs}", [90.0, 91.0], epochs=epochs)
+    runs = load_runs(tmp_path, warn=False)
+    assert list(dict.fromkeys(runs["arm"])) == [f"mixer=shift epochs={e}" for e in (3, 20, 100)]
+
+
+def test_arms_at_the_ceiling_are_said_to_be_within_the_validation_set_s_noise_of_it(tmp_path):
+    write_arm(tmp_path, "shift", [100.0, 100 * 359 / 360, 100.0], data=DIGITS)
+    write_arm(tmp_path, "attn", [100 * 359 / 360, 100.0, 100 * 359 / 360], mixer="attn", data=DIGITS)
+    [row] = verdicts(load_runs(tmp_path, warn=False)).to_dict("records")
+    images = headroom_of(DIGITS).val_images
+    assert row["ceiling"] == f"every arm is within the validation set's noise of 100 % (1.96 binomial SEs on " \
+        f"{images} images)"
+    assert row["verdict"].startswith(f"{NO_HEADROOM}: {row['ceiling']}")
