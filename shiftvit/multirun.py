@@ -142,6 +142,25 @@ def continued_sweep_id(argv: List[str], sweeps: Path = Path(SWEEPS_DIR)) -> str:
     return current
 
 
+def same_grid_other_seeds(sweep_dir: Path, task: List[str]) -> List[Path]:
+    """The sweeps beside ``sweep_dir`` (in its parent folder) launched with the same command but for its seeds
+    (``sweep_id`` of each launch's overrides without ``seed``): where a command that adds seeds without naming the
+    folder would train again what one of them holds."""
+    def grid(overrides: List[str]) -> str:
+        return sweep_id(["", *[o for o in overrides if o.split("=", 1)[0].lstrip("+~") != SEED_KEY]])
+
+    wanted, found = grid(task), []
+    for other in sorted(Path(sweep_dir).parent.glob(f"*/{MULTIRUN_FILE}")):
+        if other.parent == Path(sweep_dir):
+            continue
+        try:
+            if grid([str(o) for o in OmegaConf.load(other).hydra.overrides.task]) == wanted:
+                found.append(other.parent)
+        except Exception:  # a multirun.yaml of another Hydra, or edited by hand: not this grid as far as we know
+            continue
+    return found
+
+
 def job_dir_name(override_dirname: str) -> str:
     """A job's directory name from Hydra's ``override_dirname`` (its overrides, sorted): the same overrides
     give the same directory whatever their order on the command line. Characters that would nest folders
@@ -607,6 +626,11 @@ class SweepCallback(Callback):
             self.kept_plan = keep_plan(sweep_dir, self.previous_plan)
         overridden = any(o.startswith("hydra.sweep.dir=") for o in as_written(config.hydra.overrides.hydra))
         self.default_dir_under = None if overridden else config.hydra.runtime.cwd
+        if self.previous_plan is None and not overridden:  # a new folder: more seeds of a sweep that exists?
+            for other in same_grid_other_seeds(sweep_dir, task):
+                print(f"[sweep] {other} holds this grid with other seeds: this launch starts a new folder and trains "
+                      f"every job of it; to add seeds to that sweep instead (its finished jobs not trained again), "
+                      f"stop this one (Ctrl-C) and add {sweep_dir_override(other)} to the command", flush=True)
         # unique across launchers of one sweep over time and across machines sharing the file system
         self.sweep_dir, self.launch_id = sweep_dir, f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex}"
         atexit.register(self._finish)  # Ctrl-C or a crash of the launcher still leaves sweep.csv

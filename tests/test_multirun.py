@@ -447,6 +447,27 @@ def test_cut_off_sweep_resumes_with_the_same_command(tmp_path):
     assert [r["epoch"] for r in read_metrics(identity)] == [1, 2, 3]
 
 
+def test_adding_seeds_without_the_sweep_folder_names_the_sweep_that_holds_the_grid(tmp_path):
+    """The seed names the sweep: the headline line relaunched with seed=0,1,2 but not its folder starts a new sweep
+    and trains its seed 0 again. The launch says so at once, with the override that adds the seeds instead."""
+    tiny = ["model=shiftvit_nano", "mixer=shift", "logger=none", "data=synthetic", "data.img_size=32",
+            "data.num_classes=4", "data.num_train=16", "data.num_val=8", "train.batch_size=8", "train.epochs=1",
+            "train.warmup_epochs=0"]
+    first = run_cli(["-m", *tiny], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    [grid] = [p.parent for p in (tmp_path / "multirun").glob("*/multirun.yaml")]
+    assert "holds this grid with other seeds" not in first.stdout
+    seeds = run_cli(["-m", *tiny, "seed=0,1"], cwd=tmp_path)
+    assert seeds.returncode == 0, seeds.stderr[-3000:]
+    from shiftvit.multirun import sweep_dir_override
+
+    note = f"[sweep] {Path('multirun') / grid.name} holds this grid with other seeds: this launch starts a new folder"
+    assert note in seeds.stdout and f"add {sweep_dir_override(Path('multirun') / grid.name)} to the command" \
+        in seeds.stdout
+    again = run_cli(["-m", *tiny, "seed=0,1"], cwd=tmp_path)  # its own folder found again: nothing new to say
+    assert again.returncode == 0 and "holds this grid" not in again.stdout, again.stderr[-3000:]
+
+
 def test_jobs_not_run_that_duplicate_another_arm_are_neither_counted_nor_named_as_an_arm(tmp_path):
     """gamma has no effect with mixer=attn, so attn's gamma=1/6 jobs are duplicates of its gamma=1/12 jobs: once one
     of them recorded that, its seeds that never ran are no missing seeds of any arm (they will train nothing), and
