@@ -75,12 +75,14 @@ def one_line_config_error(message: str) -> str:
 
 
 def quoting_hint(override: str) -> str:
-    """The way out of an override whose value holds Hydra's own syntax (a sweep folder's name, such as
-    ``multirun/gamma=1_12,1_6-mixer=attn,shift-f93771b1``, pasted unquoted), or ''."""
+    """The way out of an override whose value holds an '=' (a sweep folder's name, such as
+    ``multirun/gamma=1_12,1_6-mixer=attn,shift-f93771b1``, pasted unquoted), which Hydra's grammar reads only
+    quoted, or ''."""
     key, _, value = override.partition("=")
-    if not any(c in value for c in "=,") or value[:1] in "'\"[":
+    if "=" not in value or value[:1] in "'\"[":
         return ""
-    return f"; a value holding '=' or ',' is quoted for Hydra, the whole override in shell quotes: \"{key}='{value}'\""
+    return (f"; a value holding '=' is quoted for Hydra, and the whole override for the shell: "
+            f"{multirun.quoted_override(key, value)}")
 
 
 def _one_line_hydra_errors() -> None:

@@ -270,6 +270,7 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
     sections: List[Section] = []
     pairs: Dict[str, str] = {}
     spec = DEFAULT_BASELINE if baseline is None else baseline
+    queued: List[str] = []  # planned jobs not run that ask for the baseline, where no arm is it
     # checked here, not left to stats.verdicts, so that the way out names this command's flag
     if not arms_matching(runs, spec):
         arms = "; ".join(dict.fromkeys(runs["arm"]))
@@ -278,6 +279,7 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
             raise ValueError(f"{which} {describe(spec)!r} matches no arm; the arms: {arms}; name one of them "
                              "(or a filter such as 'mixer=shift gamma=1/12') with --baseline")
         table, why = None, f"no arm matches the default baseline ({describe(spec)})"
+        queued = [job for job in without_arm if _asks_for(job, parse_spec(spec) if isinstance(spec, str) else spec)]
     else:
         try:
             table = verdicts(runs, treatment=treatment, baseline=baseline, metric=metric, margin=margin,
@@ -361,13 +363,18 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
     elif table is not None and not table.attrs["no_baseline"]:
         sections.append(("p", f"{NO_COMPARISON}: only the baseline arm is present, nothing to compare it with."))
     if table is not None and table.attrs["no_baseline"]:
-        sections.append(("p", f"Not compared, as no baseline arm ({describe(spec)}) ran on their data: "
-                              f"{'; '.join(table.attrs['no_baseline'])}."))
+        sections.append(("p", f"{NO_COMPARISON} for {'; '.join(table.attrs['no_baseline'])}: no baseline arm "
+                              f"({describe(spec)}) ran on their data."))
+    if queued:  # the baseline is in the sweep's plan, not yet run: the way out is to run it (a trend may follow)
+        sections += [("h2", "Verdicts"), ("p", f"{NO_COMPARISON} yet: the baseline arm ({describe(spec)}) has no run, "
+                                               f"and {len(queued)} of the sweep's planned jobs that have not run ask "
+                                               "for it (listed above). Relaunch the sweep's command to run them, then "
+                                               "report again.")]
     factor = one_factor(runs)
     if factor is not None:
         result = trend(runs, factor, metric, margin, beds)
         knob = knob_of(factor)
-        text = _trend_headroom_text(result, knob)
+        text = _trend_headroom_text(result, knob) if math.isfinite(result["slope"]) else ""
         text += (f"Least-squares slope of {metric} on {knob} over {result['runs']} finished runs at "
                  f"{result['levels']} levels: {result['slope']:+.3g} points per unit of {knob} [{CI} CI "
                  f"{result['ci_low']:+.3g}, {result['ci_high']:+.3g}], {p_equals(result['p'])}; from the lowest level "
@@ -390,14 +397,9 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
         if unfinished:  # the fit reads finished seeds only: a level most of whose seeds diverged is its survivors
             text += f" Seeds that did not finish, in no fit: {unfinished}."
         sections += [("h2", f"{TREND_HEADING} {knob} (one-factor sweep)"), ("p", text)]
-    elif table is None:
+    elif table is None and not queued:
         arms = list(dict.fromkeys(runs["arm"]))
-        queued = [job for job in without_arm if _asks_for(job, parse_spec(spec) if isinstance(spec, str) else spec)]
-        if queued:  # the baseline is in the sweep's plan, not yet run: the way out is to run it
-            text = (f"{NO_COMPARISON} yet: the baseline arm ({describe(spec)}) has no run, and {len(queued)} of the "
-                    f"sweep's planned jobs that have not run ask for it (listed above). Relaunch the sweep's command "
-                    "to run them, then report again.")
-        elif len(arms) < 2:
+        if len(arms) < 2:
             text = (f"{NO_COMPARISON}: {why}, and the runs are one arm, with nothing to compare it with. A sweep "
                     "over a knob (mixer=shift,attn) gives arms.")
         else:
@@ -408,7 +410,9 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
 
 
 def _asks_for(job: str, spec: Mapping[str, Any]) -> bool:
-    """Whether a planned job (its overrides, space-separated) sets every key of an arm filter to its value."""
+    """Whether a planned job (its overrides, space-separated) sets every key of an arm filter to its value. Read from
+    the overrides as written: a job that picks its mixer through another group's defaults (``+swap_arm=attn``) is
+    not seen to ask for ``mixer=attn``, and its jobs are only listed among those not run."""
     given = dict(item.lstrip("+").split("=", 1) for item in job.split() if "=" in item)
     given = {column_name(key): value for key, value in given.items()}
     return all(given.get(column_name(key)) == str(value) for key, value in spec.items())
@@ -497,7 +501,8 @@ def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = N
         sections.append(("p", f"{arm}: seed {seed} finished {len(run_dirs)} times ({', '.join(run_dirs)}): one "
                               "replicate, its values averaged in every mean and test."))
     if runs.empty:
-        sections.append(("p", "No finished runs found: nothing to analyse."))
+        said = ["No finished runs found: nothing to analyse."]
+        sections.append(("p", said[0]))
     else:
         head, beds = _testbed_sections(runs, metric)
         verdict_part, pairs = _verdict_sections(runs, metric, margin, baseline, treatment, pair_by, tolerance, beds,
@@ -510,8 +515,7 @@ def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = N
                   "a mean or a test. Budgets are flagged when they differ from the baseline arm's by more than the "
                   "tolerance."),
             ("table", arms_table(runs, metric, pairs, tolerance, unstarted))] + verdict_part
-        for line in conclusions(verdict_part) if echo is not None else ():
-            echo(line)
+        said = conclusions(verdict_part)
         problems = curves.attrs.get("curve_problems", []) if curves is not None else []
         sections += [("h2", "Curves"),
                      ("p", f"{counted(len(problems), 'run')} with unreadable or truncated "
@@ -541,6 +545,8 @@ def build(sweep_dirs: Iterable[Path], out: Path, baseline: Optional[ArmSpec] = N
     md_path, html_path = out / "report.md", out / "report.html"
     md_path.write_text(_markdown(sections, out))
     html_path.write_text(_html(sections))
+    for line in said if echo is not None else ():  # once the report holds their evidence
+        echo(line)
     return md_path, html_path
 
 

@@ -99,8 +99,10 @@ def recheck(folder: Path) -> List[str]:
     names, shown, before, after, problems = [], [], [], [], []
     arms = arms_by_label(report, runs)
     verdict_rows = table_rows(report, VERDICT_TABLE)
-    if not verdict_rows:  # a report in another format: say so, rather than find nothing to differ
-        return [f"{folder.name}: no verdict table ({VERDICT_TABLE}) in its {REPORT}"]
+    if not verdict_rows or COLUMNS["p_difference"] not in verdict_rows[0]:  # another format: say so, rather than
+        # find nothing to differ
+        return [f"{folder.name}: no verdict table ({VERDICT_TABLE}) with a column {COLUMNS['p_difference']!r} in its "
+                f"{REPORT}"]
     for row in verdict_rows:
         if not row.get(COLUMNS["p_difference"]):
             continue  # too few seeds for a test

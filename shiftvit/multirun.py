@@ -36,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 if TYPE_CHECKING:
     from hydra.core.utils import JobReturn
 
-from .config import LOCATION_KEYS, MORE_SEEDS, NOT_IDENTITY_KEYS, SEED_KEY
+from .config import LOCATION_KEYS, MORE_SEEDS, NOT_IDENTITY_KEYS, SEED_KEY, ExperimentConfig
 from .records import (
     COMPLETED,
     CONFIG_FILE,
@@ -97,8 +97,13 @@ def sweep_dir_override(sweep_dir: Path) -> str:
     """``"hydra.sweep.dir='multirun/mixer=attn,shift-1a2b3c4d'"``: the override naming this folder, as a shell
     passes it to Hydra. A sweep's name holds ``=`` and ``,``, which Hydra's grammar reads as syntax (a
     malformed override, a list of values) unless the value is quoted."""
-    value = "'" + str(sweep_dir).replace("\\", "\\\\").replace("'", "\\'") + "'"
-    override = f"hydra.sweep.dir={value}"
+    return quoted_override("hydra.sweep.dir", str(sweep_dir))
+
+
+def quoted_override(key: str, value: str) -> str:
+    """``key=value`` with the value quoted for Hydra's grammar and the whole quoted for a shell."""
+    quoted = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    override = f"{key}={quoted}"
     return f'"{override}"' if not re.search(r'["$`\\!]', override) else shlex.quote(override)
 
 
@@ -142,10 +147,11 @@ def continued_sweep_id(argv: List[str], sweeps: Path = Path(SWEEPS_DIR)) -> str:
     return current
 
 
-def same_grid_other_seeds(sweep_dir: Path, task: List[str]) -> List[Path]:
+def same_grid_sweeps(sweep_dir: Path, task: List[str]) -> List[Tuple[Path, str]]:
     """The sweeps beside ``sweep_dir`` (in its parent folder) launched with the same command but for its seeds
-    (``sweep_id`` of each launch's overrides without ``seed``): where a command that adds seeds without naming the
-    folder would train again what one of them holds."""
+    (``sweep_id`` of each launch's overrides without ``seed``), each with the seeds its launch planned
+    (``planned_seeds``): where a command that adds seeds without naming the folder would train again what one of
+    them holds."""
     def grid(overrides: List[str]) -> str:
         return sweep_id(["", *[o for o in overrides if o.split("=", 1)[0].lstrip("+~") != SEED_KEY]])
 
@@ -154,11 +160,23 @@ def same_grid_other_seeds(sweep_dir: Path, task: List[str]) -> List[Path]:
         if other.parent == Path(sweep_dir):
             continue
         try:
-            if grid([str(o) for o in OmegaConf.load(other).hydra.overrides.task]) == wanted:
-                found.append(other.parent)
+            saved = OmegaConf.load(other).hydra
+            overrides = [str(o) for o in saved.overrides.task]
+            if grid(overrides) == wanted:
+                found.append((other.parent, planned_seeds(overrides, as_written(saved.sweeper.get("params")))))
         except Exception:  # a multirun.yaml of another Hydra, or edited by hand: not this grid as far as we know
             continue
     return found
+
+
+def planned_seeds(task: List[str], params: Optional[Dict[str, Any]]) -> str:
+    """``0,1,2``: the seeds a launch's grid runs (the config's default where it sets none), or ``?`` where the
+    grid cannot be known up front."""
+    jobs = planned_jobs(task, params)
+    if jobs is None:
+        return "?"
+    seeds = {o.split("=", 1)[1] for job in jobs for o in job if o.split("=", 1)[0].lstrip("+~") == SEED_KEY}
+    return ",".join(sorted(seeds, key=lambda s: (len(s), s))) or str(ExperimentConfig.seed)
 
 
 def job_dir_name(override_dirname: str) -> str:
@@ -627,10 +645,11 @@ class SweepCallback(Callback):
         overridden = any(o.startswith("hydra.sweep.dir=") for o in as_written(config.hydra.overrides.hydra))
         self.default_dir_under = None if overridden else config.hydra.runtime.cwd
         if self.previous_plan is None and not overridden:  # a new folder: more seeds of a sweep that exists?
-            for other in same_grid_other_seeds(sweep_dir, task):
-                print(f"[sweep] {other} holds this grid with other seeds: this launch starts a new folder and trains "
-                      f"every job of it; to add seeds to that sweep instead (its finished jobs not trained again), "
-                      f"stop this one (Ctrl-C) and add {sweep_dir_override(other)} to the command", flush=True)
+            for other, seeds in same_grid_sweeps(sweep_dir, task):
+                print(f"[sweep] {other} holds a sweep of this grid (seed={seeds}): this launch starts a new folder "
+                      f"for seed={planned_seeds(task, params)} and trains every job of it; to continue that sweep "
+                      f"instead (its finished jobs not trained again), stop this one (Ctrl-C) and add "
+                      f"{sweep_dir_override(other)} to the command", flush=True)
         # unique across launchers of one sweep over time and across machines sharing the file system
         self.sweep_dir, self.launch_id = sweep_dir, f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex}"
         atexit.register(self._finish)  # Ctrl-C or a crash of the launcher still leaves sweep.csv

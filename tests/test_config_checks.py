@@ -254,11 +254,13 @@ def test_a_sweep_folder_pasted_unquoted_is_told_how_to_quote_it(tmp_path):
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"error: cannot parse 'hydra.sweep.dir={folder}': ")
-    assert lines[0].endswith(f"the whole override in shell quotes: \"hydra.sweep.dir='{folder}'\"")
+    assert lines[0].endswith(f"and the whole override for the shell: \"hydra.sweep.dir='{folder}'\"")
     assert not (tmp_path / "multirun").exists()
     quoted = run_cli(["mixer=shift", f"hydra.sweep.dir='{folder}'", "--cfg", "hydra", "--package",
                       "hydra.sweep.dir"], cwd=tmp_path)
     assert quoted.returncode == 0 and folder in quoted.stdout, quoted.stderr
+    typo = run_cli(["-m", "mixer=shift,,attn"], cwd=tmp_path)  # a malformed list is no quoting matter
+    assert typo.returncode == 2 and "quoted" not in typo.stderr, typo.stderr
 
 
 def test_a_refused_run_keeps_a_folder_that_holds_anything_but_hydras_files(tmp_path):

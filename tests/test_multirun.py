@@ -456,16 +456,17 @@ def test_adding_seeds_without_the_sweep_folder_names_the_sweep_that_holds_the_gr
     first = run_cli(["-m", *tiny], cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     [grid] = [p.parent for p in (tmp_path / "multirun").glob("*/multirun.yaml")]
-    assert "holds this grid with other seeds" not in first.stdout
+    assert "holds a sweep of this grid" not in first.stdout
     seeds = run_cli(["-m", *tiny, "seed=0,1"], cwd=tmp_path)
     assert seeds.returncode == 0, seeds.stderr[-3000:]
     from shiftvit.multirun import sweep_dir_override
 
-    note = f"[sweep] {Path('multirun') / grid.name} holds this grid with other seeds: this launch starts a new folder"
+    note = f"[sweep] {Path('multirun') / grid.name} holds a sweep of this grid (seed=0): this launch starts a new " \
+        "folder for seed=0,1 and trains every job of it"
     assert note in seeds.stdout and f"add {sweep_dir_override(Path('multirun') / grid.name)} to the command" \
         in seeds.stdout
     again = run_cli(["-m", *tiny, "seed=0,1"], cwd=tmp_path)  # its own folder found again: nothing new to say
-    assert again.returncode == 0 and "holds this grid" not in again.stdout, again.stderr[-3000:]
+    assert again.returncode == 0 and "holds a sweep of this grid" not in again.stdout, again.stderr[-3000:]
 
 
 def test_jobs_not_run_that_duplicate_another_arm_are_neither_counted_nor_named_as_an_arm(tmp_path):
@@ -485,13 +486,20 @@ def test_jobs_not_run_that_duplicate_another_arm_are_neither_counted_nor_named_a
             shutil.rmtree(job)
     text = build([sweep], tmp_path / "report")[0].read_text()
     assert "Not run: 3 jobs" in text and "With no run of their arm at all" not in text
-    # cut off before any attn job and shift's gamma=1/6 ran: the baseline is queued, and the way out is to run it
+    # cut off before any attn job ran: the baseline is queued, and the way out is to run it, beside the trend over
+    # gamma that the shift arms alone make
+    queued = "No comparison yet: the baseline arm (mixer=attn) has no run, and 4 of the sweep's planned jobs that " \
+        "have not run ask for it (listed above). Relaunch the sweep's command to run them, then report again."
     for job in job_dirs(sweep):
-        if {"mixer=attn", "gamma=1/6"} & set(job_overrides(job)):
+        if "mixer=attn" in job_overrides(job):
             shutil.rmtree(job)
     text = build([sweep], tmp_path / "report")[0].read_text()
-    assert "No comparison yet: the baseline arm (mixer=attn) has no run, and 4 of the sweep's planned jobs that " \
-        "have not run ask for it (listed above). Relaunch the sweep's command to run them, then report again." in text
+    assert queued in text and "## Trend over gamma" in text
+    for job in job_dirs(sweep):  # and before shift's gamma=1/6: one arm, and the same way out
+        if "gamma=1/6" in job_overrides(job):
+            shutil.rmtree(job)
+    text = build([sweep], tmp_path / "report")[0].read_text()
+    assert queued in text and "Trend over" not in text
 
 
 def test_a_sweep_cut_off_before_its_last_seed_counts_the_jobs_it_never_ran(tmp_path):

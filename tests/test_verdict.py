@@ -312,7 +312,7 @@ def test_a_trend_names_the_seeds_that_did_not_finish(tmp_path):
     assert "Seeds that did not finish, in no fit: mixer=shift gamma=1/4: 2 of 3 seeds diverged." in md
 
 
-def test_an_arm_without_a_baseline_on_its_data_is_not_compared_across_data(tmp_path):
+def test_an_arm_without_a_baseline_on_its_data_is_not_compared_across_data(tmp_path, capsys):
     write_arm(tmp_path, "shift-relations", [80.0, 81.0, 82.0], data=RELATIONS)
     write_arm(tmp_path, "shift-digits", [97.0, 97.5, 98.0], data=DIGITS)
     write_arm(tmp_path, "attn-digits", [96.0, 96.5, 97.0], data=DIGITS, mixer="attn")
@@ -320,8 +320,24 @@ def test_an_arm_without_a_baseline_on_its_data_is_not_compared_across_data(tmp_p
     assert list(zip(table["treatment"], table["baseline"])) == [("mixer=shift data=digits", "mixer=attn data=digits")]
     assert table.attrs["no_baseline"] == ["mixer=shift data=relations"]
     report_main([str(tmp_path), "--out", str(tmp_path / "report")])
-    assert ("Not compared, as no baseline arm (mixer=attn) ran on their data: mixer=shift data=relations."
-            in (tmp_path / "report" / "report.md").read_text())
+    said = "No comparison for mixer=shift data=relations: no baseline arm (mixer=attn) ran on their data."
+    assert said in (tmp_path / "report" / "report.md").read_text()
+    assert said in capsys.readouterr().out.splitlines()  # a conclusion the command prints too
+
+
+def test_a_queued_baseline_is_said_only_where_no_arm_is_the_baseline(tmp_path):
+    """Two attn arms equally near the shift arm: no comparison, for that tie, whose way out is --baseline; a planned
+    attn job that has not run changes nothing of that."""
+    from analysis.report import _verdict_sections
+
+    write_arm(tmp_path, "shift", [91.0, 92.0])
+    write_arm(tmp_path, "attn-lr", [90.0, 90.5], mixer="attn", lr=0.001)
+    write_arm(tmp_path, "attn-epochs", [90.0, 90.5], mixer="attn", epochs=2)
+    runs = load_runs(tmp_path, warn=False)
+    sections, _ = _verdict_sections(runs, "val_top1", 1.0, None, None, None, None, {},
+                                    without_arm=["mixer=attn train.lr=0.003 seed=0"])
+    text = " ".join(str(content) for kind, content in sections if kind == "p")
+    assert "No comparison:" in text and "--baseline" in text and "No comparison yet" not in text
 
 
 def test_a_finished_run_without_the_metric_is_counted_not_dropped(tmp_path):
@@ -719,6 +735,14 @@ def test_a_trend_on_a_testbed_that_cannot_separate_its_levels_says_so_first(tmp_
     assert f"The {NO_HEADROOM_OF_LEVELS}: {reason}. A slope this testbed does not find says nothing of gamma" in md
     result = trend(load_runs(tmp_path, warn=False), "gamma_float")
     assert result["ceiling"] == reason and result["headroom_unchecked"] == ""
+    # one level left with finished seeds: no slope, so nothing is said of one
+    few = tmp_path / "few"
+    write_arm(few, "g1_12", [best[1] - 3.0, best[1] - 2.0], gamma="1/12")
+    for seed in (0, 1):
+        write_run(few, f"g1_6-{seed}", seed=seed, gamma="1/6", val_top1=None, status="diverged")
+    assert report_main([str(few), "--out", str(few / "r")]) == 0
+    md = (few / "r" / "report.md").read_text()
+    assert "for a trend over gamma" in md and NO_HEADROOM_OF_LEVELS not in md
 
 
 def _lack_of_fit_p(x, y) -> float:
