@@ -176,8 +176,10 @@ def test_profile_bench_quick_ranks_a_training_steps_operators_by_their_own_time(
         ms = [op["ms"] for op in row["top"]]
         assert 0 < row["copy_ms"] < row["busy_ms"] and row["wall_ms"] > 0 and 0 < row["busy_share"] <= 1.2
         assert ms == sorted(ms, reverse=True) and len(ms) == 15 and sum(op["share"] for op in row["top"]) <= 1
-        # a training step: the backward ran, and the optimizer stepped every parameter
-        assert {"aten::convolution_backward", "aten::copy_"} <= {op["op"] for op in row["top"]}
+        # a training step: the backward ran, and the optimizer stepped (AdamW's update, among the costliest
+        # operators of a small model's step; the ranking of the cheaper ones moves with the machine's load)
+        ops = {op["op"] for op in row["top"]}
+        assert any("backward" in op for op in ops) and "aten::addcdiv_" in ops, ops
         assert "kernels_per_step" not in row  # CPU: no kernels to count
     assert "shiftvit_light_tiny+gn_as_stored: wall" in capsys.readouterr().out
     assert main(["profile", "shiftvit_light_tiny+compiled", "--quick", "--device", "cpu", "--out", ""]) == 2
