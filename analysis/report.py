@@ -274,12 +274,16 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
     # checked here, not left to stats.verdicts, so that the way out names this command's flag
     if not arms_matching(runs, spec):
         arms = "; ".join(dict.fromkeys(runs["arm"]))
+        queued = [job for job in without_arm if _asks_for(job, parse_spec(spec) if isinstance(spec, str) else spec)]
         if baseline is not None or treatment is not None:  # asked for a comparison: no report without it
             which = "--baseline" if baseline is not None else "the default baseline"
+            if queued:
+                raise ValueError(f"{which} {describe(spec)!r} matches no arm that has run, and "
+                                 f"{len(queued)} of the sweep's planned jobs that have not run ask for it: relaunch "
+                                 "the sweep's command to run them, then report again")
             raise ValueError(f"{which} {describe(spec)!r} matches no arm; the arms: {arms}; name one of them "
                              "(or a filter such as 'mixer=shift gamma=1/12') with --baseline")
         table, why = None, f"no arm matches the default baseline ({describe(spec)})"
-        queued = [job for job in without_arm if _asks_for(job, parse_spec(spec) if isinstance(spec, str) else spec)]
     else:
         try:
             table = verdicts(runs, treatment=treatment, baseline=baseline, metric=metric, margin=margin,

@@ -839,14 +839,16 @@ def _unfinished_clause(c: Comparison, names: Tuple[str, str]) -> str:
 
 
 def more_seeds_way_out(finished: Sequence[pd.Series], statuses: Sequence[Sequence[str]],
-                       names: Sequence[str]) -> str:
-    """The way out of too few finished seeds in a comparison (each arm's finished values, ``seed_statuses`` and
-    name): ``ADD_SEEDS``, unless an arm short of 2 finished seeds is short because its seeds diverged
-    (``shift: 3 of 3 seeds diverged; more seeds of a recipe that diverges ...``)."""
+                       names: Sequence[str], paired: bool = False) -> str:
+    """The way out of too few finished seeds in a comparison (each arm's finished values, indexed by seed, its
+    ``seed_statuses`` and name): ``ADD_SEEDS``, unless an arm short of 2 finished seeds (paired: the arms short of
+    2 complete pairs) is short because its seeds diverged (``shift: 3 of 3 seeds diverged; more seeds of a recipe
+    that diverges ...``)."""
+    pairs = len(set.intersection(*(set(values.dropna().index) for values in finished))) if paired else None
     short = []
     for values, arm_statuses_, name in zip(finished, statuses, names):
         diverged, trained = _diverged_of_trained(arm_statuses_)
-        if values.count() < 2 and diverged:
+        if diverged and (pairs < 2 if paired else values.count() < 2):
             short.append(f"{name}: {diverged} of {trained} seeds diverged")
     return f"{'; '.join(short)}; {STEADIER_RECIPE}" if short else ADD_SEEDS
 
@@ -1017,7 +1019,7 @@ def verdicts(runs: pd.DataFrame, treatment: Optional[ArmSpec] = None, baseline: 
         finished = [finished_values(runs, arm, metric) for arm in (t_arm, b_arm)]
         comparisons.append(compare(*finished, margin, paired=pair_by == "seed", names=(t_arm, b_arm),
                                    more_seeds=more_seeds_way_out(finished, [statuses[t_arm], statuses[b_arm]],
-                                                                 pair_names)))
+                                                                 pair_names, paired=pair_by == "seed")))
     tested = [c for c in comparisons if not c.outcome.startswith(INSUFFICIENT)]
     for c, (t_arm, b_arm) in zip(comparisons, pairs):  # an arm whose every seed diverged is a result too
         # every seed of the two arms, paired or not: a diverged seed has no pair

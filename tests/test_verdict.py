@@ -153,6 +153,19 @@ def test_an_arm_short_of_seeds_because_they_diverged_is_not_told_to_add_seeds(tm
     assert "add seeds to the sweep (seed=0,1,2)" in row["verdict"] and "recipe they finish" not in row["verdict"]
 
 
+def test_pairs_missing_because_seeds_diverged_are_not_a_reason_to_add_seeds(tmp_path):
+    """Paired by seed, each arm finished 2 seeds, but never the same 2: the seeds the other arm finished diverged."""
+    write_arm(tmp_path, "shift", [91.0, 92.0])
+    write_arm(tmp_path, "attn", [90.0, 90.5], mixer="attn", first_seed=2)
+    for seed in (2, 3):
+        write_run(tmp_path, f"shift-{seed}", seed=seed, val_top1=None, status="diverged")
+    for seed in (0, 1):
+        write_run(tmp_path, f"attn-{seed}", mixer="attn", seed=seed, val_top1=None, status="diverged")
+    [row] = verdicts(load_runs(tmp_path, warn=False), pair_by="seed").to_dict("records")
+    assert row["outcome"].startswith(f"{INSUFFICIENT} (0 complete pairs, a paired test needs 2 or more: shift: 2 of 4 "
+                                     "seeds diverged; attention: 2 of 4 seeds diverged; more seeds of a recipe")
+
+
 def test_differences_equal_but_for_float_rounding_have_no_variance(tmp_path):
     """Each seed exactly one image better (of 360): 100/360 points, which float subtraction returns as
     0.2777...857 and 0.2777...715. That is no variance, not a certain difference with SD 7e-15."""
@@ -338,6 +351,11 @@ def test_a_queued_baseline_is_said_only_where_no_arm_is_the_baseline(tmp_path):
                                     without_arm=["mixer=attn train.lr=0.003 seed=0"])
     text = " ".join(str(content) for kind, content in sections if kind == "p")
     assert "No comparison:" in text and "--baseline" in text and "No comparison yet" not in text
+    # named on the command line, a baseline that is only planned gets the same way out, as the command's error
+    with pytest.raises(ValueError, match=r"^--baseline 'mixer=pool' matches no arm that has run, and 1 of the "
+                                         r"sweep's planned jobs that have not run ask for it: relaunch the sweep's "
+                                         r"command to run them, then report again$"):
+        _verdict_sections(runs, "val_top1", 1.0, "pool", None, None, None, {}, without_arm=["mixer=pool seed=0"])
 
 
 def test_a_finished_run_without_the_metric_is_counted_not_dropped(tmp_path):
