@@ -168,7 +168,7 @@ def arms_matching(runs: pd.DataFrame, spec: Optional[ArmSpec]) -> List[str]:
     arms = list(dict.fromkeys(runs["arm"])) if "arm" in runs else []
     if spec is None or (isinstance(spec, str) and spec in arms):
         return arms if spec is None else [spec]
-    spec = parse_spec(spec) if isinstance(spec, str) else dict(spec)
+    spec = as_filter(spec)
     mask = pd.Series(True, index=runs.index)
     for key, wanted in spec.items():
         if column_name(key) not in runs:
@@ -188,8 +188,13 @@ def parse_spec(text: str) -> Dict[str, str]:
     return dict(pairs)
 
 
+def as_filter(spec: ArmSpec) -> Dict[str, Any]:
+    """An arm spec (a label, a mixer name or a filter) as a filter: ``{"mixer": "shift", "gamma": "1/12"}``."""
+    return parse_spec(spec) if isinstance(spec, str) else dict(spec)
+
+
 def describe(spec: ArmSpec) -> str:
-    spec = parse_spec(spec) if isinstance(spec, str) else spec
+    spec = as_filter(spec)
     return " ".join(f"{k}={v}" for k, v in spec.items())
 
 

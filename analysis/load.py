@@ -48,7 +48,10 @@ from shiftvit.records import (
     UNRECORDED_DATA,
     USED_STATUSES,
     WANDB_DIR,
+    RecordError,
+    duplicate_owner,
     parse_metrics,
+    read_summary,
     run_status,
     trained_code,
     trained_machines,
@@ -148,12 +151,12 @@ def _duplicated_arms(sweep: Path, arms: Dict[frozenset, str], arm_of_run: Dict[P
     duplicated: Dict[frozenset, str] = {}
     for job in job_dirs(sweep):
         try:
-            summary = json.loads((job / SUMMARY_FILE).read_text())
-        except (OSError, ValueError):
+            summary = read_summary(job)
+        except RecordError:
             continue
         if not isinstance(summary, dict) or summary.get("status") != DUPLICATE:
             continue
-        owner = arm_of_run.get((job / str(summary.get(DUPLICATE_OF_KEY) or "")).resolve())
+        owner = arm_of_run.get(duplicate_owner(job, summary))
         key = arm_key(job_overrides(job), NOT_IDENTITY_KEYS)
         if owner is not None and key not in arms:
             duplicated[key] = owner

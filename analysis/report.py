@@ -26,7 +26,7 @@ from shiftvit.config import ConfigError, check_tolerance
 from shiftvit.multirun import MULTIRUN_FILE, PLANS_DIR, SWEEPS_DIR
 from shiftvit.records import CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE, RUNNING, SUMMARY_FILE, USED_STATUSES
 
-from .arms import ArmSpec, arms_matching, column_name, describe, parse_spec
+from .arms import ArmSpec, arms_matching, as_filter, column_name, describe
 from .headroom import METHOD, Testbed, headroom_line, testbeds_of
 from .load import (
     ATTEMPTS_SEPARATOR,
@@ -274,7 +274,7 @@ def _verdict_sections(runs: pd.DataFrame, metric: str, margin: float, baseline: 
     # checked here, not left to stats.verdicts, so that the way out names this command's flag
     if not arms_matching(runs, spec):
         arms = "; ".join(dict.fromkeys(runs["arm"]))
-        queued = [job for job in without_arm if _asks_for(job, parse_spec(spec) if isinstance(spec, str) else spec)]
+        queued = [job for job in without_arm if _asks_for(job, as_filter(spec))]
         if baseline is not None or treatment is not None:  # asked for a comparison: no report without it
             which = "--baseline" if baseline is not None else "the default baseline"
             if queued:

@@ -1155,10 +1155,11 @@ def trend(runs: pd.DataFrame, factor: str, metric: str = DEFAULT_METRIC, margin:
     import statsmodels.api as sm
 
     levels, values, arms = [], [], []
+    seeds_of: Dict[str, pd.Series] = {}  # each level's arm -> its finished seeds' values
     for arm in dict.fromkeys(runs.loc[runs["used"], "arm"]):
         level = pd.to_numeric(runs.loc[runs["arm"] == arm, factor], errors="coerce").iloc[0]  # one per arm
         if pd.notna(level):
-            seeds = finished_values(runs, arm, metric)
+            seeds = seeds_of[arm] = finished_values(runs, arm, metric)
             levels += [level] * len(seeds)
             values += list(seeds)
             arms.append((arm, seeds.index))
@@ -1168,10 +1169,9 @@ def trend(runs: pd.DataFrame, factor: str, metric: str = DEFAULT_METRIC, margin:
               "images_p": math.nan, "images_why": "", "lack_of_fit_f": math.nan, "lack_of_fit_p": math.nan,
               "lack_of_fit_unequal_p": math.nan, "permutation_p": math.nan, "ceiling": "", "headroom_unchecked": "",
               "low": float(x.min()) if len(x) else math.nan, "high": float(x.max()) if len(x) else math.nan}
-    bed = _testbed(runs, [arm for arm, _ in arms], testbeds)
+    bed = _testbed(runs, list(seeds_of), testbeds)
     if bed is not None:  # a slope is a comparison of the levels: the same check of the testbed as a verdict's
-        seeds = {arm: finished_values(runs, arm, metric) for arm, _ in arms}
-        result["ceiling"] = ceiling_reason([v.mean() for v in seeds.values()], bed, margin, seeds=seeds) or ""
+        result["ceiling"] = ceiling_reason([v.mean() for v in seeds_of.values()], bed, margin, seeds=seeds_of) or ""
         result["headroom_unchecked"] = bed.unbuilt or ""
     if len(x) >= 3 and len(set(x)) >= 2:
         fit = sm.OLS(y, sm.add_constant(x)).fit()

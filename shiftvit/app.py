@@ -47,6 +47,7 @@ from .records import (
     INTERRUPTED,
     RUNNING,
     SUMMARY_FILE,
+    duplicate_owner,
 )
 from .tracking import flatten
 
@@ -274,8 +275,8 @@ def _orphaned_duplicate(run_dir: Path, summary: Dict[str, Any], digest: str) -> 
     analysis counts the two as one replicate of the seed). Kept as it is, the config would have no result."""
     if summary.get("status") != DUPLICATE:
         return False
-    owner = (run_dir / str(summary.get(DUPLICATE_OF_KEY) or "")).resolve()
-    return not (summary.get(DUPLICATE_OF_KEY) and _holds_config(owner, digest)) or _cut_off(owner)
+    owner = duplicate_owner(run_dir, summary)
+    return owner is None or not _holds_config(owner, digest) or _cut_off(owner)
 
 
 def _holds_config(run_dir: Path, digest: str) -> bool:

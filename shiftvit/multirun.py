@@ -152,8 +152,8 @@ def same_grid_sweeps(sweep_dir: Path, task: List[str]) -> List[Tuple[Path, str]]
     (``sweep_id`` of each launch's overrides without ``seed``), each with the seeds its launch planned
     (``planned_seeds``): where a command that adds seeds without naming the folder would train again what one of
     them holds."""
-    def grid(overrides: List[str]) -> str:
-        return sweep_id(["", *[o for o in overrides if o.split("=", 1)[0].lstrip("+~") != SEED_KEY]])
+    def grid(overrides: List[str]) -> str:  # the sweep's name less its seeds
+        return sweep_id(["", *overrides], (*NOT_IDENTITY_KEYS, SEED_KEY))
 
     wanted, found = grid(task), []
     for other in sorted(Path(sweep_dir).parent.glob(f"*/{MULTIRUN_FILE}")):
@@ -175,7 +175,7 @@ def planned_seeds(task: List[str], params: Optional[Dict[str, Any]]) -> str:
     jobs = planned_jobs(task, params)
     if jobs is None:
         return "?"
-    seeds = {o.split("=", 1)[1] for job in jobs for o in job if o.split("=", 1)[0].lstrip("+~") == SEED_KEY}
+    seeds = {o.split("=", 1)[1] for job in jobs for o in job if override_key(o) == SEED_KEY}
     return ",".join(sorted(seeds, key=lambda s: (len(s), s))) or str(ExperimentConfig.seed)
 
 
@@ -489,7 +489,12 @@ def _named_jobs(saved: Optional[DictConfig]) -> List[Tuple[str, List[str]]]:
 def arm_key(overrides: List[str], exclude: Tuple[str, ...] = ()) -> frozenset:
     """What a job's overrides ask for besides its seed (and the ``exclude`` keys): jobs with one key are the same
     arm's seeds."""
-    return frozenset(o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in (SEED_KEY, *exclude))
+    return frozenset(o for o in overrides if override_key(o) not in (SEED_KEY, *exclude))
+
+
+def override_key(override: str) -> str:
+    """The key an override sets, without Hydra's prefixes (``seed`` for ``+seed=1``)."""
+    return override.split("=", 1)[0].lstrip("+~")
 
 
 def seeds_slowest(params: Optional[Dict[str, Any]], task: List[str]) -> Tuple[Dict[str, Any], List[str]]:

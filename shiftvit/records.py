@@ -321,6 +321,13 @@ def read_metrics(run_dir: Path) -> List[Dict[str, Any]]:
     return rows
 
 
+def duplicate_owner(run_dir: Path, summary: Dict[str, Any]) -> Optional[Path]:
+    """The record a duplicate's summary names as the run it duplicates (``DUPLICATE_OF_KEY``, relative to its own
+    folder), or None where it names none."""
+    owner = summary.get(DUPLICATE_OF_KEY)
+    return (Path(run_dir) / str(owner)).resolve() if owner else None
+
+
 def read_summary(run_dir: Path) -> Dict[str, Any]:
     path = Path(run_dir) / SUMMARY_FILE
     try:

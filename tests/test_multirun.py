@@ -262,6 +262,9 @@ def _job(sweep_dir: Path, override: str) -> Path:
 
 
 SMALL = ["model=shiftvit_nano", "mixer=shift,identity", "train.epochs=1", "logger=none"]
+# a job of a second or two: 2 batches of synthetic 32-px images, one epoch
+TINY = ["model=shiftvit_nano", "logger=none", "data=synthetic", "data.img_size=32", "data.num_classes=4",
+        "data.num_train=16", "data.num_val=8", "train.batch_size=8", "train.epochs=1", "train.warmup_epochs=0"]
 
 
 def test_joblib_two_jobs_then_relaunch_trains_nothing(tmp_path):
@@ -450,9 +453,7 @@ def test_cut_off_sweep_resumes_with_the_same_command(tmp_path):
 def test_adding_seeds_without_the_sweep_folder_names_the_sweep_that_holds_the_grid(tmp_path):
     """The seed names the sweep: the headline line relaunched with seed=0,1,2 but not its folder starts a new sweep
     and trains its seed 0 again. The launch says so at once, with the override that adds the seeds instead."""
-    tiny = ["model=shiftvit_nano", "mixer=shift", "logger=none", "data=synthetic", "data.img_size=32",
-            "data.num_classes=4", "data.num_train=16", "data.num_val=8", "train.batch_size=8", "train.epochs=1",
-            "train.warmup_epochs=0"]
+    tiny = ["mixer=shift", *TINY]
     first = run_cli(["-m", *tiny], cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     [grid] = [p.parent for p in (tmp_path / "multirun").glob("*/multirun.yaml")]
@@ -476,9 +477,7 @@ def test_jobs_not_run_that_duplicate_another_arm_are_neither_counted_nor_named_a
     from analysis.report import build
 
     sweep = tmp_path / "sweep"
-    args = ["-m", "mixer=shift,attn", "gamma=1/12,1/6", "seed=0,1", "match=none", "train.warmup_epochs=0",
-            "logger=none", "model=shiftvit_nano", "data=synthetic", "data.img_size=32", "data.num_classes=4",
-            "data.num_train=16", "data.num_val=8", "train.batch_size=8", "train.epochs=1", f"hydra.sweep.dir={sweep}"]
+    args = ["-m", "mixer=shift,attn", "gamma=1/12,1/6", "seed=0,1", "match=none", *TINY, f"hydra.sweep.dir={sweep}"]
     proc = run_cli(args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for job in job_dirs(sweep):  # seed 1 of every job never ran, as in a sweep cut off after its seed 0
@@ -560,9 +559,7 @@ def test_a_one_seed_sweep_says_how_to_add_seeds_to_itself_and_they_reuse_its_job
     """The headline line runs one seed per arm; the seed names the sweep, so the last line gives the override that
     adds seeds to this very folder (quoted: a sweep's name holds '=' and ','), and the relaunch finds the seed-0
     jobs done (duplicates of the first launch's) and trains only the new seeds."""
-    args = ["-m", "mixer=shift", "model=shiftvit_nano", "data=synthetic", "data.img_size=32", "data.num_train=16",
-            "data.num_val=8", "data.num_classes=4", "train.batch_size=8", "train.epochs=1", "train.warmup_epochs=0",
-            "logger=none"]
+    args = ["-m", "mixer=shift", *TINY]
     first = run_cli(args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     [hint] = [line for line in first.stdout.splitlines() if "a verdict needs two or more" in line]
