@@ -364,8 +364,10 @@ def _refuse_a_sweep_directory(run_dir: Path) -> None:
 
 
 def run_experiment(cfg: Dict[str, Any], run_dir: Path, *, sweep_dir: Optional[Path] = None,
-                   sweep_name: Optional[str] = None, overrides: Optional[List[str]] = None) -> Dict[str, Any]:
-    """Validate, train and record one run in ``run_dir``; returns the summary. ``sweep_dir`` enables dedupe.
+                   sweep_name: Optional[str] = None, overrides: Optional[List[str]] = None,
+                   hydra_dir: Optional[Path] = None) -> Dict[str, Any]:
+    """Validate, train and record one run in ``run_dir``; returns the summary. ``sweep_dir`` enables dedupe;
+    ``hydra_dir``: where Hydra wrote this launch's files, copied beside the record once the folder accepts it.
 
     ``run_dir`` belongs to one effective config: a record of another config there stops the run before
     anything is written (``ConfigError``); a finished record of the same config is returned untouched; an
@@ -383,6 +385,10 @@ def run_experiment(cfg: Dict[str, Any], run_dir: Path, *, sweep_dir: Optional[Pa
     dist = dist_utils.info()
     lock, previous = _own_run_dir(run_dir, effective, digest, dist, _another_folder(sweep_dir))
     try:
+        if hydra_dir is not None and dist.is_main:
+            from .records import keep_hydra_files
+
+            keep_hydra_files(hydra_dir, run_dir)
         if previous.get("status") in FINISHED_STATUSES and not _orphaned_duplicate(run_dir, previous, digest):
             log.info("%s already holds a %s run of this config: nothing to do", run_dir, previous["status"])
             return previous
@@ -681,13 +687,14 @@ def main(cfg: DictConfig) -> Optional[float]:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     run_dir = Path(hc.runtime.output_dir)
+    hydra_dir = run_dir / hc.output_subdir if hc.output_subdir else None
     launch_error = run_dir / LAUNCH_ERROR_FILE
     launch_error.unlink(missing_ok=True)
     try:
         plain = plain_config(cfg)
         check(plain)  # before torch loads: a bad value answers at once
     except ConfigError as e:
-        return _fail(str(e), multirun, launch_error)
+        return _fail(str(e), multirun, launch_error, hydra_dir)
     grid = as_written(hc.sweeper.get("params")) or {}
     if not multirun and grid:  # an experiment's grid, which Hydra runs under -m only
         log.warning("this config sweeps %s only under -m: this is one run of it (%s); add -m to run the grid",
@@ -703,15 +710,15 @@ def main(cfg: DictConfig) -> Optional[float]:
         plain["train"]["threads"] = threads
     try:
         summary = run_experiment(plain, run_dir, sweep_dir=sweep_dir, sweep_name=sweep_name,
-                                 overrides=list(hc.overrides.task))
+                                 overrides=list(hc.overrides.task), hydra_dir=hydra_dir)
     except (ConfigError, RecordError) as e:
-        return _fail(str(e), multirun, launch_error)
+        return _fail(str(e), multirun, launch_error, hydra_dir)
     except Exception as e:
         if not multirun:
             raise
         log.exception("job failed")  # the traceback goes to this job's log file
         return _fail(f"{type(e).__name__}: {e} (traceback in {run_dir / f'{hc.job.name}.log'})", multirun,
-                     launch_error)
+                     launch_error, hydra_dir)
     return summary.get("val_top1")
 
 
@@ -765,17 +772,25 @@ def _threads_per_job(hc) -> Optional[int]:
     return None
 
 
-def _fail(message: str, multirun: bool, launch_error: Path) -> None:
+def _fail(message: str, multirun: bool, launch_error: Path, hydra_dir: Optional[Path] = None) -> None:
     """A job that cannot run: one line on stderr; exit 2 for a single run, which leaves no folder behind (a
     typo would leave one per attempt); in a sweep the others go on, and the job's folder says why it did not run
     (the sweep's table and report list it). Under torchrun rank 0 says an error that every process meets, and a
-    process that meets one of its own (its node's data missing) says that one itself, naming its rank."""
+    process that meets one of its own (its node's data missing) says that one itself, naming its rank. A folder
+    that holds a record gets back its own launch's ``.hydra`` files, which Hydra rewrote for this one."""
     from .distributed import info, say_failure, start_failures  # info is free of torch: a config error answers
     # before torch loads, and under torchrun (the only case that imports torch here) run.py has loaded it
 
     processes = info()
     if processes.is_main:
         print(f"error: {message}", file=sys.stderr, flush=True)
+        if hydra_dir is not None:
+            from .records import restore_hydra_files
+
+            try:
+                restore_hydra_files(hydra_dir, launch_error.parent)
+            except OSError:  # an unwritable folder: the error above is what matters
+                pass
     if not multirun:
         # the ranks share the folder, which rank 0 removes below where it holds only Hydra's files: none may still
         # be setting up its log file in it, so it waits for every rank to fail too. A record keeps the folder, and

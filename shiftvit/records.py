@@ -49,6 +49,10 @@ LOCK_FILE = ".lock"
 # where train.resume=fresh moves an old record; dot-named so that no loader takes it for a run
 ARCHIVE_DIR = ".archive"
 WANDB_DIR = "wandb"  # what wandb.init(dir=run_dir) writes inside a run directory (its offline runs)
+# a copy of Hydra's files (.hydra/) as the launch that the record accepted wrote them: Hydra rewrites them for every
+# launch before the task runs, so a launch the folder then refuses (another config, a run in progress) would leave
+# .hydra/ describing a run that never happened; the refusal puts this copy back (restore_hydra_files)
+HYDRA_COPY_DIR = ".hydra-record"
 
 # the status of a record (summary.json's "status"); every module names them through these constants
 RUNNING, COMPLETED, DIVERGED, FAILED, DUPLICATE, INTERRUPTED = STATUSES = (
@@ -369,10 +373,26 @@ def archive_record(run_dir: Path, logs: Sequence[Path] = ()) -> Path:
     for log in logs:
         shutil.copy2(log, dest / log.name)
         os.truncate(log, 0)  # opened to append: the next line lands at the start
-    for name in (WANDB_DIR, *RECORD_FILES):
+    for name in (WANDB_DIR, HYDRA_COPY_DIR, *RECORD_FILES):
         if (run_dir / name).exists():
             os.replace(run_dir / name, dest / name)
     return dest
+
+
+def keep_hydra_files(hydra_dir: Path, run_dir: Path) -> None:
+    """Copy the files Hydra wrote for this launch (``hydra_dir``, its ``.hydra``) beside the record that accepted
+    it, for ``restore_hydra_files``."""
+    for path in sorted(Path(hydra_dir).glob("*.yaml")):
+        atomic_write_bytes(Path(run_dir) / HYDRA_COPY_DIR / path.name, path.read_bytes())
+
+
+def restore_hydra_files(hydra_dir: Path, run_dir: Path) -> List[str]:
+    """Put back, over what Hydra has just written for a launch the folder refused, the record's copy of its own
+    launch's files; returns the names restored (none where the record predates the copy, or there is none)."""
+    kept = sorted((Path(run_dir) / HYDRA_COPY_DIR).glob("*.yaml"))
+    for path in kept:
+        atomic_write_bytes(Path(hydra_dir) / path.name, path.read_bytes())
+    return [path.name for path in kept]
 
 
 def archived_records(run_dir: Path) -> int:

@@ -23,6 +23,7 @@ from shiftvit.multirun import job_dirs
 from shiftvit.records import (
     CHECKPOINT_FILE,
     FAILED,
+    HYDRA_COPY_DIR,
     INTERRUPTED,
     METRIC_KEYS,
     RUNNING,
@@ -819,5 +820,9 @@ def test_fresh_archives_hydras_job_log_with_the_record(tmp_path):
     [archived] = (run_dir / ".archive").iterdir()
     assert (archived / "run.log").read_text().startswith(old_log)
     assert {"summary.json", "config.yaml", "metrics.jsonl"} <= {p.name for p in archived.iterdir()}
+    # Hydra's files of the launch that wrote the old record go with it; .hydra/ holds the new launch's
+    assert "train.epochs=1" in (archived / HYDRA_COPY_DIR / "overrides.yaml").read_text()
+    assert "train.epochs=2" in (run_dir / ".hydra" / "overrides.yaml").read_text()
+    assert "train.epochs=2" in (run_dir / HYDRA_COPY_DIR / "overrides.yaml").read_text()
     new_log = (run_dir / "run.log").read_text()
     assert "epoch 1/1" not in new_log and "epoch 2/2" in new_log and "completed" in new_log

@@ -256,7 +256,8 @@ def test_reused_run_dir_with_another_config_is_refused_untouched(reference, tmp_
 
 
 def test_changed_default_in_a_relaunched_sweep_keeps_every_record(tmp_path):
-    """A default edited in conf/config.yaml, the same -m command again: every job refuses, nothing lies."""
+    """A default edited in conf/config.yaml, the same -m command again: every job refuses, nothing lies, Hydra's
+    .hydra/ files included."""
     conf = tmp_path / "conf"
     shutil.copytree(CONF, conf)
     sweep = tmp_path / "sweep"
@@ -264,6 +265,7 @@ def test_changed_default_in_a_relaunched_sweep_keeps_every_record(tmp_path):
     first = run_cli(args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     records = {job.name: (job / SUMMARY_FILE).read_bytes() for job in job_dirs(sweep)}
+    hydras = {path: path.read_bytes() for job in job_dirs(sweep) for path in (job / ".hydra").iterdir()}
     top = conf / "config.yaml"
     top.write_text(top.read_text() + "train:\n  lr: 1.0e-3\n")
     second = run_cli(args, cwd=tmp_path)
@@ -273,6 +275,9 @@ def test_changed_default_in_a_relaunched_sweep_keeps_every_record(tmp_path):
     assert second.stderr.count("use another hydra.sweep.dir, or train.resume=fresh") == 2
     assert "hydra.run.dir" not in second.stderr and "Traceback" not in second.stderr
     assert {job.name: (job / SUMMARY_FILE).read_bytes() for job in job_dirs(sweep)} == records
+    # Hydra rewrote each job's .hydra/ for the refused launch before any check ran: the refusal gives them back,
+    # so .hydra/config.yaml still says the lr its record trained with
+    assert {path: path.read_bytes() for path in hydras} == hydras
     rows = sweep_rows(sweep)
     assert [r["status"] for r in rows] == ["completed", "completed"]  # what the records say, of their config
     assert all("another config" in r["launch_error"] for r in rows)
